@@ -1,0 +1,12 @@
+"""nnunet-spine: nnU-Net v2 plugin and dataset-conversion suite for spinal MRI.
+
+Top-level packages: ``nnunet_extensions`` (I/O, geometry, phantoms, nnU-Net integration, CLI),
+``dataset_converters``, ``trainers``, ``postprocessing``.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+try:
+    __version__ = _version("nnunet-spine")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,91 @@
+"""The ``nnspine`` console script.
+
+Thin by design: each subcommand lives in a module of this package that defines
+``register(subparsers)`` (adds its parser, with ``set_defaults(func=run)``) and ``run(args) -> int``.
+Heavy libraries (torch, nnU-Net) are imported inside ``run`` so ``nnspine --help`` and light commands
+start fast. Exit codes: 0 success, 2 bad usage or bad input (one line on stderr, no traceback),
+1 unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+from nnunet_extensions import __version__
+from nnunet_extensions.io import InputError
+
+#: Subcommand modules, in the order ``nnspine --help`` lists them.
+COMMAND_MODULES = [
+    "phantom",
+    "csa",
+    "convert",
+    "preprocess_soft",
+    "trainers",
+    "softmask",
+    "evaluate",
+    "demo",
+]
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(InputError):
+    """Bad combination of options (reported like bad input: exit 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every available subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="nnspine",
+        description=(
+            "nnU-Net v2 plugin for spinal MRI: phantoms with known truth, dataset converters, soft cord "
+            "segmentation targets, trainers, and postprocessing (CSA morphometry, soft masks, evaluation). "
+            "Run 'nnspine <command> --help' for inputs, outputs and units."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"nnspine (nnunet-spine) {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"nnunet_extensions.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"nnunet_extensions.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``nnspine``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"nnspine {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"nnspine {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal error: say so, keep the traceback for bug reports
+        if os.environ.get("NNSPINE_DEBUG"):
+            traceback.print_exc()
+        print(
+            f"nnspine {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(set NNSPINE_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
