@@ -1,0 +1,47 @@
+"""Writing phantom datasets in BIDS layout (raw images, ``derivatives/<pipeline>/...``, sidecars)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_extensions import __version__
+from nnunet_extensions.io import OutputExistsError, save_image, write_text
+
+
+def start_dataset(root: Path, name: str, subjects: list[str], overwrite: bool = False) -> Path:
+    """Create a BIDS root with ``dataset_description.json`` and ``participants.tsv``.
+
+    Refuses a non-empty existing folder unless ``overwrite``.
+    """
+    root = Path(root)
+    if root.exists() and any(root.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{root}: output folder exists and is not empty (use --overwrite)")
+    root.mkdir(parents=True, exist_ok=True)
+    desc = {"Name": name, "BIDSVersion": "1.9.0", "DatasetType": "raw",
+            "GeneratedBy": [{"Name": "nnunet-spine phantom", "Version": __version__}]}
+    write_text(root / "dataset_description.json", json.dumps(desc, indent=2) + "\n", overwrite=True)
+    write_text(root / "participants.tsv", "participant_id\n" + "".join(f"{s}\n" for s in subjects), overwrite=True)
+    return root
+
+
+def start_derivative(root: Path, pipeline: str, description: str) -> Path:
+    """Create ``derivatives/<pipeline>`` with its ``dataset_description.json``; returns that folder."""
+    deriv = Path(root) / "derivatives" / pipeline
+    deriv.mkdir(parents=True, exist_ok=True)
+    desc = {"Name": description, "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "nnunet-spine phantom", "Version": __version__}]}
+    write_text(deriv / "dataset_description.json", json.dumps(desc, indent=2) + "\n", overwrite=True)
+    return deriv
+
+
+def anat_path(folder: Path, subject: str, entities: str, suffix: str = "", ext: str = ".nii.gz") -> Path:
+    """``folder/sub-XX/anat/sub-XX_<entities><suffix><ext>``."""
+    return Path(folder) / subject / "anat" / f"{subject}_{entities}{suffix}{ext}"
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype, overwrite: bool = True) -> Path:
+    """Save one phantom volume (folders created, atomic write)."""
+    return save_image(data, affine, path, overwrite=overwrite, dtype=dtype)
