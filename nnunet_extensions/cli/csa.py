@@ -1,0 +1,167 @@
+"""``nnspine csa``: cord cross-sectional area and shape metrics per slice / level, SCT-compatible CSV."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from nnunet_extensions.cli.common import add_overwrite, add_quiet, existing_path, new_parser
+
+DESCRIPTION = """\
+Measure the spinal cord cross-sectional area (CSA) and shape, slice by slice, from cord masks, and
+write them in the CSV layout of SCT's sct_process_segmentation.
+
+Inputs
+  -i SEG [SEG ...]   cord masks (NIfTI, or MHA/NRRD), binary (0/1) or soft (partial-volume fractions in
+                     [0, 1]; partial volume is counted), 3-D, any orientation; folders are replaced by
+                     the .nii/.nii.gz files they hold. Slices are taken along the voxel axis closest to the
+                     subject's S-I axis and numbered inferior -> superior as in SCT's RPI orientation.
+  --vertfile FILE    labelled vertebral levels on the same grid (e.g. SCT's *_labeled.nii.gz); a slice
+                     belongs to the level its cord voxels mostly carry.
+  --discfile FILE    disc point labels on the same grid (SCT convention: value n marks the top of
+                     vertebra n; slices between disc n and disc n+1 are level n).
+
+Output
+  One CSV (default ./csa.csv; '-o -' prints it) with SCT's columns: Filename, Slice (I->S) ("0:54" for a
+  group, "10" for one slice), VertLevel, MEAN/STD over slices of area [mm^2], angle_AP and angle_RL
+  [degrees; angle_AP: rotation about the A-P axis, + when the cord runs toward the subject's left going
+  up; angle_RL: rotation about the R-L axis, + when it runs anterior going up], diameter_AP and
+  diameter_RL [mm], eccentricity [0-1], orientation [degrees, + when the cord's left side is anterior],
+  solidity [0-1], and SUM(length) [mm of centreline]. STD is the population standard deviation.
+  Default: one row per file over all its slices; --perslice: one row per slice; --perlevel: one per level.
+  The area is corrected for the cord's obliquity with a smooth centreline fitted along S-I (area = sum of
+  voxel fractions x in-plane voxel area x cos(angle between centreline and slice normal)).
+  Several inputs go into one CSV, told apart by Filename. --plot adds a PNG of CSA along S-I with the
+  level boundaries. An existing CSV or picture is never replaced without --overwrite.
+
+Exit status: 0 all measured; 2 bad usage or bad input (a bad file among several is reported on stderr,
+skipped, and the others are still measured and written); 1 internal error.
+"""
+
+EPILOG = """\
+examples:
+  nnspine csa -i t2_seg.nii.gz --perslice -o t2_csa_perslice.csv
+  nnspine csa -i t2_seg.nii.gz --vert 2:5 --vertfile t2_seg_labeled.nii.gz --perlevel -o csa_levels.csv
+  nnspine csa -i predictions/ --threshold 0.5 -o csa_all.csv --plot csa_all.png --overwrite
+"""
+
+
+def parse_levels(text: str) -> list[int]:
+    """argparse type for ``--vert``: ``"2:5"`` → [2, 3, 4, 5]; ``"2,4:5"`` → [2, 4, 5]."""
+    out: list[int] = []
+    for part in filter(None, re.split(r"[,;]", text.strip())):
+        m = re.fullmatch(r"\s*(\d+)\s*(?::\s*(\d+)\s*)?", part)
+        if not m:
+            raise argparse.ArgumentTypeError(f"expected levels such as 2:5 or 2,4, got {text!r}")
+        first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+        if last < first:
+            raise argparse.ArgumentTypeError(f"empty level range {part!r}")
+        out.extend(v for v in range(first, last + 1) if v not in out)
+    if not out:
+        raise argparse.ArgumentTypeError("no level given")
+    return out
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def register(subparsers) -> None:
+    p = new_parser(subparsers, "csa", help="cord cross-sectional area and shape per slice/level (SCT-compatible CSV)",
+                   description=DESCRIPTION, epilog=EPILOG)
+    p.add_argument("-i", "--input", nargs="+", required=True, type=existing_path, metavar="SEG",
+                   help="cord mask file(s) or folder(s) of NIfTI masks")
+    p.add_argument("-o", "--output", default="csa.csv", metavar="OUT.csv",
+                   help="output CSV (default: csa.csv in the current folder; '-' prints to stdout)")
+    rows = p.add_mutually_exclusive_group()
+    rows.add_argument("--perslice", action="store_true", help="one row per slice")
+    rows.add_argument("--perlevel", action="store_true",
+                      help="one row per vertebral level (needs --vertfile or --discfile)")
+    p.add_argument("--vert", type=parse_levels, metavar="LEVELS",
+                   help="only these vertebral levels, e.g. 2:5 or 2,4 (needs --vertfile or --discfile)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--vertfile", type=existing_path, metavar="LEVELS.nii.gz",
+                     help="labelled vertebral levels on the mask's grid")
+    src.add_argument("--discfile", type=existing_path, metavar="DISCS.nii.gz",
+                     help="disc point labels on the mask's grid (value n = top of vertebra n)")
+    p.add_argument("--threshold", type=_threshold, metavar="T",
+                   help="binarize the mask first: voxels >= T count as cord (default: use values as fractions)")
+    p.add_argument("--no-angle-correction", dest="angle_correction", action="store_false",
+                   help="do not correct for the centreline's obliquity (angles reported as 0)")
+    p.add_argument("--plot", type=existing_path, metavar="OUT.png",
+                   help="also draw CSA along S-I with level boundaries (QC picture)")
+    add_overwrite(p)
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from nnunet_extensions.cli import UsageError
+    from nnunet_extensions.io import InputError, check_output
+
+    has_levels = args.vertfile is not None or args.discfile is not None
+    if (args.vert or args.perlevel) and not has_levels:
+        raise UsageError("--vert and --perlevel need a level source: --vertfile or --discfile")
+    to_stdout = str(args.output) == "-"
+    if not to_stdout:
+        check_output(args.output, args.overwrite)  # refuse early, before any work
+    if args.plot is not None:
+        check_output(args.plot, args.overwrite)
+
+    from postprocessing import csa
+
+    files = csa.expand_inputs(args.input, exclude=[p for p in (args.vertfile, args.discfile) if p is not None])
+    per = "slice" if args.perslice else "level" if args.perlevel else "all"
+    show_bar = len(files) > 1 and not args.quiet and sys.stderr.isatty()
+    iterator = files
+    if show_bar:
+        from tqdm import tqdm
+
+        iterator = tqdm(files, desc="nnspine csa", unit="file", file=sys.stderr)
+
+    rows, per_slices, skipped = [], [], 0
+    for path in iterator:
+        try:
+            columns = csa.measure_file_columns(path, vertfile=args.vertfile, discfile=args.discfile,
+                                               threshold=args.threshold, angle_correction=args.angle_correction)
+            found = csa.summary_rows(columns, per=per, vert=args.vert, filename=str(path))
+            if not found:
+                raise InputError(f"{path}: no slice of level(s) {csa.format_ranges(args.vert or [])} holds cord")
+        except InputError as exc:
+            if len(files) == 1:
+                raise
+            skipped += 1
+            message = f"nnspine csa: error: {exc} (skipped)"
+            if show_bar:
+                iterator.write(message, file=sys.stderr)
+            else:
+                print(message, file=sys.stderr)
+            continue
+        rows.extend(found)
+        if args.plot is not None:
+            per_slices.append((str(path), csa.select_levels(columns, args.vert)))
+    if not rows:
+        raise InputError(f"none of the {len(files)} inputs could be measured; no CSV written")
+
+    text = csa.csv_text(rows)
+    if to_stdout:
+        sys.stdout.write(text)
+    else:
+        from nnunet_extensions.io import write_text
+
+        write_text(args.output, text, overwrite=args.overwrite)
+    if args.plot is not None:
+        import pandas as pd
+
+        from postprocessing.qc import plot_csa_profile
+
+        table = pd.concat([pd.DataFrame(cols).assign(Filename=name) for name, cols in per_slices], ignore_index=True)
+        plot_csa_profile(table, args.plot, overwrite=args.overwrite, title="Cord CSA along S-I")
+    return 2 if skipped else 0

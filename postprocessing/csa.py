@@ -1,0 +1,676 @@
+"""Cord cross-sectional area (CSA) and shape metrics per axial slice, compatible with SCT's
+``sct_process_segmentation``.
+
+Everything is computed in SCT's RPI frame: the mask is reoriented without interpolation
+(:func:`nnunet_extensions.geometry.reorient`) so that voxel axis 0 runs R→L, axis 1 P→A and axis 2 I→S;
+the slice axis is therefore the voxel axis closest to the subject's S-I axis, and slices are numbered from
+inferior to superior whatever the orientation on disk. Any orientation of the same image gives the same
+numbers.
+
+Per slice (``compute_csa``):
+
+* ``area`` (mm²): sum of voxel fractions × in-plane voxel area × cos θ, where θ is the angle between the
+  cord centreline and the slice normal. Binary and soft (partial-volume) masks are both measured this way,
+  so partial volume counts. The centreline is a least-squares cubic B-spline (knots about
+  :data:`KNOT_SPACING_MM` apart) through the per-slice centres of mass in mm, and θ comes from its exact
+  tangent: for a straight tilted tube the correction is exact.
+* ``angle_AP``, ``angle_RL`` (degrees), as SCT names them: ``angle_AP`` is the rotation about the A-P axis,
+  i.e. the centreline's inclination in the coronal plane, positive when the cord runs toward the subject's
+  Left going up (RPI +x); ``angle_RL`` is the rotation about the R-L axis, the inclination in the sagittal
+  plane, positive when the cord runs Anterior going up (RPI +y).
+* ``diameter_RL`` (mm): the axis of the cord's equivalent ellipse (same second moments, measured in the
+  plane perpendicular to the centreline) closest to R-L. ``diameter_AP`` (mm): as SCT ≥ 7: the mean A-P
+  extent of the cord across a 3 mm wide band through its centre of mass, the band running along that
+  R-L-like axis.
+* ``eccentricity`` (0..1) of the equivalent ellipse; ``orientation`` (degrees, -90..90): angle from the
+  image's R-L axis (RPI +x, toward Left) to the ellipse's major axis, positive toward Anterior (SCT's sign:
+  scikit-image's ``regionprops`` orientation of the RPI slice).
+* ``solidity``: mask area / area of the convex hull of the mask's 0.5 iso-contour in the slice.
+* ``length`` (mm): length of the centreline inside the slice, ``dz / cos θ``.
+
+Soft masks are partial-volume fractions, i.e. the true shape blurred by the voxel; the second moments
+(diameters, eccentricity, orientation) are corrected for that blur. Areas need no correction.
+
+Aggregation (``summarize``) produces SCT's CSV columns (:data:`SCT_COLUMNS`): one row over all selected
+slices, one row per slice, or one row per vertebral level. ``MEAN`` and ``STD`` (population, ddof=0) are
+taken over slices, ``SUM(length)`` adds the slice lengths.
+
+Vertebral levels come either from a labelled-level image (a slice belongs to the level its cord voxels
+mostly carry) or from disc point labels (SCT convention: disc value ``n`` is the top of vertebra ``n``;
+slices between disc ``n`` and disc ``n + 1`` are level ``n``); both rules live in
+:func:`assign_slice_levels`.
+
+Library functions never print or exit; bad input raises :class:`~nnunet_extensions.io.InputError` naming
+the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+
+from nnunet_extensions.io import Image, InputError, check_3d, check_same_grid, check_values, load_image, voxel_sizes
+
+#: Output columns of SCT's ``sct_process_segmentation`` that this module writes, in SCT's order.
+SCT_COLUMNS = [
+    "Filename",
+    "Slice (I->S)",
+    "VertLevel",
+    "MEAN(area)", "STD(area)",
+    "MEAN(angle_AP)", "STD(angle_AP)",
+    "MEAN(angle_RL)", "STD(angle_RL)",
+    "MEAN(diameter_AP)", "STD(diameter_AP)",
+    "MEAN(diameter_RL)", "STD(diameter_RL)",
+    "MEAN(eccentricity)", "STD(eccentricity)",
+    "MEAN(orientation)", "STD(orientation)",
+    "MEAN(solidity)", "STD(solidity)",
+    "SUM(length)",
+]
+#: Per-slice metrics (names as in SCT), in column order.
+METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_RL", "eccentricity", "orientation",
+           "solidity", "length"]
+#: Approximate distance (mm) between the knots of the centreline spline. A 55 mm cervical segment gets
+#: one cubic; a whole spine a smooth piecewise cubic that still follows the lordosis/kyphosis.
+KNOT_SPACING_MM = 40.0
+#: Width (mm) of the band across which ``diameter_AP`` is averaged (SCT: 3 mm).
+AP_BAND_MM = 3.0
+#: Voxel values at or below this count as background (resampling leaves ~1e-16 noise).
+NEAR_ZERO = 1e-6
+#: Directions used to trace the convex hull for solidity (a hull vertex whose exterior angle is below
+#: 360°/N can be skipped; the area lost is far below the third decimal of the solidity).
+_HULL_DIRECTIONS = 180
+
+Aggregation = Literal["all", "slice", "level"]
+
+
+# ============================================================================================ loading
+def prepare_mask(img: Image, threshold: float | None = None) -> Image:
+    """Validate a cord mask (3-D, finite, values in [0, 1], not empty) and binarize it at ``threshold``.
+
+    ``threshold``: voxels ``>= threshold`` become 1, the others 0 (``None`` keeps soft values).
+    Returns a new :class:`Image` with float32 data. Raises :class:`InputError` naming the file.
+    """
+    check_values(check_3d(img), "soft")
+    data = np.asarray(img.data)
+    if threshold is not None:
+        if not 0.0 < threshold <= 1.0:
+            raise InputError(f"{img.name}: threshold must be in (0, 1], got {threshold}")
+        data = (data >= threshold).astype(np.float32)
+        if not data.any():
+            raise InputError(f"{img.name}: no voxel reaches the threshold {threshold} (mask empty after binarizing)")
+    else:
+        data = data.astype(np.float32, copy=False)
+        if not (data > NEAR_ZERO).any():
+            raise InputError(f"{img.name}: mask is empty (no non-zero voxel)")
+    return Image(data=data, affine=img.affine, path=img.path, meta=img.meta)
+
+
+def load_mask(path: str | os.PathLike, threshold: float | None = None) -> Image:
+    """Read a cord mask file and validate it with :func:`prepare_mask`."""
+    return prepare_mask(load_image(path), threshold)
+
+
+def load_levels(path: str | os.PathLike, ref: Image) -> Image:
+    """Read a level or disc label file: non-negative integer labels on ``ref``'s grid."""
+    img = load_image(path, "labels")
+    check_same_grid(ref, img)
+    return img
+
+
+# ============================================================================================ levels
+def assign_slice_levels(
+    weights: np.ndarray,
+    *,
+    level_data: np.ndarray | None = None,
+    disc_data: np.ndarray | None = None,
+    name: str = "<levels>",
+) -> np.ndarray:
+    """The slice → vertebral level rule (one place for it). All arrays in RPI voxel order (slices last).
+
+    * ``level_data`` (labelled levels, e.g. SCT's ``*_labeled`` cord or ``PAM50_levels``): a slice belongs to
+      the level that its cord voxels mostly carry, weighted by the mask value. A slice whose cord voxels
+      carry no level at all takes the level most of the slice's labelled voxels carry.
+    * ``disc_data`` (disc point labels, SCT convention: value ``n`` marks the top of vertebra ``n``):
+      slice ``k`` is level ``n`` when ``k_{n+1} < k <= k_n``, where ``k_n`` is the slice of disc ``n``.
+      Discs missing between two labelled ones are placed evenly between them. Slices above the highest or
+      below the lowest disc get no level.
+
+    Returns one integer per slice, 0 where no level is known. ``name`` is used in error messages.
+    """
+    nz = weights.shape[2]
+    if disc_data is not None:
+        return _levels_from_discs(disc_data, nz, name)
+    if level_data is None:
+        return np.zeros(nz, np.int64)
+    labels = np.rint(np.asarray(level_data)).astype(np.int64)
+    n_labels = int(labels.max()) + 1 if labels.size else 1
+    i, j, k = np.nonzero(weights > NEAR_ZERO)
+    lab = labels[i, j, k]
+    keep = lab > 0
+    votes = np.bincount(k[keep] * n_labels + lab[keep], weights=np.asarray(weights[i, j, k], float)[keep],
+                        minlength=nz * n_labels).reshape(nz, n_labels)
+    out = np.where(votes.sum(1) > 0, votes.argmax(1), 0)
+    missing = out == 0
+    if missing.any():  # fall back on the slice's labelled voxels (level file not drawn on this cord mask)
+        li, lj, lk = np.nonzero(labels > 0)
+        counts = np.bincount(lk * n_labels + labels[li, lj, lk], minlength=nz * n_labels).reshape(nz, n_labels)
+        fallback = np.where(counts.sum(1) > 0, counts.argmax(1), 0)
+        out[missing] = fallback[missing]
+    return out.astype(np.int64)
+
+
+def _levels_from_discs(disc_data: np.ndarray, nz: int, name: str) -> np.ndarray:
+    labels = np.rint(np.asarray(disc_data)).astype(np.int64)
+    _, _, k = np.nonzero(labels > 0)
+    values = labels[labels > 0]
+    out = np.zeros(nz, np.int64)
+    if values.size == 0:
+        raise InputError(f"{name}: disc file holds no disc label (all zero)")
+    discs = np.unique(values)
+    k_disc = np.array([k[values == n].mean() for n in discs])
+    if discs.size > 1 and np.any(np.diff(k_disc) >= 0):
+        raise InputError(
+            f"{name}: disc labels are not ordered from superior to inferior (disc n must lie above disc n+1)"
+        )
+    full = np.arange(discs[0], discs[-1] + 1)
+    k_full = np.interp(full, discs, k_disc)  # missing discs evenly between their labelled neighbours
+    s = np.arange(nz)
+    for n, k_top, k_bottom in zip(full[:-1], k_full[:-1], k_full[1:]):
+        out[(s <= k_top) & (s > k_bottom)] = n
+    return out
+
+
+# ============================================================================================ centreline
+def fit_centreline(
+    z: np.ndarray,
+    xy: np.ndarray,
+    weights: np.ndarray | None = None,
+    knot_spacing_mm: float = KNOT_SPACING_MM,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth centreline through per-slice centres: least-squares cubic B-spline of ``xy`` (N×2, mm)
+    against ``z`` (N, mm), uniform knots about ``knot_spacing_mm`` apart (fewer when few slices).
+
+    Returns the fitted positions (N×2) and the tangent slopes ``d(xy)/dz`` (N×2) at ``z``. Straight lines
+    are reproduced exactly, cubics to ~1e-6 mm (a tiny smoothing penalty bridges knot intervals without
+    data). With fewer than 4 slices a straight line is fitted; with one slice the slope is 0.
+    """
+    z = np.asarray(z, float)
+    xy = np.asarray(xy, float)
+    n = z.size
+    w = np.ones(n) if weights is None else np.asarray(weights, float)
+    if n == 1:
+        return xy.copy(), np.zeros_like(xy)
+    if n < 4:
+        sw = np.sqrt(w)[:, None]
+        basis = np.stack([np.ones(n), z - z.mean()], 1)
+        coef = np.linalg.lstsq(basis * sw, xy * sw, rcond=None)[0]
+        return basis @ coef, np.repeat(coef[1:2], n, axis=0)
+    z0, span = float(z.min()), float(np.ptp(z))
+    n_int = max(1, min(int(round(span / knot_spacing_mm)), n - 3))
+    h = span / n_int
+    u = (z - z0) / h
+    idx = np.clip(np.floor(u).astype(int), 0, n_int - 1)
+    t = u - idx
+    b = np.stack([(1 - t) ** 3, 3 * t**3 - 6 * t**2 + 4, -3 * t**3 + 3 * t**2 + 3 * t + 1, t**3], 1) / 6.0
+    db = np.stack([-((1 - t) ** 2) / 2, (3 * t**2 - 4 * t) / 2, (-3 * t**2 + 2 * t + 1) / 2, t**2 / 2], 1) / h
+    m = n_int + 3
+    basis = np.zeros((n, m))
+    dbasis = np.zeros((n, m))
+    rows = np.arange(n)[:, None]
+    cols = idx[:, None] + np.arange(4)[None, :]
+    basis[rows, cols] = b
+    dbasis[rows, cols] = db
+    # A whisper of second-difference penalty keeps knot intervals without data determined; it is zero for
+    # straight lines, so tilted cords stay exact.
+    d2 = np.diff(np.eye(m), 2, axis=0)
+    lam = 1e-9 * float((w[:, None] * basis**2).sum())
+    sw = np.sqrt(w)[:, None]
+    a = np.vstack([basis * sw, math.sqrt(lam) * d2])
+    rhs = np.vstack([xy * sw, np.zeros((d2.shape[0], xy.shape[1]))])
+    coef = np.linalg.lstsq(a, rhs, rcond=None)[0]
+    return basis @ coef, dbasis @ coef
+
+
+# ============================================================================================ measuring
+def _to_rpi(img: Image) -> tuple[np.ndarray, np.ndarray]:
+    from nnunet_extensions.geometry import SCT_RPI, reorient
+
+    data, affine = reorient(np.asarray(img.data), img.affine, SCT_RPI)
+    return data, affine
+
+
+def per_slice_columns(
+    img: Image,
+    *,
+    levels: Image | None = None,
+    discs: Image | None = None,
+    threshold: float | None = None,
+    angle_correction: bool = True,
+) -> dict[str, np.ndarray]:
+    """:func:`compute_csa` without pandas: a dict of equal-length 1-D arrays, one entry per column."""
+    mask = prepare_mask(img, threshold)
+    if levels is not None and discs is not None:
+        raise ValueError("give either levels or discs, not both")
+    label_img = levels if levels is not None else discs
+    if label_img is not None:
+        check_values(check_3d(label_img), "labels")
+        check_same_grid(mask, label_img)
+    data, affine = _to_rpi(mask)
+    columns = measure_rpi(data, affine, angle_correction=angle_correction)
+    label_rpi = _to_rpi(label_img)[0] if label_img is not None else None
+    slice_level = assign_slice_levels(
+        data,
+        level_data=label_rpi if levels is not None else None,
+        disc_data=label_rpi if discs is not None else None,
+        name=label_img.name if label_img is not None else "<levels>",
+    )
+    columns["level"] = slice_level[columns["slice"]]
+    return {key: columns[key] for key in ("slice", "level", "z_mm", *METRICS)}
+
+
+def compute_csa(
+    img: Image,
+    *,
+    levels: Image | None = None,
+    discs: Image | None = None,
+    threshold: float | None = None,
+    angle_correction: bool = True,
+) -> "pandas.DataFrame":  # noqa: F821
+    """Per-slice CSA and shape metrics of a cord mask (binary or soft).
+
+    Parameters
+    ----------
+    img : Image
+        Cord mask, values in [0, 1] (validated here), any orientation.
+    levels : Image, optional
+        Labelled vertebral levels on the same grid (e.g. SCT's ``*_labeled.nii.gz``).
+    discs : Image, optional
+        Disc point labels on the same grid (SCT convention, see :func:`assign_slice_levels`).
+    threshold : float, optional
+        Binarize the mask first (voxels ``>= threshold`` become 1).
+    angle_correction : bool
+        Correct for the centreline's obliquity (default). Without it, angles are 0 and ``length`` is the
+        slice thickness.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per slice that holds cord, in I→S order, with columns ``slice`` (RPI slice index),
+        ``level`` (vertebral level, 0 if unknown), ``z_mm`` (scanner S coordinate of the cord centre, mm)
+        and the metrics of :data:`METRICS` (see the module docstring for units and signs).
+        ``df.attrs["filename"]`` holds the mask's name.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(per_slice_columns(img, levels=levels, discs=discs, threshold=threshold,
+                                        angle_correction=angle_correction))
+    df.attrs["filename"] = img.name
+    return df
+
+
+def measure_rpi(data: np.ndarray, affine: np.ndarray, *, angle_correction: bool = True) -> dict[str, np.ndarray]:
+    """Core of :func:`compute_csa` on an RPI array (validated values in [0, 1]) and its affine.
+
+    Returns a dict of equal-length 1-D arrays, one entry per slice holding cord: ``slice``, ``z_mm`` and
+    the metrics of :data:`METRICS`.
+    """
+    dx, dy, dz = (float(v) for v in voxel_sizes(affine))
+    nz = data.shape[2]
+    ii, jj, kk = np.nonzero(data > NEAR_ZERO)
+    f = np.asarray(data[ii, jj, kk], float)
+    soft = bool(np.any(f < 1.0))
+    x = ii * dx
+    y = jj * dy
+    s0_all = np.bincount(kk, f, minlength=nz)
+    slices = np.flatnonzero(s0_all > NEAR_ZERO)
+    pos = np.full(nz, -1)
+    pos[slices] = np.arange(slices.size)
+    sl = pos[kk]  # each voxel's row in the per-slice arrays
+    ns = slices.size
+    s0 = s0_all[slices]
+    cx = np.bincount(sl, f * x, ns) / s0
+    cy = np.bincount(sl, f * y, ns) / s0
+    xc = x - cx[sl]
+    yc = y - cy[sl]
+    cxx = np.bincount(sl, f * xc * xc, ns) / s0
+    cyy = np.bincount(sl, f * yc * yc, ns) / s0
+    cxy = np.bincount(sl, f * xc * yc, ns) / s0
+
+    # ---- centreline and obliquity
+    z = slices * dz
+    if angle_correction:
+        w = np.minimum(1.0, s0 / np.median(s0)) ** 2  # partial end slices count less
+        _, slope = fit_centreline(z, np.stack([cx, cy], 1), w)
+        tx, ty = slope[:, 0], slope[:, 1]
+    else:
+        tx = ty = np.zeros(ns)
+    norm = np.sqrt(1.0 + tx**2 + ty**2)
+    cos = 1.0 / norm
+    area = s0 * dx * dy * cos
+
+    # ---- basis of the plane perpendicular to the centreline: e1 = RPI x (toward L) projected, e2 = t × e1
+    t_hat = np.stack([tx, ty, np.ones(ns)], 1) / norm[:, None]
+    e1 = np.zeros((ns, 3))
+    e1[:, 0] = 1.0
+    e1 -= t_hat[:, :1] * t_hat
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(t_hat, e1)
+    proj = np.stack([e1, e2], 1)  # (ns, 2, 3): 3-D offsets → perpendicular-plane coordinates
+    bmat = proj[:, :, :2]  # in-slice offsets (x, y, 0) → perpendicular plane
+    c_slice = np.stack([np.stack([cxx, cxy], 1), np.stack([cxy, cyy], 1)], 1)
+    m = bmat @ c_slice @ np.transpose(bmat, (0, 2, 1))
+    if soft:  # partial-volume fractions are the shape blurred by the voxel: remove the voxel's spread
+        box = np.diag([dx * dx, dy * dy, dz * dz]) / 12.0
+        m = m - proj @ box @ np.transpose(proj, (0, 2, 1))
+    a_, b_, c_ = m[:, 0, 0], m[:, 0, 1], m[:, 1, 1]
+    half_diff = np.sqrt(((a_ - c_) / 2) ** 2 + b_**2)
+    lam1 = (a_ + c_) / 2 + half_diff
+    lam2 = np.maximum((a_ + c_) / 2 - half_diff, 0.0)
+    lam1 = np.maximum(lam1, 0.0)
+    phi = 0.5 * np.arctan2(2 * b_, a_ - c_)  # major axis, from e1 (R→L) toward e2 (P→A)
+    major, minor = 4 * np.sqrt(lam1), 4 * np.sqrt(lam2)
+    rl_is_major = np.abs(phi) < np.pi / 4
+    diameter_rl = np.where(rl_is_major, major, minor)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eccentricity = np.sqrt(np.clip(1.0 - lam2 / lam1, 0.0, 1.0))
+    eccentricity[lam1 <= 0] = np.nan
+
+    # ---- diameter_AP: mean extent across a 3 mm band along the R-L-like ellipse axis
+    r = np.where(rl_is_major[:, None], np.stack([np.cos(phi), np.sin(phi)], 1),
+                 np.stack([-np.sin(phi), np.cos(phi)], 1))
+    r_slice = np.einsum("si,sij->sj", r, bmat)  # the band axis expressed on in-slice offsets
+    u = r_slice[sl, 0] * xc + r_slice[sl, 1] * yc
+    half = 0.5 * (np.abs(r_slice[:, 0]) * dx + np.abs(r_slice[:, 1]) * dy)[sl]  # voxel footprint on the axis
+    hb = AP_BAND_MM / 2
+    overlap = np.clip(np.minimum(u + half, hb) - np.maximum(u - half, -hb), 0.0, None) / (2 * half)
+    diameter_ap = np.bincount(sl, f * overlap, ns) * dx * dy * cos / AP_BAND_MM
+
+    solidity = np.minimum(s0 * dx * dy / _hull_areas(data, slices, dx, dy), 1.0)
+
+    # scanner S coordinate of each slice's cord centre
+    centre_vox = np.stack([cx / dx, cy / dy, slices.astype(float), np.ones(ns)], 1)
+    z_mm = centre_vox @ np.asarray(affine, float)[2]
+
+    return {
+        "slice": slices,
+        "z_mm": z_mm,
+        "area": area,
+        "angle_AP": np.degrees(np.arctan(tx)),
+        "angle_RL": np.degrees(np.arctan(ty)),
+        "diameter_AP": diameter_ap,
+        "diameter_RL": diameter_rl,
+        "eccentricity": eccentricity,
+        "orientation": np.degrees(phi),
+        "solidity": solidity,
+        "length": dz * norm,
+    }
+
+
+def _hull_areas(data: np.ndarray, slices: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """In-slice area (mm²) of the convex hull of each slice's 0.5 iso-contour (marching-squares crossings).
+
+    Hull vertices are among the outermost crossings of each voxel row and column; the hull is traced with
+    support lines in :data:`_HULL_DIRECTIONS` directions and its area taken with the shoelace formula.
+    """
+    ns = slices.size
+    # crop to the mask's bounding box, one background voxel around it, slices first: (slice, i, j)
+    i_any = np.flatnonzero(data.any(axis=(1, 2)))
+    j_any = np.flatnonzero(data.any(axis=(0, 2)))
+    i0, j0 = i_any[0], j_any[0]
+    sub = np.asarray(data[i0 : i_any[-1] + 1, j0 : j_any[-1] + 1][:, :, slices], np.float32)
+    vol = np.pad(np.ascontiguousarray(np.transpose(sub, (2, 0, 1))), ((0, 0), (1, 1), (1, 1)))
+    inside = vol >= 0.5
+    xs, ys, ss = [], [], []
+    # crossings between j and j+1 (fixed row i): extremes of each (slice, i) group; nonzero is (s, i, j)-sorted
+    s, i, j = np.nonzero(inside[:, :, :-1] != inside[:, :, 1:])
+    if s.size:
+        v0, v1 = vol[s, i, j], vol[s, i, j + 1]
+        yv = j + (0.5 - v0) / (v1 - v0)
+        for sel in _group_ends(s * vol.shape[1] + i):
+            xs.append(i[sel].astype(float))
+            ys.append(yv[sel])
+            ss.append(s[sel])
+    # crossings between i and i+1 (fixed column j): group by (slice, j), sorted by i within the group
+    edge = (inside[:, :-1, :] != inside[:, 1:, :]).transpose(0, 2, 1)
+    s, j, i = np.nonzero(edge)
+    if s.size:
+        v0, v1 = vol[s, i, j], vol[s, i + 1, j]
+        xv = i + (0.5 - v0) / (v1 - v0)
+        for sel in _group_ends(s * vol.shape[2] + j):
+            xs.append(xv[sel])
+            ys.append(j[sel].astype(float))
+            ss.append(s[sel])
+    if not ss:
+        return np.full(ns, np.nan)
+    px = np.concatenate(xs) * dx
+    py = np.concatenate(ys) * dy
+    ps = np.concatenate(ss)
+    order = np.argsort(ps, kind="stable")
+    px, py, ps = px[order], py[order], ps[order]
+    counts = np.bincount(ps, minlength=ns)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(ps.size) - start[ps]
+    width = int(counts.max())
+    gx = np.zeros((ns, width))
+    gy = np.zeros((ns, width))
+    valid = np.zeros((ns, width), bool)
+    gx[ps, rank], gy[ps, rank], valid[ps, rank] = px, py, True
+    # centre each slice's points (precision) and pad with copies of a valid point
+    mx = np.where(counts > 0, np.bincount(ps, px, ns) / np.maximum(counts, 1), 0.0)
+    my = np.where(counts > 0, np.bincount(ps, py, ns) / np.maximum(counts, 1), 0.0)
+    gx -= mx[:, None]
+    gy -= my[:, None]
+    gx = np.where(valid, gx, gx[:, :1])
+    gy = np.where(valid, gy, gy[:, :1])
+    ang = np.linspace(0.0, 2 * np.pi, _HULL_DIRECTIONS, endpoint=False)
+    pts = np.stack([gx, gy], 1).astype(np.float32)  # (ns, 2, width)
+    dirs = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)  # (directions, 2)
+    best = (dirs @ pts).argmax(axis=2)  # (ns, directions): farthest point along each direction, in CCW order
+    vx = np.take_along_axis(gx, best, 1)
+    vy = np.take_along_axis(gy, best, 1)
+    area = 0.5 * np.abs((vx * np.roll(vy, -1, 1) - np.roll(vx, -1, 1) * vy).sum(1))
+    area[counts == 0] = np.nan
+    return area
+
+
+def _group_ends(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the first and last element of each run of equal values in a sorted key array."""
+    change = np.flatnonzero(np.diff(keys)) + 1
+    first = np.concatenate([[0], change])
+    last = np.concatenate([change - 1, [keys.size - 1]])
+    return first, last
+
+
+# ============================================================================================ aggregation
+def format_ranges(values: Iterable[int]) -> str:
+    """SCT's compact list format: ``[1, 2, 3, 5] → "1:3;5"``; ``[] → ""``."""
+    vals = sorted({int(v) for v in values})
+    if not vals:
+        return ""
+    parts, start, prev = [], vals[0], vals[0]
+    for v in vals[1:] + [None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}:{prev}")
+        if v is not None:
+            start = prev = v
+    return ";".join(parts)
+
+
+def select_levels(per_slice, vert: Sequence[int] | None):
+    """Rows of a per-slice table (DataFrame or dict of arrays) whose level is in ``vert`` (all if None)."""
+    if vert is None:
+        return per_slice
+    keep = np.isin(np.asarray(per_slice["level"]), [int(v) for v in vert])
+    if hasattr(per_slice, "loc"):
+        return per_slice.loc[keep]
+    return {key: np.asarray(value)[keep] for key, value in per_slice.items()}
+
+
+def summary_rows(
+    per_slice,
+    *,
+    per: Aggregation = "all",
+    vert: Sequence[int] | None = None,
+    filename: str | None = None,
+) -> list[dict]:
+    """:func:`summarize` without pandas: a list of row dicts keyed by :data:`SCT_COLUMNS`.
+
+    ``per_slice`` is a DataFrame from :func:`compute_csa` or a dict from :func:`per_slice_columns`.
+    """
+    if filename is None:
+        filename = str(getattr(per_slice, "attrs", {}).get("filename", ""))
+    sel = select_levels(per_slice, vert)
+    cols = {key: np.asarray(sel[key]) for key in ("slice", "level", *METRICS)}
+    order = np.argsort(cols["slice"], kind="stable")
+    cols = {key: value[order] for key, value in cols.items()}
+    slices, levels = cols["slice"].astype(int), cols["level"].astype(int)
+    n = slices.size
+    if per == "slice":
+        group = np.arange(n)
+    elif per == "level":
+        keep = levels > 0
+        slices, levels = slices[keep], levels[keep]
+        cols = {key: value[keep] for key, value in cols.items()}
+        # groups numbered in I→S order of their first slice
+        uniq, first = np.unique(levels, return_index=True)
+        rank = np.empty(uniq.size, int)
+        rank[np.argsort(first, kind="stable")] = np.arange(uniq.size)
+        group = rank[np.searchsorted(uniq, levels)]
+    elif per == "all":
+        group = np.zeros(n, int)
+    else:
+        raise ValueError(f"per must be 'all', 'slice' or 'level', not {per!r}")
+    n_groups = int(group.max()) + 1 if group.size else 0
+    if n_groups == 0:
+        return []
+    stats = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for metric in METRICS[:-1]:
+            v = cols[metric].astype(float)
+            ok = np.isfinite(v)
+            cnt = np.bincount(group, ok, n_groups)
+            mean = np.bincount(group, np.where(ok, v, 0.0), n_groups) / cnt
+            dev = np.where(ok, v - mean[group], 0.0)
+            stats[f"MEAN({metric})"] = mean
+            stats[f"STD({metric})"] = np.sqrt(np.bincount(group, dev * dev, n_groups) / cnt)
+    length = cols["length"].astype(float)
+    stats["SUM(length)"] = np.bincount(group, np.where(np.isfinite(length), length, 0.0), n_groups)
+    if per == "slice":
+        slice_text = [str(v) for v in slices]
+        level_text = [str(v) if v > 0 else "" for v in levels]
+    else:
+        members = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[members], np.arange(n_groups + 1))
+        parts = [members[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        slice_text = [format_ranges(slices[m]) for m in parts]
+        level_text = [format_ranges(v for v in levels[m] if v > 0) for m in parts]
+    lists = {key: value.tolist() for key, value in stats.items()}
+    return [
+        {"Filename": filename, "Slice (I->S)": slice_text[g], "VertLevel": level_text[g],
+         **{key: lists[key][g] for key in lists}}
+        for g in range(n_groups)
+    ]
+
+
+def summarize(
+    per_slice,
+    *,
+    per: Aggregation = "all",
+    vert: Sequence[int] | None = None,
+    filename: str | None = None,
+) -> "pandas.DataFrame":  # noqa: F821
+    """Aggregate a per-slice table (from :func:`compute_csa`) into SCT's CSV columns (:data:`SCT_COLUMNS`).
+
+    Parameters
+    ----------
+    per : "all" | "slice" | "level"
+        One row over all selected slices, one row per slice, or one row per vertebral level (slices without
+        a level are left out). Rows are in I→S order, as SCT writes them.
+    vert : list of int, optional
+        Keep only the slices of these vertebral levels.
+    filename : str, optional
+        Value of the ``Filename`` column (default: ``per_slice.attrs["filename"]``).
+
+    ``MEAN``/``STD`` (population standard deviation, as SCT) are over slices, ignoring NaN;
+    ``SUM(length)`` adds the slice lengths. An empty selection gives an empty table.
+    """
+    import pandas as pd
+
+    return pd.DataFrame(summary_rows(per_slice, per=per, vert=vert, filename=filename), columns=SCT_COLUMNS)
+
+
+def measure_file_columns(
+    path: str | os.PathLike,
+    *,
+    vertfile: str | os.PathLike | None = None,
+    discfile: str | os.PathLike | None = None,
+    threshold: float | None = None,
+    angle_correction: bool = True,
+) -> dict[str, np.ndarray]:
+    """Read a mask (and optionally a level or disc file on its grid) and return :func:`per_slice_columns`.
+
+    Raises :class:`InputError` naming the offending file.
+    """
+    mask = load_mask(path, threshold)
+    levels = load_levels(vertfile, mask) if vertfile is not None else None
+    discs = load_levels(discfile, mask) if discfile is not None else None
+    return per_slice_columns(mask, levels=levels, discs=discs, angle_correction=angle_correction)
+
+
+def measure_file(
+    path: str | os.PathLike,
+    *,
+    vertfile: str | os.PathLike | None = None,
+    discfile: str | os.PathLike | None = None,
+    threshold: float | None = None,
+    angle_correction: bool = True,
+) -> "pandas.DataFrame":  # noqa: F821
+    """:func:`measure_file_columns` as :func:`compute_csa`'s table; ``attrs["filename"]`` is the path as given."""
+    import pandas as pd
+
+    df = pd.DataFrame(measure_file_columns(path, vertfile=vertfile, discfile=discfile, threshold=threshold,
+                                           angle_correction=angle_correction))
+    df.attrs["filename"] = str(path)
+    return df
+
+
+def csv_text(rows: Sequence[dict] | "pandas.DataFrame") -> str:  # noqa: F821
+    """CSV text with :data:`SCT_COLUMNS` (floats at full precision, NaN as an empty field)."""
+    import csv
+    import io
+
+    if hasattr(rows, "to_dict"):
+        rows = rows.to_dict("records")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(SCT_COLUMNS)
+    for row in rows:
+        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in (row[c] for c in SCT_COLUMNS)])
+    return buf.getvalue()
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """Files given directly, plus the NIfTI files (``.nii``, ``.nii.gz``) of given folders, sorted by name.
+
+    Paths in ``exclude`` (e.g. the level file sitting in the same folder) are left out. A folder without
+    NIfTI files raises :class:`InputError`.
+    """
+    from nnunet_extensions.io import is_nifti
+
+    skip = {Path(p).resolve() for p in exclude}
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(c for c in p.iterdir() if c.is_file() and is_nifti(c) and c.resolve() not in skip)
+            if not found:
+                raise InputError(f"{p}: folder holds no NIfTI file (.nii or .nii.gz)")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out

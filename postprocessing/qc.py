@@ -1,0 +1,110 @@
+"""Quality-control pictures (PNG), one function per picture, all with the same small look.
+
+Shared look: white background, light grid, 10-pt text, the measured quantity in black/``tab:`` colours,
+reference marks (level boundaries...) as thin grey dashed lines with their labels along the top edge.
+Figures are built with matplotlib's object API (no pyplot, no global state, no display needed) and written
+atomically through :func:`nnunet_extensions.io.atomic_output`, so an existing picture is never replaced
+unless ``overwrite=True``. matplotlib is imported only when a picture is drawn.
+
+Pictures:
+
+* :func:`plot_csa_profile`: cord cross-sectional area along the S-I axis with vertebral level boundaries.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_extensions.io import atomic_output, split_suffix
+
+#: Figure size (inches) and resolution shared by all pictures.
+FIGSIZE = (8.0, 4.0)
+DPI = 110
+#: Colour cycle for several series in one picture.
+COLOURS = ["black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
+_RC = {"font.size": 10, "axes.grid": True, "grid.color": "0.88", "grid.linewidth": 0.6,
+       "axes.spines.top": False, "axes.spines.right": False}
+
+
+def _new_figure(figsize: tuple[float, float] = FIGSIZE):
+    """A figure with one axes, in the module's look. Returns ``(fig, ax)``."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+        ax = fig.add_subplot()
+    return fig, ax
+
+
+def _save(fig, path: str | os.PathLike, overwrite: bool) -> Path:
+    """Write a figure atomically; the format follows the file ending (png by default)."""
+    ext = split_suffix(path)[1].lstrip(".").lower() or "png"
+    with atomic_output(path, overwrite) as tmp:
+        fig.savefig(tmp, format=ext)
+    return Path(path)
+
+
+def _mark(ax, x: float, label: str | None = None, line: bool = True) -> None:
+    """A reference mark: thin grey dashed vertical line (unless ``line`` is False), optional label at the top."""
+    if line:
+        ax.axvline(x, color="0.45", linestyle="--", linewidth=0.8, zorder=1)
+    if label:
+        ax.annotate(label, (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
+                    textcoords="offset points", ha="left", va="top", fontsize=8, color="0.3")
+
+
+def plot_csa_profile(
+    per_slice,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Cord CSA along S-I (inferior left, superior right) with vertebral level boundaries.
+
+    Parameters
+    ----------
+    per_slice : pandas.DataFrame
+        Per-slice table(s) from :func:`postprocessing.csa.compute_csa` (columns ``z_mm``, ``area``,
+        ``level``); several files may be stacked with a ``Filename`` column, one curve each.
+    path : path
+        Output picture (``.png``); refused if it exists unless ``overwrite``.
+
+    Level boundaries are drawn midway between consecutive slices whose level differs, and each level's
+    name (:func:`level_name`) is written at its inferior boundary, along the top edge.
+    """
+    fig, ax = _new_figure()
+    groups = list(per_slice.groupby("Filename", sort=False)) if "Filename" in per_slice else [("", per_slice)]
+    for n, (name, df) in enumerate(groups):
+        df = df.sort_values("z_mm")
+        colour = COLOURS[n % len(COLOURS)]
+        ax.plot(df["z_mm"], df["area"], "-", color=colour, linewidth=1.2, label=Path(str(name)).name or None,
+                zorder=3)
+        ax.plot(df["z_mm"], df["area"], ".", color=colour, markersize=3, zorder=3)
+        z = df["z_mm"].to_numpy(float)
+        lev = df["level"].to_numpy(int) if "level" in df else np.zeros(len(df), int)
+        starts = np.concatenate([[0], np.flatnonzero(lev[1:] != lev[:-1]) + 1])
+        for s in starts:  # one run of slices per level; mark its inferior boundary and name it
+            if lev[s] == 0 and (s == 0 or lev[s - 1] == 0):
+                continue
+            x = z[s] if s == 0 else 0.5 * (z[s - 1] + z[s])
+            _mark(ax, x, level_name(int(lev[s])) if lev[s] > 0 else None, line=s > 0)
+    ax.set_xlabel("S-I position of the cord centre (scanner z, mm; inferior ← → superior)")
+    ax.set_ylabel("CSA (mm²)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    if len(groups) > 1:
+        ax.legend(fontsize=8, frameon=False, loc="lower right")
+    return _save(fig, path, overwrite)
+
+
+def level_name(level: int) -> str:
+    """SCT level number → name: 1–7 → C1–C7, 8–19 → T1–T12, 20–24 → L1–L5, 25–29 → S1–S5."""
+    for first, last, prefix in ((1, 7, "C"), (8, 19, "T"), (20, 24, "L"), (25, 29, "S")):
+        if first <= level <= last:
+            return f"{prefix}{level - first + 1}"
+    return str(level)
