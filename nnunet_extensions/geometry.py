@@ -8,7 +8,6 @@ SCT names orientations by where each axis *comes from*: SCT's "RPI" is nibabel's
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 #: nibabel codes of SCT's RPI orientation (x: R→L, y: P→A, z: I→S).
 SCT_RPI = ("L", "A", "S")
@@ -79,6 +78,8 @@ def resample_to_grid(
         Extra rigid/affine map applied to destination world points before looking them up in the source
         (destination world → source world), e.g. an inter-scan shift.
     """
+    from scipy import ndimage  # imported here: light commands (nnspine csa) start faster without it
+
     m = np.linalg.inv(src_affine)
     if world_transform is not None:
         m = m @ world_transform

@@ -9,6 +9,7 @@ unless ``overwrite=True``. matplotlib is imported only when a picture is drawn.
 Pictures:
 
 * :func:`plot_csa_profile`: cord cross-sectional area along the S-I axis with vertebral level boundaries.
+* :func:`plot_csa_variability`: CSA per contrast for each subject, with the across-contrast spread.
 """
 
 from __future__ import annotations
@@ -99,6 +100,44 @@ def plot_csa_profile(
         ax.set_title(title, fontsize=10)
     if len(groups) > 1:
         ax.legend(fontsize=8, frameon=False, loc="lower right")
+    return _save(fig, path, overwrite)
+
+
+def plot_csa_variability(
+    table,
+    path: str | os.PathLike,
+    *,
+    levels_text: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """CSA of each contrast (one colour per contrast) for each subject, with the subject mean ± SD.
+
+    ``table`` is :func:`postprocessing.metrics.variability_table`'s output (rows per contrast plus an
+    ``ALL`` row per subject); subjects along x, CSA (mm²) along y.
+    """
+    fig, ax = _new_figure()
+    per = table[table["contrast"] != "ALL"]
+    summary = table[table["contrast"] == "ALL"].set_index("subject")
+    subjects = sorted(per["subject"].unique())
+    contrasts = sorted(per["contrast"].unique())
+    width = 0.6 / max(1, len(contrasts) - 1) if len(contrasts) > 1 else 0.0
+    for n, contrast in enumerate(contrasts):
+        rows = per[per["contrast"] == contrast].set_index("subject")
+        x = [i - 0.3 + n * width for i, s in enumerate(subjects) if s in rows.index]
+        y = [rows.loc[s, "csa_mm2"] for s in subjects if s in rows.index]
+        ax.plot(x, y, "o", color=COLOURS[(n + 1) % len(COLOURS)], markersize=5, label=contrast, zorder=3)
+    for i, s in enumerate(subjects):
+        mean, sd = summary.loc[s, "csa_mm2"], summary.loc[s, "csa_std_across_contrasts_mm2"]
+        ax.hlines(mean, i - 0.38, i + 0.38, color="black", linewidth=1.2, zorder=2)
+        if np.isfinite(sd):
+            ax.fill_between([i - 0.38, i + 0.38], mean - sd, mean + sd, color="0.85", zorder=1)
+            ax.annotate(f"SD {sd:.2f} mm²", (i, mean + sd), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=8, color="0.3")
+    ax.set_xticks(range(len(subjects)), subjects)
+    ax.set_ylabel("CSA (mm²)")
+    ax.set_title(f"CSA across contrasts{f' (levels {levels_text})' if levels_text else ''}; band: mean ± SD",
+                 fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path, overwrite)
 
 
