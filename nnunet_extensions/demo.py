@@ -1,0 +1,228 @@
+"""``nnspine demo``: the whole soft-cord pipeline on built-in phantoms, with real nnU-Net.
+
+Stages (each prints a header and its duration):
+
+1. phantoms: training subjects and one held-out test subject, 5 contrasts each (exact truth);
+2. CSA per vertebral level on the test subject's exact soft mask and binary mask vs the true CSA;
+3. soft ground truth of the training subjects → nnU-Net raw dataset (``nnspine convert softgt``);
+4. ``nnUNetv2_plan_and_preprocess`` (small CPU plans) + ``nnspine preprocess-soft``;
+5. ``nnUNetv2_train … -tr nnUNetTrainerSoftSeg_debug`` (a few iterations on CPU: the point is the
+   pipeline, not a converged model);
+6. ``nnUNetv2_predict --save_probabilities`` on the test subject → ``nnspine softmask`` → CSA per level,
+   the CSA table and the QC plot.
+
+nnU-Net runs through its real console scripts with ``nnUNet_raw``/``_preprocessed``/``_results`` inside the
+demo folder, so a user's own nnU-Net folders are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from nnunet_extensions.io import OutputExistsError
+
+DEMO_DATASET_ID = 990
+DEMO_DATASET_NAME = "nnspineDemoSoftCord"
+DEMO_TRAINER = "nnUNetTrainerSoftSeg_debug"
+DEMO_CONFIG = "3d_fullres"
+#: Plans planned for a small GPU-memory target: small patches, so CPU iterations take seconds.
+DEMO_PLANS = "nnUNetPlansCPUDemo"
+DEMO_GPU_MEMORY_TARGET_GB = 1.0
+CONTRAST_REFERENCE = "T2w"
+
+
+@dataclass
+class DemoResult:
+    """Paths and tables produced by :func:`run_demo`."""
+
+    folder: Path
+    table: "pandas.DataFrame"  # noqa: F821
+    csv: Path
+    plot: Path
+    trained: bool
+    timings_s: dict = field(default_factory=dict)
+
+
+def nnunet_environment(folder: Path) -> dict:
+    """Environment for nnU-Net console scripts: folders inside the demo folder, small-machine settings,
+    and our trainers (``nnUNet_extTrainer``)."""
+    from nnunet_extensions.cli.trainers import discovery_folder
+
+    env = dict(os.environ)
+    env.update(
+        nnUNet_raw=str(folder / "nnUNet_raw"),
+        nnUNet_preprocessed=str(folder / "nnUNet_preprocessed"),
+        nnUNet_results=str(folder / "nnUNet_results"),
+        nnUNet_extTrainer=str(discovery_folder()),
+        nnUNet_n_proc_DA=env.get("nnUNet_n_proc_DA", "0"),
+        nnUNet_def_n_proc=env.get("nnUNet_def_n_proc", "1"),
+        nnUNet_compile=env.get("nnUNet_compile", "f"),
+        MPLBACKEND="Agg",
+    )
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def console(cmd: list[str], env: dict, log: Path) -> None:
+    """Run a console script, its output appended to ``log``; raise with the log's tail on failure."""
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"'{' '.join(cmd[:3])} …' failed (exit {proc.returncode}); see {log}:\n{tail}")
+
+
+def _level_table(per_slice, truth: dict) -> dict[int, float]:
+    from postprocessing.csa import summarize
+
+    rows = summarize(per_slice, per="level")
+    out = {}
+    for _, r in rows.iterrows():
+        if r["VertLevel"] and str(r["VertLevel"]).isdigit() and str(r["VertLevel"]) in truth:
+            out[int(r["VertLevel"])] = float(r["MEAN(area)"])
+    return out
+
+
+def run_demo(
+    folder: str | os.PathLike,
+    *,
+    train: bool = True,
+    n_train_subjects: int = 2,
+    overwrite: bool = False,
+    say: Callable[[str], None] = print,
+) -> DemoResult:
+    """Run the demo in ``folder`` (created; must be empty unless ``overwrite``). See the module docstring."""
+    import pandas as pd
+
+    from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
+    from postprocessing.csa import compute_csa, measure_file
+    from postprocessing.qc import level_name, plot_csa_profile
+    from nnunet_extensions.io import load_image, write_text
+
+    folder = Path(folder).resolve()
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(f"{folder}: demo folder exists and is not empty (use --overwrite)")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "nnunet.log"
+    timings: dict[str, float] = {}
+    n_stages = 6 if train else 2
+
+    def stage(n: int, text: str):
+        say(f"[{n}/{n_stages}] {text}")
+        return time.perf_counter()
+
+    def done(name: str, t0: float):
+        timings[name] = time.perf_counter() - t0
+        say(f"      done in {timings[name]:.1f} s")
+
+    # 1 ---------------------------------------------------------------------------------------------
+    t0 = stage(1, "phantoms: held-out test subject" + (f" + {n_train_subjects} training subjects" if train else "")
+               + ", 5 contrasts each")
+    test = write_cord_dataset(folder / "phantom_test", n_subjects=1, seed=1000)
+    truth = test["subjects"]["sub-01"]["csa_per_level_mm2"]
+    if train:
+        write_cord_dataset(folder / "phantom_train", n_subjects=n_train_subjects, seed=0)
+    done("phantoms", t0)
+
+    test_root = folder / "phantom_test"
+    anat_labels = test_root / "derivatives/labels/sub-01/anat"
+    ref = CONTRAST_REFERENCE
+    discs = anat_labels / f"sub-01_{ref}_label-discs_dlabel.nii.gz"
+
+    # 2 ---------------------------------------------------------------------------------------------
+    t0 = stage(2, f"CSA per level of the test subject's {ref} masks vs the true CSA")
+    soft_truth_path = test_root / f"derivatives/truth/sub-01/anat/sub-01_{ref}_label-SC_softseg.nii.gz"
+    per_truth = measure_file(soft_truth_path, discfile=discs)
+    per_binary = measure_file(anat_labels / f"sub-01_{ref}_label-SC_seg.nii.gz", discfile=discs)
+    columns = {
+        "true CSA": {int(k): v for k, v in truth.items()},
+        "exact soft mask": _level_table(per_truth, truth),
+        "binary mask": _level_table(per_binary, truth),
+    }
+    profiles = [per_truth.assign(Filename="exact soft mask"), per_binary.assign(Filename="binary mask")]
+    done("csa", t0)
+
+    trained = False
+    if train:
+        from dataset_converters.softgt import convert
+
+        env = nnunet_environment(folder)
+        os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+        exe = Path(sys.executable).parent
+
+        def script(name: str) -> str:
+            return str(exe / name) if (exe / name).exists() else name
+
+        # 3 -----------------------------------------------------------------------------------------
+        t0 = stage(3, "soft ground truth of the training subjects → nnU-Net raw dataset "
+                      f"Dataset{DEMO_DATASET_ID}_{DEMO_DATASET_NAME}")
+        convert(folder / "phantom_train", folder / "phantom_train_derivatives", reference=ref,
+                nnunet_dataset=DEMO_DATASET_ID, name=DEMO_DATASET_NAME)
+        done("softgt", t0)
+
+        # 4 -----------------------------------------------------------------------------------------
+        t0 = stage(4, "nnUNetv2_plan_and_preprocess (small CPU plans) + nnspine preprocess-soft")
+        console([script("nnUNetv2_plan_and_preprocess"), "-d", str(DEMO_DATASET_ID), "-c", DEMO_CONFIG,
+                 "-np", "1", "-npfp", "1", "--verify_dataset_integrity", "--no_pbar",
+                 "-gpu_memory_target", str(DEMO_GPU_MEMORY_TARGET_GB), "-overwrite_plans_name", DEMO_PLANS],
+                {**env, "nnUNet_n_proc_DA": "1"}, log)
+        console([script("nnspine"), "preprocess-soft", "-d", str(DEMO_DATASET_ID), "-c", DEMO_CONFIG,
+                 "-p", DEMO_PLANS], env, log)
+        done("preprocess", t0)
+
+        # 5 -----------------------------------------------------------------------------------------
+        t0 = stage(5, f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {DEMO_TRAINER} (CPU, a few "
+                      "iterations: shows the pipeline, not a converged model)")
+        console([script("nnUNetv2_train"), str(DEMO_DATASET_ID), DEMO_CONFIG, "all", "-tr", DEMO_TRAINER,
+                 "-p", DEMO_PLANS, "-device", "cpu"], env, log)
+        done("train", t0)
+
+        # 6 -----------------------------------------------------------------------------------------
+        t0 = stage(6, "nnUNetv2_predict --save_probabilities on the test subject → nnspine softmask → CSA")
+        pred_in = folder / "predict_input"
+        pred_in.mkdir()
+        for image in sorted((test_root / "sub-01/anat").glob("sub-01_*.nii.gz")):
+            shutil.copy(image, pred_in / image.name.replace(".nii.gz", "_0000.nii.gz"))
+        console([script("nnUNetv2_predict"), "-i", str(pred_in), "-o", str(folder / "prediction"),
+                 "-d", str(DEMO_DATASET_ID), "-c", DEMO_CONFIG, "-f", "all", "-tr", DEMO_TRAINER,
+                 "-p", DEMO_PLANS, "--save_probabilities", "--disable_tta", "-device", "cpu",
+                 "-npp", "1", "-nps", "1"], env, log)
+        console([script("nnspine"), "softmask", "-i", str(folder / "prediction"), "-o",
+                 str(folder / "prediction_soft"), "--threshold", "0.5", "-q"], env, log)
+        pred = load_image(folder / "prediction_soft" / f"sub-01_{ref}.nii.gz", "soft")
+        if pred.data.max() >= 0.5:
+            per_pred = compute_csa(pred, discs=load_image(discs, "labels"))
+            columns["predicted soft mask"] = _level_table(per_pred, truth)
+            profiles.append(per_pred.assign(Filename="predicted soft mask"))
+        else:
+            columns["predicted soft mask"] = {}
+            say("      (the briefly trained model found no cord in the test image: no predicted CSA)")
+        trained = True
+        done("predict", t0)
+
+    table = pd.DataFrame(
+        {"level": [level_name(int(k)) for k in sorted(columns["true CSA"])],
+         **{name: [values.get(int(k), float("nan")) for k in sorted(columns["true CSA"])]
+            for name, values in columns.items()}})
+    for name in columns:
+        if name != "true CSA":
+            table[f"{name} error %"] = 100.0 * (table[name] - table["true CSA"]) / table["true CSA"]
+    csv = write_text(folder / "csa_per_level.csv", table.to_csv(index=False), overwrite=True)
+    plot = plot_csa_profile(pd.concat(profiles, ignore_index=True), folder / "csa_profile.png",
+                            title=f"Test subject {ref}: CSA along S-I", overwrite=True)
+    return DemoResult(folder, table, csv, plot, trained, timings)
+
+
+__all__ = ["DemoResult", "run_demo"]
