@@ -1,0 +1,192 @@
+"""Test helpers for the nnU-Net soft-target tests: a tiny toy dataset and runs of the real console scripts.
+
+The toy dataset follows the converter's contract (see ``nnunet_extensions.soft_targets``): single-channel
+images, integer labels = soft mask binarized at 0.5, and float soft masks in ``labelsTr_soft``.
+
+It is built so that nnU-Net's preprocessing has real work to do, which the soft preprocessing must copy:
+
+* voxel sizes differ between cases, so every case is resampled to the median spacing;
+* the coarse axis is the first NIfTI axis, so nnU-Net transposes it to the front (``transpose_forward``);
+* the images have zero borders of varying widths, so nnU-Net crops each case to a different bounding box.
+
+Import from test modules with ``from nnunet_helpers import ...`` (``tests/`` is on ``sys.path`` for modules
+in that folder; modules in sub-folders add it themselves).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+#: Dataset id of the toy dataset (tests always use temporary nnU-Net folders).
+TOY_ID = 987
+TOY_NAME = f"Dataset{TOY_ID:03d}_ToyCord"
+
+
+def _soft_tube(shape, spacing, centre_mm, radius_mm, curvature_mm, ramp_mm=1.5):
+    """Partial-volume-like soft mask of a tube along the last voxel axis (values in [0, 1])."""
+    idx = np.indices(shape, dtype=np.float64)
+    x = idx[0] * spacing[0]
+    y = idx[1] * spacing[1]
+    z = idx[2] * spacing[2]
+    zc = z / max(z.max(), 1e-6)
+    cx = centre_mm[0] + curvature_mm * np.sin(np.pi * zc)
+    cy = centre_mm[1] + 0.5 * curvature_mm * np.cos(np.pi * zc)
+    dist = np.sqrt((x - cx) ** 2 + ((y - cy) * 1.3) ** 2)
+    # linear ramp of width ramp_mm centred on the boundary: 1 inside, 0 outside
+    soft = np.clip((radius_mm - dist) / ramp_mm + 0.5, 0.0, 1.0)
+    return soft.astype(np.float32)
+
+
+def make_toy_dataset(raw_root: str | os.PathLike, n_cases: int = 6, shape=(26, 40, 40), seed: int = 0,
+                     dataset_name: str = TOY_NAME, spacing_jitter: float = 0.15) -> Path:
+    """Write a tiny nnU-Net raw dataset with soft masks; returns the dataset folder.
+
+    ``shape`` is in NIfTI voxel order; axis 0 is the coarse one (about 1.5 mm, the others about 1 mm); voxel
+    sizes vary by up to ``spacing_jitter`` (relative) between cases.
+    """
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    root = Path(raw_root) / dataset_name
+    for sub in ("imagesTr", "labelsTr", "labelsTr_soft", "imagesTs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n_cases):
+        case = f"toy_{i:03d}"
+        spacing = np.array([1.5, 1.0, 1.0]) * rng.uniform(1 - spacing_jitter, 1 + spacing_jitter, size=3)
+        extent = np.array(shape) * spacing
+        centre = extent[:2] / 2 + rng.uniform(-2, 2, size=2)
+        soft = _soft_tube(shape, spacing, centre, radius_mm=rng.uniform(0.1, 0.14) * extent[1], curvature_mm=rng.uniform(1, 4))
+        label = (soft > 0.5).astype(np.uint8)
+        img = 100.0 + 80.0 * soft + rng.normal(0, 8, size=shape)
+        # zero border of varying width: nnU-Net crops it away (nonzero bounding box)
+        b = rng.integers(1, 4, size=3)
+        img[: b[0]] = 0
+        img[-1:] = 0
+        img[:, : b[1]] = 0
+        img[:, :, -b[2]:] = 0
+        affine = np.diag([*spacing, 1.0])
+        affine[:3, 3] = rng.uniform(-20, 20, size=3)
+        nib.save(nib.Nifti1Image(img.astype(np.float32), affine), str(root / "imagesTr" / f"{case}_0000.nii.gz"))
+        nib.save(nib.Nifti1Image(label, affine), str(root / "labelsTr" / f"{case}.nii.gz"))
+        nib.save(nib.Nifti1Image(soft, affine), str(root / "labelsTr_soft" / f"{case}.nii.gz"))
+        if i == 0:  # one test image for prediction
+            nib.save(nib.Nifti1Image(img.astype(np.float32), affine), str(root / "imagesTs" / f"{case}_0000.nii.gz"))
+    dataset_json = {
+        "channel_names": {"0": "T2w"},
+        "labels": {"background": 0, "cord": 1},
+        "numTraining": n_cases,
+        "file_ending": ".nii.gz",
+        "name": dataset_name,
+    }
+    (root / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    return root
+
+
+def nnunet_env(base: str | os.PathLike, **extra: str) -> dict:
+    """Environment for running nnU-Net console scripts on this machine, with temporary nnU-Net folders."""
+    base = Path(base)
+    env = dict(os.environ)
+    env.update(
+        nnUNet_raw=str(base / "raw"),
+        nnUNet_preprocessed=str(base / "preprocessed"),
+        nnUNet_results=str(base / "results"),
+        nnUNet_n_proc_DA="0",
+        nnUNet_def_n_proc="1",
+        nnUNet_compile="f",
+        OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"),
+        MPLBACKEND="Agg",
+    )
+    env.update(extra)
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        Path(env[k]).mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def console_script(name: str) -> str:
+    """Path of an installed console script (next to this interpreter when possible)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"console script {name} not found")
+    return found
+
+
+def run(cmd: list[str], env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a command; on failure raise with its output (so test failures show nnU-Net's message)."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"command failed ({proc.returncode}): {' '.join(cmd)}\n--- stdout ---\n{proc.stdout[-6000:]}"
+            f"\n--- stderr ---\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def plan_and_preprocess(env: dict, dataset_id: int = TOY_ID, configuration: str = "3d_fullres") -> None:
+    """Run the real ``nnUNetv2_plan_and_preprocess`` (with dataset integrity check) for one configuration.
+
+    ``nnUNet_n_proc_DA=0`` (no augmentation workers, right for training here) makes the planner call
+    ``torch.set_num_threads(0)`` and fail, so planning runs with 1.
+    """
+    env = {**env, "nnUNet_n_proc_DA": "1"}
+    run([console_script("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", configuration,
+         "-np", "1", "-npfp", "1", "--verify_dataset_integrity", "--no_pbar"], env)
+
+
+def preprocess_soft(env: dict, dataset_id: int = TOY_ID, configuration: str = "3d_fullres", *extra: str):
+    """Run ``nnspine preprocess-soft`` through the console script."""
+    return run([console_script("nnspine"), "preprocess-soft", "-d", str(dataset_id), "-c", configuration, *extra],
+               env)
+
+
+_PREPARED: dict = {}
+
+
+def prepared_toy(tmp_path_factory) -> dict:
+    """Toy dataset, planned + preprocessed by nnU-Net and by ``preprocess-soft``; built once per session.
+
+    Returns the environment (``env``), the raw dataset folder (``raw``), the preprocessed dataset folder
+    (``pre``) and the 3d_fullres data folder (``data``). Tests must not modify these folders.
+    """
+    if "env" not in _PREPARED:
+        base = tmp_path_factory.mktemp("nnunet_toy")
+        env = nnunet_env(base)
+        raw = make_toy_dataset(env["nnUNet_raw"])
+        plan_and_preprocess(env)
+        preprocess_soft(env)
+        pre = Path(env["nnUNet_preprocessed"]) / TOY_NAME
+        plans = json.loads((pre / "nnUNetPlans.json").read_text())
+        data = pre / plans["configurations"]["3d_fullres"]["data_identifier"]
+        _PREPARED.update(env=env, raw=raw, pre=pre, data=data, plans=plans)
+    return dict(_PREPARED)
+
+
+class environ:
+    """Context manager setting environment variables in this process (restored on exit)."""
+
+    def __init__(self, values: dict):
+        self.values = values
+        self.saved: dict = {}
+
+    def __enter__(self):
+        for k, v in self.values.items():
+            self.saved[k] = os.environ.get(k)
+            os.environ[k] = v
+        return self
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        return False

@@ -1,0 +1,298 @@
+"""Soft-segmentation trainers: discovery by stock nnU-Net, data loading/augmentation of soft targets, loss wiring,
+validation metrics and logging.
+
+Uses the session's preprocessed toy dataset (:func:`nnunet_helpers.prepared_toy`); trainers run in-process on
+the CPU with temporary ``nnUNet_results``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnunet_helpers import TOY_NAME, console_script, environ, prepared_toy
+
+from nnunet_extensions import soft_targets as st
+
+TRAINER_NAMES = ["nnUNetTrainerSoftSeg", "nnUNetTrainerSoftSegMSE", "nnUNetTrainerSoftSegAdapWing",
+                 "nnUNetTrainerSoftSeg_debug"]
+
+
+def _export_folder() -> str:
+    out = subprocess.run([console_script("nnspine"), "trainers", "--export"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out.startswith("export nnUNet_extTrainer=")
+    return out.split("=", 1)[1].strip("'")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return prepared_toy(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def env(toy, tmp_path_factory):
+    """Process environment for in-process trainers (temporary results folder, no DA workers)."""
+    return {
+        "nnUNet_raw": toy["env"]["nnUNet_raw"],
+        "nnUNet_preprocessed": toy["env"]["nnUNet_preprocessed"],
+        "nnUNet_results": str(tmp_path_factory.mktemp("results")),
+        "nnUNet_n_proc_DA": "0",
+        "nnUNet_compile": "f",
+        "nnUNet_extTrainer": _export_folder(),
+    }
+
+
+def _make(env, toy, name="nnUNetTrainerSoftSeg", dataset_json=None, start=True):
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    with environ(env):
+        cls = recursive_find_trainer_class_by_name(name)
+        plans = json.loads((toy["pre"] / "nnUNetPlans.json").read_text())
+        plans["continue_training"] = False
+        dj = dataset_json or json.loads((toy["pre"] / "dataset.json").read_text())
+        trainer = cls(plans=plans, configuration="3d_fullres", fold="all", dataset_json=dj,
+                      device=torch.device("cpu"))
+        if start:
+            trainer.on_train_start()
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def trainer(env, toy):
+    torch.manual_seed(0)
+    np.random.seed(0)
+    t = _make(env, toy)
+    yield t
+    with environ(env):
+        t.on_train_end()
+
+
+# ========================================================================================= discovery
+def test_cli_lists_trainers_and_exports_discovery_folder():
+    out = subprocess.run([console_script("nnspine"), "trainers"], capture_output=True, text=True, check=True).stdout
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert [ln.split()[0] for ln in lines] == TRAINER_NAMES
+    assert all(len(ln.split(None, 1)) == 2 for ln in lines)  # name + description
+    folder = Path(_export_folder())
+    assert folder.is_dir() and folder.is_relative_to(Path(st.__file__).parent)
+    assert sorted(p.name for p in folder.glob("*.py")) == ["nnspine_softseg_trainers.py"]
+
+
+def test_discovery_module_only_reexports_from_installed_package():
+    src = (Path(_export_folder()) / "nnspine_softseg_trainers.py").read_text()
+    tree = ast.parse(src)
+    for node in tree.body:
+        assert not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef, ast.Import))
+        if isinstance(node, ast.ImportFrom):
+            assert node.module == "trainers.softseg" and node.level == 0
+    imported = {a.name for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert imported == set(TRAINER_NAMES)
+
+
+def test_nnunet_train_lookup_finds_trainers_via_extTrainer(tmp_path):
+    """Stock ``nnUNetv2_train``'s lookup (``recursive_find_trainer_class_by_name``) finds every trainer through
+    ``nnUNet_extTrainer``; the classes come from the installed package, so they pickle into spawned workers."""
+    code = f"""
+import pickle, sys
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+for name in {TRAINER_NAMES!r}:
+    cls = recursive_find_trainer_class_by_name(name)
+    assert cls.__name__ == name and cls.__module__ == 'trainers.softseg', cls.__module__
+    assert issubclass(cls, nnUNetTrainer)
+    assert pickle.loads(pickle.dumps(cls)) is cls
+assert 'nnspine_softseg_trainers' not in sys.modules  # nnU-Net dropped the shim module again
+print('FOUND-ALL')
+"""
+    env = {**os.environ, "nnUNet_extTrainer": _export_folder(), "nnUNet_results": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and "FOUND-ALL" in proc.stdout, proc.stderr[-3000:]
+    env.pop("nnUNet_extTrainer")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0 and "Could not find requested nnunet trainer" in proc.stderr
+
+
+# ============================================================================================= setup
+def test_trainer_setup(trainer, env, toy):
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+    assert isinstance(trainer.loss, DeepSupervisionWrapper)
+    inner = trainer.loss.loss
+    assert isinstance(inner, st.SoftTargetLoss) and (inner.weight_mse, inner.weight_dice) == (1.0, 1.0)
+    w = trainer.loss.weight_factors
+    assert w[0] > w[1] > 0 and w[-1] == 0 and sum(w) == pytest.approx(1.0)
+    assert trainer.label_manager.num_segmentation_heads == 2  # stock 2-channel softmax head
+    for k in ("val_soft_dice", "val_mse_soft", "val_mse_binary", "mean_fg_dice", "ema_fg_dice"):
+        assert k in trainer.logger.local_logger.my_fantastic_logging
+    # variants differ only in their loss / length
+    variants = {n: _make(env, toy, n, start=False) for n in TRAINER_NAMES[1:]}
+    for v in variants.values():
+        v.initialize()
+    assert (variants["nnUNetTrainerSoftSegMSE"].loss.loss.weight_mse,
+            variants["nnUNetTrainerSoftSegMSE"].loss.loss.weight_dice) == (1.0, 0.0)
+    assert variants["nnUNetTrainerSoftSegAdapWing"].loss.loss.weight_adapwing == 1.0
+    dbg = variants["nnUNetTrainerSoftSeg_debug"]
+    assert dbg.num_epochs <= 2 and dbg.num_iterations_per_epoch <= 5 and dbg.num_val_iterations_per_epoch <= 2
+
+
+def test_rejects_datasets_it_cannot_train(env, toy):
+    dj = json.loads((toy["pre"] / "dataset.json").read_text())
+    dj["labels"] = {"background": 0, "cord": 1, "csf": 2}
+    with pytest.raises(RuntimeError, match="one soft foreground"):
+        _make(env, toy, dataset_json=dj, start=False)
+
+
+def test_missing_soft_targets_are_reported(env, toy, tmp_path):
+    pre = tmp_path / "preprocessed"
+    shutil.copytree(toy["pre"], pre / TOY_NAME)
+    data = pre / TOY_NAME / toy["data"].name
+    (data / st.SOFT_FOLDER / "toy_003.b2nd").unlink()
+    e = {**env, "nnUNet_preprocessed": str(pre), "nnUNet_results": str(tmp_path / "res")}
+    t = _make(e, toy, start=False)
+    with environ(e), pytest.raises(RuntimeError, match="nnspine preprocess-soft"):
+        t.initialize()
+        t.get_tr_and_val_datasets()
+
+
+# ========================================================================================== batches
+def _dice(a, b):
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+
+
+def test_batch_soft_target_equals_preprocessed_soft_at_sampled_location(trainer, env, toy):
+    """A batch (no spatial augmentation: the validation pipeline) holds, for every sample, exactly the
+    preprocessed (transposed, cropped, resampled) soft mask at the patch nnU-Net's sampler chose; fractional
+    values included. Oversampling forces the cord into every patch."""
+    from acvl_utils.cropping_and_padding.bounding_boxes import crop_and_pad_nd
+
+    with environ(env):
+        ds_tr, _ = trainer.get_tr_and_val_datasets()
+        transforms = trainer.get_validation_transforms(trainer._get_deep_supervision_scales())
+        ps = trainer.configuration_manager.patch_size
+        dl = st.nnUNetDataLoaderSoft(ds_tr, 4, ps, ps, trainer.label_manager, oversample_foreground_percent=1.0,
+                                     transforms=transforms)
+        for _ in range(3):
+            batch = next(dl)
+            soft, seg = batch["soft_target"], batch["target"]
+            assert isinstance(soft, list) and [s.shape for s in soft] == [s.shape for s in seg]
+            assert soft[0].dtype == torch.float32
+            for j, (key, bbox) in enumerate(zip(batch["keys"], batch["bboxes"])):
+                ref = crop_and_pad_nd(st.load_soft_target(toy["data"], key), bbox, 0, cast_cropped_to=np.float32)
+                got = soft[0][j].numpy()
+                assert np.allclose(got, ref, atol=1e-6)
+                frac = (got > 0.05) & (got < 0.95)
+                assert frac.sum() > 20, key  # fractional soft values reach the batch
+                assert _dice(got[0] > 0.5, seg[0][j, 0].numpy() == 1) > 0.9
+                # coarser scales: area averages of the full-resolution target
+                assert float(soft[1][j].mean()) == pytest.approx(float(soft[0][j].mean()), abs=0.02)
+
+
+def test_training_batch_carries_soft_target_through_spatial_augmentation(trainer, env):
+    """With rotation and scaling forced on, the soft target stays aligned with nnU-Net's label in every sample
+    (it goes through the same spatial transforms as ``regression_target``) and keeps fractional values."""
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+
+    with environ(env):
+        ds_tr, _ = trainer.get_tr_and_val_datasets()
+        rot, dummy2d, initial_ps, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        ps = trainer.configuration_manager.patch_size
+        transforms = trainer.get_training_transforms(ps, rot, trainer._get_deep_supervision_scales(), mirror,
+                                                     dummy2d)
+        spatial = [t for t in transforms.transforms if isinstance(t, SpatialTransform)][0]
+        spatial.p_rotation = spatial.p_scaling = 1.0
+        dl = st.nnUNetDataLoaderSoft(ds_tr, 4, initial_ps, ps, trainer.label_manager,
+                                     oversample_foreground_percent=1.0, transforms=transforms)
+        torch.manual_seed(1)
+        np.random.seed(1)
+        for _ in range(2):
+            batch = next(dl)
+            soft, seg = batch["soft_target"], batch["target"]
+            assert [tuple(s.shape) for s in soft] == [tuple(s.shape) for s in seg]
+            assert tuple(soft[0].shape[2:]) == tuple(ps)
+            for j in range(soft[0].shape[0]):
+                s, l = soft[0][j, 0].numpy(), seg[0][j, 0].numpy()
+                assert s.min() >= -1e-6 and s.max() <= 1 + 1e-6
+                if (l == 1).sum() > 50:
+                    assert _dice(s > 0.5, l == 1) > 0.85
+                    assert ((s > 0.05) & (s < 0.95)).sum() > 20
+
+
+# ================================================================================ loss and metrics
+def test_train_step_feeds_the_soft_target_to_the_loss(trainer, env):
+    recorded = {}
+    real_loss = trainer.loss
+
+    def spy(output, target):
+        recorded["target"] = target
+        return real_loss(output, target)
+
+    with environ(env):
+        batch = next(trainer.dataloader_train)
+        trainer.loss = spy
+        try:
+            out = trainer.train_step(batch)
+        finally:
+            trainer.loss = real_loss
+    assert np.isfinite(out["loss"])
+    t0 = recorded["target"][0]
+    assert t0.dtype == torch.float32 and torch.equal(t0, batch["soft_target"][0])
+    assert ((t0 > 0.05) & (t0 < 0.95)).any()
+
+
+def test_validation_logs_soft_metrics_each_epoch_and_keeps_nnunet_logging(trainer, env):
+    """One short epoch through nnU-Net's own hooks: soft Dice, MSE vs soft and vs binarized targets are logged
+    next to nnU-Net's values; progress.png, progress_soft.png and checkpoint_best (EMA pseudo Dice) appear."""
+    with environ(env):
+        trainer.on_epoch_start()
+        trainer.on_train_epoch_start()
+        trainer.on_train_epoch_end([trainer.train_step(next(trainer.dataloader_train))])
+        with torch.no_grad():
+            trainer.on_validation_epoch_start()
+            outs = [trainer.validation_step(next(trainer.dataloader_val)) for _ in range(2)]
+            assert set(outs[0]) >= {"loss", "tp_hard", "fp_hard", "fn_hard", "soft_sums"}
+            trainer.on_validation_epoch_end(outs)
+        trainer.on_epoch_end()
+    log = trainer.logger.local_logger.my_fantastic_logging
+    for k in ("val_soft_dice", "val_mse_soft", "val_mse_binary", "mean_fg_dice", "ema_fg_dice", "val_losses"):
+        assert len(log[k]) == 1 and np.isfinite(log[k][0]), k
+    assert 0 <= log["val_soft_dice"][0] <= 1
+    assert log["val_mse_soft"][0] != log["val_mse_binary"][0]
+    out = Path(trainer.output_folder)
+    assert (out / "progress.png").is_file() and (out / "progress_soft.png").is_file()
+    assert (out / "checkpoint_best.pth").is_file()
+    ckpt = torch.load(out / "checkpoint_best.pth", map_location="cpu", weights_only=False)
+    assert ckpt["trainer_name"] == "nnUNetTrainerSoftSeg" and "val_mse_soft" in ckpt["logging"]
+    text = "".join(p.read_text() for p in out.glob("training_log_*.txt"))
+    assert "val soft Dice" in text and "MSE vs soft target" in text
+
+
+def test_logger_accepts_checkpoints_of_stock_trainers():
+    from trainers.softseg import SoftLocalLogger
+
+    lg = SoftLocalLogger()
+    stock = {k: [0.1, 0.2] for k in ("mean_fg_dice", "ema_fg_dice", "dice_per_class_or_region", "train_losses",
+                                      "val_losses", "lrs", "epoch_start_timestamps", "epoch_end_timestamps")}
+    lg.load_checkpoint(stock)
+    assert len(lg.get_value("val_mse_soft", None)) == 2
+    lg.log("val_mse_soft", 0.5, 2)
+    assert lg.get_value("val_mse_soft", 2) == 0.5
+
+
+def test_trainer_classes_pickle_by_reference():
+    from trainers import softseg
+
+    for name in TRAINER_NAMES:
+        cls = getattr(softseg, name)
+        assert pickle.loads(pickle.dumps(cls)) is cls
