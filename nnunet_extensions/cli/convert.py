@@ -1,0 +1,125 @@
+"""``nnspine convert <converter>``: dataset converters (a command group).
+
+Each converter is a sub-subcommand registered by a function of :data:`CONVERTERS` that adds its parser to
+the group and sets ``func``; heavy imports stay inside the ``run_*`` functions. Add new converters (lesion,
+spineps, spider...) by appending their register function to :data:`CONVERTERS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from nnunet_extensions.cli.common import add_jobs, add_overwrite, add_quiet, new_parser
+
+SOFTGT_DESCRIPTION = """\
+Soft (partial-volume) spinal cord ground truth from the binary cord masks of several contrasts per subject.
+
+Input: a BIDS dataset (-i) with images sub-XX[/ses-YY]/anat/<image>.nii.gz and binary cord masks
+derivatives/labels/sub-XX/anat/<image>_label-SC_seg.nii.gz on each image's grid (spine-generic naming).
+Per subject, every contrast's mask is resampled (world coordinates, linear interpolation) into a space of
+planes perpendicular to the reference contrast's S-I axis (--reference, default T2w; --reference-resolution
+mm in-plane, default 0.4), aligned onto the reference mask by slice-wise in-plane centre of mass (offsets
+smoothed along S-I; --no-align disables), and averaged voxel-wise over the contrasts whose field of view
+covers each point. The 0.5 surface of that average is the consensus cord boundary (moved along its normal
+by one small offset per subject, typically 0.01-0.02 mm, so that the soft volumes equal the binary ones);
+each contrast's soft mask is the fraction of each of its native voxels inside it (values 0..1, float32,
+the image's grid).
+
+Outputs (the input dataset is never modified; existing files are refused unless --overwrite):
+  DERIV_OUT/labels_softseg/sub-XX/anat/<image>_label-SC_softseg.nii.gz    soft mask
+  DERIV_OUT/labels_softseg/sub-XX/anat/<image>_label-SC_softseg.json      sources, reference, method, version
+  with --nnunet-dataset ID --name NAME, the nnU-Net raw dataset $nnUNet_raw/DatasetID_NAME (ID on 3 digits):
+    imagesTr/<image>_0000.nii.gz      every (subject, contrast) image is a single-channel case ("MRI")
+    labelsTr/<image>.nii.gz           soft >= 0.5 (uint8; labels background 0, cord 1)
+    labelsTr_soft/<image>.nii.gz      the soft mask (float32, same grid): read by 'nnspine preprocess-soft'
+
+Printed per subject: contrasts used, alignment shift (mm), mean soft value on the boundary voxels of each
+input mask (about 0.5 when the masks agree), soft and binary volumes (mm3). A subject without the
+reference contrast is skipped with a warning on stderr.
+"""
+
+SOFTGT_EPILOG = """\
+examples:
+  nnspine convert softgt -i bids_multicontrast --derivatives-out out/derivatives
+  nnspine convert softgt -i spine-generic --derivatives-out out --nnunet-dataset 501 --name SpineSoft -j 4
+  nnUNetv2_plan_and_preprocess -d 501 -c 3d_fullres --verify_dataset_integrity
+  nnspine preprocess-soft -d 501 -c 3d_fullres
+"""
+
+
+def register_softgt(conv: argparse._SubParsersAction) -> None:
+    p = new_parser(
+        conv,
+        "softgt",
+        help="soft cord GT averaged across contrasts -> BIDS derivative (+ nnU-Net raw dataset)",
+        description=SOFTGT_DESCRIPTION,
+        epilog=SOFTGT_EPILOG,
+    )
+    p.add_argument("-i", "--input", required=True, type=Path, metavar="BIDS_ROOT", help="input BIDS dataset")
+    p.add_argument("--derivatives-out", required=True, type=Path, metavar="DERIV_OUT",
+                   help="folder receiving labels_softseg/ (outside the input dataset)")
+    p.add_argument("--reference", default="T2w", metavar="CONTRAST",
+                   help="reference contrast (BIDS name after sub-XX_, e.g. T2w, T1w; default: T2w)")
+    p.add_argument("--no-align", dest="align", action="store_false",
+                   help="no slice-wise centre-of-mass alignment between contrasts")
+    p.add_argument("--reference-resolution", type=float, default=0.4, metavar="MM",
+                   help="in-plane spacing of the averaging space in mm (default: 0.4)")
+    p.add_argument("--nnunet-dataset", type=int, metavar="ID", help="also write $nnUNet_raw/DatasetID_NAME (1..999)")
+    p.add_argument("--name", metavar="NAME", help="nnU-Net dataset name (with --nnunet-dataset), e.g. SpineSoft")
+    add_jobs(p)
+    add_overwrite(p)
+    add_quiet(p)
+    p.set_defaults(func=run_softgt)
+
+
+#: Register functions of the converters, in the order ``nnspine convert --help`` lists them.
+CONVERTERS = [register_softgt]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = new_parser(
+        sub,
+        "convert",
+        help="dataset converters (softgt: soft cord ground truth across contrasts)",
+        description="Dataset converters. Run 'nnspine convert <converter> --help' for inputs, outputs and units.",
+    )
+    conv = p.add_subparsers(dest="converter", metavar="<converter>")
+    for register_converter in CONVERTERS:
+        register_converter(conv)
+
+    def no_converter(args: argparse.Namespace) -> int:
+        p.print_help(sys.stderr)
+        return 2
+
+    p.set_defaults(func=no_converter)
+
+
+def run_softgt(args: argparse.Namespace) -> int:
+    from nnunet_extensions.cli import UsageError
+
+    from dataset_converters.softgt import SoftGTWarning, convert
+
+    if (args.nnunet_dataset is None) != (args.name is None):
+        raise UsageError("--nnunet-dataset and --name go together")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SoftGTWarning)
+        report = convert(
+            args.input,
+            args.derivatives_out,
+            reference=args.reference,
+            align=args.align,
+            nnunet_dataset=args.nnunet_dataset,
+            name=args.name,
+            jobs=args.jobs,
+            overwrite=args.overwrite,
+            progress=not args.quiet and sys.stderr.isatty(),
+            reference_resolution=args.reference_resolution,
+        )
+    for w in report.warnings:
+        print(f"nnspine convert softgt: warning: {w}", file=sys.stderr)
+    if not args.quiet:
+        print("\n".join(report.lines()))
+    return 0
