@@ -547,16 +547,17 @@ def soft_metric_sums(logits: torch.Tensor, soft_target: torch.Tensor, label: tor
         p = foreground_probability(logits)
         s = _as_float_target(soft_target, p)
         b = _as_float_target((label > 0), p)
-        sums = torch.stack([(p * s).sum(), (p * p).sum(), (s * s).sum(), ((p - s) ** 2).sum(),
+        sums = torch.stack([(p * s).sum(), p.sum(), s.sum(), ((p - s) ** 2).sum(),
                             ((p - b) ** 2).sum(), torch.tensor(float(p.numel()), device=p.device)])
     return sums.double().cpu().numpy()
 
 
 def soft_metrics_from_sums(sums: np.ndarray) -> dict:
-    """``soft_dice`` (= 1 - the soft Dice loss over the whole epoch), ``mse_soft`` (vs the soft target) and
-    ``mse_binary`` (vs nnU-Net's binarized label) from summed :func:`soft_metric_sums`."""
-    ps, pp, ss, e_soft, e_bin, n = (float(x) for x in sums)
-    denom = pp + ss
+    """``soft_dice`` (2 Σps / (Σp + Σs) over the whole epoch: the definition ``nnspine evaluate softseg`` uses,
+    :func:`postprocessing.metrics.soft_dice`), ``mse_soft`` (vs the soft target) and ``mse_binary`` (vs
+    nnU-Net's binarized label) from summed :func:`soft_metric_sums`."""
+    ps, p_sum, s_sum, e_soft, e_bin, n = (float(x) for x in sums)
+    denom = p_sum + s_sum
     return {
         "soft_dice": 1.0 if denom == 0 else 2.0 * ps / denom,
         "mse_soft": e_soft / max(n, 1.0),
