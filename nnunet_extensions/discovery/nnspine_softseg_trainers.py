@@ -9,6 +9,7 @@ therefore live in the installed package (``trainers.softseg``) and are only impo
 from trainers.softseg import (  # noqa: F401
     nnUNetTrainerSoftSeg,
     nnUNetTrainerSoftSeg_debug,
+    nnUNetTrainerSoftSeg_demo,
     nnUNetTrainerSoftSegAdapWing,
     nnUNetTrainerSoftSegMSE,
 )
@@ -18,4 +19,5 @@ __all__ = [
     "nnUNetTrainerSoftSegMSE",
     "nnUNetTrainerSoftSegAdapWing",
     "nnUNetTrainerSoftSeg_debug",
+    "nnUNetTrainerSoftSeg_demo",
 ]
