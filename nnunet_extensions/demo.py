@@ -3,13 +3,14 @@
 Stages (each prints a header and its duration):
 
 1. phantoms: training subjects and one held-out test subject, 5 contrasts each (exact truth);
-2. CSA per vertebral level on the test subject's exact soft mask and binary mask vs the true CSA;
+2. CSA per vertebral level on the test subject's exact soft mask, binary mask and (with training) the soft
+   ground truth the converter builds from its 5 binary masks, vs the true CSA;
 3. soft ground truth of the training subjects → nnU-Net raw dataset (``nnspine convert softgt``);
 4. ``nnUNetv2_plan_and_preprocess`` (small CPU plans) + ``nnspine preprocess-soft``;
-5. ``nnUNetv2_train … -tr nnUNetTrainerSoftSeg_debug`` (a few iterations on CPU: the point is the
-   pipeline, not a converged model);
+5. ``nnUNetv2_train … -tr nnUNetTrainerSoftSeg_demo`` (150 iterations on CPU, about 4 minutes);
 6. ``nnUNetv2_predict --save_probabilities`` on the test subject → ``nnspine softmask`` → CSA per level,
-   the CSA table and the QC plot.
+   the CSA table and the QC plot, and the spread (SD) of C3 CSA across the 5 contrasts for the binary
+   masks, the converter's soft GT and the predicted soft masks.
 
 nnU-Net runs through its real console scripts with ``nnUNet_raw``/``_preprocessed``/``_results`` inside the
 demo folder, so a user's own nnU-Net folders are never touched.
@@ -30,7 +31,7 @@ from nnunet_extensions.io import OutputExistsError
 
 DEMO_DATASET_ID = 990
 DEMO_DATASET_NAME = "nnspineDemoSoftCord"
-DEMO_TRAINER = "nnUNetTrainerSoftSeg_debug"
+DEMO_TRAINER = "nnUNetTrainerSoftSeg_demo"
 DEMO_CONFIG = "3d_fullres"
 #: Plans planned for a small GPU-memory target: small patches, so CPU iterations take seconds.
 DEMO_PLANS = "nnUNetPlansCPUDemo"
@@ -48,6 +49,7 @@ class DemoResult:
     plot: Path
     trained: bool
     timings_s: dict = field(default_factory=dict)
+    spread: "pandas.DataFrame | None" = None  # noqa: F821  C3 CSA per contrast and mask kind
 
 
 def nnunet_environment(folder: Path) -> dict:
@@ -91,6 +93,41 @@ def _level_table(per_slice, truth: dict) -> dict[int, float]:
         if r["VertLevel"] and str(r["VertLevel"]).isdigit() and str(r["VertLevel"]) in truth:
             out[int(r["VertLevel"])] = float(r["MEAN(area)"])
     return out
+
+
+#: Masks of the test subject compared across contrasts: (column name, path pattern relative to the demo folder).
+SPREAD_SOURCES = (
+    ("binary mask", "phantom_test/derivatives/labels/sub-01/anat/sub-01_{c}_label-SC_seg.nii.gz"),
+    ("soft GT (converter)", "phantom_test_derivatives/labels_softseg/sub-01/anat/sub-01_{c}_label-SC_softseg.nii.gz"),
+    ("predicted soft mask", "prediction_soft/sub-01_{c}.nii.gz"),
+)
+SPREAD_LEVEL = 3  # C3: covered by every contrast of the phantom, axial slabs included
+
+
+def _contrast_spread(folder: Path, trained: bool) -> "pandas.DataFrame | None":  # noqa: F821
+    """CSA at C3 (mm²) of each contrast of the test subject, per mask kind, with the SD across contrasts."""
+    import numpy as np
+    import pandas as pd
+
+    from nnunet_extensions.phantoms.cord_dataset import DEFAULT_ACQUISITIONS
+    from postprocessing.csa import measure_file
+    from postprocessing.metrics import csa_at_levels
+
+    if not trained:
+        return None
+    contrasts = [a.entities for a in DEFAULT_ACQUISITIONS]
+    discs = "phantom_test/derivatives/labels/sub-01/anat/sub-01_{c}_label-discs_dlabel.nii.gz"
+    data = {"contrast": contrasts}
+    for name, pattern in SPREAD_SOURCES:
+        values = []
+        for c in contrasts:
+            path = folder / pattern.format(c=c)
+            per_slice = measure_file(path, discfile=folder / discs.format(c=c))
+            values.append(csa_at_levels(per_slice, [SPREAD_LEVEL])[0])
+        data[name] = values
+    df = pd.DataFrame(data)
+    sd = {"contrast": "SD across contrasts", **{n: float(np.nanstd(df[n])) for n, _ in SPREAD_SOURCES}}
+    return pd.concat([df, pd.DataFrame([sd])], ignore_index=True)
 
 
 def run_demo(
@@ -142,7 +179,8 @@ def run_demo(
     discs = anat_labels / f"sub-01_{ref}_label-discs_dlabel.nii.gz"
 
     # 2 ---------------------------------------------------------------------------------------------
-    t0 = stage(2, f"CSA per level of the test subject's {ref} masks vs the true CSA")
+    t0 = stage(2, f"CSA per level of the test subject's {ref} masks"
+                  + (" and of its soft GT (nnspine convert softgt)" if train else "") + " vs the true CSA")
     soft_truth_path = test_root / f"derivatives/truth/sub-01/anat/sub-01_{ref}_label-SC_softseg.nii.gz"
     per_truth = measure_file(soft_truth_path, discfile=discs)
     per_binary = measure_file(anat_labels / f"sub-01_{ref}_label-SC_seg.nii.gz", discfile=discs)
@@ -152,12 +190,18 @@ def run_demo(
         "binary mask": _level_table(per_binary, truth),
     }
     profiles = [per_truth.assign(Filename="exact soft mask"), per_binary.assign(Filename="binary mask")]
+    if train:  # the converter's soft GT of the test subject, from its 5 binary masks: how close to the truth?
+        from dataset_converters.softgt import convert
+
+        convert(test_root, folder / "phantom_test_derivatives", reference=ref)
+        soft_gt = folder / f"phantom_test_derivatives/labels_softseg/sub-01/anat/sub-01_{ref}_label-SC_softseg.nii.gz"
+        per_gt = measure_file(soft_gt, discfile=discs)
+        columns["soft GT (converter)"] = _level_table(per_gt, truth)
+        profiles.append(per_gt.assign(Filename="soft GT (converter)"))
     done("csa", t0)
 
     trained = False
     if train:
-        from dataset_converters.softgt import convert
-
         env = nnunet_environment(folder)
         os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
         exe = Path(sys.executable).parent
@@ -183,8 +227,8 @@ def run_demo(
         done("preprocess", t0)
 
         # 5 -----------------------------------------------------------------------------------------
-        t0 = stage(5, f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {DEMO_TRAINER} (CPU, a few "
-                      "iterations: shows the pipeline, not a converged model)")
+        t0 = stage(5, f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {DEMO_TRAINER} (CPU, 150 "
+                      "iterations, about 4 minutes)")
         console([script("nnUNetv2_train"), str(DEMO_DATASET_ID), DEMO_CONFIG, "all", "-tr", DEMO_TRAINER,
                  "-p", DEMO_PLANS, "-device", "cpu"], env, log)
         done("train", t0)
@@ -212,6 +256,7 @@ def run_demo(
         trained = True
         done("predict", t0)
 
+    spread = _contrast_spread(folder, trained)
     table = pd.DataFrame(
         {"level": [level_name(int(k)) for k in sorted(columns["true CSA"])],
          **{name: [values.get(int(k), float("nan")) for k in sorted(columns["true CSA"])]
@@ -222,7 +267,9 @@ def run_demo(
     csv = write_text(folder / "csa_per_level.csv", table.to_csv(index=False), overwrite=True)
     plot = plot_csa_profile(pd.concat(profiles, ignore_index=True), folder / "csa_profile.png",
                             title=f"Test subject {ref}: CSA along S-I", overwrite=True)
-    return DemoResult(folder, table, csv, plot, trained, timings)
+    if spread is not None:
+        write_text(folder / "csa_C3_across_contrasts.csv", spread.to_csv(index=False), overwrite=True)
+    return DemoResult(folder, table, csv, plot, trained, timings, spread)
 
 
 __all__ = ["DemoResult", "run_demo"]

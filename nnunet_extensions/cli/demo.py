@@ -17,11 +17,13 @@ nnU-Net console scripts (a few minutes on 2 CPU cores):
   2. CSA per vertebral level of the test subject (exact soft mask, binary mask) vs the true CSA
   3. nnspine convert softgt → nnU-Net raw dataset with soft targets
   4. nnUNetv2_plan_and_preprocess + nnspine preprocess-soft
-  5. nnUNetv2_train ... -tr nnUNetTrainerSoftSeg_debug (a few CPU iterations: the pipeline, not a model)
-  6. nnUNetv2_predict --save_probabilities → nnspine softmask → CSA of the predicted soft mask
+  5. nnUNetv2_train ... -tr nnUNetTrainerSoftSeg_demo (150 CPU iterations, about 4 minutes)
+  6. nnUNetv2_predict --save_probabilities → nnspine softmask → CSA of the predicted soft masks, and the
+     spread of C3 CSA across the 5 contrasts (binary masks, soft GT, predictions)
 
 Outputs in the demo folder: csa_per_level.csv (mm², error in % of the true CSA), csa_profile.png (CSA
-along S-I with level boundaries), nnunet.log (nnU-Net's output), and every intermediate folder.
+along S-I with level boundaries), csa_C3_across_contrasts.csv, nnunet.log (nnU-Net's output), and every
+intermediate folder.
 nnU-Net folders are created inside the demo folder; your own nnU-Net environment is not touched.
 """
 
@@ -52,9 +54,11 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("CSA per vertebral level of the held-out test subject (T2w), mm²:")
     print(result.table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if result.spread is not None:
+        print("\nC3 CSA of each contrast of the test subject, mm² (the last row: SD across contrasts):")
+        print(result.spread.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if result.trained:
-        print("(the predicted column comes from a model trained for a few iterations on CPU: it shows the\n"
-              " pipeline works end to end; train longer, e.g. nnUNetTrainerSoftSeg, for meaningful numbers)")
+        print("(predictions come from 150 training iterations on CPU; a full nnUNetTrainerSoftSeg run is the real thing)")
     print(f"\nwrote {result.csv}\n      {result.plot}", file=sys.stdout)
     total = sum(result.timings_s.values())
     print(f"total {total:.0f} s")
