@@ -39,7 +39,8 @@ voxel* sees. On the cord phantom (5 contrasts, 0.5–1.8 mm shifts) the mean abs
 band around the true boundary is ≈0.023 (binary masks: ≈0.07; point-sampled average: ≈0.05; without
 alignment: ≈0.2); see tests/test_softgt.py and benchmarks/bench_softgt.py.
 
-Outputs (never inside the input dataset; existing files refused unless ``overwrite``):
+Outputs (in a new pipeline folder: outside the input dataset or under its ``derivatives/``; the input files are
+never modified and existing outputs are refused unless ``overwrite``):
 
 * ``<derivatives_out>/labels_softseg/sub-XX/anat/<image>_label-SC_softseg.nii.gz`` (float32, the image's
   grid and header) + ``.json`` sidecar (sources, reference, method, offsets, package version), and
@@ -922,9 +923,12 @@ def convert(
         raise InputError("the nnU-Net dataset needs both an ID (--nnunet-dataset) and a name (--name)")
     plans = discover(bids_root, reference)
     soft_root = derivatives_out / PIPELINE
-    if _is_inside(soft_root, bids_root):
-        raise InputError(f"{derivatives_out}: is inside the input dataset {bids_root}, which is never modified; "
-                         "choose a folder outside it")
+    # BIDS keeps derivatives inside the dataset: a new pipeline folder under <bids_root>/derivatives adds files
+    # and never touches existing ones (outputs that exist are refused unless overwrite); elsewhere inside the
+    # input dataset is refused.
+    if _is_inside(soft_root, bids_root) and not _is_inside(soft_root, bids_root / "derivatives"):
+        raise InputError(f"{derivatives_out}: is inside the input dataset {bids_root} but not under its derivatives/ "
+                         "folder; choose <dataset>/derivatives or a folder outside the dataset")
     nn_folder = None
     if nnunet_dataset is not None:
         from dataset_converters import nnunet_raw

@@ -376,7 +376,7 @@ def test_cli_bad_mask_exits_2_with_one_line(tiny, tmp_path, how):
 def test_cli_bad_usage_exits_2_with_one_line(tiny, tmp_path, case):
     args = {
         "missing": ["-i", tmp_path / "nope", "--derivatives-out", tmp_path / "out"],
-        "inside": ["-i", tiny, "--derivatives-out", tiny / "derivatives"],
+        "inside": ["-i", tiny, "--derivatives-out", tiny / "sub-01"],
         "no_labels": ["-i", tiny, "--derivatives-out", tmp_path / "out"],
         "nnunet_without_name": ["-i", tiny, "--derivatives-out", tmp_path / "out", "--nnunet-dataset", "7"],
         "bad_id": ["-i", tiny, "--derivatives-out", tmp_path / "out", "--nnunet-dataset", "1000", "--name", "X"],
@@ -393,7 +393,17 @@ def test_cli_bad_usage_exits_2_with_one_line(tiny, tmp_path, case):
     if case == "missing":
         assert "nope" in proc.stderr
     if case == "inside":
-        assert not (tiny / "derivatives" / "labels_softseg").exists()
+        assert "derivatives/" in proc.stderr and not (tiny / "sub-01" / "labels_softseg").exists()
+
+
+def test_bids_derivatives_folder_of_the_input_is_accepted_and_inputs_untouched(tiny, tmp_path):
+    before = tree_hash(tiny)
+    proc = run_cli("-i", tiny, "--derivatives-out", tiny / "derivatives", "-q")
+    assert proc.returncode == 0, proc.stderr
+    after = tree_hash(tiny)
+    assert {k: after[k] for k in before} == before  # every input file as it was
+    added = sorted(set(after) - set(before))
+    assert added and all(k.startswith("derivatives/labels_softseg/") for k in added)
 
 
 def test_convert_group_lists_softgt():

@@ -60,7 +60,7 @@ def register_softgt(conv: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-i", "--input", required=True, type=Path, metavar="BIDS_ROOT", help="input BIDS dataset")
     p.add_argument("--derivatives-out", required=True, type=Path, metavar="DERIV_OUT",
-                   help="folder receiving labels_softseg/ (outside the input dataset)")
+                   help="folder receiving labels_softseg/ (outside the input dataset, or its derivatives/ folder)")
     p.add_argument("--reference", default="T2w", metavar="CONTRAST",
                    help="reference contrast (BIDS name after sub-XX_, e.g. T2w, T1w; default: T2w)")
     p.add_argument("--no-align", dest="align", action="store_false",
