@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,23 @@ def anat_path(folder: Path, subject: str, entities: str, suffix: str = "", ext: 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype, overwrite: bool = True) -> Path:
     """Save one phantom volume (folders created, atomic write)."""
     return save_image(data, affine, path, overwrite=overwrite, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class PhantomFolders:
+    """Where a phantom dataset's parts go: BIDS root, subject ids, ``derivatives/labels`` and ``derivatives/truth``."""
+
+    root: Path
+    subjects: list[str]
+    labels: Path
+    truth: Path
+
+
+def start_phantom_dataset(out_dir: str | Path, n_subjects: int, name: str, labels_description: str,
+                          truth_description: str, overwrite: bool = False) -> PhantomFolders:
+    """Create a phantom BIDS dataset (subjects ``sub-01``, ``sub-02``, …) with its labels and truth derivatives."""
+    root = Path(out_dir)
+    subjects = [f"sub-{i + 1:02d}" for i in range(n_subjects)]
+    start_dataset(root, name, subjects, overwrite=overwrite)
+    return PhantomFolders(root, subjects, start_derivative(root, "labels", labels_description),
+                          start_derivative(root, "truth", truth_description))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_extensions.io import write_text
-from nnunet_extensions.phantoms.bids import anat_path, start_dataset, start_derivative, write_nifti
+from nnunet_extensions.phantoms.bids import anat_path, start_phantom_dataset, write_nifti
 from nnunet_extensions.phantoms.cord import CordModel, default_cervical_model, disc_points, level_map, render_fraction
 
 _AXIS_VECTORS = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
@@ -135,11 +135,10 @@ def write_cord_dataset(
     """
     from tqdm.auto import tqdm
 
-    root = Path(out_dir)
-    subjects = [f"sub-{i + 1:02d}" for i in range(n_subjects)]
-    start_dataset(root, "nnunet-spine cord phantom", subjects, overwrite=overwrite)
-    labels = start_derivative(root, "labels", "Cord masks, level labels and disc labels (phantom)")
-    truth_dir = start_derivative(root, "truth", "Exact partial-volume cord fractions and CSA truth (phantom)")
+    folders = start_phantom_dataset(out_dir, n_subjects, "nnunet-spine cord phantom",
+                                    "Cord masks, level labels and disc labels (phantom)",
+                                    "Exact partial-volume cord fractions and CSA truth (phantom)", overwrite)
+    root, subjects, labels, truth_dir = folders.root, folders.subjects, folders.labels, folders.truth
     result = {"root": str(root), "subjects": {}}
     jobs = [(i, s, a) for i, s in enumerate(subjects) for a in acquisitions]
     bar = tqdm(total=len(jobs), desc="phantom cord", unit="image", disable=not progress)

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_extensions.io import write_text
-from nnunet_extensions.phantoms.bids import anat_path, start_dataset, start_derivative, write_nifti
+from nnunet_extensions.phantoms.bids import anat_path, start_derivative, start_phantom_dataset, write_nifti
 
 #: Lesion roles, in id order (id = position + 1).
 LESION_ROLES: tuple[str, ...] = ("large", "medium", "tiny_1", "tiny_3", "face_a", "face_b",
@@ -360,11 +360,10 @@ def write_lesion_dataset(
 
     from nnunet_extensions.phantoms.cord_dataset import subject_model
 
-    root = Path(out_dir)
-    subjects = [f"sub-{i + 1:02d}" for i in range(n_subjects)]
-    start_dataset(root, "nnunet-spine cord lesion phantom", subjects, overwrite=overwrite)
-    labels_dir = start_derivative(root, "labels", "Cord and lesion masks (phantom)")
-    truth_dir = start_derivative(root, "truth", "Lesion instance maps and lesion truth (phantom)")
+    folders = start_phantom_dataset(out_dir, n_subjects, "nnunet-spine cord lesion phantom",
+                                    "Cord and lesion masks (phantom)", "Lesion instance maps and lesion truth (phantom)",
+                                    overwrite)
+    root, subjects, labels_dir, truth_dir = folders.root, folders.subjects, folders.labels, folders.truth
     pred_dir = start_derivative(root, "prediction", "A lesion mask with known errors (phantom)")
     result = {"root": str(root), "subjects": {}}
     for i, sub in enumerate(tqdm(subjects, desc="phantom lesion", unit="subject", disable=not progress)):

@@ -41,7 +41,7 @@ import numpy as np
 
 from nnunet_extensions import labels as L
 from nnunet_extensions.io import write_text
-from nnunet_extensions.phantoms.bids import anat_path, start_dataset, start_derivative, write_nifti
+from nnunet_extensions.phantoms.bids import anat_path, start_phantom_dataset, write_nifti
 
 # --------------------------------------------------------------------------------------------- geometry
 
@@ -523,11 +523,11 @@ def write_spine_dataset(
     """
     from tqdm.auto import tqdm
 
-    root = Path(out_dir)
-    subjects = [f"sub-{i + 1:02d}" for i in range(n_subjects)]
-    start_dataset(root, "nnunet-spine whole-spine phantom", subjects, overwrite=overwrite)
-    labels_dir = start_derivative(root, "labels", "SPINEPS-style semantic (seg-spine) and instance (seg-vert) masks (phantom)")
-    truth_dir = start_derivative(root, "truth", "Whole-spine phantom truth: ids, voxel counts, volumes (phantom)")
+    folders = start_phantom_dataset(
+        out_dir, n_subjects, "nnunet-spine whole-spine phantom",
+        "SPINEPS-style semantic (seg-spine) and instance (seg-vert) masks (phantom)",
+        "Whole-spine phantom truth: ids, voxel counts, volumes (phantom)", overwrite)
+    root, subjects, labels_dir, truth_dir = folders.root, folders.subjects, folders.labels, folders.truth
     result = {"root": str(root), "subjects": {}}
     for i, sub in enumerate(tqdm(subjects, desc="phantom spine", unit="subject", disable=not progress)):
         model = build_spine_model(n_vertebrae, seed=seed, index=i)
