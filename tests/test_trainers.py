@@ -25,7 +25,7 @@ from nnunet_helpers import TOY_NAME, console_script, environ, prepared_toy
 from nnunet_extensions import soft_targets as st
 
 TRAINER_NAMES = ["nnUNetTrainerSoftSeg", "nnUNetTrainerSoftSegMSE", "nnUNetTrainerSoftSegAdapWing",
-                 "nnUNetTrainerSoftSeg_debug"]
+                 "nnUNetTrainerSoftSeg_debug", "nnUNetTrainerSoftSeg_demo"]
 
 
 def _export_folder() -> str:
@@ -144,6 +144,13 @@ def test_trainer_setup(trainer, env, toy):
     assert variants["nnUNetTrainerSoftSegAdapWing"].loss.loss.weight_adapwing == 1.0
     dbg = variants["nnUNetTrainerSoftSeg_debug"]
     assert dbg.num_epochs <= 2 and dbg.num_iterations_per_epoch <= 5 and dbg.num_val_iterations_per_epoch <= 2
+    demo = variants["nnUNetTrainerSoftSeg_demo"]
+    assert demo.num_epochs * demo.num_iterations_per_epoch == 150
+    # the short variants predict without mirrored test-time augmentation; the real trainer keeps it
+    for v in (dbg, demo, trainer):
+        v.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert dbg.inference_allowed_mirroring_axes is None and demo.inference_allowed_mirroring_axes is None
+    assert trainer.inference_allowed_mirroring_axes
 
 
 def test_rejects_datasets_it_cannot_train(env, toy):
