@@ -25,9 +25,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from nnunet_extensions.io import OutputExistsError
+
+if TYPE_CHECKING:
+    import pandas
 
 DEMO_DATASET_ID = 990
 DEMO_DATASET_NAME = "nnspineDemoSoftCord"
@@ -37,6 +40,8 @@ DEMO_CONFIG = "3d_fullres"
 DEMO_PLANS = "nnUNetPlansCPUDemo"
 DEMO_GPU_MEMORY_TARGET_GB = 1.0
 CONTRAST_REFERENCE = "T2w"
+#: File marking a demo folder: only such a folder is cleared by ``--overwrite``.
+DEMO_MARKER = ".nnspine_demo"
 
 
 @dataclass
@@ -150,8 +155,11 @@ def run_demo(
     if folder.exists() and any(folder.iterdir()):
         if not overwrite:
             raise OutputExistsError(f"{folder}: demo folder exists and is not empty (use --overwrite)")
+        if not (folder / DEMO_MARKER).is_file():  # --overwrite clears only what an earlier demo wrote
+            raise OutputExistsError(f"{folder}: not an nnspine demo folder (no {DEMO_MARKER}); refusing to delete it")
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / DEMO_MARKER, "This folder was written by 'nnspine demo'; 'nnspine demo --overwrite' may delete it.\n")
     log = folder / "nnunet.log"
     timings: dict[str, float] = {}
     n_stages = 6 if train else 2

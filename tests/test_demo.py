@@ -22,3 +22,13 @@ def test_quick_demo_measures_true_csa(tmp_path):
     again = subprocess.run(["nnspine", "demo", "--no-train", "-o", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
     assert (out / "csa_per_level.csv").exists()
+    # --overwrite redoes a demo folder, but never deletes a folder the demo did not write
+    redo = subprocess.run(["nnspine", "demo", "--no-train", "-o", str(out), "--overwrite"], capture_output=True, text=True)
+    assert redo.returncode == 0, redo.stderr
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "data.nii.gz").write_bytes(b"keep me")
+    refused = subprocess.run(["nnspine", "demo", "--no-train", "-o", str(precious), "--overwrite"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "not an nnspine demo folder" in refused.stderr
+    assert (precious / "data.nii.gz").read_bytes() == b"keep me"
