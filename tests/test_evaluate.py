@@ -97,6 +97,12 @@ def test_csa_variability_on_truth_masks(cord_phantom, tmp_path):
     assert png.stat().st_size > 5000
 
 
+def test_csa_variability_missing_mask(cord_phantom, tmp_path):
+    r = nnspine("evaluate", "csa-variability", "-i", str(tmp_path / "sub-01_T2w.nii.gz"), "--discs", str(tmp_path),
+                "-o", str(tmp_path / "v.csv"))
+    assert r.returncode == 2 and "sub-01_T2w.nii.gz: file not found" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_csa_variability_missing_level_file(cord_phantom, tmp_path):
     r = nnspine("evaluate", "csa-variability", "-i", str(_truth(cord_phantom, "T2w")), "--discs", str(tmp_path),
                 "-o", str(tmp_path / "v.csv"))

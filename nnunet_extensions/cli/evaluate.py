@@ -170,6 +170,8 @@ def run_variability(args: argparse.Namespace) -> int:
         case = _case_name(mask)
         subject, contrast = split_bids_name(case)
         try:
+            if not mask.is_file():
+                raise InputError(f"{mask}: file not found")
             if not subject:
                 raise InputError(f"{mask}: name does not start with a BIDS subject (sub-XX_...)")
             suffix = args.disc_suffix if args.discs else args.vert_suffix
