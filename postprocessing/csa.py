@@ -49,11 +49,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Iterable, Literal, Sequence
 
 import numpy as np
 
 from nnunet_extensions.io import Image, InputError, check_3d, check_same_grid, check_values, load_image, voxel_sizes
+
+if TYPE_CHECKING:  # annotations only: the CLI path avoids importing pandas
+    import pandas
 
 #: Output columns of SCT's ``sct_process_segmentation`` that this module writes, in SCT's order.
 SCT_COLUMNS = [

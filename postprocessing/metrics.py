@@ -7,7 +7,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas
 
 
 def soft_dice(pred: np.ndarray, ref: np.ndarray, eps: float = 1e-8) -> float:

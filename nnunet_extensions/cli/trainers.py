@@ -56,5 +56,5 @@ def run(args) -> int:
     for t in TRAINERS:
         doc = (t.__doc__ or "").strip().splitlines()
         print(f"{t.__name__:<{width}}  {doc[0] if doc else ''}")
-    print(f"(to let nnU-Net find them: eval \"$(nnspine trainers --export)\")", file=sys.stderr)
+    print("(to let nnU-Net find them: eval \"$(nnspine trainers --export)\")", file=sys.stderr)
     return 0
