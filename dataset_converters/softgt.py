@@ -166,6 +166,18 @@ def _sample(data: np.ndarray, affine: np.ndarray, stack: _Stack, shift: np.ndarr
     return values, inside
 
 
+def _box(lo: np.ndarray, hi: np.ndarray, spacing: np.ndarray, inplane, s: int, n_s: int) -> tuple[list[int], np.ndarray]:
+    """Shape and in-plane origin (mm along the reference axes) of a stack covering ``lo..hi`` in-plane at
+    ``spacing``, with ``n_s`` planes along axis ``s`` (whose origin is left at 0 for the caller)."""
+    shape = [0, 0, 0]
+    origin = np.zeros(3)
+    for a in inplane:
+        shape[a] = int(math.ceil((hi[a] - lo[a]) / spacing[a])) + 1
+        origin[a] = lo[a]
+    shape[s] = n_s
+    return shape, origin
+
+
 def _slices_first(a: np.ndarray, s: int) -> np.ndarray:
     return np.moveaxis(a, s, 0).reshape(a.shape[s], -1)
 
@@ -379,12 +391,7 @@ def soft_ground_truth(
     coarse_sp[s] = si_step
     q_lo = q_all.min(0) - (MARGIN_MM + 3.0)
     q_hi = q_all.max(0) + (MARGIN_MM + 3.0)
-    shape0 = [0, 0, 0]
-    origin_q = np.zeros(3)
-    for a in inplane:
-        shape0[a] = int(math.ceil((q_hi[a] - q_lo[a]) / coarse_sp[a])) + 1
-        origin_q[a] = q_lo[a]
-    shape0[s] = n_s
+    shape0, origin_q = _box(q_lo, q_hi, coarse_sp, inplane, s, n_s)
     origin_q[s] = k_lo * si_step
     aff0 = np.eye(4)
     aff0[:3, :3] = dirs * coarse_sp
@@ -428,12 +435,7 @@ def soft_ground_truth(
     # ---- fine stack: planes shifted to follow the cord
     fine_sp = np.full(3, float(resolution_mm))
     fine_sp[s] = si_step
-    shape1 = [0, 0, 0]
-    origin_q = np.zeros(3)
-    for a in inplane:
-        shape1[a] = int(math.ceil((ext_hi[a] - ext_lo[a]) / fine_sp[a])) + 1
-        origin_q[a] = ext_lo[a]
-    shape1[s] = n_s
+    shape1, origin_q = _box(ext_lo, ext_hi, fine_sp, inplane, s, n_s)
     aff1 = np.eye(4)
     aff1[:3, :3] = dirs * fine_sp
     # slice origin: the coarse stack's slice origin (same S-I positions); in-plane relative to the cord track
