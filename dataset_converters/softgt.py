@@ -68,10 +68,9 @@ from nnunet_extensions.io import (
     Image,
     InputError,
     OutputExistsError,
-    check_3d,
     check_same_grid,
     load_image,
-    read_image,
+    read_geometry,
     save_image,
     split_suffix,
     write_text,
@@ -671,35 +670,9 @@ def _choose_reference(plan: _SubjectPlan, reference: str) -> None:
         plan.skip = f"no {reference} image with a cord mask (contrasts with masks: {', '.join(names) or 'none'})"
 
 
-def _image_grid(path: Path) -> Image:
-    """Shape, affine and header of an image without reading its voxels (NIfTI); a 3-D check."""
-    from nnunet_extensions.io import is_nifti
-
-    if not is_nifti(path):
-        return check_3d(read_image(path))
-    import nibabel as nib
-
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    try:
-        img = nib.load(str(path))
-        shape = tuple(int(n) for n in img.shape)
-        affine = np.asarray(img.affine, float)
-        header = img.header.copy()
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: cannot read image ({reason[:200]})") from None
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) != 3:
-        raise InputError(f"{path}: expected a 3-D image, got {len(shape)}-D with shape {tuple(img.shape)}")
-    data = np.broadcast_to(np.zeros((), np.uint8), shape)
-    return Image(data=data, affine=affine, path=path, meta={"header": header, "format": "nifti"})
-
-
 def _load_contrast(c: _Contrast, full_image: bool) -> tuple[Image, Image]:
     """(image, mask) validated: the mask is binary, finite, 3-D and on its image's grid."""
-    image = load_image(c.image, "image") if full_image else _image_grid(c.image)
+    image = load_image(c.image, "image") if full_image else read_geometry(c.image)
     mask = load_image(c.mask, "binary")
     check_same_grid(image, mask)
     return image, mask

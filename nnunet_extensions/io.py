@@ -103,22 +103,39 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return data, np.asarray(img.affine, float), meta
 
 
+def affine_from_itk(spacing, origin, direction) -> np.ndarray:
+    """RAS+ 4×4 affine of an ITK geometry (spacing, origin, flattened direction matrix; ITK's LPS world,
+    voxel axes in x-fastest order). Geometry beyond 3-D is dropped."""
+    spacing = np.asarray(spacing, float)
+    dim = spacing.size
+    direction = np.asarray(direction, float).reshape(dim, dim)
+    n = min(dim, 3)
+    affine = np.eye(4)
+    affine[:n, :n] = (direction * spacing)[:n, :n]
+    affine[:n, 3] = np.asarray(origin, float)[:n]
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # ITK LPS → RAS
+
+
 def _read_sitk(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     import SimpleITK as sitk
 
     img = sitk.ReadImage(str(path))
     data = sitk.GetArrayFromImage(img)  # (z, y, x) → transpose to voxel order (x, y, z)
     data = np.transpose(data, tuple(range(data.ndim))[::-1])
-    dim = img.GetDimension()
-    direction = np.asarray(img.GetDirection(), float).reshape(dim, dim)
-    spacing = np.asarray(img.GetSpacing(), float)
-    origin = np.asarray(img.GetOrigin(), float)
-    affine = np.eye(4)
-    n = min(dim, 3)
-    affine[:n, :n] = (direction * spacing)[:n, :n]
-    affine[:n, 3] = origin[:n]
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # ITK LPS → RAS
-    return data, affine, {"format": "sitk"}
+    return data, affine_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection()), {"format": "sitk"}
+
+
+def _read_error(path: Path, exc: Exception) -> InputError:
+    """The one-line error for a file that nibabel/SimpleITK cannot read."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(f"{path}: cannot read image ({reason[:200]})")
+
+
+def _check_exists(p: Path) -> None:
+    if not p.exists():
+        raise InputError(f"{p}: file not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, expected an image file")
 
 
 def read_image(path: str | os.PathLike) -> Image:
@@ -127,19 +144,37 @@ def read_image(path: str | os.PathLike) -> Image:
     Raises :class:`InputError` if the file is missing, unreadable or truncated.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: file not found")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, expected an image file")
+    _check_exists(p)
     try:
         data, affine, meta = _read_nifti(p) if is_nifti(p) else _read_sitk(p)
         data = np.asarray(data)  # forces the full (possibly compressed) read: truncation shows here
-    except InputError:
-        raise
     except Exception as exc:  # nibabel / SimpleITK / gzip / zlib errors of every kind
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{p}: cannot read image ({reason[:200]})") from None
+        raise _read_error(p, exc) from None
     return Image(data=data, affine=affine, path=p, meta=meta)
+
+
+def read_geometry(path: str | os.PathLike) -> Image:
+    """Shape, affine and header of a 3-D image without reading its voxels (NIfTI; other formats are read
+    whole). ``data`` is a read-only zero array of the image's shape; trailing singleton axes are dropped."""
+    p = Path(path)
+    if not is_nifti(p):
+        return check_3d(read_image(p))
+    import nibabel as nib
+
+    _check_exists(p)
+    try:
+        img = nib.load(str(p))
+        shape = tuple(int(n) for n in img.shape)
+        affine = np.asarray(img.affine, float)
+        header = img.header.copy()
+    except Exception as exc:
+        raise _read_error(p, exc) from None
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3:
+        raise InputError(f"{p}: expected a 3-D image, got {len(shape)}-D with shape {tuple(img.shape)}")
+    data = np.broadcast_to(np.zeros((), np.uint8), shape)
+    return Image(data=data, affine=affine, path=p, meta={"header": header, "format": "nifti"})
 
 
 def check_3d(img: Image) -> Image:

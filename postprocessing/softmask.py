@@ -21,20 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_extensions.geometry import axcodes, reorient
-from nnunet_extensions.io import Image, InputError, check_output, save_image
-
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def _affine_from_sitk(spacing, origin, direction) -> np.ndarray:
-    """RAS affine of an ITK geometry (spacing/origin/direction in LPS, x-fastest order)."""
-    n = len(spacing)
-    d = np.asarray(direction, float).reshape(n, n)
-    aff = np.eye(4)
-    aff[:n, :n] = d * np.asarray(spacing, float)
-    aff[:n, 3] = np.asarray(origin, float)
-    return _LPS_TO_RAS @ aff
-
+from nnunet_extensions.io import Image, InputError, affine_from_itk, check_output, save_image
 
 def _load_pickle(path: Path) -> dict:
     try:
@@ -80,7 +67,7 @@ def probabilities_to_image(probs: np.ndarray, props: dict, channel: int = 1, nam
                 raise InputError(f"{name}: restored affine does not match the original affine")
         return Image(data, original)
     sitk = props["sitk_stuff"]
-    affine = _affine_from_sitk(sitk["spacing"], sitk["origin"], sitk["direction"])
+    affine = affine_from_itk(sitk["spacing"], sitk["origin"], sitk["direction"])
     if "original_orientation" in sitk:  # ITK orientation letters name where each axis points, like nibabel's
         data, affine = reorient(data, affine, tuple(sitk["original_orientation"]))
     return Image(data, affine)
