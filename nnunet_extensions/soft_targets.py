@@ -97,8 +97,8 @@ def resolve_dataset(dataset: Union[int, str]) -> Tuple[str, Path, Path]:
     try:
         name = maybe_convert_to_dataset_name(str(dataset))
     except (RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise InputError(f"dataset {dataset}: {first}") from None
+        first = str(exc).strip().splitlines()[0].split(" Make sure")[0]  # nnU-Net's hint lists folders after it
+        raise InputError(f"dataset {dataset}: {first} (nnUNet_raw={raw_root}, nnUNet_preprocessed={pre_root})") from None
     raw = raw_root / name
     pre = pre_root / name
     if not raw.is_dir():
