@@ -148,7 +148,8 @@ def run_demo(
 
     from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
     from postprocessing.csa import compute_csa, measure_file
-    from postprocessing.qc import level_name, plot_csa_profile
+    from nnunet_extensions.labels import sct_level_name
+    from postprocessing.qc import plot_csa_profile
     from nnunet_extensions.io import load_image, write_text
 
     folder = Path(folder).resolve()
@@ -266,7 +267,7 @@ def run_demo(
 
     spread = _contrast_spread(folder, trained)
     table = pd.DataFrame(
-        {"level": [level_name(int(k)) for k in sorted(columns["true CSA"])],
+        {"level": [sct_level_name(int(k)) for k in sorted(columns["true CSA"])],
          **{name: [values.get(int(k), float("nan")) for k in sorted(columns["true CSA"])]
             for name, values in columns.items()}})
     for name in columns:

@@ -1,4 +1,14 @@
-"""SPINEPS label tables: the one place in this project that knows what the spine label values mean.
+"""Label tables and level numberings: the one place in this project that knows what label values mean.
+
+Two vertebra numberings exist and are never mixed silently:
+
+* **VerSe / SPINEPS instance ids** (:data:`VERSE_IDS`): C1=1 … C7=7, T1=8 … T12=19, L1=20 … L5=24,
+  **L6=25**, **sacrum=26**, coccyx=27, **T13=28** — the values of SPINEPS instance masks;
+* **SCT vertebral levels** (:data:`SCT_LEVELS`): C1=1 … L5=24, **S1=25** … S5=29, coccyx=30 — the values of
+  SCT's ``*_labeled`` level files and disc labels (disc ``n`` = top of vertebra ``n``).
+
+They agree on C1 … L5 (1–24). :func:`verse_to_sct_level` / :func:`sct_level_to_verse` convert between them;
+``--vert`` level lists are parsed by :func:`parse_levels`.
 
 SPINEPS writes two masks per sagittal T2w image (values checked against its README and against the
 SPINEPS-format files in ``../shared/data/tptbox_sample_mri`` and ``panoptica_spine_seg``):
@@ -6,7 +16,7 @@ SPINEPS-format files in ``../shared/data/tptbox_sample_mri`` and ``panoptica_spi
 * the **semantic** mask (``..._seg-spine_msk``) holds 14 structure labels, :data:`SEMANTIC_LABELS`:
   nine vertebra subregions 41–49, sacrum 26, spinal cord 60, spinal canal 61, endplate 62 and
   intervertebral disc 100;
-* the **instance** mask (``..._seg-vert_msk``) numbers the vertebrae (VerSe numbering, :data:`VERTEBRAE`:
+* the **instance** mask (``..._seg-vert_msk``) numbers the vertebrae (VerSe numbering, :data:`VERSE_IDS`:
   C1=1 … C7=7, T1=8 … T12=19, L1=20 … L5=24, L6=25, sacrum 26, coccyx 27, T13=28), the disc *below*
   vertebra X as ``100 + X`` and the endplates of vertebra X as ``200 + X``.
 
@@ -26,6 +36,7 @@ lies at smaller x than the right one (44). Mirroring an image R↔L must swap th
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 import numpy as np
@@ -80,8 +91,8 @@ LEFT_RIGHT_PAIRS: tuple[tuple[int, int], ...] = (
 DISC_OFFSET = 100  #: disc below vertebra X has instance 100 + X
 ENDPLATE_OFFSET = 200  #: endplates of vertebra X have instance 200 + X
 
-#: Vertebra name → instance number (VerSe / SPINEPS numbering).
-VERTEBRAE: dict[str, int] = {
+#: Vertebra name → instance id (VerSe / SPINEPS numbering: L6 = 25, sacrum = 26, T13 = 28).
+VERSE_IDS: dict[str, int] = {
     **{f"C{n}": n for n in range(1, 8)},
     **{f"T{n}": 7 + n for n in range(1, 13)},
     **{f"L{n}": 19 + n for n in range(1, 7)},
@@ -89,23 +100,94 @@ VERTEBRAE: dict[str, int] = {
     "COCC": 27,
     "T13": 28,
 }
-#: Instance number → vertebra name.
-VERTEBRA_NAMES: dict[int, str] = {v: k for k, v in VERTEBRAE.items()}
+#: Instance id → vertebra name (VerSe numbering).
+VERSE_NAMES: dict[int, str] = {v: k for k, v in VERSE_IDS.items()}
 #: The usual craniocaudal order (C1 … L5, sacrum); transitional T13 and L6 are placed where they occur.
 CANONICAL_ORDER: tuple[int, ...] = tuple(range(1, 25)) + (SACRUM,)
 
 
 def vertebra_name(number: int) -> str:
-    """``20`` → ``"L1"``; ``26`` → ``"S1"`` (the sacrum). Raises ``KeyError`` for unknown numbers."""
-    return VERTEBRA_NAMES[int(number)]
+    """VerSe instance id → name: ``20`` → ``"L1"``; ``26`` → ``"S1"`` (the sacrum). ``KeyError`` if unknown."""
+    return VERSE_NAMES[int(number)]
 
 
 def vertebra_number(name: str) -> int:
-    """``"L1"`` → ``20`` (case-insensitive; ``"sacrum"`` → 26)."""
+    """Name → VerSe instance id: ``"L1"`` → ``20`` (case-insensitive; ``"sacrum"`` → 26)."""
     key = name.strip().upper()
     if key == "SACRUM":
         return SACRUM
-    return VERTEBRAE[key]
+    return VERSE_IDS[key]
+
+
+# ------------------------------------------------------------------------------------ SCT level numbering
+#: Vertebra name → SCT vertebral level (``sct_label_vertebrae``: C1=1 … L5=24, S1=25 … S5=29, Co=30).
+SCT_LEVELS: dict[str, int] = {
+    **{f"C{n}": n for n in range(1, 8)},
+    **{f"T{n}": 7 + n for n in range(1, 13)},
+    **{f"L{n}": 19 + n for n in range(1, 6)},
+    **{f"S{n}": 24 + n for n in range(1, 6)},
+    "COCC": 30,
+}
+#: SCT level → vertebra name.
+SCT_LEVEL_NAMES: dict[int, str] = {v: k for k, v in SCT_LEVELS.items()}
+
+
+def sct_level_name(level: int) -> str:
+    """SCT level → name: ``3`` → ``"C3"``, ``25`` → ``"S1"``; unknown levels as their number (``"31"``)."""
+    return SCT_LEVEL_NAMES.get(int(level), str(int(level)))
+
+
+def verse_to_sct_level(verse_id: int) -> int:
+    """VerSe instance id → SCT level: 1–24 unchanged, sacrum 26 → S1 = 25, coccyx 27 → 30.
+
+    L6 (25) and T13 (28) have no SCT level: ``ValueError`` names them (never silently renumbered).
+    """
+    v = int(verse_id)
+    if 1 <= v <= 24:
+        return v
+    if v == SACRUM:
+        return SCT_LEVELS["S1"]
+    if v == VERSE_IDS["COCC"]:
+        return SCT_LEVELS["COCC"]
+    if v in VERSE_NAMES:
+        raise ValueError(f"VerSe vertebra {v} ({VERSE_NAMES[v]}) has no SCT level number")
+    raise ValueError(f"{v} is not a VerSe vertebra id (1–28)")
+
+
+def sct_level_to_verse(level: int) -> int:
+    """SCT level → VerSe instance id: 1–24 unchanged, S1 (25) → sacrum 26, coccyx (30) → 27.
+
+    S2–S5 (26–29) are part of the one sacrum instance in VerSe: they map to 26 as well.
+    """
+    n = int(level)
+    if 1 <= n <= 24:
+        return n
+    if 25 <= n <= 29:
+        return SACRUM
+    if n == SCT_LEVELS["COCC"]:
+        return VERSE_IDS["COCC"]
+    raise ValueError(f"{n} is not an SCT vertebral level (1–30)")
+
+
+def parse_levels(text: str) -> list[int]:
+    """Parse a ``--vert`` level list (SCT numbering): ``"2:5"`` → [2, 3, 4, 5], ``"2,4:5"`` → [2, 4, 5].
+
+    Comma-separated single levels and inclusive ranges ``a:b`` (either order: ``"5:2"`` is 2–5);
+    duplicates are dropped, the order of first appearance kept. ``ValueError`` on anything else.
+    """
+    out: list[int] = []
+    parts = [p.strip() for p in str(text).split(",")]
+    if not any(parts):
+        raise ValueError(f"no level given in {text!r}")
+    for part in parts:
+        m = re.fullmatch(r"(\d+)(?:\s*:\s*(\d+))?", part)
+        if not m:
+            raise ValueError(f"expected levels such as 2:5 or 2,4, got {text!r}")
+        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+        out.extend(v for v in range(min(a, b), max(a, b) + 1) if v not in out)
+    if 0 in out:
+        raise ValueError(f"levels start at 1 (C1), got {text!r}")
+    return out
 
 
 def disc_instance(upper: int) -> int:
@@ -120,7 +202,7 @@ def endplate_instance(vertebra: int) -> int:
 
 def is_vertebra(value: int) -> bool:
     """True for instance values that number a vertebra or the sacrum/coccyx (1–28)."""
-    return int(value) in VERTEBRA_NAMES
+    return int(value) in VERSE_NAMES
 
 
 def instance_kind(value: int) -> tuple[str, int]:
@@ -130,11 +212,11 @@ def instance_kind(value: int) -> tuple[str, int]:
     (201–228). Raises ``ValueError`` for 0 and for values outside these ranges.
     """
     v = int(value)
-    if v in VERTEBRA_NAMES:
+    if v in VERSE_NAMES:
         return "vertebra", v
-    if v - DISC_OFFSET in VERTEBRA_NAMES:
+    if v - DISC_OFFSET in VERSE_NAMES:
         return "disc", v - DISC_OFFSET
-    if v - ENDPLATE_OFFSET in VERTEBRA_NAMES:
+    if v - ENDPLATE_OFFSET in VERSE_NAMES:
         return "endplate", v - ENDPLATE_OFFSET
     raise ValueError(f"{v} is not a SPINEPS instance value (1–28, 101–128, 201–228)")
 
@@ -202,7 +284,7 @@ def consistency_problems(semantic: np.ndarray, instance: np.ndarray,
             bad.append(v)
     if bad:
         problems.append(f"instance mask has values that are not SPINEPS instances {bad}")
-    ins_vert = np.isin(ins, [v for v in VERTEBRA_NAMES if v != SACRUM])
+    ins_vert = np.isin(ins, [v for v in VERSE_NAMES if v != SACRUM])
     rules = [
         ("vertebra subregions 41-49", np.isin(sem, VERTEBRA_SUBREGIONS), ins_vert),
         ("sacrum 26", sem == SACRUM, ins == SACRUM),

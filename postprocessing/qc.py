@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_extensions.io import atomic_output, split_suffix
+from nnunet_extensions.labels import sct_level_name
 
 #: Figure size (inches) and resolution shared by all pictures.
 FIGSIZE = (8.0, 4.0)
@@ -76,7 +77,7 @@ def plot_csa_profile(
         Output picture (``.png``); refused if it exists unless ``overwrite``.
 
     Level boundaries are drawn midway between consecutive slices whose level differs, and each level's
-    name (:func:`level_name`) is written at its inferior boundary, along the top edge.
+    name (:func:`nnunet_extensions.labels.sct_level_name`) is written at its inferior boundary, along the top edge.
     """
     fig, ax = _new_figure()
     groups = list(per_slice.groupby("Filename", sort=False)) if "Filename" in per_slice else [("", per_slice)]
@@ -93,7 +94,7 @@ def plot_csa_profile(
             if lev[s] == 0 and (s == 0 or lev[s - 1] == 0):
                 continue
             x = z[s] if s == 0 else 0.5 * (z[s - 1] + z[s])
-            _mark(ax, x, level_name(int(lev[s])) if lev[s] > 0 else None, line=s > 0)
+            _mark(ax, x, sct_level_name(int(lev[s])) if lev[s] > 0 else None, line=s > 0)
     ax.set_xlabel("S-I position of the cord centre (scanner z, mm; inferior ← → superior)")
     ax.set_ylabel("CSA (mm²)")
     if title:
@@ -139,11 +140,3 @@ def plot_csa_variability(
                  fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path, overwrite)
-
-
-def level_name(level: int) -> str:
-    """SCT level number → name: 1–7 → C1–C7, 8–19 → T1–T12, 20–24 → L1–L5, 25–29 → S1–S5."""
-    for first, last, prefix in ((1, 7, "C"), (8, 19, "T"), (20, 24, "L"), (25, 29, "S")):
-        if first <= level <= last:
-            return f"{prefix}{level - first + 1}"
-    return str(level)

@@ -80,7 +80,7 @@ def test_label_tables_match_spineps():
     assert L.SEMANTIC_LABELS[49] == "Vertebra_Corpus_border" and L.SEMANTIC_LABELS[100] == "Vertebra_Disc"
     assert (L.vertebra_number("C1"), L.vertebra_number("C7"), L.vertebra_number("T1"), L.vertebra_number("T12")) == (1, 7, 8, 19)
     assert (L.vertebra_number("L1"), L.vertebra_number("l5"), L.vertebra_number("L6"), L.vertebra_number("sacrum")) == (20, 24, 25, 26)
-    assert all(L.vertebra_number(L.vertebra_name(n)) == n for n in L.VERTEBRA_NAMES)
+    assert all(L.vertebra_number(L.vertebra_name(n)) == n for n in L.VERSE_NAMES)
     assert L.disc_instance(20) == 120 and L.endplate_instance(24) == 224
     assert L.instance_kind(124) == ("disc", 24) and L.instance_kind(207) == ("endplate", 7) and L.instance_kind(26) == ("vertebra", 26)
     assert L.instance_name(124) == "L5-S1 disc" and L.instance_name(119) == "T12-L1 disc" and L.instance_name(220) == "L1 endplate"

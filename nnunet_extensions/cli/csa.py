@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from nnunet_extensions.cli.common import add_overwrite, add_quiet, existing_path, new_parser
@@ -47,20 +46,14 @@ examples:
 """
 
 
-def parse_levels(text: str) -> list[int]:
-    """argparse type for ``--vert``: ``"2:5"`` → [2, 3, 4, 5]; ``"2,4:5"`` → [2, 4, 5]."""
-    out: list[int] = []
-    for part in filter(None, re.split(r"[,;]", text.strip())):
-        m = re.fullmatch(r"\s*(\d+)\s*(?::\s*(\d+)\s*)?", part)
-        if not m:
-            raise argparse.ArgumentTypeError(f"expected levels such as 2:5 or 2,4, got {text!r}")
-        first, last = int(m.group(1)), int(m.group(2) or m.group(1))
-        if last < first:
-            raise argparse.ArgumentTypeError(f"empty level range {part!r}")
-        out.extend(v for v in range(first, last + 1) if v not in out)
-    if not out:
-        raise argparse.ArgumentTypeError("no level given")
-    return out
+def _levels(text: str) -> list[int]:
+    """argparse type for ``--vert`` (:func:`nnunet_extensions.labels.parse_levels`)."""
+    from nnunet_extensions.labels import parse_levels
+
+    try:
+        return parse_levels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _threshold(text: str) -> float:
@@ -84,7 +77,7 @@ def register(subparsers) -> None:
     rows.add_argument("--perslice", action="store_true", help="one row per slice")
     rows.add_argument("--perlevel", action="store_true",
                       help="one row per vertebral level (needs --vertfile or --discfile)")
-    p.add_argument("--vert", type=parse_levels, metavar="LEVELS",
+    p.add_argument("--vert", type=_levels, metavar="LEVELS",
                    help="only these vertebral levels, e.g. 2:5 or 2,4 (needs --vertfile or --discfile)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--vertfile", type=existing_path, metavar="LEVELS.nii.gz",

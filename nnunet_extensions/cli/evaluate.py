@@ -87,19 +87,6 @@ def _case_name(path: Path) -> str:
     return stem
 
 
-def parse_levels(text: str) -> list[int]:
-    """``"2:3"`` → [2, 3]; ``"2,4"`` → [2, 4]."""
-    from nnunet_extensions.cli import UsageError
-
-    try:
-        if ":" in text:
-            a, b = (int(x) for x in text.split(":"))
-            return list(range(min(a, b), max(a, b) + 1))
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--vert: expected levels like 2:3 or 2,4, got {text!r}") from None
-
-
 def _finish_csv(df, path: Path, overwrite: bool) -> None:
     from nnunet_extensions.io import write_text
 
@@ -155,7 +142,12 @@ def run_variability(args: argparse.Namespace) -> int:
     from postprocessing.csa import expand_inputs, measure_file
     from postprocessing.metrics import csa_at_levels, split_bids_name, variability_table
 
-    levels = parse_levels(args.vert)
+    from nnunet_extensions.labels import parse_levels
+
+    try:
+        levels = parse_levels(args.vert)
+    except ValueError as exc:
+        raise InputError(f"--vert: {exc}") from None
     check_output(args.output, args.overwrite)
     if args.plot:
         check_output(args.plot, args.overwrite)
