@@ -30,6 +30,8 @@ from nnunet_extensions.io import Image, InputError, OutputExistsError, check_sam
 FILE_ENDING = ".nii.gz"
 IMAGES_TR = "imagesTr"
 LABELS_TR = "labelsTr"
+#: Raw soft (partial-volume) labels beside ``labelsTr``: float masks in [0, 1], read by ``nnspine preprocess-soft``.
+LABELS_TR_SOFT = "labelsTr_soft"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -82,8 +82,6 @@ PIPELINE = "labels_softseg"
 MASK_SUFFIX = "_label-SC_seg"
 #: Outputs: ``<derivatives_out>/labels_softseg/<anat dir>/<image stem><SOFT_SUFFIX>``.
 SOFT_SUFFIX = "_label-SC_softseg"
-#: nnU-Net raw folder of the soft masks (contract with ``nnspine preprocess-soft``).
-SOFT_FOLDER = "labelsTr_soft"
 
 DEFAULT_REFERENCE = "T2w"
 #: In-plane spacing (mm) of the averaging space.
@@ -784,7 +782,7 @@ def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
             data = full.data.astype(np.float32) if full.data.dtype == np.float64 else full.data
             nnunet_raw.write_case(
                 st.nnunet_folder, c.stem, [Image(data=data, affine=image.affine, path=c.image, meta=full.meta)],
-                (soft >= 0.5).astype(np.uint8), extra={SOFT_FOLDER: (soft, np.float32)}, overwrite=st.overwrite,
+                (soft >= 0.5).astype(np.uint8), extra={nnunet_raw.LABELS_TR_SOFT: (soft, np.float32)}, overwrite=st.overwrite,
             )
             report.case = c.stem
         reports.append(report)
@@ -931,7 +929,7 @@ def convert(
         if nn_folder is not None:
             from dataset_converters import nnunet_raw
 
-            nnunet_raw.prepare_folder(nn_folder, overwrite=overwrite, extra_folders=(SOFT_FOLDER,))
+            nnunet_raw.prepare_folder(nn_folder, overwrite=overwrite, extra_folders=(nnunet_raw.LABELS_TR_SOFT,))
         soft_root.mkdir(parents=True, exist_ok=True)
         desc = soft_root / "dataset_description.json"
         if overwrite or not desc.exists():
@@ -961,7 +959,7 @@ def convert(
 
         cases = {c.case: c.image for s in subjects for c in s.contrasts if c.case}
         if overwrite:
-            nnunet_raw.remove_stale_cases(nn_folder, cases, extra_folders=(SOFT_FOLDER,))
+            nnunet_raw.remove_stale_cases(nn_folder, cases, extra_folders=(nnunet_raw.LABELS_TR_SOFT,))
         nnunet_raw.write_dataset_json(
             nn_folder,
             channel_names={"0": "MRI"},
@@ -972,7 +970,7 @@ def convert(
             name=nn_folder.name,
             description=("Contrast-agnostic spinal cord segmentation: every (subject, contrast) image is a case; "
                          "labelsTr = soft mask >= 0.5, labelsTr_soft = soft (partial-volume) mask, float32"),
-            nnspine={"converter": "softgt", "version": __version__, "soft_labels_folder": SOFT_FOLDER,
+            nnspine={"converter": "softgt", "version": __version__, "soft_labels_folder": nnunet_raw.LABELS_TR_SOFT,
                      "reference": reference, "align": align, "source_dataset": str(bids_root.resolve()),
                      "cases": cases},
         )

@@ -53,13 +53,12 @@ from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from torch import nn
 
+from dataset_converters.nnunet_raw import LABELS_TR_SOFT
 from nnunet_extensions.io import InputError, check_same_grid, load_image, read_image, check_3d
 
-#: Raw-data folder (beside ``labelsTr``) holding the soft masks.
-RAW_SOFT_FOLDER = "labelsTr_soft"
 #: Sub-folder of a preprocessed configuration folder holding the preprocessed soft targets.
-SOFT_FOLDER = "soft_targets"
-#: Provenance/summary file inside :data:`SOFT_FOLDER`.
+PREPROCESSED_SOFT_FOLDER = "soft_targets"
+#: Provenance/summary file inside :data:`PREPROCESSED_SOFT_FOLDER`.
 MANIFEST_NAME = "soft_targets.json"
 #: Interpolation order used for soft masks (linear).
 SOFT_ORDER = 1
@@ -68,7 +67,7 @@ SOFT_ORDER = 1
 # ================================================================================================= paths
 def soft_folder(data_folder: Union[str, os.PathLike]) -> Path:
     """Folder of the preprocessed soft targets of one preprocessed configuration folder."""
-    return Path(data_folder) / SOFT_FOLDER
+    return Path(data_folder) / PREPROCESSED_SOFT_FOLDER
 
 
 def soft_target_file(data_folder: Union[str, os.PathLike], identifier: str) -> Path:
@@ -78,7 +77,7 @@ def soft_target_file(data_folder: Union[str, os.PathLike], identifier: str) -> P
 
 def raw_soft_file(raw_dataset_folder: Union[str, os.PathLike], identifier: str, file_ending: str) -> Path:
     """Raw soft mask of one training case."""
-    return Path(raw_dataset_folder) / RAW_SOFT_FOLDER / f"{identifier}{file_ending}"
+    return Path(raw_dataset_folder) / LABELS_TR_SOFT / f"{identifier}{file_ending}"
 
 
 def _require_env(name: str) -> Path:
@@ -258,8 +257,8 @@ def preprocess_soft(dataset: Union[int, str], configurations: Sequence[str] = ("
     file_ending = dataset_json.get("file_ending")
     if not file_ending:
         raise InputError(f"{dataset_json_file}: no 'file_ending'")
-    if not (raw / RAW_SOFT_FOLDER).is_dir():
-        raise InputError(f"{raw / RAW_SOFT_FOLDER}: folder of soft masks not found")
+    if not (raw / LABELS_TR_SOFT).is_dir():
+        raise InputError(f"{raw / LABELS_TR_SOFT}: folder of soft masks not found")
     try:
         raw_cases = get_filenames_of_train_images_and_targets(str(raw), dataset_json)
     except Exception as exc:  # nnU-Net raises assorted errors for malformed raw folders
@@ -311,8 +310,8 @@ def preprocess_soft(dataset: Union[int, str], configurations: Sequence[str] = ("
             "dataset": name,
             "plans": plans_identifier,
             "configuration": configuration,
-            "source_folder": str(raw / RAW_SOFT_FOLDER),
-            "layout": f"{SOFT_FOLDER}/<case>.b2nd, float32, shape (1, *case shape), values in [0, 1]",
+            "source_folder": str(raw / LABELS_TR_SOFT),
+            "layout": f"{PREPROCESSED_SOFT_FOLDER}/<case>.b2nd, float32, shape (1, *case shape), values in [0, 1]",
             "resampling": {"function": "resample_data_or_seg_to_shape", "order": SOFT_ORDER,
                            "order_z": int(kwargs.get("order_z", 0)),
                            "force_separate_z": kwargs.get("force_separate_z", None)},

@@ -54,7 +54,7 @@ def test_layout_beside_preprocessed_cases_and_invisible_to_nnunet(toy):
 
     cases = _cases(toy)
     assert len(cases) == 6
-    folder = toy["data"] / st.SOFT_FOLDER
+    folder = toy["data"] / st.PREPROCESSED_SOFT_FOLDER
     assert sorted(p.name for p in folder.glob("*.b2nd")) == [f"{c}.b2nd" for c in cases]
     # nnU-Net still sees exactly its own cases (soft targets live in a sub-folder it ignores)
     cls = infer_dataset_class(str(toy["data"]))

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dataset_converters.softgt import SOFT_FOLDER, SoftGTWarning, convert
+from dataset_converters.nnunet_raw import LABELS_TR_SOFT
+from dataset_converters.softgt import SoftGTWarning, convert
 from nnunet_extensions import __version__
 from nnunet_extensions.io import InputError, OutputExistsError, save_image
 
@@ -187,7 +188,7 @@ def test_phantom_nnunet_raw_dataset(phantom_runs):
         case = f"sub-01_{c}"
         image = nib.load(str(folder / "imagesTr" / f"{case}_0000.nii.gz"))
         label = nib.load(str(folder / "labelsTr" / f"{case}.nii.gz"))
-        soft = nib.load(str(folder / SOFT_FOLDER / f"{case}.nii.gz"))
+        soft = nib.load(str(folder / LABELS_TR_SOFT / f"{case}.nii.gz"))
         assert soft.get_data_dtype() == np.float32 and label.get_data_dtype() == np.uint8
         for other in (label, soft):  # exactly the image's geometry
             assert other.shape == image.shape
@@ -257,7 +258,7 @@ def test_nnunet_verify_dataset_integrity(phantom_runs, real_run, tmp_path):
         assert (tmp_path / "pre" / ds / "dataset_fingerprint.json").is_file()
     folder = real_raw / "Dataset942_SoftGTReal"
     for label in (folder / "labelsTr").glob("*.nii.gz"):
-        soft = read(folder / SOFT_FOLDER / label.name)
+        soft = read(folder / LABELS_TR_SOFT / label.name)
         assert np.array_equal(read(label), (soft >= 0.5).astype(np.uint8))
 
 

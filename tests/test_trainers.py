@@ -164,7 +164,7 @@ def test_missing_soft_targets_are_reported(env, toy, tmp_path):
     pre = tmp_path / "preprocessed"
     shutil.copytree(toy["pre"], pre / TOY_NAME)
     data = pre / TOY_NAME / toy["data"].name
-    (data / st.SOFT_FOLDER / "toy_003.b2nd").unlink()
+    (data / st.PREPROCESSED_SOFT_FOLDER / "toy_003.b2nd").unlink()
     e = {**env, "nnUNet_preprocessed": str(pre), "nnUNet_results": str(tmp_path / "res")}
     t = _make(e, toy, start=False)
     with environ(e), pytest.raises(RuntimeError, match="nnspine preprocess-soft"):
