@@ -293,10 +293,12 @@ class nnUNetTrainerSoftSeg_debug(nnUNetTrainerSoftSeg):
 class nnUNetTrainerSoftSeg_demo(nnUNetTrainerSoftSeg_debug):
     """nnUNetTrainerSoftSeg for ``nnspine demo`` on CPU: 6 epochs of 25 iterations (~4 min), no TTA."""
 
+    DEMO_EPOCHS = 6  # read by the demo's progress line
+
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 6
+        self.num_epochs = self.DEMO_EPOCHS
         self.num_iterations_per_epoch = 25
         self.num_val_iterations_per_epoch = 3
 
