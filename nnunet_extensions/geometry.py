@@ -95,26 +95,3 @@ def resample_to_grid(
         prefilter=False,
     )
     return out
-
-
-def coverage_mask(
-    src_shape: tuple[int, int, int],
-    src_affine: np.ndarray,
-    dst_shape: tuple[int, int, int],
-    dst_affine: np.ndarray,
-    world_transform: np.ndarray | None = None,
-) -> np.ndarray:
-    """Boolean map on the destination grid: True where a voxel centre lies inside the source field of view.
-
-    The source FOV extends half a voxel beyond the outer voxel centres.
-    """
-    m = np.linalg.inv(src_affine)
-    if world_transform is not None:
-        m = m @ world_transform
-    m = m @ dst_affine
-    grid = np.indices(dst_shape, dtype=np.float32).reshape(3, -1)
-    src_idx = m[:3, :3] @ grid + m[:3, 3:4]
-    inside = np.ones(grid.shape[1], bool)
-    for axis, n in enumerate(src_shape):
-        inside &= (src_idx[axis] >= -0.5) & (src_idx[axis] <= n - 0.5)
-    return inside.reshape(dst_shape)

@@ -125,8 +125,15 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return data, affine_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection()), {"format": "sitk"}
 
 
+#: File endings of images SimpleITK reads (others are "not an image" before any reader is tried).
+IMAGE_SUFFIXES = NIFTI_SUFFIXES + (".mha", ".mhd", ".nrrd", ".nhdr", ".mgz", ".mgh", ".hdr", ".img", ".dcm",
+                                   ".tif", ".tiff", ".png")
+
+
 def _read_error(path: Path, exc: Exception) -> InputError:
     """The one-line error for a file that nibabel/SimpleITK cannot read."""
+    if not str(path).lower().endswith(IMAGE_SUFFIXES):
+        return InputError(f"{path}: not an image (unsupported file type {split_suffix(path)[1] or 'without ending'!r})")
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return InputError(f"{path}: cannot read image ({reason[:200]})")
 
@@ -252,12 +259,61 @@ def check_same_grid(ref: Image, other: Image, atol_mm: float = GRID_ATOL_MM) -> 
 
 # --------------------------------------------------------------------------------------------- writing
 def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Refuse an existing output unless ``overwrite``; create the parent folder. Returns the path."""
+    """Make sure an output file can be written, before any work is done; returns the path.
+
+    Refuses an existing output unless ``overwrite`` and creates the parent folder. Every way the path can
+    be unusable (it is a folder, a parent is a file, no permission to create or write) raises
+    :class:`InputError` naming the path: an output that cannot be written is bad input, not a crash.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, expected an output file path")
     if p.exists() and not overwrite:
         raise OutputExistsError(f"{p}: output exists (use --overwrite to replace it)")
-    p.parent.mkdir(parents=True, exist_ok=True)
+    require_writable_folder(p.parent, what="output folder")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise InputError(f"{p}: output exists and is not writable")
     return p
+
+
+def require_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``folder`` (and its parents) if needed and check that files can be created in it.
+
+    Raises :class:`InputError` naming the path when a parent is a file or permission is missing.
+    """
+    f = Path(folder)
+    if f.exists() and not f.is_dir():
+        raise InputError(f"{f}: is a file, expected a folder ({what})")
+    try:
+        f.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"{f}: a part of this path is a file, cannot create the {what}") from None
+    except NotADirectoryError:
+        raise InputError(f"{f}: a part of this path is a file, cannot create the {what}") from None
+    except PermissionError:
+        raise InputError(f"{f}: permission denied, cannot create the {what}") from None
+    except OSError as exc:
+        raise InputError(f"{f}: cannot create the {what} ({exc.strerror or exc})") from None
+    if not os.access(f, os.W_OK | os.X_OK):
+        raise InputError(f"{f}: {what} is not writable")
+    return f
+
+
+def require_folder(folder: str | os.PathLike, what: str = "folder") -> Path:
+    """An existing input folder: "folder not found" or "is a file, expected a folder" otherwise."""
+    f = Path(folder)
+    if not f.exists():
+        raise InputError(f"{f}: {what} not found")
+    if not f.is_dir():
+        raise InputError(f"{f}: is a file, expected a {what}")
+    return f
+
+
+def _umask_mode() -> int:
+    """File mode a newly created file gets under the user's umask (``0o666 & ~umask``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -269,14 +325,23 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     """
     p = check_output(path, overwrite)
     stem, suffix = split_suffix(p)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=p.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=p.parent)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot write the output ({exc.strerror or exc})") from None
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, _umask_mode())  # mkstemp creates 0600; outputs get what the user's umask gives
     try:
         yield tmp_path
         if p.exists() and not overwrite:  # appeared meanwhile (another process)
             raise OutputExistsError(f"{p}: output exists (use --overwrite to replace it)")
-        os.replace(tmp_path, p)
+        try:
+            os.replace(tmp_path, p)
+        except IsADirectoryError:
+            raise InputError(f"{p}: is a folder, expected an output file path") from None
+        except OSError as exc:
+            raise InputError(f"{p}: cannot write the output ({exc.strerror or exc})") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

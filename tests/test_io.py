@@ -123,3 +123,43 @@ def test_reorient_and_resample_preserve_world_positions():
     assert si_axis(aff) == 1 and si_axis(out_aff) == 2
     back = resample_to_grid(out, out_aff, data.shape, aff, order=0)
     np.testing.assert_array_equal(back, data)
+
+
+def test_unwritable_outputs_are_bad_input(tmp_path):
+    from nnunet_extensions.io import check_output, require_folder, write_text
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(InputError, match="a_file.*is a file"):
+        check_output(a_file / "out.csv")
+    with pytest.raises(InputError, match="cannot create the output folder"):
+        check_output("/proc/nnspine_no_such_place/out.csv")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="folder: is a folder, expected an output file"):
+            check_output(folder, overwrite=overwrite)
+    with pytest.raises(InputError, match="nowhere: folder not found"):
+        require_folder(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="a_file: is a file, expected a folder"):
+        require_folder(a_file)
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "folder"]
+    assert write_text(folder / "ok.csv", "a\n").read_text() == "a\n"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_outputs_get_the_users_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        out = save_image(np.ones((2, 2, 2), np.uint8), np.eye(4), tmp_path / "o.nii.gz")
+        # what any tool's new file gets: 0o666 without the umask bits
+        assert (out.stat().st_mode & 0o777) == (0o666 & ~umask)
+    finally:
+        os.umask(old)
+
+
+def test_non_image_file_is_named_as_such(tmp_path):
+    table = tmp_path / "table.csv"
+    table.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"table.csv: not an image"):
+        load_image(table)

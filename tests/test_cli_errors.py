@@ -1,0 +1,57 @@
+"""Traps a new user falls into: every wrong output or input is exit 2 with one line naming the path."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from nnunet_extensions.io import save_image
+
+
+def _nnspine(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["nnspine", *args], capture_output=True, text=True)
+
+
+@pytest.fixture()
+def mask(tmp_path):
+    data = np.zeros((12, 12, 10), np.uint8)
+    data[4:8, 4:8, :] = 1
+    aff = np.diag([0.5, 0.5, 1.0, 1.0])
+    return save_image(data, aff, tmp_path / "sub-01_T2w_seg.nii.gz")
+
+
+def _one_line_exit_2(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_csa_unwritable_output(tmp_path, mask):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    _one_line_exit_2(_nnspine("csa", "-i", str(mask), "-o", str(blocker / "out.csv")), str(blocker))
+    _one_line_exit_2(_nnspine("csa", "-i", str(mask), "-o", "/proc/nnspine_nowhere/out.csv"), "/proc/nnspine_nowhere")
+
+
+def test_csa_output_is_a_folder(tmp_path, mask):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    _one_line_exit_2(_nnspine("csa", "-i", str(mask), "-o", str(folder), "--overwrite"), str(folder), "is a folder")
+
+
+def test_csa_input_not_an_image(tmp_path):
+    table = tmp_path / "table.csv"
+    table.write_text("a,b\n1,2\n")
+    _one_line_exit_2(_nnspine("csa", "-i", str(table), "-o", str(tmp_path / "o.csv")), "table.csv", "not an image")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_demo_output_is_a_file(tmp_path):
+    f = tmp_path / "existing.txt"
+    f.write_text("keep")
+    _one_line_exit_2(_nnspine("demo", "--no-train", "-o", str(f)), str(f), "is a file")
+    assert f.read_text() == "keep"
