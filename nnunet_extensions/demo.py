@@ -19,6 +19,7 @@ demo folder, so a user's own nnU-Net folders are never touched.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from nnunet_extensions.io import OutputExistsError
+from nnunet_extensions.io import InputError, OutputExistsError
 
 if TYPE_CHECKING:
     import pandas
@@ -55,6 +56,28 @@ class DemoResult:
     trained: bool
     timings_s: dict = field(default_factory=dict)
     spread: "pandas.DataFrame | None" = None  # noqa: F821  C3 CSA per contrast and mask kind
+    spread_csv: Path | None = None
+
+    def written(self) -> list[Path]:
+        """The result files (beside the intermediate folders)."""
+        return [p for p in (self.csv, self.spread_csv, self.plot, self.folder / "nnunet.log") if p and p.exists()]
+
+
+#: Decimals in the demo's CSVs (mm² and %: 0.001 is far below any difference the demo shows).
+CSV_FLOAT_FORMAT = "%.3f"
+
+
+def compact_table(table: "pandas.DataFrame") -> "pandas.DataFrame":  # noqa: F821
+    """The per-level CSA table for a terminal: one column per mask, each cell ``CSA (error %)``."""
+    import pandas as pd
+
+    out = pd.DataFrame({"level": table["level"], "true": table["true CSA"].map(lambda v: f"{v:.2f}")})
+    for name in table.columns:
+        if name in ("level", "true CSA") or name.endswith(" error %"):
+            continue
+        err = table[f"{name} error %"]
+        out[name] = [f"{v:.2f} ({e:+.1f}%)" if v == v else "-" for v, e in zip(table[name], err)]
+    return out
 
 
 def nnunet_environment(folder: Path) -> dict:
@@ -72,21 +95,62 @@ def nnunet_environment(folder: Path) -> dict:
         nnUNet_def_n_proc=env.get("nnUNet_def_n_proc", "1"),
         nnUNet_compile=env.get("nnUNet_compile", "f"),
         MPLBACKEND="Agg",
+        PYTHONUNBUFFERED="1",  # nnU-Net's epoch lines reach the progress line as they are printed
     )
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)
     return env
 
 
-def console(cmd: list[str], env: dict, log: Path) -> None:
-    """Run a console script, its output appended to ``log``; raise with the log's tail on failure."""
+#: nnU-Net log lines the demo turns into one progress line per epoch.
+_EPOCH_RE = re.compile(r"Epoch (\d+)\s*$")
+_VALUE_RE = re.compile(r"(train_loss|val_loss) (-?[\d.]+(?:e-?\d+)?)")
+_TIME_RE = re.compile(r"Epoch time: ([\d.]+) s")
+_DICE_RE = re.compile(r"Pseudo dice \[(.*)\]")
+
+
+def epoch_progress(total_epochs: int, say: Callable[[str], None]) -> Callable[[str], None]:
+    """A line handler for nnU-Net's training log that calls ``say`` once per finished epoch with the epoch,
+    train/val loss, pseudo Dice, seconds per epoch and the estimated time left (s)."""
+    state: dict = {"times": []}
+
+    def handle(line: str) -> None:
+        if m := _EPOCH_RE.search(line):
+            state.update(epoch=int(m.group(1)), values={}, dice="")
+        elif m := _VALUE_RE.search(line):
+            state.setdefault("values", {})[m.group(1)] = float(m.group(2))
+        elif m := _DICE_RE.search(line):  # "Pseudo dice [np.float32(0.81)]" → "0.81"
+            state["dice"] = re.sub(r"np\.float\d+\(([^)]*)\)", r"\1", m.group(1)).strip()
+        elif (m := _TIME_RE.search(line)) and "epoch" in state:
+            state["times"].append(float(m.group(1)))
+            epoch, values = state["epoch"] + 1, state.get("values", {})
+            mean = sum(state["times"]) / len(state["times"])
+            losses = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+            dice = f", pseudo Dice {state['dice']}" if state.get("dice") else ""
+            say(f"      epoch {epoch}/{total_epochs}: {losses}{dice}; {float(m.group(1)):.0f} s/epoch, "
+                f"about {mean * max(total_epochs - epoch, 0):.0f} s left")
+
+    return handle
+
+
+def console(cmd: list[str], env: dict, log: Path, on_line: Callable[[str], None] | None = None) -> None:
+    """Run a console script, its output appended to ``log`` (each line also given to ``on_line``);
+    raise with the log's tail on failure."""
     with open(log, "a") as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
-        proc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            f.write(line)
+            f.flush()
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+        returncode = proc.wait()
+    if returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
-        raise RuntimeError(f"'{' '.join(cmd[:3])} …' failed (exit {proc.returncode}); see {log}:\n{tail}")
+        raise RuntimeError(f"'{' '.join(cmd[:3])} …' failed (exit {returncode}); see {log}:\n{tail}")
 
 
 def _level_table(per_slice, truth: dict) -> dict[int, float]:
@@ -153,6 +217,8 @@ def run_demo(
     from nnunet_extensions.io import load_image, write_text
 
     folder = Path(folder).resolve()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: is a file, expected a demo folder (new or empty)")
     if folder.exists() and any(folder.iterdir()):
         if not overwrite:
             raise OutputExistsError(f"{folder}: demo folder exists and is not empty (use --overwrite)")
@@ -236,10 +302,13 @@ def run_demo(
         done("preprocess", t0)
 
         # 5 -----------------------------------------------------------------------------------------
-        t0 = stage(5, f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {DEMO_TRAINER} (CPU, 150 "
-                      "iterations, about 4 minutes)")
+        from trainers.softseg import nnUNetTrainerSoftSeg_demo as demo_trainer
+
+        epochs = demo_trainer.DEMO_EPOCHS
+        t0 = stage(5, f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {DEMO_TRAINER} (CPU, {epochs} "
+                      f"epochs; nnU-Net's log: {log})")
         console([script("nnUNetv2_train"), str(DEMO_DATASET_ID), DEMO_CONFIG, "all", "-tr", DEMO_TRAINER,
-                 "-p", DEMO_PLANS, "-device", "cpu"], env, log)
+                 "-p", DEMO_PLANS, "-device", "cpu"], env, log, on_line=epoch_progress(epochs, say))
         done("train", t0)
 
         # 6 -----------------------------------------------------------------------------------------
@@ -273,12 +342,16 @@ def run_demo(
     for name in columns:
         if name != "true CSA":
             table[f"{name} error %"] = 100.0 * (table[name] - table["true CSA"]) / table["true CSA"]
-    csv = write_text(folder / "csa_per_level.csv", table.to_csv(index=False), overwrite=True)
+    csv = write_text(folder / "csa_per_level.csv", table.to_csv(index=False, float_format=CSV_FLOAT_FORMAT),
+                     overwrite=True)
     plot = plot_csa_profile(pd.concat(profiles, ignore_index=True), folder / "csa_profile.png",
                             title=f"Test subject {ref}: CSA along S-I", overwrite=True)
     if spread is not None:
-        write_text(folder / "csa_C3_across_contrasts.csv", spread.to_csv(index=False), overwrite=True)
-    return DemoResult(folder, table, csv, plot, trained, timings, spread)
+        spread_csv = write_text(folder / "csa_C3_across_contrasts.csv",
+                                spread.to_csv(index=False, float_format=CSV_FLOAT_FORMAT), overwrite=True)
+    else:
+        spread_csv = None
+    return DemoResult(folder, table, csv, plot, trained, timings, spread, spread_csv)
 
 
 __all__ = ["DemoResult", "run_demo"]

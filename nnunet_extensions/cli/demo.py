@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -45,21 +44,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_extensions.demo import run_demo
+    from nnunet_extensions.demo import compact_table, run_demo
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_demo_"))
     print(f"nnspine demo in {folder}", flush=True)
     result = run_demo(folder, train=not args.no_train, overwrite=args.overwrite,
                       say=lambda s: print(s, flush=True))
     print()
-    print("CSA per vertebral level of the held-out test subject (T2w), mm²:")
-    print(result.table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print("CSA per vertebral level of the held-out test subject (T2w), mm² (error vs the true CSA, %):")
+    print(compact_table(result.table).to_string(index=False))
     if result.spread is not None:
-        print("\nC3 CSA of each contrast of the test subject, mm² (the last row: SD across contrasts):")
+        print("\nC3 CSA of each contrast of the test subject, mm² (last row: population SD across contrasts):")
         print(result.spread.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if result.trained:
-        print("(predictions come from 150 training iterations on CPU; a full nnUNetTrainerSoftSeg run is the real thing)")
-    print(f"\nwrote {result.csv}\n      {result.plot}", file=sys.stdout)
+        print("(predictions come from a short CPU training run; a full nnUNetTrainerSoftSeg run is the real thing)")
+    print("\nwrote " + "\n      ".join(str(p) for p in result.written()))
     total = sum(result.timings_s.values())
     print(f"total {total:.0f} s")
     return 0
