@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_extensions.geometry import axcodes, reorient
-from nnunet_extensions.io import Image, InputError, affine_from_itk, check_output, save_image
+from nnunet_extensions.io import Image, InputError, affine_from_itk, check_output, require_folder, save_image
 
 def _load_pickle(path: Path) -> dict:
     try:
@@ -75,7 +75,7 @@ def probabilities_to_image(probs: np.ndarray, props: dict, channel: int = 1, nam
 
 @dataclass
 class SoftmaskResult:
-    """What :func:`convert_prediction_folder` wrote for one case."""
+    """What :func:`convert_case` wrote for one case (sizes in voxels and mm, volume in mm³)."""
 
     case: str
     soft_path: Path
@@ -87,9 +87,7 @@ class SoftmaskResult:
 
 def find_cases(pred_dir: Path) -> list[str]:
     """Case names of every ``<case>.npz`` in an nnU-Net prediction folder."""
-    pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise InputError(f"{pred_dir}: prediction folder not found")
+    pred_dir = require_folder(pred_dir, "prediction folder")
     cases = sorted(p.name[: -len(".npz")] for p in pred_dir.glob("*.npz"))
     if not cases:
         raise InputError(f"{pred_dir}: no .npz probability files (run nnUNetv2_predict with --save_probabilities)")
