@@ -1,0 +1,281 @@
+"""Lesion-wise metrics: the one implementation of lesion components and lesion matching.
+
+Used by ``nnspine evaluate lesions``, ``nnspine lesions``, the lesion trainer's validation metrics and the
+lesion phantom's truth, so a "lesion", a "detected lesion" and a "false positive" mean the same everywhere.
+
+Definitions
+-----------
+Lesion
+    A connected component of a binary mask (cc3d), 26-connectivity by default (:data:`DEFAULT_CONNECTIVITY`;
+    6 = faces, 18 = faces + edges, 26 = faces + edges + corners). 2-D arrays are treated as one slice
+    (a trailing axis of length 1), so 6 → 4-connectivity and 18/26 → 8-connectivity in the plane.
+Matching rule ``overlap`` (Spinal Cord Toolbox lesion evaluation, ATLAS challenge; the default)
+    A reference lesion is detected (TP) when at least :data:`OVERLAP_MIN_FRACTION` (10 %) of its volume is
+    covered by the prediction (any predicted voxel, whatever its component); otherwise it is missed (FN).
+    A predicted lesion is a false positive when it touches no reference lesion, "touch" meaning that it
+    shares at least one voxel with the reference mask.
+Matching rule ``iou`` (panoptica)
+    One-to-one matching of components whose intersection over union is > :data:`IOU_THRESHOLD` (0.5).
+    Above 0.5 a component can have at most one partner, so the matching is unique (it is still done
+    greedily by decreasing IoU). TP = matched pairs, FN = unmatched reference lesions, FP = unmatched
+    predicted lesions.
+Counts (:func:`lesion_counts`)
+    ``ref_lesions``, ``pred_lesions``, ``tp`` (detected reference lesions), ``fn = ref_lesions − tp``,
+    ``fp`` (predicted lesions that are false positives). Plain integers: counts of several cases add up
+    (:func:`sum_counts`).
+Scores (:func:`lesion_scores`)
+    sensitivity = tp / ref_lesions, precision = (pred_lesions − fp) / pred_lesions, F1 = harmonic mean of
+    the two. Defined values, never NaN: both empty → 1, 1, 1; reference empty, prediction not →
+    sensitivity 1, precision 0, F1 0; prediction empty, reference not → 0, 0, 0. Computed from summed
+    counts for a group of cases (rates from the sums, not the mean of per-case rates).
+Per-lesion detail (:func:`match_lesions`)
+    Each reference lesion's partners are the predicted lesions matched to it: under ``iou`` its IoU
+    partner; under ``overlap``, when detected, every predicted lesion that overlaps it (a predicted lesion
+    overlapping two reference lesions is a partner of both). Its Dice is computed against the union of its
+    partners (0 when it has none), its volume error is partners' volume − its volume (mm³).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from nnunet_extensions.io import InputError
+
+#: Connectivity of lesion components unless told otherwise (faces, edges and corners).
+DEFAULT_CONNECTIVITY = 26
+#: Connectivities accepted for 3-D lesion components.
+CONNECTIVITIES = (6, 18, 26)
+#: Matching rules, by the name written into output tables.
+MATCH_RULES = ("overlap", "iou")
+#: The default matching rule.
+DEFAULT_MATCH = "overlap"
+#: ``overlap`` rule: fraction of a reference lesion's volume the prediction must cover to detect it.
+OVERLAP_MIN_FRACTION = 0.10
+#: ``iou`` rule: a pair of components matches when its IoU is strictly above this.
+IOU_THRESHOLD = 0.5
+#: Keys of a counts dictionary, in table order.
+COUNT_KEYS = ("ref_lesions", "pred_lesions", "tp", "fp", "fn")
+#: Keys of a scores dictionary, in table order.
+SCORE_KEYS = ("lesion_sensitivity", "lesion_precision", "lesion_f1")
+
+
+# --------------------------------------------------------------------------------------------- checks
+def check_connectivity(connectivity: int) -> int:
+    """Return ``connectivity`` as int, or raise :class:`InputError` if it is not 6, 18 or 26."""
+    if int(connectivity) not in CONNECTIVITIES:
+        raise InputError(f"connectivity {connectivity}: expected one of {', '.join(map(str, CONNECTIVITIES))}")
+    return int(connectivity)
+
+
+def check_match(match: str) -> str:
+    """Return ``match``, or raise :class:`InputError` if it is not a known matching rule."""
+    if match not in MATCH_RULES:
+        raise InputError(f"matching rule {match!r}: expected one of {', '.join(MATCH_RULES)}")
+    return match
+
+
+def as_binary(mask: np.ndarray, name: str = "<array>") -> np.ndarray:
+    """A 2-D or 3-D binary mask (bool, or numbers that are all 0 or 1) as a 3-D ``bool`` array.
+
+    2-D masks get a trailing axis of length 1. Raises :class:`InputError` naming ``name`` for another
+    dimensionality, NaN / infinite values or values other than 0 and 1.
+    """
+    a = np.asarray(mask)
+    if a.ndim not in (2, 3):
+        raise InputError(f"{name}: expected a 2-D or 3-D mask, got {a.ndim}-D with shape {a.shape}")
+    if a.dtype != bool:
+        if a.dtype.kind not in "biuf":
+            raise InputError(f"{name}: unsupported voxel type {a.dtype}")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise InputError(f"{name}: contains {int((~np.isfinite(a)).sum())} NaN or infinite voxel(s)")
+        bad = (a != 0) & (a != 1)
+        if bad.any():
+            raise InputError(f"{name}: expected a binary mask (0/1), found values such as {np.unique(a[bad])[:5].tolist()}")
+        a = a != 0
+    return a[..., None] if a.ndim == 2 else a
+
+
+def _check_pair(ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r, p = as_binary(ref, "reference"), as_binary(pred, "prediction")
+    if r.shape != p.shape:
+        raise InputError(f"prediction: shape {np.shape(pred)} differs from the reference {np.shape(ref)}")
+    return r, p
+
+
+# --------------------------------------------------------------------------------------------- components
+def label_lesions(mask: np.ndarray, connectivity: int = DEFAULT_CONNECTIVITY) -> tuple[np.ndarray, int]:
+    """Connected components of a binary mask: ``(labels, n)`` with lesions numbered 1..n (cc3d order, i.e.
+    by first voxel in memory order) and 0 for background; ``labels`` has the mask's shape (uint32)."""
+    import cc3d
+
+    conn = check_connectivity(connectivity)
+    a = np.asarray(mask)
+    b = as_binary(a, "mask")
+    labels, n = cc3d.connected_components(b.view(np.uint8), connectivity=conn, return_N=True, out_dtype=np.uint32)
+    return labels.reshape(a.shape), int(n)
+
+
+@dataclass
+class LesionMatch:
+    """Components of a reference and a predicted mask and how they match (see the module docstring).
+
+    Arrays indexed by lesion id − 1. Volumes are in voxels; multiply by the voxel volume for mm³.
+    """
+
+    match: str
+    connectivity: int
+    ref_labels: np.ndarray  #: reference lesion ids (0 = background), the input's shape (3-D)
+    pred_labels: np.ndarray  #: predicted lesion ids
+    ref_voxels: np.ndarray  #: (n_ref,) voxels per reference lesion
+    pred_voxels: np.ndarray  #: (n_pred,) voxels per predicted lesion
+    pair_ref: np.ndarray  #: ids of overlapping (reference, predicted) pairs ...
+    pair_pred: np.ndarray
+    pair_voxels: np.ndarray  #: ... and their intersection in voxels
+    ref_covered: np.ndarray  #: (n_ref,) voxels of each reference lesion inside the predicted mask
+    detected: np.ndarray  #: (n_ref,) bool, reference lesion is a TP
+    pred_fp: np.ndarray  #: (n_pred,) bool, predicted lesion is a false positive
+    partners: list  #: per reference lesion, the ids (int array) of its partner predicted lesions
+
+    @property
+    def n_ref(self) -> int:
+        return int(len(self.ref_voxels))
+
+    @property
+    def n_pred(self) -> int:
+        return int(len(self.pred_voxels))
+
+    def counts(self) -> dict[str, int]:
+        """``ref_lesions, pred_lesions, tp, fp, fn`` (ints)."""
+        tp = int(self.detected.sum())
+        return {"ref_lesions": self.n_ref, "pred_lesions": self.n_pred, "tp": tp,
+                "fp": int(self.pred_fp.sum()), "fn": self.n_ref - tp}
+
+    def per_lesion(self, voxel_mm3: float = 1.0) -> list[dict]:
+        """One dictionary per reference lesion (id order): ``ref_lesion, detected, matched_pred`` (ids
+        joined by ``;``), ``coverage`` (fraction of its volume inside the predicted mask), ``iou`` and
+        ``dice`` against the union of its partners, ``ref_volume_mm3``, ``pred_volume_mm3`` (partners),
+        ``volume_error_mm3`` (pred − ref)."""
+        inter_of = {}
+        for r, p, v in zip(self.pair_ref.tolist(), self.pair_pred.tolist(), self.pair_voxels.tolist()):
+            inter_of[(r, p)] = v
+        rows = []
+        for i in range(self.n_ref):
+            partners = [int(p) for p in self.partners[i]]
+            ref_v = int(self.ref_voxels[i])
+            pred_v = int(sum(int(self.pred_voxels[p - 1]) for p in partners))
+            inter = int(sum(inter_of.get((i + 1, p), 0) for p in partners))
+            union = ref_v + pred_v - inter
+            rows.append({
+                "ref_lesion": i + 1, "detected": bool(self.detected[i]), "matched_pred": ";".join(map(str, partners)),
+                "coverage": float(self.ref_covered[i]) / ref_v,
+                "iou": inter / union if union else 0.0, "dice": 2.0 * inter / (ref_v + pred_v) if ref_v + pred_v else 0.0,
+                "ref_volume_mm3": ref_v * voxel_mm3, "pred_volume_mm3": pred_v * voxel_mm3,
+                "volume_error_mm3": (pred_v - ref_v) * voxel_mm3,
+            })
+        return rows
+
+
+def _volumes(labels: np.ndarray, n: int) -> np.ndarray:
+    if n == 0:
+        return np.zeros(0, np.int64)
+    return np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.int64)
+
+
+def match_lesions(
+    ref: np.ndarray,
+    pred: np.ndarray,
+    *,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+    match: str = DEFAULT_MATCH,
+) -> LesionMatch:
+    """Label both binary masks (same shape, 2-D or 3-D) and match their lesions by rule ``match``.
+
+    Raises :class:`InputError` for masks that are not binary, not 2-/3-D or of different shapes.
+    """
+    check_match(match)
+    conn = check_connectivity(connectivity)
+    r, p = _check_pair(ref, pred)
+    lr, nr = label_lesions(r, conn)
+    lp, npr = label_lesions(p, conn)
+    ref_vox, pred_vox = _volumes(lr, nr), _volumes(lp, npr)
+    both = np.flatnonzero((lr != 0) & (lp != 0))
+    if both.size:
+        keys = lr.ravel()[both].astype(np.int64) * (npr + 1) + lp.ravel()[both]
+        uniq, inter = np.unique(keys, return_counts=True)
+        pair_ref, pair_pred = (uniq // (npr + 1)).astype(np.int64), (uniq % (npr + 1)).astype(np.int64)
+    else:
+        pair_ref = pair_pred = inter = np.zeros(0, np.int64)
+    covered = np.bincount(pair_ref, weights=inter, minlength=nr + 1)[1:].astype(np.int64)
+    touched = np.zeros(npr, bool)
+    touched[pair_pred - 1] = True
+    partners: list[np.ndarray] = [np.zeros(0, np.int64) for _ in range(nr)]
+    if match == "overlap":
+        detected = covered >= np.ceil(OVERLAP_MIN_FRACTION * ref_vox - 1e-9)  # ≥ 10 % of its voxels
+        pred_fp = ~touched
+        for a, b in zip(pair_ref.tolist(), pair_pred.tolist()):
+            if detected[a - 1]:
+                partners[a - 1] = np.append(partners[a - 1], b)
+    else:
+        iou = inter / (ref_vox[pair_ref - 1] + pred_vox[pair_pred - 1] - inter) if inter.size else np.zeros(0)
+        detected, matched_pred = np.zeros(nr, bool), np.zeros(npr, bool)
+        for k in np.argsort(-iou, kind="stable"):
+            a, b = int(pair_ref[k]), int(pair_pred[k])
+            if iou[k] <= IOU_THRESHOLD:
+                break
+            if not detected[a - 1] and not matched_pred[b - 1]:
+                detected[a - 1] = matched_pred[b - 1] = True
+                partners[a - 1] = np.array([b], np.int64)
+        pred_fp = ~matched_pred
+    return LesionMatch(match, conn, lr, lp, ref_vox, pred_vox, pair_ref, pair_pred, inter.astype(np.int64),
+                       covered, np.asarray(detected, bool), np.asarray(pred_fp, bool), partners)
+
+
+def lesion_counts(
+    ref: np.ndarray,
+    pred: np.ndarray,
+    *,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+    match: str = DEFAULT_MATCH,
+) -> dict[str, int]:
+    """Lesion-wise counts ``ref_lesions, pred_lesions, tp, fp, fn`` of two binary masks of the same shape
+    (2-D or 3-D; bool or 0/1), under matching rule ``match`` (``overlap`` or ``iou``, see the module
+    docstring). Raises :class:`InputError` for bad masks."""
+    return match_lesions(ref, pred, connectivity=connectivity, match=match).counts()
+
+
+def sum_counts(counts: Iterable[Mapping]) -> dict[str, int]:
+    """Counts of several cases added key by key (``ref_lesions, pred_lesions, tp, fp, fn``)."""
+    total = dict.fromkeys(COUNT_KEYS, 0)
+    for c in counts:
+        for k in COUNT_KEYS:
+            total[k] += int(c[k])
+    return total
+
+
+def lesion_scores(counts: Mapping) -> dict[str, float]:
+    """``lesion_sensitivity, lesion_precision, lesion_f1`` from counts (one case's or summed).
+
+    sensitivity = tp / ref_lesions, precision = (pred_lesions − fp) / pred_lesions, F1 = their harmonic
+    mean (0 when both are 0). Empty cases are defined (never NaN): both empty → 1, 1, 1; reference empty,
+    prediction not → 1, 0, 0; prediction empty, reference not → 0, 0, 0.
+    """
+    n_ref, n_pred = int(counts["ref_lesions"]), int(counts["pred_lesions"])
+    tp, fp = int(counts["tp"]), int(counts["fp"])
+    if n_ref == 0 and n_pred == 0:
+        return {"lesion_sensitivity": 1.0, "lesion_precision": 1.0, "lesion_f1": 1.0}
+    sens = tp / n_ref if n_ref else 1.0
+    prec = (n_pred - fp) / n_pred if n_pred else 0.0
+    if n_ref == 0:
+        prec = 0.0
+    f1 = 2 * sens * prec / (sens + prec) if sens + prec > 0 else 0.0
+    return {"lesion_sensitivity": float(sens), "lesion_precision": float(prec), "lesion_f1": float(f1)}
+
+
+def dice(ref: np.ndarray, pred: np.ndarray) -> float:
+    """Voxel Dice 2|R∩P| / (|R| + |P|) of two binary masks; 1.0 when both are empty (defined, never NaN)."""
+    r, p = _check_pair(ref, pred)
+    s = int(r.sum()) + int(p.sum())
+    return 2.0 * int(np.count_nonzero(r & p)) / s if s else 1.0
