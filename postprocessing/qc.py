@@ -10,6 +10,7 @@ Pictures:
 
 * :func:`plot_csa_profile`: cord cross-sectional area along the S-I axis with vertebral level boundaries.
 * :func:`plot_csa_variability`: CSA per contrast for each subject, with the across-contrast spread.
+* :func:`plot_paired_variability`: two methods' CSA SD across contrasts, paired by subject.
 """
 
 from __future__ import annotations
@@ -139,4 +140,33 @@ def plot_csa_variability(
     ax.set_title(f"CSA across contrasts{f' (levels {levels_text})' if levels_text else ''}; band: mean ± SD",
                  fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(fig, path, overwrite)
+
+
+def plot_paired_variability(
+    comparison,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Paired plot of two methods' CSA SD across contrasts: one grey line per subject from method A to
+    method B, the mean SD of each method in black, and the Wilcoxon p-value in the title.
+
+    ``comparison`` is :func:`postprocessing.variability.compare_variability`'s result.
+    """
+    fig, ax = _new_figure((5.0, 4.0))
+    na, nb = comparison.names
+    per = comparison.table[~comparison.table["subject"].isin(["ALL", "MEAN"])]
+    a, b = per[f"sd_{na}_mm2"].to_numpy(float), per[f"sd_{nb}_mm2"].to_numpy(float)
+    for ya, yb in zip(a, b):
+        ax.plot([0, 1], [ya, yb], "-o", color="0.6", markersize=4, linewidth=0.9, zorder=2)
+    ax.plot([0, 1], [np.nanmean(a), np.nanmean(b)], "-o", color=COLOURS[0], linewidth=2, markersize=6,
+            zorder=3, label="mean over subjects")
+    ax.set_xticks([0, 1], [na, nb])
+    ax.set_xlim(-0.4, 1.4)
+    ax.set_ylabel("CSA SD across contrasts (mm²)")
+    p = comparison.wilcoxon_p
+    ax.set_title(f"{comparison.n_subjects} subjects; Wilcoxon signed-rank p = "
+                 f"{p:.3g}" if np.isfinite(p) else f"{comparison.n_subjects} subjects", fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
     return _save(fig, path, overwrite)
