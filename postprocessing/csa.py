@@ -11,9 +11,9 @@ Per slice (``compute_csa``):
 
 * ``area`` (mm²): sum of voxel fractions × in-plane voxel area × cos θ, where θ is the angle between the
   cord centreline and the slice normal. Binary and soft (partial-volume) masks are both measured this way,
-  so partial volume counts. The centreline is a least-squares cubic B-spline (knots about
-  :data:`KNOT_SPACING_MM` apart) through the per-slice centres of mass in mm, and θ comes from its exact
-  tangent: for a straight tilted tube the correction is exact.
+  so partial volume counts. The centreline is a least-squares cubic B-spline
+  (:func:`postprocessing.centreline.fit_centreline`) through the per-slice centres of mass in mm, and θ
+  comes from its exact tangent: for a straight tilted tube the correction is exact.
 * ``angle_AP``, ``angle_RL`` (degrees), as SCT names them: ``angle_AP`` is the rotation about the A-P axis,
   i.e. the centreline's inclination in the coronal plane, positive when the cord runs toward the subject's
   Left going up (RPI +x); ``angle_RL`` is the rotation about the R-L axis, the inclination in the sagittal
@@ -37,8 +37,7 @@ taken over slices, ``SUM(length)`` adds the slice lengths.
 
 Vertebral levels come either from a labelled-level image (a slice belongs to the level its cord voxels
 mostly carry) or from disc point labels (SCT convention: disc value ``n`` is the top of vertebra ``n``;
-slices between disc ``n`` and disc ``n + 1`` are level ``n``); both rules live in
-:func:`assign_slice_levels`.
+slices between disc ``n`` and disc ``n + 1`` are level ``n``); the rules live in :mod:`postprocessing.levels`.
 
 Library functions never print or exit; bad input raises :class:`~nnunet_extensions.io.InputError` naming
 the file.
@@ -54,6 +53,8 @@ from typing import TYPE_CHECKING, Iterable, Literal, Sequence
 import numpy as np
 
 from nnunet_extensions.io import Image, InputError, check_3d, check_same_grid, check_values, load_image, voxel_sizes
+from postprocessing.centreline import fit_centreline
+from postprocessing.levels import NEAR_ZERO, assign_slice_levels, load_levels, select_levels
 
 if TYPE_CHECKING:  # annotations only: the CLI path avoids importing pandas
     import pandas
@@ -76,13 +77,8 @@ SCT_COLUMNS = [
 #: Per-slice metrics (names as in SCT), in column order.
 METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_RL", "eccentricity", "orientation",
            "solidity", "length"]
-#: Approximate distance (mm) between the knots of the centreline spline. A 55 mm cervical segment gets
-#: one cubic; a whole spine a smooth piecewise cubic that still follows the lordosis/kyphosis.
-KNOT_SPACING_MM = 40.0
 #: Width (mm) of the band across which ``diameter_AP`` is averaged (SCT: 3 mm).
 AP_BAND_MM = 3.0
-#: Voxel values at or below this count as background (resampling leaves ~1e-16 noise).
-NEAR_ZERO = 1e-6
 #: Directions used to trace the convex hull for solidity (a hull vertex whose exterior angle is below
 #: 360°/N can be skipped; the area lost is far below the third decimal of the solidity).
 _HULL_DIRECTIONS = 180
@@ -115,127 +111,6 @@ def prepare_mask(img: Image, threshold: float | None = None) -> Image:
 def load_mask(path: str | os.PathLike, threshold: float | None = None) -> Image:
     """Read a cord mask file and validate it with :func:`prepare_mask`."""
     return prepare_mask(load_image(path), threshold)
-
-
-def load_levels(path: str | os.PathLike, ref: Image) -> Image:
-    """Read a level or disc label file: non-negative integer labels on ``ref``'s grid."""
-    img = load_image(path, "labels")
-    check_same_grid(ref, img)
-    return img
-
-
-# ============================================================================================ levels
-def assign_slice_levels(
-    weights: np.ndarray,
-    *,
-    level_data: np.ndarray | None = None,
-    disc_data: np.ndarray | None = None,
-    name: str = "<levels>",
-) -> np.ndarray:
-    """The slice → vertebral level rule (one place for it). All arrays in RPI voxel order (slices last).
-
-    * ``level_data`` (labelled levels, e.g. SCT's ``*_labeled`` cord or ``PAM50_levels``): a slice belongs to
-      the level that its cord voxels mostly carry, weighted by the mask value. A slice whose cord voxels
-      carry no level at all takes the level most of the slice's labelled voxels carry.
-    * ``disc_data`` (disc point labels, SCT convention: value ``n`` marks the top of vertebra ``n``):
-      slice ``k`` is level ``n`` when ``k_{n+1} < k <= k_n``, where ``k_n`` is the slice of disc ``n``.
-      Discs missing between two labelled ones are placed evenly between them. Slices above the highest or
-      below the lowest disc get no level.
-
-    Returns one integer per slice, 0 where no level is known. ``name`` is used in error messages.
-    """
-    nz = weights.shape[2]
-    if disc_data is not None:
-        return _levels_from_discs(disc_data, nz, name)
-    if level_data is None:
-        return np.zeros(nz, np.int64)
-    labels = np.rint(np.asarray(level_data)).astype(np.int64)
-    n_labels = int(labels.max()) + 1 if labels.size else 1
-    i, j, k = np.nonzero(weights > NEAR_ZERO)
-    lab = labels[i, j, k]
-    keep = lab > 0
-    votes = np.bincount(k[keep] * n_labels + lab[keep], weights=np.asarray(weights[i, j, k], float)[keep],
-                        minlength=nz * n_labels).reshape(nz, n_labels)
-    out = np.where(votes.sum(1) > 0, votes.argmax(1), 0)
-    missing = out == 0
-    if missing.any():  # fall back on the slice's labelled voxels (level file not drawn on this cord mask)
-        li, lj, lk = np.nonzero(labels > 0)
-        counts = np.bincount(lk * n_labels + labels[li, lj, lk], minlength=nz * n_labels).reshape(nz, n_labels)
-        fallback = np.where(counts.sum(1) > 0, counts.argmax(1), 0)
-        out[missing] = fallback[missing]
-    return out.astype(np.int64)
-
-
-def _levels_from_discs(disc_data: np.ndarray, nz: int, name: str) -> np.ndarray:
-    labels = np.rint(np.asarray(disc_data)).astype(np.int64)
-    _, _, k = np.nonzero(labels > 0)
-    values = labels[labels > 0]
-    out = np.zeros(nz, np.int64)
-    if values.size == 0:
-        raise InputError(f"{name}: disc file holds no disc label (all zero)")
-    discs = np.unique(values)
-    k_disc = np.array([k[values == n].mean() for n in discs])
-    if discs.size > 1 and np.any(np.diff(k_disc) >= 0):
-        raise InputError(
-            f"{name}: disc labels are not ordered from superior to inferior (disc n must lie above disc n+1)"
-        )
-    full = np.arange(discs[0], discs[-1] + 1)
-    k_full = np.interp(full, discs, k_disc)  # missing discs evenly between their labelled neighbours
-    s = np.arange(nz)
-    for n, k_top, k_bottom in zip(full[:-1], k_full[:-1], k_full[1:]):
-        out[(s <= k_top) & (s > k_bottom)] = n
-    return out
-
-
-# ============================================================================================ centreline
-def fit_centreline(
-    z: np.ndarray,
-    xy: np.ndarray,
-    weights: np.ndarray | None = None,
-    knot_spacing_mm: float = KNOT_SPACING_MM,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Smooth centreline through per-slice centres: least-squares cubic B-spline of ``xy`` (N×2, mm)
-    against ``z`` (N, mm), uniform knots about ``knot_spacing_mm`` apart (fewer when few slices).
-
-    Returns the fitted positions (N×2) and the tangent slopes ``d(xy)/dz`` (N×2) at ``z``. Straight lines
-    are reproduced exactly, cubics to ~1e-6 mm (a tiny smoothing penalty bridges knot intervals without
-    data). With fewer than 4 slices a straight line is fitted; with one slice the slope is 0.
-    """
-    z = np.asarray(z, float)
-    xy = np.asarray(xy, float)
-    n = z.size
-    w = np.ones(n) if weights is None else np.asarray(weights, float)
-    if n == 1:
-        return xy.copy(), np.zeros_like(xy)
-    if n < 4:
-        sw = np.sqrt(w)[:, None]
-        basis = np.stack([np.ones(n), z - z.mean()], 1)
-        coef = np.linalg.lstsq(basis * sw, xy * sw, rcond=None)[0]
-        return basis @ coef, np.repeat(coef[1:2], n, axis=0)
-    z0, span = float(z.min()), float(np.ptp(z))
-    n_int = max(1, min(int(round(span / knot_spacing_mm)), n - 3))
-    h = span / n_int
-    u = (z - z0) / h
-    idx = np.clip(np.floor(u).astype(int), 0, n_int - 1)
-    t = u - idx
-    b = np.stack([(1 - t) ** 3, 3 * t**3 - 6 * t**2 + 4, -3 * t**3 + 3 * t**2 + 3 * t + 1, t**3], 1) / 6.0
-    db = np.stack([-((1 - t) ** 2) / 2, (3 * t**2 - 4 * t) / 2, (-3 * t**2 + 2 * t + 1) / 2, t**2 / 2], 1) / h
-    m = n_int + 3
-    basis = np.zeros((n, m))
-    dbasis = np.zeros((n, m))
-    rows = np.arange(n)[:, None]
-    cols = idx[:, None] + np.arange(4)[None, :]
-    basis[rows, cols] = b
-    dbasis[rows, cols] = db
-    # A whisper of second-difference penalty keeps knot intervals without data determined; it is zero for
-    # straight lines, so tilted cords stay exact.
-    d2 = np.diff(np.eye(m), 2, axis=0)
-    lam = 1e-9 * float((w[:, None] * basis**2).sum())
-    sw = np.sqrt(w)[:, None]
-    a = np.vstack([basis * sw, math.sqrt(lam) * d2])
-    rhs = np.vstack([xy * sw, np.zeros((d2.shape[0], xy.shape[1]))])
-    coef = np.linalg.lstsq(a, rhs, rcond=None)[0]
-    return basis @ coef, dbasis @ coef
 
 
 # ============================================================================================ measuring
@@ -292,7 +167,8 @@ def compute_csa(
     levels : Image, optional
         Labelled vertebral levels on the same grid (e.g. SCT's ``*_labeled.nii.gz``).
     discs : Image, optional
-        Disc point labels on the same grid (SCT convention, see :func:`assign_slice_levels`).
+        Disc point labels on the same grid (SCT convention, see
+        :func:`postprocessing.levels.assign_slice_levels`).
     threshold : float, optional
         Binarize the mask first (voxels ``>= threshold`` become 1).
     angle_correction : bool
@@ -503,16 +379,6 @@ def format_ranges(values: Iterable[int]) -> str:
         if v is not None:
             start = prev = v
     return ";".join(parts)
-
-
-def select_levels(per_slice, vert: Sequence[int] | None):
-    """Rows of a per-slice table (DataFrame or dict of arrays) whose level is in ``vert`` (all if None)."""
-    if vert is None:
-        return per_slice
-    keep = np.isin(np.asarray(per_slice["level"]), [int(v) for v in vert])
-    if hasattr(per_slice, "loc"):
-        return per_slice.loc[keep]
-    return {key: np.asarray(value)[keep] for key, value in per_slice.items()}
 
 
 def summary_rows(

@@ -20,6 +20,8 @@ from nnunet_extensions.phantoms.cord import (
     render_fraction,
 )
 from postprocessing import csa
+from postprocessing.centreline import fit_centreline
+from postprocessing.levels import assign_slice_levels
 
 ISO = (0.8, 0.8, 0.8)
 ANISO = (0.5, 0.5, 3.0)
@@ -182,17 +184,17 @@ def test_slice_level_rule_majority_and_discs():
     lv[0, 0, 0] = 9  # a label outside the cord does not vote while cord voxels carry one
     lv[1:3, 1:3, 3] = 0
     lv[3, 3, 3] = 5  # slice 3: cord carries no label → the slice's labelled voxels decide
-    np.testing.assert_array_equal(csa.assign_slice_levels(weights, level_data=lv), [3, 3, 3, 5, 4])
+    np.testing.assert_array_equal(assign_slice_levels(weights, level_data=lv), [3, 3, 3, 5, 4])
 
     discs = np.zeros((4, 4, 12), int)
     discs[2, 2, 10] = 2
     discs[2, 2, 6] = 3
     discs[2, 2, 0] = 5  # disc 4 missing: placed halfway, at slice 3
-    got = csa.assign_slice_levels(np.zeros((4, 4, 12)), disc_data=discs)
+    got = assign_slice_levels(np.zeros((4, 4, 12)), disc_data=discs)
     np.testing.assert_array_equal(got, [0, 4, 4, 4, 3, 3, 3, 2, 2, 2, 2, 0])
     discs[2, 2, 0], discs[2, 2, 10] = 2, 5  # upside down
     with pytest.raises(InputError, match="superior"):
-        csa.assign_slice_levels(np.zeros((4, 4, 12)), disc_data=discs, name="d.nii.gz")
+        assign_slice_levels(np.zeros((4, 4, 12)), disc_data=discs, name="d.nii.gz")
 
 
 def test_format_ranges_and_summaries():
@@ -217,7 +219,7 @@ def test_format_ranges_and_summaries():
 def test_fit_centreline_reproduces_cubics():
     z = np.linspace(0, 150, 151)
     xy = np.stack([0.3 * z + 2, 1e-5 * (z - 40) ** 3 - 0.002 * z**2], 1)
-    fit, slope = csa.fit_centreline(z, xy)
+    fit, slope = fit_centreline(z, xy)
     np.testing.assert_allclose(fit, xy, atol=1e-4)  # the tiny smoothing penalty bends cubics by ~1e-6 mm
     np.testing.assert_allclose(slope[:, 0], 0.3, atol=1e-9)  # and leaves straight lines exact
     np.testing.assert_allclose(slope[:, 1], 3e-5 * (z - 40) ** 2 - 0.004 * z, atol=1e-5)

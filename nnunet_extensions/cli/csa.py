@@ -109,6 +109,7 @@ def run(args) -> int:
         check_output(args.plot, args.overwrite)
 
     from postprocessing import csa
+    from postprocessing.levels import select_levels
 
     files = csa.expand_inputs(args.input, exclude=[p for p in (args.vertfile, args.discfile) if p is not None])
     per = "slice" if args.perslice else "level" if args.perlevel else "all"
@@ -139,7 +140,7 @@ def run(args) -> int:
             continue
         rows.extend(found)
         if args.plot is not None:
-            per_slices.append((str(path), csa.select_levels(columns, args.vert)))
+            per_slices.append((str(path), select_levels(columns, args.vert)))
     if not rows:
         raise InputError(f"none of the {len(files)} inputs could be measured; no CSV written")
 
