@@ -3,11 +3,18 @@
 * soft Dice: ``2 Σ p·r / (Σ p + Σ r)`` (equals the usual Dice when both are binary);
 * MSE: mean over voxels of ``(p − r)²``;
 * Dice at 0.5: Dice of both masks binarized at 0.5.
+
+Folder-level evaluations (:func:`evaluate_softseg`, :func:`csa_variability`) match files by their BIDS
+names (:mod:`nnunet_extensions.bids`), measure every case, and return an :class:`Evaluation`: the table
+(with its summary rows) and one line per case left out. They never print; ``nnspine evaluate`` reports.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -34,6 +41,29 @@ def mse(pred: np.ndarray, ref: np.ndarray) -> float:
 def dice_at(pred: np.ndarray, ref: np.ndarray, threshold: float = 0.5) -> float:
     """Dice of both masks binarized at ``threshold`` (≥)."""
     return soft_dice(np.asarray(pred) >= threshold, np.asarray(ref) >= threshold)
+
+
+@dataclass
+class Evaluation:
+    """Result of a folder-level evaluation: the metrics ``table`` (pandas DataFrame, summary rows included)
+    and ``skipped``: one line per input left out, naming the file and the reason."""
+
+    table: "pandas.DataFrame"
+    skipped: list[str] = field(default_factory=list)
+
+
+def add_mean_row(df: "pandas.DataFrame", key: str = "case", label: str = "MEAN") -> "pandas.DataFrame":
+    """``df`` with one more row: ``key`` = ``label`` and the mean of every numeric column (NaNs left out)."""
+    import pandas as pd
+
+    mean = {key: label, **df.drop(columns=key).mean(numeric_only=True).to_dict()}
+    return pd.concat([df, pd.DataFrame([mean], columns=df.columns)], ignore_index=True)
+
+
+def _progress(items: Sequence, desc: str, unit: str, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit=unit, disable=not progress)
 
 
 # ------------------------------------------------------------------------------------ soft segmentation
@@ -74,20 +104,39 @@ def evaluate_softseg_case(pred_path, ref_path, case: str | None = None) -> dict:
     }
 
 
+def evaluate_softseg(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, *, progress: bool = False) -> Evaluation:
+    """:func:`evaluate_softseg_case` for every NIfTI file of ``pred_dir`` against the file of the same name in
+    ``ref_dir``; the case is the file's image stem (:func:`nnunet_extensions.bids.case_name`).
+
+    Returns the table (:data:`SOFTSEG_COLUMNS`, one row per case sorted by file name, then a ``MEAN`` row)
+    and the cases skipped (no reference, unreadable, other grid...). Raises :class:`InputError` for a
+    missing folder, a folder without NIfTI files, or when no case could be evaluated.
+    """
+    import pandas as pd
+
+    from nnunet_extensions.bids import case_name, require_folder
+    from nnunet_extensions.io import InputError
+    from postprocessing.csa import expand_inputs
+
+    pred_dir, ref_dir = require_folder(pred_dir), require_folder(ref_dir)
+    rows, skipped = [], []
+    for pred in _progress(expand_inputs([pred_dir]), "evaluate", "case", progress):
+        ref = ref_dir / pred.name
+        try:
+            if not ref.exists():
+                raise InputError(f"{pred}: no reference {ref}")
+            rows.append(evaluate_softseg_case(pred, ref, case=case_name(pred)))
+        except InputError as exc:
+            skipped.append(str(exc))
+    if not rows:
+        raise InputError(f"{pred_dir}: no case could be evaluated ({skipped[0]})")
+    return Evaluation(add_mean_row(pd.DataFrame(rows, columns=SOFTSEG_COLUMNS)), skipped)
+
+
 # ------------------------------------------------------------------------------ CSA across contrasts
 #: Columns of ``nnspine evaluate csa-variability`` (one row per subject and contrast, then per subject).
 VARIABILITY_COLUMNS = ["subject", "contrast", "filename", "levels", "n_slices", "csa_mm2", "csa_std_across_contrasts_mm2",
                        "csa_cv_across_contrasts_pct"]
-
-
-def split_bids_name(name: str) -> tuple[str, str]:
-    """``sub-01_flip-1_mt-on_MTS`` → ``("sub-01", "flip-1_mt-on_MTS")``; non-BIDS names give ``("", name)``."""
-    import re
-
-    m = re.match(r"^(sub-[A-Za-z0-9]+)(?:_(.*))?$", name)
-    if not m:
-        return "", name
-    return m.group(1), m.group(2) or ""
 
 
 def csa_at_levels(per_slice, levels: list[int]) -> tuple[float, int]:
@@ -117,3 +166,60 @@ def variability_table(rows: list[dict]) -> "pandas.DataFrame":  # noqa: F821
                     "n_slices": int(group["n_slices"].sum()), "csa_mm2": float(np.mean(vals)) if len(vals) else float("nan"),
                     "csa_std_across_contrasts_mm2": std, "csa_cv_across_contrasts_pct": cv})
     return pd.DataFrame(out, columns=VARIABILITY_COLUMNS)
+
+
+def csa_variability(
+    masks: Sequence[str | os.PathLike],
+    levels: Sequence[int],
+    *,
+    discs: str | os.PathLike | None = None,
+    vertfiles: str | os.PathLike | None = None,
+    suffix: str,
+    levels_text: str | None = None,
+    threshold: float | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """CSA (mm², angle-corrected, mean over the slices of ``levels``) of every mask, and its spread across
+    each subject's contrasts (:func:`variability_table`).
+
+    ``masks``: files or folders of cord masks named ``sub-XX_<contrast>[<mask suffix>].nii.gz``
+    (:data:`nnunet_extensions.bids.CORD_MASK_SUFFIXES` are stripped to get the image stem). Levels come
+    from ``<image stem><suffix>.nii[.gz]`` found anywhere under exactly one of ``discs`` (disc point
+    labels) or ``vertfiles`` (labelled-level masks). ``levels_text`` is written in the ``levels`` column
+    (default: the levels joined by commas). Masks that cannot be measured are skipped (one line each);
+    :class:`InputError` when none can.
+    """
+    from nnunet_extensions.bids import case_name, find_by_stem, require_folder, split_subject
+    from nnunet_extensions.io import InputError
+    from postprocessing.csa import expand_inputs, measure_file
+
+    if (discs is None) == (vertfiles is None):
+        raise ValueError("give exactly one of discs and vertfiles")
+    level_dir = require_folder(discs if discs is not None else vertfiles)
+    level_kind = "discfile" if discs is not None else "vertfile"
+    text = levels_text if levels_text is not None else ",".join(map(str, levels))
+    paths = expand_inputs(list(masks))
+    if not paths:
+        raise InputError("no NIfTI masks given")
+    rows, skipped = [], []
+    for mask in _progress(paths, "csa", "mask", progress):
+        case = case_name(mask)
+        subject, contrast = split_subject(case)
+        try:
+            if not mask.is_file():
+                raise InputError(f"{mask}: file not found")
+            if not subject:
+                raise InputError(f"{mask}: name does not start with a BIDS subject (sub-XX_...)")
+            level_file = find_by_stem(level_dir, f"{case}{suffix}")
+            if level_file is None:
+                raise InputError(f"{mask}: no level file {case}{suffix}.nii.gz under {level_dir}")
+            per_slice = measure_file(mask, threshold=threshold, **{level_kind: level_file})
+        except InputError as exc:
+            skipped.append(str(exc))
+            continue
+        csa, n = csa_at_levels(per_slice, list(levels))
+        rows.append({"subject": subject, "contrast": contrast, "filename": str(mask), "levels": text,
+                     "n_slices": n, "csa_mm2": csa})
+    if not rows:
+        raise InputError(f"{paths[0]}: no mask could be measured ({skipped[0]})")
+    return Evaluation(variability_table(rows), skipped)

@@ -1,4 +1,9 @@
-"""``nnspine evaluate``: soft-segmentation metrics and CSA variability across contrasts."""
+"""``nnspine evaluate``: soft-segmentation metrics and CSA variability across contrasts.
+
+A command group: each evaluation is a sub-subcommand registered by a function of :data:`EVALUATIONS` that
+adds its parser and sets ``func``. The work is done by one library function per evaluation
+(:mod:`postprocessing.metrics`); this module parses, calls it, writes the table and reports.
+"""
 
 from __future__ import annotations
 
@@ -20,14 +25,9 @@ example (soft predictions of every contrast of each subject, levels from the dis
       -o csa_variability.csv --plot csa_variability.png
 """
 
-MASK_SUFFIXES = ("_label-SC_softseg", "_label-SC_seg", "_softseg", "_seg")
 
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = new_parser(sub, "evaluate", help="evaluate soft segmentations (soft Dice, MSE, CSA error, CSA variability)",
-                   description="Evaluation commands. Run 'nnspine evaluate <what> --help'.")
-    what = p.add_subparsers(dest="what", metavar="<what>")
-
+def register_softseg(what: argparse._SubParsersAction) -> None:
+    """``nnspine evaluate softseg``."""
     s = new_parser(
         what, "softseg", help="soft Dice, MSE, Dice at 0.5 and CSA error per case (CSV)",
         description=(
@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_quiet(s)
     s.set_defaults(func=run_softseg)
 
+
+def register_csa_variability(what: argparse._SubParsersAction) -> None:
+    """``nnspine evaluate csa-variability``."""
     v = new_parser(
         what, "csa-variability", help="CSA per contrast at chosen levels and its SD across contrasts (CSV + plot)",
         description=(
@@ -74,75 +77,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_overwrite(v)
     add_quiet(v)
     v.set_defaults(func=run_variability)
+
+
+#: Register functions of the evaluations, in the order ``nnspine evaluate --help`` lists them. A new
+#: evaluation (e.g. lesion-wise metrics) appends its own ``register_<what>(what_subparsers)``.
+EVALUATIONS = [register_softseg, register_csa_variability]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = new_parser(sub, "evaluate", help="evaluate segmentations (soft Dice, MSE, CSA error, CSA variability)",
+                   description="Evaluation commands. Run 'nnspine evaluate <what> --help'.")
+    what = p.add_subparsers(dest="what", metavar="<what>")
+    for register_evaluation in EVALUATIONS:
+        register_evaluation(what)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _case_name(path: Path) -> str:
-    from nnunet_extensions.io import split_suffix
-
-    stem, _ = split_suffix(path)
-    for suffix in MASK_SUFFIXES:
-        if stem.endswith(suffix):
-            return stem[: -len(suffix)]
-    return stem
+def _show_progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
 
 
-def _finish_csv(df, path: Path, overwrite: bool) -> None:
-    from nnunet_extensions.io import write_text
-
-    write_text(path, df.to_csv(index=False), overwrite=overwrite)
-
-
-def run_softseg(args: argparse.Namespace) -> int:
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from nnunet_extensions.io import InputError, check_output
-    from postprocessing.metrics import SOFTSEG_COLUMNS, evaluate_softseg_case
-    from postprocessing.csa import expand_inputs
-
-    check_output(args.output, args.overwrite)
-    for folder in (args.pred, args.ref):
-        if not folder.is_dir():
-            raise InputError(f"{folder}: folder not found")
-    preds = expand_inputs([args.pred])
-    if not preds:
-        raise InputError(f"{args.pred}: no NIfTI masks")
-    rows, skipped = [], 0
-    for pred in tqdm(preds, desc="evaluate", unit="case", disable=args.quiet or not sys.stderr.isatty()):
-        ref = args.ref / pred.name
-        try:
-            if not ref.exists():
-                raise InputError(f"{pred}: no reference {ref}")
-            rows.append(evaluate_softseg_case(pred, ref, case=_case_name(pred)))
-        except InputError as exc:
-            print(f"nnspine evaluate softseg: skipped: {exc}", file=sys.stderr)
-            skipped += 1
-    if not rows:
-        raise InputError(f"{args.pred}: no case could be evaluated")
-    df = pd.DataFrame(rows, columns=SOFTSEG_COLUMNS)
-    mean = {"case": "MEAN", **df.drop(columns="case").mean().to_dict()}
-    df = pd.concat([df, pd.DataFrame([mean])], ignore_index=True)
-    _finish_csv(df, args.output, args.overwrite)
-    if not args.quiet:
-        print(df.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-        print(f"wrote {args.output}")
+def _report_skipped(command: str, skipped: list[str]) -> int:
+    """One stderr line per skipped input; the exit code (2 when anything was skipped)."""
+    for line in skipped:
+        print(f"nnspine evaluate {command}: skipped: {line}", file=sys.stderr)
     return 2 if skipped else 0
 
 
-def _find(folder: Path, name: str) -> Path | None:
-    hits = sorted(folder.rglob(f"{name}.nii.gz")) or sorted(folder.rglob(f"{name}.nii"))
-    return hits[0] if hits else None
+def run_softseg(args: argparse.Namespace) -> int:
+    from nnunet_extensions.io import check_output, write_text
+    from postprocessing.metrics import evaluate_softseg
+
+    check_output(args.output, args.overwrite)
+    result = evaluate_softseg(args.pred, args.ref, progress=_show_progress(args))
+    write_text(args.output, result.table.to_csv(index=False), overwrite=args.overwrite)
+    code = _report_skipped("softseg", result.skipped)
+    if not args.quiet:
+        print(result.table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        print(f"wrote {args.output}")
+    return code
 
 
 def run_variability(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from nnunet_extensions.io import InputError, check_output
-    from postprocessing.csa import expand_inputs, measure_file
-    from postprocessing.metrics import csa_at_levels, split_bids_name, variability_table
-
+    from nnunet_extensions.io import InputError, check_output, write_text
     from nnunet_extensions.labels import parse_levels
+    from postprocessing.metrics import csa_variability
 
     try:
         levels = parse_levels(args.vert)
@@ -151,43 +130,18 @@ def run_variability(args: argparse.Namespace) -> int:
     check_output(args.output, args.overwrite)
     if args.plot:
         check_output(args.plot, args.overwrite)
-    level_dir = args.discs or args.vertfiles
-    if not level_dir.is_dir():
-        raise InputError(f"{level_dir}: folder not found")
-    masks = expand_inputs(args.input)
-    if not masks:
-        raise InputError(f"{args.input[0]}: no NIfTI masks")
-    rows, skipped = [], 0
-    for mask in tqdm(masks, desc="csa", unit="mask", disable=args.quiet or not sys.stderr.isatty()):
-        case = _case_name(mask)
-        subject, contrast = split_bids_name(case)
-        try:
-            if not mask.is_file():
-                raise InputError(f"{mask}: file not found")
-            if not subject:
-                raise InputError(f"{mask}: name does not start with a BIDS subject (sub-XX_...)")
-            suffix = args.disc_suffix if args.discs else args.vert_suffix
-            level_file = _find(level_dir, f"{case}{suffix}")
-            if level_file is None:
-                raise InputError(f"{mask}: no level file {case}{suffix}.nii.gz under {level_dir}")
-            per_slice = measure_file(mask, threshold=args.threshold,
-                                     **({"discfile": level_file} if args.discs else {"vertfile": level_file}))
-        except InputError as exc:
-            print(f"nnspine evaluate csa-variability: skipped: {exc}", file=sys.stderr)
-            skipped += 1
-            continue
-        csa, n = csa_at_levels(per_slice, levels)
-        rows.append({"subject": subject, "contrast": contrast, "filename": str(mask), "levels": args.vert,
-                     "n_slices": n, "csa_mm2": csa})
-    if not rows:
-        raise InputError(f"{args.input[0]}: no mask could be measured")
-    df = variability_table(rows)
-    _finish_csv(df, args.output, args.overwrite)
+    result = csa_variability(
+        args.input, levels, discs=args.discs, vertfiles=args.vertfiles,
+        suffix=args.disc_suffix if args.discs else args.vert_suffix, levels_text=args.vert,
+        threshold=args.threshold, progress=_show_progress(args),
+    )
+    write_text(args.output, result.table.to_csv(index=False), overwrite=args.overwrite)
     if args.plot:
         from postprocessing.qc import plot_csa_variability
 
-        plot_csa_variability(df, args.plot, levels_text=args.vert, overwrite=args.overwrite)
+        plot_csa_variability(result.table, args.plot, levels_text=args.vert, overwrite=args.overwrite)
+    code = _report_skipped("csa-variability", result.skipped)
     if not args.quiet:
-        print(df.drop(columns="filename").to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        print(result.table.drop(columns="filename").to_string(index=False, float_format=lambda x: f"{x:.2f}"))
         print(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
-    return 2 if skipped else 0
+    return code
