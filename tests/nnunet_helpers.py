@@ -1,6 +1,6 @@
 """Test helpers for the nnU-Net soft-target tests: a tiny toy dataset and runs of the real console scripts.
 
-The toy dataset follows the converter's contract (see ``nnunet_extensions.soft_targets``): single-channel
+The toy dataset follows the converter's contract (see :mod:`nnunet_extensions.soft_targets`): single-channel
 images, integer labels = soft mask binarized at 0.5, and float soft masks in ``labelsTr_soft``.
 
 It is built so that nnU-Net's preprocessing has real work to do, which the soft preprocessing must copy:
@@ -87,6 +87,18 @@ def make_toy_dataset(raw_root: str | os.PathLike, n_cases: int = 6, shape=(26, 4
     }
     (root / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     return root
+
+
+def soft_blob(shape=(2, 1, 12, 16, 16), seed=0):
+    """A soft sphere ``(B, 1, *spatial)`` torch tensor in [0, 1] with a linear partial-volume ramp and a little noise."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    z, y, x = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in shape[2:]], indexing="ij")
+    r = torch.sqrt(z ** 2 + y ** 2 + x ** 2)
+    s = torch.clamp((0.6 - r) / 0.25 + 0.5, 0, 1)
+    s = s[None, None].repeat(shape[0], 1, 1, 1, 1)
+    return torch.clamp(s + 0.02 * torch.rand(s.shape, generator=g), 0, 1)
 
 
 def nnunet_env(base: str | os.PathLike, **extra: str) -> dict:

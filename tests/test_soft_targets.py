@@ -1,4 +1,4 @@
-"""Soft targets: preprocessing beside nnU-Net's data (``nnspine preprocess-soft``), losses, metrics, DS pyramid.
+"""Soft targets: preprocessing beside nnU-Net's data (``nnspine preprocess-soft``) and the deep-supervision pyramid.
 
 The preprocessed toy dataset (real ``nnUNetv2_plan_and_preprocess`` + ``nnspine preprocess-soft``) is built
 once per session by :func:`nnunet_helpers.prepared_toy` (~25 s).
@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_helpers import TOY_ID, TOY_NAME, environ, prepared_toy
+from nnunet_helpers import TOY_ID, TOY_NAME, environ, prepared_toy, soft_blob
 
 from nnunet_extensions.cli import main as nnspine
 from nnunet_extensions.io import InputError
-from nnunet_extensions import soft_targets as st
+from nnunet_extensions.soft_targets import layout, preprocess
+from nnunet_extensions.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def _seg(toy, case) -> np.ndarray:
 
 
 def _soft(toy, case) -> np.ndarray:
-    return st.load_soft_target(toy["data"], case)[:]
+    return layout.load_soft_target(toy["data"], case)[:]
 
 
 # ============================================================================================ layout
@@ -54,12 +55,12 @@ def test_layout_beside_preprocessed_cases_and_invisible_to_nnunet(toy):
 
     cases = _cases(toy)
     assert len(cases) == 6
-    folder = toy["data"] / st.PREPROCESSED_SOFT_FOLDER
+    folder = toy["data"] / layout.PREPROCESSED_SOFT_FOLDER
     assert sorted(p.name for p in folder.glob("*.b2nd")) == [f"{c}.b2nd" for c in cases]
     # nnU-Net still sees exactly its own cases (soft targets live in a sub-folder it ignores)
     cls = infer_dataset_class(str(toy["data"]))
     assert sorted(cls.get_identifiers(str(toy["data"]))) == cases
-    manifest = json.loads((folder / st.MANIFEST_NAME).read_text())
+    manifest = json.loads((folder / layout.MANIFEST_NAME).read_text())
     assert manifest["configuration"] == "3d_fullres" and manifest["resampling"]["order"] == 1
     assert [c["case"] for c in manifest["cases"]] == cases
     # plans untouched: stock preprocessor and label manager
@@ -110,7 +111,7 @@ def test_pipeline_reproduces_nnunet_label_preprocessing_exactly(toy):
     for case in _cases(toy):
         props = load_pickle(str(toy["data"] / f"{case}.pkl"))
         label, _ = rw.read_seg(str(toy["raw"] / "labelsTr" / f"{case}.nii.gz"))
-        ours = st.preprocess_soft_array(label, props, pm, cm)
+        ours = preprocess.preprocess_soft_array(label, props, pm, cm)
         seg = _seg(toy, case)
         assert ours.shape == seg.shape
         mismatch = int(((ours[0] >= 0.5) != (seg[0] > 0)).sum())
@@ -126,10 +127,10 @@ def test_preprocess_soft_array_is_linear_and_bounded(toy):
     props = load_pickle(str(toy["data"] / f"{case}.pkl"))
     shape = tuple(np.array(props["shape_before_cropping"])[np.argsort(pm.transpose_forward)])
     const = np.full((1, *shape), 0.3, np.float32)
-    out = st.preprocess_soft_array(const, props, pm, cm)
+    out = preprocess.preprocess_soft_array(const, props, pm, cm)
     assert np.allclose(out, 0.3, atol=1e-5)
     with pytest.raises(InputError, match="differs from the image"):
-        st.preprocess_soft_array(np.zeros((1, 5, 5, 5), np.float32), props, pm, cm, name="x.nii.gz")
+        preprocess.preprocess_soft_array(np.zeros((1, 5, 5, 5), np.float32), props, pm, cm, name="x.nii.gz")
 
 
 # ============================================================================================ errors
@@ -196,7 +197,7 @@ def test_bad_soft_masks_are_reported_with_their_file(toy_copy, capsys, problem):
         msg = "not found"
     with pytest.raises(InputError, match=msg) as exc:
         with environ(env):
-            st.preprocess_soft(TOY_ID, overwrite=True, progress=False)
+            preprocess.preprocess_soft(TOY_ID, overwrite=True, progress=False)
     assert expect in str(exc.value)
     # and through the CLI: exit 2, one line naming the file
     assert _cli(env, "--overwrite") == 2
@@ -210,105 +211,21 @@ def test_missing_dataset_plans_or_configuration(toy_copy, tmp_path, capsys):
     for v in empty.values():
         Path(v).mkdir()
     with environ(empty), pytest.raises(InputError, match="987"):
-        st.preprocess_soft(TOY_ID)
+        preprocess.preprocess_soft(TOY_ID)
     with environ(env), pytest.raises(InputError, match="no configuration '2d_foo'"):
-        st.preprocess_soft(TOY_ID, ["2d_foo"], overwrite=True)
+        preprocess.preprocess_soft(TOY_ID, ["2d_foo"], overwrite=True)
     with environ(env), pytest.raises(InputError, match="plans not found"):
-        st.preprocess_soft(TOY_ID, plans_identifier="NoSuchPlans", overwrite=True)
+        preprocess.preprocess_soft(TOY_ID, plans_identifier="NoSuchPlans", overwrite=True)
     assert _cli(empty) == 2
-
-
-# ============================================================================================ losses
-def _logits_for(p: torch.Tensor) -> torch.Tensor:
-    """2-channel logits whose softmax foreground probability is exactly ``p``."""
-    p = p.clamp(1e-6, 1 - 1e-6)
-    return torch.cat([torch.zeros_like(p), torch.log(p) - torch.log1p(-p)], 1)
-
-
-def _soft_blob(shape=(2, 1, 12, 16, 16), seed=0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    z, y, x = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in shape[2:]], indexing="ij")
-    r = torch.sqrt(z ** 2 + y ** 2 + x ** 2)
-    s = torch.clamp((0.6 - r) / 0.25 + 0.5, 0, 1)
-    s = s[None, None].repeat(shape[0], 1, 1, 1, 1)
-    return torch.clamp(s + 0.02 * torch.rand(s.shape, generator=g), 0, 1)
-
-
-@pytest.mark.parametrize("weights", [dict(weight_mse=1, weight_dice=1), dict(weight_mse=1, weight_dice=0),
-                                     dict(weight_mse=0, weight_dice=0, weight_adapwing=1),
-                                     dict(weight_mse=0, weight_dice=1)])
-def test_losses_are_zero_and_minimal_at_perfect_prediction(weights):
-    s = _soft_blob()
-    assert ((s > 0.05) & (s < 0.95)).float().mean() > 0.02  # fractional targets
-    loss = st.SoftTargetLoss(**weights)
-    perfect = float(loss(_logits_for(s), s))
-    assert abs(perfect) < 1e-4
-    g = torch.Generator().manual_seed(1)
-    for scale in (0.02, 0.1, 0.3):
-        noisy = torch.clamp(s + scale * torch.randn(s.shape, generator=g), 0, 1)
-        assert float(loss(_logits_for(noisy), s)) > perfect + 1e-5
-    # binarizing the prediction (what a hard-label loss would push towards) is worse than the soft truth
-    assert float(loss(_logits_for((s > 0.5).float()), s)) > perfect + 1e-3
-    # gradients are finite at and near the optimum
-    logits = _logits_for(s).requires_grad_(True)
-    loss(logits, s).backward()
-    assert torch.isfinite(logits.grad).all()
-
-
-def test_squared_denominator_soft_dice_vs_classic_form():
-    """Why the loss uses Σp²+Σs²: the classic 2Σps/(Σp+Σs) is below 1 at p = s for fractional s."""
-    s = _soft_blob()
-    classic = float(2 * (s * s).sum() / (s.sum() + s.sum()))
-    assert classic < 0.97
-    assert float(st.soft_dice_loss(s, s)) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_mse_against_soft_target_differs_from_mse_against_binarized_target():
-    s = _soft_blob()
-    b = (s > 0.5).float()
-    logits = _logits_for(0.1 + 0.8 * s)
-    mse = st.SoftTargetLoss(weight_mse=1, weight_dice=0)
-    l_soft, l_bin = float(mse(logits, s)), float(mse(logits, b))
-    assert abs(l_soft - l_bin) > 1e-3
-    # the perfect soft prediction has zero loss against the soft target, not against the binarized one
-    assert float(mse(_logits_for(s), s)) < 1e-8 < float(mse(_logits_for(s), b))
-    sums = st.soft_metric_sums(_logits_for(s), s, b.to(torch.int16))
-    m = st.soft_metrics_from_sums(sums)
-    assert m["mse_soft"] < 1e-8 and m["mse_binary"] > 1e-3
-    # the logged soft Dice is the one `nnspine evaluate softseg` reports (2 Σps / (Σp + Σs))
-    from postprocessing.metrics import soft_dice
-
-    p_np = st.foreground_probability(_logits_for(s)).double().numpy().reshape(s.shape)
-    assert m["soft_dice"] == pytest.approx(soft_dice(p_np, s.double().numpy()), rel=1e-5)
-    assert m["soft_dice"] < 0.999  # fractional targets: below 1 even for the perfect prediction
-
-
-def test_adaptive_wing_loss_matches_formula_and_is_continuous_at_theta():
-    """Wang et al. 2019: ω ln(1+(d/ε)^(α−y)) below θ, A d − C above, continuous at d = θ."""
-    y = torch.tensor([0.0, 0.3, 1.0])
-    for d in (0.1, 0.49999, 0.50001, 0.9):
-        p = torch.clamp(y + d, max=1.0) if d < 0.5 else (1 - y)
-        got = st.adaptive_wing_loss(p.view(1, 1, 3, 1), y.view(1, 1, 3, 1), loss_map_weight=0)
-        dd = (y - p).abs()
-        a = 2.1 - y
-        A = 14 * (1 / (1 + 0.5 ** a)) * a * 0.5 ** (a - 1)
-        C = 0.5 * A - 14 * torch.log1p(0.5 ** a)
-        ref = torch.where(dd < 0.5, 14 * torch.log1p(dd ** a), A * dd - C).mean()
-        assert float(got) == pytest.approx(float(ref), rel=1e-5)
-    below = st.adaptive_wing_loss(torch.tensor([0.5 - 1e-5]).view(1, 1, 1, 1), torch.zeros(1, 1, 1, 1),
-                                  loss_map_weight=0)
-    above = st.adaptive_wing_loss(torch.tensor([0.5 + 1e-5]).view(1, 1, 1, 1), torch.zeros(1, 1, 1, 1),
-                                  loss_map_weight=0)
-    assert float(below) == pytest.approx(float(above), rel=1e-3)
 
 
 def test_deep_supervision_pyramid_of_soft_target_matches_label_pyramid():
     from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
     scales = [[1, 1, 1], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25], [0.25, 0.125, 0.125]]
-    s = _soft_blob((1, 1, 20, 32, 32))[0]
+    s = soft_blob((1, 1, 20, 32, 32))[0]
     seg = (s > 0.5).to(torch.int16)
-    out = st.DownsampleSoftTargetForDSTransform(scales)(regression_target=s.clone(), segmentation=seg.clone())
+    out = DownsampleSoftTargetForDSTransform(scales)(regression_target=s.clone(), segmentation=seg.clone())
     ref = DownsampleSegForDSTransform(scales)(segmentation=seg.clone())["segmentation"]
     assert isinstance(out["regression_target"], list)
     assert [tuple(t.shape) for t in out["regression_target"]] == [tuple(t.shape) for t in ref]

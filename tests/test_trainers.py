@@ -22,7 +22,10 @@ import torch
 
 from nnunet_helpers import TOY_NAME, console_script, environ, prepared_toy
 
-from nnunet_extensions import soft_targets as st
+import nnunet_extensions
+from nnunet_extensions.soft_targets import layout
+from nnunet_extensions.soft_targets.loader import nnUNetDataLoaderSoft
+from trainers import soft_losses as losses
 
 TRAINER_NAMES = ["nnUNetTrainerSoftSeg", "nnUNetTrainerSoftSegMSE", "nnUNetTrainerSoftSegAdapWing",
                  "nnUNetTrainerSoftSeg_debug", "nnUNetTrainerSoftSeg_demo"]
@@ -85,7 +88,7 @@ def test_cli_lists_trainers_and_exports_discovery_folder():
     assert [ln.split()[0] for ln in lines] == TRAINER_NAMES
     assert all(len(ln.split(None, 1)) == 2 for ln in lines)  # name + description
     folder = Path(_export_folder())
-    assert folder.is_dir() and folder.is_relative_to(Path(st.__file__).parent)
+    assert folder.is_dir() and folder.is_relative_to(Path(nnunet_extensions.__file__).parent)
     assert sorted(p.name for p in folder.glob("*.py")) == ["nnspine_softseg_trainers.py"]
 
 
@@ -129,7 +132,7 @@ def test_trainer_setup(trainer, env, toy):
 
     assert isinstance(trainer.loss, DeepSupervisionWrapper)
     inner = trainer.loss.loss
-    assert isinstance(inner, st.SoftTargetLoss) and (inner.weight_mse, inner.weight_dice) == (1.0, 1.0)
+    assert isinstance(inner, losses.SoftTargetLoss) and (inner.weight_mse, inner.weight_dice) == (1.0, 1.0)
     w = trainer.loss.weight_factors
     assert w[0] > w[1] > 0 and w[-1] == 0 and sum(w) == pytest.approx(1.0)
     assert trainer.label_manager.num_segmentation_heads == 2  # stock 2-channel softmax head
@@ -164,7 +167,7 @@ def test_missing_soft_targets_are_reported(env, toy, tmp_path):
     pre = tmp_path / "preprocessed"
     shutil.copytree(toy["pre"], pre / TOY_NAME)
     data = pre / TOY_NAME / toy["data"].name
-    (data / st.PREPROCESSED_SOFT_FOLDER / "toy_003.b2nd").unlink()
+    (data / layout.PREPROCESSED_SOFT_FOLDER / "toy_003.b2nd").unlink()
     e = {**env, "nnUNet_preprocessed": str(pre), "nnUNet_results": str(tmp_path / "res")}
     t = _make(e, toy, start=False)
     with environ(e), pytest.raises(RuntimeError, match="nnspine preprocess-soft"):
@@ -188,7 +191,7 @@ def test_batch_soft_target_equals_preprocessed_soft_at_sampled_location(trainer,
         ds_tr, _ = trainer.get_tr_and_val_datasets()
         transforms = trainer.get_validation_transforms(trainer._get_deep_supervision_scales())
         ps = trainer.configuration_manager.patch_size
-        dl = st.nnUNetDataLoaderSoft(ds_tr, 4, ps, ps, trainer.label_manager, oversample_foreground_percent=1.0,
+        dl = nnUNetDataLoaderSoft(ds_tr, 4, ps, ps, trainer.label_manager, oversample_foreground_percent=1.0,
                                      transforms=transforms)
         for _ in range(3):
             batch = next(dl)
@@ -196,7 +199,7 @@ def test_batch_soft_target_equals_preprocessed_soft_at_sampled_location(trainer,
             assert isinstance(soft, list) and [s.shape for s in soft] == [s.shape for s in seg]
             assert soft[0].dtype == torch.float32
             for j, (key, bbox) in enumerate(zip(batch["keys"], batch["bboxes"])):
-                ref = crop_and_pad_nd(st.load_soft_target(toy["data"], key), bbox, 0, cast_cropped_to=np.float32)
+                ref = crop_and_pad_nd(layout.load_soft_target(toy["data"], key), bbox, 0, cast_cropped_to=np.float32)
                 got = soft[0][j].numpy()
                 assert np.allclose(got, ref, atol=1e-6)
                 frac = (got > 0.05) & (got < 0.95)
@@ -219,7 +222,7 @@ def test_training_batch_carries_soft_target_through_spatial_augmentation(trainer
                                                      dummy2d)
         spatial = [t for t in transforms.transforms if isinstance(t, SpatialTransform)][0]
         spatial.p_rotation = spatial.p_scaling = 1.0
-        dl = st.nnUNetDataLoaderSoft(ds_tr, 4, initial_ps, ps, trainer.label_manager,
+        dl = nnUNetDataLoaderSoft(ds_tr, 4, initial_ps, ps, trainer.label_manager,
                                      oversample_foreground_percent=1.0, transforms=transforms)
         torch.manual_seed(1)
         np.random.seed(1)

@@ -11,10 +11,10 @@ The network is nnU-Net's, with its usual 2-channel (background, cord) softmax he
 works unchanged: the exported integer map is the soft mask thresholded at 0.5, and ``--save_probabilities``
 writes the soft mask itself (channel 1 of the ``.npz``). Only the training target changes: the cord
 probability is fitted to the soft mask that ``nnspine preprocess-soft`` stored beside the preprocessed cases
-(see :mod:`nnunet_extensions.soft_targets` for the file layout, data loading and loss definitions). Deep
-supervision is kept (soft targets area-downsampled per scale). Every epoch the validation logs, besides
-nnU-Net's pseudo Dice (which still selects ``checkpoint_best``), the soft Dice and the MSE against the soft
-target and the MSE against the binarized label.
+(see :mod:`nnunet_extensions.soft_targets` for the file layout and data loading, :mod:`trainers.soft_losses`
+for the losses). Deep supervision is kept (soft targets area-downsampled per scale). Every epoch the validation
+logs, besides nnU-Net's pseudo Dice (which still selects ``checkpoint_best``), the soft Dice and the MSE against
+the soft target and the MSE against the binarized label.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.helpers import dummy_context
 
-from nnunet_extensions.soft_targets import (DownsampleSoftTargetForDSTransform, SoftTargetLoss,
-                                            missing_soft_targets, nnUNetDataLoaderSoft, soft_metric_sums,
-                                            soft_metrics_from_sums)
+from nnunet_extensions.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
+from nnunet_extensions.soft_targets.layout import missing_soft_targets
+from nnunet_extensions.soft_targets.loader import nnUNetDataLoaderSoft
+from trainers.soft_losses import SoftTargetLoss, soft_metric_sums, soft_metrics_from_sums
 
 #: Per-epoch validation metrics added to nnU-Net's log (``checkpoint['logging']``), with their plot labels.
 SOFT_LOG_KEYS = {
@@ -95,7 +96,7 @@ class SoftLocalLogger(LocalLogger):
 class nnUNetTrainerSoftSeg(nnUNetTrainer):
     """Soft cord segmentation: stock 2-class head; cord probability fitted to soft masks with MSE + soft Dice."""
 
-    #: weights of :class:`~nnunet_extensions.soft_targets.SoftTargetLoss` (variants change only these)
+    #: weights of :class:`~trainers.soft_losses.SoftTargetLoss` (variants change only these)
     soft_loss_weights = {'weight_mse': 1.0, 'weight_dice': 1.0, 'weight_adapwing': 0.0}
     dataloader_class = nnUNetDataLoaderSoft
 

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from nnunet_extensions.soft_targets import preprocess_soft
+    from nnunet_extensions.soft_targets.preprocess import preprocess_soft
 
     if args.jobs < 1:
         from nnunet_extensions.cli import UsageError
