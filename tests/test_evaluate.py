@@ -20,14 +20,52 @@ def nnspine(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["nnspine", *args], capture_output=True, text=True)
 
 
-def test_soft_metrics_definitions():
-    r = np.array([0.0, 0.25, 0.5, 1.0, 1.0])
-    assert soft_dice(r, r) == pytest.approx(2 * (r * r).sum() / (2 * r.sum()))
-    assert soft_dice((r >= 0.5).astype(float), (r >= 0.5).astype(float)) == 1.0
-    assert soft_dice(np.zeros(3), np.zeros(3)) == 1.0
-    assert mse(r, r) == 0.0
-    assert mse(r, np.ones(5)) == pytest.approx(np.mean((r - 1) ** 2))
-    assert dice_at(r, np.array([0, 0, 1, 1, 1.0])) == 1.0
+def test_soft_metrics_on_arrays_computed_by_hand():
+    p = np.array([1.0, 0.5, 0.0, 0.25])
+    r = np.array([1.0, 1.0, 0.5, 0.0])
+    # Σp·r = 1 + 0.5 = 1.5, Σp = 1.75, Σr = 2.5 → 2·1.5 / 4.25 = 12/17
+    assert soft_dice(p, r) == pytest.approx(12 / 17, rel=1e-12)
+    # differences 0, −0.5, −0.5, 0.25 → (0.25 + 0.25 + 0.0625) / 4
+    assert mse(p, r) == pytest.approx(0.140625, rel=1e-12)
+    # at 0.5: p → 1 1 0 0, r → 1 1 1 0: 2·2 / (2 + 3)
+    assert dice_at(p, r) == pytest.approx(0.8, rel=1e-12)
+    assert soft_dice(np.zeros(3), np.zeros(3)) == 1.0  # both empty: defined as perfect
+    assert soft_dice(np.zeros(3), np.array([0, 1.0, 0])) == 0.0
+
+
+def _two_slice_case(tmp_path: Path, pred_data: np.ndarray, ref_data: np.ndarray) -> dict:
+    aff = np.diag([0.5, 0.5, 2.0, 1.0])  # 0.25 mm² in-plane voxels, 2 mm slices
+    save_image(ref_data, aff, tmp_path / "ref.nii.gz", overwrite=True)
+    save_image(pred_data, aff, tmp_path / "pred.nii.gz", overwrite=True)
+    return evaluate_softseg_case(tmp_path / "pred.nii.gz", tmp_path / "ref.nii.gz", case="c")
+
+
+def test_softseg_case_computed_by_hand(tmp_path):
+    """Reference: 4×4 voxels on slice 0 (4 mm²) and 6×4 on slice 1 (6 mm²), centred on one vertical line, so
+    the centreline is straight and the angle correction is 1: mean CSA 5 mm². 16·12·2 = 384 voxels."""
+    ref = np.zeros((16, 12, 2), np.float32)
+    ref[6:10, 4:8, 0] = 1
+    ref[5:11, 4:8, 1] = 1
+    # prediction 1: slice 0 at 0.4 (partial volume), slice 1 exact
+    pred = ref.copy()
+    pred[:, :, 0] *= 0.4
+    m = _two_slice_case(tmp_path, pred, ref)
+    assert m["csa_ref_mm2"] == pytest.approx(5.0, rel=1e-6)
+    assert m["csa_pred_mm2"] == pytest.approx((16 * 0.4 * 0.25 + 6.0) / 2, rel=1e-6)  # 3.8 mm²
+    assert m["csa_error_mm2"] == pytest.approx(-1.2, rel=1e-5)
+    assert m["csa_error_pct"] == pytest.approx(-24.0, rel=1e-5)
+    # Σp = 6.4 + 24, Σp·r = 30.4, Σr = 40 → 60.8 / 70.4
+    assert m["soft_dice"] == pytest.approx(60.8 / 70.4, rel=1e-6)
+    assert m["mse"] == pytest.approx(16 * 0.6**2 / 384, rel=1e-6)
+    assert m["dice_0.5"] == pytest.approx(2 * 24 / (24 + 40), rel=1e-12)  # slice 0 falls below 0.5
+    # prediction 2: slice 1 missed entirely → its area counts as 0 over the reference's slices
+    pred = ref.copy()
+    pred[:, :, 1] = 0
+    m = _two_slice_case(tmp_path, pred, ref)
+    assert m["csa_pred_mm2"] == pytest.approx(2.0, rel=1e-6)
+    assert m["csa_error_mm2"] == pytest.approx(-3.0, rel=1e-6) and m["csa_error_pct"] == pytest.approx(-60.0, rel=1e-6)
+    assert m["soft_dice"] == pytest.approx(2 * 16 / (16 + 40), rel=1e-6)
+    assert m["mse"] == pytest.approx(24 / 384, rel=1e-6)
 
 
 def _truth(phantom: dict, contrast: str) -> Path:
@@ -38,16 +76,11 @@ def _binary(phantom: dict, contrast: str) -> Path:
     return Path(phantom["root"]) / "derivatives/labels/sub-01/anat" / f"sub-01_{contrast}_label-SC_seg.nii.gz"
 
 
-def test_softseg_perfect_and_binarized_predictions(cord_phantom):
+def test_softseg_binarized_truth_against_the_truth(cord_phantom):
     truth = _truth(cord_phantom, "T2w")
-    perfect = evaluate_softseg_case(truth, truth)
-    r = load_image(truth).data.astype(np.float64)
-    assert perfect["soft_dice"] == pytest.approx((r * r).sum() / r.sum())  # 2Σr²/(2Σr): below 1 for soft masks
-    assert 0.9 < perfect["soft_dice"] < 1.0
-    assert perfect["mse"] == 0.0 and perfect["dice_0.5"] == 1.0
-    assert perfect["csa_error_mm2"] == 0.0
     binary = evaluate_softseg_case(_binary(cord_phantom, "T2w"), truth)
     assert binary["mse"] > 0.0 and binary["dice_0.5"] == 1.0  # the binary mask is the truth at 0.5
+    assert binary["soft_dice"] < 1.0
     # binarizing keeps the area on average (partial volume is symmetric around 0.5): small CSA error
     assert abs(binary["csa_error_pct"]) < 2.0
 
@@ -64,6 +97,10 @@ def test_softseg_cli_matches_files_and_skips_bad_ones(cord_phantom, tmp_path):
     df = pd.read_csv(out)
     assert list(df["case"]) == ["sub-01_T1w", "sub-01_T2w", "MEAN"]
     assert (df["dice_0.5"] == 1.0).all() and (df["mse"] > 0).all()
+    t2 = evaluate_softseg_case(pred / "sub-01_T2w.nii.gz", ref / "sub-01_T2w.nii.gz")
+    t1 = evaluate_softseg_case(pred / "sub-01_T1w.nii.gz", ref / "sub-01_T1w.nii.gz")
+    assert df.iloc[2]["soft_dice"] == pytest.approx((t1["soft_dice"] + t2["soft_dice"]) / 2, rel=1e-9)
+    assert df.iloc[2]["csa_error_mm2"] == pytest.approx((t1["csa_error_mm2"] + t2["csa_error_mm2"]) / 2, rel=1e-9)
     # a prediction on another grid is reported and skipped; the rest is still measured
     img = load_image(pred / "sub-01_T1w.nii.gz")
     save_image(img.data[:-1], img.affine, pred / "sub-01_T1w.nii.gz", overwrite=True)

@@ -121,8 +121,9 @@ def test_phantom_soft_gt_matches_partial_volume_truth(phantom_runs):
     mae_binary = np.mean([v[1] for v in aligned.values()])
     mae_unaligned = np.mean([v[0] for v in unaligned.values()])
     print(f"  {'mean':<20s} {mae:.4f} / {mae_unaligned:.4f} / {mae_binary:.4f}")
-    assert mae < 0.06
-    assert all(v[0] < 0.10 for v in aligned.values()), aligned
+    # achieved: mean 0.023, worst contrast 0.031 (T2w); thresholds = achieved + ~30 %
+    assert mae < 0.030
+    assert all(v[0] < 0.040 for v in aligned.values()), aligned
     assert mae < mae_binary - 0.02  # clearly better than the binary masks (~0.07)
     assert all(v[0] < v[1] for v in aligned.values()), aligned  # ... for every contrast
     assert mae_unaligned > mae + 0.05  # the shifts matter, and alignment removes them
