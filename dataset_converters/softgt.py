@@ -415,8 +415,10 @@ def convert(
     Raises
     ------
     InputError
-        Missing dataset folder, unreadable/4-D/NaN/non-binary mask, mask on a grid different from its image,
-        existing outputs without ``overwrite``, bad nnU-Net ID/name (one-line message naming the file).
+        Missing dataset folder (or a file in its place), unreadable/4-D/NaN/non-binary mask, mask on a grid
+        different from its image, existing outputs without ``overwrite``, bad nnU-Net ID/name, no subject left
+        to convert (e.g. no image of the ``reference`` contrast anywhere): one-line message naming the file;
+        nothing is written.
     """
     from tqdm.auto import tqdm
 
@@ -429,6 +431,9 @@ def convert(
     if (nnunet_dataset is None) != (name is None):
         raise InputError("the nnU-Net dataset needs both an ID (--nnunet-dataset) and a name (--name)")
     plans = discover(bids_root, reference)
+    for folder in (derivatives_out, derivatives_out / PIPELINE):
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"{folder}: is a file, expected a folder")
     soft_root = derivatives_out / PIPELINE
     # BIDS keeps derivatives inside the dataset: a new pipeline folder under <bids_root>/derivatives adds files
     # and never touches existing ones (outputs that exist are refused unless overwrite); elsewhere inside the
@@ -443,6 +448,9 @@ def convert(
         nn_folder = nnunet_raw.dataset_folder(nnunet_raw.raw_root(nnunet_raw_dir), nnunet_dataset, name)
         if _is_inside(nn_folder, bids_root):
             raise InputError(f"{nn_folder}: is inside the input dataset {bids_root}, which is never modified")
+        for folder in (nn_folder.parent, nn_folder):
+            if folder.exists() and not folder.is_dir():
+                raise InputError(f"{folder}: is a file, expected a folder")
     settings = _Settings(bids_root=bids_root, soft_root=soft_root, reference=reference, align=align,
                          resolution_mm=float(reference_resolution), nnunet_folder=nn_folder, overwrite=overwrite)
 
@@ -453,6 +461,10 @@ def convert(
         skipped = {p.subject: p.skip for p in plans if p.skip}
         all_warnings = [w for p in plans for w in p.warnings]
         all_warnings += [f"{sub}: skipped ({why})" for sub, why in skipped.items()]
+        if not todo:
+            first, why = next(iter(skipped.items()))
+            more = f"; {len(skipped) - 1} more subject(s) skipped" if len(skipped) > 1 else ""
+            raise InputError(f"{bids_root}: nothing to convert, every subject was skipped ({first}: {why}{more})")
         for w in all_warnings:
             warnings.warn(w, SoftGTWarning, stacklevel=2)
         if not overwrite:

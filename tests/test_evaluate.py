@@ -144,3 +144,20 @@ def test_csa_variability_missing_level_file(cord_phantom, tmp_path):
     r = nnspine("evaluate", "csa-variability", "-i", str(_truth(cord_phantom, "T2w")), "--discs", str(tmp_path),
                 "-o", str(tmp_path / "v.csv"))
     assert r.returncode == 2 and "no level file" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("which", ["pred", "ref", "discs"])
+def test_file_where_a_folder_is_expected(cord_phantom, tmp_path, which):
+    a_file = tmp_path / "a_file.nii.gz"
+    a_file.write_bytes(b"x")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    if which == "discs":
+        r = nnspine("evaluate", "csa-variability", "-i", str(_truth(cord_phantom, "T2w")), "--discs", str(a_file),
+                    "-o", str(tmp_path / "v.csv"))
+    else:
+        pred, ref = (a_file, folder) if which == "pred" else (folder, a_file)
+        r = nnspine("evaluate", "softseg", "--pred", str(pred), "--ref", str(ref), "-o", str(tmp_path / "e.csv"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{a_file}: is a file, expected a folder" in r.stderr, r.stderr
+    assert not list(tmp_path.glob("*.csv"))

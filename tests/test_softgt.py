@@ -449,3 +449,34 @@ def test_sessions_keep_their_folders(tmp_path):
     assert [s.subject for s in report.subjects] == ["sub-01_ses-01"]
     assert report.subjects[0].used == ["T1w", "T2w"]
     assert (tmp_path / "out/labels_softseg/sub-01/ses-01/anat/sub-01_ses-01_T1w_label-SC_softseg.nii.gz").is_file()
+
+
+def test_cli_reference_without_any_image_fails_and_writes_nothing(tiny, tmp_path):
+    """A typo in --reference (no such contrast anywhere) is bad input: exit 2 naming what was looked for."""
+    env = {**os.environ, "nnUNet_raw": str(tmp_path / "raw")}
+    proc = run_cli("-i", tiny, "--derivatives-out", tmp_path / "out", "--reference", "T9w",
+                   "--nnunet-dataset", "9", "--name", "Typo", env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert "nothing to convert" in proc.stderr and "no T9w image with a cord mask" in proc.stderr
+    assert "T1w, T2w" in proc.stderr  # what there is instead
+    assert not (tmp_path / "out").exists() and not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize("which", ["input", "derivatives_out", "nnunet_raw"])
+def test_cli_file_where_a_folder_is_expected(tiny, tmp_path, which):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder\n")
+    inp, out, raw = tiny, tmp_path / "out", tmp_path / "raw"
+    if which == "input":
+        inp = a_file
+    elif which == "derivatives_out":
+        out = a_file
+    else:
+        raw = a_file
+    proc = run_cli("-i", inp, "--derivatives-out", out, "--nnunet-dataset", "9", "--name", "F",
+                   env={**os.environ, "nnUNet_raw": str(raw)})
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert f"{a_file}: is a file, expected a" in proc.stderr and "not found" not in proc.stderr
+    assert a_file.read_text() == "not a folder\n"
