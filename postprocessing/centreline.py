@@ -7,6 +7,7 @@ S-I curve through slice centres is needed (e.g. projecting points onto the cord)
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
@@ -63,3 +64,55 @@ def fit_centreline(
     rhs = np.vstack([xy * sw, np.zeros((d2.shape[0], xy.shape[1]))])
     coef = np.linalg.lstsq(a, rhs, rcond=None)[0]
     return basis @ coef, dbasis @ coef
+
+
+def slice_weights(slice_sums: np.ndarray) -> np.ndarray:
+    """Weights of the per-slice centres in the centreline fit: ``min(1, s / median(s))²`` of each slice's
+    summed mask ``s`` (voxel fractions), so that partial end slices count less."""
+    s = np.asarray(slice_sums, float)
+    return np.minimum(1.0, s / np.median(s)) ** 2
+
+
+def cord_centreline(weights: np.ndarray, zooms_mm: Sequence[float],
+                    near_zero: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smooth centreline of a cord mask in RPI voxel order (slices last), in RPI voxel-aligned mm.
+
+    ``weights``: mask values (fractions in [0, 1]); ``zooms_mm``: voxel size along the three axes.
+    Returns ``slices`` (indices of the slices holding cord, I→S), ``centres`` (ns×3 mm: the fitted x, y and
+    the slice's z = index × dz) and ``step`` (ns×3 mm: the centreline's displacement per slice,
+    ``(dx/dk, dy/dk, dz)``). Coordinates are ``index × voxel size`` along each RPI axis (an isometry of
+    world space: distances in mm are true).
+    """
+    dx, dy, dz = (float(v) for v in zooms_mm)
+    data = np.asarray(weights)
+    ii, jj, kk = np.nonzero(data > near_zero)
+    f = np.asarray(data[ii, jj, kk], float)
+    s0_all = np.bincount(kk, f, minlength=data.shape[2])
+    slices = np.flatnonzero(s0_all > near_zero)
+    if slices.size == 0:
+        raise ValueError("cord_centreline: mask is empty")
+    pos = np.full(data.shape[2], -1)
+    pos[slices] = np.arange(slices.size)
+    sl = pos[kk]
+    s0 = s0_all[slices]
+    cx = np.bincount(sl, f * ii * dx, slices.size) / s0
+    cy = np.bincount(sl, f * jj * dy, slices.size) / s0
+    z = slices * dz
+    fit, slope = fit_centreline(z, np.stack([cx, cy], 1), slice_weights(s0))
+    centres = np.column_stack([fit, z])
+    step = np.column_stack([slope * dz, np.full(slices.size, dz)])
+    return slices, centres, step
+
+
+def project_onto_centreline(points_mm: np.ndarray, slices: np.ndarray, centres: np.ndarray,
+                            step: np.ndarray) -> np.ndarray:
+    """Fractional slice index of the centreline point nearest each point (N×3 mm, same frame as
+    :func:`cord_centreline`'s output): the nearest centreline sample, refined along its local tangent.
+    Points beyond the cord's ends are placed on the end tangent's extension (index below the first or
+    above the last cord slice)."""
+    p = np.atleast_2d(np.asarray(points_mm, float))
+    d2 = ((p[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+    near = d2.argmin(1)
+    off = p - centres[near]
+    t = step[near]
+    return slices[near] + (off * t).sum(1) / (t * t).sum(1)

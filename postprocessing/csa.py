@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Iterable, Literal, Sequence
 import numpy as np
 
 from nnunet_extensions.io import Image, InputError, check_3d, check_same_grid, check_values, load_image, voxel_sizes
-from postprocessing.centreline import fit_centreline
+from postprocessing.centreline import fit_centreline, slice_weights
 from postprocessing.levels import NEAR_ZERO, assign_slice_levels, load_levels, select_levels
 
 if TYPE_CHECKING:  # annotations only: the CLI path avoids importing pandas
@@ -126,14 +126,16 @@ def per_slice_columns(
     *,
     levels: Image | None = None,
     discs: Image | None = None,
+    instances: Image | None = None,
     threshold: float | None = None,
     angle_correction: bool = True,
 ) -> dict[str, np.ndarray]:
     """:func:`compute_csa` without pandas: a dict of equal-length 1-D arrays, one entry per column."""
     mask = prepare_mask(img, threshold)
-    if levels is not None and discs is not None:
-        raise ValueError("give either levels or discs, not both")
-    label_img = levels if levels is not None else discs
+    given = [x for x in (levels, discs, instances) if x is not None]
+    if len(given) > 1:
+        raise ValueError("give one level source: levels, discs or instances")
+    label_img = given[0] if given else None
     if label_img is not None:
         check_values(check_3d(label_img), "labels")
         check_same_grid(mask, label_img)
@@ -144,6 +146,8 @@ def per_slice_columns(
         data,
         level_data=label_rpi if levels is not None else None,
         disc_data=label_rpi if discs is not None else None,
+        instance_data=label_rpi if instances is not None else None,
+        zooms_mm=voxel_sizes(affine),
         name=label_img.name if label_img is not None else "<levels>",
     )
     columns["level"] = slice_level[columns["slice"]]
@@ -155,6 +159,7 @@ def compute_csa(
     *,
     levels: Image | None = None,
     discs: Image | None = None,
+    instances: Image | None = None,
     threshold: float | None = None,
     angle_correction: bool = True,
 ) -> "pandas.DataFrame":  # noqa: F821
@@ -169,6 +174,9 @@ def compute_csa(
     discs : Image, optional
         Disc point labels on the same grid (SCT convention, see
         :func:`postprocessing.levels.assign_slice_levels`).
+    instances : Image, optional
+        Vertebra instance mask on the same grid (SPINEPS ``seg-vert``, VerSe ids), see
+        :func:`postprocessing.levels.levels_from_instance_mask`.
     threshold : float, optional
         Binarize the mask first (voxels ``>= threshold`` become 1).
     angle_correction : bool
@@ -185,7 +193,7 @@ def compute_csa(
     """
     import pandas as pd
 
-    df = pd.DataFrame(per_slice_columns(img, levels=levels, discs=discs, threshold=threshold,
+    df = pd.DataFrame(per_slice_columns(img, levels=levels, discs=discs, instances=instances, threshold=threshold,
                                         angle_correction=angle_correction))
     df.attrs["filename"] = img.name
     return df
@@ -222,8 +230,7 @@ def measure_rpi(data: np.ndarray, affine: np.ndarray, *, angle_correction: bool 
     # ---- centreline and obliquity
     z = slices * dz
     if angle_correction:
-        w = np.minimum(1.0, s0 / np.median(s0)) ** 2  # partial end slices count less
-        _, slope = fit_centreline(z, np.stack([cx, cy], 1), w)
+        _, slope = fit_centreline(z, np.stack([cx, cy], 1), slice_weights(s0))
         tx, ty = slope[:, 0], slope[:, 1]
     else:
         tx = ty = np.zeros(ns)

@@ -9,9 +9,11 @@ Level sources:
 * a labelled-level image (SCT's ``*_labeled`` cord, ``PAM50_levels``): a slice takes the level its cord
   voxels mostly carry;
 * disc point labels (SCT convention: disc value ``n`` is the top of vertebra ``n``; slices between disc
-  ``n`` and disc ``n + 1`` are level ``n``).
+  ``n`` and disc ``n + 1`` are level ``n``);
+* a vertebra instance mask (SPINEPS ``seg-vert``, VerSe ids): a slice takes the SCT level of the vertebra
+  at its height along the cord (:func:`levels_from_instance_mask`).
 
-Both rules live in :func:`assign_slice_levels`. :func:`select_levels` keeps the rows of a per-slice table
+All rules are reached through :func:`assign_slice_levels`. :func:`select_levels` keeps the rows of a per-slice table
 that belong to chosen levels. Library functions never print or exit; bad input raises
 :class:`~nnunet_extensions.io.InputError` naming the file.
 """
@@ -41,6 +43,8 @@ def assign_slice_levels(
     *,
     level_data: np.ndarray | None = None,
     disc_data: np.ndarray | None = None,
+    instance_data: np.ndarray | None = None,
+    zooms_mm: Sequence[float] | None = None,
     name: str = "<levels>",
 ) -> np.ndarray:
     """The slice → vertebral level rule (one place for it). All arrays in RPI voxel order (slices last).
@@ -52,12 +56,18 @@ def assign_slice_levels(
       slice ``k`` is level ``n`` when ``k_{n+1} < k <= k_n``, where ``k_n`` is the slice of disc ``n``.
       Discs missing between two labelled ones are placed evenly between them. Slices above the highest or
       below the lowest disc get no level.
+    * ``instance_data`` (a SPINEPS / VerSe vertebra instance mask; needs ``zooms_mm``, the RPI voxel size):
+      see :func:`levels_from_instance_mask`.
 
     Returns one integer per slice, 0 where no level is known. ``name`` is used in error messages.
     """
     nz = weights.shape[2]
     if disc_data is not None:
         return _levels_from_discs(disc_data, nz, name)
+    if instance_data is not None:
+        if zooms_mm is None:
+            raise ValueError("instance_data needs zooms_mm (the RPI voxel size)")
+        return levels_from_instance_mask(weights, instance_data, zooms_mm, name=name)
     if level_data is None:
         return np.zeros(nz, np.int64)
     labels = np.rint(np.asarray(level_data)).astype(np.int64)
@@ -81,7 +91,6 @@ def _levels_from_discs(disc_data: np.ndarray, nz: int, name: str) -> np.ndarray:
     labels = np.rint(np.asarray(disc_data)).astype(np.int64)
     _, _, k = np.nonzero(labels > 0)
     values = labels[labels > 0]
-    out = np.zeros(nz, np.int64)
     if values.size == 0:
         raise InputError(f"{name}: disc file holds no disc label (all zero)")
     discs = np.unique(values)
@@ -92,10 +101,107 @@ def _levels_from_discs(disc_data: np.ndarray, nz: int, name: str) -> np.ndarray:
         )
     full = np.arange(discs[0], discs[-1] + 1)
     k_full = np.interp(full, discs, k_disc)  # missing discs evenly between their labelled neighbours
+    return _levels_between(k_full, full[:-1], nz)
+
+
+def _levels_between(bounds: np.ndarray, levels: Sequence[int], nz: int) -> np.ndarray:
+    """Slice ``k`` gets ``levels[i]`` when ``bounds[i + 1] < k <= bounds[i]`` (bounds: fractional slice
+    indices, decreasing, one more than ``levels``); other slices get 0."""
     s = np.arange(nz)
-    for n, k_top, k_bottom in zip(full[:-1], k_full[:-1], k_full[1:]):
+    out = np.zeros(nz, np.int64)
+    for n, k_top, k_bottom in zip(levels, bounds[:-1], bounds[1:]):
         out[(s <= k_top) & (s > k_bottom)] = n
     return out
+
+
+def levels_from_instance_mask(
+    weights: np.ndarray,
+    instance: np.ndarray,
+    zooms_mm: Sequence[float],
+    *,
+    name: str = "<instances>",
+) -> np.ndarray:
+    """SCT level of each axial slice from a vertebra instance mask (SPINEPS ``seg-vert``: vertebrae by
+    VerSe id 1–28, discs ``100 + X`` below vertebra X, endplates ``200 + X``), both arrays on the same RPI
+    grid (slices last), ``zooms_mm`` its voxel size (mm).
+
+    Rule: each cord slice belongs to the vertebra at its height *along the cord*. Positions are fractional
+    slice indices on the cord's smooth centreline (:func:`postprocessing.centreline.cord_centreline`); a
+    point is placed at the centreline point nearest to it, as SCT projects disc labels. A vertebra spans
+    from the disc above it to the disc below it, each disc placed at its instance's centre of mass; where
+    the instance mask has no disc between two neighbouring vertebrae, the boundary lies midway between the
+    vertebrae's centres of mass (vertebra ``X`` with its endplates ``200 + X``). The first and last
+    vertebra, whose outer disc is missing, span symmetrically about their centre of mass (a lone vertebra:
+    the extent of its voxels). VerSe ids become SCT levels via
+    :func:`nnunet_extensions.labels.verse_to_sct_level` (sacrum 26 → S1 = 25).
+
+    Returns one SCT level per slice, 0 for slices without cord or outside every vertebra. Raises
+    :class:`InputError` naming ``name`` when the mask holds values that are not SPINEPS instances, no
+    vertebra, or a vertebra without an SCT level number (L6, T13).
+    """
+    from nnunet_extensions import labels as L
+    from postprocessing.centreline import cord_centreline, project_onto_centreline
+
+    inst = np.rint(np.asarray(instance)).astype(np.int64)
+    nz = inst.shape[2]
+    values = [int(v) for v in np.unique(inst) if v]
+    bad = [v for v in values if not _is_instance_value(v)]
+    if bad:
+        raise InputError(f"{name}: not a vertebra instance mask: values {bad[:5]} are not SPINEPS instances "
+                         "(vertebrae 1-28, discs 101-128, endplates 201-228)")
+    kinds = {v: L.instance_kind(v) for v in values}
+    vertebrae = [v for v, (kind, _) in kinds.items() if kind == "vertebra"]
+    if not vertebrae:
+        raise InputError(f"{name}: instance mask holds no vertebra (values 1-28)")
+    sct = {}
+    for v in vertebrae:
+        try:
+            sct[v] = L.verse_to_sct_level(v)
+        except ValueError as exc:
+            raise InputError(f"{name}: {exc}") from None
+    zooms = np.asarray([float(z) for z in zooms_mm])
+    slices, centres, step = cord_centreline(weights, zooms, NEAR_ZERO)
+
+    def centre_of_mass(members: Sequence[int]) -> np.ndarray:
+        return np.argwhere(np.isin(inst, members)).mean(0) * zooms
+
+    verts = {v: centre_of_mass([v, L.endplate_instance(v)]) for v in vertebrae}
+    discs = {kinds[v][1]: centre_of_mass([v]) for v in values if kinds[v][0] == "disc"}
+    k_vert = dict(zip(verts, project_onto_centreline(np.array(list(verts.values())), slices, centres, step)))
+    k_disc = {}
+    if discs:
+        k_disc = dict(zip(discs, project_onto_centreline(np.array(list(discs.values())), slices, centres, step)))
+    order = sorted(vertebrae, key=lambda v: -k_vert[v])  # superior first
+    ks = np.array([k_vert[v] for v in order])
+    inner = []
+    for upper, lower in zip(order[:-1], order[1:]):
+        k = k_disc.get(upper)
+        inner.append(k if k is not None and k_vert[lower] < k < k_vert[upper] else 0.5 * (k_vert[upper] + k_vert[lower]))
+    if inner:
+        above = [k for k in k_disc.values() if k > ks[0]]
+        below = [k for k in k_disc.values() if k < ks[-1]]
+        top = min(above) if above else ks[0] + (ks[0] - inner[0])
+        bottom = max(below) if below else ks[-1] - (inner[-1] - ks[-1])
+    else:  # a lone vertebra without neighbours: the extent of its own voxels along the cord
+        pts = np.argwhere(np.isin(inst, [order[0], L.endplate_instance(order[0])])) * zooms
+        k_pts = np.concatenate([project_onto_centreline(chunk, slices, centres, step)
+                                for chunk in np.array_split(pts, max(1, pts.shape[0] // 4096))])
+        top, bottom = float(k_pts.max()), float(k_pts.min())
+    bounds = np.array([top, *inner, bottom])
+    out = _levels_between(bounds, [sct[v] for v in order], nz)
+    has_cord = np.zeros(nz, bool)
+    has_cord[slices] = True
+    return np.where(has_cord, out, 0)
+
+
+def _is_instance_value(value: int) -> bool:
+    from nnunet_extensions import labels as L
+
+    try:
+        L.instance_kind(value)
+    except ValueError:
+        return False
+    return True
 
 
 def select_levels(per_slice, vert: Sequence[int] | None):
