@@ -279,3 +279,247 @@ def dice(ref: np.ndarray, pred: np.ndarray) -> float:
     r, p = _check_pair(ref, pred)
     s = int(r.sum()) + int(p.sum())
     return 2.0 * int(np.count_nonzero(r & p)) / s if s else 1.0
+
+
+# --------------------------------------------------------------------------------------------- geometry
+def voxel_volume_mm3(affine: np.ndarray) -> float:
+    """Volume of one voxel (mm³): ``|det|`` of the affine's 3×3 part (any voxel size, any orientation)."""
+    return float(abs(np.linalg.det(np.asarray(affine, float)[:3, :3])))
+
+
+def si_order(centroids_vox: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Order (indices into ``centroids_vox``, N×3 voxel coordinates) from superior to inferior by the
+    world S coordinate (RAS z, mm) of each centroid; ties keep their input order. The one lesion
+    numbering rule: lesion 1 is the most superior."""
+    c = np.asarray(centroids_vox, float).reshape(-1, 3)
+    z = c @ np.asarray(affine, float)[2, :3] + float(np.asarray(affine, float)[2, 3])
+    return np.argsort(-z, kind="stable")
+
+
+# --------------------------------------------------------------------------------------------- case tables
+#: Columns of ``nnspine evaluate lesions`` (one row per case, then ``case = ALL``). Volumes in mm³.
+CASE_COLUMNS = ["case", "match", "connectivity", *COUNT_KEYS, *SCORE_KEYS, "dice", "ref_volume_mm3",
+                "pred_volume_mm3", "intersection_mm3", "volume_error_mm3"]
+#: Columns of ``--per-lesion``: one row per reference lesion, numbered 1..N from superior to inferior
+#: within its case; centroid in world RAS mm.
+PER_LESION_COLUMNS = ["case", "match", "connectivity", "lesion", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
+                      "detected", "n_pred_lesions", "coverage", "iou", "dice", "ref_volume_mm3", "pred_volume_mm3",
+                      "volume_error_mm3"]
+#: ``case`` value of the summary row.
+SUMMARY_CASE = "ALL"
+
+
+def select_label(data: np.ndarray, label: int | None = None) -> np.ndarray:
+    """The lesion mask (bool) of a label image: ``data == label``, or every non-zero voxel when ``label``
+    is None (binary masks, or all foreground of a multi-label / region prediction)."""
+    return np.asarray(data) != 0 if label is None else np.asarray(data) == label
+
+
+def load_lesion_mask(source, label: int | None = None):
+    """Read (path) or take (:class:`~nnunet_extensions.io.Image`) a lesion mask or label image and return an
+    Image whose data is the bool mask of ``label`` (all foreground when None). Checks: 3-D, finite,
+    non-negative integer values; raises :class:`InputError` naming the file."""
+    from nnunet_extensions.io import Image, check_3d, check_values, load_image
+
+    img = check_values(check_3d(source), "labels") if isinstance(source, Image) else load_image(source, "labels")
+    return Image(data=select_label(img.data, label), affine=img.affine, path=img.path, meta=img.meta)
+
+
+def evaluate_lesion_arrays(
+    ref: np.ndarray,
+    pred: np.ndarray,
+    affine: np.ndarray,
+    *,
+    case: str = "",
+    match: str = DEFAULT_MATCH,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+    per_lesion: bool = False,
+) -> tuple[dict, list[dict]]:
+    """One case's row (:data:`CASE_COLUMNS`) from two binary masks on one grid (``affine``: voxel → RAS mm),
+    and, with ``per_lesion``, its reference lesions' rows (:data:`PER_LESION_COLUMNS`, superior first).
+
+    ``dice`` is the voxel Dice of the two masks (1 when both are empty); volumes in mm³,
+    ``volume_error_mm3 = pred − ref``.
+    """
+    m = match_lesions(ref, pred, connectivity=connectivity, match=match)
+    vox = voxel_volume_mm3(affine)
+    counts = m.counts()
+    ref_v, pred_v, inter = int(m.ref_voxels.sum()), int(m.pred_voxels.sum()), int(m.pair_voxels.sum())
+    row = {"case": case, "match": match, "connectivity": m.connectivity, **counts, **lesion_scores(counts),
+           "dice": 2.0 * inter / (ref_v + pred_v) if ref_v + pred_v else 1.0,
+           "ref_volume_mm3": ref_v * vox, "pred_volume_mm3": pred_v * vox, "intersection_mm3": inter * vox,
+           "volume_error_mm3": (pred_v - ref_v) * vox}
+    return row, (_per_lesion_rows(m, affine, case) if per_lesion else [])
+
+
+def _per_lesion_rows(m: LesionMatch, affine: np.ndarray, case: str) -> list[dict]:
+    import cc3d
+
+    if m.n_ref == 0:
+        return []
+    cent = cc3d.statistics(m.ref_labels)["centroids"][1: m.n_ref + 1]
+    world = cent @ np.asarray(affine, float)[:3, :3].T + np.asarray(affine, float)[:3, 3]
+    detail = m.per_lesion(voxel_volume_mm3(affine))
+    rows = []
+    for rank, i in enumerate(si_order(cent, affine), start=1):
+        d = detail[i]
+        rows.append({"case": case, "match": m.match, "connectivity": m.connectivity, "lesion": rank,
+                     "centroid_x_mm": float(world[i, 0]), "centroid_y_mm": float(world[i, 1]),
+                     "centroid_z_mm": float(world[i, 2]), "detected": d["detected"],
+                     "n_pred_lesions": len(d["matched_pred"].split(";")) if d["matched_pred"] else 0,
+                     **{k: d[k] for k in ("coverage", "iou", "dice", "ref_volume_mm3", "pred_volume_mm3",
+                                          "volume_error_mm3")}})
+    return rows
+
+
+def evaluate_lesion_case_detail(
+    pred,
+    ref,
+    *,
+    case: str | None = None,
+    label: int | None = None,
+    ref_label: int | None = None,
+    match: str = DEFAULT_MATCH,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+) -> tuple[dict, list[dict]]:
+    """:func:`evaluate_lesion_case` plus the per-lesion rows of its reference lesions."""
+    from nnunet_extensions.io import check_same_grid
+
+    check_match(match)
+    check_connectivity(connectivity)
+    r = load_lesion_mask(ref, ref_label)
+    p = load_lesion_mask(pred, label)
+    check_same_grid(r, p)
+    return evaluate_lesion_arrays(r.data, p.data, r.affine, case=case if case is not None else p.name,
+                                  match=match, connectivity=connectivity, per_lesion=True)
+
+
+def evaluate_lesion_case(
+    pred,
+    ref,
+    *,
+    case: str | None = None,
+    label: int | None = None,
+    ref_label: int | None = None,
+    match: str = DEFAULT_MATCH,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+) -> dict:
+    """Lesion-wise metrics of one predicted mask against its reference (paths or Images): a row with
+    :data:`CASE_COLUMNS`.
+
+    ``label`` / ``ref_label`` pick the lesion label of a multi-label or region image (None: every non-zero
+    voxel). Both must be on one grid. Raises :class:`InputError` naming the file for 4-D images, NaN,
+    non-integer or negative values, or a grid mismatch.
+    """
+    return evaluate_lesion_case_detail(pred, ref, case=case, label=label, ref_label=ref_label, match=match,
+                                       connectivity=connectivity)[0]
+
+
+def summary_row(rows: Iterable[Mapping]) -> dict:
+    """The ``case = ALL`` row: counts and volumes summed over cases, rates (sensitivity, precision, F1) and
+    Dice (2 Σ intersection / (Σ ref + Σ pred)) computed from the sums."""
+    rows = list(rows)
+    counts = sum_counts(rows)
+    vol = {k: float(sum(r[k] for r in rows)) for k in ("ref_volume_mm3", "pred_volume_mm3", "intersection_mm3")}
+    both = vol["ref_volume_mm3"] + vol["pred_volume_mm3"]
+    matches = {r["match"] for r in rows}
+    conns = {r["connectivity"] for r in rows}
+    return {"case": SUMMARY_CASE, "match": matches.pop() if len(matches) == 1 else "",
+            "connectivity": conns.pop() if len(conns) == 1 else "", **counts, **lesion_scores(counts),
+            "dice": 2.0 * vol["intersection_mm3"] / both if both else 1.0, **vol,
+            "volume_error_mm3": vol["pred_volume_mm3"] - vol["ref_volume_mm3"]}
+
+
+# --------------------------------------------------------------------------------------------- files and folders
+#: Mask suffixes stripped from lesion file names to recover the case (image stem), longest first.
+LESION_MASK_SUFFIXES = ("_label-lesion_seg", "_seg")
+#: How a case's reference is looked up under a reference folder, in this order: ``<case><suffix>.nii[.gz]``.
+REFERENCE_SUFFIXES = ("_label-lesion_seg", "", "_seg")
+
+
+def list_masks(folder) -> list:
+    """NIfTI files anywhere under ``folder`` (a flat nnU-Net folder or a BIDS tree), sorted by path."""
+    from pathlib import Path
+
+    from nnunet_extensions.bids import require_folder
+    from nnunet_extensions.io import is_nifti
+
+    root = require_folder(folder, "folder")
+    found = sorted(p for p in Path(root).rglob("*") if p.is_file() and is_nifti(p) and not p.name.startswith("."))
+    if not found:
+        raise InputError(f"{root}: folder holds no NIfTI file (.nii or .nii.gz)")
+    return found
+
+
+def cases_of(paths) -> dict:
+    """``case → path`` for mask files (case = :func:`nnunet_extensions.bids.case_name` with
+    :data:`LESION_MASK_SUFFIXES`); two files of one case raise :class:`InputError` naming both."""
+    from nnunet_extensions.bids import case_name
+
+    out: dict = {}
+    for p in paths:
+        c = case_name(p, LESION_MASK_SUFFIXES)
+        if c in out:
+            raise InputError(f"{p}: case {c} also given by {out[c]}")
+        out[c] = p
+    return out
+
+
+def find_case_file(folder, case: str, suffixes, what: str):
+    """The first ``<case><suffix>.nii[.gz]`` under ``folder`` for each suffix in turn; :class:`InputError`
+    naming what was looked for when there is none."""
+    from nnunet_extensions.bids import find_by_stem
+
+    for s in suffixes:
+        hit = find_by_stem(folder, f"{case}{s}")
+        if hit is not None:
+            return hit
+    names = " or ".join(f"{case}{s}.nii.gz" for s in suffixes)
+    raise InputError(f"{folder}: no {what} for case {case} ({names})")
+
+
+def pair_cases(pred, ref, suffixes=REFERENCE_SUFFIXES, what: str = "reference") -> list[tuple]:
+    """``[(case, pred_path, ref_path)]``: a file with a file, a file with its case's file in a folder, or
+    every prediction of a folder (recursively) with its case's file in a folder, by case name (the image
+    stem, :func:`nnunet_extensions.bids.case_name`). Raises :class:`InputError` naming the path."""
+    from pathlib import Path
+
+    pred, ref = Path(pred), Path(ref)
+    if not pred.exists():
+        raise InputError(f"{pred}: file not found")
+    if not ref.exists():
+        raise InputError(f"{ref}: file not found")
+    preds = list_masks(pred) if pred.is_dir() else [pred]
+    if pred.is_dir() and not ref.is_dir():
+        raise InputError(f"{ref}: is a file; a folder of predictions needs a folder of {what}s")
+    out = []
+    for case, p in cases_of(preds).items():
+        out.append((case, p, find_case_file(ref, case, suffixes, what) if ref.is_dir() else ref))
+    return out
+
+
+def evaluate_lesions(
+    pred,
+    ref,
+    *,
+    label: int | None = None,
+    ref_label: int | None = None,
+    match: str = DEFAULT_MATCH,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+    progress: bool = False,
+) -> tuple[list[dict], list[dict]]:
+    """Evaluate a predicted mask or folder against a reference mask or folder (cases matched by name, see
+    :func:`pair_cases`). Returns ``(case rows + the ALL row, per-lesion rows)``. Every pair is found before
+    any voxel is read; the first bad input raises :class:`InputError` (nothing is returned)."""
+    from tqdm.auto import tqdm
+
+    check_match(match)
+    check_connectivity(connectivity)
+    pairs = pair_cases(pred, ref)
+    rows, lesions = [], []
+    for case, p, r in tqdm(pairs, desc="evaluate lesions", unit="case", disable=not progress):
+        row, per = evaluate_lesion_case_detail(p, r, case=case, label=label, ref_label=ref_label, match=match,
+                                               connectivity=connectivity)
+        rows.append(row)
+        lesions.extend(per)
+    return rows + [summary_row(rows)], lesions

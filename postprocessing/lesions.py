@@ -1,0 +1,408 @@
+"""Lesion postprocessing (``nnspine lesions``): remove small lesions and lesions away from the cord,
+number the kept ones from superior to inferior, and measure every lesion.
+
+Lesions are connected components (:func:`postprocessing.lesion_metrics.label_lesions`, 26-connectivity by
+default) of the chosen label of a prediction. For each lesion:
+
+* ``volume_mm3``: voxels × voxel volume (``|det|`` of the affine), never a voxel count.
+* ``centroid_x_mm, centroid_y_mm, centroid_z_mm``: centroid of its voxel centres in world RAS mm.
+* ``extent_si_mm``: extent along the world S-I axis: the span of its voxel centres' S coordinates plus the
+  S-I size of one voxel (``Σ_a |A[2, a]|``), i.e. slices × slice thickness on an axial-aligned grid.
+* ``max_axial_diameter_mm``: the largest Feret diameter of its cross-sections on the axial slices (the
+  voxel axis closest to S-I, :func:`nnunet_extensions.geometry.si_axis`): the largest distance between two
+  corners of its in-plane voxel squares (in mm, in-plane voxel sizes), so one 0.5 × 0.5 mm voxel measures
+  0.71 mm and a 3 × 1 row of 1 mm voxels 3.16 mm. (scikit-image's ``feret_diameter_max`` measures a
+  marching-squares contour through pixel-edge midpoints, which is neither the voxels' extent nor easy to
+  check by hand, so it is not used.)
+* ``vert_level`` (with a level file, SCT level numbers): the slices the lesion spans get a level by
+  :func:`postprocessing.levels.assign_slice_levels` (weights = the lesion's voxels: the level its voxels
+  mostly carry, else the level of the slice's labelled voxels); the lesion takes the level holding most of
+  its voxels. Empty when none is known.
+
+Removal (column ``removed``, nothing disappears silently): ``small`` when the volume is below
+``min_volume_mm3``; ``outside_cord`` when no voxel lies within ``cord_dilation_mm`` of the cord mask
+(Euclidean distance in mm on the voxel grid, :func:`scipy.ndimage.distance_transform_edt` with the voxel
+sizes, so anisotropic voxels are handled; 0 mm means overlapping the cord). ``small`` wins when both apply.
+
+Numbering (:func:`postprocessing.lesion_metrics.si_order`): kept lesions 1..N from superior to inferior
+(world S of the centroid); removed lesions continue N+1..M in the same order, in the table and QC picture
+only. The output image holds the kept lesions with their numbers (0 elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from nnunet_extensions.io import Image, InputError
+from postprocessing.lesion_metrics import DEFAULT_CONNECTIVITY, label_lesions, si_order, voxel_volume_mm3
+
+#: Columns of the lesion table, in order.
+TABLE_COLUMNS = ["filename", "lesion", "volume_mm3", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
+                 "extent_si_mm", "max_axial_diameter_mm", "vert_level", "removed"]
+#: ``lesion`` value of the per-file summary row (count and total volume of the kept lesions).
+TOTAL = "total"
+#: Reasons in the ``removed`` column.
+REMOVED_SMALL, REMOVED_OUTSIDE = "small", "outside_cord"
+#: Suffixes tried, in order, to find a case's cord mask in a folder: ``<case><suffix>.nii[.gz]``.
+CORD_SUFFIXES = ("_label-SC_seg", "", "_seg")
+#: Default dilation of the cord mask (mm) when a cord mask is given.
+DEFAULT_CORD_DILATION_MM = 2.0
+
+
+@dataclass
+class LesionAnalysis:
+    """Result of :func:`analyze_lesions` on one image."""
+
+    labels: np.ndarray  #: kept lesions numbered 1..N (superior first), 0 elsewhere (uint16)
+    components: np.ndarray  #: every lesion with its table number (kept 1..N, removed N+1..M)
+    affine: np.ndarray  #: voxel → RAS mm
+    rows: list[dict]  #: one per lesion in table order (:data:`TABLE_COLUMNS` without ``filename``)
+    n_kept: int
+    voxel_mm3: float
+    extra: dict = field(default_factory=dict)
+
+    def table_rows(self, filename: str) -> list[dict]:
+        """The lesion rows followed by the summary row (``lesion = total``), each with ``filename``."""
+        kept = [r for r in self.rows if not r["removed"]]
+        total = {c: None for c in TABLE_COLUMNS}
+        total.update(filename=filename, lesion=TOTAL, volume_mm3=float(sum(r["volume_mm3"] for r in kept)),
+                     removed=f"{self.n_kept} kept, {len(self.rows) - self.n_kept} removed")
+        return [{"filename": filename, **r} for r in self.rows] + [total]
+
+
+# --------------------------------------------------------------------------------------------- measures
+def feret_diameter_mm(points_2d: np.ndarray, spacing_mm: Sequence[float]) -> float:
+    """Largest distance (mm) between two corners of the pixel squares at integer positions ``points_2d``
+    (N×2) with pixel size ``spacing_mm`` (2 values): the Feret diameter of the pixelated shape."""
+    from scipy.spatial import ConvexHull
+    from scipy.spatial.distance import pdist
+
+    pts = np.asarray(points_2d, float)
+    offsets = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+    corners = np.unique((pts[:, None, :] + offsets[None]).reshape(-1, 2), axis=0) * np.asarray(spacing_mm, float)
+    if len(corners) > 16:
+        corners = corners[ConvexHull(corners).vertices]
+    return float(pdist(corners).max())
+
+
+def max_axial_diameter_mm(voxels: np.ndarray, affine: np.ndarray) -> float:
+    """Largest :func:`feret_diameter_mm` over the axial slices of one lesion (voxel indices N×3)."""
+    from nnunet_extensions.geometry import si_axis
+    from nnunet_extensions.io import voxel_sizes
+
+    s = si_axis(affine)
+    plane = [a for a in range(3) if a != s]
+    spacing = voxel_sizes(affine)[plane]
+    best = 0.0
+    for k in np.unique(voxels[:, s]):
+        best = max(best, feret_diameter_mm(voxels[voxels[:, s] == k][:, plane], spacing))
+    return best
+
+
+def extent_si_mm(voxels: np.ndarray, affine: np.ndarray) -> float:
+    """Extent (mm) along world S-I: span of the voxel centres' S coordinates + one voxel's S-I size."""
+    row = np.asarray(affine, float)[2, :3]
+    z = voxels @ row
+    return float(np.ptp(z) + np.abs(row).sum())
+
+
+def near_cord(components: np.ndarray, cord: np.ndarray, affine: np.ndarray, dilation_mm: float) -> set[int]:
+    """Ids of the components with a voxel within ``dilation_mm`` (Euclidean, mm, voxel sizes of ``affine``)
+    of the binary ``cord`` mask. Computed in the cord's bounding box grown by the distance."""
+    from scipy import ndimage
+
+    from nnunet_extensions.io import voxel_sizes
+
+    zooms = voxel_sizes(affine)
+    idx = np.argwhere(cord)
+    margin = np.ceil(dilation_mm / zooms).astype(int) + 1
+    lo = np.maximum(idx.min(0) - margin, 0)
+    hi = np.minimum(idx.max(0) + margin + 1, cord.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    dist = ndimage.distance_transform_edt(~cord[box], sampling=zooms)
+    comp = components[box]
+    return set(np.unique(comp[(dist <= dilation_mm + 1e-6) & (comp > 0)]).tolist())
+
+
+def lesion_level(voxels: np.ndarray, levels: np.ndarray, affine: np.ndarray) -> int:
+    """SCT level of one lesion (voxel indices N×3) from a level image on its grid; 0 when unknown."""
+    from nnunet_extensions.geometry import si_axis
+    from postprocessing.levels import assign_slice_levels
+
+    s = si_axis(affine)
+    k0, k1 = int(voxels[:, s].min()), int(voxels[:, s].max()) + 1
+    slab = [slice(None)] * 3
+    slab[s] = slice(k0, k1)
+    weights = np.zeros(levels[tuple(slab)].shape, np.float32)
+    local = voxels.copy()
+    local[:, s] -= k0
+    weights[tuple(local.T)] = 1.0
+    per_slice = assign_slice_levels(np.moveaxis(weights, s, -1), level_data=np.moveaxis(levels[tuple(slab)], s, -1))
+    votes = np.bincount(per_slice, weights=np.bincount(local[:, s], minlength=k1 - k0))
+    votes[0] = 0
+    return int(votes.argmax()) if votes.max() > 0 else 0
+
+
+# --------------------------------------------------------------------------------------------- analysis
+def check_options(min_volume_mm3: float, cord_dilation_mm: float) -> None:
+    """Raise :class:`InputError` unless the minimum volume (mm³) and cord dilation (mm) are finite and ≥ 0."""
+    for name, v in (("--min-volume-mm3", min_volume_mm3), ("--cord-dilation-mm", cord_dilation_mm)):
+        if not np.isfinite(v) or v < 0:
+            raise InputError(f"{name}: expected a finite value >= 0, got {v}")
+
+
+def analyze_lesions(
+    mask: np.ndarray,
+    affine: np.ndarray,
+    *,
+    cord: np.ndarray | None = None,
+    cord_dilation_mm: float = DEFAULT_CORD_DILATION_MM,
+    min_volume_mm3: float = 0.0,
+    levels: np.ndarray | None = None,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+) -> LesionAnalysis:
+    """Label, filter, number and measure the lesions of a binary 3-D ``mask`` (affine: voxel → RAS mm).
+
+    ``cord`` (binary, same grid): lesions with no voxel within ``cord_dilation_mm`` of it are removed
+    (``outside_cord``); ``min_volume_mm3``: lesions below it are removed (``small``); ``levels`` (SCT level
+    image, same grid) fills ``vert_level``. See the module docstring for every measure.
+    """
+    import cc3d
+
+    check_options(min_volume_mm3, cord_dilation_mm)
+    comp, n = label_lesions(mask, connectivity)
+    vox = voxel_volume_mm3(affine)
+    stats = cc3d.statistics(comp) if n else {"voxel_counts": np.zeros(1), "centroids": np.zeros((1, 3)),
+                                             "bounding_boxes": [None]}
+    volumes = np.asarray(stats["voxel_counts"][1:], float) * vox
+    centroids = np.asarray(stats["centroids"][1:], float).reshape(-1, 3)
+    near = near_cord(comp, cord.astype(bool), affine, cord_dilation_mm) if cord is not None and n else None
+    reason = []
+    for i in range(n):
+        if volumes[i] < min_volume_mm3:
+            reason.append(REMOVED_SMALL)
+        elif near is not None and (i + 1) not in near:
+            reason.append(REMOVED_OUTSIDE)
+        else:
+            reason.append("")
+    order = si_order(centroids, affine)
+    kept_first = [i for i in order if not reason[i]] + [i for i in order if reason[i]]
+    n_kept = sum(1 for r in reason if not r)
+    number = np.zeros(n + 1, np.int64)
+    for rank, i in enumerate(kept_first, start=1):
+        number[i + 1] = rank
+    dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.uint32
+    components = number.astype(dtype)[comp]
+    kept_lut = np.where(number <= n_kept, number, 0).astype(dtype)
+    labels = kept_lut[comp]
+    world = centroids @ np.asarray(affine, float)[:3, :3].T + np.asarray(affine, float)[:3, 3]
+    rows = []
+    for rank, i in enumerate(kept_first, start=1):
+        box = stats["bounding_boxes"][i + 1]
+        voxels = np.argwhere(comp[box] == i + 1) + np.array([sl.start for sl in box])
+        level = lesion_level(voxels, levels, affine) if levels is not None else 0
+        rows.append({"lesion": rank, "volume_mm3": float(volumes[i]), "centroid_x_mm": float(world[i, 0]),
+                     "centroid_y_mm": float(world[i, 1]), "centroid_z_mm": float(world[i, 2]),
+                     "extent_si_mm": extent_si_mm(voxels, affine),
+                     "max_axial_diameter_mm": max_axial_diameter_mm(voxels, affine),
+                     "vert_level": level if level > 0 else None, "removed": reason[i]})
+    return LesionAnalysis(labels=labels, components=components, affine=np.asarray(affine, float), rows=rows,
+                          n_kept=n_kept, voxel_mm3=vox)
+
+
+# --------------------------------------------------------------------------------------------- files
+@dataclass(frozen=True)
+class LesionJob:
+    """One prediction to process and where its outputs go."""
+
+    case: str
+    pred: Path
+    output: Path
+    cord: Path | None = None
+    vertfile: Path | None = None
+    image: Path | None = None
+    qc: Path | None = None
+
+
+def _load_binary(path: Path) -> Image:
+    from nnunet_extensions.io import load_image
+
+    img = load_image(path, "binary", allow_empty=False)
+    img.data = img.data != 0
+    return img
+
+
+def analyze_file(
+    job: LesionJob,
+    *,
+    label: int | None = None,
+    cord_dilation_mm: float = DEFAULT_CORD_DILATION_MM,
+    min_volume_mm3: float = 0.0,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+) -> tuple[LesionAnalysis, Image]:
+    """Read one job's files (prediction; cord mask, level file and background image when given; all on the
+    prediction's grid), and analyse it. Returns the analysis and the prediction image (for its header)."""
+    from nnunet_extensions.io import check_same_grid, load_image
+    from postprocessing.lesion_metrics import load_lesion_mask
+    from postprocessing.levels import load_levels
+
+    pred = load_lesion_mask(job.pred, label)
+    cord = levels = None
+    if job.cord is not None:
+        cord = _load_binary(job.cord)
+        check_same_grid(pred, cord)
+    if job.vertfile is not None:
+        levels = load_levels(job.vertfile, pred)
+    image = None
+    if job.image is not None:
+        image = load_image(job.image)
+        check_same_grid(pred, image)
+    result = analyze_lesions(pred.data, pred.affine, cord=None if cord is None else cord.data,
+                             cord_dilation_mm=cord_dilation_mm, min_volume_mm3=min_volume_mm3,
+                             levels=None if levels is None else np.rint(levels.data).astype(np.int64),
+                             connectivity=connectivity)
+    if cord is not None:
+        result.extra["cord"] = cord.data
+    if image is not None:
+        result.extra["image"] = image.data
+    return result, pred
+
+
+def plan_jobs(
+    inputs: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    cord: str | os.PathLike | None = None,
+    vertfile: str | os.PathLike | None = None,
+    image: str | os.PathLike | None = None,
+    qc: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> list[LesionJob]:
+    """Match every input with its outputs and companion files before any voxel is read.
+
+    A file input: ``output`` and ``qc`` are files and ``cord`` / ``vertfile`` / ``image`` files (or folders
+    holding the case's file). A folder input (searched recursively): ``output`` and ``qc`` are folders
+    (same file names; ``<case>_lesions.png``), companions are folders searched by case name
+    (:func:`postprocessing.lesion_metrics.find_case_file`; cord: :data:`CORD_SUFFIXES`; level file:
+    ``<case>_label-SC_seg_labeled``, ``<case>_labeled``, ``<case>``). Outputs are checked (existing ones
+    need ``overwrite``). Raises :class:`InputError` naming the path.
+    """
+    from nnunet_extensions.io import check_output, require_writable_folder
+    from postprocessing.lesion_metrics import cases_of, find_case_file, list_masks
+
+    inputs, output = Path(inputs), Path(output)
+    if not inputs.exists():
+        raise InputError(f"{inputs}: file not found")
+    folder = inputs.is_dir()
+    preds = list_masks(inputs) if folder else [inputs]
+    if folder:
+        out_res = output.resolve()
+        preds = [p for p in preds if out_res not in p.resolve().parents]
+    if folder:
+        require_writable_folder(output)
+        if qc is not None:
+            require_writable_folder(qc, "QC folder")
+    companions = {"cord": (cord, CORD_SUFFIXES, "cord mask"),
+                  "vertfile": (vertfile, ("_label-SC_seg_labeled", "_labeled", ""), "level file"),
+                  "image": (image, ("",), "image")}
+    for key, (path, _, what) in companions.items():
+        if path is not None:
+            if not Path(path).exists():
+                raise InputError(f"{path}: file not found")
+            if folder and not Path(path).is_dir():
+                raise InputError(f"{path}: is a file; a folder of predictions needs a folder of {what}s")
+    jobs = []
+    for case, p in cases_of(preds).items():
+        found = {}
+        for key, (path, suffixes, what) in companions.items():
+            if path is None:
+                found[key] = None
+            elif Path(path).is_dir():
+                found[key] = find_case_file(path, case, suffixes, what)
+            else:
+                found[key] = Path(path)
+        out = output / p.name if folder else output
+        q = (Path(qc) / f"{case}_lesions.png" if folder else Path(qc)) if qc is not None else None
+        for o in (out, q):
+            if o is not None:
+                if o.resolve() == p.resolve():
+                    raise InputError(f"{o}: output would replace its input")
+                check_output(o, overwrite)
+        jobs.append(LesionJob(case=case, pred=p, output=out, qc=q, **found))
+    return jobs
+
+
+def run_lesions(
+    jobs: Sequence[LesionJob],
+    table: str | os.PathLike,
+    *,
+    label: int | None = None,
+    cord_dilation_mm: float = DEFAULT_CORD_DILATION_MM,
+    min_volume_mm3: float = 0.0,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> "pandas.DataFrame":  # noqa: F821
+    """Process every job and write its labelled lesions, QC picture and the table (CSV, :data:`TABLE_COLUMNS`).
+
+    All-or-nothing: outputs go to a hidden staging folder beside each output and are moved into place only
+    after every job succeeded, so bad input (:class:`InputError`) leaves nothing written. Returns the table.
+    """
+    import shutil
+    import tempfile
+
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from nnunet_extensions.io import check_output, save_image, write_text
+
+    check_output(table, overwrite)
+    staged: list[tuple[Path, Path]] = []
+    stage_dirs: dict[Path, Path] = {}
+
+    def stage(final: Path) -> Path:
+        parent = final.parent
+        if parent not in stage_dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            stage_dirs[parent] = Path(tempfile.mkdtemp(prefix=".nnspine-lesions-", dir=parent))
+        tmp = stage_dirs[parent] / final.name
+        staged.append((tmp, final))
+        return tmp
+
+    rows: list[dict] = []
+    try:
+        for job in tqdm(jobs, desc="lesions", unit="file", disable=not progress):
+            result, pred = analyze_file(job, label=label, cord_dilation_mm=cord_dilation_mm,
+                                        min_volume_mm3=min_volume_mm3, connectivity=connectivity)
+            save_image(result.labels, pred.affine, stage(job.output), like=pred)
+            if job.qc is not None:
+                from postprocessing.qc import plot_lesions
+
+                background = _background(result)
+                plot_lesions(result.components, result.affine, result.rows, stage(job.qc), background=background,
+                             title=job.case)
+            rows.extend(result.table_rows(str(job.pred)))
+        df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+        df["vert_level"] = df["vert_level"].astype("Int64")
+        for tmp, final in staged:
+            check_output(final, overwrite)
+        for tmp, final in staged:
+            os.replace(tmp, final)
+        write_text(table, df.to_csv(index=False), overwrite=overwrite)
+    finally:
+        for d in stage_dirs.values():
+            shutil.rmtree(d, ignore_errors=True)
+    return df
+
+
+def _background(result: LesionAnalysis) -> np.ndarray | None:
+    """QC background: the image when given, else the cord mask, else None."""
+    for key in ("image", "cord"):
+        if result.extra.get(key) is not None:
+            return np.asarray(result.extra[key], np.float32)
+    return None
