@@ -304,3 +304,74 @@ def consistency_problems(semantic: np.ndarray, instance: np.ndarray,
         if stray:
             problems.append(f"instances {stray} refer to vertebrae outside {sorted(allowed)}")
     return problems
+
+
+def verse_sequence(top: int, n: int) -> list[int]:
+    """VerSe ids of ``n`` consecutive mobile vertebrae from ``top`` downwards: ``verse_sequence(22, 4)`` →
+    [22, 23, 24, 25] (L3, L4, L5, L6). T12 is followed by L1 and L5 by L6 (the sacrum is never a mobile
+    vertebra); ``ValueError`` when ``top`` is not a mobile vertebra (C1–L6, T13) or the run goes past L6."""
+    cur = int(top)
+    if cur not in VERSE_NAMES or cur in (SACRUM, VERSE_IDS["COCC"]):
+        raise ValueError(f"{top} is not a mobile vertebra (C1–L6, T13)")
+    out: list[int] = []
+    for _ in range(int(n)):
+        if cur is None:
+            raise ValueError(f"{n} vertebrae from {vertebra_name(top)} run past L6")
+        out.append(cur)
+        cur = VERSE_IDS["L6"] if cur == VERSE_IDS["L5"] else None if cur == VERSE_IDS["L6"] else next_vertebra(cur)
+    return out
+
+
+def semantic_value_problem(values: Iterable[int]) -> str | None:
+    """Why a set of voxel values is not a SPINEPS semantic mask (``None`` when it is one).
+
+    Values outside :data:`SEMANTIC_LABELS` (and 0) are named, with a hint when they look like instance ids
+    (vertebrae 1–28, discs 101–128, endplates 201–228: an instance mask given where a semantic one belongs).
+    """
+    vals = sorted(int(v) for v in values if int(v) != 0)
+    bad = [v for v in vals if v not in SEMANTIC_LABELS]
+    if not bad:
+        return None
+    hint = ""
+    if all(_is_instance_value(v) for v in vals):
+        hint = " (looks like an instance mask _seg-vert_msk: vertebrae, discs 100+X, endplates 200+X)"
+    return f"values {bad[:8]} are not SPINEPS semantic labels {sorted(SEMANTIC_LABELS)}{hint}"
+
+
+def instance_value_problem(values: Iterable[int]) -> str | None:
+    """Why a set of voxel values is not a SPINEPS instance mask (``None`` when it is one); names the
+    offending values, with a hint when they look like semantic labels (41–49, 60–62, 100)."""
+    vals = sorted(int(v) for v in values if int(v) != 0)
+    bad = [v for v in vals if not _is_instance_value(v)]
+    if not bad:
+        return None
+    hint = ""
+    if all(v in SEMANTIC_LABELS for v in vals):
+        hint = " (looks like a semantic mask _seg-spine_msk: subregions 41-49, 60-62, 100)"
+    return f"values {bad[:8]} are not SPINEPS instance ids (1-28, 101-128, 201-228){hint}"
+
+
+def _is_instance_value(v: int) -> bool:
+    try:
+        instance_kind(v)
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------ instance-phase cutouts
+#: Input channels of the instance-phase (cutout) network: channel c is the one-hot mask of semantic label
+#: ``CUTOUT_CHANNEL_LABELS[c]`` (the nine vertebra subregions 41–49, in label order).
+CUTOUT_CHANNEL_LABELS: tuple[int, ...] = VERTEBRA_SUBREGIONS
+#: Target labels of a cutout: the vertebra above the centre one, the centre vertebra, the one below.
+CUTOUT_TARGET_LABELS: dict[str, int] = {"background": 0, "above": 1, "centre": 2, "below": 3}
+
+
+def cutout_mirror_channels() -> list[int]:
+    """Channel order after mirroring a cutout R↔L: the left/right subregion channels (43↔44, 45↔46,
+    47↔48) trade places; ``x[cutout_mirror_channels()]`` relabels a flipped one-hot input."""
+    order = list(range(len(CUTOUT_CHANNEL_LABELS)))
+    for left, right in LEFT_RIGHT_PAIRS:
+        a, b = CUTOUT_CHANNEL_LABELS.index(left), CUTOUT_CHANNEL_LABELS.index(right)
+        order[a], order[b] = b, a
+    return order
