@@ -309,3 +309,59 @@ def find_by_stem(folder: str | Path, name: str) -> Path | None:
         if hits:
             return hits[0]
     return None
+
+
+# --------------------------------------------------------------------------------------- SPINEPS masks
+#: ``seg`` entity of SPINEPS semantic masks: ``seg-spine`` (SPINEPS), ``seg-subreg`` (older SPINEPS / TPTBox).
+SPINEPS_SEMANTIC_SEGS = ("spine", "subreg")
+#: ``seg`` entity of SPINEPS instance masks (``..._seg-vert_msk``).
+SPINEPS_INSTANCE_SEGS = ("vert",)
+
+
+def is_spineps_mask_of(mask: BidsName, image: BidsName, segs: Sequence[str] = SPINEPS_SEMANTIC_SEGS) -> bool:
+    """True when ``mask`` names a SPINEPS mask (suffix ``msk``, ``seg-<one of segs>``) of ``image``.
+
+    Two namings are recognised: a derivative of the image's name (``sub-01_T2w_seg-spine_msk`` of
+    ``sub-01_T2w``), and SPINEPS' own, which keeps the image's entities, adds ``seg-X`` (and optionally
+    ``mod-<image suffix>``) and ends in ``msk`` (``sub-01_seg-subreg_label-6_msk`` of ``sub-01_label-6_T2w``).
+    """
+    if mask.suffix != "msk" or mask.get("seg") not in tuple(segs):
+        return False
+    if mask.source is not None:
+        return mask.source.name == image.name
+    own = {k: v for k, v in mask.entities if k not in ("seg", "mod")}
+    mod = mask.get("mod")
+    return own == dict(image.entities) and (mod is None or mod == image.suffix)
+
+
+def find_spineps_masks(root: str | Path, image: BidsImage, segs: Sequence[str] = SPINEPS_SEMANTIC_SEGS) -> list[Path]:
+    """Every SPINEPS mask of ``image`` (:func:`is_spineps_mask_of`) under ``<root>/derivatives/<any pipeline>/
+    <unit dir>/`` and beside the image, ordered by ``segs`` (first preferred), then by path."""
+    root = Path(root)
+    folders = sorted(p / image.unit.rel_dir for p in (root / "derivatives").glob("*") if p.is_dir())
+    folders.append(image.path.parent)
+    found: dict[Path, int] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            stem = nifti_stem(path)
+            parsed = parse_name(stem) if stem is not None else None
+            if parsed is not None and path.is_file() and is_spineps_mask_of(parsed, image.parsed, segs):
+                found.setdefault(path, tuple(segs).index(parsed.get("seg")))
+    return sorted(found, key=lambda p: (found[p], str(p)))
+
+
+def flat_units(folder: str | Path) -> list[Unit]:
+    """Units of a flat folder holding images (and masks) side by side, without ``sub-*`` folders: one unit
+    per ``sub-XX[_ses-YY]`` prefix of its BIDS-named NIfTI files, sorted (:class:`InputError` when none)."""
+    folder = require_folder(folder, "dataset folder")
+    names = set()
+    for path in folder.iterdir():
+        stem = nifti_stem(path)
+        parsed = parse_name(stem) if stem is not None and path.is_file() else None
+        if parsed is not None and parsed.subject:
+            names.add((parsed.subject, parsed.session))
+    if not names:
+        raise InputError(f"{folder}: no sub-* folders and no BIDS-named images (sub-XX_..._<suffix>.nii.gz)")
+    return [Unit(subject, session, folder, "") for subject, session in sorted(names)]
