@@ -7,6 +7,12 @@ Layout written (nnU-Net v2's conventions)::
         imagesTr/<case>_0000<ending>       one file per channel (_0000, _0001, ...)
         labelsTr/<case><ending>            integer labels (uint8), on exactly the image's grid
         <extra folder>/<case><ending>      optional per-case maps beside the labels (e.g. labelsTr_soft)
+        instancesTr/<case><ending>         optional SPINEPS-format instance masks (``convert spider --instances``)
+
+Converters that remap label values (SPINEPS 41-49, 60-62, 100, 26 → nnU-Net's consecutive 1..n) record the
+mapping in ``dataset.json`` under :data:`LABEL_MAP_KEY` (:func:`label_map_entry`, read back by
+:func:`read_label_map`); nnU-Net copies ``dataset.json`` into its results and prediction folders, so the mapping
+travels with every model and prediction.
 
 Every file of a case is written with the *first channel's* affine and NIfTI header
 (:func:`nnunet_extensions.io.save_image` with ``like=``), so nnU-Net's
@@ -16,15 +22,26 @@ Writes are atomic and refuse to replace existing files unless ``overwrite=True``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from nnunet_extensions.io import Image, InputError, OutputExistsError, check_same_grid, save_image, write_text
+from nnunet_extensions.io import (
+    Image,
+    InputError,
+    OutputExistsError,
+    check_same_grid,
+    require_writable_folder,
+    save_image,
+    write_text,
+)
 
 #: File ending used by the converters (NIfTI, read by nnU-Net's SimpleITKIO).
 FILE_ENDING = ".nii.gz"
@@ -32,6 +49,10 @@ IMAGES_TR = "imagesTr"
 LABELS_TR = "labelsTr"
 #: Raw soft (partial-volume) labels beside ``labelsTr``: float masks in [0, 1], read by ``nnspine preprocess-soft``.
 LABELS_TR_SOFT = "labelsTr_soft"
+#: SPINEPS-format instance masks beside ``labelsTr`` (vertebrae, discs 100+X), same grid; nnU-Net ignores them.
+INSTANCES_TR = "instancesTr"
+#: ``dataset.json`` key holding a converter's label mapping (:func:`label_map_entry`).
+LABEL_MAP_KEY = "nnspine_label_map"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -193,3 +214,66 @@ def remove_stale_cases(folder: str | os.PathLike, keep: Iterable[str], *, extra_
                 p.unlink()
                 removed.append(p)
     return removed
+
+
+# ----------------------------------------------------------------------------------------- label mapping
+def label_map_entry(convention: str, values: Mapping[int, int]) -> dict:
+    """The ``dataset.json`` value of :data:`LABEL_MAP_KEY`: ``{"convention": "spineps", "values": {"1": 41, ...}}``
+    (nnU-Net label, as a JSON string key, → the value it stands for in ``convention``; background 0 → 0)."""
+    return {"convention": str(convention), "values": {str(int(k)): int(v) for k, v in sorted(values.items())}}
+
+
+def read_label_map(dataset_json: Mapping, convention: str, source: str | os.PathLike = "dataset.json") -> dict[int, int]:
+    """nnU-Net label → ``convention`` value, from a ``dataset.json`` written by a converter (:func:`label_map_entry`).
+
+    :class:`InputError` naming ``source`` when the key is missing, malformed or for another convention.
+    """
+    entry = dataset_json.get(LABEL_MAP_KEY)
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("values"), Mapping):
+        raise InputError(f"{source}: no '{LABEL_MAP_KEY}' label mapping (the dataset was not written by an nnspine "
+                         f"converter that remaps labels, e.g. 'nnspine convert spineps')")
+    if entry.get("convention") != convention:
+        raise InputError(f"{source}: labels map to the {entry.get('convention')!r} convention, not {convention!r}")
+    try:
+        mapping = {int(k): int(v) for k, v in entry["values"].items()}
+    except (TypeError, ValueError):
+        raise InputError(f"{source}: '{LABEL_MAP_KEY}' values must map integer labels to integers") from None
+    declared = sorted(int(v) for v in dataset_json.get("labels", {}).values() if isinstance(v, int))
+    missing = [v for v in declared if v not in mapping]
+    if missing:
+        raise InputError(f"{source}: nnU-Net labels {missing} have no entry in '{LABEL_MAP_KEY}'")
+    return mapping
+
+
+# ------------------------------------------------------------------------------------ all-or-nothing writes
+@contextlib.contextmanager
+def staged_dataset(folder: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Write a raw dataset all-or-nothing: yields a hidden staging folder beside ``folder``.
+
+    When the block succeeds, every top-level entry written there (``imagesTr``, ``labelsTr``, ``dataset.json``...)
+    replaces the entry of the same name in ``folder``; other entries (e.g. ``imagesTs``) are kept. On error the
+    staging folder is removed and ``folder`` is untouched. An existing non-empty ``folder`` needs ``overwrite``
+    (refused before the block runs). The staging name starts with a dot, so nnU-Net's ``DatasetXXX_*`` lookup
+    never sees it.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: is a file, expected an nnU-Net dataset folder")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{folder}: nnU-Net dataset exists (use --overwrite to replace it)")
+    parent = require_writable_folder(folder.parent, "nnU-Net raw folder")
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=parent))
+    try:
+        yield stage
+        folder.mkdir(exist_ok=True)
+        trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.replaced-", dir=parent))
+        try:
+            for entry in sorted(stage.iterdir()):
+                target = folder / entry.name
+                if target.exists() or target.is_symlink():
+                    target.rename(trash / entry.name)
+                entry.rename(target)
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
