@@ -45,6 +45,10 @@ kinds and what each writes per subject (XX = 01, 02, ...):
             derivatives/labels/.../sub-XX_T2w_label-lesion_seg.nii.gz     binary lesions
             derivatives/truth/.../sub-XX_T2w_label-lesion_dseg.nii.gz     lesion ids 1-10
             derivatives/prediction/.../sub-XX_T2w_label-lesion_seg.nii.gz predicted lesions
+            sub-XX/anat/sub-XX_T1w.nii.gz                                 second contrast: T1w-like, axial
+                                                                          RAS 1 mm, lesions hypointense
+            derivatives/labels/.../sub-XX_T1w_label-{SC,lesion}_seg.nii.gz  its cord mask; the T2w lesions
+                                                                          resampled to it (nearest)
             truth JSON: per lesion id, role, voxels, volume_mm3, centroid_mm, at_cord_border, touches;
                         connected components under 6/18/26-connectivity; expected TP/FP/FN
 

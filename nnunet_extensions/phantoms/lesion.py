@@ -32,6 +32,12 @@ structuring element, within the cord). Expected detection counts for both connec
 :mod:`postprocessing.lesion_metrics` (rule ``overlap``) and checked against the design, are in the truth
 JSON under ``prediction.expected_counts`` (``ref_lesions, pred_lesions, tp, fp, fn``) and, under older
 names, ``prediction.expected``.
+
+A second contrast, T1w-like (:data:`T1W_ACQUISITION`: axial ``RAS`` 1 mm isotropic, same coverage, cord
+bright, CSF dark, lesions hypointense), is rendered from the same cord model on its own grid, so
+multi-sequence conversion and resampling between grids can be tested. Its lesion mask is the T2w lesion
+mask resampled to the T1w grid (nearest neighbour, world coordinates), as a rater drawing at 1 mm might;
+the lesion truth above refers to the T2w grid only.
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ DESIGNED_CONTACTS: tuple[tuple[str, str, str], ...] = (("face_a", "face_b", "fac
 MIN_GAP = 4
 #: Signal (T2w-like) of the lesions; cord, CSF and tissue follow the cord phantom's T2w.
 LESION_INTENSITY = 0.85
+#: The second contrast (T1w-like): axial RAS, 1 mm isotropic; (cord, CSF, tissue) signal.
+T1W_ACQUISITION = {"voxel_mm": (1.0, 1.0, 1.0), "axcodes": ("R", "A", "S"), "intensities": (0.75, 0.2, 0.5)}
+#: T1w signal of the lesions (hypointense to the cord).
+T1W_LESION_INTENSITY = 0.35
 
 
 @dataclass(frozen=True)
@@ -254,6 +264,24 @@ def render_lesion_subject(model, grid: LesionGrid, rng: np.random.Generator) -> 
     }
 
 
+def render_t1w(model, grid: LesionGrid, t2w: dict, rng: np.random.Generator) -> dict:
+    """The T1w-like contrast of a rendered subject (``t2w`` from :func:`render_lesion_subject`): image on its
+    own grid (:data:`T1W_ACQUISITION`, the T2w's coverage), the cord mask rendered there, and the lesion
+    mask resampled from the T2w grid (nearest neighbour); the lesions' signal is their linearly resampled
+    fraction times the lesion-to-cord contrast."""
+    from nnunet_extensions.geometry import resample_to_grid
+    from nnunet_extensions.phantoms.cord_dataset import Acquisition, render_acquisition
+
+    acq = Acquisition("T1w", T1W_ACQUISITION["voxel_mm"], T1W_ACQUISITION["axcodes"], grid.z_range_mm, grid.fov_mm,
+                      intensities=T1W_ACQUISITION["intensities"])
+    r = render_acquisition(acq, model, rng)
+    shape, affine = r["image"].shape, r["affine"]
+    fraction = resample_to_grid(t2w["lesion"].astype(np.float32), t2w["affine"], shape, affine, order=1)
+    image = r["image"] + fraction * np.float32(T1W_LESION_INTENSITY - acq.intensities[0])
+    lesion = resample_to_grid(t2w["lesion"].astype(np.uint8), t2w["affine"], shape, affine, order=0)
+    return {"affine": affine, "image": image.astype(np.float32), "cord": r["binary"], "lesion": lesion.astype(np.uint8)}
+
+
 # --------------------------------------------------------------------------------------------- truth
 def lesion_truth(r: dict) -> dict:
     """Truth dictionary of one rendered subject (see :func:`write_lesion_dataset`)."""
@@ -354,6 +382,11 @@ def write_lesion_dataset(
         derivatives/truth/sub-XX/anat/sub-XX_T2w_label-lesion_dseg.nii.gz       lesion ids 1–10 (uint8)
         derivatives/prediction/sub-XX/anat/sub-XX_T2w_label-lesion_seg.nii.gz   "predicted" lesion mask
         derivatives/truth/sub-XX/sub-XX_truth.json                              see :func:`lesion_truth`
+        sub-XX/anat/sub-XX_T1w.nii.gz                                           T1w-like image (RAS, 1 mm)
+        derivatives/labels/sub-XX/anat/sub-XX_T1w_label-SC_seg.nii.gz           its cord mask
+        derivatives/labels/sub-XX/anat/sub-XX_T1w_label-lesion_seg.nii.gz       T2w lesions resampled (nearest)
+
+    The truth's ``files`` lists the T2w files; ``contrasts["T1w"]`` the T1w files and grid.
 
     Deterministic for a given ``seed``.
     """
@@ -382,8 +415,22 @@ def write_lesion_dataset(
         write_nifti(paths["lesion"], r["lesion"], r["affine"], np.uint8, overwrite)
         write_nifti(paths["instances"], r["instances"], r["affine"], np.uint8, overwrite)
         write_nifti(paths["prediction"], r["pred"], r["affine"], np.uint8, overwrite)
+        t1 = render_t1w(model, grid, r, np.random.default_rng([seed, i, 18]))
+        t1_paths = {
+            "image": anat_path(root, sub, "T1w"),
+            "cord": anat_path(labels_dir, sub, "T1w", "_label-SC_seg"),
+            "lesion": anat_path(labels_dir, sub, "T1w", "_label-lesion_seg"),
+        }
+        write_nifti(t1_paths["image"], t1["image"], t1["affine"], np.float32, overwrite)
+        write_nifti(t1_paths["cord"], t1["cord"], t1["affine"], np.uint8, overwrite)
+        write_nifti(t1_paths["lesion"], t1["lesion"], t1["affine"], np.uint8, overwrite)
         truth = {"subject": sub, "seed": seed, **lesion_truth(r), "axcodes": "".join(grid.axcodes),
-                 "files": {k: str(p.relative_to(root)) for k, p in paths.items()}}
+                 "files": {k: str(p.relative_to(root)) for k, p in paths.items()},
+                 "contrasts": {"T1w": {
+                     "voxel_mm": list(T1W_ACQUISITION["voxel_mm"]), "axcodes": "".join(T1W_ACQUISITION["axcodes"]),
+                     "shape": [int(n) for n in t1["image"].shape],
+                     "lesion_mask": "T2w lesion mask resampled to this grid (nearest neighbour, world coordinates)",
+                     "files": {k: str(p.relative_to(root)) for k, p in t1_paths.items()}}}}
         write_text(truth_dir / sub / f"{sub}_truth.json", json.dumps(truth, indent=2) + "\n", overwrite=True)
         result["subjects"][sub] = truth
     return result
