@@ -79,9 +79,6 @@ METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_RL", "eccent
            "solidity", "length"]
 #: Width (mm) of the band across which ``diameter_AP`` is averaged (SCT: 3 mm).
 AP_BAND_MM = 3.0
-#: Directions used to trace the convex hull for solidity (a hull vertex whose exterior angle is below
-#: 360°/N can be skipped; the area lost is far below the third decimal of the solidity).
-_HULL_DIRECTIONS = 180
 
 Aggregation = Literal["all", "slice", "level"]
 
@@ -299,8 +296,8 @@ def measure_rpi(data: np.ndarray, affine: np.ndarray, *, angle_correction: bool 
 def _hull_areas(data: np.ndarray, slices: np.ndarray, dx: float, dy: float) -> np.ndarray:
     """In-slice area (mm²) of the convex hull of each slice's 0.5 iso-contour (marching-squares crossings).
 
-    Hull vertices are among the outermost crossings of each voxel row and column; the hull is traced with
-    support lines in :data:`_HULL_DIRECTIONS` directions and its area taken with the shoelace formula.
+    Hull vertices are among the outermost crossings of each voxel row and column; the hull of those
+    candidates is SciPy's (Qhull), exact.
     """
     ns = slices.size
     # crop to the mask's bounding box, one background voxel around it, slices first: (slice, i, j)
@@ -332,34 +329,20 @@ def _hull_areas(data: np.ndarray, slices: np.ndarray, dx: float, dy: float) -> n
             ss.append(s[sel])
     if not ss:
         return np.full(ns, np.nan)
+    from scipy.spatial import ConvexHull
+
     px = np.concatenate(xs) * dx
     py = np.concatenate(ys) * dy
     ps = np.concatenate(ss)
     order = np.argsort(ps, kind="stable")
-    px, py, ps = px[order], py[order], ps[order]
+    pts = np.stack([px[order], py[order]], 1)
     counts = np.bincount(ps, minlength=ns)
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(ps.size) - start[ps]
-    width = int(counts.max())
-    gx = np.zeros((ns, width))
-    gy = np.zeros((ns, width))
-    valid = np.zeros((ns, width), bool)
-    gx[ps, rank], gy[ps, rank], valid[ps, rank] = px, py, True
-    # centre each slice's points (precision) and pad with copies of a valid point
-    mx = np.where(counts > 0, np.bincount(ps, px, ns) / np.maximum(counts, 1), 0.0)
-    my = np.where(counts > 0, np.bincount(ps, py, ns) / np.maximum(counts, 1), 0.0)
-    gx -= mx[:, None]
-    gy -= my[:, None]
-    gx = np.where(valid, gx, gx[:, :1])
-    gy = np.where(valid, gy, gy[:, :1])
-    ang = np.linspace(0.0, 2 * np.pi, _HULL_DIRECTIONS, endpoint=False)
-    pts = np.stack([gx, gy], 1).astype(np.float32)  # (ns, 2, width)
-    dirs = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)  # (directions, 2)
-    best = (dirs @ pts).argmax(axis=2)  # (ns, directions): farthest point along each direction, in CCW order
-    vx = np.take_along_axis(gx, best, 1)
-    vy = np.take_along_axis(gy, best, 1)
-    area = 0.5 * np.abs((vx * np.roll(vy, -1, 1) - np.roll(vx, -1, 1) * vy).sum(1))
-    area[counts == 0] = np.nan
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    area = np.full(ns, np.nan)
+    for k in np.flatnonzero(counts):
+        group = pts[bounds[k] : bounds[k + 1]]
+        # centred for precision; the crossings around any inside voxel span a 2-D hull
+        area[k] = ConvexHull(group - group.mean(0)).volume  # a 2-D hull's "volume" is its area
     return area
 
 
