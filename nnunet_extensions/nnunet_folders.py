@@ -42,3 +42,36 @@ def resolve_dataset(dataset: Union[int, str]) -> Tuple[str, Path, Path]:
     if not pre.is_dir():
         raise InputError(f"{pre}: preprocessed dataset folder not found (run nnUNetv2_plan_and_preprocess first)")
     return name, raw, pre
+
+
+def find_dataset_json(dataset: Union[int, str, Path]) -> Path:
+    """The ``dataset.json`` of a dataset given as a file, a folder holding one (a raw dataset, a trained model or
+    a prediction folder: nnU-Net copies it there), or an id / name looked up in ``nnUNet_raw``, then
+    ``nnUNet_preprocessed``, then ``nnUNet_results`` (any trainer folder). :class:`InputError` when not found."""
+    p = Path(str(dataset))
+    if p.is_file():
+        return p
+    if p.is_dir():
+        if (p / "dataset.json").is_file():
+            return p / "dataset.json"
+        raise InputError(f"{p}: folder has no dataset.json")
+    text = str(dataset)
+    if not (text.isdigit() or text.startswith("Dataset")) or "/" in text or text.endswith(".json"):
+        raise InputError(f"{text}: file not found (expected a dataset id, a Dataset name or a dataset.json)")
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    try:
+        name = maybe_convert_to_dataset_name(text)
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0].split(" Make sure")[0]
+        raise InputError(f"dataset {text}: {first}") from None
+    candidates = []
+    for var in ("nnUNet_raw", "nnUNet_preprocessed"):
+        if os.environ.get(var):
+            candidates.append(Path(os.environ[var]) / name / "dataset.json")
+    if os.environ.get("nnUNet_results"):
+        candidates += sorted((Path(os.environ["nnUNet_results"]) / name).glob("*/dataset.json"))
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise InputError(f"dataset {text}: no dataset.json for {name} in nnUNet_raw, nnUNet_preprocessed or nnUNet_results")
