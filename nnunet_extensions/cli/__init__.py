@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "preprocess_soft",
     "trainers",
     "softmask",
+    "relabel",
     "lesions",
     "evaluate",
     "demo",
