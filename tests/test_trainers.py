@@ -136,6 +136,9 @@ def test_trainer_setup(trainer, env, toy):
     w = trainer.loss.weight_factors
     assert w[0] > w[1] > 0 and w[-1] == 0 and sum(w) == pytest.approx(1.0)
     assert trainer.label_manager.num_segmentation_heads == 2  # stock 2-channel softmax head
+    # nnU-Net's own get_dataloaders built our loader class for training and validation
+    assert isinstance(trainer.dataloader_train.data_loader, nnUNetDataLoaderSoft)
+    assert isinstance(trainer.dataloader_val.data_loader, nnUNetDataLoaderSoft)
     for k in ("val_soft_dice", "val_mse_soft", "val_mse_binary", "mean_fg_dice", "ema_fg_dice"):
         assert k in trainer.logger.local_logger.my_fantastic_logging
     # variants differ only in their loss / length
@@ -156,11 +159,19 @@ def test_trainer_setup(trainer, env, toy):
     assert trainer.inference_allowed_mirroring_axes
 
 
-def test_rejects_datasets_it_cannot_train(env, toy):
-    dj = json.loads((toy["pre"] / "dataset.json").read_text())
-    dj["labels"] = {"background": 0, "cord": 1, "csf": 2}
-    with pytest.raises(RuntimeError, match="one soft foreground"):
+@pytest.mark.parametrize("labels, extra, problem", [
+    ({"background": 0, "cord": 1, "csf": 2}, {}, "2 foreground labels"),
+    ({"background": 0, "cord": [1, 2], "lesion": 2}, {"regions_class_order": [1, 2]}, "region-based labels"),
+    ({"background": 0, "cord": [1, 2]}, {"regions_class_order": [1]}, "region-based labels"),
+    ({"background": 0, "cord": 1, "ignore": 2}, {}, "ignore label"),
+])
+def test_refuses_datasets_it_cannot_train_with_a_clear_message(env, toy, labels, extra, problem):
+    """Region labels (even a single region), several labels or an ignore label are refused when the trainer is
+    built, naming the problem and the dataset's labels, rather than trained as one soft foreground."""
+    dj = {**json.loads((toy["pre"] / "dataset.json").read_text()), "labels": labels, **extra}
+    with pytest.raises(RuntimeError, match="one soft foreground") as exc:
         _make(env, toy, dataset_json=dj, start=False)
+    assert problem in str(exc.value) and str(labels) in str(exc.value)
 
 
 def test_missing_soft_targets_are_reported(env, toy, tmp_path):

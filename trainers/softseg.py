@@ -15,32 +15,32 @@ probability is fitted to the soft mask that ``nnspine preprocess-soft`` stored b
 for the losses). Deep supervision is kept (soft targets area-downsampled per scale). Every epoch the validation
 logs, besides nnU-Net's pseudo Dice (which still selects ``checkpoint_best``), the soft Dice and the MSE against
 the soft target and the MSE against the binarized label.
+
+Nothing of nnU-Net's trainer or data loader is copied: each override calls nnU-Net's method and changes one thing
+it uses (the loader class, the per-scale loss, the loss target; see :mod:`trainers.nnunet_hooks`), and
+``tests/test_nnunet_guards.py`` fails, naming the override to re-check, when the installed nnU-Net's source of
+those methods changes. Datasets the soft trainers cannot train (region-based labels, an ignore label, several
+foreground labels, cascades) are refused when the trainer is built, with a message naming the problem.
 """
 
 from __future__ import annotations
 
-from typing import List, Tuple, Union
+import inspect
+from typing import List
 
 import numpy as np
 import torch
-from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
-from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from batchgenerators.utilities.file_and_folder_operations import join
-from batchgeneratorsv2.helpers.scalar_type import RandomScalar
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
-from torch import autocast
 from torch import distributed as dist
 
 from nnunetv2.training.logging.nnunet_logger import LocalLogger
-from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
-from nnunetv2.utilities.helpers import dummy_context
 
 from nnunet_extensions.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
 from nnunet_extensions.soft_targets.layout import missing_soft_targets
 from nnunet_extensions.soft_targets.loader import nnUNetDataLoaderSoft
+from trainers.nnunet_hooks import loss_replaced, replace_inner_loss, with_global
 from trainers.soft_losses import SoftTargetLoss, soft_metric_sums, soft_metrics_from_sums
 
 #: Per-epoch validation metrics added to nnU-Net's log (``checkpoint['logging']``), with their plot labels.
@@ -93,6 +93,40 @@ class SoftLocalLogger(LocalLogger):
         plt.close(fig)
 
 
+def check_soft_trainable(label_manager, is_cascaded: bool, labels, trainer_name: str) -> None:
+    """Refuse, with one clear message, a dataset the soft trainers cannot train: they fit one soft foreground.
+
+    Region-based labels, an ignore label, more than one foreground label or a cascade would be silently
+    mistrained (the soft target has one channel); the message says what is needed instead.
+    """
+    if label_manager.has_regions:
+        problem = "region-based labels (regions / regions_class_order) are not supported"
+    elif label_manager.has_ignore_label:
+        problem = "an ignore label is not supported"
+    elif len(label_manager.foreground_labels) != 1:
+        problem = f"{len(label_manager.foreground_labels)} foreground labels given, one is supported"
+    elif is_cascaded:
+        problem = "cascaded configurations are not supported"
+    else:
+        return
+    raise RuntimeError(f"{trainer_name} trains one soft foreground (dataset.json labels {{\"background\": 0, "
+                       f"\"cord\": 1}}): {problem}; this dataset has labels {labels}")
+
+
+def _append_soft_ds(transforms, nnunet_method, args: tuple, kwargs: dict):
+    """Append the soft target's deep-supervision pyramid to nnU-Net's transforms (when deep supervision is on)."""
+    scales = inspect.signature(nnunet_method).bind(*args, **kwargs).arguments.get('deep_supervision_scales')
+    if scales is not None:
+        transforms.transforms.append(DownsampleSoftTargetForDSTransform(scales))
+    return transforms
+
+
+def _to_device(x, device):
+    if isinstance(x, (list, tuple)):
+        return [i.to(device, non_blocking=True) for i in x]
+    return x.to(device, non_blocking=True)
+
+
 class nnUNetTrainerSoftSeg(nnUNetTrainer):
     """Soft cord segmentation: stock 2-class head; cord probability fitted to soft masks with MSE + soft Dice."""
 
@@ -104,56 +138,27 @@ class nnUNetTrainerSoftSeg(nnUNetTrainer):
                  device: torch.device = torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.logger.local_logger = SoftLocalLogger(self.logger.local_logger.verbose)
-        lm = self.label_manager
-        if lm.has_regions or lm.has_ignore_label or len(lm.foreground_labels) != 1 or self.is_cascaded:
-            raise RuntimeError(
-                f"{self.__class__.__name__} trains one soft foreground (labels {{background: 0, cord: 1}}, no "
-                f"regions, no ignore label, no cascade); this dataset has labels {dataset_json.get('labels')}")
+        check_soft_trainable(self.label_manager, self.is_cascaded, dataset_json.get('labels'),
+                             self.__class__.__name__)
 
     # ------------------------------------------------------------------------------------------ loss
     def _build_loss(self):
-        loss = SoftTargetLoss(**self.soft_loss_weights, batch_dice=self.configuration_manager.batch_dice)
-        if self.enable_deep_supervision:
-            # nnU-Net's weighting: halved per scale, lowest resolution unused, normalized to sum 1
-            weights = np.array([1 / (2 ** i) for i in range(len(self._get_deep_supervision_scales()))])
-            weights[-1] = 1e-6 if (self.is_ddp and not self._do_i_compile()) else 0
-            loss = DeepSupervisionWrapper(loss, weights / weights.sum())
-        return loss
+        # nnU-Net's loss construction (deep-supervision weights included), with the soft-target loss per scale
+        soft = SoftTargetLoss(**self.soft_loss_weights, batch_dice=self.configuration_manager.batch_dice)
+        return replace_inner_loss(super()._build_loss(), soft)
 
     # ------------------------------------------------------------------------------ data augmentation
     @staticmethod
-    def get_training_transforms(
-            patch_size: Union[np.ndarray, Tuple[int]],
-            rotation_for_DA: RandomScalar,
-            deep_supervision_scales: Union[List, Tuple, None],
-            mirror_axes: Tuple[int, ...],
-            do_dummy_2d_data_aug: bool,
-            use_mask_for_norm: List[bool] = None,
-            is_cascaded: bool = False,
-            foreground_labels: Union[Tuple[int, ...], List[int]] = None,
-            regions: List[Union[List[int], Tuple[int, ...], int]] = None,
-            ignore_label: int = None,
-    ) -> BasicTransform:
-        transforms = nnUNetTrainer.get_training_transforms(
-            patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
-            use_mask_for_norm, is_cascaded, foreground_labels, regions, ignore_label)
-        if deep_supervision_scales is not None:
-            transforms.transforms.append(DownsampleSoftTargetForDSTransform(deep_supervision_scales))
-        return transforms
+    def get_training_transforms(*args, **kwargs) -> BasicTransform:
+        """nnU-Net's training transforms, then the soft target's deep-supervision pyramid."""
+        transforms = nnUNetTrainer.get_training_transforms(*args, **kwargs)
+        return _append_soft_ds(transforms, nnUNetTrainer.get_training_transforms, args, kwargs)
 
     @staticmethod
-    def get_validation_transforms(
-            deep_supervision_scales: Union[List, Tuple, None],
-            is_cascaded: bool = False,
-            foreground_labels: Union[Tuple[int, ...], List[int]] = None,
-            regions: List[Union[List[int], Tuple[int, ...], int]] = None,
-            ignore_label: int = None,
-    ) -> BasicTransform:
-        transforms = nnUNetTrainer.get_validation_transforms(deep_supervision_scales, is_cascaded,
-                                                             foreground_labels, regions, ignore_label)
-        if deep_supervision_scales is not None:
-            transforms.transforms.append(DownsampleSoftTargetForDSTransform(deep_supervision_scales))
-        return transforms
+    def get_validation_transforms(*args, **kwargs) -> BasicTransform:
+        """nnU-Net's validation transforms, then the soft target's deep-supervision pyramid."""
+        transforms = nnUNetTrainer.get_validation_transforms(*args, **kwargs)
+        return _append_soft_ds(transforms, nnUNetTrainer.get_validation_transforms, args, kwargs)
 
     # ---------------------------------------------------------------------------------- data loading
     def get_tr_and_val_datasets(self):
@@ -168,47 +173,9 @@ class nnUNetTrainerSoftSeg(nnUNetTrainer):
         return dataset_tr, dataset_val
 
     def get_dataloaders(self):
-        # nnU-Net's get_dataloaders, with the soft-target data loader in place of nnUNetDataLoader
-        patch_size = self.configuration_manager.patch_size
-        deep_supervision_scales = self._get_deep_supervision_scales()
-        rotation_for_DA, do_dummy_2d_data_aug, initial_patch_size, mirror_axes = \
-            self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        tr_transforms = self.get_training_transforms(
-            patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
-            use_mask_for_norm=self.configuration_manager.use_mask_for_norm, is_cascaded=self.is_cascaded,
-            foreground_labels=self.label_manager.foreground_labels, regions=None,
-            ignore_label=self.label_manager.ignore_label)
-        val_transforms = self.get_validation_transforms(
-            deep_supervision_scales, is_cascaded=self.is_cascaded,
-            foreground_labels=self.label_manager.foreground_labels, regions=None,
-            ignore_label=self.label_manager.ignore_label)
-
-        dataset_tr, dataset_val = self.get_tr_and_val_datasets()
-        dl_tr = self.dataloader_class(dataset_tr, self.batch_size, initial_patch_size, patch_size,
-                                      self.label_manager,
-                                      oversample_foreground_percent=self.oversample_foreground_percent,
-                                      sampling_probabilities=None, pad_sides=None, transforms=tr_transforms,
-                                      probabilistic_oversampling=self.probabilistic_oversampling)
-        dl_val = self.dataloader_class(dataset_val, self.batch_size, patch_size, patch_size, self.label_manager,
-                                       oversample_foreground_percent=self.oversample_foreground_percent,
-                                       sampling_probabilities=None, pad_sides=None, transforms=val_transforms,
-                                       probabilistic_oversampling=self.probabilistic_oversampling)
-        allowed_num_processes = get_allowed_n_proc_DA()
-        if allowed_num_processes == 0:
-            mt_gen_train = SingleThreadedAugmenter(dl_tr, None)
-            mt_gen_val = SingleThreadedAugmenter(dl_val, None)
-        else:
-            mt_gen_train = NonDetMultiThreadedAugmenter(
-                data_loader=dl_tr, transform=None, num_processes=allowed_num_processes,
-                num_cached=max(6, allowed_num_processes // 2), seeds=None,
-                pin_memory=self.device.type == 'cuda', wait_time=0.002)
-            mt_gen_val = NonDetMultiThreadedAugmenter(
-                data_loader=dl_val, transform=None, num_processes=max(1, allowed_num_processes // 2),
-                num_cached=max(3, allowed_num_processes // 4), seeds=None,
-                pin_memory=self.device.type == 'cuda', wait_time=0.002)
-        _ = next(mt_gen_train)
-        _ = next(mt_gen_val)
-        return mt_gen_train, mt_gen_val
+        # nnU-Net's own get_dataloaders, building self.dataloader_class where it builds nnUNetDataLoader
+        build = with_global(super().get_dataloaders.__func__, 'nnUNetDataLoader', self.dataloader_class)
+        return build(self)
 
     # -------------------------------------------------------------------------------- train / validate
     def train_step(self, batch: dict) -> dict:
@@ -216,34 +183,23 @@ class nnUNetTrainerSoftSeg(nnUNetTrainer):
         return super().train_step({**batch, 'target': batch['soft_target']})
 
     def validation_step(self, batch: dict) -> dict:
-        data = batch['data'].to(self.device, non_blocking=True)
-        target, soft = batch['target'], batch['soft_target']
-        if isinstance(target, list):
-            target = [i.to(self.device, non_blocking=True) for i in target]
-            soft = [i.to(self.device, non_blocking=True) for i in soft]
-        else:
-            target = target.to(self.device, non_blocking=True)
-            soft = soft.to(self.device, non_blocking=True)
+        # nnU-Net's validation step (pseudo Dice of argmax vs the integer label: drives ema_fg_dice and
+        # checkpoint_best), with the loss computed against the soft target; adds the soft metrics' sums
+        soft = _to_device(batch['soft_target'], self.device)
+        outputs = []
 
-        with autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context():
-            output = self.network(data)
-            del data
-            l = self.loss(output, soft)
+        def loss_vs_soft_target(output, label):
+            outputs.append(output)
+            return soft_loss(output, soft)
 
+        soft_loss = self.loss
+        with loss_replaced(self, loss_vs_soft_target):
+            result = super().validation_step(batch)
+        output, label = outputs[0], batch['target']
         if self.enable_deep_supervision:
-            output, target, soft = output[0], target[0], soft[0]
-
-        # nnU-Net's pseudo Dice (hard argmax vs integer label): drives ema_fg_dice and checkpoint_best
-        axes = [0] + list(range(2, output.ndim))
-        predicted_segmentation_onehot = torch.zeros(output.shape, device=output.device, dtype=torch.float16)
-        predicted_segmentation_onehot.scatter_(1, output.argmax(1)[:, None], 1)
-        tp, fp, fn, _ = get_tp_fp_fn_tn(predicted_segmentation_onehot, target, axes=axes, mask=None)
-
-        return {'loss': l.detach().cpu().numpy(),
-                'tp_hard': tp.detach().cpu().numpy()[1:],
-                'fp_hard': fp.detach().cpu().numpy()[1:],
-                'fn_hard': fn.detach().cpu().numpy()[1:],
-                'soft_sums': soft_metric_sums(output, soft, target)}
+            output, soft, label = output[0], soft[0], label[0]
+        result['soft_sums'] = soft_metric_sums(output, soft, label.to(output.device))
+        return result
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):
         soft_sums = np.sum([o.pop('soft_sums') for o in val_outputs], axis=0)

@@ -1,0 +1,53 @@
+"""Small, explicit ways into nnU-Net's trainer that avoid copying its code.
+
+Each helper changes one thing nnU-Net's own method uses and leaves the method itself as nnU-Net wrote it.
+``tests/test_nnunet_guards.py`` pins the nnU-Net sources these rely on and names what to re-check when they change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from typing import Callable, Iterator
+
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+
+def with_global(func: Callable, name: str, value) -> Callable:
+    """A copy of function ``func`` (same code object) that sees ``value`` for the module-level name ``name``.
+
+    nnU-Net's module is not modified (no monkeypatching): only the returned function sees the substitute.
+    Raises ``RuntimeError`` if ``func`` does not use ``name`` (the substitution would silently do nothing).
+    """
+    if name not in func.__code__.co_names:
+        raise RuntimeError(f"{func.__module__}.{func.__qualname__} no longer uses the global {name!r}: "
+                           f"nnU-Net changed, see tests/test_nnunet_guards.py")
+    namespace = dict(func.__globals__)
+    namespace[name] = value
+    copy = types.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
+    copy.__kwdefaults__ = func.__kwdefaults__
+    copy.__qualname__ = func.__qualname__
+    return copy
+
+
+def replace_inner_loss(loss, inner):
+    """nnU-Net's loss with its per-scale loss replaced by ``inner``.
+
+    nnU-Net's ``_build_loss`` wraps the loss in a :class:`DeepSupervisionWrapper` (weights halved per scale,
+    lowest resolution unused, normalised) when deep supervision is on; that wrapper and its weights are kept.
+    """
+    if isinstance(loss, DeepSupervisionWrapper):
+        loss.loss = inner
+        return loss
+    return inner
+
+
+@contextlib.contextmanager
+def loss_replaced(trainer, loss: Callable) -> Iterator[None]:
+    """Within the block, ``trainer.loss`` is ``loss`` (nnU-Net's train/validation steps call ``self.loss``)."""
+    original = trainer.loss
+    trainer.loss = loss
+    try:
+        yield
+    finally:
+        trainer.loss = original
