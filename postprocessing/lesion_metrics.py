@@ -178,10 +178,32 @@ class LesionMatch:
         return rows
 
 
-def _volumes(labels: np.ndarray, n: int) -> np.ndarray:
-    if n == 0:
-        return np.zeros(0, np.int64)
-    return np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.int64)
+def _memory_order(a: np.ndarray) -> str:
+    """``"F"`` for a Fortran-ordered array (nibabel's), else ``"C"``."""
+    return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+
+
+def _flat(a: np.ndarray, order: str) -> np.ndarray:
+    """1-D view of ``a`` in memory order ``order`` (a copy only when ``a`` is not laid out that way)."""
+    return np.asarray(a, order=order).ravel(order=order)
+
+
+def lesion_voxels(labels: np.ndarray, n: int) -> list[np.ndarray]:
+    """Voxel indices (N×3 ints) of each lesion 1..n of a label map, read from its foreground voxels only
+    (fast on large, sparse images)."""
+    order = _memory_order(labels)
+    flat = _flat(labels, order)
+    fg = np.flatnonzero(flat)
+    values = flat[fg]
+    sort = np.argsort(values, kind="stable")
+    coords = np.stack(np.unravel_index(fg[sort], labels.shape, order=order), axis=1)
+    counts = np.bincount(values, minlength=n + 1)[1:]
+    return np.split(coords, np.cumsum(counts)[:-1]) if n else []
+
+
+def _sparse_volumes(flat_labels: np.ndarray, fg: np.ndarray, n: int) -> np.ndarray:
+    """Voxels per lesion 1..n from the label values at the foreground positions ``fg``."""
+    return np.bincount(flat_labels[fg], minlength=n + 1)[1:].astype(np.int64)
 
 
 def match_lesions(
@@ -198,12 +220,16 @@ def match_lesions(
     check_match(match)
     conn = check_connectivity(connectivity)
     r, p = _check_pair(ref, pred)
+    order = _memory_order(r)
+    r, p = np.asarray(r, order=order), np.asarray(p, order=order)
     lr, nr = label_lesions(r, conn)
     lp, npr = label_lesions(p, conn)
-    ref_vox, pred_vox = _volumes(lr, nr), _volumes(lp, npr)
-    both = np.flatnonzero((lr != 0) & (lp != 0))
+    fr, fp_, flr, flp = _flat(r, order), _flat(p, order), _flat(lr, order), _flat(lp, order)
+    ref_vox = _sparse_volumes(flr, np.flatnonzero(fr), nr)
+    pred_vox = _sparse_volumes(flp, np.flatnonzero(fp_), npr)
+    both = np.flatnonzero(fr & fp_)
     if both.size:
-        keys = lr.ravel()[both].astype(np.int64) * (npr + 1) + lp.ravel()[both]
+        keys = flr[both].astype(np.int64) * (npr + 1) + flp[both]
         uniq, inter = np.unique(keys, return_counts=True)
         pair_ref, pair_pred = (uniq // (npr + 1)).astype(np.int64), (uniq % (npr + 1)).astype(np.int64)
     else:
@@ -353,11 +379,9 @@ def evaluate_lesion_arrays(
 
 
 def _per_lesion_rows(m: LesionMatch, affine: np.ndarray, case: str) -> list[dict]:
-    import cc3d
-
     if m.n_ref == 0:
         return []
-    cent = cc3d.statistics(m.ref_labels)["centroids"][1: m.n_ref + 1]
+    cent = np.array([v.mean(0) for v in lesion_voxels(m.ref_labels, m.n_ref)])
     world = cent @ np.asarray(affine, float)[:3, :3].T + np.asarray(affine, float)[:3, 3]
     detail = m.per_lesion(voxel_volume_mm3(affine))
     rows = []

@@ -78,29 +78,39 @@ class LesionAnalysis:
 # --------------------------------------------------------------------------------------------- measures
 def feret_diameter_mm(points_2d: np.ndarray, spacing_mm: Sequence[float]) -> float:
     """Largest distance (mm) between two corners of the pixel squares at integer positions ``points_2d``
-    (N×2) with pixel size ``spacing_mm`` (2 values): the Feret diameter of the pixelated shape."""
-    from scipy.spatial import ConvexHull
-    from scipy.spatial.distance import pdist
+    (N×2) with pixel size ``spacing_mm`` (2 values): the Feret diameter of the pixelated shape.
 
-    pts = np.asarray(points_2d, float)
-    offsets = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
-    corners = np.unique((pts[:, None, :] + offsets[None]).reshape(-1, 2), axis=0) * np.asarray(spacing_mm, float)
-    if len(corners) > 16:
-        corners = corners[ConvexHull(corners).vertices]
-    return float(pdist(corners).max())
+    For two pixels whose centres differ by (dx, dy) mm, their farthest corners are
+    ``sqrt((|dx| + sx)² + (|dy| + sy)²)`` apart; the diameter is the largest such value over pixel pairs
+    (computed on the convex hull of the corners for large cross-sections)."""
+    sp = np.asarray(spacing_mm, float)
+    pts = np.asarray(points_2d, float) * sp
+    if len(pts) > 256:
+        from scipy.spatial import ConvexHull
+
+        offsets = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]]) * sp
+        corners = (pts[:, None, :] + offsets[None]).reshape(-1, 2)
+        hull = corners[ConvexHull(corners).vertices]
+        return float(np.sqrt(((hull[:, None, :] - hull[None, :, :]) ** 2).sum(-1)).max())
+    d = np.abs(pts[:, None, :] - pts[None, :, :]) + sp
+    return float(np.sqrt((d ** 2).sum(-1)).max())
 
 
 def max_axial_diameter_mm(voxels: np.ndarray, affine: np.ndarray) -> float:
-    """Largest :func:`feret_diameter_mm` over the axial slices of one lesion (voxel indices N×3)."""
+    """Largest :func:`feret_diameter_mm` over the axial slices of one lesion (voxel indices N×3); the axial
+    slices are those across the voxel axis closest to S-I, pixels sized by the other two voxel sizes."""
     from nnunet_extensions.geometry import si_axis
     from nnunet_extensions.io import voxel_sizes
 
     s = si_axis(affine)
     plane = [a for a in range(3) if a != s]
     spacing = voxel_sizes(affine)[plane]
+    order = np.argsort(voxels[:, s], kind="stable")
+    v = voxels[order]
+    ks, starts = np.unique(v[:, s], return_index=True)
     best = 0.0
-    for k in np.unique(voxels[:, s]):
-        best = max(best, feret_diameter_mm(voxels[voxels[:, s] == k][:, plane], spacing))
+    for part in np.split(v[:, plane], starts[1:]):
+        best = max(best, feret_diameter_mm(part, spacing))
     return best
 
 
@@ -111,22 +121,29 @@ def extent_si_mm(voxels: np.ndarray, affine: np.ndarray) -> float:
     return float(np.ptp(z) + np.abs(row).sum())
 
 
-def near_cord(components: np.ndarray, cord: np.ndarray, affine: np.ndarray, dilation_mm: float) -> set[int]:
-    """Ids of the components with a voxel within ``dilation_mm`` (Euclidean, mm, voxel sizes of ``affine``)
-    of the binary ``cord`` mask. Computed in the cord's bounding box grown by the distance."""
+def near_cord(voxels: Sequence[np.ndarray], cord: np.ndarray, affine: np.ndarray, dilation_mm: float) -> np.ndarray:
+    """For each lesion (voxel indices N×3), whether one of its voxels lies within ``dilation_mm`` (Euclidean,
+    mm, the voxel sizes of ``affine``) of the binary ``cord`` mask. Each lesion is checked in its bounding
+    box grown by the distance, which holds every cord voxel that close."""
     from scipy import ndimage
 
     from nnunet_extensions.io import voxel_sizes
 
     zooms = voxel_sizes(affine)
-    idx = np.argwhere(cord)
     margin = np.ceil(dilation_mm / zooms).astype(int) + 1
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + margin + 1, cord.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    dist = ndimage.distance_transform_edt(~cord[box], sampling=zooms)
-    comp = components[box]
-    return set(np.unique(comp[(dist <= dilation_mm + 1e-6) & (comp > 0)]).tolist())
+    out = np.zeros(len(voxels), bool)
+    for n, v in enumerate(voxels):
+        lo = np.maximum(v.min(0) - margin, 0)
+        hi = np.minimum(v.max(0) + margin + 1, cord.shape)
+        box = cord[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        if not box.any():
+            continue
+        if box[tuple((v - lo).T)].any():
+            out[n] = True
+            continue
+        dist = ndimage.distance_transform_edt(~box, sampling=zooms)
+        out[n] = bool((dist[tuple((v - lo).T)] <= dilation_mm + 1e-6).any())
+    return out
 
 
 def lesion_level(voxels: np.ndarray, levels: np.ndarray, affine: np.ndarray) -> int:
@@ -156,6 +173,17 @@ def check_options(min_volume_mm3: float, cord_dilation_mm: float) -> None:
             raise InputError(f"{name}: expected a finite value >= 0, got {v}")
 
 
+def _paint(shape: tuple[int, ...], voxels: Sequence[np.ndarray], values: Sequence[int], like: np.ndarray) -> np.ndarray:
+    """A label image (smallest unsigned type) with each voxel set painted with its value."""
+    top = max(values, default=0)
+    dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
+    out = np.zeros(shape, dtype, order="F" if like.flags.f_contiguous and not like.flags.c_contiguous else "C")
+    for v, value in zip(voxels, values):
+        if value:
+            out[tuple(v.T)] = value
+    return out
+
+
 def analyze_lesions(
     mask: np.ndarray,
     affine: np.ndarray,
@@ -172,44 +200,33 @@ def analyze_lesions(
     (``outside_cord``); ``min_volume_mm3``: lesions below it are removed (``small``); ``levels`` (SCT level
     image, same grid) fills ``vert_level``. See the module docstring for every measure.
     """
-    import cc3d
+    from postprocessing.lesion_metrics import lesion_voxels
 
     check_options(min_volume_mm3, cord_dilation_mm)
+    mask = np.asarray(mask)
     comp, n = label_lesions(mask, connectivity)
+    voxels = lesion_voxels(comp, n)
     vox = voxel_volume_mm3(affine)
-    stats = cc3d.statistics(comp) if n else {"voxel_counts": np.zeros(1), "centroids": np.zeros((1, 3)),
-                                             "bounding_boxes": [None]}
-    volumes = np.asarray(stats["voxel_counts"][1:], float) * vox
-    centroids = np.asarray(stats["centroids"][1:], float).reshape(-1, 3)
-    near = near_cord(comp, cord.astype(bool), affine, cord_dilation_mm) if cord is not None and n else None
-    reason = []
-    for i in range(n):
-        if volumes[i] < min_volume_mm3:
-            reason.append(REMOVED_SMALL)
-        elif near is not None and (i + 1) not in near:
-            reason.append(REMOVED_OUTSIDE)
-        else:
-            reason.append("")
+    volumes = np.array([len(v) for v in voxels], float) * vox
+    centroids = np.array([v.mean(0) for v in voxels]).reshape(-1, 3)
+    near = near_cord(voxels, np.asarray(cord, bool), affine, cord_dilation_mm) if cord is not None else None
+    reason = [REMOVED_SMALL if volumes[i] < min_volume_mm3 else
+              REMOVED_OUTSIDE if near is not None and not near[i] else "" for i in range(n)]
     order = si_order(centroids, affine)
-    kept_first = [i for i in order if not reason[i]] + [i for i in order if reason[i]]
+    table_order = [i for i in order if not reason[i]] + [i for i in order if reason[i]]
     n_kept = sum(1 for r in reason if not r)
-    number = np.zeros(n + 1, np.int64)
-    for rank, i in enumerate(kept_first, start=1):
-        number[i + 1] = rank
-    dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.uint32
-    components = number.astype(dtype)[comp]
-    kept_lut = np.where(number <= n_kept, number, 0).astype(dtype)
-    labels = kept_lut[comp]
+    number = np.zeros(n, np.int64)
+    number[table_order] = np.arange(1, n + 1)
+    components = _paint(mask.shape, voxels, number.tolist(), comp)
+    labels = _paint(mask.shape, voxels, [k if k <= n_kept else 0 for k in number.tolist()], comp)
     world = centroids @ np.asarray(affine, float)[:3, :3].T + np.asarray(affine, float)[:3, 3]
     rows = []
-    for rank, i in enumerate(kept_first, start=1):
-        box = stats["bounding_boxes"][i + 1]
-        voxels = np.argwhere(comp[box] == i + 1) + np.array([sl.start for sl in box])
-        level = lesion_level(voxels, levels, affine) if levels is not None else 0
-        rows.append({"lesion": rank, "volume_mm3": float(volumes[i]), "centroid_x_mm": float(world[i, 0]),
+    for i in table_order:
+        level = lesion_level(voxels[i], levels, affine) if levels is not None else 0
+        rows.append({"lesion": int(number[i]), "volume_mm3": float(volumes[i]), "centroid_x_mm": float(world[i, 0]),
                      "centroid_y_mm": float(world[i, 1]), "centroid_z_mm": float(world[i, 2]),
-                     "extent_si_mm": extent_si_mm(voxels, affine),
-                     "max_axial_diameter_mm": max_axial_diameter_mm(voxels, affine),
+                     "extent_si_mm": extent_si_mm(voxels[i], affine),
+                     "max_axial_diameter_mm": max_axial_diameter_mm(voxels[i], affine),
                      "vert_level": level if level > 0 else None, "removed": reason[i]})
     return LesionAnalysis(labels=labels, components=components, affine=np.asarray(affine, float), rows=rows,
                           n_kept=n_kept, voxel_mm3=vox)
