@@ -277,3 +277,71 @@ def plot_lesions(
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path, overwrite)
+
+
+def plot_vertebra_instances(
+    instance: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    semantic: np.ndarray | None = None,
+    names: dict[int, str] | None = None,
+    title: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Sagittal snapshot of a SPINEPS instance mask: one colour per vertebra (discs and endplates in their
+    vertebra's colour, lighter), each vertebra named at its centroid (``names``: id → text, default the id).
+
+    The slice is the sagittal one holding the most vertebra voxels; superior up, anterior right, in mm.
+    ``semantic`` (same grid) is drawn underneath in grey, so structures without an instance stay visible.
+    """
+    import matplotlib
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    from nnunet_extensions.geometry import reorient
+    from nnunet_extensions.io import voxel_sizes
+
+    codes = ("A", "S", "L")  # voxel axes: towards A (right on screen), S (up), L (slices)
+    inst, aff = reorient(np.asarray(instance), np.asarray(affine, float), codes)
+    sem = reorient(np.asarray(semantic), np.asarray(affine, float), codes)[0] if semantic is not None else None
+    zooms = voxel_sizes(aff)
+    vert = (inst > 0) & (inst < 100)
+    k = int(np.argmax(vert.sum(axis=(0, 1)))) if vert.any() else inst.shape[2] // 2
+    plane = inst[:, :, k].T  # rows: S, cols: A
+    ext = [-0.5 * zooms[0], (inst.shape[0] - 0.5) * zooms[0], -0.5 * zooms[1], (inst.shape[1] - 0.5) * zooms[1]]
+    height = 6.0
+    width = min(max(height * (ext[1] - ext[0]) / max(ext[3] - ext[2], 1e-6) + 1.2, 3.5), 10.0)
+    with matplotlib.rc_context({**_RC, "axes.grid": False}):
+        fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+        ax = fig.add_subplot()
+    if sem is not None:
+        ax.imshow((sem[:, :, k].T > 0).astype(np.float32) * 0.35, cmap="gray", origin="lower", extent=ext,
+                  vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(np.zeros(plane.shape, np.float32), cmap="gray", origin="lower", extent=ext, vmin=0, vmax=1)
+    rgba = np.zeros(plane.shape + (4,), np.float32)
+    palette = matplotlib.colormaps["tab20"]
+    vertebrae = sorted(int(v) for v in np.unique(inst) if 0 < v < 100)
+    colours = {v: palette((2 * n) % 20) for n, v in enumerate(vertebrae)}
+    for v in np.unique(plane).tolist():
+        if v == 0:
+            continue
+        base = colours.get(v % 100, to_rgba("0.6"))
+        alpha = 0.85 if v < 100 else 0.45
+        rgba[plane == v] = (*base[:3], alpha)
+    ax.imshow(rgba, origin="lower", extent=ext, interpolation="nearest")
+    for v in vertebrae:
+        m = inst == v
+        in_slice = m[:, :, k]
+        ijk = np.argwhere(in_slice) if in_slice.any() else np.argwhere(m)[:, :2]
+        a, s = ijk[:, 0].mean() * zooms[0], ijk[:, 1].mean() * zooms[1]
+        label = (names or {}).get(v, str(v))
+        ax.annotate(label, (a, s), ha="center", va="center", fontsize=8, fontweight="bold", color="black",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
+    ax.set_aspect("equal")
+    ax.set_xlabel("P ← → A (mm)")
+    ax.set_ylabel("I ← → S (mm)")
+    ax.tick_params(labelsize=7)
+    ax.set_title(title or "vertebra instances", fontsize=10)
+    return _save(fig, path, overwrite)
