@@ -21,7 +21,10 @@ Per slice (``compute_csa``):
 * ``diameter_RL`` (mm): the axis of the cord's equivalent ellipse (same second moments, measured in the
   plane perpendicular to the centreline) closest to R-L. ``diameter_AP`` (mm): as SCT ≥ 7: the mean A-P
   extent of the cord across a 3 mm wide band through its centre of mass, the band running along that
-  R-L-like axis.
+  R-L-like axis. ``diameter_AP_ellipse`` (mm): the other axis of the equivalent ellipse (the one closest
+  to A-P; SCT's pre-7 ``diameter_AP``).
+* ``length_anterior``, ``length_posterior`` (mm), as SCT 7.x: the parts of ``diameter_AP`` in front of
+  and behind the line through the centre of mass along the band (they add up to ``diameter_AP``).
 * ``eccentricity`` (0..1) of the equivalent ellipse; ``orientation`` (degrees, -90..90): angle from the
   image's R-L axis (RPI +x, toward Left) to the ellipse's major axis, positive toward Anterior (SCT's sign:
   scikit-image's ``regionprops`` orientation of the RPI slice).
@@ -31,9 +34,12 @@ Per slice (``compute_csa``):
 Soft masks are partial-volume fractions, i.e. the true shape blurred by the voxel; the second moments
 (diameters, eccentricity, orientation) are corrected for that blur. Areas need no correction.
 
-Aggregation (``summarize``) produces SCT's CSV columns (:data:`SCT_COLUMNS`): one row over all selected
-slices, one row per slice, or one row per vertebral level. ``MEAN`` and ``STD`` (population, ddof=0) are
-taken over slices, ``SUM(length)`` adds the slice lengths.
+Aggregation (``summarize``) produces all columns of SCT 7.x's default CSV, in SCT's order
+(:data:`SCT_COLUMNS`): one row over all selected slices, one row per slice, or one row per vertebral level.
+``MEAN`` and ``STD`` (population, ddof=0) are taken over slices, ``SUM(length)`` adds the slice lengths.
+``Timestamp`` is the time of the run; ``SCT Version`` keeps SCT's column name but names this tool
+(``nnunet-spine <version>``); ``DistancePMJ`` is empty, as in SCT without ``-pmj`` (distance from the
+pontomedullary junction needs a PMJ label, which this tool does not take).
 
 Vertebral levels come either from a labelled-level image (a slice belongs to the level its cord voxels
 mostly carry) or from disc point labels (SCT convention: disc value ``n`` is the top of vertebra ``n``;
@@ -59,24 +65,18 @@ from postprocessing.levels import NEAR_ZERO, assign_slice_levels, load_levels, s
 if TYPE_CHECKING:  # annotations only: the CLI path avoids importing pandas
     import pandas
 
-#: Output columns of SCT's ``sct_process_segmentation`` that this module writes, in SCT's order.
+#: SCT's per-slice metrics (``KEYS_DEFAULT`` of ``sct_process_segmentation``, SCT 7.x), in column order.
+METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_AP_ellipse", "diameter_RL", "length_anterior",
+           "length_posterior", "eccentricity", "orientation", "solidity", "length"]
+#: Columns before the metrics in SCT's CSV. ``SCT Version`` keeps SCT's name (scripts read columns by name)
+#: but holds this tool's name and version; ``DistancePMJ`` stays empty (SCT fills it only with ``-pmj``).
+SCT_PREFIX_COLUMNS = ["Timestamp", "SCT Version", "Filename", "Slice (I->S)", "VertLevel", "DistancePMJ"]
+#: All columns of SCT 7.x's default ``sct_process_segmentation`` CSV, in SCT's order.
 SCT_COLUMNS = [
-    "Filename",
-    "Slice (I->S)",
-    "VertLevel",
-    "MEAN(area)", "STD(area)",
-    "MEAN(angle_AP)", "STD(angle_AP)",
-    "MEAN(angle_RL)", "STD(angle_RL)",
-    "MEAN(diameter_AP)", "STD(diameter_AP)",
-    "MEAN(diameter_RL)", "STD(diameter_RL)",
-    "MEAN(eccentricity)", "STD(eccentricity)",
-    "MEAN(orientation)", "STD(orientation)",
-    "MEAN(solidity)", "STD(solidity)",
+    *SCT_PREFIX_COLUMNS,
+    *(f"{stat}({m})" for m in METRICS[:-1] for stat in ("MEAN", "STD")),
     "SUM(length)",
 ]
-#: Per-slice metrics (names as in SCT), in column order.
-METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_RL", "eccentricity", "orientation",
-           "solidity", "length"]
 #: Width (mm) of the band across which ``diameter_AP`` is averaged (SCT: 3 mm).
 AP_BAND_MM = 3.0
 
@@ -271,6 +271,16 @@ def measure_rpi(data: np.ndarray, affine: np.ndarray, *, angle_correction: bool 
     hb = AP_BAND_MM / 2
     overlap = np.clip(np.minimum(u + half, hb) - np.maximum(u - half, -hb), 0.0, None) / (2 * half)
     diameter_ap = np.bincount(sl, f * overlap, ns) * dx * dy * cos / AP_BAND_MM
+    # ---- length_anterior / length_posterior: the band's A-P extent in front of / behind the line through
+    # the centre of mass along the band axis (they add up to diameter_AP)
+    a_axis = np.stack([-r[:, 1], r[:, 0]], 1)
+    a_axis *= np.where(a_axis[:, 1] < 0, -1.0, 1.0)[:, None]  # pointing anterior (+e2)
+    a_slice = np.einsum("si,sij->sj", a_axis, bmat)
+    v = a_slice[sl, 0] * xc + a_slice[sl, 1] * yc
+    half_v = 0.5 * (np.abs(a_slice[:, 0]) * dx + np.abs(a_slice[:, 1]) * dy)[sl]
+    front = np.clip((v + half_v) / (2 * half_v), 0.0, 1.0)  # share of the voxel's footprint in front
+    length_anterior = np.bincount(sl, f * overlap * front, ns) * dx * dy * cos / AP_BAND_MM
+    length_posterior = diameter_ap - length_anterior
 
     solidity = np.minimum(s0 * dx * dy / _hull_areas(data, slices, dx, dy), 1.0)
 
@@ -285,7 +295,10 @@ def measure_rpi(data: np.ndarray, affine: np.ndarray, *, angle_correction: bool 
         "angle_AP": np.degrees(np.arctan(tx)),
         "angle_RL": np.degrees(np.arctan(ty)),
         "diameter_AP": diameter_ap,
+        "diameter_AP_ellipse": np.where(rl_is_major, minor, major),
         "diameter_RL": diameter_rl,
+        "length_anterior": length_anterior,
+        "length_posterior": length_posterior,
         "eccentricity": eccentricity,
         "orientation": np.degrees(phi),
         "solidity": solidity,
@@ -355,6 +368,20 @@ def _group_ends(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ============================================================================================ aggregation
+def now_timestamp() -> str:
+    """The current local time as SCT's ``Timestamp`` column writes it: ``YYYY-MM-DD HH:MM:SS``."""
+    import datetime
+
+    return datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def tool_version() -> str:
+    """Value of the ``SCT Version`` column: this tool and its version (``nnunet-spine 0.1.0``), not SCT."""
+    from nnunet_extensions import __version__
+
+    return f"nnunet-spine {__version__}"
+
+
 def format_ranges(values: Iterable[int]) -> str:
     """SCT's compact list format: ``[1, 2, 3, 5] → "1:3;5"``; ``[] → ""``."""
     vals = sorted({int(v) for v in values})
@@ -377,11 +404,15 @@ def summary_rows(
     per: Aggregation = "all",
     vert: Sequence[int] | None = None,
     filename: str | None = None,
+    timestamp: str | None = None,
 ) -> list[dict]:
     """:func:`summarize` without pandas: a list of row dicts keyed by :data:`SCT_COLUMNS`.
 
     ``per_slice`` is a DataFrame from :func:`compute_csa` or a dict from :func:`per_slice_columns`.
+    ``timestamp``: value of the ``Timestamp`` column (default: now, local time, as SCT writes it).
     """
+    if timestamp is None:
+        timestamp = now_timestamp()
     if filename is None:
         filename = str(getattr(per_slice, "attrs", {}).get("filename", ""))
     sel = select_levels(per_slice, vert)
@@ -431,7 +462,8 @@ def summary_rows(
         level_text = [format_ranges(v for v in levels[m] if v > 0) for m in parts]
     lists = {key: value.tolist() for key, value in stats.items()}
     return [
-        {"Filename": filename, "Slice (I->S)": slice_text[g], "VertLevel": level_text[g],
+        {"Timestamp": timestamp, "SCT Version": tool_version(), "Filename": filename,
+         "Slice (I->S)": slice_text[g], "VertLevel": level_text[g], "DistancePMJ": "",
          **{key: lists[key][g] for key in lists}}
         for g in range(n_groups)
     ]
@@ -443,6 +475,7 @@ def summarize(
     per: Aggregation = "all",
     vert: Sequence[int] | None = None,
     filename: str | None = None,
+    timestamp: str | None = None,
 ) -> "pandas.DataFrame":  # noqa: F821
     """Aggregate a per-slice table (from :func:`compute_csa`) into SCT's CSV columns (:data:`SCT_COLUMNS`).
 
@@ -455,13 +488,16 @@ def summarize(
         Keep only the slices of these vertebral levels.
     filename : str, optional
         Value of the ``Filename`` column (default: ``per_slice.attrs["filename"]``).
+    timestamp : str, optional
+        Value of the ``Timestamp`` column (default: now, ``YYYY-MM-DD HH:MM:SS``).
 
     ``MEAN``/``STD`` (population standard deviation, as SCT) are over slices, ignoring NaN;
     ``SUM(length)`` adds the slice lengths. An empty selection gives an empty table.
     """
     import pandas as pd
 
-    return pd.DataFrame(summary_rows(per_slice, per=per, vert=vert, filename=filename), columns=SCT_COLUMNS)
+    return pd.DataFrame(summary_rows(per_slice, per=per, vert=vert, filename=filename, timestamp=timestamp),
+                        columns=SCT_COLUMNS)
 
 
 def measure_file_columns(
@@ -500,15 +536,16 @@ def measure_file(
 
 
 def csv_text(rows: Sequence[dict] | "pandas.DataFrame") -> str:  # noqa: F821
-    """CSV text with :data:`SCT_COLUMNS` (floats at full precision, NaN as an empty field)."""
+    """CSV text with :data:`SCT_COLUMNS` quoted as SCT writes them: text in double quotes, numbers bare
+    (full precision); NaN as an empty text field."""
     import csv
     import io
 
     if hasattr(rows, "to_dict"):
         rows = rows.to_dict("records")
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(SCT_COLUMNS)
+    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    buf.write(",".join(SCT_COLUMNS) + "\n")  # header bare, as SCT's
     for row in rows:
         writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in (row[c] for c in SCT_COLUMNS)])
     return buf.getvalue()

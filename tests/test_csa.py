@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import math
+import re
 import subprocess
 
 import numpy as np
@@ -109,7 +111,10 @@ def test_angles_length_and_shape_match_phantom(tilt, zooms):
     u = np.linspace(-csa.AP_BAND_MM / 2, csa.AP_BAND_MM / 2, 20001)
     band_ap = float(np.mean(2 * b * np.sqrt(1 - (u / a) ** 2)))  # SCT's diameter_AP of an ellipse
     assert np.median(np.abs(df["diameter_RL"] / (2 * a) - 1)) < 0.01
+    assert np.median(np.abs(df["diameter_AP_ellipse"] / (2 * b) - 1)) < 0.01
     assert np.median(np.abs(df["diameter_AP"] / band_ap - 1)) < 0.01
+    for half in ("length_anterior", "length_posterior"):  # a centred ellipse: half the band's extent each
+        assert np.median(np.abs(df[half] / (band_ap / 2) - 1)) < 0.01, half
     assert np.median(np.abs(df["eccentricity"] - math.sqrt(1 - (b / a) ** 2))) < 0.01
     assert np.abs(df["orientation"]).max() < 1.0
     assert df["solidity"].between(0.97, 1.0).all()
@@ -122,6 +127,27 @@ def test_no_angle_correction_reports_slice_area():
     np.testing.assert_allclose(df["length"], ISO[2])
     truth = model.area(df["z_mm"].to_numpy()) / math.cos(math.radians(30.0))  # oblique cut of the tube
     assert np.median(np.abs(df["area"] / truth - 1)) < 0.002
+
+
+def test_anterior_posterior_lengths_of_an_egg():
+    """Two half-ellipses (semi-axes a across, b_ant in front, b_post behind) glued at y = 0: the centre of
+    mass lies 4 (b_ant - b_post) / (3 pi) in front of the seam, and over the 3 mm band each length is the
+    mean extent on its side of the centre."""
+    a, b_ant, b_post, h = 6.0, 5.0, 3.0, 0.1  # mm; 0.1 mm voxels, 20 subsamples per voxel in-plane
+    n, sub = 160, 20
+    x = (np.arange(n * sub) + 0.5) / sub * h - n * h / 2
+    xx, yy = np.meshgrid(x, x, indexing="ij")
+    b = np.where(yy >= 0, b_ant, b_post)
+    inside = ((xx / a) ** 2 + (yy / b) ** 2 <= 1).reshape(n, sub, n, sub).mean(axis=(1, 3))
+    data = np.repeat(inside[:, :, None].astype(np.float32), 6, axis=2)
+    affine = np.diag([-h, h, 1.0, 1.0])  # RPI: axis 1 runs P→A
+    df = csa.compute_csa(Image(data, affine))
+    y_c = 4 * (b_ant - b_post) / (3 * math.pi)
+    u = np.linspace(-csa.AP_BAND_MM / 2, csa.AP_BAND_MM / 2, 20001)
+    root = np.sqrt(1 - (u / a) ** 2)
+    np.testing.assert_allclose(df["length_anterior"], np.mean(b_ant * root) - y_c, rtol=2e-3)
+    np.testing.assert_allclose(df["length_posterior"], np.mean(b_post * root) + y_c, rtol=2e-3)
+    np.testing.assert_allclose(df["length_anterior"] + df["length_posterior"], df["diameter_AP"], rtol=1e-12)
 
 
 def test_threshold_binarizes_first():
@@ -206,6 +232,9 @@ def test_format_ranges_and_summaries():
     one = csa.summarize(per_slice)
     assert list(one.columns) == csa.SCT_COLUMNS
     row = one.iloc[0]
+    assert row["SCT Version"].startswith("nnunet-spine ") and row["DistancePMJ"] == ""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row["Timestamp"])
+    assert csa.summarize(per_slice, timestamp="2001-02-03 04:05:06")["Timestamp"].tolist() == ["2001-02-03 04:05:06"]
     assert (row["Filename"], row["Slice (I->S)"], row["VertLevel"]) == ("x.nii.gz", "0:3", "2:3")
     assert row["MEAN(area)"] == pytest.approx(3.75) and row["STD(area)"] == pytest.approx(np.std([1, 2, 4, 8]))
     assert row["SUM(length)"] == pytest.approx(15.0)
@@ -238,7 +267,8 @@ def test_real_mask_agrees_with_sct(shared_data):
     np.testing.assert_allclose(ours["MEAN(angle_AP)"], ref["MEAN(angle_AP)"], atol=0.5)
     np.testing.assert_allclose(ours["MEAN(angle_RL)"], ref["MEAN(angle_RL)"], atol=0.5)
     np.testing.assert_allclose(ours["SUM(length)"], ref["SUM(length)"], rtol=2e-3)
-    for col, tol in (("MEAN(diameter_AP)", 0.05), ("MEAN(diameter_RL)", 0.05)):
+    for col, tol in (("MEAN(diameter_AP)", 0.05), ("MEAN(diameter_RL)", 0.05), ("MEAN(diameter_AP_ellipse)", 0.05),
+                     ("MEAN(length_anterior)", 0.05), ("MEAN(length_posterior)", 0.05)):
         assert (np.abs(ours[col] / ref[col] - 1)).median() < tol, col
     assert np.abs(ours["MEAN(eccentricity)"] - ref["MEAN(eccentricity)"]).median() < 0.02
     assert np.abs(ours["MEAN(orientation)"] - ref["MEAN(orientation)"]).median() < 1.0
@@ -251,9 +281,16 @@ def test_real_perlevel_cli_agrees_with_sct(shared_data, tmp_path):
     proc = _nnspine("-i", t2 / "t2_seg-manual.nii.gz", "--vert", "2:5", "--vertfile",
                     t2 / "t2_seg-manual_labeled.nii.gz", "--perlevel", "-o", out)
     assert proc.returncode == 0, proc.stderr
-    ours = pd.read_csv(out, dtype={"Slice (I->S)": str})
-    ref = pd.read_csv(shared_data / "reference" / "sct_csa_t2_seg-manual_perlevel.csv", dtype={"Slice (I->S)": str})
-    assert list(ours.columns) == csa.SCT_COLUMNS
+    ours = pd.read_csv(out, dtype={"Slice (I->S)": str}, keep_default_na=False)
+    ref_path = shared_data / "reference" / "sct_csa_t2_seg-manual_perlevel.csv"
+    ref = pd.read_csv(ref_path, dtype={"Slice (I->S)": str}, keep_default_na=False)
+    assert out.read_text().splitlines()[0] == ref_path.read_text().splitlines()[0]  # SCT's columns, SCT's order
+    assert (ours["DistancePMJ"] == "").all() and (ref["DistancePMJ"] == "").all()
+    assert set(ours["SCT Version"]) == {csa.tool_version()}
+    # quoting as SCT's: text fields in double quotes, numbers bare
+    first = next(csv.reader([out.read_text().splitlines()[1]], quoting=csv.QUOTE_NONNUMERIC))
+    ref_first = next(csv.reader([ref_path.read_text().splitlines()[1]], quoting=csv.QUOTE_NONNUMERIC))
+    assert [type(v) for v in first] == [type(v) for v in ref_first]
     assert ours["Slice (I->S)"].tolist() == ref["Slice (I->S)"].tolist() == ["1:3", "4:17", "18:35", "36:52"]
     assert ours["VertLevel"].tolist() == ref["VertLevel"].tolist()
     np.testing.assert_allclose(ours["MEAN(area)"], ref["MEAN(area)"], rtol=0.02)
@@ -292,7 +329,8 @@ def test_folder_input_per_slice_to_stdout(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0] == ",".join(csa.SCT_COLUMNS)
     assert len(lines) == 1 + 2 * 4
-    assert lines[1].split(",")[:3] == [str(folder / "m1.nii.gz"), "0", ""]
+    row = next(csv.DictReader(lines))
+    assert (row["Filename"], row["Slice (I->S)"], row["VertLevel"]) == (str(folder / "m1.nii.gz"), "0", "")
 
 
 def _four_d(p):

@@ -22,12 +22,25 @@ Inputs
                      vertebra n; slices between disc n and disc n+1 are level n).
 
 Output
-  One CSV (default ./csa.csv; '-o -' prints it) with SCT's columns: Filename, Slice (I->S) ("0:54" for a
-  group, "10" for one slice), VertLevel, MEAN/STD over slices of area [mm^2], angle_AP and angle_RL
-  [degrees; angle_AP: rotation about the A-P axis, + when the cord runs toward the subject's left going
-  up; angle_RL: rotation about the R-L axis, + when it runs anterior going up], diameter_AP and
-  diameter_RL [mm], eccentricity [0-1], orientation [degrees, + when the cord's left side is anterior],
-  solidity [0-1], and SUM(length) [mm of centreline]. STD is the population standard deviation.
+  One CSV (default ./csa.csv; '-o -' prints it) with every column of SCT 7.x's default output, in SCT's
+  order and quoting, so scripts that read SCT's CSV by column name read this one:
+    Timestamp       time of this run (YYYY-MM-DD HH:MM:SS)
+    SCT Version     this tool and its version (nnunet-spine X.Y.Z), not SCT's
+    Filename, Slice (I->S) ("0:54" for a group, "10" for one slice), VertLevel ("2:3" for several)
+    DistancePMJ     always empty: as SCT without -pmj (distance to the pontomedullary junction needs a
+                    PMJ label, which this tool does not take)
+    MEAN/STD over slices of
+      area [mm^2]
+      angle_AP, angle_RL [degrees; angle_AP: rotation about the A-P axis, + when the cord runs toward
+        the subject's left going up; angle_RL: rotation about the R-L axis, + when it runs anterior]
+      diameter_AP [mm; mean A-P extent across a 3 mm band through the centre of mass, as SCT 7]
+      diameter_AP_ellipse, diameter_RL [mm; axes of the equivalent ellipse closest to A-P / R-L]
+      length_anterior, length_posterior [mm; the parts of diameter_AP in front of / behind the centre
+        of mass; they add up to diameter_AP]
+      eccentricity [0-1], orientation [degrees, + when the cord's left side is anterior],
+      solidity [0-1, area / convex hull area]
+    SUM(length)     [mm of centreline]
+  STD is the population standard deviation. Text fields are quoted, numbers are not (as SCT writes).
   Default: one row per file over all its slices; --perslice: one row per slice; --perlevel: one per level.
   The area is corrected for the cord's obliquity with a smooth centreline fitted along S-I (area = sum of
   voxel fractions x in-plane voxel area x cos(angle between centreline and slice normal)).
@@ -121,11 +134,12 @@ def run(args) -> int:
         iterator = tqdm(files, desc="nnspine csa", unit="file", file=sys.stderr)
 
     rows, per_slices, skipped = [], [], 0
+    stamp = csa.now_timestamp()  # one Timestamp for the whole run
     for path in iterator:
         try:
             columns = csa.measure_file_columns(path, vertfile=args.vertfile, discfile=args.discfile,
                                                threshold=args.threshold, angle_correction=args.angle_correction)
-            found = csa.summary_rows(columns, per=per, vert=args.vert, filename=str(path))
+            found = csa.summary_rows(columns, per=per, vert=args.vert, filename=str(path), timestamp=stamp)
             if not found:
                 raise InputError(f"{path}: no slice of level(s) {csa.format_ranges(args.vert or [])} holds cord")
         except InputError as exc:
