@@ -48,7 +48,7 @@ def make_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndar
             pred[box] |= inside  # false positives
     cord = np.zeros(SHAPE, np.uint8)
     yy, xx = np.ogrid[:SHAPE[0], :SHAPE[1]]
-    cord[((yy - 256) ** 2 + (xx - 256) ** 2) <= 200 ** 2] = 1
+    cord[((yy - 256) ** 2 + (xx - 256) ** 2) <= 120 ** 2] = 1
     return ref, pred, cord
 
 

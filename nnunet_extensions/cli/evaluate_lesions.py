@@ -59,9 +59,10 @@ def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParse
     s.add_argument("--pred", required=True, type=Path, metavar="PRED", help="predicted mask (.nii.gz) or folder")
     s.add_argument("--ref", required=True, type=Path, metavar="REF", help="reference mask or folder (searched recursively)")
     s.add_argument("--label", type=_label, default=ALL, metavar="L",
-                   help="lesion label of a multi-label or region image (default: all foreground)")
+                   help="lesion label of a multi-label or region prediction, or 'all' (default: all foreground)")
     s.add_argument("--ref-label", type=_label, default=None, metavar="L",
-                   help="lesion label of the reference, or 'all' (default: the same as --label)")
+                   help="lesion label of the reference, or 'all' (default: the same as --label; binary BIDS "
+                        "lesion masks with a region prediction need --ref-label all)")
     s.add_argument("--match", choices=MATCH_RULES, default=DEFAULT_MATCH, help="matching rule (default: %(default)s)")
     s.add_argument("--connectivity", type=int, choices=CONNECTIVITIES, default=DEFAULT_CONNECTIVITY,
                    help="lesion connectivity (default: %(default)s)")
