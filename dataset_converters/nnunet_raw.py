@@ -171,18 +171,22 @@ def write_dataset_json(
     folder: str | os.PathLike,
     *,
     channel_names: Mapping[str, str] | Sequence[str],
-    labels: Mapping[str, int],
+    labels: Mapping[str, int | Sequence[int]],
     num_training: int,
     file_ending: str = FILE_ENDING,
     overwrite: bool = False,
     **extra,
 ) -> Path:
-    """Write ``dataset.json`` (nnU-Net v2 keys first; ``extra`` keys such as ``description`` after them)."""
+    """Write ``dataset.json`` (nnU-Net v2 keys first; ``extra`` keys such as ``description`` after them).
+
+    ``labels`` values are integers, or lists of integers for region-based training (then pass
+    ``regions_class_order=[...]`` in ``extra``, as nnU-Net requires).
+    """
     if not isinstance(channel_names, Mapping):
         channel_names = {str(i): str(n) for i, n in enumerate(channel_names)}
     content = {
         "channel_names": {str(k): str(v) for k, v in channel_names.items()},
-        "labels": {str(k): int(v) for k, v in labels.items()},
+        "labels": {str(k): [int(x) for x in v] if isinstance(v, (list, tuple)) else int(v) for k, v in labels.items()},
         "numTraining": int(num_training),
         "file_ending": file_ending,
     }
@@ -193,10 +197,12 @@ def write_dataset_json(
 
 
 def remove_stale_cases(folder: str | os.PathLike, keep: Iterable[str], *, extra_folders: Iterable[str] = (),
-                       file_ending: str = FILE_ENDING) -> list[Path]:
-    """Delete case files (images, labels, extra maps) of cases not in ``keep``; returns what was removed.
+                       file_ending: str = FILE_ENDING, n_channels: int | None = None) -> list[Path]:
+    """Delete case files (images, labels, extra maps) of cases not in ``keep``, and with ``n_channels`` the
+    image files of channels ``>= n_channels``; returns what was removed.
 
-    Used after an ``--overwrite`` run so that ``dataset.json``'s ``numTraining`` matches the files.
+    Used after an ``--overwrite`` run so that ``dataset.json``'s ``numTraining`` and ``channel_names`` match
+    the files.
     """
     keep = set(keep)
     folder = Path(folder)
@@ -209,8 +215,10 @@ def remove_stale_cases(folder: str | os.PathLike, keep: Iterable[str], *, extra_
             if not p.is_file() or not p.name.endswith(file_ending):
                 continue
             stem = p.name[: -len(file_ending)]
-            case = stem[:-5] if sub == IMAGES_TR and re.search(r"_\d{4}$", stem) else stem
-            if case not in keep:
+            channel = re.search(r"_(\d{4})$", stem) if sub == IMAGES_TR else None
+            case = stem[:-5] if channel else stem
+            extra_channel = channel is not None and n_channels is not None and int(channel.group(1)) >= n_channels
+            if case not in keep or extra_channel:
                 p.unlink()
                 removed.append(p)
     return removed

@@ -75,15 +75,78 @@ def register_softgt(conv: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_softgt)
 
 
+LESION_DESCRIPTION = """\
+Multi-sequence lesion dataset (BIDS) -> nnU-Net raw dataset, one channel per sequence.
+
+Input: a BIDS dataset (-i) with, per subject (or session), one image per sequence named in --channels
+(image specs: a BIDS suffix, optionally after entities: T2w, T1w, STIR, acq-sag_T2w, ce-gd_T1w) and a
+binary lesion mask derivatives/labels/sub-XX[/ses-YY]/anat/<image><label suffix>.nii.gz (or beside the
+image) on the grid of one of those images (looked up in channel order).
+The first channel is the reference grid and names the case (its BIDS stem, e.g. sub-01_T2w). Other
+sequences on another grid are resampled to it through world coordinates with linear interpolation (0
+outside their field of view); a mask drawn on another channel is resampled with nearest neighbour.
+The command says which were resampled.
+
+Outputs ($nnUNet_raw/DatasetID_NAME, ID on 3 digits; the input dataset is never modified):
+  imagesTr/<case>_0000.nii.gz, _0001, ...   one file per channel, in the order of --channels
+  labelsTr/<case>.nii.gz                    lesion 1 (uint8); with --regions: cord 1, lesion 2
+  dataset.json                              channel_names = the channels; labels {background 0, lesion 1},
+                                            or with --regions {background 0, cord [1, 2], lesion 2} and
+                                            regions_class_order [1, 2]; sources per case under "nnspine"
+With --regions the cord mask (--cord-suffix) is required; lesion voxels outside the cord are still lesion
+(label 2), and the report counts them.
+
+A subject missing a sequence or its lesion mask (or its cord mask with --regions) is skipped with a
+one-line warning on stderr; --allow-missing writes an empty lesion mask instead (negative cases). A bad
+file (not 3-D, NaN, non-binary mask, mask on a grid other than its image's) stops the command before
+anything is written (exit 2, one line naming the file).
+"""
+
+LESION_EPILOG = """\
+examples:
+  nnspine phantom --kind lesion -o phantom_lesion --subjects 4
+  nnspine convert lesion -i phantom_lesion --channels T2w,T1w --nnunet-dataset 201 --name LesionT2wT1w
+  nnspine convert lesion -i bids --channels T2w --regions --allow-missing --nnunet-dataset 202 --name LesionT2w -j 4
+  nnUNetv2_plan_and_preprocess -d 201 -c 3d_fullres --verify_dataset_integrity
+"""
+
+
+def register_lesion(conv: argparse._SubParsersAction) -> None:
+    p = new_parser(
+        conv,
+        "lesion",
+        help="multi-sequence lesion masks -> nnU-Net raw dataset (one channel per sequence, optional cord regions)",
+        description=LESION_DESCRIPTION,
+        epilog=LESION_EPILOG,
+    )
+    p.add_argument("-i", "--input", required=True, type=Path, metavar="BIDS_ROOT", help="input BIDS dataset")
+    p.add_argument("--channels", required=True, metavar="SPECS",
+                   help="sequences, one channel each, comma-separated, first = reference grid (e.g. T1w,T2w)")
+    p.add_argument("--label-suffix", default="_label-lesion_seg", metavar="SUFFIX",
+                   help="lesion mask suffix after the image name (default: %(default)s)")
+    p.add_argument("--cord-suffix", default="_label-SC_seg", metavar="SUFFIX",
+                   help="cord mask suffix, used with --regions (default: %(default)s)")
+    p.add_argument("--regions", action="store_true",
+                   help="region labels: cord 1, lesion 2 (regions cord=[1,2], lesion=2; regions_class_order [1,2])")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="write an empty lesion mask for subjects without one (instead of skipping them)")
+    p.add_argument("--nnunet-dataset", required=True, type=int, metavar="ID", help="nnU-Net dataset ID (1..999)")
+    p.add_argument("--name", required=True, metavar="NAME", help="nnU-Net dataset name, e.g. SpineLesion")
+    add_jobs(p)
+    add_overwrite(p)
+    add_quiet(p)
+    p.set_defaults(func=run_lesion)
+
+
 #: Register functions of the converters, in the order ``nnspine convert --help`` lists them.
-CONVERTERS = [register_softgt]
+CONVERTERS = [register_softgt, register_lesion]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(
         sub,
         "convert",
-        help="dataset converters (softgt: soft cord ground truth across contrasts)",
+        help="dataset converters (softgt: soft cord ground truth across contrasts; lesion: multi-sequence lesions)",
         description="Dataset converters. Run 'nnspine convert <converter> --help' for inputs, outputs and units.",
     )
     conv = p.add_subparsers(dest="converter", metavar="<converter>")
@@ -120,6 +183,31 @@ def run_softgt(args: argparse.Namespace) -> int:
         )
     for w in report.warnings:
         print(f"nnspine convert softgt: warning: {w}", file=sys.stderr)
+    if not args.quiet:
+        print("\n".join(report.lines()))
+    return 0
+
+
+def run_lesion(args: argparse.Namespace) -> int:
+    from dataset_converters.lesion import LesionConversionWarning, convert
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LesionConversionWarning)
+        report = convert(
+            args.input,
+            args.channels,
+            nnunet_dataset=args.nnunet_dataset,
+            name=args.name,
+            label_suffix=args.label_suffix,
+            cord_suffix=args.cord_suffix,
+            regions=args.regions,
+            allow_missing=args.allow_missing,
+            jobs=args.jobs,
+            overwrite=args.overwrite,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
+    for w in report.warnings:
+        print(f"nnspine convert lesion: warning: {w}", file=sys.stderr)
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0

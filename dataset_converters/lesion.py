@@ -1,0 +1,432 @@
+"""``nnspine convert lesion`` / :func:`convert`: a multi-sequence BIDS lesion dataset → an nnU-Net raw dataset.
+
+Input (found by :mod:`nnunet_extensions.bids`): per subject (or session) one image per requested sequence
+(``channels``: image specs such as ``T2w``, ``T1w``, ``acq-sag_T2w``, ``ce-gd_T1w``) and a binary lesion
+mask ``derivatives/labels/sub-XX[/ses-YY]/anat/<image stem>_label-lesion_seg.nii.gz`` (or beside the
+image) on its image's grid. The mask is looked up for the channels' images in channel order, so it may
+have been drawn on any of the sequences.
+
+Output: ``$nnUNet_raw/DatasetXXX_NAME`` with one case per subject (or session), named after the *first*
+channel's image (its BIDS stem, e.g. ``sub-01_T2w``):
+
+* ``imagesTr/<case>_0000.nii.gz``, ``_0001``, … one file per channel, in the order given; the first
+  channel is the reference grid. Another sequence on a different grid is resampled to it through world
+  coordinates (the image affines, :func:`nnunet_extensions.geometry.resample_to_grid`) with *linear*
+  interpolation (float32; 0 outside its field of view); the report says which were resampled.
+* ``labelsTr/<case>.nii.gz``: the lesion mask on the reference grid (resampled with *nearest neighbour*
+  when it was drawn on another channel's grid). Labels ``{"background": 0, "lesion": 1}``; with
+  ``regions=True`` region-based labels: 1 = cord, 2 = lesion, ``{"background": 0, "cord": [1, 2],
+  "lesion": 2}`` with ``regions_class_order: [1, 2]`` (nnU-Net then learns "cord including its lesions"
+  and "lesion"). Lesion voxels outside the cord mask are still lesion (label 2); the report counts them.
+* ``dataset.json`` with ``channel_names`` (the channel specs, in order) and, under ``nnspine``, the
+  converter's settings and per case the source files and which channels were resampled.
+
+A subject missing a requested sequence, or its lesion mask, or (with ``regions``) its cord mask, is skipped
+with a one-line warning naming what is missing; with ``allow_missing`` a missing lesion mask is written as
+an empty mask (a negative case). Every image and mask is checked before anything is written (3-D, finite;
+masks binary and on their image's grid): a bad file raises :class:`~nnunet_extensions.io.InputError`
+naming it, and nothing is written. The input dataset is never modified.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dataset_converters import nnunet_raw
+from dataset_converters.parallel import process_pool, run_all
+from nnunet_extensions import bids
+from nnunet_extensions.io import (
+    Image,
+    InputError,
+    OutputExistsError,
+    check_same_grid,
+    load_image,
+    read_geometry,
+    same_grid,
+)
+
+#: Default suffixes of the lesion and cord masks (appended to the image stem).
+LESION_SUFFIX = bids.LESION_SEG
+CORD_SUFFIX = bids.CORD_SEG
+#: Labels of ``labelsTr``: plain, and region-based (``--regions``).
+LABELS = {"background": 0, "lesion": 1}
+REGION_LABELS = {"background": 0, "cord": [1, 2], "lesion": 2}
+REGIONS_CLASS_ORDER = [1, 2]
+
+
+class LesionConversionWarning(UserWarning):
+    """A subject was skipped or a file ignored (missing sequence, missing mask, stray file...)."""
+
+
+# ============================================================================================== plans
+@dataclass(frozen=True)
+class _Channel:
+    spec: str  # the channel as the user named it, e.g. "T1w"
+    image: Path
+
+
+@dataclass
+class _CasePlan:
+    unit: str  # "sub-01" or "sub-01_ses-01"
+    case: str = ""  # the first channel's image stem
+    channels: list[_Channel] = field(default_factory=list)
+    lesion: tuple[Path, Path] | None = None  # (mask, the image it belongs to); None: empty mask (allow_missing)
+    cord: tuple[Path, Path] | None = None
+    skip: str | None = None
+
+
+@dataclass(frozen=True)
+class _Settings:
+    bids_root: Path
+    folder: Path  # the nnU-Net dataset folder
+    regions: bool
+    overwrite: bool
+
+
+# ============================================================================================= report
+@dataclass
+class CaseReport:
+    """One converted case.
+
+    ``resampled``: channel specs resampled (linear) to the first channel's grid; ``lesion_mask`` and
+    ``cord_mask``: source files relative to the dataset root ("" = none: empty lesion mask); ``*_resampled``:
+    the mask was drawn on another channel's grid and resampled (nearest); volumes in mm³ on the reference grid.
+    """
+
+    case: str
+    unit: str
+    channels: list[str]
+    resampled: list[str]
+    lesion_mask: str
+    lesion_resampled: bool
+    lesion_voxels: int
+    lesion_volume_mm3: float
+    cord_mask: str = ""
+    cord_resampled: bool = False
+    lesion_voxels_outside_cord: int = 0
+
+
+@dataclass
+class LesionConversionReport:
+    """What :func:`convert` did: cases written, subjects skipped (→ reason), warnings, the dataset folder."""
+
+    bids_root: str
+    nnunet_dataset: str
+    channels: list[str]
+    regions: bool
+    cases: list[CaseReport]
+    skipped: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def resampled(self) -> dict[str, int]:
+        """Channel spec → number of cases in which it was resampled to the reference grid."""
+        return {c: sum(c in r.resampled for r in self.cases) for c in self.channels[1:]}
+
+    def lines(self) -> list[str]:
+        """Human-readable summary: one line per case, then what was resampled and where the dataset is."""
+        out = []
+        for r in self.cases:
+            chans = ", ".join(f"{c} (resampled)" if c in r.resampled else c for c in r.channels)
+            mask = (f"{Path(r.lesion_mask).name}{' (resampled, nearest)' if r.lesion_resampled else ''}"
+                    if r.lesion_mask else "none: empty mask (--allow-missing)")
+            line = f"{r.case}: channels {chans}; lesion mask {mask}, {r.lesion_voxels} voxels ({r.lesion_volume_mm3:.1f} mm3)"
+            if self.regions:
+                line += f"; cord {Path(r.cord_mask).name}{' (resampled, nearest)' if r.cord_resampled else ''}"
+                if r.lesion_voxels_outside_cord:
+                    line += f", {r.lesion_voxels_outside_cord} lesion voxels outside the cord (kept as lesion)"
+            out.append(line)
+        for unit, why in self.skipped.items():
+            out.append(f"{unit}: skipped ({why})")
+        ref = self.channels[0]
+        for c, n in self.resampled.items():
+            out.append(f"{c}: resampled to the {ref} grid (linear, world coordinates) in {n} of {len(self.cases)} cases"
+                       if n else f"{c}: on the {ref} grid in every case (not resampled)")
+        out.append(f"nnU-Net raw dataset: {self.nnunet_dataset} ({len(self.cases)} training cases, "
+                   f"channels {', '.join(self.channels)}{', region labels' if self.regions else ''})")
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ========================================================================================== discovery
+def parse_channels(channels: str | Sequence[str]) -> list[str]:
+    """``"T1w,T2w"`` or ``["T1w", "T2w"]`` → checked channel specs (:class:`~nnunet_extensions.bids.ImageSpec`),
+    in order; :class:`InputError` for an empty list, a bad spec or a repeated one."""
+    items = [c.strip() for c in (channels.split(",") if isinstance(channels, str) else channels)]
+    if not items or any(not c for c in items):
+        raise InputError(f"--channels: give one or more image specs separated by commas (e.g. T1w,T2w), got {channels!r}")
+    for c in items:
+        try:
+            bids.ImageSpec.parse(c)
+        except ValueError as exc:
+            raise InputError(f"--channels: {exc}") from None
+    if len(set(items)) != len(items):
+        raise InputError(f"--channels: a sequence is named twice in {','.join(items)}")
+    return items
+
+
+def _find_mask(root: Path, images: Sequence[bids.BidsImage], suffix: str) -> tuple[Path, Path] | None:
+    """The first channel image (in order) that has a mask ``<stem><suffix>``: (mask, image)."""
+    for im in images:
+        mask = bids.find_derivative(root, im, suffix)
+        if mask is not None:
+            return mask, im.path
+    return None
+
+
+def _plan_unit(root: Path, unit: bids.Unit, images: list[bids.BidsImage], channels: Sequence[str], label_suffix: str,
+               cord_suffix: str | None, allow_missing: bool) -> _CasePlan:
+    """Which files make the case of one unit, or why it is skipped."""
+    plan = _CasePlan(unit=unit.name)
+    chosen: list[bids.BidsImage] = []
+    for spec in channels:
+        found = bids.select_images(images, spec)
+        if not found:
+            have = ", ".join(im.contrast for im in images) or "none"
+            plan.skip = f"no {spec} image (images: {have})"
+            return plan
+        if len(found) > 1:
+            plan.skip = (f"several {spec} images ({', '.join(im.contrast for im in found)}); "
+                         "name one in --channels with its entities")
+            return plan
+        if found[0] in chosen:
+            plan.skip = f"{found[0].path.name} matches two channels"
+            return plan
+        chosen.append(found[0])
+    plan.case = chosen[0].stem
+    plan.channels = [_Channel(spec, im.path) for spec, im in zip(channels, chosen)]
+    expected = f"{chosen[0].stem}{label_suffix}.nii.gz"
+    plan.lesion = _find_mask(root, chosen, label_suffix)
+    if plan.lesion is None and not allow_missing:
+        plan.skip = f"no lesion mask (expected derivatives/labels/{unit.rel_dir}/{expected}; --allow-missing writes an empty one)"
+        return plan
+    if cord_suffix is not None:
+        plan.cord = _find_mask(root, chosen, cord_suffix)
+        if plan.cord is None:
+            plan.skip = (f"no cord mask for --regions (expected derivatives/labels/{unit.rel_dir}/"
+                         f"{chosen[0].stem}{cord_suffix}.nii.gz)")
+    return plan
+
+
+def discover(bids_root: Path, channels: Sequence[str], *, label_suffix: str = LESION_SUFFIX,
+             cord_suffix: str | None = None, allow_missing: bool = False) -> tuple[list[_CasePlan], list[str]]:
+    """Plans of every subject/session (files chosen, or the reason to skip) and warnings about stray files.
+    No image is read."""
+    root = bids.require_folder(bids_root, "dataset folder")
+    plans, stray = [], []
+    for unit in bids.find_units(root):
+        images, warns = bids.list_images(unit)
+        stray += warns
+        if not images and not warns:
+            continue  # an anat folder without images (e.g. only sessions hold data)
+        plans.append(_plan_unit(root, unit, images, channels, label_suffix, cord_suffix, allow_missing))
+    if not plans:
+        raise InputError(f"{root}: no sub-*/anat images found")
+    return plans, stray
+
+
+# ========================================================================================= validation
+def _check_mask(mask: Path, image: Path) -> Image:
+    """A binary, finite, 3-D mask on its image's grid."""
+    m = load_image(mask, "binary")
+    check_same_grid(read_geometry(image), m)
+    return m
+
+
+def _validate(plan: _CasePlan, _: object = None) -> _CasePlan:
+    """Read every file of a case: images 3-D and finite, masks binary and on their image's grid."""
+    for ch in plan.channels:
+        load_image(ch.image, "image")
+    for pair in (plan.lesion, plan.cord):
+        if pair is not None:
+            _check_mask(*pair)
+    return plan
+
+
+# ========================================================================================= conversion
+def _on_reference(img: Image, ref: Image, order: int) -> tuple[np.ndarray, bool]:
+    """``img``'s voxels on ``ref``'s grid (world coordinates; order 1 linear, 0 nearest) and whether it was resampled."""
+    if same_grid(ref, img):
+        return img.data, False
+    from nnunet_extensions.geometry import resample_to_grid
+
+    return resample_to_grid(img.data, img.affine, ref.shape, ref.affine, order=order, cval=0), True
+
+
+def _as_written(data: np.ndarray) -> np.ndarray:
+    return data.astype(np.float32) if data.dtype == np.float64 else data
+
+
+def _process(plan: _CasePlan, st: _Settings) -> CaseReport:
+    """Build and write the case of one unit; returns its report."""
+    ref = load_image(plan.channels[0].image, "image")
+    images = [Image(data=_as_written(ref.data), affine=ref.affine, path=ref.path, meta=ref.meta)]
+    resampled = []
+    for ch in plan.channels[1:]:
+        data, moved = _on_reference(load_image(ch.image, "image"), ref, order=1)
+        if moved:
+            resampled.append(ch.spec)
+            data = data.astype(np.float32)
+        images.append(Image(data=_as_written(data), affine=ref.affine, path=ch.image))
+    lesion_resampled = cord_resampled = False
+    if plan.lesion is None:
+        lesion = np.zeros(ref.shape, bool)
+    else:
+        data, lesion_resampled = _on_reference(load_image(plan.lesion[0], "binary"), ref, order=0)
+        lesion = data > 0
+    label = lesion.astype(np.uint8)
+    outside = 0
+    if plan.cord is not None:
+        data, cord_resampled = _on_reference(load_image(plan.cord[0], "binary"), ref, order=0)
+        cord = data > 0
+        outside = int((lesion & ~cord).sum())
+        label = np.where(lesion, 2, np.where(cord, 1, 0)).astype(np.uint8)
+    nnunet_raw.write_case(st.folder, plan.case, images, label, overwrite=st.overwrite)
+    rel = lambda p: p.relative_to(st.bids_root).as_posix() if p.is_relative_to(st.bids_root) else str(p)  # noqa: E731
+    voxel_mm3 = float(np.prod(ref.zooms))
+    return CaseReport(
+        case=plan.case, unit=plan.unit, channels=[c.spec for c in plan.channels], resampled=resampled,
+        lesion_mask=rel(plan.lesion[0]) if plan.lesion else "", lesion_resampled=lesion_resampled,
+        lesion_voxels=int(lesion.sum()), lesion_volume_mm3=round(float(lesion.sum()) * voxel_mm3, 3),
+        cord_mask=rel(plan.cord[0]) if plan.cord else "", cord_resampled=cord_resampled,
+        lesion_voxels_outside_cord=outside,
+    )
+
+
+def _is_inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def convert(
+    bids_root: Path,
+    channels: str | Sequence[str],
+    *,
+    nnunet_dataset: int,
+    name: str,
+    label_suffix: str = LESION_SUFFIX,
+    cord_suffix: str = CORD_SUFFIX,
+    regions: bool = False,
+    allow_missing: bool = False,
+    jobs: int = 1,
+    overwrite: bool = False,
+    progress: bool = False,
+    nnunet_raw_dir: Path | None = None,
+) -> LesionConversionReport:
+    """Convert a BIDS lesion dataset into ``<nnUNet_raw>/DatasetXXX_NAME`` (see the module docstring).
+
+    Parameters
+    ----------
+    bids_root : Path
+        BIDS dataset (never modified): images ``sub-XX[/ses-YY]/anat/<image>.nii.gz``, lesion masks
+        ``derivatives/labels/.../<image><label_suffix>.nii.gz`` (or beside the image).
+    channels : str or list of str
+        Sequences, one nnU-Net channel each, in order (``"T1w,T2w"``); the first is the reference grid and
+        names the case. Each is an image spec: a BIDS suffix, optionally after entities (``acq-sag_T2w``).
+    nnunet_dataset, name : int, str
+        Dataset ID (1..999) and name: ``DatasetXXX_NAME``.
+    label_suffix : str
+        Suffix of the binary lesion masks (default ``_label-lesion_seg``).
+    cord_suffix : str
+        Suffix of the binary cord masks, used with ``regions`` (default ``_label-SC_seg``).
+    regions : bool
+        Region-based labels: 1 cord, 2 lesion; ``labels = {"background": 0, "cord": [1, 2], "lesion": 2}``,
+        ``regions_class_order = [1, 2]``.
+    allow_missing : bool
+        Write an empty lesion mask for a subject without one (instead of skipping it).
+    jobs : int
+        Worker processes (cases in parallel); the result equals ``jobs=1``.
+    overwrite : bool
+        Replace an existing dataset folder's files (otherwise a non-empty folder is refused).
+    progress : bool
+        tqdm progress bar over cases (stderr).
+    nnunet_raw_dir : Path, optional
+        nnU-Net raw folder (default ``$nnUNet_raw``).
+
+    Raises
+    ------
+    InputError
+        Missing dataset (or a file in its place), bad ``channels``, an unreadable/4-D/NaN image, a non-binary
+        mask or one on a grid other than its image's, no subject left to convert, an existing dataset without
+        ``overwrite``, a bad ID/name (one line naming the file or option); nothing is written then.
+    """
+    from tqdm.auto import tqdm
+
+    from nnunet_extensions import __version__
+
+    bids_root = Path(bids_root)
+    specs = parse_channels(channels)
+    if isinstance(jobs, bool) or jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {jobs}")
+    for option, suffix in (("--label-suffix", label_suffix), ("--cord-suffix", cord_suffix)):
+        if not suffix or not suffix.startswith("_") or "/" in suffix:
+            raise InputError(f"{option}: expected a file-name suffix starting with '_' (e.g. _label-lesion_seg), got {suffix!r}")
+    plans, stray = discover(bids_root, specs, label_suffix=label_suffix, cord_suffix=cord_suffix if regions else None,
+                            allow_missing=allow_missing)
+    folder = nnunet_raw.dataset_folder(nnunet_raw.raw_root(nnunet_raw_dir), nnunet_dataset, name)
+    if _is_inside(folder, bids_root):
+        raise InputError(f"{folder}: is inside the input dataset {bids_root}, which is never modified")
+    for f in (folder.parent, folder):
+        if f.exists() and not f.is_dir():
+            raise InputError(f"{f}: is a file, expected a folder")
+    todo = [p for p in plans if not p.skip]
+    skipped = {p.unit: p.skip for p in plans if p.skip}
+    if not todo:
+        first, why = next(iter(skipped.items()))
+        more = f"; {len(skipped) - 1} more subject(s) skipped" if len(skipped) > 1 else ""
+        raise InputError(f"{bids_root}: nothing to convert, every subject was skipped ({first}: {why}{more})")
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{folder}: nnU-Net dataset exists (use --overwrite to replace it)")
+    all_warnings = stray + [f"{unit}: skipped ({why})" for unit, why in skipped.items()]
+    settings = _Settings(bids_root=bids_root, folder=folder, regions=regions, overwrite=overwrite)
+
+    with process_pool(jobs, len(todo)) as pool:
+        run_all(_validate, todo, None, pool)  # every file checked before anything is written
+        for w in all_warnings:
+            warnings.warn(w, LesionConversionWarning, stacklevel=2)
+        nnunet_raw.prepare_folder(folder, overwrite=overwrite)
+        bar = tqdm(total=len(todo), desc="convert lesion", unit="case", disable=not progress)
+        try:
+            cases = run_all(_process, todo, settings, pool, bar)
+        finally:
+            bar.close()
+
+    sources = {c.case: {"images": [p.image.relative_to(bids_root).as_posix() for p in plan.channels],
+                        "lesion_mask": c.lesion_mask, "cord_mask": c.cord_mask or None, "resampled": c.resampled,
+                        "lesion_mask_resampled": c.lesion_resampled}
+               for c, plan in zip(cases, todo)}
+    if overwrite:
+        nnunet_raw.remove_stale_cases(folder, sources, n_channels=len(specs))
+    extra = {"regions_class_order": REGIONS_CLASS_ORDER} if regions else {}
+    nnunet_raw.write_dataset_json(
+        folder,
+        channel_names=specs,
+        labels=REGION_LABELS if regions else LABELS,
+        num_training=len(cases),
+        overwrite=True,
+        **extra,
+        name=folder.name,
+        description=("Lesion segmentation: one channel per sequence (" + ", ".join(specs) + "), resampled to the "
+                     f"{specs[0]} grid; " + ("region labels: 1 cord, 2 lesion (lesions outside the cord are still 2)"
+                                             if regions else "labels: 1 lesion")),
+        nnspine={"converter": "lesion", "version": __version__, "channels": specs, "label_suffix": label_suffix,
+                 "cord_suffix": cord_suffix if regions else None, "regions": regions, "allow_missing": allow_missing,
+                 "resampling": "other channels: linear, masks: nearest; through world coordinates onto the first channel",
+                 "source_dataset": str(bids_root.resolve()), "cases": sources},
+    )
+    return LesionConversionReport(bids_root=str(bids_root), nnunet_dataset=str(folder), channels=specs, regions=regions,
+                                  cases=cases, skipped=skipped, warnings=all_warnings)
+
+
+__all__ = ["convert", "discover", "parse_channels", "CaseReport", "LesionConversionReport", "LesionConversionWarning",
+           "LABELS", "REGION_LABELS", "REGIONS_CLASS_ORDER", "LESION_SUFFIX", "CORD_SUFFIX"]
