@@ -384,6 +384,28 @@ def test_refuses_to_overwrite_and_threshold_via_cli(tmp_path):
     assert pd.read_csv(tmp_path / "soft.csv")["MEAN(area)"][0] == pytest.approx(float(soft.sum(axis=(0, 1)).mean()))
 
 
+def test_cli_says_what_it_wrote(tmp_path):
+    seg = _save_mask(tmp_path / "seg.nii.gz", _ellipse_mask(shape=(24, 24, 5)))
+    proc = _nnspine("-i", seg, "--perslice", "-o", tmp_path / "out.csv", "--plot", tmp_path / "qc.png")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"wrote {tmp_path / 'out.csv'} (5 rows, one per slice, from 1 file) "
+                                        f"and {tmp_path / 'qc.png'}"]
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 5 and proc.stderr == ""
+    quiet = _nnspine("-i", seg, "-o", tmp_path / "q.csv", "-q")
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_cli_output_folder_is_bad_input_even_with_overwrite(tmp_path):
+    seg = _save_mask(tmp_path / "seg.nii.gz", _ellipse_mask())
+    folder = tmp_path / "results"
+    folder.mkdir()
+    proc = _nnspine("-i", seg, "-o", folder, "--overwrite")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(folder) in lines[0] and "folder" in lines[0]
+    assert folder.is_dir() and not any(folder.iterdir())
+
+
 def test_cli_usage_errors(tmp_path):
     seg = _save_mask(tmp_path / "seg.nii.gz", _ellipse_mask())
     proc = _nnspine("-i", seg, "--perlevel", "-o", tmp_path / "x.csv")

@@ -172,4 +172,16 @@ def run(args) -> int:
 
         table = pd.concat([pd.DataFrame(cols).assign(Filename=name) for name, cols in per_slices], ignore_index=True)
         plot_csa_profile(table, args.plot, overwrite=args.overwrite, title="Cord CSA along S-I")
+    if not args.quiet:  # one line saying what was written (on stderr when the CSV went to stdout)
+        print(_written_line(args, len(rows), per, len(files) - skipped, skipped),
+              file=sys.stderr if to_stdout else sys.stdout)
     return 2 if skipped else 0
+
+
+def _written_line(args, n_rows: int, per: str, n_files: int, skipped: int) -> str:
+    """``wrote csa.csv (52 rows, one per slice, from 1 file) and csa.png``."""
+    where = "stdout" if str(args.output) == "-" else str(args.output)
+    each = {"slice": "one per slice", "level": "one per level", "all": "one per file"}[per]
+    files = f"{n_files} file{'s' if n_files != 1 else ''}" + (f"; {skipped} skipped" if skipped else "")
+    line = f"wrote {where} ({n_rows} row{'s' if n_rows != 1 else ''}, {each}, from {files})"
+    return line + (f" and {args.plot}" if args.plot is not None else "")
