@@ -28,6 +28,8 @@ examples:
 
 #: Module (in :func:`discovery_folder`) that re-exports the trainers.
 DISCOVERY_MODULE = "nnspine_softseg_trainers"
+#: Modules whose ``TRAINERS`` tuple ``nnspine trainers`` lists (one per trainer family; each has a discovery shim).
+TRAINER_MODULES = ["trainers.softseg", "trainers.spine_semantic"]
 
 
 def discovery_folder() -> Path:
@@ -50,8 +52,9 @@ def run(args) -> int:
             raise RuntimeError(f"{folder}: discovery module {DISCOVERY_MODULE}.py missing from the installation")
         print(f"export nnUNet_extTrainer={shlex.quote(str(folder))}")
         return 0
-    from trainers.softseg import TRAINERS
+    import importlib
 
+    TRAINERS = [t for module in TRAINER_MODULES for t in importlib.import_module(module).TRAINERS]
     width = max(len(t.__name__) for t in TRAINERS)
     for t in TRAINERS:
         doc = (t.__doc__ or "").strip().splitlines()
