@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from nnunet_extensions.cli import main
-from nnunet_extensions.io import InputError
 from postprocessing import lesions as LS
 
 
