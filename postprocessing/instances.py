@@ -1,0 +1,559 @@
+"""Fusion of instance-phase cutout predictions into one vertebra instance mask (SPINEPS phase 2, on nnU-Net).
+
+Every cutout (:mod:`postprocessing.cutouts`) has a prediction with labels 1 = vertebra above the centre
+one, 2 = centre vertebra, 3 = vertebra below. Each such mask is a *candidate*, brought back onto the
+semantic mask's grid (nearest neighbour; all work happens on that grid in PIR voxel order).
+
+Fusion (SPINEPS' rule, with its constants):
+
+1. **Agreement**: each candidate is compared by Dice with every candidate of the cutouts up to two
+   positions above and below it; its (at most) two best partners with Dice > :data:`PARTNER_DICE` form a
+   *couple* with it, scored by their mean Dice (0 alone); when the two partners do not agree with each
+   other (Dice ≤ :data:`PARTNER_DICE`) only the better one is kept. Candidates of one vertebra seen from
+   three cutouts all name the same couple.
+2. **Ranking**: couples are ranked by ``(size + 1) × agreement`` (mean over the anchors that named them).
+3. **Merging**: a couple of three becomes the voxels at least two of its members predict (majority vote),
+   a couple of two their union, a lone candidate itself. Instances are written
+   first-come-first-served into unclaimed voxels; a couple whose mask is more than :data:`MAX_COVERED`
+   claimed already is skipped (a duplicate of an accepted vertebra).
+
+Postprocessing, with the semantic mask:
+
+4. instance voxels outside the vertebra subregions (41–49) are removed; fragments of an instance smaller
+   than ``min_fragment_mm3`` (26-connected) are released;
+5. semantic vertebra voxels without an instance (26-connected fragments) take the most frequent instance
+   among their face/edge/corner neighbours; a fragment holding most of a vertebral body that no prediction
+   covered becomes an instance of its own; fragments with no instance around are removed from the
+   cleaned semantic mask;
+6. vertebrae are numbered from the top (by the S-I position of their body centroid): 1, 2, … or VerSe ids
+   from ``top_vertebra`` (:func:`labels.verse_sequence`); the sacrum (26) is copied from the semantic mask;
+7. every disc (100) and endplate (62) component gets ``100 + X`` / ``200 + X`` with X the vertebra whose
+   body centroid is the nearest one above the component's centroid (world z), as SPINEPS does (so the
+   upper endplate of a vertebra carries the id of the vertebra above it). With no body centre above,
+   endplates take the top vertebra, discs the id above the top one (when it exists: removed otherwise).
+
+The results satisfy :func:`labels.consistency_problems` with the cleaned semantic mask.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from nnunet_extensions import labels as L
+from nnunet_extensions.io import (
+    Image,
+    InputError,
+    check_output,
+    load_image,
+    require_folder,
+    save_image,
+    split_suffix,
+    voxel_sizes,
+    write_text,
+)
+from postprocessing import cutouts as C
+
+#: A partner must agree with its anchor by more than this Dice.
+PARTNER_DICE = 0.3
+#: A couple whose mask is claimed by earlier instances beyond this fraction is skipped.
+MAX_COVERED = 0.6
+#: Instance fragments below this volume (mm³) are released and re-assigned by their neighbourhood.
+MIN_FRAGMENT_MM3 = 250.0
+#: Cutouts compared with each candidate: this many positions above and below.
+NEIGHBOUR_CUTOUTS = 2
+
+
+# --------------------------------------------------------------------------------------------- candidates
+@dataclass
+class Candidate:
+    """One predicted mask (cutout ``cutout``, label ``label``) on the PIR grid: a boolean block ``mask`` whose
+    first voxel is at PIR index ``lo``; ``count`` voxels."""
+
+    cutout: int
+    label: int
+    lo: np.ndarray
+    mask: np.ndarray
+    count: int
+
+    @property
+    def hi(self) -> np.ndarray:
+        return self.lo + np.asarray(self.mask.shape)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.cutout, self.label
+
+
+def candidates_from_prediction(prediction: np.ndarray, cutout: C.Cutout, affine_pir: np.ndarray,
+                               shape_pir: Sequence[int]) -> list[Candidate]:
+    """The non-empty above/centre/below masks of one cutout prediction, on the PIR grid."""
+    pasted = C.paste_back(prediction, cutout.affine, affine_pir, shape_pir)
+    if pasted is None:
+        return []
+    box, values = pasted
+    out = []
+    base = np.array([s.start for s in box])
+    for label in (1, 2, 3):
+        m = values == label
+        if not m.any():
+            continue
+        nz = [np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+        sl = tuple(slice(int(n[0]), int(n[-1]) + 1) for n in nz)
+        block = np.ascontiguousarray(m[sl])
+        out.append(Candidate(cutout.index, label, base + [s.start for s in sl], block, int(block.sum())))
+    return out
+
+
+def overlap(a: Candidate, b: Candidate) -> int:
+    """Voxels two candidates share."""
+    lo = np.maximum(a.lo, b.lo)
+    hi = np.minimum(a.hi, b.hi)
+    if np.any(hi <= lo):
+        return 0
+    sa = tuple(slice(int(l - o), int(h - o)) for l, h, o in zip(lo, hi, a.lo))
+    sb = tuple(slice(int(l - o), int(h - o)) for l, h, o in zip(lo, hi, b.lo))
+    return int(np.count_nonzero(a.mask[sa] & b.mask[sb]))
+
+
+def dice(a: Candidate, b: Candidate) -> float:
+    """Dice coefficient of two candidates (0 when both are empty)."""
+    total = a.count + b.count
+    return 2.0 * overlap(a, b) / total if total else 0.0
+
+
+# --------------------------------------------------------------------------------------------- fusion
+Key = tuple[int, int]
+
+
+def rank_couples(cands: Mapping[Key, Candidate]) -> list[tuple[tuple[Key, ...], float]]:
+    """Couples (sorted candidate keys) with their agreement, best first (steps 1–2 of the module doc)."""
+    cache: dict[tuple[Key, Key], float] = {}
+    found: dict[tuple[Key, ...], list[float]] = {}
+    for key, cand in cands.items():
+        i = key[0]
+        scores = {}
+        for other_key, other in cands.items():
+            if other_key[0] == i or abs(other_key[0] - i) > NEIGHBOUR_CUTOUTS:
+                continue
+            pair = (min(key, other_key), max(key, other_key))
+            if pair not in cache:
+                cache[pair] = dice(cand, other)
+            scores[other_key] = cache[pair]
+        best = sorted(scores, key=lambda k: (-scores[k], k))[:2]
+        partners = [k for k in best if scores[k] > PARTNER_DICE]
+        if len(partners) == 2:  # partners that do not agree with each other are not one vertebra
+            pair = (min(partners), max(partners))
+            if pair not in cache:
+                cache[pair] = dice(cands[pair[0]], cands[pair[1]])
+            if cache[pair] <= PARTNER_DICE:
+                partners = partners[:1]
+        agreement = float(np.mean([scores[k] for k in partners])) if partners else 0.0
+        found.setdefault(tuple(sorted(partners + [key])), []).append(agreement)
+    ranked = [(couple, float(np.mean(v))) for couple, v in found.items()]
+    ranked.sort(key=lambda cv: (-(len(cv[0]) + 1) * cv[1], cv[0]))
+    return ranked
+
+
+def merge_couples(ranked: Sequence[tuple[tuple[Key, ...], float]], cands: Mapping[Key, Candidate],
+                  shape: Sequence[int]) -> np.ndarray:
+    """Instance ids 1, 2, … in acceptance order on the PIR grid (step 3 of the module doc), uint16."""
+    claimed = np.zeros(tuple(shape), np.uint16)
+    next_id = 1
+    for couple, agreement in ranked:
+        members = [cands[k] for k in couple]
+        lo = np.min([m.lo for m in members], axis=0)
+        hi = np.max([m.hi for m in members], axis=0)
+        counts = np.zeros(tuple(hi - lo), np.uint8)
+        for m in members:
+            counts[tuple(slice(int(a - b), int(c - b)) for a, b, c in zip(m.lo, lo, m.hi))] += m.mask
+        majority = len(couple) >= 3
+        combined = counts >= (2 if majority else 1)
+        n = int(np.count_nonzero(combined))
+        if n == 0:
+            continue
+        region = claimed[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
+        free = combined & (region == 0)
+        if 1.0 - np.count_nonzero(free) / n > MAX_COVERED:
+            continue
+        region[free] = next_id
+        next_id += 1
+    return claimed
+
+
+# --------------------------------------------------------------------------------------------- cleaning
+def _neighbours(inst: np.ndarray, comp: np.ndarray, box: tuple[slice, ...], label: int
+                ) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+    """Component ``label`` of ``comp`` in a box grown by :data:`_MARGIN` voxels: (box, its mask there, the
+    non-zero instance ids of its 26-neighbourhood)."""
+    from scipy import ndimage
+
+    grown = tuple(slice(max(s.start - _MARGIN, 0), min(s.stop + _MARGIN, n)) for s, n in zip(box, inst.shape))
+    m = comp[grown] == label
+    shell = ndimage.binary_dilation(m, structure=np.ones((3, 3, 3), bool)) & ~m
+    vals = inst[grown][shell]
+    return grown, m, vals[vals > 0]
+
+
+#: Voxels around an orphan fragment searched for its nearest instances.
+_MARGIN = 3
+
+
+def _nearest_instance(inst: np.ndarray, box: tuple[slice, ...], m: np.ndarray, zooms: np.ndarray) -> np.ndarray:
+    """For the voxels ``m`` of ``box``, the instance id of the nearest instance voxel in the box (mm)."""
+    from scipy import ndimage
+
+    sub = inst[box]
+    idx = ndimage.distance_transform_edt(sub == 0, sampling=zooms, return_distances=False, return_indices=True)
+    return sub[tuple(i[m] for i in idx)]
+
+
+@dataclass
+class CleanStats:
+    """Voxel counts of the postprocessing steps."""
+
+    removed_outside: int = 0
+    released_fragments: int = 0
+    reassigned: int = 0
+    new_instances: int = 0
+    deleted_semantic: int = 0
+    unassigned_discs: int = 0
+
+
+def clean_instances(fused: np.ndarray, sem: np.ndarray, bodies: np.ndarray, zooms: Sequence[float],
+                    min_fragment_mm3: float = MIN_FRAGMENT_MM3) -> tuple[np.ndarray, np.ndarray, CleanStats]:
+    """Steps 4–5 of the module doc on the PIR grid (voxel sizes ``zooms`` mm): returns (instances, voxels to
+    drop from the semantic mask, stats).
+
+    ``bodies`` are the eroded body components the cutouts were centred on (:class:`cutouts.Bodies`); one
+    that is mostly without an instance seeds a new instance (a vertebra no prediction covered). Fragments
+    without an instance that touch one instance join it; fragments between several join, voxel by voxel,
+    the nearest one (mm), so a fragment spanning two vertebrae is split between them."""
+    import cc3d
+
+    zooms = np.asarray(zooms, float)
+    stats = CleanStats()
+    vert = np.isin(sem, L.VERTEBRA_SUBREGIONS)
+    dropped = np.zeros(sem.shape, bool)
+    inst = np.where(vert, fused, 0).astype(np.uint16)
+    stats.removed_outside = int(np.count_nonzero(fused) - np.count_nonzero(inst))
+    # release small fragments of every instance
+    cc = cc3d.connected_components(inst, connectivity=26)
+    counts = np.asarray(cc3d.statistics(cc)["voxel_counts"])
+    small = np.flatnonzero(counts * float(np.prod(zooms)) < min_fragment_mm3)
+    small = small[small > 0]
+    if small.size:
+        release = np.isin(cc, small)
+        stats.released_fragments = int(np.count_nonzero(release & (inst > 0)))
+        inst[release] = 0
+    orphan = vert & (inst == 0)
+    if not orphan.any():
+        return inst, dropped, stats
+    # bodies no prediction covered seed new instances
+    if bodies.any():
+        sizes = np.bincount(bodies.ravel())
+        uncovered = np.bincount(bodies[orphan], minlength=sizes.size)
+        next_id = int(inst.max()) + 1
+        for b in np.flatnonzero(uncovered > 0.5 * sizes):
+            if b == 0:
+                continue
+            inst[(bodies == b) & orphan] = next_id
+            next_id += 1
+            stats.new_instances += 1
+        orphan &= inst == 0
+    # orphans: vertebra voxels without an instance
+    occ = cc3d.connected_components(orphan, connectivity=26)
+    ost = cc3d.statistics(occ)
+    for label in range(1, len(ost["voxel_counts"])):
+        box = ost["bounding_boxes"][label]
+        if box is None or ost["voxel_counts"][label] == 0:
+            continue
+        grown, m, near = _neighbours(inst, occ, box, label)
+        ids = np.unique(near)
+        if ids.size == 1:  # one neighbour: it takes the fragment
+            inst[grown][m] = ids[0]
+            stats.reassigned += int(m.sum())
+        elif ids.size > 1:  # between vertebrae: each voxel joins its nearest one
+            inst[grown][m] = _nearest_instance(inst, grown, m, zooms)
+            stats.reassigned += int(m.sum())
+        else:
+            dropped[grown][m] = True
+            stats.deleted_semantic += int(m.sum())
+    return inst, dropped, stats
+
+
+def _centroids_mm(labels_arr: np.ndarray, affine: np.ndarray, ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """World (RAS mm) centroid of each id present in ``labels_arr``."""
+    from scipy import ndimage
+
+    ids = [int(i) for i in ids]
+    if not ids:
+        return {}
+    with np.errstate(invalid="ignore", divide="ignore"):  # absent ids give NaN, dropped below
+        com = ndimage.center_of_mass(np.ones(labels_arr.shape, np.uint8), labels_arr, ids)
+    out = {}
+    for i, c in zip(ids, com):
+        if np.all(np.isfinite(c)):
+            out[i] = np.asarray(c, float) @ affine[:3, :3].T + affine[:3, 3]
+    return out
+
+
+def number_vertebrae(inst: np.ndarray, sem: np.ndarray, affine: np.ndarray,
+                     top_vertebra: int | None = None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Renumber instances from the top (step 6): returns (uint8 instance array, body centroid per new id).
+
+    Order: S-I position (world z) of each instance's body centroid, or of the whole instance when it has no
+    body voxel. Ids 1, 2, … or VerSe ids from ``top_vertebra`` (InputError past L6)."""
+    old = [int(v) for v in np.unique(inst) if v]
+    body_lab = np.where(sem == L.CORPUS, inst, 0)
+    body_c = _centroids_mm(body_lab, affine, old)
+    whole_c = _centroids_mm(inst, affine, [v for v in old if v not in body_c])
+    pos = {v: (body_c.get(v, whole_c.get(v)))[2] for v in old}
+    order = sorted(old, key=lambda v: -pos[v])
+    if top_vertebra is None:
+        new_ids = list(range(1, len(order) + 1))
+    else:
+        try:
+            new_ids = L.verse_sequence(top_vertebra, len(order))
+        except ValueError as exc:
+            raise InputError(f"--top-vertebra {L.vertebra_name(top_vertebra)}: {exc} "
+                             f"({len(order)} vertebrae found)") from None
+    lut = np.zeros(max(old, default=0) + 1, np.uint8)
+    for o, n in zip(order, new_ids):
+        lut[o] = n
+    out = lut[inst]
+    centres = {n: body_c[o] for o, n in zip(order, new_ids) if o in body_c}
+    return out, centres
+
+
+def assign_discs_endplates(inst: np.ndarray, sem: np.ndarray, dropped: np.ndarray, affine: np.ndarray,
+                           centres: Mapping[int, np.ndarray], top_id: int | None) -> int:
+    """Step 7 in place: disc components → 100 + X, endplate components → 200 + X (X: nearest body centre
+    above, world z). Disc voxels that get no id are marked in ``dropped``; returns their count."""
+    import cc3d
+
+    zs = sorted(((float(c[2]), v) for v, c in centres.items()), reverse=True)  # top first
+    unassigned = 0
+    for label, offset in ((L.DISC, L.DISC_OFFSET), (L.ENDPLATE, L.ENDPLATE_OFFSET)):
+        mask = sem == label
+        if not mask.any():
+            continue
+        cc = cc3d.connected_components(mask, connectivity=26)
+        st = cc3d.statistics(cc)
+        for c in range(1, len(st["voxel_counts"])):
+            if st["voxel_counts"][c] == 0:
+                continue
+            z = float((np.asarray(st["centroids"][c]) @ affine[:3, :3].T + affine[:3, 3])[2])
+            above = [v for zc, v in zs if zc > z]
+            box = st["bounding_boxes"][c]
+            m = cc[box] == c
+            if above:
+                x = above[-1]
+            elif not zs:
+                x = None
+            elif label == L.ENDPLATE:
+                x = zs[0][1]
+            else:  # disc above the top vertebra: the id above it, when there is one
+                x = zs[0][1] - 1 if top_id is None or zs[0][1] > 1 else None
+                x = x if x is not None and x >= 1 and L.is_vertebra(x) else None
+            if x is None:
+                dropped[box][m] = True
+                unassigned += int(m.sum())
+            else:
+                inst[box][m] = offset + x
+    return unassigned
+
+
+# --------------------------------------------------------------------------------------------- one case
+@dataclass
+class Fusion:
+    """Result of fusing one case: arrays on the semantic mask's grid (its own voxel order)."""
+
+    instance: np.ndarray  #: uint8 SPINEPS instance mask
+    semantic: np.ndarray  #: uint8 cleaned semantic mask
+    centroids_mm: dict[int, np.ndarray]  #: vertebral-body centroid (world RAS mm) per vertebra id; 26: sacrum
+    used: list[str]  #: cutouts whose prediction was fused
+    missing: list[str]  #: cutouts without a prediction
+    stats: CleanStats = field(default_factory=CleanStats)
+    named: bool = False  #: ids are VerSe ids (a top vertebra was given)
+
+    @property
+    def vertebrae(self) -> list[int]:
+        return [int(v) for v in np.unique(self.instance) if L.is_vertebra(v) and v != L.SACRUM]
+
+    def vertebra_ids(self) -> list[int]:
+        """Vertebra ids top to bottom, then the sacrum (26) when present."""
+        ids = sorted(self.vertebrae, key=lambda v: -self.centroids_mm[v][2] if v in self.centroids_mm else 0)
+        return ids + ([L.SACRUM] if L.SACRUM in self.centroids_mm else [])
+
+    def label_name(self, v: int) -> str:
+        """Display name of an id: VerSe name when numbered anatomically, else ``#n`` (and S for the sacrum)."""
+        if v == L.SACRUM:
+            return "S"
+        return L.vertebra_name(v) if self.named else f"#{v}"
+
+
+def fuse_arrays(semantic: Image, record: C.CaseCutouts, predictions: Mapping[str, np.ndarray | None], *,
+                top_vertebra: int | None = None, min_fragment_mm3: float = MIN_FRAGMENT_MM3,
+                erosion_mm: float = C.BODY_EROSION_MM, min_body_mm3: float = C.MIN_BODY_MM3) -> Fusion:
+    """Fuse the cutout predictions of one case (arrays on each cutout's grid; None or absent = missing).
+
+    InputError when no cutout has a prediction or a prediction has the wrong shape."""
+    record.check_grid(semantic)
+    sem_pir, aff_pir = C.to_pir(semantic)
+    cands: dict[Key, Candidate] = {}
+    used, missing = [], []
+    for c in record.cutouts:
+        pred = predictions.get(c.name)
+        if pred is None:
+            missing.append(c.name)
+            continue
+        if tuple(pred.shape) != tuple(c.shape):
+            raise InputError(f"prediction {c.name}: shape {tuple(pred.shape)} differs from its cutout {c.shape}")
+        used.append(c.name)
+        for cand in candidates_from_prediction(pred, c, aff_pir, sem_pir.shape):
+            cands[cand.key] = cand
+    if not used:
+        raise InputError(f"case {record.case}: no prediction for any of its {len(record.cutouts)} cutouts")
+    fused = merge_couples(rank_couples(cands), cands, sem_pir.shape)
+    bodies = C.find_bodies(sem_pir, aff_pir, erosion_mm=erosion_mm, min_volume_mm3=min_body_mm3)
+    inst, dropped, stats = clean_instances(fused, sem_pir, bodies.components, voxel_sizes(aff_pir), min_fragment_mm3)
+    inst, centres = number_vertebrae(inst, sem_pir, aff_pir, top_vertebra)
+    inst[sem_pir == L.SACRUM] = L.SACRUM
+    top_id = min(centres) if centres else None
+    stats.unassigned_discs = assign_discs_endplates(inst, sem_pir, dropped, aff_pir, centres,
+                                                    None if top_vertebra is None else top_id)
+    clean = np.where(dropped, 0, sem_pir).astype(np.uint8)
+    sacrum = _centroids_mm((sem_pir == L.SACRUM).astype(np.uint8), aff_pir, [1])
+    if sacrum:
+        centres = {**centres, L.SACRUM: sacrum[1]}
+    return Fusion(C.from_pir(inst, aff_pir, semantic), C.from_pir(clean, aff_pir, semantic), centres, used, missing,
+                  stats, named=top_vertebra is not None)
+
+
+# --------------------------------------------------------------------------------------------- files
+def output_names(semantic_path: str | os.PathLike) -> dict[str, str]:
+    """SPINEPS output names for a semantic mask or image name: ``vert`` (instance mask), ``spine`` (cleaned
+    semantic mask), ``ctd`` (centroids JSON) and ``snp`` (QC snapshot).
+
+    ``sub-01_T2w_seg-spine_msk.nii.gz`` → ``sub-01_T2w_seg-vert_msk.nii.gz``, ``sub-01_T2w_seg-spine_msk.nii.gz``,
+    ``sub-01_T2w_seg-spine_ctd.json``, ``sub-01_T2w_seg-spine_snp.png``; a ``seg-…`` entity elsewhere in the name
+    (``sub-mri_seg-subreg_label-6_msk``) is replaced in place; other names (``sub-01_T2w``) get the suffixes."""
+    stem = split_suffix(semantic_path)[0]
+    tokens = stem.split("_")
+    seg = [i for i, t in enumerate(tokens) if t.startswith("seg-")]
+    if seg and tokens[-1] == "msk" and len(tokens) > 2:
+        def name(entity: str, suffix: str) -> str:
+            t = list(tokens)
+            t[seg[-1]] = entity
+            t[-1] = suffix
+            return "_".join(t)
+    else:
+        def name(entity: str, suffix: str) -> str:
+            return f"{stem}_{entity}_{suffix}"
+    return {"vert": name("seg-vert", "msk") + ".nii.gz", "spine": name("seg-spine", "msk") + ".nii.gz",
+            "ctd": name("seg-spine", "ctd") + ".json", "snp": name("seg-spine", "snp") + ".png"}
+
+
+def read_prediction(folder: Path, cutout: C.Cutout) -> np.ndarray | None:
+    """``folder/<name>.nii.gz`` as uint8 labels 0–3 on the cutout's grid; None when absent; InputError naming
+    the file when it is not a cutout prediction or not on the cutout's grid."""
+    p = folder / f"{cutout.name}{C.FILE_ENDING}"
+    if not p.exists():
+        return None
+    img = load_image(p, "labels")
+    bad = sorted(set(np.unique(img.data).tolist()) - set(L.CUTOUT_TARGET_LABELS.values()))
+    if bad:
+        raise InputError(f"{p}: values {bad[:8]} are not cutout labels (0 background, 1 above, 2 centre, 3 below)")
+    ref = Image(np.broadcast_to(np.zeros((), np.uint8), cutout.shape), cutout.affine, None)
+    if img.shape != cutout.shape or not np.allclose(img.affine, ref.affine, atol=1e-3, rtol=0):
+        raise InputError(f"{p}: grid {img.shape} is not the grid of cutout {cutout.name} {cutout.shape} "
+                         "(not the same grid)")
+    return img.data.astype(np.uint8, copy=False)
+
+
+def centroids_json(fusion: Fusion, semantic_name: str) -> str:
+    """The ``_ctd.json`` text: vertebral-body centroids (world RAS mm) with ids and names."""
+    rows = [{"id": int(v), "name": fusion.label_name(v) if fusion.named or v == L.SACRUM else None,
+             "x_mm": round(float(c[0]), 3), "y_mm": round(float(c[1]), 3), "z_mm": round(float(c[2]), 3),
+             "of": "sacrum" if v == L.SACRUM else "vertebral body"}
+            for v, c in sorted(fusion.centroids_mm.items())]
+    content = {"space": "world RAS+ mm (nibabel)", "numbering": "VerSe" if fusion.named else "from the top (1 = top)",
+               "semantic": semantic_name, "centroids": rows}
+    return json.dumps(content, indent=1) + "\n"
+
+
+@dataclass
+class FuseReport:
+    """What :func:`fuse` wrote, per case."""
+
+    cases: list[tuple[str, Fusion, dict[str, Path]]]
+
+    def lines(self) -> list[str]:
+        out = []
+        for case, f, paths in self.cases:
+            names = ", ".join(f.label_name(v) for v in f.vertebra_ids())
+            out.append(f"{case}: {len(f.vertebrae)} vertebrae ({names}) from {len(f.used)} cutout prediction(s); "
+                       f"{f.stats.reassigned} orphan voxel(s) joined a neighbour, {f.stats.deleted_semantic} removed")
+            out.extend(f"  {k}: {p}" for k, p in paths.items())
+        return out
+
+
+def fuse(semantic: str | os.PathLike, cutouts_dir: str | os.PathLike, predictions_dir: str | os.PathLike,
+         out_dir: str | os.PathLike, *, top_vertebra: str | None = None, qc: bool = True,
+         overwrite: bool = False) -> FuseReport:
+    """``nnspine fuse``: fuse the predictions of every case of ``cutouts.json`` whose semantic mask is given
+    (a file, or a folder of semantic masks) and write the SPINEPS outputs to ``out_dir``.
+
+    Everything is read and checked (grids, prediction values, output paths) before anything is written.
+    Cutouts without a prediction are listed in the result (``Fusion.missing``) and the rest is fused; a case
+    with no prediction at all is an InputError."""
+    from postprocessing.qc import plot_vertebra_instances
+
+    top = None
+    if top_vertebra is not None:
+        try:
+            top = L.vertebra_number(top_vertebra)
+        except KeyError:
+            raise InputError(f"--top-vertebra {top_vertebra!r}: not a vertebra name (C1 ... L6, T13)") from None
+    _, records = read_description(cutouts_dir)
+    by_case = {r.case: r for r in records}
+    pred_dir = require_folder(predictions_dir, "predictions folder")
+    out = Path(out_dir)
+    results = []
+    for f in C.semantic_files(semantic):
+        case = C.case_name(f)
+        if case not in by_case:
+            raise InputError(f"{f}: case {case} is not in {Path(cutouts_dir) / C.CUTOUTS_JSON} "
+                             f"(cases: {', '.join(sorted(by_case)) or 'none'})")
+        record = by_case[case]
+        img = C.load_semantic(f)
+        record.check_grid(img)
+        preds = {c.name: read_prediction(pred_dir, c) for c in record.cutouts}
+        names = output_names(f)
+        paths = {k: out / v for k, v in names.items() if qc or k != "snp"}
+        for p in paths.values():
+            if p.resolve() == Path(f).resolve():
+                raise InputError(f"{p}: output would replace the input semantic mask (choose another -o folder)")
+            check_output(p, overwrite)
+        fusion = fuse_arrays(img, record, preds, top_vertebra=top)
+        results.append((case, fusion, paths, img))
+    for case, fusion, paths, img in results:
+        save_image(fusion.instance, img.affine, paths["vert"], overwrite=overwrite, dtype=np.uint8, like=img)
+        save_image(fusion.semantic, img.affine, paths["spine"], overwrite=overwrite, dtype=np.uint8, like=img)
+        write_text(paths["ctd"], centroids_json(fusion, str(img.path)), overwrite=overwrite)
+        if "snp" in paths:
+            plot_vertebra_instances(fusion.instance, img.affine, paths["snp"], semantic=fusion.semantic,
+                                    names={v: fusion.label_name(v) for v in fusion.vertebra_ids()},
+                                    title=f"{case}: {len(fusion.vertebrae)} vertebrae", overwrite=overwrite)
+    return FuseReport([(case, fusion, paths) for case, fusion, paths, _ in results])
+
+
+def read_description(cutouts_dir: str | os.PathLike):
+    """``cutouts.json`` of a cutouts folder (see :func:`cutouts.read_description`)."""
+    return C.read_description(cutouts_dir)
