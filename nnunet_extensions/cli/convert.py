@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from nnunet_extensions.cli.common import add_jobs, add_overwrite, add_quiet, new_parser
+from nnunet_extensions.cli.convert_spine import register_spider, register_spineps
 
 SOFTGT_DESCRIPTION = """\
 Soft (partial-volume) spinal cord ground truth from the binary cord masks of several contrasts per subject.
@@ -139,7 +140,7 @@ def register_lesion(conv: argparse._SubParsersAction) -> None:
 
 
 #: Register functions of the converters, in the order ``nnspine convert --help`` lists them.
-CONVERTERS = [register_softgt, register_lesion]
+CONVERTERS = [register_softgt, register_lesion, register_spineps, register_spider]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

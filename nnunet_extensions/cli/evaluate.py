@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_extensions.cli.evaluate_compare import register_compare
+from nnunet_extensions.cli.evaluate_lesions import register_lesions
 
 SOFTSEG_EXAMPLE = """\
 example:
@@ -81,7 +83,7 @@ def register_csa_variability(what: argparse._SubParsersAction) -> None:
 
 #: Register functions of the evaluations, in the order ``nnspine evaluate --help`` lists them. A new
 #: evaluation (e.g. lesion-wise metrics) appends its own ``register_<what>(what_subparsers)``.
-EVALUATIONS = [register_softseg, register_csa_variability]
+EVALUATIONS = [register_softseg, register_csa_variability, register_compare, register_lesions]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
