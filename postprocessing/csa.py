@@ -348,14 +348,15 @@ def _hull_areas(data: np.ndarray, slices: np.ndarray, dx: float, dy: float) -> n
     py = np.concatenate(ys) * dy
     ps = np.concatenate(ss)
     order = np.argsort(ps, kind="stable")
-    pts = np.stack([px[order], py[order]], 1)
+    px, py, ps = px[order], py[order], ps[order]
     counts = np.bincount(ps, minlength=ns)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
+    # centred per slice for precision; the crossings around any inside voxel span a 2-D hull
+    safe = np.maximum(counts, 1)
+    pts = np.stack([px - (np.bincount(ps, px, ns) / safe)[ps], py - (np.bincount(ps, py, ns) / safe)[ps]], 1)
+    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
     area = np.full(ns, np.nan)
-    for k in np.flatnonzero(counts):
-        group = pts[bounds[k] : bounds[k + 1]]
-        # centred for precision; the crossings around any inside voxel span a 2-D hull
-        area[k] = ConvexHull(group - group.mean(0)).volume  # a 2-D hull's "volume" is its area
+    for k in np.flatnonzero(counts).tolist():
+        area[k] = ConvexHull(pts[bounds[k] : bounds[k + 1]]).volume  # a 2-D hull's "volume" is its area
     return area
 
 
