@@ -29,6 +29,8 @@ COMMAND_MODULES = [
     "relabel",
     "lesions",
     "evaluate",
+    "cutouts",
+    "fuse",
     "demo",
 ]
 

@@ -1,0 +1,75 @@
+"""``nnspine convert cutouts``: the instance-phase (cutout) nnU-Net training dataset.
+
+Exposes :func:`register_cutouts` for the ``convert`` command group (:mod:`nnunet_extensions.cli.convert`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+
+DESCRIPTION = """\
+Instance-phase training dataset from SPINEPS masks: per vertebral body, the cutout 'nnspine cutouts'
+makes (one-hot vertebra subregions 41-49 as 9 input channels; --size voxels of --spacing mm, PIR), plus
+--shifts copies whose centre is moved by a random vector of at most --max-shift-mm mm (seeded by --seed),
+with the target 1 = vertebra above the centre one, 2 = centre vertebra, 3 = vertebra below, 0 elsewhere
+(above/below: neighbours in the S-I order of the vertebral-body centroids).
+
+Input (-i): a folder with, at any depth, semantic masks <stem>_seg-spine_msk.nii.gz (or _seg-subreg) and
+their instance masks <stem>_seg-vert_msk.nii.gz beside them, on the same grid (e.g. the output of
+'nnspine phantom --kind spine', or SPINEPS derivatives). Semantic masks without an instance mask are
+skipped with a warning.
+
+Output: $nnUNet_raw/DatasetID_NAME (ID on 3 digits) with imagesTr/<stem>_<NNN>[s<k>]_<CCCC>.nii.gz,
+labelsTr/<stem>_<NNN>[s<k>].nii.gz and dataset.json (channel names noNorm, labels background/above/
+centre/below, channel_labels). Cutouts of one subject share the <stem>_ prefix: nnU-Net's random folds
+mix them, so write splits_final.json yourself to validate on unseen subjects.
+"""
+
+EPILOG = """\
+example:
+  nnspine phantom --kind spine -o spine --subjects 4 --vertebrae 17
+  nnspine convert cutouts -i spine --nnunet-dataset 502 --name VertebraCutouts --shifts 2 --max-shift-mm 10
+  nnUNetv2_plan_and_preprocess -d 502 -c 3d_fullres --verify_dataset_integrity
+"""
+
+
+def register_cutouts(conv: argparse._SubParsersAction) -> None:
+    """Add ``cutouts`` to the ``nnspine convert`` group."""
+    p = new_parser(conv, "cutouts", help="instance-phase cutout dataset (vertebra above/centre/below) -> nnU-Net raw",
+                   description=DESCRIPTION, epilog=EPILOG)
+    from nnunet_extensions.cli.cutouts import triple
+
+    p.add_argument("-i", "--input", required=True, type=Path, metavar="DATASET", help="folder with SPINEPS mask pairs")
+    p.add_argument("--nnunet-dataset", required=True, type=int, metavar="ID", help="nnU-Net dataset ID (1..999)")
+    p.add_argument("--name", required=True, metavar="NAME", help="nnU-Net dataset name, e.g. VertebraCutouts")
+    p.add_argument("--shifts", type=int, default=2, metavar="N", help="shifted copies per vertebra (default: 2)")
+    p.add_argument("--max-shift-mm", type=float, default=10.0, metavar="S",
+                   help="largest shift of a copy's centre in mm (default: 10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the shifts (default: 0)")
+    p.add_argument("--size", type=triple(int), default=(248, 304, 64), metavar="P,I,R",
+                   help="cutout size in voxels (default: 248,304,64)")
+    p.add_argument("--spacing", type=triple(float), default=(0.75, 0.75, 1.65), metavar="P,I,R",
+                   help="cutout voxel size in mm (default: 0.75,0.75,1.65)")
+    add_overwrite(p)
+    add_quiet(p)
+    p.set_defaults(func=run_cutouts)
+
+
+def run_cutouts(args: argparse.Namespace) -> int:
+    from dataset_converters.cutouts import CutoutWarning, convert
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CutoutWarning)
+        report = convert(args.input, args.nnunet_dataset, args.name, shifts=args.shifts,
+                         max_shift_mm=args.max_shift_mm, seed=args.seed, size=args.size, spacing_mm=args.spacing,
+                         overwrite=args.overwrite, progress=not args.quiet and sys.stderr.isatty())
+    for w in report.warnings:
+        print(f"nnspine convert cutouts: warning: {w}", file=sys.stderr)
+    if not args.quiet:
+        print("\n".join(report.lines()))
+    return 0
