@@ -47,6 +47,7 @@ from nnunet_extensions.io import (
     check_same_grid,
     load_image,
     read_geometry,
+    require_folder,
     same_grid,
 )
 
@@ -219,7 +220,7 @@ def discover(bids_root: Path, channels: Sequence[str], *, label_suffix: str = LE
              cord_suffix: str | None = None, allow_missing: bool = False) -> tuple[list[_CasePlan], list[str]]:
     """Plans of every subject/session (files chosen, or the reason to skip) and warnings about stray files.
     No image is read."""
-    root = bids.require_folder(bids_root, "dataset folder")
+    root = require_folder(bids_root, "dataset folder")
     plans, stray = [], []
     for unit in bids.find_units(root):
         images, warns = bids.list_images(unit)

@@ -48,6 +48,7 @@ from nnunet_extensions.io import (
     check_same_grid,
     load_image,
     read_geometry,
+    require_folder,
     save_image,
     write_text,
 )
@@ -196,7 +197,7 @@ def discover(bids_root: Path, reference: str = DEFAULT_REFERENCE) -> list[_Subje
         bids.ImageSpec.parse(reference)
     except ValueError as exc:
         raise InputError(f"--reference: {exc}") from None
-    root = bids.require_folder(bids_root, "dataset folder")
+    root = require_folder(bids_root, "dataset folder")
     labels_root = root / "derivatives" / "labels"
     if not labels_root.is_dir():
         raise InputError(f"{labels_root}: no cord masks folder (expected derivatives/labels/sub-*/anat/"

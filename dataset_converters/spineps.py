@@ -31,7 +31,7 @@ import numpy as np
 from dataset_converters import nnunet_raw as raw
 from nnunet_extensions import bids
 from nnunet_extensions import labels as L
-from nnunet_extensions.io import Image, InputError, check_same_grid, load_image, read_geometry
+from nnunet_extensions.io import Image, InputError, check_same_grid, load_image, read_geometry, require_folder
 
 __all__ = ["convert", "discover", "label_mapping", "to_nnunet_labels", "load_semantic_mask", "SpinepsCase",
            "SpinepsReport", "CONVENTION"]
@@ -91,7 +91,7 @@ def discover(dataset: str | Path, channels: Sequence[str] = DEFAULT_CHANNELS) ->
     """Cases (images of ``channels[0]`` with a SPINEPS semantic mask and every other channel) and warnings
     (images left out and why). No voxel is read. :class:`InputError` for a bad channel spec, a missing folder,
     several semantic masks for one image or no case at all."""
-    root = bids.require_folder(dataset, "dataset folder")
+    root = require_folder(dataset, "dataset folder")
     specs = list(channels) or list(DEFAULT_CHANNELS)
     for spec in specs:
         try:

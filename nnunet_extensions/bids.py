@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from nnunet_extensions.io import InputError, split_suffix
+from nnunet_extensions.io import InputError, require_folder, split_suffix
 
 #: NIfTI endings, in the order masks are looked up.
 NIFTI_ENDINGS = (".nii.gz", ".nii")
@@ -211,16 +211,6 @@ class BidsImage:
     def contrast(self) -> str:
         """The name after the unit's prefix: ``acq-ax_T2w`` (what the user chooses images by)."""
         return self.stem[len(self.unit.name) + 1:]
-
-
-def require_folder(path: str | Path, what: str = "folder") -> Path:
-    """``path`` as a Path when it is an existing folder; else :class:`InputError` ("not found" / "is a file")."""
-    p = Path(path)
-    if p.is_dir():
-        return p
-    if p.exists():
-        raise InputError(f"{p}: is a file, expected a {what}")
-    raise InputError(f"{p}: {what} not found")
 
 
 def nifti_stem(path: Path) -> str | None:

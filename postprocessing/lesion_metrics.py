@@ -465,7 +465,7 @@ def list_masks(folder) -> list:
     """NIfTI files anywhere under ``folder`` (a flat nnU-Net folder or a BIDS tree), sorted by path."""
     from pathlib import Path
 
-    from nnunet_extensions.bids import require_folder
+    from nnunet_extensions.io import require_folder
     from nnunet_extensions.io import is_nifti
 
     root = require_folder(folder, "folder")

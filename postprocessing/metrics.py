@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -114,7 +113,8 @@ def evaluate_softseg(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, *,
     """
     import pandas as pd
 
-    from nnunet_extensions.bids import case_name, require_folder
+    from nnunet_extensions.bids import case_name
+    from nnunet_extensions.io import require_folder
     from nnunet_extensions.io import InputError
     from postprocessing.csa import expand_inputs
 
@@ -189,7 +189,8 @@ def csa_variability(
     (default: the levels joined by commas). Masks that cannot be measured are skipped (one line each);
     :class:`InputError` when none can.
     """
-    from nnunet_extensions.bids import case_name, find_by_stem, require_folder, split_subject
+    from nnunet_extensions.bids import case_name, find_by_stem, split_subject
+    from nnunet_extensions.io import require_folder
     from nnunet_extensions.io import InputError
     from postprocessing.csa import expand_inputs, measure_file
 

@@ -19,11 +19,10 @@ from nnunet_extensions.bids import (
     find_units,
     list_images,
     parse_name,
-    require_folder,
     select_images,
     split_subject,
 )
-from nnunet_extensions.io import InputError
+from nnunet_extensions.io import InputError, require_folder
 
 
 def touch(path: Path) -> Path:
