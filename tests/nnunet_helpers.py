@@ -202,3 +202,91 @@ class environ:
             else:
                 os.environ[k] = v
         return False
+
+
+# ============================================================ independent reference of the soft trainers' loss
+def crop_zero_padded(array: np.ndarray, bbox) -> np.ndarray:
+    """``array[:, bbox]`` (half-open ``[[lo, hi], ...]`` over the last axes), zero outside the array (plain numpy)."""
+    out = np.zeros((array.shape[0], *[hi - lo for lo, hi in bbox]), dtype=np.float64)
+    src, dst = [slice(None)], [slice(None)]
+    for (lo, hi), n in zip(bbox, array.shape[1:]):
+        a, b = max(lo, 0), min(hi, n)
+        src.append(slice(a, b))
+        dst.append(slice(a - lo, b - lo))
+    out[tuple(dst)] = np.asarray(array[tuple(src)], dtype=np.float64)
+    return out
+
+
+def block_mean(x: np.ndarray, factors) -> np.ndarray:
+    """Mean over non-overlapping blocks of ``factors`` voxels along the last axes (each axis must divide)."""
+    for axis, f in zip(range(x.ndim - len(factors), x.ndim), factors):
+        f = int(f)
+        assert x.shape[axis] % f == 0, (x.shape, factors)
+        shape = list(x.shape)
+        shape[axis: axis + 1] = [x.shape[axis] // f, f]
+        x = x.reshape(shape).mean(axis=axis + 1)
+    return x
+
+
+def reference_soft_loss(logits: list, soft_full: np.ndarray, pool_op_kernel_sizes, batch_dice: bool,
+                        weight_mse: float = 1.0, weight_dice: float = 1.0, smooth: float = 1e-5) -> float:
+    """The soft trainers' deep-supervised loss computed from scratch, in float64 numpy.
+
+    ``logits``: the network's outputs, one ``(B, 2, *spatial)`` array per deep-supervision scale (full resolution
+    first); ``soft_full``: the soft target ``(B, 1, *patch)`` at full resolution. Scale ``i`` compares with the
+    soft target block-averaged by the product of the first ``i + 1`` pooling kernels; scale weights ``1/2^i``, the
+    coarsest 0, normalised to sum 1 (nnU-Net's rule); per scale ``weight_mse * mean((p - s)²) + weight_dice *
+    (1 - mean((2 Σps + smooth) / (Σp² + Σs² + smooth)))`` with sums per sample (or over the batch).
+    """
+    factors = np.cumprod(np.vstack(pool_op_kernel_sizes), axis=0)
+    weights = np.array([1 / 2 ** i for i in range(len(logits))])
+    weights[-1] = 0
+    weights /= weights.sum()
+    total = 0.0
+    for i, (z, w) in enumerate(zip(logits, weights)):
+        z = np.asarray(z, dtype=np.float64)
+        p = 1.0 / (1.0 + np.exp(z[:, 0:1] - z[:, 1:2]))  # softmax probability of channel 1
+        s = block_mean(soft_full, factors[i])
+        assert s.shape == p.shape, (s.shape, p.shape)
+        axes = tuple(range(2, p.ndim)) if not batch_dice else (0, *range(2, p.ndim))
+        dice = (2 * (p * s).sum(axes) + smooth) / ((p * p).sum(axes) + (s * s).sum(axes) + smooth)
+        total += w * (weight_mse * np.mean((p - s) ** 2) + weight_dice * (1 - dice.mean()))
+    return float(total)
+
+
+def assert_validation_loss_is_soft_target_loss(env: dict, dataset_id: int, plans: str, checkpoint: Path,
+                                               configuration: str = "3d_fullres") -> None:
+    """Check that a trained model's loss is the soft-target loss (fails for a stock nnU-Net trainer).
+
+    Rebuilds the trainer named in ``checkpoint`` in this process (nnU-Net's ``get_trainer_from_args``), takes one
+    batch from its own validation loader and compares its ``validation_step`` loss with :func:`reference_soft_loss`
+    of the network's output against the soft target read from preprocess-soft's file at each sample's crop.
+    """
+    import pytest
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    from nnunet_extensions.soft_targets.layout import load_soft_target
+
+    trainer_name = torch.load(checkpoint, map_location="cpu", weights_only=False)["trainer_name"]
+    with environ({**env, "nnUNet_n_proc_DA": "0"}):
+        trainer = get_trainer_from_args(str(dataset_id), configuration, "all", trainer_name, plans,
+                                        device=torch.device("cpu"))
+        trainer.initialize()
+        trainer.load_checkpoint(str(checkpoint))
+        _, val_loader = trainer.get_dataloaders()
+        batch = next(val_loader)
+        trainer.network.eval()
+        with torch.no_grad():
+            logits = trainer.network(batch["data"])
+            loss = float(trainer.validation_step(batch)["loss"])
+    assert "bboxes" in batch, f"{trainer_name}: batches carry no soft target crops (not a soft trainer)"
+    data_folder = Path(trainer.preprocessed_dataset_folder)
+    soft = np.stack([crop_zero_padded(load_soft_target(data_folder, key)[:], bbox)
+                     for key, bbox in zip(batch["keys"], batch["bboxes"])])
+    assert ((soft > 0.05) & (soft < 0.95)).any()  # partial volume in the compared patches
+    cm = trainer.configuration_manager
+    expected = reference_soft_loss([o.double().numpy() for o in logits], soft, cm.pool_op_kernel_sizes,
+                                   cm.batch_dice)
+    assert loss == pytest.approx(expected, rel=1e-4)
+

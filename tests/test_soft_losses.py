@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -37,6 +40,17 @@ def test_losses_are_zero_and_minimal_at_perfect_prediction(weights):
     assert torch.isfinite(logits.grad).all()
 
 
+def test_soft_dice_loss_by_hand():
+    """p = (0.5, 0.5), s = (1, 0): Σps = 0.5, Σp² = 0.5, Σs² = 1, so 1 - 2·0.5 / 1.5 = 1/3 (no smoothing); per
+    sample, then averaged: with a second sample p = s = (1, 1) (loss 0) the mean is 1/6; as one batch
+    (batch Dice) Σps = 2.5, Σp² = 2.5, Σs² = 3, so 1 - 5 / 5.5 = 1/11."""
+    p = torch.tensor([[[0.5, 0.5]], [[1.0, 1.0]]])
+    s = torch.tensor([[[1.0, 0.0]], [[1.0, 1.0]]])
+    assert float(losses.soft_dice_loss(p[:1], s[:1], smooth=0)) == pytest.approx(1 / 3)
+    assert float(losses.soft_dice_loss(p, s, smooth=0)) == pytest.approx(1 / 6)
+    assert float(losses.soft_dice_loss(p, s, batch_dice=True, smooth=0)) == pytest.approx(1 / 11)
+
+
 def test_squared_denominator_soft_dice_vs_classic_form():
     """Why the loss uses Σp²+Σs²: the classic 2Σps/(Σp+Σs) is below 1 at p = s for fractional s."""
     s = soft_blob()
@@ -51,6 +65,9 @@ def test_mse_against_soft_target_differs_from_mse_against_binarized_target():
     logits = _logits_for(0.1 + 0.8 * s)
     mse = losses.SoftTargetLoss(weight_mse=1, weight_dice=0)
     l_soft, l_bin = float(mse(logits, s)), float(mse(logits, b))
+    p = (0.1 + 0.8 * s).double().numpy()
+    assert l_soft == pytest.approx(np.mean((p - s.double().numpy()) ** 2), rel=1e-4)
+    assert l_bin == pytest.approx(np.mean((p - b.double().numpy()) ** 2), rel=1e-4)
     assert abs(l_soft - l_bin) > 1e-3
     # the perfect soft prediction has zero loss against the soft target, not against the binarized one
     assert float(mse(_logits_for(s), s)) < 1e-8 < float(mse(_logits_for(s), b))
@@ -65,20 +82,52 @@ def test_mse_against_soft_target_differs_from_mse_against_binarized_target():
     assert m["soft_dice"] < 0.999  # fractional targets: below 1 even for the perfect prediction
 
 
-def test_adaptive_wing_loss_matches_formula_and_is_continuous_at_theta():
-    """Wang et al. 2019: ω ln(1+(d/ε)^(α−y)) below θ, A d − C above, continuous at d = θ."""
-    y = torch.tensor([0.0, 0.3, 1.0])
-    for d in (0.1, 0.49999, 0.50001, 0.9):
-        p = torch.clamp(y + d, max=1.0) if d < 0.5 else (1 - y)
-        got = losses.adaptive_wing_loss(p.view(1, 1, 3, 1), y.view(1, 1, 3, 1), loss_map_weight=0)
-        dd = (y - p).abs()
-        a = 2.1 - y
-        A = 14 * (1 / (1 + 0.5 ** a)) * a * 0.5 ** (a - 1)
-        C = 0.5 * A - 14 * torch.log1p(0.5 ** a)
-        ref = torch.where(dd < 0.5, 14 * torch.log1p(dd ** a), A * dd - C).mean()
-        assert float(got) == pytest.approx(float(ref), rel=1e-5)
-    below = losses.adaptive_wing_loss(torch.tensor([0.5 - 1e-5]).view(1, 1, 1, 1), torch.zeros(1, 1, 1, 1),
-                                  loss_map_weight=0)
-    above = losses.adaptive_wing_loss(torch.tensor([0.5 + 1e-5]).view(1, 1, 1, 1), torch.zeros(1, 1, 1, 1),
-                                  loss_map_weight=0)
-    assert float(below) == pytest.approx(float(above), rel=1e-3)
+def _awing_by_hand(y: float, y_hat: float, omega=14.0, theta=0.5, epsilon=1.0, alpha=2.1) -> float:
+    """Wang, Bo & Fuxin (ICCV 2019), eq. 8, written out for one voxel with the math module."""
+    d = abs(y - y_hat)
+    a = alpha - y
+    if d < theta:
+        return omega * math.log(1 + (d / epsilon) ** a)
+    big_a = omega * (1 / (1 + (theta / epsilon) ** a)) * a * (theta / epsilon) ** (a - 1) * (1 / epsilon)
+    big_c = theta * big_a - omega * math.log(1 + (theta / epsilon) ** a)
+    return big_a * d - big_c
+
+
+# (target y, prediction ŷ): differences 0.1, 0.4, 0.3 below θ = 0.5 and 0.8, 0.9, 0.6 above it
+AWING_PAIRS = [(0.0, 0.1), (0.3, 0.7), (0.3, 0.0), (1.0, 0.2), (0.0, 0.9), (0.7, 0.1)]
+
+
+def test_adaptive_wing_loss_equals_the_papers_formula_on_both_branches():
+    y = torch.tensor([t for t, _ in AWING_PAIRS], dtype=torch.float64).view(1, 1, -1, 1)
+    p = torch.tensor([q for _, q in AWING_PAIRS], dtype=torch.float64).view(1, 1, -1, 1)
+    got = float(losses.adaptive_wing_loss(p, y, loss_map_weight=0))
+    expected = sum(_awing_by_hand(t, q) for t, q in AWING_PAIRS) / len(AWING_PAIRS)
+    assert got == pytest.approx(expected, rel=1e-9)
+    # one voxel worked out on paper: ω ln(1 + 0.1^2.1) = 14 ln(1.0079433) = 0.110767
+    one = losses.adaptive_wing_loss(torch.tensor([[[[0.1]]]]), torch.tensor([[[[0.0]]]]), loss_map_weight=0)
+    assert float(one) == pytest.approx(0.110767, abs=2e-6)
+
+
+def test_adaptive_wing_loss_is_continuous_at_theta():
+    for y in (0.0, 0.3, 1.0):
+        below = _awing_by_hand(y, y + 0.5 - 1e-7 if y < 0.5 else y - 0.5 + 1e-7)
+        above_t = losses.adaptive_wing_loss(torch.tensor([[[[y + 0.5 + 1e-7 if y < 0.5 else y - 0.5 - 1e-7]]]],
+                                                         dtype=torch.float64),
+                                            torch.tensor([[[[y]]]], dtype=torch.float64), loss_map_weight=0)
+        assert float(above_t) == pytest.approx(below, rel=1e-5)
+
+
+def test_adaptive_wing_loss_map_weights_the_dilated_foreground():
+    """Section 4.3: loss × (10·M + 1), M = (target ≥ 0.2) dilated by one voxel (3×3×3), computed with scipy."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    y = np.zeros((1, 1, 5, 6, 7))
+    y[0, 0, 2, 3, 3] = 0.6
+    y[0, 0, 2, 3, 4] = 0.1  # below the threshold: only inside M through dilation
+    p = np.clip(y + rng.uniform(-0.7, 0.7, size=y.shape), 0, 1)
+    m = ndimage.binary_dilation(y[0, 0] >= 0.2, structure=np.ones((3, 3, 3)))
+    per_voxel = np.vectorize(_awing_by_hand)(y[0, 0], p[0, 0])
+    expected = float(np.mean(per_voxel * (10 * m + 1)))
+    got = float(losses.adaptive_wing_loss(torch.from_numpy(p), torch.from_numpy(y)))
+    assert m.sum() == 27 and got == pytest.approx(expected, rel=1e-9)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_helpers import TOY_NAME, console_script, environ, prepared_toy
+from nnunet_helpers import TOY_NAME, console_script, crop_zero_padded, environ, prepared_toy, reference_soft_loss
 
 import nnunet_extensions
 from nnunet_extensions.soft_targets import layout
@@ -251,52 +251,71 @@ def test_training_batch_carries_soft_target_through_spatial_augmentation(trainer
 
 
 # ================================================================================ loss and metrics
-def test_train_step_feeds_the_soft_target_to_the_loss(trainer, env):
-    recorded = {}
-    real_loss = trainer.loss
+def _reference_loss(trainer, logits, soft_full) -> float:
+    cm = trainer.configuration_manager
+    return reference_soft_loss([o.detach().double().numpy() for o in logits], soft_full, cm.pool_op_kernel_sizes,
+                               cm.batch_dice)
 
-    def spy(output, target):
-        recorded["target"] = target
-        return real_loss(output, target)
 
+def test_train_step_loss_is_the_soft_target_loss_computed_independently(trainer, env):
+    """The loss nnU-Net's train step reports equals the MSE + soft Dice against the batch's (augmented) soft
+    target, deep-supervised, computed from scratch in numpy; against the integer label it would differ."""
     with environ(env):
         batch = next(trainer.dataloader_train)
-        trainer.loss = spy
-        try:
-            out = trainer.train_step(batch)
-        finally:
-            trainer.loss = real_loss
-    assert np.isfinite(out["loss"])
-    t0 = recorded["target"][0]
-    assert t0.dtype == torch.float32 and torch.equal(t0, batch["soft_target"][0])
-    assert ((t0 > 0.05) & (t0 < 0.95)).any()
+        trainer.network.train()
+        with torch.no_grad():
+            logits = trainer.network(batch["data"])  # the weights train_step's forward pass uses
+        out = trainer.train_step(batch)
+    soft = batch["soft_target"][0].double().numpy()
+    assert ((soft > 0.05) & (soft < 0.95)).any()
+    expected = _reference_loss(trainer, logits, soft)
+    assert float(out["loss"]) == pytest.approx(expected, rel=1e-4)
+    label = (batch["target"][0].numpy() > 0).astype(np.float64)
+    assert abs(_reference_loss(trainer, logits, label) - expected) > 1e-3  # the check can tell them apart
 
 
-def test_validation_logs_soft_metrics_each_epoch_and_keeps_nnunet_logging(trainer, env):
-    """One short epoch through nnU-Net's own hooks: soft Dice, MSE vs soft and vs binarized targets are logged
-    next to nnU-Net's values; progress.png, progress_soft.png and checkpoint_best (EMA pseudo Dice) appear."""
+def test_validation_logs_independently_computed_soft_metrics(trainer, env, toy):
+    """One short epoch through nnU-Net's own hooks. The logged validation loss, soft Dice (2 Σps / (Σp + Σs)),
+    MSE vs the soft target and MSE vs the binarized label equal values computed from scratch: the network's
+    output on the same batches against the soft target read from its file at each sample's crop. Beside them
+    nnU-Net's own logging goes on (pseudo Dice, EMA, progress.png, checkpoint_best)."""
+    data_folder = toy["data"]
     with environ(env):
         trainer.on_epoch_start()
         trainer.on_train_epoch_start()
         trainer.on_train_epoch_end([trainer.train_step(next(trainer.dataloader_train))])
         with torch.no_grad():
             trainer.on_validation_epoch_start()
-            outs = [trainer.validation_step(next(trainer.dataloader_val)) for _ in range(2)]
-            assert set(outs[0]) >= {"loss", "tp_hard", "fp_hard", "fn_hard", "soft_sums"}
+            batches = [next(trainer.dataloader_val) for _ in range(2)]
+            logits = [trainer.network(b["data"]) for b in batches]
+            outs = [trainer.validation_step(b) for b in batches]
             trainer.on_validation_epoch_end(outs)
         trainer.on_epoch_end()
+
+    losses_ref, sums = [], np.zeros(5)
+    for batch, z in zip(batches, logits):
+        soft = np.stack([crop_zero_padded(layout.load_soft_target(data_folder, key)[:], bbox)
+                         for key, bbox in zip(batch["keys"], batch["bboxes"])])
+        losses_ref.append(_reference_loss(trainer, z, soft))
+        z0 = z[0].double().numpy()
+        p = 1.0 / (1.0 + np.exp(z0[:, :1] - z0[:, 1:2]))
+        b = (batch["target"][0].numpy() > 0).astype(np.float64)
+        sums += [(p * soft).sum(), p.sum() + soft.sum(), ((p - soft) ** 2).sum(), ((p - b) ** 2).sum(), p.size]
     log = trainer.logger.local_logger.my_fantastic_logging
-    for k in ("val_soft_dice", "val_mse_soft", "val_mse_binary", "mean_fg_dice", "ema_fg_dice", "val_losses"):
+    assert log["val_losses"][0] == pytest.approx(np.mean(losses_ref), rel=1e-4)
+    assert log["val_soft_dice"][0] == pytest.approx(2 * sums[0] / sums[1], rel=1e-5)
+    assert log["val_mse_soft"][0] == pytest.approx(sums[2] / sums[4], rel=1e-5)
+    assert log["val_mse_binary"][0] == pytest.approx(sums[3] / sums[4], rel=1e-5)
+
+    for k in ("mean_fg_dice", "ema_fg_dice"):  # nnU-Net's own per-epoch values are still logged
         assert len(log[k]) == 1 and np.isfinite(log[k][0]), k
-    assert 0 <= log["val_soft_dice"][0] <= 1
-    assert log["val_mse_soft"][0] != log["val_mse_binary"][0]
     out = Path(trainer.output_folder)
     assert (out / "progress.png").is_file() and (out / "progress_soft.png").is_file()
-    assert (out / "checkpoint_best.pth").is_file()
     ckpt = torch.load(out / "checkpoint_best.pth", map_location="cpu", weights_only=False)
-    assert ckpt["trainer_name"] == "nnUNetTrainerSoftSeg" and "val_mse_soft" in ckpt["logging"]
+    assert ckpt["trainer_name"] == "nnUNetTrainerSoftSeg"
+    assert ckpt["logging"]["val_mse_soft"] == log["val_mse_soft"]
     text = "".join(p.read_text() for p in out.glob("training_log_*.txt"))
-    assert "val soft Dice" in text and "MSE vs soft target" in text
+    assert f"val soft Dice {np.round(log['val_soft_dice'][0], 4)}" in text
 
 
 def test_logger_accepts_checkpoints_of_stock_trainers():

@@ -4,8 +4,9 @@ phantom BIDS (``nnspine phantom``) → ``nnspine convert softgt`` → ``nnUNetv2
 ``nnspine preprocess-soft`` → ``nnUNetv2_train … -tr nnUNetTrainerSoftSeg_debug`` → ``nnUNetv2_predict
 --save_probabilities`` → ``nnspine softmask`` → ``nnspine csa`` / ``nnspine evaluate softseg``.
 
-Asserts what a few CPU iterations can show: the soft targets reached the loss, every hand-over keeps the data
-and geometry right, and each command's outputs exist and are well formed. It does not assert learned quality.
+Asserts what a few CPU iterations can show: the trained model's loss is the soft-target loss (recomputed from
+scratch on a validation batch), every hand-over keeps the data and geometry right, and each command's outputs
+exist and are well formed. It does not assert learned quality.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nnunet_helpers import console_script, nnunet_env, run  # noqa: E402
+from nnunet_helpers import (assert_validation_loss_is_soft_target_loss, console_script,  # noqa: E402
+                            nnunet_env, run)
 
 from nnunet_extensions.io import load_image  # noqa: E402
 
@@ -76,9 +78,11 @@ def test_soft_cord_pipeline_with_real_console_scripts(tmp_path):
     ckpt = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     log = ckpt["logging"]
     assert len(log["val_mse_soft"]) == len(log["train_losses"]) >= 1
-    # the loss saw the soft target: validation MSE against it differs from MSE against the binarized label
-    assert all(abs(a - b) > 1e-6 for a, b in zip(log["val_mse_soft"], log["val_mse_binary"]))
     assert (out / "progress.png").exists()
+    # the loss is the soft-target loss: the trained model's validation loss on a batch of the real pipeline's data
+    # equals MSE + soft Dice against the converter's soft target (read from preprocess-soft's file at each
+    # sample's crop) computed from scratch; a stock-trained model (CE + Dice on the label) fails here
+    assert_validation_loss_is_soft_target_loss(env, DATASET_ID, PLANS, out / "checkpoint_final.pth")
 
     # real prediction with probabilities on the unseen subject, then our soft masks on the original grids
     pred_in = tmp_path / "pred_in"
