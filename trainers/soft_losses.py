@@ -114,14 +114,11 @@ class SoftTargetLoss(nn.Module):
 
 
 # ============================================================================================= metrics
-#: Order of the sums returned by :func:`soft_metric_sums`.
-SOFT_SUM_KEYS = ("sum_ps", "sum_pp", "sum_ss", "sq_err_soft", "sq_err_binary", "n_voxels")
-
-
 def soft_metric_sums(logits: torch.Tensor, soft_target: torch.Tensor, label: torch.Tensor) -> np.ndarray:
-    """Sums for the epoch-level soft metrics of a batch (see :func:`soft_metrics_from_sums`).
+    """Sums for the epoch-level soft metrics of a batch (see :func:`soft_metrics_from_sums`):
+    ``[Σ p·s, Σ p, Σ s, Σ (p − s)², Σ (p − b)², number of voxels]``.
 
-    ``label`` is nnU-Net's integer target (cord = 1); ``(label > 0)`` is the binarized target.
+    ``label`` is nnU-Net's integer target (cord = 1); ``b = (label > 0)`` is the binarized target.
     """
     with torch.no_grad():
         p = foreground_probability(logits)
