@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "trainers",
     "softmask",
     "relabel",
+    "qc",
     "lesions",
     "evaluate",
     "cutouts",
