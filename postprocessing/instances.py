@@ -540,6 +540,7 @@ def fuse(semantic: str | os.PathLike, cutouts_dir: str | os.PathLike, prediction
         for p in paths.values():
             if p.resolve() == Path(f).resolve():
                 raise InputError(f"{p}: output would replace the input semantic mask (choose another -o folder)")
+        for p in paths.values():
             check_output(p, overwrite)
         fusion = fuse_arrays(img, record, preds, top_vertebra=top)
         results.append((case, fusion, paths, img))
