@@ -1,0 +1,108 @@
+"""``nnspine evaluate instances``: panoptic metrics of SPINEPS-format vertebra instance masks (RQ, SQ, PQ,
+ASSD, global Dice per structure group), or per-label Dice of semantic masks with ``--semantic``.
+
+Registered under ``nnspine evaluate`` by :func:`register_instances` (called from :mod:`.evaluate`); the work
+is done by :mod:`postprocessing.instance_metrics`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+
+DESCRIPTION = """\
+Compare predicted SPINEPS-format masks with reference masks, case by case.
+
+Instance masks (default): vertebrae by VerSe id (C1=1 ... L5=24, L6=25, T13=28), sacrum 26, the disc
+below vertebra X as 100+X, its endplates as 200+X. One row per case and structure group:
+  vertebra (1-25, 28), ivd (101-125, 128), endplate (201-225, 228), sacrum (26), all (every instance).
+Matching (--match, written into the CSV):
+  label  same value = a pair; a true positive when its Dice >= 0.5 (--tp-metric dsc, default) or its
+         IoU >= 0.5 (--tp-metric iou, as panoptica's published matched-instance example)
+  iou    one-to-one pairs with IoU > 0.5, values ignored
+Columns: case, structure, match, ref_instances, pred_instances, tp, fp (= pred - tp), fn (= ref - tp),
+precision (tp/pred), recall (tp/ref), rq (tp / (tp + fp/2 + fn/2), the F1 of the matching), sq (mean IoU
+of the true positives), sq_dsc (their mean Dice), pq (= sq * rq), pq_dsc (= sq_dsc * rq), assd_mm (mean
+over true positives of the average symmetric surface distance, mm from the voxel size), global_dice
+(Dice of the union of the group's reference instances with the union of its predicted ones).
+Undefined values are empty: precision without predicted instances, recall without reference ones, rq
+without either, sq/sq_dsc/assd_mm without true positives, global_dice with both unions empty.
+
+--semantic: semantic masks (41-49, 26, 60, 61, 62, 100); one row per case and label with the reference
+and predicted volume (mm^3) and Dice (empty when the label is in neither mask).
+
+The rows with case = ALL summarise the cases: counts and volumes summed, every other column the mean
+over cases (empty values left out). Files, or folders matched by case name (the image's BIDS stem:
+sub-01_T2w.nii.gz matches sub-01_T2w_seg-vert_msk.nii.gz, or _seg-spine_msk / _seg-subreg_msk with
+--semantic); the masks of a case must share the grid. Bad input (values outside the SPINEPS set, a
+semantic mask where an instance mask is expected or the reverse, different grids) stops the run with
+one line naming the file, and nothing is written.
+"""
+
+EXAMPLE = """\
+examples:
+  nnspine evaluate instances --pred pred_instances/ --ref bids/derivatives/labels -o instances.csv
+  nnspine evaluate instances --pred sub-01_T2w_seg-vert_msk.nii.gz --ref ref_seg-vert_msk.nii.gz --match iou -o m.csv
+  nnspine evaluate instances --semantic --pred pred_semantic/ --ref bids/derivatives/labels -o dice.csv
+"""
+
+
+def register_instances(what: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``instances`` to the ``nnspine evaluate`` sub-commands; returns its parser."""
+    from postprocessing.instance_metrics import MATCH_RULES, TP_METRICS
+
+    s = new_parser(what, "instances",
+                   help="panoptic metrics of vertebra instance masks (RQ, SQ, PQ, ASSD) or per-label Dice (CSV)",
+                   description=DESCRIPTION, epilog=EXAMPLE)
+    s.add_argument("--pred", required=True, type=Path, metavar="PRED", help="predicted mask (.nii.gz) or folder")
+    s.add_argument("--ref", required=True, type=Path, metavar="REF",
+                   help="reference mask or folder (searched recursively)")
+    s.add_argument("--semantic", action="store_true",
+                   help="semantic masks: per-label Dice instead of instance metrics")
+    s.add_argument("--match", choices=MATCH_RULES, default=None,
+                   help="instance matching rule (default: label)")
+    s.add_argument("--tp-metric", choices=TP_METRICS, default=None,
+                   help="with --match label: a pair is a true positive when this is >= 0.5 (default: dsc)")
+    s.add_argument("-o", "--output", type=Path, default=Path("instance_metrics.csv"), metavar="CSV",
+                   help="output CSV (default: instance_metrics.csv)")
+    add_overwrite(s)
+    add_quiet(s)
+    s.set_defaults(func=run_instances)
+    return s
+
+
+def run_instances(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from nnunet_extensions.cli import UsageError
+    from nnunet_extensions.io import check_output, write_text
+    from postprocessing import instance_metrics as im
+
+    if args.semantic and (args.match is not None or args.tp_metric is not None):
+        raise UsageError("--match and --tp-metric apply to instance masks, not with --semantic")
+    match = args.match or "label"
+    if args.tp_metric is not None and match != "label":
+        raise UsageError("--tp-metric applies to --match label only")
+    check_output(args.output, args.overwrite)
+    progress = not args.quiet and sys.stderr.isatty()
+    if args.semantic:
+        rows = im.evaluate_semantic(args.pred, args.ref, progress=progress)
+        df = pd.DataFrame(rows, columns=im.SEMANTIC_COLUMNS)
+        show = ["label", "structure", "ref_volume_mm3", "pred_volume_mm3", "dice"]
+    else:
+        rows = im.evaluate_instances(args.pred, args.ref, match=match, tp_metric=args.tp_metric or "dsc",
+                                     progress=progress)
+        df = pd.DataFrame(rows, columns=im.INSTANCE_COLUMNS)
+        show = ["structure", *im.COUNT_KEYS, "rq", "sq", "pq", "pq_dsc", "assd_mm", "global_dice"]
+    write_text(args.output, df.to_csv(index=False), overwrite=args.overwrite)
+    if not args.quiet:
+        summary = df[df["case"] == im.SUMMARY_CASE]
+        n_cases = df.loc[df["case"] != im.SUMMARY_CASE, "case"].nunique()
+        print(f"summary over {n_cases} case{'s' if n_cases != 1 else ''}"
+              + ("" if args.semantic else f" (match {match})") + ":")
+        print(summary[show].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print(f"wrote {args.output}")
+    return 0
