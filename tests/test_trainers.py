@@ -82,25 +82,62 @@ def trainer(env, toy):
 
 
 # ========================================================================================= discovery
-def test_cli_lists_trainers_and_exports_discovery_folder():
+def test_cli_lists_every_family_with_one_clean_sentence_and_exports_discovery_folder():
+    from trainers.registry import all_trainers
+
     out = subprocess.run([console_script("nnspine"), "trainers"], capture_output=True, text=True, check=True).stdout
     lines = [ln for ln in out.splitlines() if ln.strip()]
-    assert [ln.split()[0] for ln in lines] == TRAINER_NAMES
-    assert all(len(ln.split(None, 1)) == 2 for ln in lines)  # name + description
+    names = [ln.split()[0] for ln in lines]
+    assert names == [t.__name__ for t in all_trainers()]
+    assert names[:len(TRAINER_NAMES)] == TRAINER_NAMES
+    for line in lines:
+        description = line.split(None, 1)[1]
+        # one whole sentence, no reST markup
+        assert description.endswith(".") and description.count(". ") == 0, line
+        assert "``" not in description and ":class:" not in description and ":func:" not in description, line
+    soft = dict(ln.split(None, 1) for ln in lines)
+    assert soft["nnUNetTrainerSoftSeg_debug"] == "nnUNetTrainerSoftSeg cut short for tests: 8 iterations, no " \
+                                                 "test-time mirroring."
     folder = Path(_export_folder())
     assert folder.is_dir() and folder.is_relative_to(Path(nnunet_extensions.__file__).parent)
-    assert sorted(p.name for p in folder.glob("*.py")) == ["nnspine_softseg_trainers.py"]
 
 
-def test_discovery_module_only_reexports_from_installed_package():
-    src = (Path(_export_folder()) / "nnspine_softseg_trainers.py").read_text()
-    tree = ast.parse(src)
-    for node in tree.body:
-        assert not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef, ast.Import))
-        if isinstance(node, ast.ImportFrom):
-            assert node.module == "trainers.softseg" and node.level == 0
-    imported = {a.name for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
-    assert imported == set(TRAINER_NAMES)
+def test_describe_joins_the_first_sentence_and_drops_rest_markup():
+    from trainers.registry import describe
+
+    class T:
+        """Trainer for ``nnspine demo`` with :class:`~trainers.soft_losses.SoftTargetLoss` (Wang et al. 2019)
+        and :func:`f`, on `CPU`. A second sentence.
+
+        Details."""
+
+    assert describe(T) == "Trainer for nnspine demo with SoftTargetLoss (Wang et al. 2019) and f, on CPU."
+
+    class U:
+        """No full stop"""
+
+    assert describe(U) == "No full stop"
+
+
+def test_discovery_shims_only_reexport_each_familys_trainers():
+    """One shim per family in the nnUNet_extTrainer folder: it imports exactly the family's TRAINERS from the
+    installed package and defines nothing (nnU-Net imports and then drops these modules)."""
+    import importlib
+
+    from trainers.registry import TRAINER_MODULES
+
+    folder = Path(_export_folder())
+    reexported = {}
+    for shim in sorted(folder.glob("*.py")):
+        tree = ast.parse(shim.read_text())
+        for node in tree.body:
+            assert not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef, ast.Import)), shim
+            if isinstance(node, ast.ImportFrom):
+                assert node.module in TRAINER_MODULES and node.level == 0, shim
+                reexported.setdefault(node.module, set()).update(a.name for a in node.names)
+    assert set(reexported) == set(TRAINER_MODULES)
+    for module, names in reexported.items():
+        assert names == {t.__name__ for t in importlib.import_module(module).TRAINERS}, module
 
 
 def test_nnunet_train_lookup_finds_trainers_via_extTrainer(tmp_path):

@@ -224,14 +224,20 @@ class nnUNetTrainerSoftSegMSE(nnUNetTrainerSoftSeg):
 
 
 class nnUNetTrainerSoftSegAdapWing(nnUNetTrainerSoftSeg):
-    """Soft cord segmentation with the adaptive wing regression loss (Wang et al. 2019; Bédard et al.)."""
+    """Soft cord segmentation with the adaptive wing loss as the only loss.
+
+    Adaptive wing loss: Wang, Bo & Fuxin, ICCV 2019, used for soft cord masks by Bédard et al.
+    """
 
     soft_loss_weights = {'weight_mse': 0.0, 'weight_dice': 0.0, 'weight_adapwing': 1.0}
 
 
 class nnUNetTrainerSoftSeg_debug(nnUNetTrainerSoftSeg):
-    """nnUNetTrainerSoftSeg cut short for tests and demos: 2 epochs of 4 iterations, 2 validation batches, no
-    mirrored test-time augmentation (8x faster final validation and prediction on CPU)."""
+    """nnUNetTrainerSoftSeg cut short for tests: 8 iterations, no test-time mirroring.
+
+    2 epochs of 4 iterations, 2 validation batches; without mirrored test-time augmentation final validation and
+    prediction are 8x faster on CPU.
+    """
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -248,7 +254,10 @@ class nnUNetTrainerSoftSeg_debug(nnUNetTrainerSoftSeg):
 
 
 class nnUNetTrainerSoftSeg_demo(nnUNetTrainerSoftSeg_debug):
-    """nnUNetTrainerSoftSeg for ``nnspine demo`` on CPU: 6 epochs of 25 iterations (~4 min), no TTA."""
+    """nnUNetTrainerSoftSeg for the CPU demo: 150 iterations (about 4 minutes), no test-time mirroring.
+
+    Trained by ``nnspine demo``: 6 epochs of 25 iterations, 3 validation batches.
+    """
 
     DEMO_EPOCHS = 6  # read by the demo's progress line
 

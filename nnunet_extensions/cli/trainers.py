@@ -9,7 +9,7 @@ from pathlib import Path
 from nnunet_extensions.cli.common import new_parser
 
 DESCRIPTION = """\
-List the nnU-Net trainers this package provides (name and one-line description), or, with --export, print
+List the nnU-Net trainers this package provides (name and a one-sentence description), or, with --export, print
 the shell line that lets stock nnU-Net find them:
 
   export nnUNet_extTrainer=<folder inside the installed package>
@@ -28,8 +28,6 @@ examples:
 
 #: Module (in :func:`discovery_folder`) that re-exports the trainers.
 DISCOVERY_MODULE = "nnspine_softseg_trainers"
-#: Modules whose ``TRAINERS`` tuple ``nnspine trainers`` lists (one per trainer family; each has a discovery shim).
-TRAINER_MODULES = ["trainers.softseg", "trainers.spine_semantic"]
 
 
 def discovery_folder() -> Path:
@@ -38,7 +36,7 @@ def discovery_folder() -> Path:
 
 
 def register(subparsers) -> None:
-    p = new_parser(subparsers, "trainers", help="list the soft-segmentation trainers / print nnUNet_extTrainer",
+    p = new_parser(subparsers, "trainers", help="list the nnU-Net trainers of this package / print nnUNet_extTrainer",
                    description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--export", action="store_true",
                    help="print 'export nnUNet_extTrainer=<folder>' for use with eval in a POSIX shell")
@@ -52,12 +50,11 @@ def run(args) -> int:
             raise RuntimeError(f"{folder}: discovery module {DISCOVERY_MODULE}.py missing from the installation")
         print(f"export nnUNet_extTrainer={shlex.quote(str(folder))}")
         return 0
-    import importlib
+    from trainers.registry import all_trainers, describe
 
-    TRAINERS = [t for module in TRAINER_MODULES for t in importlib.import_module(module).TRAINERS]
-    width = max(len(t.__name__) for t in TRAINERS)
-    for t in TRAINERS:
-        doc = (t.__doc__ or "").strip().splitlines()
-        print(f"{t.__name__:<{width}}  {doc[0] if doc else ''}")
+    trainers = all_trainers()
+    width = max(len(t.__name__) for t in trainers)
+    for t in trainers:
+        print(f"{t.__name__:<{width}}  {describe(t)}")
     print("(to let nnU-Net find them: eval \"$(nnspine trainers --export)\")", file=sys.stderr)
     return 0

@@ -1,0 +1,39 @@
+"""The trainers this package provides, one module per family, and their one-sentence descriptions.
+
+Each family module (``trainers.softseg``, ...) ends with a ``TRAINERS`` tuple and has a discovery shim in
+``nnunet_extensions/discovery/`` that re-exports exactly those classes for nnU-Net's ``nnUNet_extTrainer``
+lookup. ``nnspine trainers`` lists :func:`all_trainers` with :func:`describe`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import List
+
+#: Trainer families, in listing order; each module defines ``TRAINERS``.
+TRAINER_MODULES = ("trainers.softseg", "trainers.spine_semantic")
+
+
+def all_trainers() -> List[type]:
+    """Every trainer class of every family, in listing order."""
+    return [t for module in TRAINER_MODULES for t in importlib.import_module(module).TRAINERS]
+
+
+def _plain(text: str) -> str:
+    """Docstring text without reST markup: ``:class:`~a.b.C``` → ``C``, ````x```` → ``x``, ```x``` → ``x``."""
+    text = re.sub(r":[a-z]+:`~([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    text = re.sub(r":[a-z]+:`([^`]+)`", r"\1", text)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    return re.sub(r"`([^`]+)`", r"\1", text)
+
+
+def describe(cls: type) -> str:
+    """The first sentence of a trainer's docstring, on one line and without reST markup ('' if none).
+
+    A sentence ends at a full stop followed by the end of the first paragraph or by a capitalised word.
+    """
+    doc = (cls.__doc__ or "").strip()
+    paragraph = " ".join(line.strip() for line in doc.split("\n\n", 1)[0].splitlines())
+    match = re.match(r"(.+?\.)(?=\s+[A-Z]|$)", paragraph)
+    return _plain(match.group(1) if match else paragraph)
