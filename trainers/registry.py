@@ -12,7 +12,7 @@ import re
 from typing import List
 
 #: Trainer families, in listing order; each module defines ``TRAINERS``.
-TRAINER_MODULES = ("trainers.softseg", "trainers.spine_semantic")
+TRAINER_MODULES = ("trainers.softseg", "trainers.spine_semantic", "trainers.softseg_da5", "trainers.budget")
 
 
 def all_trainers() -> List[type]:
