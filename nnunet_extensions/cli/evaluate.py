@@ -13,7 +13,13 @@ from pathlib import Path
 
 from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
 from nnunet_extensions.cli.evaluate_compare import register_compare
+from nnunet_extensions.cli.evaluate_instances import register_instances
 from nnunet_extensions.cli.evaluate_lesions import register_lesions
+from postprocessing.levels import VERTFILE_KINDS
+
+#: ``--vert-suffix`` defaults of ``evaluate csa-variability`` per ``--vertfile-kind`` (tried in order).
+VERT_SUFFIXES = {"sct": ("_label-SC_seg_labeled",), "spineps": ("_seg-vert_msk",),
+                 "auto": ("_label-SC_seg_labeled", "_seg-vert_msk")}
 
 SOFTSEG_EXAMPLE = """\
 example:
@@ -25,6 +31,8 @@ VARIABILITY_EXAMPLE = """\
 example (soft predictions of every contrast of each subject, levels from the disc labels of each image):
   nnspine evaluate csa-variability -i pred_soft --discs bids/derivatives/labels --vert 2:3 \\
       -o csa_variability.csv --plot csa_variability.png
+levels from SPINEPS vertebra instance masks <image>_seg-vert_msk.nii.gz (nnspine instances), L1-L2:
+  nnspine evaluate csa-variability -i pred_soft --vertfiles instances/ --vertfile-kind spineps --vert 20:21
 """
 
 
@@ -58,8 +66,12 @@ def register_csa_variability(what: argparse._SubParsersAction) -> None:
             "levels, in each contrast's mask, and the standard deviation (and coefficient of variation, %)\n"
             "across contrasts: the headline metric of contrast-agnostic cord segmentation.\n"
             "Masks are named by BIDS image: sub-XX_<contrast>[_label-SC_softseg].nii.gz. Levels come from a\n"
-            "disc-label file (--discs DIR) or a labelled-level file (--vertfiles DIR) of the same image, found\n"
-            "anywhere under DIR as <sub-XX_contrast><suffix>.nii.gz on the mask's grid.\n"
+            "disc-label file (--discs DIR) or a level file (--vertfiles DIR) of the same image, found\n"
+            "anywhere under DIR as <sub-XX_contrast><suffix>.nii.gz on the mask's grid. A level file is an SCT\n"
+            "labelled-level file or a SPINEPS vertebra instance mask (<image>_seg-vert_msk: each slice gets the\n"
+            "vertebra at its height along the cord, VerSe ids converted to SCT levels, sacrum -> S1 = 25; L6/T13\n"
+            "refused), as --vertfile-kind says (auto: from the name and values, as 'nnspine csa --help' explains).\n"
+            "--vert is in SCT level numbers (C1=1 ... L1=20 ... L5=24).\n"
             "Output: CSV with columns subject, contrast, filename, levels, n_slices, csa_mm2,\n"
             "csa_std_across_contrasts_mm2, csa_cv_across_contrasts_pct (one row per contrast, then an ALL row\n"
             "per subject); --plot draws CSA per contrast for each subject."),
@@ -70,7 +82,12 @@ def register_csa_variability(what: argparse._SubParsersAction) -> None:
     src.add_argument("--discs", type=Path, metavar="DIR", help="folder searched for disc point-label files")
     src.add_argument("--vertfiles", type=Path, metavar="DIR", help="folder searched for labelled-level files")
     v.add_argument("--disc-suffix", default="_label-discs_dlabel", help="disc file suffix (default: %(default)s)")
-    v.add_argument("--vert-suffix", default="_label-SC_seg_labeled", help="level file suffix (default: %(default)s)")
+    v.add_argument("--vert-suffix", metavar="SUFFIX",
+                   help="level file suffix (default: _label-SC_seg_labeled for --vertfile-kind sct, _seg-vert_msk "
+                        "for spineps, either (in that order) for auto)")
+    v.add_argument("--vertfile-kind", choices=VERTFILE_KINDS, default="auto",
+                   help="how --vertfiles are read: sct (labelled levels), spineps (vertebra instance masks) or auto "
+                        "(default)")
     v.add_argument("--vert", default="2:3", help="levels, e.g. 2:3 (C2-C3, default) or 2,4")
     v.add_argument("--threshold", type=float, metavar="T", help="binarize the masks at T before measuring")
     v.add_argument("-o", "--output", type=Path, default=Path("csa_variability.csv"), metavar="CSV",
@@ -83,7 +100,7 @@ def register_csa_variability(what: argparse._SubParsersAction) -> None:
 
 #: Register functions of the evaluations, in the order ``nnspine evaluate --help`` lists them. A new
 #: evaluation (e.g. lesion-wise metrics) appends its own ``register_<what>(what_subparsers)``.
-EVALUATIONS = [register_softseg, register_csa_variability, register_compare, register_lesions]
+EVALUATIONS = [register_softseg, register_csa_variability, register_compare, register_lesions, register_instances]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -129,13 +146,18 @@ def run_variability(args: argparse.Namespace) -> int:
         levels = parse_levels(args.vert)
     except ValueError as exc:
         raise InputError(f"--vert: {exc}") from None
+    if args.discs and args.vertfile_kind != "auto":
+        from nnunet_extensions.cli import UsageError
+
+        raise UsageError("--vertfile-kind goes with --vertfiles, not --discs")
     check_output(args.output, args.overwrite)
     if args.plot:
         check_output(args.plot, args.overwrite)
+    vert_suffix = (args.vert_suffix,) if args.vert_suffix else VERT_SUFFIXES[args.vertfile_kind]
     result = csa_variability(
         args.input, levels, discs=args.discs, vertfiles=args.vertfiles,
-        suffix=args.disc_suffix if args.discs else args.vert_suffix, levels_text=args.vert,
-        threshold=args.threshold, progress=_show_progress(args),
+        suffix=args.disc_suffix if args.discs else vert_suffix, vertfile_kind=args.vertfile_kind,
+        levels_text=args.vert, threshold=args.threshold, progress=_show_progress(args),
     )
     write_text(args.output, result.table.to_csv(index=False), overwrite=args.overwrite)
     if args.plot:
