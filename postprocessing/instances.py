@@ -288,18 +288,15 @@ def clean_instances(fused: np.ndarray, sem: np.ndarray, bodies: np.ndarray, zoom
 
 
 def _centroids_mm(labels_arr: np.ndarray, affine: np.ndarray, ids: Sequence[int]) -> dict[int, np.ndarray]:
-    """World (RAS mm) centroid of each id present in ``labels_arr``."""
-    from scipy import ndimage
+    """World (RAS mm) centroid of each of ``ids`` present in the label array ``labels_arr``."""
+    import cc3d
 
-    ids = [int(i) for i in ids]
-    if not ids:
-        return {}
-    with np.errstate(invalid="ignore", divide="ignore"):  # absent ids give NaN, dropped below
-        com = ndimage.center_of_mass(np.ones(labels_arr.shape, np.uint8), labels_arr, ids)
+    st = cc3d.statistics(np.ascontiguousarray(labels_arr, dtype=np.uint32))
     out = {}
-    for i, c in zip(ids, com):
-        if np.all(np.isfinite(c)):
-            out[i] = np.asarray(c, float) @ affine[:3, :3].T + affine[:3, 3]
+    for i in ids:
+        i = int(i)
+        if 0 < i < len(st["voxel_counts"]) and st["voxel_counts"][i] > 0:
+            out[i] = np.asarray(st["centroids"][i], float) @ affine[:3, :3].T + affine[:3, 3]
     return out
 
 
@@ -467,8 +464,9 @@ def read_prediction(folder: Path, cutout: C.Cutout) -> np.ndarray | None:
     if not p.exists():
         return None
     img = load_image(p, "labels")
-    bad = sorted(set(np.unique(img.data).tolist()) - set(L.CUTOUT_TARGET_LABELS.values()))
-    if bad:
+    top = max(L.CUTOUT_TARGET_LABELS.values())
+    if img.data.size and img.data.max() > top:
+        bad = np.unique(img.data[img.data > top]).tolist()
         raise InputError(f"{p}: values {bad[:8]} are not cutout labels (0 background, 1 above, 2 centre, 3 below)")
     ref = Image(np.broadcast_to(np.zeros((), np.uint8), cutout.shape), cutout.affine, None)
     if img.shape != cutout.shape or not np.allclose(img.affine, ref.affine, atol=1e-3, rtol=0):

@@ -332,12 +332,12 @@ def plot_vertebra_instances(
         alpha = 0.85 if v < 100 else 0.45
         rgba[plane == v] = (*base[:3], alpha)
     ax.imshow(rgba, origin="lower", extent=ext, interpolation="nearest")
-    for v in vertebrae:  # name at the vertebral body (49) when the semantic mask shows it, else the vertebra
-        m = inst == v
-        if sem is not None and (m & (sem == 49)).any():
-            m = m & (sem == 49)
-        in_slice = m[:, :, k]
-        ijk = np.argwhere(in_slice) if in_slice.any() else np.argwhere(m)[:, :2]
+    sem_k = sem[:, :, k] if sem is not None else None
+    for v in vertebrae:  # name at the vertebral body (49) when the slice shows it, else at the vertebra
+        in_slice = inst[:, :, k] == v
+        if sem_k is not None and (in_slice & (sem_k == 49)).any():
+            in_slice &= sem_k == 49
+        ijk = np.argwhere(in_slice) if in_slice.any() else np.argwhere(inst == v)[:, :2]
         a, s = ijk[:, 0].mean() * zooms[0], ijk[:, 1].mean() * zooms[1]
         label = (names or {}).get(v, str(v))
         ax.annotate(label, (a, s), ha="center", va="center", fontsize=8, fontweight="bold", color="black",
