@@ -355,3 +355,56 @@ def flat_units(folder: str | Path) -> list[Unit]:
     if not names:
         raise InputError(f"{folder}: no sub-* folders and no BIDS-named images (sub-XX_..._<suffix>.nii.gz)")
     return [Unit(subject, session, folder, "") for subject, session in sorted(names)]
+
+
+# --------------------------------------------------------------------- matching files of a case by name
+def list_nifti(folder: str | Path) -> list[Path]:
+    """NIfTI files anywhere under ``folder`` (a flat nnU-Net folder or a BIDS tree), sorted by path;
+    hidden files skipped. :class:`InputError` when the folder is missing or holds none."""
+    from nnunet_extensions.io import is_nifti
+
+    root = require_folder(folder, "folder")
+    found = sorted(p for p in Path(root).rglob("*") if p.is_file() and is_nifti(p) and not p.name.startswith("."))
+    if not found:
+        raise InputError(f"{root}: folder holds no NIfTI file (.nii or .nii.gz)")
+    return found
+
+
+def cases_by_name(paths: Sequence[Path], suffixes: Sequence[str]) -> dict[str, Path]:
+    """``case → path`` for mask files (case = :func:`case_name` with ``suffixes`` stripped); two files of one
+    case raise :class:`InputError` naming both."""
+    out: dict[str, Path] = {}
+    for p in paths:
+        c = case_name(p, suffixes)
+        if c in out:
+            raise InputError(f"{p}: case {c} also given by {out[c]}")
+        out[c] = Path(p)
+    return out
+
+
+def find_case_file(folder: str | Path, case: str, suffixes: Sequence[str], what: str) -> Path:
+    """The first ``<case><suffix>.nii[.gz]`` under ``folder`` (recursively) for each suffix in turn;
+    :class:`InputError` naming what was looked for when there is none."""
+    for s in suffixes:
+        hit = find_by_stem(folder, f"{case}{s}")
+        if hit is not None:
+            return hit
+    names = " or ".join(f"{case}{s}.nii.gz" for s in suffixes)
+    raise InputError(f"{folder}: no {what} for case {case} ({names})")
+
+
+def pair_cases(pred: str | Path, ref: str | Path, *, pred_suffixes: Sequence[str], ref_suffixes: Sequence[str],
+               what: str = "reference") -> list[tuple[str, Path, Path]]:
+    """``[(case, pred_path, ref_path)]``: a file with a file, a file with its case's file in a folder, or
+    every NIfTI file under a prediction folder with its case's file under a reference folder. The case is
+    the file name without one of ``pred_suffixes`` (the image's BIDS stem); references are found as
+    ``<case><ref suffix>``. Raises :class:`InputError` naming the path."""
+    pred, ref = Path(pred), Path(ref)
+    for p in (pred, ref):
+        if not p.exists():
+            raise InputError(f"{p}: file not found")
+    preds = list_nifti(pred) if pred.is_dir() else [pred]
+    if pred.is_dir() and not ref.is_dir():
+        raise InputError(f"{ref}: is a file; a folder of predictions needs a folder of {what}s")
+    return [(case, p, find_case_file(ref, case, ref_suffixes, what) if ref.is_dir() else ref)
+            for case, p in cases_by_name(preds, pred_suffixes).items()]

@@ -332,31 +332,11 @@ def _case(path: Path, suffixes: Sequence[str]) -> str:
 
 
 def pair_files(pred, ref, suffixes: Sequence[str]) -> list[tuple[str, Path, Path]]:
-    """``[(case, pred_path, ref_path)]``: a file with a file, or every NIfTI file under a prediction folder
-    with its case's file under a reference folder: ``<case>.nii[.gz]`` or ``<case><suffix>.nii[.gz]``
-    (case = the file name without the mask suffixes, i.e. the image's BIDS stem). :class:`InputError`
-    naming the path otherwise."""
-    from postprocessing.lesion_metrics import find_case_file, list_masks
+    """``[(case, pred_path, ref_path)]``: :func:`nnunet_extensions.bids.pair_cases` with references named
+    ``<case>.nii[.gz]`` or ``<case><suffix>.nii[.gz]`` (case = the image's BIDS stem)."""
+    from nnunet_extensions.bids import pair_cases
 
-    pred, ref = Path(pred), Path(ref)
-    for p in (pred, ref):
-        if not p.exists():
-            raise InputError(f"{p}: file not found")
-    if not pred.is_dir():
-        if ref.is_dir():
-            case = _case(pred, suffixes)
-            return [(case, pred, find_case_file(ref, case, ("", *suffixes), "reference"))]
-        return [(_case(pred, suffixes), pred, ref)]
-    if not ref.is_dir():
-        raise InputError(f"{ref}: is a file; a folder of predictions needs a folder of references")
-    out, seen = [], {}
-    for p in list_masks(pred):
-        case = _case(p, suffixes)
-        if case in seen:
-            raise InputError(f"{p}: case {case} also given by {seen[case]}")
-        seen[case] = p
-        out.append((case, p, find_case_file(ref, case, ("", *suffixes), "reference")))
-    return out
+    return pair_cases(pred, ref, pred_suffixes=suffixes, ref_suffixes=("", *suffixes))
 
 
 def evaluate_instances(pred, ref, *, match: str = "label", tp_metric: str = "dsc",

@@ -461,65 +461,12 @@ LESION_MASK_SUFFIXES = ("_label-lesion_seg", "_seg")
 REFERENCE_SUFFIXES = ("_label-lesion_seg", "", "_seg")
 
 
-def list_masks(folder) -> list:
-    """NIfTI files anywhere under ``folder`` (a flat nnU-Net folder or a BIDS tree), sorted by path."""
-    from pathlib import Path
-
-    from nnunet_extensions.io import require_folder
-    from nnunet_extensions.io import is_nifti
-
-    root = require_folder(folder, "folder")
-    found = sorted(p for p in Path(root).rglob("*") if p.is_file() and is_nifti(p) and not p.name.startswith("."))
-    if not found:
-        raise InputError(f"{root}: folder holds no NIfTI file (.nii or .nii.gz)")
-    return found
-
-
-def cases_of(paths) -> dict:
-    """``case → path`` for mask files (case = :func:`nnunet_extensions.bids.case_name` with
-    :data:`LESION_MASK_SUFFIXES`); two files of one case raise :class:`InputError` naming both."""
-    from nnunet_extensions.bids import case_name
-
-    out: dict = {}
-    for p in paths:
-        c = case_name(p, LESION_MASK_SUFFIXES)
-        if c in out:
-            raise InputError(f"{p}: case {c} also given by {out[c]}")
-        out[c] = p
-    return out
-
-
-def find_case_file(folder, case: str, suffixes, what: str):
-    """The first ``<case><suffix>.nii[.gz]`` under ``folder`` for each suffix in turn; :class:`InputError`
-    naming what was looked for when there is none."""
-    from nnunet_extensions.bids import find_by_stem
-
-    for s in suffixes:
-        hit = find_by_stem(folder, f"{case}{s}")
-        if hit is not None:
-            return hit
-    names = " or ".join(f"{case}{s}.nii.gz" for s in suffixes)
-    raise InputError(f"{folder}: no {what} for case {case} ({names})")
-
-
 def pair_cases(pred, ref, suffixes=REFERENCE_SUFFIXES, what: str = "reference") -> list[tuple]:
-    """``[(case, pred_path, ref_path)]``: a file with a file, a file with its case's file in a folder, or
-    every prediction of a folder (recursively) with its case's file in a folder, by case name (the image
-    stem, :func:`nnunet_extensions.bids.case_name`). Raises :class:`InputError` naming the path."""
-    from pathlib import Path
+    """``[(case, pred_path, ref_path)]`` of lesion masks, matched by case name
+    (:func:`nnunet_extensions.bids.pair_cases` with the lesion mask suffixes)."""
+    from nnunet_extensions.bids import pair_cases as pair
 
-    pred, ref = Path(pred), Path(ref)
-    if not pred.exists():
-        raise InputError(f"{pred}: file not found")
-    if not ref.exists():
-        raise InputError(f"{ref}: file not found")
-    preds = list_masks(pred) if pred.is_dir() else [pred]
-    if pred.is_dir() and not ref.is_dir():
-        raise InputError(f"{ref}: is a file; a folder of predictions needs a folder of {what}s")
-    out = []
-    for case, p in cases_of(preds).items():
-        out.append((case, p, find_case_file(ref, case, suffixes, what) if ref.is_dir() else ref))
-    return out
+    return pair(pred, ref, pred_suffixes=LESION_MASK_SUFFIXES, ref_suffixes=suffixes, what=what)
 
 
 def evaluate_lesions(

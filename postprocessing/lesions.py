@@ -305,18 +305,19 @@ def plan_jobs(
     A file input: ``output`` and ``qc`` are files and ``cord`` / ``vertfile`` / ``image`` files (or folders
     holding the case's file). A folder input (searched recursively): ``output`` and ``qc`` are folders
     (same file names; ``<case>_lesions.png``), companions are folders searched by case name
-    (:func:`postprocessing.lesion_metrics.find_case_file`; cord: :data:`CORD_SUFFIXES`; level file:
+    (:func:`nnunet_extensions.bids.find_case_file`; cord: :data:`CORD_SUFFIXES`; level file:
     ``<case>_label-SC_seg_labeled``, ``<case>_labeled``, ``<case>``). Outputs are checked (existing ones
     need ``overwrite``). Raises :class:`InputError` naming the path.
     """
     from nnunet_extensions.io import check_output, require_writable_folder
-    from postprocessing.lesion_metrics import cases_of, find_case_file, list_masks
+    from nnunet_extensions.bids import cases_by_name, find_case_file, list_nifti
+    from postprocessing.lesion_metrics import LESION_MASK_SUFFIXES
 
     inputs, output = Path(inputs), Path(output)
     if not inputs.exists():
         raise InputError(f"{inputs}: file not found")
     folder = inputs.is_dir()
-    preds = list_masks(inputs) if folder else [inputs]
+    preds = list_nifti(inputs) if folder else [inputs]
     if folder:
         out_res = output.resolve()
         preds = [p for p in preds if out_res not in p.resolve().parents]
@@ -334,7 +335,7 @@ def plan_jobs(
             if folder and not Path(path).is_dir():
                 raise InputError(f"{path}: is a file; a folder of predictions needs a folder of {what}s")
     jobs = []
-    for case, p in cases_of(preds).items():
+    for case, p in cases_by_name(preds, LESION_MASK_SUFFIXES).items():
         found = {}
         for key, (path, suffixes, what) in companions.items():
             if path is None:
