@@ -41,9 +41,12 @@ Aggregation (``summarize``) produces all columns of SCT 7.x's default CSV, in SC
 (``nnunet-spine <version>``); ``DistancePMJ`` is empty, as in SCT without ``-pmj`` (distance from the
 pontomedullary junction needs a PMJ label, which this tool does not take).
 
-Vertebral levels come either from a labelled-level image (a slice belongs to the level its cord voxels
-mostly carry) or from disc point labels (SCT convention: disc value ``n`` is the top of vertebra ``n``;
-slices between disc ``n`` and disc ``n + 1`` are level ``n``); the rules live in :mod:`postprocessing.levels`.
+Vertebral levels come from a labelled-level image (a slice belongs to the level its cord voxels mostly
+carry), from disc point labels (SCT convention: disc value ``n`` is the top of vertebra ``n``; slices
+between disc ``n`` and disc ``n + 1`` are level ``n``) or from a SPINEPS vertebra instance mask (a slice
+belongs to the vertebra at its height along the cord; VerSe ids converted to SCT levels). A ``vertfile``
+may be a labelled-level image or an instance mask (``vertfile_kind``); the rules live in
+:mod:`postprocessing.levels`. Levels are always SCT level numbers (C1=1 … L5=24, S1=25).
 
 Library functions never print or exit; bad input raises :class:`~nnunet_extensions.io.InputError` naming
 the file.
@@ -60,7 +63,8 @@ import numpy as np
 
 from nnunet_extensions.io import Image, InputError, check_3d, check_same_grid, check_values, load_image, voxel_sizes
 from postprocessing.centreline import fit_centreline, slice_weights
-from postprocessing.levels import NEAR_ZERO, assign_slice_levels, load_levels, select_levels
+from postprocessing.levels import (NEAR_ZERO, VertfileKind, assign_slice_levels, check_level_file_on_cord,
+                                   level_file_kind, load_levels, select_levels)
 
 if TYPE_CHECKING:  # annotations only: the CLI path avoids importing pandas
     import pandas
@@ -105,9 +109,26 @@ def prepare_mask(img: Image, threshold: float | None = None) -> Image:
     return Image(data=data, affine=img.affine, path=img.path, meta=img.meta)
 
 
-def load_mask(path: str | os.PathLike, threshold: float | None = None) -> Image:
-    """Read a cord mask file and validate it with :func:`prepare_mask`."""
-    return prepare_mask(load_image(path), threshold)
+def cord_from_labels(img: Image, label: int) -> Image:
+    """The cord as the voxels equal to ``label`` of a label mask (e.g. 60 in a SPINEPS semantic mask),
+    as a binary float32 mask. Raises :class:`InputError` when no voxel carries the label."""
+    check_values(check_3d(img), "labels")
+    data = (np.rint(np.asarray(img.data)) == int(label)).astype(np.float32)
+    if not data.any():
+        found = [int(v) for v in np.unique(np.rint(np.asarray(img.data))) if v][:12]
+        raise InputError(f"{img.name}: no voxel has label {label} (labels present: {found})")
+    return Image(data=data, affine=img.affine, path=img.path, meta=img.meta)
+
+
+def load_mask(path: str | os.PathLike, threshold: float | None = None, label: int | None = None) -> Image:
+    """Read a cord mask file and validate it with :func:`prepare_mask`; with ``label``, the cord is the
+    voxels of that label of a label mask (:func:`cord_from_labels`)."""
+    img = load_image(path)
+    if label is not None:
+        if threshold is not None:
+            raise ValueError("give threshold or label, not both")
+        img = cord_from_labels(img, label)
+    return prepare_mask(img, threshold)
 
 
 # ============================================================================================ measuring
@@ -124,14 +145,25 @@ def per_slice_columns(
     levels: Image | None = None,
     discs: Image | None = None,
     instances: Image | None = None,
+    vertfile: Image | None = None,
+    vertfile_kind: VertfileKind = "auto",
     threshold: float | None = None,
     angle_correction: bool = True,
 ) -> dict[str, np.ndarray]:
     """:func:`compute_csa` without pandas: a dict of equal-length 1-D arrays, one entry per column."""
     mask = prepare_mask(img, threshold)
+    if vertfile is not None:  # either kind of level file: decide, then read it as levels or as instances
+        check_values(check_3d(vertfile), "labels")
+        check_same_grid(mask, vertfile)
+        kind, _ = level_file_kind(vertfile, vertfile_kind)
+        check_level_file_on_cord(mask.data, vertfile.data, kind, auto=vertfile_kind == "auto", name=vertfile.name)
+        if kind == "spineps":
+            instances = vertfile
+        else:
+            levels = vertfile
     given = [x for x in (levels, discs, instances) if x is not None]
     if len(given) > 1:
-        raise ValueError("give one level source: levels, discs or instances")
+        raise ValueError("give one level source: levels, discs, instances or vertfile")
     label_img = given[0] if given else None
     if label_img is not None:
         check_values(check_3d(label_img), "labels")
@@ -157,6 +189,8 @@ def compute_csa(
     levels: Image | None = None,
     discs: Image | None = None,
     instances: Image | None = None,
+    vertfile: Image | None = None,
+    vertfile_kind: VertfileKind = "auto",
     threshold: float | None = None,
     angle_correction: bool = True,
 ) -> "pandas.DataFrame":  # noqa: F821
@@ -174,6 +208,10 @@ def compute_csa(
     instances : Image, optional
         Vertebra instance mask on the same grid (SPINEPS ``seg-vert``, VerSe ids), see
         :func:`postprocessing.levels.levels_from_instance_mask`.
+    vertfile, vertfile_kind : Image, "auto" | "sct" | "spineps"
+        A level file of either kind (``--vertfile``): read as ``levels`` (``sct``) or ``instances``
+        (``spineps``), ``auto`` deciding from its name and values
+        (:func:`postprocessing.levels.level_file_kind`, :func:`~postprocessing.levels.check_level_file_on_cord`).
     threshold : float, optional
         Binarize the mask first (voxels ``>= threshold`` become 1).
     angle_correction : bool
@@ -190,7 +228,8 @@ def compute_csa(
     """
     import pandas as pd
 
-    df = pd.DataFrame(per_slice_columns(img, levels=levels, discs=discs, instances=instances, threshold=threshold,
+    df = pd.DataFrame(per_slice_columns(img, levels=levels, discs=discs, instances=instances, vertfile=vertfile,
+                                        vertfile_kind=vertfile_kind, threshold=threshold,
                                         angle_correction=angle_correction))
     df.attrs["filename"] = img.name
     return df
@@ -505,33 +544,40 @@ def measure_file_columns(
     path: str | os.PathLike,
     *,
     vertfile: str | os.PathLike | None = None,
+    vertfile_kind: VertfileKind = "auto",
     discfile: str | os.PathLike | None = None,
     threshold: float | None = None,
+    label: int | None = None,
     angle_correction: bool = True,
 ) -> dict[str, np.ndarray]:
     """Read a mask (and optionally a level or disc file on its grid) and return :func:`per_slice_columns`.
 
-    Raises :class:`InputError` naming the offending file.
+    ``vertfile``: labelled levels (SCT) or a SPINEPS vertebra instance mask, read as ``vertfile_kind``
+    says (``auto``: :func:`postprocessing.levels.level_file_kind`). ``label``: the cord is that label of a
+    label mask (e.g. 60 of a SPINEPS semantic mask). Raises :class:`InputError` naming the offending file.
     """
-    mask = load_mask(path, threshold)
-    levels = load_levels(vertfile, mask) if vertfile is not None else None
+    mask = load_mask(path, threshold, label)
+    vert = load_levels(vertfile, mask) if vertfile is not None else None
     discs = load_levels(discfile, mask) if discfile is not None else None
-    return per_slice_columns(mask, levels=levels, discs=discs, angle_correction=angle_correction)
+    return per_slice_columns(mask, vertfile=vert, vertfile_kind=vertfile_kind, discs=discs,
+                             angle_correction=angle_correction)
 
 
 def measure_file(
     path: str | os.PathLike,
     *,
     vertfile: str | os.PathLike | None = None,
+    vertfile_kind: VertfileKind = "auto",
     discfile: str | os.PathLike | None = None,
     threshold: float | None = None,
+    label: int | None = None,
     angle_correction: bool = True,
 ) -> "pandas.DataFrame":  # noqa: F821
     """:func:`measure_file_columns` as :func:`compute_csa`'s table; ``attrs["filename"]`` is the path as given."""
     import pandas as pd
 
-    df = pd.DataFrame(measure_file_columns(path, vertfile=vertfile, discfile=discfile, threshold=threshold,
-                                           angle_correction=angle_correction))
+    df = pd.DataFrame(measure_file_columns(path, vertfile=vertfile, vertfile_kind=vertfile_kind, discfile=discfile,
+                                           threshold=threshold, label=label, angle_correction=angle_correction))
     df.attrs["filename"] = str(path)
     return df
 

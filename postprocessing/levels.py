@@ -13,6 +13,10 @@ Level sources:
 * a vertebra instance mask (SPINEPS ``seg-vert``, VerSe ids): a slice takes the SCT level of the vertebra
   at its height along the cord (:func:`levels_from_instance_mask`).
 
+A ``--vertfile`` may be either of the first or the last kind; :func:`level_file_kind` decides which (from an
+explicit choice, the SPINEPS instance-mask name or the values) and :func:`check_level_file_on_cord` refuses
+the cases where the decision would silently read one numbering as the other.
+
 All rules are reached through :func:`assign_slice_levels`. :func:`select_levels` keeps the rows of a per-slice table
 that belong to chosen levels. Library functions never print or exit; bad input raises
 :class:`~nnunet_extensions.io.InputError` naming the file.
@@ -21,7 +25,8 @@ that belong to chosen levels. Library functions never print or exit; bad input r
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from pathlib import Path
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -30,12 +35,107 @@ from nnunet_extensions.io import Image, InputError, check_same_grid, load_image
 #: Voxel values at or below this count as background (resampling leaves ~1e-16 noise).
 NEAR_ZERO = 1e-6
 
+#: How a ``--vertfile`` is read: ``sct`` = labelled vertebral levels in SCT numbering (``*_labeled`` cord,
+#: ``PAM50_levels``); ``spineps`` = vertebra instance mask in VerSe numbering (SPINEPS ``_seg-vert_msk``);
+#: ``auto`` = decide from the file's name and values (:func:`level_file_kind`).
+VERTFILE_KINDS: tuple[str, ...] = ("auto", "sct", "spineps")
+VertfileKind = Literal["auto", "sct", "spineps"]
+#: Highest SCT vertebral level (coccyx = 30): larger values cannot be SCT levels.
+MAX_SCT_LEVEL = 30
+
 
 def load_levels(path: str | os.PathLike, ref: Image) -> Image:
     """Read a level or disc label file: non-negative integer labels on ``ref``'s grid."""
     img = load_image(path, "labels")
     check_same_grid(ref, img)
     return img
+
+
+def is_spineps_instance_name(path: str | os.PathLike | None) -> bool:
+    """True when ``path`` is named as a SPINEPS vertebra instance mask: BIDS suffix ``msk`` with
+    ``seg-vert`` (``sub-01_T2w_seg-vert_msk.nii.gz``, SPINEPS' own ``sub-01_seg-vert_label-6_msk.nii.gz``)."""
+    from nnunet_extensions.bids import SPINEPS_INSTANCE_SEGS, nifti_stem, parse_name
+
+    if path is None:
+        return False
+    stem = nifti_stem(Path(path))
+    parsed = parse_name(stem) if stem is not None else None
+    return parsed is not None and parsed.suffix == "msk" and parsed.get("seg") in SPINEPS_INSTANCE_SEGS
+
+
+def level_file_kind(img: Image, requested: str = "auto") -> tuple[str, str]:
+    """How to read a level file (``--vertfile``): returns ``(kind, reason)``, ``kind`` being ``"sct"``
+    (labelled levels, SCT numbering: C1=1 … L5=24, S1=25 … Co=30) or ``"spineps"`` (vertebra instance mask,
+    VerSe ids: L6=25, sacrum=26, T13=28, discs 100+X, endplates 200+X), ``reason`` a few words saying why.
+
+    ``requested`` ``"sct"`` or ``"spineps"`` is checked against the values; ``"auto"`` decides:
+
+    1. a SPINEPS instance-mask name (:func:`is_spineps_instance_name`, ``..._seg-vert_msk``) → spineps;
+    2. values above 30 that are all SPINEPS instance ids (discs 101–128, endplates 201–228; SCT levels stop
+       at 30) → spineps;
+    3. otherwise (values 1–30) → sct. Such a file may still be an instance mask without discs and
+       endplates: :func:`check_level_file_on_cord` refuses it when no cord voxel carries a label.
+
+    Raises :class:`InputError` naming the file when the values fit no kind (e.g. a SPINEPS *semantic* mask)
+    or contradict the requested kind.
+    """
+    from nnunet_extensions import labels as L
+
+    if requested not in VERTFILE_KINDS:
+        raise ValueError(f"vertfile kind must be one of {VERTFILE_KINDS}, not {requested!r}")
+    values = [int(v) for v in np.unique(np.rint(np.asarray(img.data))) if v > 0]
+    if not values:
+        raise InputError(f"{img.name}: level file holds no label (all zero)")
+    above_sct = [v for v in values if v > MAX_SCT_LEVEL]
+    instance_problem = L.instance_value_problem(values)
+    spineps_hint = "it looks like a SPINEPS instance mask (discs 100+X, endplates 200+X): use --vertfile-kind spineps"
+    if requested == "sct":
+        if above_sct:
+            hint = f"; {spineps_hint}" if instance_problem is None else ""
+            raise InputError(f"{img.name}: values {above_sct[:5]} are not SCT vertebral levels (1-{MAX_SCT_LEVEL}){hint}")
+        return "sct", "--vertfile-kind sct"
+    if requested == "spineps":
+        if instance_problem is not None:
+            raise InputError(f"{img.name}: not a SPINEPS vertebra instance mask: {instance_problem}")
+        return "spineps", "--vertfile-kind spineps"
+    if is_spineps_instance_name(img.path):
+        if instance_problem is not None:
+            raise InputError(f"{img.name}: named as a SPINEPS instance mask (_seg-vert_msk) but {instance_problem}")
+        return "spineps", "named _seg-vert_msk"
+    if above_sct:
+        if instance_problem is not None:
+            raise InputError(f"{img.name}: neither SCT vertebral levels (1-{MAX_SCT_LEVEL}) nor a SPINEPS instance "
+                             f"mask: {instance_problem}")
+        return "spineps", f"values {above_sct[0]}... >= 100 are SPINEPS disc/endplate ids"
+    return "sct", f"values 1-{MAX_SCT_LEVEL}: SCT levels"
+
+
+def check_level_file_on_cord(weights: np.ndarray, labels: np.ndarray, kind: str, *, auto: bool,
+                             name: str = "<levels>") -> None:
+    """Refuse level files whose kind contradicts where their labels lie relative to the cord (both arrays
+    on the same grid; ``weights``: cord mask values, ``labels``: the level file's values).
+
+    SCT labelled-level files label the cord itself; SPINEPS instance masks leave cord and canal 0. So:
+
+    * ``kind == "sct"`` chosen by ``auto`` while no cord voxel carries a label: the file may be an instance
+      mask without discs/endplates (VerSe and SCT numbers differ from 25 on): :class:`InputError` asking
+      for an explicit ``--vertfile-kind`` (with an explicit ``sct`` the slice's labelled voxels decide, as
+      :func:`assign_slice_levels` documents);
+    * ``kind == "spineps"`` while labels cover more than half of the cord's weight: an SCT labelled-level
+      file read as vertebrae: :class:`InputError`.
+    """
+    cord = np.asarray(weights) > NEAR_ZERO
+    labelled = np.rint(np.asarray(labels)) > 0
+    if kind == "sct" and auto and not (cord & labelled).any():
+        raise InputError(f"{name}: no cord voxel carries a level label, so this may be a vertebra instance mask "
+                         "(SPINEPS leaves the cord 0; VerSe and SCT numbers differ from 25 on): "
+                         "say how to read it with --vertfile-kind sct or --vertfile-kind spineps")
+    if kind == "spineps":
+        w = np.asarray(weights, float)
+        covered = float(w[cord & labelled].sum()) / max(float(w[cord].sum()), NEAR_ZERO)
+        if covered > 0.5:
+            raise InputError(f"{name}: its labels cover {100 * covered:.0f} % of the cord, as an SCT labelled-level "
+                             "file does (SPINEPS instance masks leave cord and canal 0): use --vertfile-kind sct")
 
 
 def assign_slice_levels(
@@ -131,7 +231,8 @@ def levels_from_instance_mask(
     from the disc above it to the disc below it, each disc placed at its instance's centre of mass; where
     the instance mask has no disc between two neighbouring vertebrae, the boundary lies midway between the
     vertebrae's centres of mass (vertebra ``X`` with its endplates ``200 + X``). The first and last
-    vertebra, whose outer disc is missing, span symmetrically about their centre of mass (a lone vertebra:
+    vertebra, whose outer disc is missing, span symmetrically about their centre of mass, or, when the
+    image's top (bottom) slice cuts them, at least to their farthest voxel along the cord (a lone vertebra:
     the extent of its voxels). VerSe ids become SCT levels via
     :func:`nnunet_extensions.labels.verse_to_sct_level` (sacrum 26 → S1 = 25).
 
@@ -157,8 +258,10 @@ def levels_from_instance_mask(
     for v in vertebrae:
         try:
             sct[v] = L.verse_to_sct_level(v)
-        except ValueError as exc:
-            raise InputError(f"{name}: {exc}") from None
+        except ValueError as exc:  # L6 / T13: no SCT number, and the vertebrae below it would shift by one
+            raise InputError(f"{name}: {exc} (a transitional vertebra: SCT's numbering has no L6/T13, so CSA per "
+                             "level would mix the two numberings; rename the vertebrae in the mask, or give an "
+                             "SCT level file)") from None
     zooms = np.asarray([float(z) for z in zooms_mm])
     slices, centres, step = cord_centreline(weights, zooms, NEAR_ZERO)
 
@@ -177,16 +280,29 @@ def levels_from_instance_mask(
     for upper, lower in zip(order[:-1], order[1:]):
         k = k_disc.get(upper)
         inner.append(k if k is not None and k_vert[lower] < k < k_vert[upper] else 0.5 * (k_vert[upper] + k_vert[lower]))
+    def extent(v: int) -> tuple[float, float]:  # lowest and highest position of vertebra v's voxels along the cord
+        members = [v, L.endplate_instance(v)]
+        pts = np.argwhere(np.isin(inst, members)) * zooms
+        k_pts = np.concatenate([project_onto_centreline(chunk, slices, centres, step)
+                                for chunk in np.array_split(pts, max(1, pts.shape[0] // 4096))])
+        return float(k_pts.min()), float(k_pts.max())
+
+    def cut_by_border(v: int, k_border: int) -> bool:  # vertebra v reaches the image's top or bottom slice
+        return bool(np.isin(inst[:, :, k_border], [v, L.endplate_instance(v)]).any())
+
     if inner:
         above = [k for k in k_disc.values() if k > ks[0]]
         below = [k for k in k_disc.values() if k < ks[-1]]
         top = min(above) if above else ks[0] + (ks[0] - inner[0])
         bottom = max(below) if below else ks[-1] - (inner[-1] - ks[-1])
+        # an end vertebra cut by the image border: its outer disc is outside the image and its centre of
+        # mass pulled inwards, so it spans at least to its farthest voxel along the cord
+        if not above and cut_by_border(order[0], nz - 1):
+            top = max(top, extent(order[0])[1])
+        if not below and cut_by_border(order[-1], 0):
+            bottom = min(bottom, extent(order[-1])[0])
     else:  # a lone vertebra without neighbours: the extent of its own voxels along the cord
-        pts = np.argwhere(np.isin(inst, [order[0], L.endplate_instance(order[0])])) * zooms
-        k_pts = np.concatenate([project_onto_centreline(chunk, slices, centres, step)
-                                for chunk in np.array_split(pts, max(1, pts.shape[0] // 4096))])
-        top, bottom = float(k_pts.max()), float(k_pts.min())
+        bottom, top = extent(order[0])
     bounds = np.array([top, *inner, bottom])
     out = _levels_between(bounds, [sct[v] for v in order], nz)
     has_cord = np.zeros(nz, bool)

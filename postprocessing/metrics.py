@@ -174,7 +174,8 @@ def csa_variability(
     *,
     discs: str | os.PathLike | None = None,
     vertfiles: str | os.PathLike | None = None,
-    suffix: str,
+    suffix: str | Sequence[str],
+    vertfile_kind: str = "auto",
     levels_text: str | None = None,
     threshold: float | None = None,
     progress: bool = False,
@@ -185,9 +186,11 @@ def csa_variability(
     ``masks``: files or folders of cord masks named ``sub-XX_<contrast>[<mask suffix>].nii.gz``
     (:data:`nnunet_extensions.bids.CORD_MASK_SUFFIXES` are stripped to get the image stem). Levels come
     from ``<image stem><suffix>.nii[.gz]`` found anywhere under exactly one of ``discs`` (disc point
-    labels) or ``vertfiles`` (labelled-level masks). ``levels_text`` is written in the ``levels`` column
-    (default: the levels joined by commas). Masks that cannot be measured are skipped (one line each);
-    :class:`InputError` when none can.
+    labels) or ``vertfiles`` (labelled-level masks or SPINEPS vertebra instance masks, read as
+    ``vertfile_kind`` says: :func:`postprocessing.levels.level_file_kind`); ``suffix`` may be several,
+    tried in order. ``levels`` are SCT level numbers (an instance mask's VerSe ids are converted).
+    ``levels_text`` is written in the ``levels`` column (default: the levels joined by commas). Masks that
+    cannot be measured are skipped (one line each); :class:`InputError` when none can.
     """
     from nnunet_extensions.bids import case_name, find_by_stem, split_subject
     from nnunet_extensions.io import require_folder
@@ -199,6 +202,7 @@ def csa_variability(
     level_dir = require_folder(discs if discs is not None else vertfiles)
     level_kind = "discfile" if discs is not None else "vertfile"
     text = levels_text if levels_text is not None else ",".join(map(str, levels))
+    suffixes = [suffix] if isinstance(suffix, str) else list(suffix)
     paths = expand_inputs(list(masks))
     if not paths:
         raise InputError("no NIfTI masks given")
@@ -211,10 +215,12 @@ def csa_variability(
                 raise InputError(f"{mask}: file not found")
             if not subject:
                 raise InputError(f"{mask}: name does not start with a BIDS subject (sub-XX_...)")
-            level_file = find_by_stem(level_dir, f"{case}{suffix}")
+            level_file = next((f for f in (find_by_stem(level_dir, f"{case}{x}") for x in suffixes) if f), None)
             if level_file is None:
-                raise InputError(f"{mask}: no level file {case}{suffix}.nii.gz under {level_dir}")
-            per_slice = measure_file(mask, threshold=threshold, **{level_kind: level_file})
+                raise InputError(f"{mask}: no level file {' or '.join(case + x + '.nii.gz' for x in suffixes)} "
+                                 f"under {level_dir}")
+            extra = {"vertfile_kind": vertfile_kind} if level_kind == "vertfile" else {}
+            per_slice = measure_file(mask, threshold=threshold, **{level_kind: level_file}, **extra)
         except InputError as exc:
             skipped.append(str(exc))
             continue

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from nnunet_extensions.cli.common import add_overwrite, add_quiet, existing_path, new_parser
+from postprocessing.levels import VERTFILE_KINDS
 
 DESCRIPTION = """\
 Measure the spinal cord cross-sectional area (CSA) and shape, slice by slice, from cord masks, and
@@ -16,8 +17,22 @@ Inputs
                      [0, 1]; partial volume is counted), 3-D, any orientation; folders are replaced by
                      the .nii/.nii.gz files they hold. Slices are taken along the voxel axis closest to the
                      subject's S-I axis and numbered inferior -> superior as in SCT's RPI orientation.
-  --vertfile FILE    labelled vertebral levels on the same grid (e.g. SCT's *_labeled.nii.gz); a slice
-                     belongs to the level its cord voxels mostly carry.
+  --label N          the cord is label N of a label mask given as -i (e.g. --label 60: the cord of a
+                     SPINEPS semantic mask _seg-spine_msk).
+  --vertfile FILE    vertebral levels on the same grid, one of two kinds (--vertfile-kind):
+                       sct      labelled levels in SCT numbering (SCT's *_labeled.nii.gz, PAM50_levels):
+                                a slice belongs to the level its cord voxels mostly carry;
+                       spineps  a SPINEPS vertebra instance mask (_seg-vert_msk: vertebrae by VerSe id,
+                                discs 100+X, endplates 200+X; cord and canal 0): a slice belongs to the
+                                vertebra at its height measured along the cord (positions projected onto
+                                the cord's centreline); a vertebra spans from the disc above it to the disc
+                                below (midway between neighbouring vertebrae where a disc is missing).
+                                VerSe ids become SCT levels: C1-L5 = 1-24 unchanged, sacrum 26 -> S1 = 25.
+                                A mask holding L6 (25) or T13 (28) is refused (SCT numbering has neither).
+                       auto     (default) spineps when the file is named *_seg-vert_msk* or holds values
+                                >= 100 (disc/endplate ids; SCT levels stop at 30), else sct; a file with
+                                only values 1-30 and no label on any cord voxel is refused as ambiguous
+                                (say --vertfile-kind). The kind used is named on the last line.
   --discfile FILE    disc point labels on the same grid (SCT convention: value n marks the top of
                      vertebra n; slices between disc n and disc n+1 are level n).
 
@@ -40,6 +55,7 @@ Output
       eccentricity [0-1], orientation [degrees, + when the cord's left side is anterior],
       solidity [0-1, area / convex hull area]
     SUM(length)     [mm of centreline]
+  VertLevel and --vert are always SCT level numbers (C1=1 ... T1=8 ... L1=20 ... L5=24, S1=25).
   STD is the population standard deviation. Text fields are quoted, numbers are not (as SCT writes).
   Default: one row per file over all its slices; --perslice: one row per slice; --perlevel: one per level.
   The area is corrected for the cord's obliquity with a smooth centreline fitted along S-I (area = sum of
@@ -56,6 +72,10 @@ examples:
   nnspine csa -i t2_seg.nii.gz --perslice -o t2_csa_perslice.csv
   nnspine csa -i t2_seg.nii.gz --vert 2:5 --vertfile t2_seg_labeled.nii.gz --perlevel -o csa_levels.csv
   nnspine csa -i predictions/ --threshold 0.5 -o csa_all.csv --plot csa_all.png --overwrite
+  # levels from a SPINEPS vertebra instance mask (nnspine instances / nnspine fuse, or SPINEPS itself):
+  nnspine csa -i sub-01_T2w_softseg.nii.gz --vertfile sub-01_T2w_seg-vert_msk.nii.gz --perlevel --vert 20:24
+  # the cord of the semantic mask itself, levels from its instance mask:
+  nnspine csa -i sub-01_T2w_seg-spine_msk.nii.gz --label 60 --vertfile sub-01_T2w_seg-vert_msk.nii.gz --perlevel
 """
 
 
@@ -94,11 +114,17 @@ def register(subparsers) -> None:
                    help="only these vertebral levels, e.g. 2:5 or 2,4 (needs --vertfile or --discfile)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--vertfile", type=existing_path, metavar="LEVELS.nii.gz",
-                     help="labelled vertebral levels on the mask's grid")
+                     help="labelled vertebral levels (SCT) or a SPINEPS vertebra instance mask, on the mask's grid")
     src.add_argument("--discfile", type=existing_path, metavar="DISCS.nii.gz",
                      help="disc point labels on the mask's grid (value n = top of vertebra n)")
-    p.add_argument("--threshold", type=_threshold, metavar="T",
-                   help="binarize the mask first: voxels >= T count as cord (default: use values as fractions)")
+    p.add_argument("--vertfile-kind", choices=VERTFILE_KINDS, default="auto",
+                   help="how --vertfile is read: sct (labelled levels), spineps (vertebra instance mask, VerSe ids "
+                        "-> SCT levels) or auto (default: from its name and values; see above)")
+    cord = p.add_mutually_exclusive_group()
+    cord.add_argument("--threshold", type=_threshold, metavar="T",
+                      help="binarize the mask first: voxels >= T count as cord (default: use values as fractions)")
+    cord.add_argument("--label", type=int, metavar="N",
+                      help="the cord is label N of a label mask (e.g. 60 in a SPINEPS semantic mask)")
     p.add_argument("--no-angle-correction", dest="angle_correction", action="store_false",
                    help="do not correct for the centreline's obliquity (angles reported as 0)")
     p.add_argument("--plot", type=existing_path, metavar="OUT.png",
@@ -115,6 +141,8 @@ def run(args) -> int:
     has_levels = args.vertfile is not None or args.discfile is not None
     if (args.vert or args.perlevel) and not has_levels:
         raise UsageError("--vert and --perlevel need a level source: --vertfile or --discfile")
+    if args.vertfile_kind != "auto" and args.vertfile is None:
+        raise UsageError("--vertfile-kind needs --vertfile")
     to_stdout = str(args.output) == "-"
     if not to_stdout:
         check_output(args.output, args.overwrite)  # refuse early, before any work
@@ -122,8 +150,16 @@ def run(args) -> int:
         check_output(args.plot, args.overwrite)
 
     from postprocessing import csa
-    from postprocessing.levels import select_levels
+    from postprocessing.levels import level_file_kind, select_levels
 
+    vertfile_note = None
+    if args.vertfile is not None:  # decided once, before any work; said on the last line
+        from nnunet_extensions.io import load_image
+
+        kind, reason = level_file_kind(load_image(args.vertfile, "labels"), args.vertfile_kind)
+        vertfile_note = (f"levels from {args.vertfile} read as "
+                         + ("a SPINEPS vertebra instance mask, VerSe ids -> SCT levels" if kind == "spineps"
+                            else "SCT labelled levels") + f" ({reason})")
     files = csa.expand_inputs(args.input, exclude=[p for p in (args.vertfile, args.discfile) if p is not None])
     per = "slice" if args.perslice else "level" if args.perlevel else "all"
     show_bar = len(files) > 1 and not args.quiet and sys.stderr.isatty()
@@ -137,8 +173,9 @@ def run(args) -> int:
     stamp = csa.now_timestamp()  # one Timestamp for the whole run
     for path in iterator:
         try:
-            columns = csa.measure_file_columns(path, vertfile=args.vertfile, discfile=args.discfile,
-                                               threshold=args.threshold, angle_correction=args.angle_correction)
+            columns = csa.measure_file_columns(path, vertfile=args.vertfile, vertfile_kind=args.vertfile_kind,
+                                               discfile=args.discfile, threshold=args.threshold, label=args.label,
+                                               angle_correction=args.angle_correction)
             found = csa.summary_rows(columns, per=per, vert=args.vert, filename=str(path), timestamp=stamp)
             if not found:
                 raise InputError(f"{path}: no slice of level(s) {csa.format_ranges(args.vert or [])} holds cord")
@@ -173,8 +210,8 @@ def run(args) -> int:
         table = pd.concat([pd.DataFrame(cols).assign(Filename=name) for name, cols in per_slices], ignore_index=True)
         plot_csa_profile(table, args.plot, overwrite=args.overwrite, title="Cord CSA along S-I")
     if not args.quiet:  # one line saying what was written (on stderr when the CSV went to stdout)
-        print(_written_line(args, len(rows), per, len(files) - skipped, skipped),
-              file=sys.stderr if to_stdout else sys.stdout)
+        line = _written_line(args, len(rows), per, len(files) - skipped, skipped)
+        print(line + (f"; {vertfile_note}" if vertfile_note else ""), file=sys.stderr if to_stdout else sys.stdout)
     return 2 if skipped else 0
 
 

@@ -80,7 +80,8 @@ def register_csa_variability(what: argparse._SubParsersAction) -> None:
                    help="soft (or binary) cord masks, files or folders")
     src = v.add_mutually_exclusive_group(required=True)
     src.add_argument("--discs", type=Path, metavar="DIR", help="folder searched for disc point-label files")
-    src.add_argument("--vertfiles", type=Path, metavar="DIR", help="folder searched for labelled-level files")
+    src.add_argument("--vertfiles", type=Path, metavar="DIR",
+                     help="folder searched for level files (SCT labelled levels or SPINEPS instance masks)")
     v.add_argument("--disc-suffix", default="_label-discs_dlabel", help="disc file suffix (default: %(default)s)")
     v.add_argument("--vert-suffix", metavar="SUFFIX",
                    help="level file suffix (default: _label-SC_seg_labeled for --vertfile-kind sct, _seg-vert_msk "
