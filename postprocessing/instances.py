@@ -556,3 +556,86 @@ def fuse(semantic: str | os.PathLike, cutouts_dir: str | os.PathLike, prediction
 def read_description(cutouts_dir: str | os.PathLike):
     """``cutouts.json`` of a cutouts folder (see :func:`cutouts.read_description`)."""
     return C.read_description(cutouts_dir)
+
+
+# --------------------------------------------------------------------------------------------- one call
+@dataclass
+class CutoutModel:
+    """A trained instance-phase model folder and the cutout geometry it was trained on."""
+
+    folder: Path
+    size: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+
+
+def read_cutout_model(folder: str | os.PathLike) -> CutoutModel:
+    """Check an nnU-Net results folder (``.../DatasetXXX_NAME/<trainer>__<plans>__<config>``) holds a cutout
+    model (9 input channels, labels above/centre/below) and read its cutout size and spacing from its
+    ``dataset.json`` (written by ``nnspine convert cutouts``; SPINEPS' defaults when absent)."""
+    f = require_folder(folder, "model folder")
+    p = f / "dataset.json"
+    if not p.is_file() or not (f / "plans.json").is_file():
+        raise InputError(f"{f}: not a trained nnU-Net model folder (no dataset.json / plans.json; give "
+                         "$nnUNet_results/DatasetXXX_NAME/<trainer>__<plans>__<configuration>)")
+    try:
+        ds = json.loads(p.read_text())
+    except ValueError as exc:
+        raise InputError(f"{p}: unreadable ({exc})") from None
+    labels = {str(k): int(v) for k, v in ds.get("labels", {}).items()}
+    n_channels = len(ds.get("channel_names", {}))
+    if labels != L.CUTOUT_TARGET_LABELS or n_channels != len(L.CUTOUT_CHANNEL_LABELS):
+        raise InputError(f"{f}: not an instance-phase cutout model (labels {labels}, {n_channels} channel(s); "
+                         f"expected {L.CUTOUT_TARGET_LABELS} and {len(L.CUTOUT_CHANNEL_LABELS)} channels)")
+    size = tuple(int(n) for n in ds.get("cutout_size", C.DEFAULT_SIZE))
+    spacing = tuple(float(s) for s in ds.get("cutout_spacing_mm", C.DEFAULT_SPACING_MM))
+    return CutoutModel(f, size, spacing)  # type: ignore[arg-type]
+
+
+def predict_instances(semantic: str | os.PathLike, model: str | os.PathLike, out_dir: str | os.PathLike, *,
+                      folds: Sequence[int | str] | None = None, checkpoint: str = "checkpoint_final.pth",
+                      device: str = "cpu", top_vertebra: str | None = None, qc: bool = True,
+                      overwrite: bool = False, progress: bool = False) -> FuseReport:
+    """``nnspine instances``: cutouts → nnU-Net's predictor (in this process) → fusion, for a semantic mask or
+    a folder of them. Cutouts and predictions live in a temporary folder; the outputs are :func:`fuse`'s.
+
+    Inputs, the model and the output paths are checked before the network runs."""
+    import tempfile
+
+    cm = read_cutout_model(model)
+    fold_list = [f if f == "all" else int(f) for f in folds] if folds else None
+    for fold in fold_list or []:
+        ck = cm.folder / (f"fold_{fold}") / checkpoint
+        if not ck.is_file():
+            raise InputError(f"{ck}: checkpoint not found (train fold {fold} or choose -f / --checkpoint)")
+    out = Path(out_dir)
+    for f in C.semantic_files(semantic):  # inputs and outputs first
+        C.load_semantic(f)
+        for name in output_names(f).values():
+            if (out / name).resolve() == Path(f).resolve():
+                raise InputError(f"{out / name}: output would replace the input semantic mask (choose another -o folder)")
+            check_output(out / name, overwrite)
+    with tempfile.TemporaryDirectory(prefix="nnspine_instances_") as tmp:
+        cut, pred = Path(tmp) / "cutouts", Path(tmp) / "predictions"
+        C.write_cutouts(semantic, cut, size=cm.size, spacing_mm=cm.spacing_mm)
+        run_predictor(cm.folder, cut, pred, folds=fold_list, checkpoint=checkpoint, device=device, progress=progress)
+        return fuse(semantic, cut, pred, out, top_vertebra=top_vertebra, qc=qc, overwrite=overwrite)
+
+
+def run_predictor(model: Path, inputs: Path, outputs: Path, *, folds: Sequence[int | str] | None,
+                  checkpoint: str, device: str, progress: bool) -> None:
+    """nnU-Net's own predictor on a folder of cases (as ``nnUNetv2_predict``; one process, no workers)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
+                                perform_everything_on_device=dev.type != "cpu", device=dev, verbose=False,
+                                allow_tqdm=progress)
+    predictor.initialize_from_trained_model_folder(str(model), tuple(folds) if folds else None, checkpoint)
+    outputs.mkdir(parents=True, exist_ok=True)
+    predictor.predict_from_files_sequential(str(inputs), str(outputs), save_probabilities=False, overwrite=True)

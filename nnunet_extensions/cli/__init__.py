@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "evaluate",
     "cutouts",
     "fuse",
+    "instances",
     "demo",
 ]
 
