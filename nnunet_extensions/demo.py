@@ -153,6 +153,31 @@ def console(cmd: list[str], env: dict, log: Path, on_line: Callable[[str], None]
         raise RuntimeError(f"'{' '.join(cmd[:3])} …' failed (exit {returncode}); see {log}:\n{tail}")
 
 
+def console_script(name: str) -> str:
+    """Path of a console script (``nnUNetv2_train``, ``nnspine``) beside this Python, else its bare name."""
+    exe = Path(sys.executable).parent
+    return str(exe / name) if (exe / name).exists() else name
+
+
+def prepare_demo_folder(folder: str | os.PathLike, overwrite: bool = False, command: str = "nnspine demo") -> Path:
+    """Create the demo folder (absolute path returned) with its :data:`DEMO_MARKER`. An existing non-empty
+    folder needs ``overwrite`` and is cleared only when an earlier demo wrote it (it holds the marker)."""
+    folder = Path(folder).resolve()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: is a file, expected a demo folder (new or empty)")
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(f"{folder}: demo folder exists and is not empty (use --overwrite)")
+        if not (folder / DEMO_MARKER).is_file():  # --overwrite clears only what an earlier demo wrote
+            raise OutputExistsError(f"{folder}: not an nnspine demo folder (no {DEMO_MARKER}); refusing to delete it")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    from nnunet_extensions.io import write_text
+
+    write_text(folder / DEMO_MARKER, f"This folder was written by '{command}'; '{command} --overwrite' may delete it.\n")
+    return folder
+
+
 def _level_table(per_slice, truth: dict) -> dict[int, float]:
     from postprocessing.csa import summarize
 
@@ -216,17 +241,7 @@ def run_demo(
     from postprocessing.qc import plot_csa_profile
     from nnunet_extensions.io import load_image, write_text
 
-    folder = Path(folder).resolve()
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder}: is a file, expected a demo folder (new or empty)")
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"{folder}: demo folder exists and is not empty (use --overwrite)")
-        if not (folder / DEMO_MARKER).is_file():  # --overwrite clears only what an earlier demo wrote
-            raise OutputExistsError(f"{folder}: not an nnspine demo folder (no {DEMO_MARKER}); refusing to delete it")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text(folder / DEMO_MARKER, "This folder was written by 'nnspine demo'; 'nnspine demo --overwrite' may delete it.\n")
+    folder = prepare_demo_folder(folder, overwrite)
     log = folder / "nnunet.log"
     timings: dict[str, float] = {}
     n_stages = 6 if train else 2
@@ -279,10 +294,7 @@ def run_demo(
     if train:
         env = nnunet_environment(folder)
         os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
-        exe = Path(sys.executable).parent
-
-        def script(name: str) -> str:
-            return str(exe / name) if (exe / name).exists() else name
+        script = console_script
 
         # 3 -----------------------------------------------------------------------------------------
         t0 = stage(3, "soft ground truth of the training subjects → nnU-Net raw dataset "
