@@ -373,3 +373,34 @@ def test_spider_cli(tmp_path, monkeypatch):
     assert dj["numTraining"] == 1 and dj["nnspine_spider"]["instances"] == "VerSe ids, lowest L5"
     with pytest.raises(InputError, match="SPIDER folder not found"):
         _cli(register_spider, ["spider", "-i", str(tmp_path / "none"), "--nnunet-dataset", "527", "--name", "T"])
+
+
+def test_failure_while_writing_leaves_existing_dataset_untouched(phantom, tmp_path):
+    """An image that only fails when written (NaN voxels) stops the conversion: no staging folder is left and an
+    existing dataset, even with overwrite, keeps its files (all-or-nothing writes)."""
+    spineps.convert(phantom, 519, "Keep", raw_root=tmp_path / "raw")
+    folder = tmp_path / "raw" / "Dataset519_Keep"
+    before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    root = tmp_path / "bids"
+    shutil.copytree(phantom, root)
+    image = root / "sub-02" / "anat" / "sub-02_T2w.nii.gz"
+    img = nib.load(image)
+    data = np.asarray(img.dataobj).astype(np.float32)
+    data[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, img.affine), str(image))
+    with pytest.raises(InputError, match="NaN"):
+        spineps.convert(root, 519, "Keep", raw_root=tmp_path / "raw", overwrite=True)
+    after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["Dataset519_Keep"]
+
+
+def test_read_label_map_checks():
+    dj = {"labels": {"background": 0, "a": 1, "b": 2},
+          raw.LABEL_MAP_KEY: raw.label_map_entry("spineps", {0: 0, 1: 41, 2: 100})}
+    assert raw.read_label_map(dj, "spineps") == {0: 0, 1: 41, 2: 100}
+    with pytest.raises(InputError, match="'spineps' convention, not 'other'"):
+        raw.read_label_map(dj, "other")
+    dj["labels"]["c"] = 3
+    with pytest.raises(InputError, match=r"labels \[3\] have no entry"):
+        raw.read_label_map(dj, "spineps")
