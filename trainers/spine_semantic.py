@@ -50,57 +50,17 @@ from batchgeneratorsv2.helpers.scalar_type import RandomScalar
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
 
-from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from dataset_converters.nnunet_raw import LABEL_MAP_KEY
 from nnunet_extensions import labels as L
-
-#: Smallest |cosine| between a voxel axis and the world left-right axis accepted as "the left-right axis" (40°).
-MIN_LR_COSINE = float(np.cos(np.radians(40.0)))
-
-
-# ------------------------------------------------------------------------------------------- geometry
-def lr_axis_of_properties(properties: Mapping) -> Tuple[int, int]:
-    """Subject's left-right axis of a case as nnU-Net read it: ``(array axis before transpose_forward, sign)``.
-
-    ``sign`` is +1 when increasing index runs towards the subject's **left**, -1 towards the right. nnU-Net's
-    readers return the file's voxel axes reversed (SimpleITK's ``z, y, x``; ``NibabelIO`` transposes to match), so
-    array axis ``a`` is file axis ``2 - a``; the file axis is the one whose direction cosine has the largest
-    left-right component (``sitk_stuff['direction']``: LPS, +x = left; ``nibabel_stuff`` affine: RAS, +x = right;
-    the reoriented affine when ``NibabelIOWithReorient`` was used). ``ValueError`` when the geometry is missing,
-    not 3-D, or no axis lies within 40° of left-right.
-    """
-    if 'sitk_stuff' in properties:
-        direction = np.asarray(properties['sitk_stuff']['direction'], float)
-        if direction.size != 9:
-            raise ValueError(f"expected a 3-D direction matrix, got {direction.size} values")
-        towards_left = direction.reshape(3, 3)[0]  # LPS x component of each file axis
-    elif 'nibabel_stuff' in properties:
-        stuff = properties['nibabel_stuff']
-        affine = np.asarray(stuff.get('reoriented_affine', stuff['original_affine']), float)
-        cols = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
-        towards_left = -cols[0]  # RAS x points to the right
-    else:
-        raise ValueError("no image geometry (sitk_stuff / nibabel_stuff) in the case properties")
-    file_axis = int(np.argmax(np.abs(towards_left)))
-    if abs(towards_left[file_axis]) < MIN_LR_COSINE:
-        raise ValueError(f"no voxel axis within 40 degrees of left-right (x components {np.round(towards_left, 3)})")
-    return 2 - file_axis, 1 if towards_left[file_axis] > 0 else -1
-
-
-def lr_axis_after_transpose(array_axis: int, transpose_forward: Sequence[int]) -> int:
-    """Axis of the preprocessed array: nnU-Net's preprocessing puts old axis ``transpose_forward[j]`` at ``j``."""
-    return list(transpose_forward).index(int(array_axis))
-
-
-def patch_lr_axis(lr_axis_3d: int, patch_dims: int) -> int | None:
-    """The left-right axis in the network's patch: the 3-D axis for 3-D patches; for 2-D patches (slices along
-    preprocessed axis 0) the in-plane axis, or ``None`` when the slices are sagittal (no 2-D flip crosses it)."""
-    if patch_dims == 3:
-        return lr_axis_3d
-    return None if lr_axis_3d == 0 else lr_axis_3d - 1
-
+from trainers.mirror_axes import (  # noqa: F401  (the geometry helpers, shared; re-exported here)
+    MIN_LR_COSINE,
+    dataset_lr_axis,
+    lr_axis_after_transpose,
+    lr_axis_of_properties,
+    patch_lr_axis,
+)
 
 # --------------------------------------------------------------------------------------------- labels
 def lateral_label_pairs(dataset_json: Mapping) -> Tuple[Tuple[int, int], ...]:
@@ -187,29 +147,9 @@ class nnUNetTrainerSpineSemantic(nnUNetTrainer):
     def dataset_lr_axis(self) -> int:
         """Left-right axis of the preprocessed arrays, the same for every case (:func:`lr_axis_of_properties`,
         plans' transpose). ``RuntimeError`` naming the cases when they disagree on the axis or its direction."""
-        folder = self.preprocessed_dataset_folder
-        if self.dataset_class is None:
-            self.dataset_class = infer_dataset_class(folder)
-        identifiers = self.dataset_class.get_identifiers(folder)
-        dataset = self.dataset_class(folder, identifiers)
-        found: dict = {}
-        for identifier in identifiers:
-            properties = dataset.load_case(identifier)[3]
-            try:
-                axis, sign = lr_axis_of_properties(properties)
-            except ValueError as exc:
-                raise RuntimeError(f"case {identifier}: {exc}") from None
-            axis = lr_axis_after_transpose(axis, self.plans_manager.transpose_forward)
-            found.setdefault((axis, sign), []).append(identifier)
-        if len(found) != 1:
-            groups = "; ".join(f"axis {a}, index increasing towards the subject's {'left' if s > 0 else 'right'}: "
-                               f"{len(ids)} case(s) e.g. {ids[0]}" for (a, s), ids in sorted(found.items()))
-            raise RuntimeError(
-                f"the training images disagree on the left-right orientation ({groups}). A network can tell left "
-                f"from right only by array position: reorient the images (and masks) to one orientation, e.g. "
-                f"all PIR, before 'nnspine convert spineps', or train with {self.__class__.__name__}_noMirroring "
-                f"knowing laterality will not be learnt.")
-        return next(iter(found))[0]
+        return dataset_lr_axis(self, advice=(
+            f"reorient the images (and masks) to one orientation, e.g. all PIR, before 'nnspine convert spineps', "
+            f"or train with {self.__class__.__name__}_noMirroring knowing laterality will not be learnt."))
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         rotation, dummy_2d, initial_patch_size, mirror_axes = \
