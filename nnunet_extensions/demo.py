@@ -109,9 +109,10 @@ _TIME_RE = re.compile(r"Epoch time: ([\d.]+) s")
 _DICE_RE = re.compile(r"Pseudo dice \[(.*)\]")
 
 
-def epoch_progress(total_epochs: int, say: Callable[[str], None]) -> Callable[[str], None]:
+def epoch_progress(total_epochs: int | None, say: Callable[[str], None]) -> Callable[[str], None]:
     """A line handler for nnU-Net's training log that calls ``say`` once per finished epoch with the epoch,
-    train/val loss, pseudo Dice, seconds per epoch and the estimated time left (s)."""
+    train/val loss, pseudo Dice, seconds per epoch and the estimated time left (s; not when
+    ``total_epochs`` is None, i.e. unknown)."""
     state: dict = {"times": []}
 
     def handle(line: str) -> None:
@@ -127,6 +128,9 @@ def epoch_progress(total_epochs: int, say: Callable[[str], None]) -> Callable[[s
             mean = sum(state["times"]) / len(state["times"])
             losses = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
             dice = f", pseudo Dice {state['dice']}" if state.get("dice") else ""
+            if total_epochs is None:
+                say(f"      epoch {epoch}: {losses}{dice}; {float(m.group(1)):.0f} s/epoch")
+                return
             say(f"      epoch {epoch}/{total_epochs}: {losses}{dice}; {float(m.group(1)):.0f} s/epoch, "
                 f"about {mean * max(total_epochs - epoch, 0):.0f} s left")
 

@@ -1,4 +1,5 @@
-"""``nnspine demo``: the soft-cord pipeline end to end on built-in phantoms."""
+"""``nnspine demo``: the soft-cord pipeline (or, with ``--lesion``, the lesion pipeline) end to end on
+built-in phantoms."""
 
 from __future__ import annotations
 
@@ -24,6 +25,23 @@ Outputs in the demo folder: csa_per_level.csv (mm², error in % of the true CSA)
 along S-I with level boundaries), csa_C3_across_contrasts.csv, nnunet.log (nnU-Net's output), and every
 intermediate folder.
 nnU-Net folders are created inside the demo folder; your own nnU-Net environment is not touched.
+
+With --lesion, the lesion pipeline instead (a few minutes on 2 CPU cores):
+
+  1. lesion phantoms (4 training subjects + 1 held-out test subject; T2w sagittal 0.8 mm and T1w-like
+     axial 1 mm; 10 lesions each, from single voxels to touching pairs, with known volumes)
+  2. nnspine convert lesion --channels T2w,T1w → nnU-Net raw datasets (training; the test subject)
+  3. the phantom's prediction with known errors (1 missed, 1 false positive, 1 split, 1 boundary error)
+     → nnspine lesions → nnspine evaluate lesions: its lesion counts must equal the truth's
+  4. nnUNetv2_plan_and_preprocess (small CPU plans)
+  5. nnUNetv2_train ... -tr nnUNetTrainerLesion_demo
+  6. nnUNetv2_predict → nnspine lesions (lesions < 1 mm³ or > 2 mm from the cord removed, numbered S→I)
+     → nnspine evaluate lesions of the raw and the postprocessed prediction
+
+Outputs: lesion_metrics.csv (lesion-wise sensitivity, precision, F1, Dice, volumes in mm³; rule overlap,
+26-connectivity), lesions.csv (one row per lesion: volume mm³, centroid mm, S-I extent, axial diameter),
+lesions_qc.png (sagittal and axial views of the largest lesions, kept and removed outlined), the same for
+the phantom's prediction (*_phantom_prediction.*), timings_s.json, nnunet.log.
 """
 
 EPILOG = """\
@@ -31,6 +49,8 @@ examples:
   nnspine demo                      # in a new temporary folder
   nnspine demo -o demo_out          # in demo_out (must be empty or new; --overwrite to redo)
   nnspine demo --no-train -o quick  # phantoms + CSA only (seconds)
+  nnspine demo --lesion -o lesion_demo
+  nnspine demo --lesion --no-train -o quick_lesion   # phantoms, conversion, known-error check (seconds)
 """
 
 
@@ -38,12 +58,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "demo", help="run the soft-cord pipeline on built-in phantoms (real nnU-Net, CPU)",
                    description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="demo folder (default: a new temporary folder)")
-    p.add_argument("--no-train", action="store_true", help="only phantoms and CSA (stages 1-2)")
+    p.add_argument("--no-train", action="store_true",
+                   help="no nnU-Net: only phantoms and CSA (stages 1-2); with --lesion stages 1-3")
+    p.add_argument("--lesion", action="store_true", help="the lesion pipeline instead of the soft-cord one")
+    p.add_argument("--trainer", metavar="NAME",
+                   help="nnU-Net trainer of the lesion demo (default: nnUNetTrainerLesion_demo; "
+                        "nnUNetTrainerLesion_debug for a quicker check)")
     add_overwrite(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.lesion:
+        return run_lesion(args)
+    if args.trainer:
+        from nnunet_extensions.cli import UsageError
+
+        raise UsageError("--trainer goes with --lesion")
     from nnunet_extensions.demo import compact_table, run_demo
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_demo_"))
@@ -62,3 +93,26 @@ def run(args: argparse.Namespace) -> int:
     total = sum(result.timings_s.values())
     print(f"total {total:.0f} s")
     return 0
+
+
+def run_lesion(args: argparse.Namespace) -> int:
+    """``nnspine demo --lesion``: run, then print the metrics table and what was written."""
+    from nnunet_extensions.demo_lesion import DEMO_TRAINER, compact_metrics, run_lesion_demo
+
+    folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_lesion_demo_"))
+    print(f"nnspine demo --lesion in {folder}", flush=True)
+    result = run_lesion_demo(folder, train=not args.no_train, trainer=args.trainer or DEMO_TRAINER,
+                             overwrite=args.overwrite, say=lambda s: print(s, flush=True))
+    print()
+    print("Lesion-wise metrics of the held-out test subject (rule overlap, 26-connectivity; sens = lesion "
+          "sensitivity, prec = lesion precision, vol err = predicted - reference volume):")
+    table = compact_metrics(result.metrics)
+    print(table.to_string(index=False))
+    if not result.counts_match_truth:
+        print("WARNING: the phantom prediction's counts differ from the truth's expected counts")
+    if result.trained:
+        print(f"(the network comes from a short CPU training run, {result.trainer}; a full nnUNetTrainerLesion "
+              "run is the real thing)")
+    print("\nwrote " + "\n      ".join(str(p) for p in result.written()))
+    print(f"total {sum(result.timings_s.values()):.0f} s")
+    return 0 if result.counts_match_truth else 1

@@ -1,0 +1,123 @@
+"""``nnspine demo --lesion --no-train``: lesion phantoms → ``convert lesion`` → ``nnspine lesions`` →
+``nnspine evaluate lesions`` on the phantom's prediction with known errors (seconds, no nnU-Net)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def _demo(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(["nnspine", "demo", "--lesion", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lesion_demo") / "demo"
+    proc = _demo("--no-train", "-o", out)
+    return out, proc
+
+
+def test_quick_lesion_demo_runs_the_stages(quick):
+    out, proc = quick
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for n in (1, 2, 3):
+        assert f"[{n}/3]" in proc.stdout
+    assert "[4/" not in proc.stdout and not (out / "nnUNet_preprocessed").exists()
+    assert "counts equal the truth's expected counts" in proc.stdout and "WARNING" not in proc.stdout
+    assert "sens" in proc.stdout and "phantom prediction (known errors)" in proc.stdout
+    for name in ("lesion_metrics.csv", "lesions_phantom_prediction.csv", "lesions_qc_phantom_prediction.png",
+                 "timings_s.json"):
+        assert (out / name).is_file(), name
+    assert (out / "lesions_qc_phantom_prediction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_lesion_demo_conversion(quick):
+    """The test subject's nnU-Net dataset: T2w is channel 0 and the grid, T1w (axial 1 mm) resampled onto
+    it as channel 1, the lesion mask copied voxel for voxel."""
+    out, _ = quick
+    ds = out / "nnUNet_raw/Dataset992_nnspineDemoLesionTest"
+    meta = json.loads((ds / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "T2w", "1": "T1w"} and meta["labels"] == {"background": 0, "lesion": 1}
+    t2 = nib.load(str(out / "phantom_test/sub-01/anat/sub-01_T2w.nii.gz"))
+    c0, c1 = (nib.load(str(ds / f"imagesTr/sub-01_T2w_{i:04d}.nii.gz")) for i in (0, 1))
+    assert c0.shape == c1.shape == t2.shape
+    np.testing.assert_allclose(c1.affine, t2.affine, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(c0.dataobj), np.asarray(t2.dataobj))
+    t1 = nib.load(str(out / "phantom_test/sub-01/anat/sub-01_T1w.nii.gz"))
+    assert t1.shape != t2.shape and np.asarray(c1.dataobj).max() > 0  # really resampled, and not empty
+    ref = np.asarray(nib.load(str(ds / "labelsTr/sub-01_T2w.nii.gz")).dataobj)
+    mask = np.asarray(nib.load(str(out / "phantom_test/derivatives/labels/sub-01/anat/"
+                                        "sub-01_T2w_label-lesion_seg.nii.gz")).dataobj)
+    np.testing.assert_array_equal(ref, mask)
+
+
+def test_quick_lesion_demo_metrics_match_the_phantom_design(quick):
+    """The phantom's prediction has 10 true lesions of which the face pair and the corner pair merge at
+    26-connectivity (8 reference lesions); 'medium' is missed (FN 1), 'large' is split in two and one
+    false-positive blob is added, so 8 - 1 + 1 + 1 = 9 predicted lesions, 7 of the 8 detected."""
+    out, _ = quick
+    truth = json.loads((out / "phantom_test/derivatives/truth/sub-01/sub-01_truth.json").read_text())
+    assert truth["n_lesions"] == 10 and truth["prediction"]["missed"] and truth["prediction"]["split"]["parts"] == 2
+    metrics = pd.read_csv(out / "lesion_metrics.csv").set_index("prediction")
+    row = metrics.loc["phantom prediction (known errors)"]
+    assert (row["match"], row["connectivity"]) == ("overlap", 26)
+    assert [int(row[k]) for k in ("ref_lesions", "pred_lesions", "tp", "fp", "fn")] == [8, 9, 7, 1, 1]
+    expected = truth["prediction"]["expected_counts"]["26"]
+    assert all(int(row[k]) == expected[k] for k in ("ref_lesions", "pred_lesions", "tp", "fp", "fn"))
+    assert row["lesion_sensitivity"] == pytest.approx(7 / 8, abs=1e-4)
+    assert row["lesion_precision"] == pytest.approx(8 / 9, abs=1e-4)  # 9 predicted, 1 of them touches no lesion
+    assert row["lesion_f1"] == pytest.approx(2 * (7 / 8) * (8 / 9) / (7 / 8 + 8 / 9), abs=1e-4)
+    # Dice and volumes from the files themselves
+    ref = np.asarray(nib.load(str(out / "nnUNet_raw/Dataset992_nnspineDemoLesionTest/labelsTr/sub-01_T2w.nii.gz"))
+                     .dataobj) > 0
+    pred = np.asarray(nib.load(str(out / "phantom_test/derivatives/prediction/sub-01/anat/"
+                                         "sub-01_T2w_label-lesion_seg.nii.gz")).dataobj) > 0
+    vox = float(np.prod(truth["voxel_mm"]))
+    assert row["dice"] == pytest.approx(2 * (ref & pred).sum() / (ref.sum() + pred.sum()), abs=1e-4)
+    assert row["volume_error_mm3"] == pytest.approx((pred.sum() - ref.sum()) * vox, abs=1e-3)
+    assert row["ref_volume_mm3"] == pytest.approx(truth["total_lesion_volume_mm3"], abs=1e-3)
+
+
+def test_quick_lesion_demo_lesion_table(quick):
+    """``nnspine lesions`` on the phantom's prediction (cord proximity, no volume threshold): all 9
+    predicted lesions are inside the cord and kept, numbered 1..9 from superior to inferior, their
+    volumes adding up to the predicted volume."""
+    out, _ = quick
+    table = pd.read_csv(out / "lesions_phantom_prediction.csv", dtype={"lesion": str})
+    lesions = table[table["lesion"] != "total"]
+    assert lesions["lesion"].tolist() == [str(n) for n in range(1, 10)] and lesions["removed"].isna().all()
+    assert (np.diff(lesions["centroid_z_mm"]) < 0).all()  # numbered S→I
+    truth = json.loads((out / "phantom_test/derivatives/truth/sub-01/sub-01_truth.json").read_text())
+    total = table[table["lesion"] == "total"].iloc[0]
+    assert total["volume_mm3"] == pytest.approx(truth["prediction"]["pred_voxels"] * truth["voxel_volume_mm3"], rel=1e-6)
+    labelled = np.asarray(nib.load(str(out / "phantom_prediction_lesions/sub-01_T2w.nii.gz")).dataobj)
+    assert set(np.unique(labelled)) == set(range(10))
+
+
+def test_lesion_demo_folder_rules_and_options(quick, tmp_path):
+    out, _ = quick
+    again = _demo("--no-train", "-o", out)
+    assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("keep me")
+    refused = _demo("--no-train", "-o", precious, "--overwrite")
+    assert refused.returncode == 2 and "not an nnspine demo folder" in refused.stderr
+    assert (precious / "keep.txt").read_text() == "keep me"
+    wrong = subprocess.run(["nnspine", "demo", "--no-train", "--trainer", "X", "-o", tmp_path / "d"],
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "--lesion" in wrong.stderr and not (tmp_path / "d").exists()
+
+
+def test_trainer_epochs_reads_the_trainer_class():
+    from nnunet_extensions.demo_lesion import trainer_epochs
+    from trainers.softseg import nnUNetTrainerSoftSeg_demo
+
+    assert trainer_epochs("nnUNetTrainerSoftSeg_demo") == nnUNetTrainerSoftSeg_demo.DEMO_EPOCHS
+    assert trainer_epochs("NoSuchTrainer") is None
