@@ -67,6 +67,8 @@ MAX_COVERED = 0.6
 MIN_FRAGMENT_MM3 = 250.0
 #: Cutouts compared with each candidate: this many positions above and below.
 NEIGHBOUR_CUTOUTS = 2
+#: Most vertebrae numbered from the top (C1-L5 and one transitional vertebra; 26 would be the sacrum's id).
+MAX_VERTEBRAE = 25
 
 
 # --------------------------------------------------------------------------------------------- candidates
@@ -313,6 +315,9 @@ def number_vertebrae(inst: np.ndarray, sem: np.ndarray, affine: np.ndarray,
     pos = {v: (body_c.get(v, whole_c.get(v)))[2] for v in old}
     order = sorted(old, key=lambda v: -pos[v])
     if top_vertebra is None:
+        if len(order) > MAX_VERTEBRAE:
+            raise InputError(f"the fused predictions hold {len(order)} vertebrae, more than a spine has "
+                             f"({MAX_VERTEBRAE}): are they predictions of a cutout model?")
         new_ids = list(range(1, len(order) + 1))
     else:
         try:
@@ -329,9 +334,10 @@ def number_vertebrae(inst: np.ndarray, sem: np.ndarray, affine: np.ndarray,
 
 
 def assign_discs_endplates(inst: np.ndarray, sem: np.ndarray, dropped: np.ndarray, affine: np.ndarray,
-                           centres: Mapping[int, np.ndarray], top_id: int | None) -> int:
+                           centres: Mapping[int, np.ndarray], named: bool) -> int:
     """Step 7 in place: disc components → 100 + X, endplate components → 200 + X (X: nearest body centre
-    above, world z). Disc voxels that get no id are marked in ``dropped``; returns their count."""
+    above, world z). A disc above the top body centre gets the id above the top vertebra when the ids are
+    VerSe ids (``named``), else none: disc voxels without an id are marked in ``dropped``; returns their count."""
     import cc3d
 
     zs = sorted(((float(c[2]), v) for v, c in centres.items()), reverse=True)  # top first
@@ -355,9 +361,9 @@ def assign_discs_endplates(inst: np.ndarray, sem: np.ndarray, dropped: np.ndarra
                 x = None
             elif label == L.ENDPLATE:
                 x = zs[0][1]
-            else:  # disc above the top vertebra: the id above it, when there is one
-                x = zs[0][1] - 1 if top_id is None or zs[0][1] > 1 else None
-                x = x if x is not None and x >= 1 and L.is_vertebra(x) else None
+            else:  # disc above the top vertebra: the VerSe id above it, when there is one
+                x = zs[0][1] - 1 if named else None
+                x = x if x is not None and L.is_vertebra(x) else None
             if x is None:
                 dropped[box][m] = True
                 unassigned += int(m.sum())
@@ -422,9 +428,7 @@ def fuse_arrays(semantic: Image, record: C.CaseCutouts, predictions: Mapping[str
     inst, dropped, stats = clean_instances(fused, sem_pir, bodies.components, voxel_sizes(aff_pir), min_fragment_mm3)
     inst, centres = number_vertebrae(inst, sem_pir, aff_pir, top_vertebra)
     inst[sem_pir == L.SACRUM] = L.SACRUM
-    top_id = min(centres) if centres else None
-    stats.unassigned_discs = assign_discs_endplates(inst, sem_pir, dropped, aff_pir, centres,
-                                                    None if top_vertebra is None else top_id)
+    stats.unassigned_discs = assign_discs_endplates(inst, sem_pir, dropped, aff_pir, centres, top_vertebra is not None)
     clean = np.where(dropped, 0, sem_pir).astype(np.uint8)
     sacrum = _centroids_mm((sem_pir == L.SACRUM).astype(np.uint8), aff_pir, [1])
     if sacrum:
@@ -519,7 +523,7 @@ def fuse(semantic: str | os.PathLike, cutouts_dir: str | os.PathLike, prediction
             top = L.vertebra_number(top_vertebra)
         except KeyError:
             raise InputError(f"--top-vertebra {top_vertebra!r}: not a vertebra name (C1 ... L6, T13)") from None
-    _, records = read_description(cutouts_dir)
+    content, records = C.read_description(cutouts_dir)
     by_case = {r.case: r for r in records}
     pred_dir = require_folder(predictions_dir, "predictions folder")
     out = Path(out_dir)
@@ -540,7 +544,9 @@ def fuse(semantic: str | os.PathLike, cutouts_dir: str | os.PathLike, prediction
                 raise InputError(f"{p}: output would replace the input semantic mask (choose another -o folder)")
         for p in paths.values():
             check_output(p, overwrite)
-        fusion = fuse_arrays(img, record, preds, top_vertebra=top)
+        fusion = fuse_arrays(img, record, preds, top_vertebra=top,
+                             erosion_mm=float(content.get("body_erosion_mm", C.BODY_EROSION_MM)),
+                             min_body_mm3=float(content.get("min_body_mm3", C.MIN_BODY_MM3)))
         results.append((case, fusion, paths, img))
     for case, fusion, paths, img in results:
         save_image(fusion.instance, img.affine, paths["vert"], overwrite=overwrite, dtype=np.uint8, like=img)
@@ -551,11 +557,6 @@ def fuse(semantic: str | os.PathLike, cutouts_dir: str | os.PathLike, prediction
                                     names={v: fusion.label_name(v) for v in fusion.vertebra_ids()},
                                     title=f"{case}: {len(fusion.vertebrae)} vertebrae", overwrite=overwrite)
     return FuseReport([(case, fusion, paths) for case, fusion, paths, _ in results])
-
-
-def read_description(cutouts_dir: str | os.PathLike):
-    """``cutouts.json`` of a cutouts folder (see :func:`cutouts.read_description`)."""
-    return C.read_description(cutouts_dir)
 
 
 # --------------------------------------------------------------------------------------------- one call

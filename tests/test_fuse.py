@@ -338,3 +338,22 @@ def test_cli_fuse_bad_input_exit_2_nothing_written(files, spine5, tmp_path, caps
     assert needle in err and len(err.splitlines()) == 1
     after = set(files["out"].iterdir()) if files["out"].exists() else set()
     assert after == before
+
+
+def test_disc_and_endplate_above_the_top_vertebra():
+    """By hand, on a 1 mm RAS column (world z = k): body centres at z = 20 (top) and z = 5."""
+    sem = np.zeros((3, 3, 30), np.uint8)
+    sem[:, :, 27:29] = L.DISC  # above the top body centre
+    sem[:, :, 25] = L.ENDPLATE  # above the top body centre too
+    sem[:, :, 12:14] = L.DISC  # between the two: belongs to the top vertebra
+    sem[:, :, 8] = L.ENDPLATE  # above the lower centre, below the top one
+    affine = np.eye(4)
+    centres = {20: np.array([1.0, 1.0, 20.0]), 21: np.array([1.0, 1.0, 5.0])}
+    for named, top_disc in ((True, 119), (False, 0)):
+        inst = np.zeros(sem.shape, np.uint16)
+        dropped = np.zeros(sem.shape, bool)
+        n = I.assign_discs_endplates(inst, sem, dropped, affine, centres, named)
+        assert set(np.unique(inst[:, :, 27:29])) == {top_disc}  # T12-L1 disc when the top vertebra is L1
+        assert n == (0 if named else 18) and dropped[:, :, 27:29].all() != named
+        assert set(np.unique(inst[:, :, 25])) == {220}  # endplate above the top centre: the top vertebra
+        assert set(np.unique(inst[:, :, 12:14])) == {120} and set(np.unique(inst[:, :, 8])) == {220}
