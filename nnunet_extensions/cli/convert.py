@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from nnunet_extensions.cli.common import add_jobs, add_overwrite, add_quiet, new_parser
+from nnunet_extensions.cli.convert_cutouts import register_cutouts
 from nnunet_extensions.cli.convert_spine import register_spider, register_spineps
 
 SOFTGT_DESCRIPTION = """\
@@ -140,7 +141,7 @@ def register_lesion(conv: argparse._SubParsersAction) -> None:
 
 
 #: Register functions of the converters, in the order ``nnspine convert --help`` lists them.
-CONVERTERS = [register_softgt, register_lesion, register_spineps, register_spider]
+CONVERTERS = [register_softgt, register_lesion, register_spineps, register_spider, register_cutouts]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
