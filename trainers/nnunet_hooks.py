@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import types
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional, Tuple
 
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
@@ -51,3 +51,25 @@ def loss_replaced(trainer, loss: Callable) -> Iterator[None]:
         yield
     finally:
         trainer.loss = original
+
+
+def validation_step_with_output(step: Callable[[dict], dict], trainer, batch: dict,
+                                loss: Optional[Callable] = None) -> Tuple[dict, object]:
+    """Run nnU-Net's validation step ``step`` (e.g. ``super().validation_step``) on ``batch`` and return its result
+    with the network output it computed (a list per deep-supervision scale, or a tensor).
+
+    nnU-Net's step calls ``self.loss(output, target)`` once with the full output: the output is recorded there.
+    With ``loss``, that callable computes the step's loss instead of ``trainer.loss`` (it receives the same
+    ``(output, target)`` arguments).
+    """
+    outputs = []
+    compute = loss if loss is not None else trainer.loss
+
+    def recording_loss(output, target):
+        outputs.append(output)
+        return compute(output, target)
+
+    with loss_replaced(trainer, recording_loss):
+        result = step(batch)
+    return result, outputs[0]
+

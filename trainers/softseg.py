@@ -30,67 +30,29 @@ from typing import List
 
 import numpy as np
 import torch
-from batchgenerators.utilities.file_and_folder_operations import join
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
-from torch import distributed as dist
 
-from nnunetv2.training.logging.nnunet_logger import LocalLogger
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_extensions.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
 from nnunet_extensions.soft_targets.layout import missing_soft_targets
 from nnunet_extensions.soft_targets.loader import nnUNetDataLoaderSoft
-from trainers.nnunet_hooks import loss_replaced, replace_inner_loss, with_global
+from trainers.epoch_metrics import Curve, ExtraMetricsLogger, sum_over_validation
+from trainers.nnunet_hooks import replace_inner_loss, validation_step_with_output, with_global
 from trainers.soft_losses import SoftTargetLoss, soft_metric_sums, soft_metrics_from_sums
 
-#: Per-epoch validation metrics added to nnU-Net's log (``checkpoint['logging']``), with their plot labels.
-SOFT_LOG_KEYS = {
-    'val_soft_dice': 'soft Dice vs soft target',
-    'val_mse_soft': 'MSE vs soft target',
-    'val_mse_binary': 'MSE vs binarized label',
-}
-
-
-class SoftLocalLogger(LocalLogger):
+class SoftLocalLogger(ExtraMetricsLogger):
     """nnU-Net's local logger plus the soft validation metrics (one value per epoch, like every other key).
 
     ``progress.png`` is nnU-Net's, unchanged; the soft metrics are plotted to ``progress_soft.png``.
     """
 
-    def __init__(self, verbose: bool = False):
-        super().__init__(verbose)
-        for k in SOFT_LOG_KEYS:
-            self.my_fantastic_logging[k] = list()
-
-    def load_checkpoint(self, checkpoint: dict):
-        # a checkpoint of a stock trainer (e.g. fine-tuning continued with --c) has no soft keys: pad with NaN
-        n = len(checkpoint.get('train_losses', []))
-        for k in SOFT_LOG_KEYS:
-            checkpoint.setdefault(k, [float('nan')] * n)
-        super().load_checkpoint(checkpoint)
-
-    def plot_progress_png(self, output_folder):
-        super().plot_progress_png(output_folder)
-        import matplotlib.pyplot as plt
-
-        epoch = min(len(i) for i in self.my_fantastic_logging.values()) - 1
-        x = list(range(epoch + 1))
-        fig, ax = plt.subplots(1, 1, figsize=(30, 18))
-        ax2 = ax.twinx()
-        ax.plot(x, self.my_fantastic_logging['val_soft_dice'][:epoch + 1], color='g', ls='-', linewidth=4,
-                label=SOFT_LOG_KEYS['val_soft_dice'])
-        ax2.plot(x, self.my_fantastic_logging['val_mse_soft'][:epoch + 1], color='b', ls='-', linewidth=4,
-                 label=SOFT_LOG_KEYS['val_mse_soft'])
-        ax2.plot(x, self.my_fantastic_logging['val_mse_binary'][:epoch + 1], color='r', ls='dotted', linewidth=3,
-                 label=SOFT_LOG_KEYS['val_mse_binary'])
-        ax.set_xlabel('epoch')
-        ax.set_ylabel('soft Dice')
-        ax2.set_ylabel('MSE')
-        ax.legend(loc=(0, 1))
-        ax2.legend(loc=(0.3, 1))
-        plt.tight_layout()
-        fig.savefig(join(output_folder, 'progress_soft.png'))
-        plt.close(fig)
+    curves = (Curve('val_soft_dice', 'soft Dice vs soft target', 'g'),
+              Curve('val_mse_soft', 'MSE vs soft target', 'b', axis='right'),
+              Curve('val_mse_binary', 'MSE vs binarized label', 'r', 'dotted', axis='right'))
+    png_name = 'progress_soft.png'
+    left_label = 'soft Dice'
+    right_label = 'MSE'
 
 
 def check_soft_trainable(label_manager, is_cascaded: bool, labels, trainer_name: str) -> None:
@@ -186,28 +148,18 @@ class nnUNetTrainerSoftSeg(nnUNetTrainer):
         # nnU-Net's validation step (pseudo Dice of argmax vs the integer label: drives ema_fg_dice and
         # checkpoint_best), with the loss computed against the soft target; adds the soft metrics' sums
         soft = _to_device(batch['soft_target'], self.device)
-        outputs = []
-
-        def loss_vs_soft_target(output, label):
-            outputs.append(output)
-            return soft_loss(output, soft)
-
         soft_loss = self.loss
-        with loss_replaced(self, loss_vs_soft_target):
-            result = super().validation_step(batch)
-        output, label = outputs[0], batch['target']
+        result, output = validation_step_with_output(super().validation_step, self, batch,
+                                                     loss=lambda output, label: soft_loss(output, soft))
+        label = batch['target']
         if self.enable_deep_supervision:
             output, soft, label = output[0], soft[0], label[0]
         result['soft_sums'] = soft_metric_sums(output, soft, label.to(output.device))
         return result
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):
-        soft_sums = np.sum([o.pop('soft_sums') for o in val_outputs], axis=0)
+        soft_sums = sum_over_validation(self, val_outputs, 'soft_sums')
         super().on_validation_epoch_end(val_outputs)
-        if self.is_ddp:
-            gathered = [None for _ in range(dist.get_world_size())]
-            dist.all_gather_object(gathered, soft_sums)
-            soft_sums = np.sum(gathered, axis=0)
         metrics = soft_metrics_from_sums(soft_sums)
         self.logger.log('val_soft_dice', metrics['soft_dice'], self.current_epoch)
         self.logger.log('val_mse_soft', metrics['mse_soft'], self.current_epoch)
