@@ -12,7 +12,8 @@ import re
 from typing import List
 
 #: Trainer families, in listing order; each module defines ``TRAINERS``.
-TRAINER_MODULES = ("trainers.softseg", "trainers.spine_semantic", "trainers.softseg_da5", "trainers.budget")
+TRAINER_MODULES = ("trainers.softseg", "trainers.lesion", "trainers.spine_semantic", "trainers.vertebra_cutout",
+                   "trainers.softseg_da5", "trainers.budget")
 
 
 def all_trainers() -> List[type]:
