@@ -11,7 +11,6 @@ input's grid, and relabelling maps nnU-Net's labels back voxel for voxel. It doe
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -35,18 +34,8 @@ def nnspine(env: dict, *args: str):
     return run([console_script("nnspine"), *args], env)
 
 
-def _convert_spineps(argv: list[str]) -> int:
-    """``nnspine convert spineps`` through its register function (until it is wired into ``nnspine convert``)."""
-    from nnunet_extensions.cli.convert_spine import register_spineps
-
-    parser = argparse.ArgumentParser()
-    register_spineps(parser.add_subparsers())
-    args = parser.parse_args(["spineps", *argv])
-    return args.func(args)
-
-
 @pytest.mark.slow
-def test_spine_semantic_pipeline_with_real_console_scripts(tmp_path, monkeypatch):
+def test_spine_semantic_pipeline_with_real_console_scripts(tmp_path):
     import blosc2
     import torch
 
@@ -57,9 +46,8 @@ def test_spine_semantic_pipeline_with_real_console_scripts(tmp_path, monkeypatch
     nnspine(env, "phantom", "--kind", "spine", "-o", str(tmp_path / "test"), "--subjects", "1", "--vertebrae", "2",
             "--seed", "1")
 
-    monkeypatch.setenv("nnUNet_raw", env["nnUNet_raw"])
-    assert _convert_spineps(["-i", str(tmp_path / "train"), "--nnunet-dataset", str(DATASET_ID), "--name", NAME,
-                             "-q"]) == 0
+    nnspine(env, "convert", "spineps", "-i", str(tmp_path / "train"), "--nnunet-dataset", str(DATASET_ID),
+            "--name", NAME, "-q")
     raw = Path(env["nnUNet_raw"]) / DATASET
     dataset_json = json.loads((raw / "dataset.json").read_text())
     to_spineps = {int(k): v for k, v in dataset_json["nnspine_label_map"]["values"].items()}
