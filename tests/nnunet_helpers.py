@@ -90,7 +90,7 @@ def make_toy_dataset(raw_root: str | os.PathLike, n_cases: int = 6, shape=(26, 4
 
 
 def soft_blob(shape=(2, 1, 12, 16, 16), seed=0):
-    """A soft sphere ``(B, 1, *spatial)`` torch tensor in [0, 1] with a linear partial-volume ramp and a little noise."""
+    """A soft sphere ``(B, 1, *spatial)`` torch tensor in [0, 1]: linear partial-volume ramp, a little noise."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -99,6 +99,48 @@ def soft_blob(shape=(2, 1, 12, 16, 16), seed=0):
     s = torch.clamp((0.6 - r) / 0.25 + 0.5, 0, 1)
     s = s[None, None].repeat(shape[0], 1, 1, 1, 1)
     return torch.clamp(s + 0.02 * torch.rand(s.shape, generator=g), 0, 1)
+
+
+#: Toy lesion dataset (cord 1, lesion 2 in labelsTr; see :func:`make_lesion_toy_dataset`).
+LESION_TOY_ID = 986
+LESION_TOY_NAME = f"Dataset{LESION_TOY_ID:03d}_ToyLesion"
+#: ``dataset.json`` labels of the toy lesion dataset: plain, and region-based as ``convert lesion --regions``.
+LESION_LABELS_PLAIN = {"background": 0, "cord": 1, "lesion": 2}
+LESION_LABELS_REGIONS = {"labels": {"background": 0, "cord": [1, 2], "lesion": 2}, "regions_class_order": [1, 2]}
+
+
+def make_lesion_toy_dataset(raw_root: str | os.PathLike, n_cases: int = 4, shape=(40, 32, 32), seed: int = 0,
+                            dataset_name: str = LESION_TOY_NAME) -> Path:
+    """A tiny raw dataset of a cord (label 1) holding 2-4 small lesions (label 2, spheres of 1-2.5 voxels
+    radius) per case, 1 mm isotropic; the image is brighter in the cord and brighter still in lesions.
+    ``dataset.json`` has the plain labels :data:`LESION_LABELS_PLAIN` (region runs pass their own)."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    root = Path(raw_root) / dataset_name
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    idx = np.indices(shape).astype(np.float64)
+    for i in range(n_cases):
+        case = f"lesion_{i:03d}"
+        cy, cz = shape[1] / 2 + rng.uniform(-2, 2), shape[2] / 2 + rng.uniform(-2, 2)
+        cord = (idx[1] - cy) ** 2 + (idx[2] - cz) ** 2 <= 5.5 ** 2
+        label = cord.astype(np.uint8)
+        for k in range(rng.integers(2, 5)):
+            x = 5 + k * 9 + rng.integers(0, 4)
+            c = np.array([x, cy + rng.uniform(-2, 2), cz + rng.uniform(-2, 2)])
+            r = rng.uniform(1.0, 2.5)
+            label[(((idx - c[:, None, None, None]) ** 2).sum(0) <= r ** 2) & cord] = 2
+        img = 100.0 + 60.0 * (label >= 1) + 80.0 * (label == 2) + rng.normal(0, 6, size=shape)
+        affine = np.diag([1.0, 1.0, 1.0, 1.0])
+        nib.save(nib.Nifti1Image(img.astype(np.float32), affine), str(root / "imagesTr" / f"{case}_0000.nii.gz"))
+        nib.save(nib.Nifti1Image(label, affine), str(root / "labelsTr" / f"{case}.nii.gz"))
+        if i == 0:
+            nib.save(nib.Nifti1Image(img.astype(np.float32), affine), str(root / "imagesTs" / f"{case}_0000.nii.gz"))
+    dataset_json = {"channel_names": {"0": "T2w"}, "labels": LESION_LABELS_PLAIN, "numTraining": n_cases,
+                    "file_ending": ".nii.gz", "name": dataset_name}
+    (root / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    return root
 
 
 def nnunet_env(base: str | os.PathLike, **extra: str) -> dict:
@@ -161,6 +203,23 @@ def preprocess_soft(env: dict, dataset_id: int = TOY_ID, configuration: str = "3
 
 
 _PREPARED: dict = {}
+_PREPARED_LESION: dict = {}
+
+
+def prepared_lesion_toy(tmp_path_factory) -> dict:
+    """Toy lesion dataset planned and preprocessed by nnU-Net (3d_fullres), once per session.
+
+    Returns ``env``, ``raw``, ``pre`` (preprocessed dataset folder) and ``plans``. Tests must not modify them.
+    """
+    if "env" not in _PREPARED_LESION:
+        base = tmp_path_factory.mktemp("nnunet_lesion_toy")
+        env = nnunet_env(base)
+        raw = make_lesion_toy_dataset(env["nnUNet_raw"])
+        plan_and_preprocess(env, LESION_TOY_ID)
+        pre = Path(env["nnUNet_preprocessed"]) / LESION_TOY_NAME
+        plans = json.loads((pre / "nnUNetPlans.json").read_text())
+        _PREPARED_LESION.update(env=env, raw=raw, pre=pre, plans=plans)
+    return dict(_PREPARED_LESION)
 
 
 def prepared_toy(tmp_path_factory) -> dict:

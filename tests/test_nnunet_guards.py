@@ -1,7 +1,7 @@
 """Guards on the nnU-Net internals our trainers and loader build on.
 
 Nothing of nnU-Net is copied; instead our code calls nnU-Net's methods and changes one thing they use (see
-:mod:`trainers.nnunet_hooks` and :mod:`nnunet_extensions.soft_targets.loader`). That relies on how the installed
+:mod:`trainers.nnunet_hooks`, :mod:`nnunet_extensions.soft_targets.loader` and :mod:`trainers.lesion`). That relies on how the installed
 nnU-Net's methods are written. Each entry below pins the source of one nnU-Net function (SHA-256 of
 ``inspect.getsource``) and names the code of ours that relies on it: when an nnU-Net update changes that source,
 the test fails naming what to re-check; after re-checking (and adapting our code), update the hash here.
@@ -30,16 +30,35 @@ GUARDED = {
         "its hooks assume: get_indices() once per batch, then per sample get_bbox() followed by exactly one "
         "self.transforms(image=..., segmentation=...) call, image padded with 0, 2-D patches squeezed on axis 1"),
     "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer.validation_step": (
-        "3d415b41f6f7cd90", "trainers.softseg.nnUNetTrainerSoftSeg.validation_step",
+        "3d415b41f6f7cd90", "trainers.nnunet_hooks.validation_step_with_output (validation_step of "
+        "trainers.softseg.nnUNetTrainerSoftSeg and trainers.lesion.nnUNetTrainerLesion)",
         "it swaps self.loss for the call: nnU-Net must call self.loss(output, target) once with the network's full "
         "(deep-supervision) output and compute the pseudo Dice from batch['target']"),
     "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer.train_step": (
         "c8993de84c8c419f", "trainers.softseg.nnUNetTrainerSoftSeg.train_step",
         "it passes the soft target as batch['target']: nnU-Net must use batch['target'] only as the loss target"),
     "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer._build_loss": (
-        "ba86dfb893faddc1", "trainers.nnunet_hooks.replace_inner_loss (soft trainers' _build_loss)",
-        "it keeps nnU-Net's DeepSupervisionWrapper and replaces its .loss; the wrapper must still hold the per-scale "
-        "loss in .loss"),
+        "ba86dfb893faddc1", "trainers.nnunet_hooks.replace_inner_loss (soft trainers' _build_loss) and "
+        "trainers.lesion.nnUNetTrainerLesion._build_loss",
+        "the soft trainers keep nnU-Net's DeepSupervisionWrapper and replace its .loss; the lesion trainers keep "
+        "nnU-Net's DC_and_CE_loss (plain labels) / DC_and_BCE_loss (regions) with .dc and .ce members"),
+    "nnunetv2.training.loss.compound_losses:DC_and_CE_loss.forward": (
+        "b930a80c9c95bb40", "trainers.lesion (Dice smoothing set to 0; variants replace .ce with "
+        "trainers.lesion_losses.FocalCELoss / TopKCELoss)",
+        "the voxel term must still be self.ce(net_output, target[:, 0]) and the Dice term self.dc"),
+    "nnunetv2.training.loss.compound_losses:DC_and_BCE_loss.__init__": (
+        "5fa891fd16dfc5f8", "trainers.lesion variants (FocalBCEWithLogitsLoss reduction)",
+        "with an ignore label nnU-Net builds its BCE with reduction='none' and masks it; the replacement follows"),
+    "nnunetv2.training.loss.compound_losses:DC_and_BCE_loss.forward": (
+        "74d26e1ae3d5acd6", "trainers.lesion variants (FocalBCEWithLogitsLoss / TopKBCEWithLogitsLoss as .ce)",
+        "the voxel term must still be self.ce(net_output, target_regions), masked when an ignore label is used"),
+    "nnunetv2.training.loss.dice:MemoryEfficientSoftDiceLoss.forward": (
+        "acbac5796c028f82", "trainers.lesion.nnUNetTrainerLesion._build_loss (Dice without smoothing)",
+        "it sets .smooth = 0; the Dice must still read self.smooth, in numerator and denominator"),
+    "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer.perform_actual_validation": (
+        "2bd52ada76cd3185", "trainers.lesion.nnUNetTrainerLesion.perform_actual_validation",
+        "lesion_metrics.csv reads the exported predictions output_folder/validation/<case><file_ending> and the "
+        "references in <preprocessed dataset>/gt_segmentations"),
     "nnunetv2.training.logging.nnunet_logger:LocalLogger.load_checkpoint": (
         "ac9f390349751af3", "trainers.softseg.SoftLocalLogger.load_checkpoint",
         "it pads missing soft keys of stock checkpoints before nnU-Net's load_checkpoint copies the logging dict"),
