@@ -1,0 +1,89 @@
+"""The cutout trainer end to end with the real nnU-Net console scripts (CPU, tiny):
+
+``nnspine phantom --kind spine`` → ``nnspine convert cutouts`` → ``nnUNetv2_plan_and_preprocess`` (small CPU plans)
+→ ``nnUNetv2_train -tr nnUNetTrainerVertebraCutout_debug`` → ``nnspine cutouts`` of a held-out phantom →
+``nnUNetv2_predict`` (test-time augmentation left on).
+
+Asserts what a few CPU iterations can show: the trainer ran on the cutout dataset and logged mirroring along the
+left-right axis found here from content (where the left and right costal channels lie in the preprocessed
+arrays), the checkpoint tells the stock predictor not to mirror, and every cutout gets a prediction on its own
+grid with target labels only. It does not assert learned quality (fusion accuracy: ``tests/test_fuse.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from nnunet_helpers import console_script, nnunet_env, run  # noqa: E402
+
+from nnunet_extensions import labels as L  # noqa: E402
+from nnunet_extensions.io import load_image  # noqa: E402
+
+DATASET_ID, NAME = 995, "CutoutTrainer"
+DATASET = f"Dataset{DATASET_ID}_{NAME}"
+PLANS = "nnUNetPlansCPU"
+TRAINER = "nnUNetTrainerVertebraCutout_debug"
+SIZE, SPACING = "28,64,32", "3,2,2"  # P, I, R voxels of mm: 84 x 128 x 64 mm
+
+
+def nnspine(env: dict, *args: str):
+    return run([console_script("nnspine"), *args], env)
+
+
+@pytest.mark.slow
+def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path):
+    import blosc2
+    import torch
+
+    export = nnspine(nnunet_env(tmp_path), "trainers", "--export").stdout.strip()
+    env = nnunet_env(tmp_path, nnUNet_extTrainer=export.split("=", 1)[1].strip("'"))
+    nnspine(env, "phantom", "--kind", "spine", "-o", str(tmp_path / "train"), "--subjects", "2", "--vertebrae", "3",
+            "--seed", "0")
+    nnspine(env, "phantom", "--kind", "spine", "-o", str(tmp_path / "test"), "--subjects", "1", "--vertebrae", "3",
+            "--seed", "1")
+    nnspine(env, "convert", "cutouts", "-i", str(tmp_path / "train"), "--nnunet-dataset", str(DATASET_ID), "--name",
+            NAME, "--shifts", "0", "--size", SIZE, "--spacing", SPACING, "-q")
+    run([console_script("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "1",
+         "-npfp", "1", "--verify_dataset_integrity", "--no_pbar", "-gpu_memory_target", "1",
+         "-overwrite_plans_name", PLANS], {**env, "nnUNet_n_proc_DA": "1"})
+    pre = Path(env["nnUNet_preprocessed"]) / DATASET
+    cfg = json.loads((pre / f"{PLANS}.json").read_text())["configurations"]["3d_fullres"]
+    # the left-right axis of the preprocessed arrays, from content: where the left and right costal channels lie
+    data = blosc2.open(urlpath=str(pre / cfg["data_identifier"] / "sub-01_T2w_001.b2nd"), mode="r")[:]
+    left = L.CUTOUT_CHANNEL_LABELS.index(L.COSTAL_LEFT)
+    lr_axis = int(np.argmax(np.abs(np.argwhere(data[left] > 0.5).mean(0) - np.argwhere(data[left + 1] > 0.5).mean(0))))
+
+    run([console_script("nnUNetv2_train"), str(DATASET_ID), "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS,
+         "-device", "cpu"], env)
+    model = Path(env["nnUNet_results"]) / DATASET / f"{TRAINER}__{PLANS}__3d_fullres" / "fold_0"
+    ckpt = torch.load(model / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["trainer_name"] == TRAINER
+    assert ckpt["inference_allowed_mirroring_axes"] is None
+    log = "".join(p.read_text() for p in model.glob("training_log_*.txt"))
+    found = re.search(r"training mirroring: left-right patch axis (\d) only, swapping input channels (\[[\d, ]+\])",
+                      log)
+    assert found, log[-2000:]
+    assert int(found.group(1)) == lr_axis
+    assert json.loads(found.group(2)) == [0, 1, 3, 2, 5, 4, 7, 6, 8]  # 43<->44, 45<->46, 47<->48, by hand
+
+    sem = tmp_path / "test" / "derivatives" / "labels" / "sub-01" / "anat" / "sub-01_T2w_seg-spine_msk.nii.gz"
+    nnspine(env, "cutouts", "--semantic", str(sem), "-o", str(tmp_path / "cut"), "--size", SIZE, "--spacing",
+            SPACING, "-q")
+    run([console_script("nnUNetv2_predict"), "-i", str(tmp_path / "cut"), "-o", str(tmp_path / "pred"), "-d",
+         str(DATASET_ID), "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu",
+         "-npp", "1", "-nps", "1"], env)
+    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (tmp_path / "cut").glob("*_0000.nii.gz"))
+    assert len(cases) == 3  # one cutout per vertebral body of the 3-vertebra phantom
+    for case in cases:
+        pred = load_image(tmp_path / "pred" / f"{case}.nii.gz", "labels")
+        cut = load_image(tmp_path / "cut" / f"{case}_0000.nii.gz")
+        assert pred.shape == cut.shape
+        np.testing.assert_allclose(pred.affine, cut.affine, atol=1e-4)
+        assert set(np.unique(pred.data).tolist()) <= set(L.CUTOUT_TARGET_LABELS.values())
