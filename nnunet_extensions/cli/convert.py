@@ -148,7 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(
         sub,
         "convert",
-        help="dataset converters (softgt: soft cord ground truth across contrasts; lesion: multi-sequence lesions)",
+        help="dataset converters: softgt, lesion, spineps, spider, cutouts (-> nnU-Net raw datasets)",
         description="Dataset converters. Run 'nnspine convert <converter> --help' for inputs, outputs and units.",
     )
     conv = p.add_subparsers(dest="converter", metavar="<converter>")

@@ -55,7 +55,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = new_parser(sub, "demo", help="run the soft-cord pipeline on built-in phantoms (real nnU-Net, CPU)",
+    p = new_parser(sub, "demo", help="run the soft-cord (or --lesion) pipeline on built-in phantoms (real nnU-Net, CPU)",
                    description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="demo folder (default: a new temporary folder)")
     p.add_argument("--no-train", action="store_true",

@@ -105,7 +105,7 @@ EVALUATIONS = [register_softseg, register_csa_variability, register_compare, reg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = new_parser(sub, "evaluate", help="evaluate segmentations (soft Dice, MSE, CSA error, CSA variability)",
+    p = new_parser(sub, "evaluate", help="evaluate: softseg, csa-variability, compare-variability, lesions, instances",
                    description="Evaluation commands. Run 'nnspine evaluate <what> --help'.")
     what = p.add_subparsers(dest="what", metavar="<what>")
     for register_evaluation in EVALUATIONS:
