@@ -107,12 +107,14 @@ _EPOCH_RE = re.compile(r"Epoch (\d+)\s*$")
 _VALUE_RE = re.compile(r"(train_loss|val_loss) (-?[\d.]+(?:e-?\d+)?)")
 _TIME_RE = re.compile(r"Epoch time: ([\d.]+) s")
 _DICE_RE = re.compile(r"Pseudo dice \[(.*)\]")
+#: The lesion trainers' per-epoch line (``val lesion sensitivity S precision P F1 F (...)``).
+_LESION_RE = re.compile(r"val lesion sensitivity (\S+) precision (\S+) F1 (\S+)")
 
 
 def epoch_progress(total_epochs: int | None, say: Callable[[str], None]) -> Callable[[str], None]:
     """A line handler for nnU-Net's training log that calls ``say`` once per finished epoch with the epoch,
-    train/val loss, pseudo Dice, seconds per epoch and the estimated time left (s; not when
-    ``total_epochs`` is None, i.e. unknown)."""
+    train/val loss, pseudo Dice (and the lesion trainers' lesion F1 on the validation patches), seconds per
+    epoch and the estimated time left (s; not when ``total_epochs`` is None, i.e. unknown)."""
     state: dict = {"times": []}
 
     def handle(line: str) -> None:
@@ -122,12 +124,15 @@ def epoch_progress(total_epochs: int | None, say: Callable[[str], None]) -> Call
             state.setdefault("values", {})[m.group(1)] = float(m.group(2))
         elif m := _DICE_RE.search(line):  # "Pseudo dice [np.float32(0.81)]" → "0.81"
             state["dice"] = re.sub(r"np\.float\d+\(([^)]*)\)", r"\1", m.group(1)).strip()
+        elif m := _LESION_RE.search(line):
+            state["lesion"] = f", lesion F1 {m.group(3)}"
         elif (m := _TIME_RE.search(line)) and "epoch" in state:
             state["times"].append(float(m.group(1)))
             epoch, values = state["epoch"] + 1, state.get("values", {})
             mean = sum(state["times"]) / len(state["times"])
             losses = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
             dice = f", pseudo Dice {state['dice']}" if state.get("dice") else ""
+            dice += state.pop("lesion", "")
             if total_epochs is None:
                 say(f"      epoch {epoch}: {losses}{dice}; {float(m.group(1)):.0f} s/epoch")
                 return
@@ -320,7 +325,7 @@ def run_demo(
         # 5 -----------------------------------------------------------------------------------------
         from trainers.softseg import nnUNetTrainerSoftSeg_demo as demo_trainer
 
-        epochs = demo_trainer.DEMO_EPOCHS
+        epochs = demo_trainer.NUM_EPOCHS
         t0 = stage(5, f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {DEMO_TRAINER} (CPU, {epochs} "
                       f"epochs; nnU-Net's log: {log})")
         console([script("nnUNetv2_train"), str(DEMO_DATASET_ID), DEMO_CONFIG, "all", "-tr", DEMO_TRAINER,

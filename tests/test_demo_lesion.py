@@ -121,3 +121,36 @@ def test_trainer_epochs_reads_the_trainer_class():
 
     assert trainer_epochs("nnUNetTrainerSoftSeg_demo") == nnUNetTrainerSoftSeg_demo.DEMO_EPOCHS
     assert trainer_epochs("NoSuchTrainer") is None
+
+
+def test_progress_line_shows_the_lesion_trainers_lesion_f1():
+    """nnUNetTrainerLesion prints its per-epoch lesion scores through ``print_to_log_file`` (``print(*args)``
+    of numpy scalars) before nnU-Net's epoch summary; the demo's progress line carries the F1."""
+    import contextlib
+    import io
+
+    from nnunet_extensions.demo import epoch_progress
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        for epoch, (sens, prec) in enumerate([(0.5, 0.25), (1.0, 0.5)]):
+            f1 = 2 * sens * prec / (sens + prec)
+            print("2026-01-01 00:00:00.000000:", f"Epoch {epoch}")
+            print("2026-01-01 00:00:01.000000:", "val lesion sensitivity", np.round(np.float64(sens), 4),
+                  "precision", np.round(np.float64(prec), 4), "F1", np.round(np.float64(f1), 4),
+                  "(patches: 4 reference, 8 predicted lesions, tp 2 fp 6 fn 2; overlap rule, 26-connectivity)")
+            print("2026-01-01 00:00:02.000000:", "train_loss", np.round(np.float32(-0.5), 4))
+            print("2026-01-01 00:00:02.000000:", "val_loss", np.round(np.float32(-0.25), 4))
+            print("2026-01-01 00:00:02.000000:", "Pseudo dice", [np.round(np.float32(0.4), 4)])
+            print("2026-01-01 00:00:02.000000:", f"Epoch time: {np.round(10.0, 2)} s")
+    said: list[str] = []
+    handle = epoch_progress(6, said.append)
+    for line in buf.getvalue().splitlines():
+        handle(line)
+    assert len(said) == 2
+    assert "lesion F1 0.3333" in said[0] and "lesion F1 0.6667" in said[1] and "epoch 2/6" in said[1]
+    unknown: list[str] = []
+    handle = epoch_progress(None, unknown.append)  # a trainer whose length is not known: no total, no time left
+    for line in buf.getvalue().splitlines():
+        handle(line)
+    assert unknown[0].startswith("      epoch 1: ") and "left" not in unknown[0]
