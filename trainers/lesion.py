@@ -43,6 +43,7 @@ from postprocessing.lesion_metrics import (CASE_COLUMNS, COUNT_KEYS, DEFAULT_CON
 from trainers.epoch_metrics import Curve, ExtraMetricsLogger, sum_over_validation
 from trainers.lesion_losses import (FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss)
 from trainers.nnunet_hooks import validation_step_with_output
+from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 
 #: File written by the final validation, in ``<fold>/validation/``.
 LESION_METRICS_CSV = "lesion_metrics.csv"
@@ -141,10 +142,6 @@ class nnUNetTrainerLesion(nnUNetTrainer):
 
     #: Foreground oversampling (nnU-Net: 0.33), drawn per sample.
     OVERSAMPLE_FOREGROUND = 0.66
-    #: Set by short variants (None: nnU-Net's defaults).
-    NUM_EPOCHS: Optional[int] = None
-    NUM_ITERATIONS: Optional[int] = None
-    NUM_VAL_ITERATIONS: Optional[int] = None
     #: Lesion components and matching of the per-epoch and final lesion metrics.
     connectivity = DEFAULT_CONNECTIVITY
     match = DEFAULT_MATCH
@@ -154,10 +151,6 @@ class nnUNetTrainerLesion(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.oversample_foreground_percent = self.OVERSAMPLE_FOREGROUND
         self.probabilistic_oversampling = True
-        for attr, value in (('num_epochs', self.NUM_EPOCHS), ('num_iterations_per_epoch', self.NUM_ITERATIONS),
-                            ('num_val_iterations_per_epoch', self.NUM_VAL_ITERATIONS)):
-            if value is not None:
-                setattr(self, attr, value)
         self.lesion_target = LesionTarget.from_label_manager(self.label_manager)
         self.logger.local_logger = LesionLocalLogger(self.logger.local_logger.verbose)
 
@@ -239,20 +232,15 @@ class nnUNetTrainerLesion_DiceTopK(nnUNetTrainerLesion):
         return TopKCELoss(k=10, ignore_index=lm.ignore_label if lm.has_ignore_label else -100)
 
 
-class nnUNetTrainerLesion_debug(nnUNetTrainerLesion):
+class nnUNetTrainerLesion_debug(ShortRun, nnUNetTrainerLesion):
     """nnUNetTrainerLesion cut short for tests: 8 iterations, no test-time mirroring.
 
     2 epochs of 4 iterations, 2 validation batches; without mirrored test-time augmentation final validation and
     prediction are 8x faster on CPU.
     """
 
-    NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = 2, 4, 2
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        # as nnU-Net's nnUNetTrainerNoMirroring, for inference only: training still mirrors
-        configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None
-        return configured
+    NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = DEBUG_BUDGET
+    TEST_TIME_MIRRORING = False
 
 
 class nnUNetTrainerLesion_demo(nnUNetTrainerLesion_debug):
@@ -261,7 +249,7 @@ class nnUNetTrainerLesion_demo(nnUNetTrainerLesion_debug):
     Trained by ``nnspine demo --lesion``: 6 epochs of 25 iterations, 3 validation batches.
     """
 
-    NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = 6, 25, 3
+    NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = DEMO_BUDGET
 
 
 #: The trainers of this family (exported for ``nnUNet_extTrainer`` and listed by ``nnspine trainers``).

@@ -39,6 +39,7 @@ from nnunet_extensions.soft_targets.layout import missing_soft_targets
 from nnunet_extensions.soft_targets.loader import nnUNetDataLoaderSoft
 from trainers.epoch_metrics import Curve, ExtraMetricsLogger, sum_over_validation
 from trainers.nnunet_hooks import replace_inner_loss, validation_step_with_output, with_global
+from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 from trainers.soft_losses import SoftTargetLoss, soft_metric_sums, soft_metrics_from_sums
 
 class SoftLocalLogger(ExtraMetricsLogger):
@@ -184,41 +185,21 @@ class nnUNetTrainerSoftSegAdapWing(nnUNetTrainerSoftSeg):
     soft_loss_weights = {'weight_mse': 0.0, 'weight_dice': 0.0, 'weight_adapwing': 1.0}
 
 
-class nnUNetTrainerSoftSeg_debug(nnUNetTrainerSoftSeg):
+class nnUNetTrainerSoftSeg_debug(ShortRun, nnUNetTrainerSoftSeg):
     """nnUNetTrainerSoftSeg cut short for tests: 8 iterations, no test-time mirroring.
 
     2 epochs of 4 iterations, 2 validation batches; without mirrored test-time augmentation final validation and
     prediction are 8x faster on CPU.
     """
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 4
-        self.num_val_iterations_per_epoch = 2
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        # as nnU-Net's nnUNetTrainerNoMirroring, for inference only: training still mirrors
-        configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None
-        return configured
+    NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = DEBUG_BUDGET
+    TEST_TIME_MIRRORING = False
 
 
 class nnUNetTrainerSoftSeg_demo(nnUNetTrainerSoftSeg_debug):
-    """nnUNetTrainerSoftSeg for the CPU demo: 150 iterations (about 4 minutes), no test-time mirroring.
+    """nnUNetTrainerSoftSeg for the CPU demo: 150 iterations (about 4 minutes), no test-time mirroring."""
 
-    Trained by ``nnspine demo``: 6 epochs of 25 iterations, 3 validation batches.
-    """
-
-    DEMO_EPOCHS = 6  # read by the demo's progress line
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = self.DEMO_EPOCHS
-        self.num_iterations_per_epoch = 25
-        self.num_val_iterations_per_epoch = 3
+    NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = DEMO_BUDGET
 
 
 #: The trainers this package provides (exported for ``nnUNet_extTrainer`` and listed by ``nnspine trainers``).

@@ -61,6 +61,7 @@ from trainers.mirror_axes import (  # noqa: F401  (the geometry helpers, shared;
     lr_axis_of_properties,
     patch_lr_axis,
 )
+from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 
 # --------------------------------------------------------------------------------------------- labels
 def lateral_label_pairs(dataset_json: Mapping) -> Tuple[Tuple[int, int], ...]:
@@ -198,29 +199,17 @@ class nnUNetTrainerSpineSemantic_noMirroring(nnUNetTrainerSpineSemantic):
         return rotation, dummy_2d, initial_patch_size, None
 
 
-class nnUNetTrainerSpineSemantic_debug(nnUNetTrainerSpineSemantic):
+class nnUNetTrainerSpineSemantic_debug(ShortRun, nnUNetTrainerSpineSemantic):
     """nnUNetTrainerSpineSemantic cut short for tests: 2 epochs of 4 iterations, 2 validation batches (test-time
     mirroring kept, without the left-right axis)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 4
-        self.num_val_iterations_per_epoch = 2
+    NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = DEBUG_BUDGET
 
 
-class nnUNetTrainerSpineSemantic_demo(nnUNetTrainerSpineSemantic):
+class nnUNetTrainerSpineSemantic_demo(ShortRun, nnUNetTrainerSpineSemantic):
     """nnUNetTrainerSpineSemantic for a CPU demo: 6 epochs of 25 iterations, 3 validation batches."""
 
-    DEMO_EPOCHS = 6
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = self.DEMO_EPOCHS
-        self.num_iterations_per_epoch = 25
-        self.num_val_iterations_per_epoch = 3
+    NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = DEMO_BUDGET
 
 
 #: The trainers of this module (exported for ``nnUNet_extTrainer`` and listed by ``nnspine trainers``).

@@ -72,6 +72,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_extensions import labels as L
 from trainers.mirror_axes import dataset_lr_axis, patch_lr_axis
+from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 from trainers.spine_semantic import LateralityMirrorTransform
 
 #: Largest rotation of the spatial augmentation, degrees about any axis (nnU-Net's 3-D default range).
@@ -220,28 +221,16 @@ class nnUNetTrainerVertebraCutout(nnUNetTrainer):
         return label_input_transforms(transforms, self.lr_axis, self.channel_order)
 
 
-class nnUNetTrainerVertebraCutout_debug(nnUNetTrainerVertebraCutout):
+class nnUNetTrainerVertebraCutout_debug(ShortRun, nnUNetTrainerVertebraCutout):
     """nnUNetTrainerVertebraCutout cut short for tests: 2 epochs of 4 iterations, 2 validation batches."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 4
-        self.num_val_iterations_per_epoch = 2
+    NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = DEBUG_BUDGET
 
 
-class nnUNetTrainerVertebraCutout_demo(nnUNetTrainerVertebraCutout):
+class nnUNetTrainerVertebraCutout_demo(ShortRun, nnUNetTrainerVertebraCutout):
     """nnUNetTrainerVertebraCutout for a CPU demo: 6 epochs of 25 iterations, 3 validation batches."""
 
-    DEMO_EPOCHS = 6
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = self.DEMO_EPOCHS
-        self.num_iterations_per_epoch = 25
-        self.num_val_iterations_per_epoch = 3
+    NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = DEMO_BUDGET
 
 
 #: The trainers of this module (exported for ``nnUNet_extTrainer`` and listed by ``nnspine trainers``).
