@@ -87,15 +87,14 @@ class LesionDemoResult:
 
 
 def trainer_epochs(name: str) -> int | None:
-    """Epochs a trainer of this package runs (its ``DEMO_EPOCHS`` / ``DEBUG_EPOCHS`` attribute, else its
-    ``num_epochs`` class default); ``None`` when unknown (the progress line then shows no total)."""
+    """Epochs a trainer of this package runs (its :class:`trainers.short_runs.ShortRun` ``NUM_EPOCHS``);
+    ``None`` when unknown (the progress line then shows no total)."""
     from trainers.registry import all_trainers
 
     for cls in all_trainers():
         if cls.__name__ == name:
-            for attr in ("DEMO_EPOCHS", "DEBUG_EPOCHS", "NUM_EPOCHS"):
-                if isinstance(getattr(cls, attr, None), int):
-                    return int(getattr(cls, attr))
+            epochs = getattr(cls, "NUM_EPOCHS", None)
+            return int(epochs) if isinstance(epochs, int) else None
     return None
 
 

@@ -119,7 +119,9 @@ def test_trainer_epochs_reads_the_trainer_class():
     from nnunet_extensions.demo_lesion import trainer_epochs
     from trainers.softseg import nnUNetTrainerSoftSeg_demo
 
-    assert trainer_epochs("nnUNetTrainerSoftSeg_demo") == nnUNetTrainerSoftSeg_demo.DEMO_EPOCHS
+    # the demo trainer trains the 150 iterations the README and --help promise
+    assert trainer_epochs("nnUNetTrainerSoftSeg_demo") * nnUNetTrainerSoftSeg_demo.NUM_ITERATIONS == 150
+    assert trainer_epochs("nnUNetTrainerLesion_debug") == 2
     assert trainer_epochs("NoSuchTrainer") is None
 
 
