@@ -61,3 +61,24 @@ def test_demo_progress_line_reads_nnunet_epoch_output():
     assert "pseudo Dice 0.8123" in said[0] and "np.float" not in said[0]
     # time left = mean epoch time so far x epochs left: 40 s x 5, then 30 s x 4
     assert "about 200 s left" in said[0] and "about 120 s left" in said[1]
+
+
+def test_demo_verdict_states_what_its_own_figures_show():
+    """The demo's conclusion follows its numbers: soft GT effect first, then the model, 'NOT' when it fails."""
+    from nnunet_extensions.demo import verdict
+
+    table = pd.DataFrame({"level": ["C2", "C3"], "true CSA": [70.0, 72.0],
+                          "predicted soft mask": [72.8, 73.0], "predicted soft mask error %": [4.0, 1.39]})
+    spread = pd.DataFrame({"contrast": ["T2w", "T1w", "SD across contrasts"],
+                           "binary mask": [71.0, 72.0, 0.5], "soft GT (converter)": [71.5, 71.7, 0.25],
+                           "predicted soft mask": [73.0, 75.0, 1.9]})
+    lines = verdict(table, spread)
+    assert "0.25 mm² vs 0.50 mm²" in lines[0] and "(-50 %)" in lines[0] and "reduces" in lines[0]
+    assert "1.90 mm² NOT below the binary masks' 0.50 mm²" in lines[1]
+    assert "up to 4.0 % (NOT within 3 %)" in lines[1]
+    assert "does not show the method's claim" in lines[2]
+    good = spread.assign(**{"predicted soft mask": [71.6, 71.7, 0.3]})
+    ok_table = table.assign(**{"predicted soft mask error %": [2.0, -1.0]})
+    lines = verdict(ok_table, good)
+    assert "0.30 mm² below" in lines[1] and "(within 3 %)" in lines[1] and len(lines) == 2
+    assert verdict(table, None) == []

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         from nnunet_extensions.cli import UsageError
 
         raise UsageError("--trainer goes with --lesion")
-    from nnunet_extensions.demo import compact_table, run_demo
+    from nnunet_extensions.demo import compact_table, run_demo, verdict
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_demo_"))
     print(f"nnspine demo in {folder}", flush=True)
@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if result.spread is not None:
         print("\nC3 CSA of each contrast of the test subject, mm² (last row: population SD across contrasts):")
         print(result.spread.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        print()
+        for line in verdict(result.table, result.spread):
+            print(line)
     if result.trained:
         print("(predictions come from a short CPU training run; a full nnUNetTrainerSoftSeg run is the real thing)")
     print("\nwrote " + "\n      ".join(str(p) for p in result.written()))
