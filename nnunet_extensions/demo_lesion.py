@@ -79,6 +79,8 @@ class LesionDemoResult:
     counts_match_truth: bool  #: the phantom prediction's counts equal the truth JSON's expected counts
     trainer: str = DEMO_TRAINER
     timings_s: dict = field(default_factory=dict)
+    missed: list[str] = field(default_factory=list)  #: phantom lesions the network missed ("role (volume mm³)")
+    removed: dict[str, int] = field(default_factory=dict)  #: lesions nnspine lesions removed, by reason
 
     def written(self) -> list[Path]:
         """The result files (beside the intermediate folders)."""
@@ -98,6 +100,18 @@ def trainer_epochs(name: str) -> int | None:
     return None
 
 
+@dataclass
+class PostprocessEvaluation:
+    """:func:`postprocess_and_evaluate`'s result: case rows (``CASE_COLUMNS`` of
+    :mod:`postprocessing.lesion_metrics`) before and after ``nnspine lesions``, the per-reference-lesion rows
+    after it, and how many lesions ``nnspine lesions`` removed, by reason (``small``, ``outside_cord``)."""
+
+    raw: dict
+    post: dict
+    per_lesion: list[dict]
+    removed: dict[str, int]
+
+
 def postprocess_and_evaluate(
     prediction: Path,
     reference: Path,
@@ -108,22 +122,36 @@ def postprocess_and_evaluate(
     table: Path,
     qc: Path,
     min_volume_mm3: float,
-) -> tuple[dict, dict]:
+) -> PostprocessEvaluation:
     """``nnspine lesions`` on one prediction (cord proximity, minimum volume, S→I numbering, table, QC)
     and ``nnspine evaluate lesions`` of the prediction before and after, against ``reference``.
-
-    Returns the case rows (``CASE_COLUMNS`` of :mod:`postprocessing.lesion_metrics`) of the raw and the
-    postprocessed prediction. All files on the reference's grid; outputs are overwritten (demo folder).
-    """
+    All files on the reference's grid; outputs are overwritten (demo folder)."""
     from postprocessing.lesion_metrics import evaluate_lesions
-    from postprocessing.lesions import plan_jobs, run_lesions
+    from postprocessing.lesions import TOTAL, plan_jobs, run_lesions
 
     jobs = plan_jobs(prediction, out_mask, cord=cord, image=image, qc=qc, overwrite=True)
-    run_lesions(jobs, table, cord_dilation_mm=CORD_DILATION_MM, min_volume_mm3=min_volume_mm3,
-                connectivity=CONNECTIVITY, overwrite=True)
+    lesions = run_lesions(jobs, table, cord_dilation_mm=CORD_DILATION_MM, min_volume_mm3=min_volume_mm3,
+                          connectivity=CONNECTIVITY, overwrite=True)
+    reasons = lesions.loc[lesions["lesion"] != TOTAL, "removed"].dropna()
     raw = evaluate_lesions(prediction, reference, match=MATCH, connectivity=CONNECTIVITY)[0][0]
-    post = evaluate_lesions(out_mask, reference, match=MATCH, connectivity=CONNECTIVITY)[0][0]
-    return raw, post
+    post_rows, per_lesion = evaluate_lesions(out_mask, reference, match=MATCH, connectivity=CONNECTIVITY)
+    return PostprocessEvaluation(raw, post_rows[0], per_lesion,
+                                 {str(k): int(v) for k, v in reasons[reasons != ""].value_counts().items()})
+
+
+def missed_lesions(per_lesion: list[dict], truth: dict) -> list[str]:
+    """Names of the reference lesions a prediction missed: for each undetected reference lesion, the
+    phantom lesion (role, volume mm³) whose centroid is nearest to it."""
+    import numpy as np
+
+    out = []
+    for row in per_lesion:
+        if row["detected"]:
+            continue
+        c = np.array([row["centroid_x_mm"], row["centroid_y_mm"], row["centroid_z_mm"]])
+        best = min(truth["lesions"], key=lambda t: float(np.linalg.norm(np.array(t["centroid_mm"]) - c)))
+        out.append(f"{best['role']} ({best['volume_mm3']:.1f} mm³)")
+    return out
 
 
 def _expected_row(truth: dict, case: str) -> dict:
@@ -201,9 +229,9 @@ def run_lesion_demo(
     phantom_pred = test_root / "derivatives/prediction/sub-01/anat" / f"{case}_label-lesion_seg.nii.gz"
     table = folder / "lesions_phantom_prediction.csv"
     qc = folder / "lesions_qc_phantom_prediction.png"
-    _, phantom_post = postprocess_and_evaluate(
+    phantom_post = postprocess_and_evaluate(
         phantom_pred, reference, cord=cord, image=image, out_mask=folder / "phantom_prediction_lesions" / f"{case}.nii.gz",
-        table=table, qc=qc, min_volume_mm3=0.0)
+        table=table, qc=qc, min_volume_mm3=0.0).post
     lesion_tables.append(table)
     qcs.append(qc)
     expected = _expected_row(truth, case)
@@ -214,6 +242,8 @@ def run_lesion_demo(
     done("phantom prediction", t0)
 
     trained = False
+    missed: list[str] = []
+    removed: dict[str, int] = {}
     if train:
         env = nnunet_environment(folder)
 
@@ -240,13 +270,15 @@ def run_lesion_demo(
                  "-d", str(DEMO_DATASET_ID), "-c", DEMO_CONFIG, "-f", "all", "-tr", trainer, "-p", DEMO_PLANS,
                  "--disable_tta", "-device", "cpu", "-npp", "1", "-nps", "1"], env, log)
         table, qc = folder / "lesions.csv", folder / "lesions_qc.png"
-        raw, post = postprocess_and_evaluate(
+        network = postprocess_and_evaluate(
             prediction / f"{case}.nii.gz", reference, cord=cord, image=image,
             out_mask=folder / "prediction_lesions" / f"{case}.nii.gz", table=table, qc=qc,
             min_volume_mm3=MIN_VOLUME_MM3)
         lesion_tables.insert(0, table)
         qcs.insert(0, qc)
-        rows += [{"prediction": RAW_ROW, **raw}, {"prediction": POST_ROW, **post}]
+        rows += [{"prediction": RAW_ROW, **network.raw}, {"prediction": POST_ROW, **network.post}]
+        missed = missed_lesions(network.per_lesion, truth)
+        removed = network.removed
         trained = True
         done("predict", t0)
 
@@ -257,7 +289,31 @@ def run_lesion_demo(
                              overwrite=True)
     write_text(folder / "timings_s.json", json.dumps({k: round(v, 2) for k, v in timings.items()}, indent=2) + "\n",
                overwrite=True)
-    return LesionDemoResult(folder, metrics, metrics_csv, lesion_tables, qcs, trained, counts_match, trainer, timings)
+    return LesionDemoResult(folder, metrics, metrics_csv, lesion_tables, qcs, trained, counts_match, trainer, timings,
+                            missed, removed)
+
+
+def verdict(result: LesionDemoResult) -> list[str]:
+    """The demo's conclusion in plain sentences, from its own figures."""
+    m = result.metrics.set_index("prediction")
+    lines = []
+    if result.counts_match_truth:
+        e = m.loc[EXPECTED_ROW]
+        lines.append(f"Yardstick: the phantom's known-error prediction gives exactly the expected counts (TP {int(e['tp'])}, "
+                     f"FP {int(e['fp'])}, FN {int(e['fn'])}), so the lesion-wise metrics can be trusted.")
+    else:
+        lines.append("Yardstick FAILED: the phantom's known-error prediction does not give the truth's expected counts.")
+    if result.trained:
+        raw, post = m.loc[RAW_ROW], m.loc[POST_ROW]
+        found = f"found {int(post['tp'])} of {int(post['ref_lesions'])} reference lesions"
+        lines.append(f"nnU-Net after {result.trainer}: {found} with {int(post['fp'])} false positive(s) "
+                     f"(lesion F1 {post['lesion_f1']:.2f}, Dice {post['dice']:.2f})"
+                     + (f"; missed: {', '.join(result.missed)}" if result.missed else "") + ".")
+        gone = ", ".join(f"{n} {why}" for why, n in sorted(result.removed.items())) or "none"
+        lines.append(f"nnspine lesions removed {gone} (of {int(raw['pred_lesions'])} predicted lesions): false "
+                     f"positives {int(raw['fp'])} -> {int(post['fp'])}, true positives {int(raw['tp'])} -> "
+                     f"{int(post['tp'])}.")
+    return lines
 
 
 def compact_metrics(metrics: "pandas.DataFrame") -> "pandas.DataFrame":  # noqa: F821
@@ -275,4 +331,5 @@ def compact_metrics(metrics: "pandas.DataFrame") -> "pandas.DataFrame":  # noqa:
     return out
 
 
-__all__ = ["LesionDemoResult", "run_lesion_demo", "compact_metrics", "postprocess_and_evaluate", "trainer_epochs"]
+__all__ = ["LesionDemoResult", "PostprocessEvaluation", "run_lesion_demo", "compact_metrics", "postprocess_and_evaluate",
+           "missed_lesions", "trainer_epochs", "verdict"]

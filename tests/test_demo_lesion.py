@@ -29,7 +29,8 @@ def test_quick_lesion_demo_runs_the_stages(quick):
     for n in (1, 2, 3):
         assert f"[{n}/3]" in proc.stdout
     assert "[4/" not in proc.stdout and not (out / "nnUNet_preprocessed").exists()
-    assert "counts equal the truth's expected counts" in proc.stdout and "WARNING" not in proc.stdout
+    assert "counts equal the truth's expected counts" in proc.stdout and "FAILED" not in proc.stdout
+    assert "Yardstick: the phantom's known-error prediction gives exactly the expected counts" in proc.stdout
     assert "sens" in proc.stdout and "phantom prediction (known errors)" in proc.stdout
     for name in ("lesion_metrics.csv", "lesions_phantom_prediction.csv", "lesions_qc_phantom_prediction.png",
                  "timings_s.json"):
@@ -98,6 +99,21 @@ def test_quick_lesion_demo_lesion_table(quick):
     assert total["volume_mm3"] == pytest.approx(truth["prediction"]["pred_voxels"] * truth["voxel_volume_mm3"], rel=1e-6)
     labelled = np.asarray(nib.load(str(out / "phantom_prediction_lesions/sub-01_T2w.nii.gz")).dataobj)
     assert set(np.unique(labelled)) == set(range(10))
+
+
+def test_missed_lesions_are_named_by_the_phantom_truth(quick):
+    """The phantom's prediction misses the lesion the truth lists under ``prediction.missed`` ('medium')."""
+    from nnunet_extensions.demo_lesion import missed_lesions
+    from postprocessing.lesion_metrics import evaluate_lesions
+
+    out, _ = quick
+    truth = json.loads((out / "phantom_test/derivatives/truth/sub-01/sub-01_truth.json").read_text())
+    _, per_lesion = evaluate_lesions(out / "phantom_test/derivatives/prediction/sub-01/anat/"
+                                           "sub-01_T2w_label-lesion_seg.nii.gz",
+                                     out / "nnUNet_raw/Dataset992_nnspineDemoLesionTest/labelsTr/sub-01_T2w.nii.gz")
+    (missed_id,) = truth["prediction"]["missed"]
+    lesion = next(t for t in truth["lesions"] if t["id"] == missed_id)
+    assert missed_lesions(per_lesion, truth) == [f"{lesion['role']} ({lesion['volume_mm3']:.1f} mm³)"]
 
 
 def test_lesion_demo_folder_rules_and_options(quick, tmp_path):

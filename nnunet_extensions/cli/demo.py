@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_lesion(args: argparse.Namespace) -> int:
     """``nnspine demo --lesion``: run, then print the metrics table and what was written."""
-    from nnunet_extensions.demo_lesion import DEMO_TRAINER, compact_metrics, run_lesion_demo
+    from nnunet_extensions.demo_lesion import DEMO_TRAINER, compact_metrics, run_lesion_demo, verdict
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_lesion_demo_"))
     print(f"nnspine demo --lesion in {folder}", flush=True)
@@ -111,8 +111,9 @@ def run_lesion(args: argparse.Namespace) -> int:
           "sensitivity, prec = lesion precision, vol err = predicted - reference volume):")
     table = compact_metrics(result.metrics)
     print(table.to_string(index=False))
-    if not result.counts_match_truth:
-        print("WARNING: the phantom prediction's counts differ from the truth's expected counts")
+    print()
+    for line in verdict(result):
+        print(line)
     if result.trained:
         print(f"(the network comes from a short CPU training run, {result.trainer}; a full nnUNetTrainerLesion "
               "run is the real thing)")

@@ -55,3 +55,5 @@ def test_full_lesion_demo(tmp_path):
     assert len(kept) == post["pred_lesions"]  # the table's kept lesions are the postprocessed prediction's
     assert (out / "lesions_qc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Lesion-wise metrics" in proc.stdout and "nnU-Net + nnspine lesions" in proc.stdout
+    assert f"nnU-Net after {TRAINER}: found {int(post['tp'])} of {int(post['ref_lesions'])}" in proc.stdout
+    assert "nnspine lesions removed" in proc.stdout
