@@ -2,7 +2,8 @@
 
 ``nnspine phantom --kind spine`` → ``nnspine convert cutouts`` → ``nnUNetv2_plan_and_preprocess`` (small CPU plans)
 → ``nnUNetv2_train -tr nnUNetTrainerVertebraCutout_debug`` → ``nnspine cutouts`` of a held-out phantom →
-``nnUNetv2_predict`` (test-time augmentation left on).
+``nnUNetv2_predict`` (test-time augmentation left on) → ``nnspine fuse``; and the same model through the one-call
+``nnspine instances`` (nnU-Net's predictor in-process), which must give the same instance mask.
 
 Asserts what a few CPU iterations can show: the trainer ran on the cutout dataset and logged mirroring along the
 left-right axis found here from content (where the left and right costal channels lie in the preprocessed
@@ -87,3 +88,19 @@ def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path):
         assert pred.shape == cut.shape
         np.testing.assert_allclose(pred.affine, cut.affine, atol=1e-4)
         assert set(np.unique(pred.data).tolist()) <= set(L.CUTOUT_TARGET_LABELS.values())
+
+    # phase 2 in full: fuse the real nnUNetv2_predict output, and the one-call route with the same model
+    nnspine(env, "fuse", "--semantic", str(sem), "--cutouts", str(tmp_path / "cut"), "--predictions",
+            str(tmp_path / "pred"), "-o", str(tmp_path / "two_step"), "--top-vertebra", "L1", "-q")
+    nnspine(env, "instances", "--semantic", str(sem), "--model", str(model.parent), "-f", "0", "--device", "cpu",
+            "-o", str(tmp_path / "one_call"), "--top-vertebra", "L1", "-q")
+    names = ("sub-01_T2w_seg-vert_msk.nii.gz", "sub-01_T2w_seg-spine_msk.nii.gz", "sub-01_T2w_seg-spine_ctd.json",
+             "sub-01_T2w_seg-spine_snp.png")
+    for folder in ("one_call", "two_step"):
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(names)
+    one = load_image(tmp_path / "one_call" / names[0], "labels")
+    two = load_image(tmp_path / "two_step" / names[0], "labels")
+    assert np.array_equal(one.data, two.data)
+    clean = load_image(tmp_path / "one_call" / names[1], "labels")
+    assert L.consistency_problems(clean.data, one.data) == []
+    assert any(L.is_vertebra(v) and v != L.SACRUM for v in np.unique(one.data))
