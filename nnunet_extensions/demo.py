@@ -274,11 +274,13 @@ def run_demo(
     folder: str | os.PathLike,
     *,
     train: bool = True,
+    trainer: str = DEMO_TRAINER,
     n_train_subjects: int = 2,
     overwrite: bool = False,
     say: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Run the demo in ``folder`` (created; must be empty unless ``overwrite``). See the module docstring."""
+    """Run the demo in ``folder`` (created; must be empty unless ``overwrite``), training ``trainer`` (a soft
+    trainer of this package). See the module docstring."""
     import pandas as pd
 
     from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
@@ -360,12 +362,12 @@ def run_demo(
         done("preprocess", t0)
 
         # 5 -----------------------------------------------------------------------------------------
-        from trainers.softseg import nnUNetTrainerSoftSeg_demo as demo_trainer
+        from trainers.registry import trainer_epochs
 
-        epochs = demo_trainer.NUM_EPOCHS
-        t0 = stage(5, f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {DEMO_TRAINER} (CPU, {epochs} "
+        epochs = trainer_epochs(trainer)
+        t0 = stage(5, f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {trainer} (CPU, {epochs} "
                       f"epochs; nnU-Net's log: {log})")
-        console([script("nnUNetv2_train"), str(DEMO_DATASET_ID), DEMO_CONFIG, "all", "-tr", DEMO_TRAINER,
+        console([script("nnUNetv2_train"), str(DEMO_DATASET_ID), DEMO_CONFIG, "all", "-tr", trainer,
                  "-p", DEMO_PLANS, "-device", "cpu"], env, log, on_line=epoch_progress(epochs, say))
         done("train", t0)
 
@@ -376,7 +378,7 @@ def run_demo(
         for image in sorted((test_root / "sub-01/anat").glob("sub-01_*.nii.gz")):
             shutil.copy(image, pred_in / image.name.replace(".nii.gz", "_0000.nii.gz"))
         console([script("nnUNetv2_predict"), "-i", str(pred_in), "-o", str(folder / "prediction"),
-                 "-d", str(DEMO_DATASET_ID), "-c", DEMO_CONFIG, "-f", "all", "-tr", DEMO_TRAINER,
+                 "-d", str(DEMO_DATASET_ID), "-c", DEMO_CONFIG, "-f", "all", "-tr", trainer,
                  "-p", DEMO_PLANS, "--save_probabilities", "--disable_tta", "-device", "cpu",
                  "-npp", "1", "-nps", "1"], env, log)
         console([script("nnspine"), "softmask", "-i", str(folder / "prediction"), "-o",

@@ -88,18 +88,6 @@ class LesionDemoResult:
         return [p for p in files if p.exists()]
 
 
-def trainer_epochs(name: str) -> int | None:
-    """Epochs a trainer of this package runs (its :class:`trainers.short_runs.ShortRun` ``NUM_EPOCHS``);
-    ``None`` when unknown (the progress line then shows no total)."""
-    from trainers.registry import all_trainers
-
-    for cls in all_trainers():
-        if cls.__name__ == name:
-            epochs = getattr(cls, "NUM_EPOCHS", None)
-            return int(epochs) if isinstance(epochs, int) else None
-    return None
-
-
 @dataclass
 class PostprocessEvaluation:
     """:func:`postprocess_and_evaluate`'s result: case rows (``CASE_COLUMNS`` of
@@ -256,6 +244,8 @@ def run_lesion_demo(
         done("preprocess", t0)
 
         # 5 -----------------------------------------------------------------------------------------
+        from trainers.registry import trainer_epochs
+
         epochs = trainer_epochs(trainer)
         t0 = stage(5, f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {trainer} (CPU"
                       + (f", {epochs} epochs" if epochs else "") + f"; nnU-Net's log: {log})")
@@ -332,4 +322,4 @@ def compact_metrics(metrics: "pandas.DataFrame") -> "pandas.DataFrame":  # noqa:
 
 
 __all__ = ["LesionDemoResult", "PostprocessEvaluation", "run_lesion_demo", "compact_metrics", "postprocess_and_evaluate",
-           "missed_lesions", "trainer_epochs", "verdict"]
+           "missed_lesions", "verdict"]

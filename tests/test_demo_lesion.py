@@ -132,7 +132,7 @@ def test_lesion_demo_folder_rules_and_options(quick, tmp_path):
 
 
 def test_trainer_epochs_reads_the_trainer_class():
-    from nnunet_extensions.demo_lesion import trainer_epochs
+    from trainers.registry import trainer_epochs
     from trainers.softseg import nnUNetTrainerSoftSeg_demo
 
     # the demo trainer trains the 150 iterations the README and --help promise

@@ -38,3 +38,13 @@ def describe(cls: type) -> str:
     paragraph = " ".join(line.strip() for line in doc.split("\n\n", 1)[0].splitlines())
     match = re.match(r"(.+?\.)(?=\s+[A-Z]|$)", paragraph)
     return _plain(match.group(1) if match else paragraph)
+
+
+def trainer_epochs(name: str) -> int | None:
+    """Epochs the named trainer of this package runs (its :class:`trainers.short_runs.ShortRun` ``NUM_EPOCHS``);
+    ``None`` for an unknown trainer or one that keeps nnU-Net's default."""
+    for cls in all_trainers():
+        if cls.__name__ == name:
+            epochs = getattr(cls, "NUM_EPOCHS", None)
+            return int(epochs) if isinstance(epochs, int) else None
+    return None

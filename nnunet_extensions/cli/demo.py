@@ -62,24 +62,37 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="no nnU-Net: only phantoms and CSA (stages 1-2); with --lesion stages 1-3")
     p.add_argument("--lesion", action="store_true", help="the lesion pipeline instead of the soft-cord one")
     p.add_argument("--trainer", metavar="NAME",
-                   help="nnU-Net trainer of the lesion demo (default: nnUNetTrainerLesion_demo; "
-                        "nnUNetTrainerLesion_debug for a quicker check)")
+                   help="nnU-Net trainer of the demo (default: nnUNetTrainerSoftSeg_demo, or "
+                        "nnUNetTrainerLesion_demo with --lesion; the _debug variants for a quicker check)")
     add_overwrite(p)
     p.set_defaults(func=run)
 
 
+def _check_trainer(name: str, lesion: bool) -> None:
+    """Refuse a trainer that is not one of this package's soft (or, with --lesion, lesion) trainers."""
+    from nnunet_extensions.cli import UsageError
+    from trainers.registry import all_trainers
+
+    if lesion:
+        from trainers.lesion import nnUNetTrainerLesion as family
+    else:
+        from trainers.softseg import nnUNetTrainerSoftSeg as family
+    names = [t.__name__ for t in all_trainers() if issubclass(t, family)]
+    if name not in names:
+        raise UsageError(f"--trainer {name}: not a {'lesion' if lesion else 'soft'} trainer of this package "
+                         f"({', '.join(names)}; the lesion trainers go with --lesion)")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.trainer:
+        _check_trainer(args.trainer, args.lesion)
     if args.lesion:
         return run_lesion(args)
-    if args.trainer:
-        from nnunet_extensions.cli import UsageError
-
-        raise UsageError("--trainer goes with --lesion")
-    from nnunet_extensions.demo import compact_table, run_demo, verdict
+    from nnunet_extensions.demo import DEMO_TRAINER, compact_table, run_demo, verdict
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_demo_"))
     print(f"nnspine demo in {folder}", flush=True)
-    result = run_demo(folder, train=not args.no_train, overwrite=args.overwrite,
+    result = run_demo(folder, train=not args.no_train, trainer=args.trainer or DEMO_TRAINER, overwrite=args.overwrite,
                       say=lambda s: print(s, flush=True))
     print()
     print("CSA per vertebral level of the held-out test subject (T2w), mm² (error vs the true CSA, %):")
