@@ -50,12 +50,6 @@ def world_to_voxel(affine: np.ndarray, points_mm: np.ndarray) -> np.ndarray:
     return pts @ inv[:3, :3].T + inv[:3, 3]
 
 
-def voxel_to_world(affine: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Map voxel indices (N×3) to world points (N×3, RAS mm)."""
-    idx = np.asarray(indices, float)
-    return idx @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
-
-
 def resample_to_grid(
     data: np.ndarray,
     src_affine: np.ndarray,

@@ -362,3 +362,31 @@ def evaluate_semantic(pred, ref, *, progress: bool = False) -> list[dict]:
                            disable=not progress):
         rows.extend(evaluate_semantic_case(p, r, case=case))
     return rows + summary_rows(rows, "label")
+
+
+def qc_outputs(pred, ref, folder, *, semantic: bool = False, overwrite: bool = False) -> list[tuple[str, Path, Path]]:
+    """``[(case, predicted mask, folder/<case>_qc.png)]`` for :func:`write_qc`, cases paired as by the metrics;
+    every output path is checked (existing ones need ``overwrite``) before anything is computed or drawn."""
+    from nnunet_extensions.io import check_output, require_writable_folder
+
+    pairs = pair_files(pred, ref, SEMANTIC_SUFFIXES if semantic else INSTANCE_SUFFIXES)
+    out_dir = require_writable_folder(folder, "QC folder")
+    return [(case, p, check_output(out_dir / f"{case}_qc.png", overwrite)) for case, p, _ in pairs]
+
+
+def write_qc(jobs: Sequence[tuple[str, Path, Path]], *, semantic: bool = False, overwrite: bool = False) -> list[Path]:
+    """One sagittal QC snapshot per predicted mask (:func:`qc_outputs`' jobs): the semantic labels in SPINEPS'
+    colours (:func:`postprocessing.qc.plot_spine_semantic`) or the vertebra instances with their VerSe names
+    (:func:`postprocessing.qc.plot_vertebra_instances`)."""
+    from nnunet_extensions.io import load_image
+    from nnunet_extensions.labels import VERSE_NAMES
+    from postprocessing.qc import plot_spine_semantic, plot_vertebra_instances
+
+    for case, p, out in jobs:
+        if semantic:
+            plot_spine_semantic(p, out, title=f"{case} (prediction)", overwrite=overwrite)
+        else:
+            img = load_image(p, "labels")
+            plot_vertebra_instances(img.data, img.affine, out, names=VERSE_NAMES, title=f"{case} (prediction)",
+                                    overwrite=overwrite)
+    return [out for _, _, out in jobs]

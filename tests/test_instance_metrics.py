@@ -243,3 +243,16 @@ def test_grid_mismatch_and_cli_writes_nothing(tmp_path):
     with pytest.raises(InputError):
         _cli(tmp_path, "--pred", pred, "--ref", ref, "-o", out)
     assert not out.exists()
+
+
+def test_qc_snapshot_of_each_prediction(tmp_path):
+    """--qc writes one sagittal picture per predicted case (and refuses to replace it without --overwrite)."""
+    qc = tmp_path / "qc"
+    args = ("--pred", PANOPTICA / "matched_instance" / "pred.nii.gz", "--ref",
+            PANOPTICA / "matched_instance" / "ref.nii.gz", "--qc", qc)
+    assert _cli(tmp_path, *args, "-o", tmp_path / "a.csv") == 0
+    png = qc / "pred_qc.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    with pytest.raises(InputError, match="pred_qc.png: output exists"):
+        _cli(tmp_path, *args, "-o", tmp_path / "b.csv")
+    assert not (tmp_path / "b.csv").exists()  # refused before anything was written

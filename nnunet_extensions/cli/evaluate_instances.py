@@ -68,6 +68,8 @@ def register_instances(what: argparse._SubParsersAction) -> argparse.ArgumentPar
                    help="with --match label: a pair is a true positive when this is >= 0.5 (default: dsc)")
     s.add_argument("-o", "--output", type=Path, default=Path("instance_metrics.csv"), metavar="CSV",
                    help="output CSV (default: instance_metrics.csv)")
+    s.add_argument("--qc", type=Path, metavar="DIR",
+                   help="also write a sagittal QC snapshot of each prediction, DIR/<case>_qc.png")
     add_overwrite(s)
     add_quiet(s)
     s.set_defaults(func=run_instances)
@@ -87,6 +89,8 @@ def run_instances(args: argparse.Namespace) -> int:
     if args.tp_metric is not None and match != "label":
         raise UsageError("--tp-metric applies to --match label only")
     check_output(args.output, args.overwrite)
+    qc_jobs = im.qc_outputs(args.pred, args.ref, args.qc, semantic=args.semantic, overwrite=args.overwrite) \
+        if args.qc is not None else []
     progress = not args.quiet and sys.stderr.isatty()
     if args.semantic:
         rows = im.evaluate_semantic(args.pred, args.ref, progress=progress)
@@ -98,11 +102,12 @@ def run_instances(args: argparse.Namespace) -> int:
         df = pd.DataFrame(rows, columns=im.INSTANCE_COLUMNS)
         show = ["structure", *im.COUNT_KEYS, "rq", "sq", "pq", "pq_dsc", "assd_mm", "global_dice"]
     write_text(args.output, df.to_csv(index=False), overwrite=args.overwrite)
+    pictures = im.write_qc(qc_jobs, semantic=args.semantic, overwrite=args.overwrite)
     if not args.quiet:
         summary = df[df["case"] == im.SUMMARY_CASE]
         n_cases = df.loc[df["case"] != im.SUMMARY_CASE, "case"].nunique()
         print(f"summary over {n_cases} case{'s' if n_cases != 1 else ''}"
               + ("" if args.semantic else f" (match {match})") + ":")
         print(summary[show].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-        print(f"wrote {args.output}")
+        print(f"wrote {args.output}" + (f" and {len(pictures)} QC picture(s) in {args.qc}" if pictures else ""))
     return 0
