@@ -152,14 +152,15 @@ def variability_table(rows: list[dict]) -> "pandas.DataFrame":  # noqa: F821
     left out of the statistics. Returns one row per (subject, contrast) followed by one summary row per
     subject (``contrast`` = ``ALL``).
     """
+    from postprocessing.variability import spread
+
     import pandas as pd
 
     df = pd.DataFrame(rows)
     out = []
     for subject, group in df.groupby("subject", sort=True):
         vals = group["csa_mm2"].dropna().to_numpy(float)
-        std = float(np.std(vals)) if len(vals) >= 2 else float("nan")
-        cv = 100.0 * std / float(np.mean(vals)) if len(vals) >= 2 else float("nan")
+        std, cv = spread(vals)
         for _, r in group.iterrows():
             out.append({**r.to_dict(), "csa_std_across_contrasts_mm2": std, "csa_cv_across_contrasts_pct": cv})
         out.append({"subject": subject, "contrast": "ALL", "filename": "", "levels": group["levels"].iloc[0],

@@ -75,13 +75,13 @@ def check_pairing(a: "pandas.DataFrame", b: "pandas.DataFrame", name_a: str, nam
 
 
 def spread(values: np.ndarray) -> tuple[float, float]:
-    """Population SD (mm²) and CV (%) of the finite values; NaN when fewer than two."""
+    """Population SD (mm²) and CV (%) of the finite values; NaN when fewer than two (CV also when the mean is 0)."""
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     if v.size < 2:
         return float("nan"), float("nan")
-    sd = float(np.std(v))
-    return sd, 100.0 * sd / float(np.mean(v))
+    sd, mean = float(np.std(v)), float(np.mean(v))
+    return sd, (100.0 * sd / mean if mean != 0 else float("nan"))
 
 
 def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:

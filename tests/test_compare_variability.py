@@ -98,3 +98,17 @@ def test_command(tmp_path):
                            str(tmp_path / "x.csv")], capture_output=True, text=True)
     assert proc.returncode == 2 and "bad.csv: subjects differ" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_spread_of_all_zero_csa_has_no_cv():
+    """A subject whose every contrast measured 0 mm² (no cord found): SD 0, CV undefined (NaN), no crash."""
+    from postprocessing.metrics import variability_table
+    from postprocessing.variability import spread
+
+    sd, cv = spread(np.zeros(3))
+    assert sd == 0.0 and np.isnan(cv)
+    rows = [{"subject": "sub-01", "contrast": c, "filename": "", "levels": "3", "n_slices": 0, "csa_mm2": 0.0}
+            for c in ("T1w", "T2w")]
+    table = variability_table(rows)
+    assert table["csa_std_across_contrasts_mm2"].iloc[-1] == 0.0
+    assert np.isnan(table["csa_cv_across_contrasts_pct"].iloc[-1])
