@@ -299,6 +299,10 @@ def verdict(result: LesionDemoResult) -> list[str]:
         lines.append(f"nnU-Net after {result.trainer}: {found} with {int(post['fp'])} false positive(s) "
                      f"(lesion F1 {post['lesion_f1']:.2f}, Dice {post['dice']:.2f})"
                      + (f"; missed: {', '.join(result.missed)}" if result.missed else "") + ".")
+        if int(raw["pred_lesions"]) == 0:
+            lines.append("The short CPU training did not converge this time (150 iterations are sometimes not enough "
+                         "to leave the all-background solution): rerun the demo, or train nnUNetTrainerLesion with "
+                         "nnU-Net's full budget.")
         gone = ", ".join(f"{n} {why}" for why, n in sorted(result.removed.items())) or "none"
         lines.append(f"nnspine lesions removed {gone} (of {int(raw['pred_lesions'])} predicted lesions): false "
                      f"positives {int(raw['fp'])} -> {int(post['fp'])}, true positives {int(raw['tp'])} -> "
