@@ -73,3 +73,23 @@ def validation_step_with_output(step: Callable[[dict], dict], trainer, batch: di
         result = step(batch)
     return result, outputs[0]
 
+
+
+class WrappedTrainingTransforms:
+    """Mixin for trainers that keep nnU-Net's training pipeline and change it in one place: nnU-Net's (static)
+    ``get_training_transforms`` builds the pipeline, then :meth:`wrap_training_transforms` — an instance method, so
+    it can use what the trainer learnt about its dataset (mirror axis, label pairs, channel order) — adapts it."""
+
+    def wrap_training_transforms(self, transforms, mirror_axes):
+        """The pipeline to train with, from nnU-Net's ``transforms`` (default: unchanged)."""
+        return transforms
+
+    def get_training_transforms(self, patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
+                                do_dummy_2d_data_aug, use_mask_for_norm=None, is_cascaded=False,
+                                foreground_labels=None, regions=None, ignore_label=None):
+        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+        transforms = nnUNetTrainer.get_training_transforms(
+            patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
+            use_mask_for_norm, is_cascaded, foreground_labels, regions, ignore_label)
+        return self.wrap_training_transforms(transforms, mirror_axes)

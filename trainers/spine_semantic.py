@@ -42,11 +42,9 @@ iterations, for tests), ``_demo`` (6 epochs of 25 iterations, CPU demo). Dataset
 
 from __future__ import annotations
 
-from typing import List, Mapping, Sequence, Tuple, Union
+from typing import Mapping, Sequence, Tuple
 
-import numpy as np
 import torch
-from batchgeneratorsv2.helpers.scalar_type import RandomScalar
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
 
@@ -61,6 +59,7 @@ from trainers.mirror_axes import (  # noqa: F401  (the geometry helpers, shared;
     lr_axis_of_properties,
     patch_lr_axis,
 )
+from trainers.nnunet_hooks import WrappedTrainingTransforms
 from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 
 # --------------------------------------------------------------------------------------------- labels
@@ -134,7 +133,7 @@ def with_laterality_mirroring(transforms: BasicTransform, lr_axis: int | None,
 
 
 # -------------------------------------------------------------------------------------------- trainer
-class nnUNetTrainerSpineSemantic(nnUNetTrainer):
+class nnUNetTrainerSpineSemantic(WrappedTrainingTransforms, nnUNetTrainer):
     """Whole-spine semantic segmentation; mirroring swaps left/right labels, TTA skips the left-right axis."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -167,23 +166,8 @@ class nnUNetTrainerSpineSemantic(nnUNetTrainer):
                 f"{list(self.lateral_pairs)}; test-time mirroring axes {self.inference_allowed_mirroring_axes}")
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
-    def get_training_transforms(
-            self,
-            patch_size: Union[np.ndarray, Tuple[int]],
-            rotation_for_DA: RandomScalar,
-            deep_supervision_scales: Union[List, Tuple, None],
-            mirror_axes: Tuple[int, ...],
-            do_dummy_2d_data_aug: bool,
-            use_mask_for_norm: List[bool] = None,
-            is_cascaded: bool = False,
-            foreground_labels: Union[Tuple[int, ...], List[int]] = None,
-            regions: List[Union[List[int], Tuple[int, ...], int]] = None,
-            ignore_label: int = None,
-    ) -> BasicTransform:
-        # nnU-Net's static pipeline; an instance method here because the swap needs this dataset's axis and pairs
-        transforms = nnUNetTrainer.get_training_transforms(
-            patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
-            use_mask_for_norm, is_cascaded, foreground_labels, regions, ignore_label)
+    def wrap_training_transforms(self, transforms, mirror_axes):
+        # the swap needs this dataset's left-right axis and label pairs
         if mirror_axes and self.lateral_pairs:
             transforms = with_laterality_mirroring(transforms, self.lr_axis, self.lateral_pairs)
         return transforms

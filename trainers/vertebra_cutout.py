@@ -48,7 +48,7 @@ Variants: ``_debug`` (2 epochs of 4 iterations, for tests), ``_demo`` (6 epochs 
 
 from __future__ import annotations
 
-from typing import List, Mapping, Sequence, Tuple, Union
+from typing import List, Mapping, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -72,6 +72,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_extensions import labels as L
 from trainers.mirror_axes import dataset_lr_axis, patch_lr_axis
+from trainers.nnunet_hooks import WrappedTrainingTransforms
 from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 from trainers.spine_semantic import LateralityMirrorTransform
 
@@ -171,7 +172,7 @@ def limited_rotation(rotation: RandomScalar, max_deg: float = MAX_ROTATION_DEG) 
 
 
 # -------------------------------------------------------------------------------------------- trainers
-class nnUNetTrainerVertebraCutout(nnUNetTrainer):
+class nnUNetTrainerVertebraCutout(WrappedTrainingTransforms, nnUNetTrainer):
     """Vertebra-instance network on cutouts (one-hot subregions in; vertebra above, centre, below out) with spatial
     augmentation only: left-right flips swap the left/right subregion channels, no other flips, no test-time
     mirroring."""
@@ -201,23 +202,8 @@ class nnUNetTrainerVertebraCutout(nnUNetTrainer):
                                f"training mirroring: {mirroring}; no test-time mirroring")
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
-    def get_training_transforms(
-            self,
-            patch_size: Union[np.ndarray, Tuple[int]],
-            rotation_for_DA: RandomScalar,
-            deep_supervision_scales: Union[List, Tuple, None],
-            mirror_axes: Tuple[int, ...],
-            do_dummy_2d_data_aug: bool,
-            use_mask_for_norm: List[bool] = None,
-            is_cascaded: bool = False,
-            foreground_labels: Union[Tuple[int, ...], List[int]] = None,
-            regions: List[Union[List[int], Tuple[int, ...], int]] = None,
-            ignore_label: int = None,
-    ) -> BasicTransform:
-        # nnU-Net's static pipeline; an instance method here because the swap needs this dataset's axis and channels
-        transforms = nnUNetTrainer.get_training_transforms(
-            patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
-            use_mask_for_norm, is_cascaded, foreground_labels, regions, ignore_label)
+    def wrap_training_transforms(self, transforms, mirror_axes):
+        # the channel swap needs this dataset's left-right axis and channel order
         return label_input_transforms(transforms, self.lr_axis, self.channel_order)
 
 
