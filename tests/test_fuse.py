@@ -21,6 +21,7 @@ from nnunet_extensions.cli import main
 from nnunet_extensions.geometry import resample_to_grid
 from nnunet_extensions.io import InputError, load_image, voxel_sizes
 from postprocessing import cutouts as C
+from postprocessing import instance_files as IF
 from postprocessing import instances as I
 
 
@@ -229,7 +230,8 @@ def test_perturbed_predictions_still_recover_every_vertebra(which, request):
 
 def test_instance_metrics_yardstick(panoptica):
     """``nnspine evaluate instances``' metrics (label matching): every vertebra a true positive."""
-    metrics = pytest.importorskip("postprocessing.instance_metrics")
+    from postprocessing import instance_metrics as metrics
+
     f = panoptica.fuse(perturbations(panoptica)["shifted boundaries"])
     rows = {r["structure"]: r for r in metrics.instance_metrics(np.asarray(panoptica.ref.data), f.instance,
                                                                  voxel_sizes(panoptica.sem.affine))}
@@ -244,12 +246,12 @@ def test_no_prediction_at_all_is_bad_input(spine5):
 
 # --------------------------------------------------------------------------------------------- files / CLI
 def test_output_names():
-    assert I.output_names("a/sub-01_T2w_seg-spine_msk.nii.gz") == {
+    assert IF.output_names("a/sub-01_T2w_seg-spine_msk.nii.gz") == {
         "vert": "sub-01_T2w_seg-vert_msk.nii.gz", "spine": "sub-01_T2w_seg-spine_msk.nii.gz",
         "ctd": "sub-01_T2w_seg-spine_ctd.json", "snp": "sub-01_T2w_seg-spine_snp.png"}
-    assert I.output_names("sub-01_T2w.nii.gz")["vert"] == "sub-01_T2w_seg-vert_msk.nii.gz"
-    assert I.output_names("sub-mri_seg-subreg_label-6_msk.nii.gz")["vert"] == "sub-mri_seg-vert_label-6_msk.nii.gz"
-    assert I.output_names("ref.nii.gz")["ctd"] == "ref_seg-spine_ctd.json"
+    assert IF.output_names("sub-01_T2w.nii.gz")["vert"] == "sub-01_T2w_seg-vert_msk.nii.gz"
+    assert IF.output_names("sub-mri_seg-subreg_label-6_msk.nii.gz")["vert"] == "sub-mri_seg-vert_label-6_msk.nii.gz"
+    assert IF.output_names("ref.nii.gz")["ctd"] == "ref_seg-spine_ctd.json"
 
 
 @pytest.fixture()

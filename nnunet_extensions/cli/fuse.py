@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from postprocessing.instances import fuse
+    from postprocessing.instance_files import fuse
 
     report = fuse(args.semantic, args.cutouts, args.predictions, args.output, top_vertebra=args.top_vertebra,
                   qc=args.qc, overwrite=args.overwrite)

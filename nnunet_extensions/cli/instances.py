@@ -56,7 +56,7 @@ def _default_device() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_extensions.cli import UsageError
-    from postprocessing.instances import predict_instances
+    from postprocessing.instance_files import predict_instances
 
     for f in args.folds or []:
         if f != "all" and not f.isdigit():
