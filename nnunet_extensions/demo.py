@@ -188,7 +188,7 @@ def prepare_demo_folder(folder: str | os.PathLike, overwrite: bool = False, comm
 
 
 def _level_table(per_slice, truth: dict) -> dict[int, float]:
-    from postprocessing.csa import summarize
+    from postprocessing.csa_table import summarize
 
     rows = summarize(per_slice, per="level")
     out = {}

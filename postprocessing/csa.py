@@ -34,37 +34,21 @@ Per slice (``compute_csa``):
 Soft masks are partial-volume fractions, i.e. the true shape blurred by the voxel; the second moments
 (diameters, eccentricity, orientation) are corrected for that blur. Areas need no correction.
 
-Aggregation (``summarize``) produces all columns of SCT 7.x's default CSV, in SCT's order
-(:data:`SCT_COLUMNS`): one row over all selected slices, one row per slice, or one row per vertebral level.
-``MEAN`` and ``STD`` (population, ddof=0) are taken over slices, ``SUM(length)`` adds the slice lengths.
-``Timestamp`` is the time of the run; ``SCT Version`` keeps SCT's column name but names this tool
-(``nnunet-spine <version>``); ``DistancePMJ`` is empty, as in SCT without ``-pmj`` (distance from the
-pontomedullary junction needs a PMJ label, which this tool does not take).
-
-Vertebral levels come from a labelled-level image (a slice belongs to the level its cord voxels mostly
-carry), from disc point labels (SCT convention: disc value ``n`` is the top of vertebra ``n``; slices
-between disc ``n`` and disc ``n + 1`` are level ``n``) or from a SPINEPS vertebra instance mask (a slice
-belongs to the vertebra at its height along the cord; VerSe ids converted to SCT levels). A ``vertfile``
-may be a labelled-level image or an instance mask (``vertfile_kind``); the rules live in
-:mod:`postprocessing.levels`. Levels are always SCT level numbers (C1=1 … L5=24, S1=25).
-
-Library functions never print or exit; bad input raises :class:`~nnunet_extensions.io.InputError` naming
-the file.
+Aggregation into SCT's CSV rows and columns (``summarize``, :data:`SCT_COLUMNS`) is :mod:`postprocessing.csa_table`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from nnunet_extensions.io import Image, InputError, check_3d, check_same_grid, check_values, load_image, voxel_sizes
 from postprocessing.centreline import fit_centreline, slice_weights
 from postprocessing.levels import (NEAR_ZERO, VertfileKind, assign_slice_levels, check_level_file_on_cord,
-                                   level_file_kind, load_levels, select_levels)
+                                   level_file_kind, load_levels)
 
 if TYPE_CHECKING:  # annotations only: the CLI path avoids importing pandas
     import pandas
@@ -72,19 +56,9 @@ if TYPE_CHECKING:  # annotations only: the CLI path avoids importing pandas
 #: SCT's per-slice metrics (``KEYS_DEFAULT`` of ``sct_process_segmentation``, SCT 7.x), in column order.
 METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_AP_ellipse", "diameter_RL", "length_anterior",
            "length_posterior", "eccentricity", "orientation", "solidity", "length"]
-#: Columns before the metrics in SCT's CSV. ``SCT Version`` keeps SCT's name (scripts read columns by name)
-#: but holds this tool's name and version; ``DistancePMJ`` stays empty (SCT fills it only with ``-pmj``).
-SCT_PREFIX_COLUMNS = ["Timestamp", "SCT Version", "Filename", "Slice (I->S)", "VertLevel", "DistancePMJ"]
-#: All columns of SCT 7.x's default ``sct_process_segmentation`` CSV, in SCT's order.
-SCT_COLUMNS = [
-    *SCT_PREFIX_COLUMNS,
-    *(f"{stat}({m})" for m in METRICS[:-1] for stat in ("MEAN", "STD")),
-    "SUM(length)",
-]
 #: Width (mm) of the band across which ``diameter_AP`` is averaged (SCT: 3 mm).
 AP_BAND_MM = 3.0
 
-Aggregation = Literal["all", "slice", "level"]
 
 
 # ============================================================================================ loading
@@ -407,139 +381,6 @@ def _group_ends(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
-# ============================================================================================ aggregation
-def now_timestamp() -> str:
-    """The current local time as SCT's ``Timestamp`` column writes it: ``YYYY-MM-DD HH:MM:SS``."""
-    import datetime
-
-    return datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def tool_version() -> str:
-    """Value of the ``SCT Version`` column: this tool and its version (``nnunet-spine 0.1.0``), not SCT."""
-    from nnunet_extensions import __version__
-
-    return f"nnunet-spine {__version__}"
-
-
-def format_ranges(values: Iterable[int]) -> str:
-    """SCT's compact list format: ``[1, 2, 3, 5] → "1:3;5"``; ``[] → ""``."""
-    vals = sorted({int(v) for v in values})
-    if not vals:
-        return ""
-    parts, start, prev = [], vals[0], vals[0]
-    for v in vals[1:] + [None]:
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        parts.append(str(start) if start == prev else f"{start}:{prev}")
-        if v is not None:
-            start = prev = v
-    return ";".join(parts)
-
-
-def summary_rows(
-    per_slice,
-    *,
-    per: Aggregation = "all",
-    vert: Sequence[int] | None = None,
-    filename: str | None = None,
-    timestamp: str | None = None,
-) -> list[dict]:
-    """:func:`summarize` without pandas: a list of row dicts keyed by :data:`SCT_COLUMNS`.
-
-    ``per_slice`` is a DataFrame from :func:`compute_csa` or a dict from :func:`per_slice_columns`.
-    ``timestamp``: value of the ``Timestamp`` column (default: now, local time, as SCT writes it).
-    """
-    if timestamp is None:
-        timestamp = now_timestamp()
-    if filename is None:
-        filename = str(getattr(per_slice, "attrs", {}).get("filename", ""))
-    sel = select_levels(per_slice, vert)
-    cols = {key: np.asarray(sel[key]) for key in ("slice", "level", *METRICS)}
-    order = np.argsort(cols["slice"], kind="stable")
-    cols = {key: value[order] for key, value in cols.items()}
-    slices, levels = cols["slice"].astype(int), cols["level"].astype(int)
-    n = slices.size
-    if per == "slice":
-        group = np.arange(n)
-    elif per == "level":
-        keep = levels > 0
-        slices, levels = slices[keep], levels[keep]
-        cols = {key: value[keep] for key, value in cols.items()}
-        # groups numbered in I→S order of their first slice
-        uniq, first = np.unique(levels, return_index=True)
-        rank = np.empty(uniq.size, int)
-        rank[np.argsort(first, kind="stable")] = np.arange(uniq.size)
-        group = rank[np.searchsorted(uniq, levels)]
-    elif per == "all":
-        group = np.zeros(n, int)
-    else:
-        raise ValueError(f"per must be 'all', 'slice' or 'level', not {per!r}")
-    n_groups = int(group.max()) + 1 if group.size else 0
-    if n_groups == 0:
-        return []
-    stats = {}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for metric in METRICS[:-1]:
-            v = cols[metric].astype(float)
-            ok = np.isfinite(v)
-            cnt = np.bincount(group, ok, n_groups)
-            mean = np.bincount(group, np.where(ok, v, 0.0), n_groups) / cnt
-            dev = np.where(ok, v - mean[group], 0.0)
-            stats[f"MEAN({metric})"] = mean
-            stats[f"STD({metric})"] = np.sqrt(np.bincount(group, dev * dev, n_groups) / cnt)
-    length = cols["length"].astype(float)
-    stats["SUM(length)"] = np.bincount(group, np.where(np.isfinite(length), length, 0.0), n_groups)
-    if per == "slice":
-        slice_text = [str(v) for v in slices]
-        level_text = [str(v) if v > 0 else "" for v in levels]
-    else:
-        members = np.argsort(group, kind="stable")
-        bounds = np.searchsorted(group[members], np.arange(n_groups + 1))
-        parts = [members[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-        slice_text = [format_ranges(slices[m]) for m in parts]
-        level_text = [format_ranges(v for v in levels[m] if v > 0) for m in parts]
-    lists = {key: value.tolist() for key, value in stats.items()}
-    return [
-        {"Timestamp": timestamp, "SCT Version": tool_version(), "Filename": filename,
-         "Slice (I->S)": slice_text[g], "VertLevel": level_text[g], "DistancePMJ": "",
-         **{key: lists[key][g] for key in lists}}
-        for g in range(n_groups)
-    ]
-
-
-def summarize(
-    per_slice,
-    *,
-    per: Aggregation = "all",
-    vert: Sequence[int] | None = None,
-    filename: str | None = None,
-    timestamp: str | None = None,
-) -> "pandas.DataFrame":  # noqa: F821
-    """Aggregate a per-slice table (from :func:`compute_csa`) into SCT's CSV columns (:data:`SCT_COLUMNS`).
-
-    Parameters
-    ----------
-    per : "all" | "slice" | "level"
-        One row over all selected slices, one row per slice, or one row per vertebral level (slices without
-        a level are left out). Rows are in I→S order, as SCT writes them.
-    vert : list of int, optional
-        Keep only the slices of these vertebral levels.
-    filename : str, optional
-        Value of the ``Filename`` column (default: ``per_slice.attrs["filename"]``).
-    timestamp : str, optional
-        Value of the ``Timestamp`` column (default: now, ``YYYY-MM-DD HH:MM:SS``).
-
-    ``MEAN``/``STD`` (population standard deviation, as SCT) are over slices, ignoring NaN;
-    ``SUM(length)`` adds the slice lengths. An empty selection gives an empty table.
-    """
-    import pandas as pd
-
-    return pd.DataFrame(summary_rows(per_slice, per=per, vert=vert, filename=filename, timestamp=timestamp),
-                        columns=SCT_COLUMNS)
-
-
 def measure_file_columns(
     path: str | os.PathLike,
     *,
@@ -580,22 +421,6 @@ def measure_file(
                                            threshold=threshold, label=label, angle_correction=angle_correction))
     df.attrs["filename"] = str(path)
     return df
-
-
-def csv_text(rows: Sequence[dict] | "pandas.DataFrame") -> str:  # noqa: F821
-    """CSV text with :data:`SCT_COLUMNS` quoted as SCT writes them: text in double quotes, numbers bare
-    (full precision); NaN as an empty text field."""
-    import csv
-    import io
-
-    if hasattr(rows, "to_dict"):
-        rows = rows.to_dict("records")
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
-    buf.write(",".join(SCT_COLUMNS) + "\n")  # header bare, as SCT's
-    for row in rows:
-        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in (row[c] for c in SCT_COLUMNS)])
-    return buf.getvalue()
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:

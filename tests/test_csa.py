@@ -21,7 +21,7 @@ from nnunet_extensions.phantoms.cord import (
     level_map,
     render_fraction,
 )
-from postprocessing import csa
+from postprocessing import csa, csa_table
 from postprocessing.centreline import fit_centreline
 from postprocessing.levels import assign_slice_levels
 
@@ -193,7 +193,7 @@ def test_discfile_levels_match_level_map_truth():
     for k in differ:  # only right at a level boundary, and by one slice at most
         assert np.min(np.abs(boundaries + 0.5 - k)) <= 1.5, f"slice {k}: {a[k]} vs truth {b[k]}"
     assert len(differ) <= len(boundaries)
-    per_level = csa.summarize(from_discs, per="level", vert=[2, 3, 4, 5, 6]).set_index("VertLevel")
+    per_level = csa_table.summarize(from_discs, per="level", vert=[2, 3, 4, 5, 6]).set_index("VertLevel")
     for level, area in model.level_truth().items():
         if str(level) in per_level.index:
             assert abs(per_level.loc[str(level), "MEAN(area)"] / area - 1) < 0.005
@@ -224,25 +224,25 @@ def test_slice_level_rule_majority_and_discs():
 
 
 def test_format_ranges_and_summaries():
-    assert csa.format_ranges([3, 1, 2, 5, 7, 8]) == "1:3;5;7:8"
-    assert csa.format_ranges([]) == ""
+    assert csa_table.format_ranges([3, 1, 2, 5, 7, 8]) == "1:3;5;7:8"
+    assert csa_table.format_ranges([]) == ""
     per_slice = pd.DataFrame({"slice": [0, 1, 2, 3], "level": [3, 3, 2, 0], "z_mm": [0.0, 1, 2, 3],
                               **{m: [1.0, 2.0, 4.0, 8.0] for m in csa.METRICS}})
     per_slice.attrs["filename"] = "x.nii.gz"
-    one = csa.summarize(per_slice)
-    assert list(one.columns) == csa.SCT_COLUMNS
+    one = csa_table.summarize(per_slice)
+    assert list(one.columns) == csa_table.SCT_COLUMNS
     row = one.iloc[0]
     assert row["SCT Version"].startswith("nnunet-spine ") and row["DistancePMJ"] == ""
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row["Timestamp"])
-    assert csa.summarize(per_slice, timestamp="2001-02-03 04:05:06")["Timestamp"].tolist() == ["2001-02-03 04:05:06"]
+    assert csa_table.summarize(per_slice, timestamp="2001-02-03 04:05:06")["Timestamp"].tolist() == ["2001-02-03 04:05:06"]
     assert (row["Filename"], row["Slice (I->S)"], row["VertLevel"]) == ("x.nii.gz", "0:3", "2:3")
     assert row["MEAN(area)"] == pytest.approx(3.75) and row["STD(area)"] == pytest.approx(np.std([1, 2, 4, 8]))
     assert row["SUM(length)"] == pytest.approx(15.0)
-    levels = csa.summarize(per_slice, per="level")
+    levels = csa_table.summarize(per_slice, per="level")
     assert levels["Slice (I->S)"].tolist() == ["0:1", "2"] and levels["VertLevel"].tolist() == ["3", "2"]
-    slices = csa.summarize(per_slice, per="slice", vert=[3])
+    slices = csa_table.summarize(per_slice, per="slice", vert=[3])
     assert slices["Slice (I->S)"].tolist() == ["0", "1"] and (slices["STD(area)"] == 0).all()
-    assert csa.summarize(per_slice, vert=[7]).empty
+    assert csa_table.summarize(per_slice, vert=[7]).empty
 
 
 def test_fit_centreline_reproduces_cubics():
@@ -259,7 +259,7 @@ def test_real_mask_agrees_with_sct(shared_data):
     t2 = shared_data / "sct_testing_data" / "t2"
     ref = pd.read_csv(shared_data / "reference" / "sct_csa_t2_seg-manual_perslice.csv")
     df = csa.measure_file(t2 / "t2_seg-manual.nii.gz")
-    ours = csa.summarize(df, per="slice").set_index("Slice (I->S)")
+    ours = csa_table.summarize(df, per="slice").set_index("Slice (I->S)")
     ref = ref.assign(key=ref["Slice (I->S)"].astype(str)).set_index("key")
     assert list(ours.index) == list(ref.index)
     rel = np.abs(ours["MEAN(area)"] / ref["MEAN(area)"] - 1)
@@ -286,7 +286,7 @@ def test_real_perlevel_cli_agrees_with_sct(shared_data, tmp_path):
     ref = pd.read_csv(ref_path, dtype={"Slice (I->S)": str}, keep_default_na=False)
     assert out.read_text().splitlines()[0] == ref_path.read_text().splitlines()[0]  # SCT's columns, SCT's order
     assert (ours["DistancePMJ"] == "").all() and (ref["DistancePMJ"] == "").all()
-    assert set(ours["SCT Version"]) == {csa.tool_version()}
+    assert set(ours["SCT Version"]) == {csa_table.tool_version()}
     # quoting as SCT's: text fields in double quotes, numbers bare
     first = next(csv.reader([out.read_text().splitlines()[1]], quoting=csv.QUOTE_NONNUMERIC))
     ref_first = next(csv.reader([ref_path.read_text().splitlines()[1]], quoting=csv.QUOTE_NONNUMERIC))
@@ -327,7 +327,7 @@ def test_folder_input_per_slice_to_stdout(tmp_path):
     proc = _nnspine("-i", folder, "--perslice", "-o", "-")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == ",".join(csa.SCT_COLUMNS)
+    assert lines[0] == ",".join(csa_table.SCT_COLUMNS)
     assert len(lines) == 1 + 2 * 4
     row = next(csv.DictReader(lines))
     assert (row["Filename"], row["Slice (I->S)"], row["VertLevel"]) == (str(folder / "m1.nii.gz"), "0", "")

@@ -149,7 +149,7 @@ def run(args) -> int:
     if args.plot is not None:
         check_output(args.plot, args.overwrite)
 
-    from postprocessing import csa
+    from postprocessing import csa, csa_table
     from postprocessing.levels import level_file_kind, select_levels
 
     vertfile_note = None
@@ -170,15 +170,15 @@ def run(args) -> int:
         iterator = tqdm(files, desc="nnspine csa", unit="file", file=sys.stderr)
 
     rows, per_slices, skipped = [], [], 0
-    stamp = csa.now_timestamp()  # one Timestamp for the whole run
+    stamp = csa_table.now_timestamp()  # one Timestamp for the whole run
     for path in iterator:
         try:
             columns = csa.measure_file_columns(path, vertfile=args.vertfile, vertfile_kind=args.vertfile_kind,
                                                discfile=args.discfile, threshold=args.threshold, label=args.label,
                                                angle_correction=args.angle_correction)
-            found = csa.summary_rows(columns, per=per, vert=args.vert, filename=str(path), timestamp=stamp)
+            found = csa_table.summary_rows(columns, per=per, vert=args.vert, filename=str(path), timestamp=stamp)
             if not found:
-                raise InputError(f"{path}: no slice of level(s) {csa.format_ranges(args.vert or [])} holds cord")
+                raise InputError(f"{path}: no slice of level(s) {csa_table.format_ranges(args.vert or [])} holds cord")
         except InputError as exc:
             if len(files) == 1:
                 raise
@@ -195,7 +195,7 @@ def run(args) -> int:
     if not rows:
         raise InputError(f"none of the {len(files)} inputs could be measured; no CSV written")
 
-    text = csa.csv_text(rows)
+    text = csa_table.csv_text(rows)
     if to_stdout:
         sys.stdout.write(text)
     else:
