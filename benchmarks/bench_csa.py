@@ -26,11 +26,22 @@ import numpy as np
 
 
 def make_mask(path: Path) -> None:
-    from nnunet_extensions.io import save_image
+    from nnunet_extensions.core.io import save_image
     from nnunet_extensions.phantoms.cord import CordModel, render_fraction
 
-    model = CordModel(a0=6.0, b0=3.8, enl_a=0.9, enl_b=0.35, enl_z=150.0, enl_width=30.0, tilt_ap_deg=3.0,
-                      amp_rl=1.5, amp_ap=3.0, period_rl=160.0, period_ap=128.0)
+    model = CordModel(
+        a0=6.0,
+        b0=3.8,
+        enl_a=0.9,
+        enl_b=0.35,
+        enl_z=150.0,
+        enl_width=30.0,
+        tilt_ap_deg=3.0,
+        amp_rl=1.5,
+        amp_ap=3.0,
+        period_rl=160.0,
+        period_ap=128.0,
+    )
     shape, dx = (64, 64, 320), 0.8
     affine = np.diag([-dx, dx, dx, 1.0])  # nibabel LAS (SCT's RPI)
     affine[:3, 3] = [31.5 * dx, -40.0, 0.0]
@@ -70,10 +81,13 @@ def main() -> None:
         out = str(tmp / "csa.csv")
         subprocess.run([exe, "csa", "-i", str(first), "-o", out, "--overwrite"], capture_output=True)  # warm caches
 
-        one = [timed([exe, "csa", "-i", str(first), "-o", out, "--overwrite", "--perslice"])
-               for _ in range(args.repeats)]
-        many = [timed([exe, "csa", "-i", str(folder), "-o", out, "--overwrite", "--perslice"])
-                for _ in range(max(1, args.repeats // 2))]
+        one = [
+            timed([exe, "csa", "-i", str(first), "-o", out, "--overwrite", "--perslice"]) for _ in range(args.repeats)
+        ]
+        many = [
+            timed([exe, "csa", "-i", str(folder), "-o", out, "--overwrite", "--perslice"])
+            for _ in range(max(1, args.repeats // 2))
+        ]
         rows = sum(1 for _ in open(out)) - 1
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -81,8 +95,10 @@ def main() -> None:
     wn, cn = statistics.median(w for w, _ in many), statistics.median(c for _, c in many)
     print(f"input: 64x64x320 soft mask, 0.8 mm isotropic; {os.cpu_count()} CPU(s); load average {load:.2f}")
     print(f"one file, whole process : {w1:.3f} s wall, {c1:.3f} s CPU   (target < 1.0 s)")
-    print(f"{args.files} files, one call    : {wn:.3f} s wall = {wn / args.files:.3f} s/file; "
-          f"CPU {cn:.3f} s = {cn / args.files:.3f} s/file   (target < 0.15 s/file)  [{rows} CSV rows]")
+    print(
+        f"{args.files} files, one call    : {wn:.3f} s wall = {wn / args.files:.3f} s/file; "
+        f"CPU {cn:.3f} s = {cn / args.files:.3f} s/file   (target < 0.15 s/file)  [{rows} CSV rows]"
+    )
 
 
 if __name__ == "__main__":

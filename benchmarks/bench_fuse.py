@@ -38,12 +38,12 @@ SHARED = ROOT.parent / "shared" / "data"
 
 def perfect_predictions(sem, ref, record) -> dict[str, np.ndarray]:
     """Cutout predictions (1 above, 2 centre, 3 below) from a reference instance mask (scipy resampling)."""
-    from nnunet_extensions import labels as L
-    from nnunet_extensions.geometry import resample_to_grid
+    from nnunet_extensions.core.geometry import resample_to_grid
+    from nnunet_extensions.core.labels import CORPUS, SACRUM, is_vertebra
 
     r, aff = np.asarray(ref.data), ref.affine
-    ids = [int(v) for v in np.unique(r) if L.is_vertebra(v) and v != L.SACRUM]
-    z = {v: float(aff[2, :3] @ np.argwhere((r == v) & (sem.data == L.CORPUS)).mean(0) + aff[2, 3]) for v in ids}
+    ids = [int(v) for v in np.unique(r) if is_vertebra(v) and v != SACRUM]
+    z = {v: float(aff[2, :3] @ np.argwhere((r == v) & (sem.data == CORPUS)).mean(0) + aff[2, 3]) for v in ids}
     order = sorted(ids, key=lambda v: -z[v])
     inv = np.linalg.inv(aff)
     out = {}
@@ -85,37 +85,49 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 
 
 def bench_case(name: str, sem_path: Path, ref_path: Path, tmp: Path, repeats: int, cli: bool) -> None:
-    from nnunet_extensions.io import load_image, save_image
-    from postprocessing import cutouts as C
-    from postprocessing import instances as I
+    from nnunet_extensions.core.io import load_image, save_image
+    from postprocessing.spine.cutouts import (
+        case_name,
+        cut_case,
+        iter_inputs,
+        load_semantic,
+        one_hot,
+        voxel_sizes,
+        write_cutouts,
+    )
+    from postprocessing.spine.fusion import fuse_arrays
 
-    sem = C.load_semantic(sem_path)
+    sem = load_semantic(sem_path)
     ref = load_image(ref_path, "labels")
-    record = C.cut_case(sem, C.case_name(sem_path))[0]
+    record = cut_case(sem, case_name(sem_path))[0]
     preds = perfect_predictions(sem, ref, record)
 
     def cut_in_memory():
-        img = C.load_semantic(sem_path)
-        rec, bodies, data = C.cut_case(img, "bench")
-        for _, cut in C.iter_inputs(rec, data, bodies.affine_pir):
-            C.one_hot(cut)
+        img = load_semantic(sem_path)
+        rec, bodies, data = cut_case(img, "bench")
+        for _, cut in iter_inputs(rec, data, bodies.affine_pir):
+            one_hot(cut)
 
     n = [0]
 
     def cut_files():
         n[0] += 1
-        C.write_cutouts(sem_path, tmp / f"{name}_cut{n[0]}")
+        write_cutouts(sem_path, tmp / f"{name}_cut{n[0]}")
 
     t_cut = median_time(cut_in_memory, repeats)
     t_files = median_time(cut_files, repeats)
-    t_fuse = median_time(lambda: I.fuse_arrays(sem, record, preds), repeats)
-    print(f"{name}: {sem.shape} voxels of {tuple(round(float(z), 3) for z in C.voxel_sizes(sem.affine))} mm, "
-          f"{len(record.cutouts)} cutouts")
+    t_fuse = median_time(lambda: fuse_arrays(sem, record, preds), repeats)
+    print(
+        f"{name}: {sem.shape} voxels of {tuple(round(float(z), 3) for z in voxel_sizes(sem.affine))} mm, "
+        f"{len(record.cutouts)} cutouts"
+    )
     print(f"  {'':22s} {'wall':>7s} {'CPU':>7s}")
     for label, (w, c) in (("cutouts (in memory)", t_cut), ("cutouts (files)", t_files), ("fusion + post", t_fuse)):
         print(f"  {label:22s} {w:6.2f}s {c:6.2f}s")
-    print(f"  {'cutouts + fusion':22s} {t_cut[0] + t_fuse[0]:6.2f}s {t_cut[1] + t_fuse[1]:6.2f}s in memory; "
-          f"{t_files[0] + t_fuse[0]:.2f}s wall, {t_files[1] + t_fuse[1]:.2f}s CPU with cutout files (target < 5 s)")
+    print(
+        f"  {'cutouts + fusion':22s} {t_cut[0] + t_fuse[0]:6.2f}s {t_cut[1] + t_fuse[1]:6.2f}s in memory; "
+        f"{t_files[0] + t_fuse[0]:.2f}s wall, {t_files[1] + t_fuse[1]:.2f}s CPU with cutout files (target < 5 s)"
+    )
     if not cli:
         return
     exe = shutil.which("nnspine")
@@ -130,14 +142,29 @@ def bench_case(name: str, sem_path: Path, ref_path: Path, tmp: Path, repeats: in
     for k in range(repeats):
         cut_dir, out_dir = tmp / f"{name}_cli_cut{k}", tmp / f"{name}_cli_out{k}"
         w1, c1 = timed([exe, "cutouts", "--semantic", str(sem_path), "-o", str(cut_dir), "-q"])
-        w2, c2 = timed([exe, "fuse", "--semantic", str(sem_path), "--cutouts", str(cut_dir), "--predictions",
-                        str(pred_dir), "-o", str(out_dir), "-q"])
+        w2, c2 = timed(
+            [
+                exe,
+                "fuse",
+                "--semantic",
+                str(sem_path),
+                "--cutouts",
+                str(cut_dir),
+                "--predictions",
+                str(pred_dir),
+                "-o",
+                str(out_dir),
+                "-q",
+            ]
+        )
         walls.append((w1, w2))
         cpus.append(c1 + c2)
     w1 = statistics.median(w[0] for w in walls)
     w2 = statistics.median(w[1] for w in walls)
-    print(f"  CLI total             {w1 + w2:6.2f} s wall (cutouts {w1:.2f} + fuse {w2:.2f}), "
-          f"{statistics.median(cpus):.2f} s CPU")
+    print(
+        f"  CLI total             {w1 + w2:6.2f} s wall (cutouts {w1:.2f} + fuse {w2:.2f}), "
+        f"{statistics.median(cpus):.2f} s CPU"
+    )
 
 
 def main() -> None:
@@ -152,12 +179,24 @@ def main() -> None:
         tmp = Path(tmp_name)
         write_spine_dataset(tmp / "spine17", n_vertebrae=17, seed=0)
         labels = tmp / "spine17" / "derivatives" / "labels" / "sub-01" / "anat"
-        bench_case("phantom T1-L5", labels / "sub-01_T2w_seg-spine_msk.nii.gz", labels / "sub-01_T2w_seg-vert_msk.nii.gz",
-                   tmp, args.repeats, args.cli)
+        bench_case(
+            "phantom T1-L5",
+            labels / "sub-01_T2w_seg-spine_msk.nii.gz",
+            labels / "sub-01_T2w_seg-vert_msk.nii.gz",
+            tmp,
+            args.repeats,
+            args.cli,
+        )
         pan = SHARED / "panoptica_spine_seg"
         if (pan / "semantic" / "ref.nii.gz").exists():
-            bench_case("panoptica lumbar", pan / "semantic" / "ref.nii.gz", pan / "matched_instance" / "ref.nii.gz",
-                       tmp, args.repeats, args.cli)
+            bench_case(
+                "panoptica lumbar",
+                pan / "semantic" / "ref.nii.gz",
+                pan / "matched_instance" / "ref.nii.gz",
+                tmp,
+                args.repeats,
+                args.cli,
+            )
         else:
             print(f"{pan} absent: panoptica figures skipped")
 

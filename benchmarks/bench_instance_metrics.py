@@ -54,12 +54,21 @@ def main() -> None:
     if not PAIR.exists():
         sys.exit(f"{PAIR}: panoptica spine pair not found")
     sys.path.insert(0, str(ROOT))
-    from postprocessing.instance_metrics import evaluate_instances
+    from postprocessing.spine.panoptic import evaluate_instances
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.csv"
-        cmd = command() + ["instances", "--pred", str(PAIR / "pred.nii.gz"), "--ref", str(PAIR / "ref.nii.gz"),
-                           "-o", str(out), "--overwrite", "-q"]
+        cmd = command() + [
+            "instances",
+            "--pred",
+            str(PAIR / "pred.nii.gz"),
+            "--ref",
+            str(PAIR / "ref.nii.gz"),
+            "-o",
+            str(out),
+            "--overwrite",
+            "-q",
+        ]
         t_cmd = timed(cmd, args.repeat)
     best = float("inf")
     for _ in range(args.repeat):
@@ -68,8 +77,10 @@ def main() -> None:
         best = min(best, time.perf_counter() - t0)
     everything = next(r for r in rows if r["structure"] == "all")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"input: panoptica spine pair 512x512x17, {everything['ref_instances']} reference instances; "
-          f"{os.cpu_count()} CPU(s); load average {load:.2f}")
+    print(
+        f"input: panoptica spine pair 512x512x17, {everything['ref_instances']} reference instances; "
+        f"{os.cpu_count()} CPU(s); load average {load:.2f}"
+    )
     print(f"whole command ({' '.join(Path(c).name for c in cmd[:2])} ... instances), all groups: {t_cmd:.2f} s")
     print(f"library call evaluate_instances (read, check, 5 groups, ASSD):     {best:.2f} s")
 

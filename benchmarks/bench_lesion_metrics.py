@@ -36,7 +36,7 @@ def make_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndar
     for n, c in enumerate(centres):
         r = np.array([rng.uniform(1, 5), rng.uniform(1, 5), rng.uniform(1, 3)])
         lo, hi = np.floor(c - r).astype(int), np.ceil(c + r).astype(int) + 1
-        g = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        g = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         inside = sum(((gi - ci) / ri) ** 2 for gi, ci, ri in zip(g, c, r)) <= 1
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         if n < N_LESIONS:
@@ -47,8 +47,8 @@ def make_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndar
         else:
             pred[box] |= inside  # false positives
     cord = np.zeros(SHAPE, np.uint8)
-    yy, xx = np.ogrid[:SHAPE[0], :SHAPE[1]]
-    cord[((yy - 256) ** 2 + (xx - 256) ** 2) <= 120 ** 2] = 1
+    yy, xx = np.ogrid[: SHAPE[0], : SHAPE[1]]
+    cord[((yy - 256) ** 2 + (xx - 256) ** 2) <= 120**2] = 1
     return ref, pred, cord
 
 
@@ -74,24 +74,54 @@ def main() -> None:
         for name, arr in (("ref", ref), ("pred", pred), ("cord", cord)):
             nib.save(nib.Nifti1Image(arr, affine), str(d / f"{name}.nii.gz"))
         nnspine = [shutil.which("nnspine") or sys.exit("nnspine console script not found (pip install -e .)")]
-        ev = nnspine + ["evaluate", "lesions", "--pred", str(d / "pred.nii.gz"), "--ref", str(d / "ref.nii.gz"),
-                        "-o", str(d / "m.csv"), "--per-lesion", str(d / "pl.csv"), "--overwrite", "-q"]
+        ev = nnspine + [
+            "evaluate",
+            "lesions",
+            "--pred",
+            str(d / "pred.nii.gz"),
+            "--ref",
+            str(d / "ref.nii.gz"),
+            "-o",
+            str(d / "m.csv"),
+            "--per-lesion",
+            str(d / "pl.csv"),
+            "--overwrite",
+            "-q",
+        ]
         t_eval = timed(ev, args.repeat)
         import pandas as pd
 
         row = pd.read_csv(d / "m.csv").iloc[0]
-        les = nnspine + ["lesions", "-i", str(d / "pred.nii.gz"), "--cord", str(d / "cord.nii.gz"),
-                         "--min-volume-mm3", "5", "-o", str(d / "out.nii.gz"), "--table", str(d / "t.csv"),
-                         "--overwrite", "-q"]
+        les = nnspine + [
+            "lesions",
+            "-i",
+            str(d / "pred.nii.gz"),
+            "--cord",
+            str(d / "cord.nii.gz"),
+            "--min-volume-mm3",
+            "5",
+            "-o",
+            str(d / "out.nii.gz"),
+            "--table",
+            str(d / "t.csv"),
+            "--overwrite",
+            "-q",
+        ]
         t_les = timed(les, args.repeat)
         t_qc = timed(les + ["--qc", str(d / "qc.png")], 1)
         table = pd.read_csv(d / "t.csv")
-    print(f"pair {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} ({VOXEL_MM} mm), {int(row['ref_lesions'])} reference / "
-          f"{int(row['pred_lesions'])} predicted lesions: tp {int(row['tp'])}, fp {int(row['fp'])}, fn {int(row['fn'])}")
-    print(f"nnspine evaluate lesions (whole command, best of {args.repeat}): {t_eval:.2f} s "
-          f"({'under' if t_eval < 2.0 else 'OVER'} the 2 s target)")
-    print(f"nnspine lesions --cord --min-volume-mm3 5 (whole command, best of {args.repeat}): {t_les:.2f} s "
-          f"({int((table['lesion'] != 'total').sum())} lesions in the table); with --qc: {t_qc:.2f} s")
+    print(
+        f"pair {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} ({VOXEL_MM} mm), {int(row['ref_lesions'])} reference / "
+        f"{int(row['pred_lesions'])} predicted lesions: tp {int(row['tp'])}, fp {int(row['fp'])}, fn {int(row['fn'])}"
+    )
+    print(
+        f"nnspine evaluate lesions (whole command, best of {args.repeat}): {t_eval:.2f} s "
+        f"({'under' if t_eval < 2.0 else 'OVER'} the 2 s target)"
+    )
+    print(
+        f"nnspine lesions --cord --min-volume-mm3 5 (whole command, best of {args.repeat}): {t_les:.2f} s "
+        f"({int((table['lesion'] != 'total').sum())} lesions in the table); with --qc: {t_qc:.2f} s"
+    )
 
 
 if __name__ == "__main__":

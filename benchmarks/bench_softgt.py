@@ -47,14 +47,17 @@ def timed(fn, repeats: int) -> tuple[list[float], list[float]]:
 
 
 def show(label: str, walls: list[float], cpus: list[float]) -> None:
-    print(f"  {label:<44s} median {statistics.median(walls):6.3f} s   min {min(walls):6.3f} s   "
-          f"(CPU median {statistics.median(cpus):6.3f} s)")
+    print(
+        f"  {label:<44s} median {statistics.median(walls):6.3f} s   min {min(walls):6.3f} s   "
+        f"(CPU median {statistics.median(cpus):6.3f} s)"
+    )
 
 
 def band_mae(truth: np.ndarray, values: np.ndarray) -> float:
     inside = truth >= 0.5
-    band = ((inside & (ndimage.distance_transform_edt(inside) <= 2))
-            | (~inside & (ndimage.distance_transform_edt(~inside) <= 2)))
+    band = (inside & (ndimage.distance_transform_edt(inside) <= 2)) | (
+        ~inside & (ndimage.distance_transform_edt(~inside) <= 2)
+    )
     return float(np.abs(values - truth)[band].mean())
 
 
@@ -79,9 +82,15 @@ def main() -> None:
         out = tmp / "deriv"
         show("convert() -> BIDS derivative", *timed(lambda: convert(root, out, overwrite=True), args.repeats))
         raw = tmp / "raw"
-        show("convert() -> derivative + nnU-Net raw dataset",
-             *timed(lambda: convert(root, tmp / "deriv_nn", overwrite=True, nnunet_dataset=1, name="Bench",
-                                    nnunet_raw_dir=raw), args.repeats))
+        show(
+            "convert() -> derivative + nnU-Net raw dataset",
+            *timed(
+                lambda: convert(
+                    root, tmp / "deriv_nn", overwrite=True, nnunet_dataset=1, name="Bench", nnunet_raw_dir=raw
+                ),
+                args.repeats,
+            ),
+        )
         labels = root / "derivatives/labels/sub-01/anat"
         masks = {}
         for c in CONTRASTS:
@@ -97,12 +106,17 @@ def main() -> None:
         exe = shutil.which("nnspine")
         if exe:
             t0 = time.perf_counter()
-            proc = subprocess.run([exe, "convert", "softgt", "-i", str(root), "--derivatives-out", str(tmp / "cli"),
-                                   "-q"], capture_output=True, text=True)
+            proc = subprocess.run(
+                [exe, "convert", "softgt", "-i", str(root), "--derivatives-out", str(tmp / "cli"), "-q"],
+                capture_output=True,
+                text=True,
+            )
             status = "" if proc.returncode == 0 else f"  (failed: {proc.stderr.strip()})"
             print(f"  {'nnspine convert softgt (console script, once)':<44s} {time.perf_counter() - t0:6.3f} s{status}")
-        print(f"  averaging space: {result.spacing_mm} mm; volume-preserving boundary shift "
-              f"{result.boundary_offset_mm:+.3f} mm")
+        print(
+            f"  averaging space: {result.spacing_mm} mm; volume-preserving boundary shift "
+            f"{result.boundary_offset_mm:+.3f} mm"
+        )
 
         unaligned = soft_ground_truth(masks, "T2w", align=False)
         print("\nband MAE vs exact partial volume (2-voxel band around the true boundary, native grids):")
@@ -111,8 +125,11 @@ def main() -> None:
         truth_dir = root / "derivatives/truth/sub-01/anat"
         for c in CONTRASTS:
             truth = np.asanyarray(nib.load(str(truth_dir / f"sub-01_{c}_label-SC_softseg.nii.gz")).dataobj)
-            row = (band_mae(truth, result.soft[c]), band_mae(truth, unaligned.soft[c]),
-                   band_mae(truth, masks[c][0].astype(np.float32)))
+            row = (
+                band_mae(truth, result.soft[c]),
+                band_mae(truth, unaligned.soft[c]),
+                band_mae(truth, masks[c][0].astype(np.float32)),
+            )
             rows.append(row)
             print(f"  {c:<20s} {row[0]:8.4f} {row[1]:9.4f} {row[2]:8.4f}   {result.offsets_mm[c]}")
         mean = np.mean(rows, axis=0)

@@ -13,7 +13,7 @@ truth). Printed: one table with, per row, the mean CSA error vs the phantom's tr
 signed and absolute), the SD of CSA across contrasts (mm², mean over subjects) and the Wilcoxon signed-rank
 p-value of the per-subject SDs against arm (a) on the same contrasts (``nnspine evaluate compare-variability``;
 at least 6 held-out subjects are needed for p < 0.05 to be possible). The whole pipeline is
-``nnunet_extensions.ablation.run_ablation``; see its docstring for the details and the folder layout.
+``nnunet_extensions.apps.ablation.run_ablation``; see its docstring for the details and the folder layout.
 
 Usage::
 
@@ -29,13 +29,14 @@ import argparse
 import sys
 import time
 
-from nnunet_extensions.io import InputError
-from nnunet_extensions.ablation import ARMS, SEEN_CONTRASTS, AblationConfig, format_table, run_ablation
+from nnunet_extensions.apps.ablation import ARMS, SEEN_CONTRASTS, AblationConfig, format_table, run_ablation
+from nnunet_extensions.core.io import InputError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-o", "--output", required=True, help="working folder (new, or an earlier one with --overwrite)")
     p.add_argument("--train-subjects", type=int, default=2, help="training subjects, 5 contrasts each (default 2)")
     p.add_argument("--test-subjects", type=int, default=6, help="held-out subjects (default 6)")
@@ -44,11 +45,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-iterations", type=int, default=2, help="validation iterations per epoch (default 2)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"], help="nnU-Net device (default cpu)")
     p.add_argument("--tta", action="store_true", help="mirrored test-time augmentation (default off: 8x faster)")
-    p.add_argument("--gpu-memory-target", type=float, default=None, metavar="GB",
-                   help="planner's GPU memory target (default: 1 on cpu, for small patches; nnU-Net's on a GPU)")
-    p.add_argument("--target-spacing", type=float, default=None, metavar="MM",
-                   help="isotropic 3d_fullres spacing for nnU-Net's planner (default: nnU-Net's choice, 0.8-0.9 mm "
-                        "on the phantoms; 1.6 makes a CPU run several times cheaper)")
+    p.add_argument(
+        "--gpu-memory-target",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="planner's GPU memory target (default: 1 on cpu, for small patches; nnU-Net's on a GPU)",
+    )
+    p.add_argument(
+        "--target-spacing",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="isotropic 3d_fullres spacing for nnU-Net's planner (default: nnU-Net's choice, 0.8-0.9 mm "
+        "on the phantoms; 1.6 makes a CPU run several times cheaper)",
+    )
     p.add_argument("--level", type=int, default=3, help="vertebral level compared (default 3 = C3)")
     p.add_argument("--seen", default=",".join(SEEN_CONTRASTS), help="contrasts arm (d) trains on (default %(default)s)")
     p.add_argument("--arms", default="a,b,c,d", help="arms to run, a required (default %(default)s)")
@@ -59,33 +70,47 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = AblationConfig(n_train=args.train_subjects, n_test=args.test_subjects, epochs=args.epochs,
-                            iterations=args.iterations, val_iterations=args.val_iterations, device=args.device,
-                            level=args.level, seen_contrasts=tuple(c for c in args.seen.split(",") if c),
-                            seed=args.seed, tta=args.tta, gpu_memory_target_gb=args.gpu_memory_target,
-                            target_spacing_mm=args.target_spacing,
-                            arms=tuple(a for a in args.arms.split(",") if a))
+    config = AblationConfig(
+        n_train=args.train_subjects,
+        n_test=args.test_subjects,
+        epochs=args.epochs,
+        iterations=args.iterations,
+        val_iterations=args.val_iterations,
+        device=args.device,
+        level=args.level,
+        seen_contrasts=tuple(c for c in args.seen.split(",") if c),
+        seed=args.seed,
+        tta=args.tta,
+        gpu_memory_target_gb=args.gpu_memory_target,
+        target_spacing_mm=args.target_spacing,
+        arms=tuple(a for a in args.arms.split(",") if a),
+    )
     t0 = time.perf_counter()
     try:
-        result = run_ablation(args.output, config, overwrite=args.overwrite,
-                              say=lambda line: print(line, file=sys.stderr, flush=True))
+        result = run_ablation(
+            args.output, config, overwrite=args.overwrite, say=lambda line: print(line, file=sys.stderr, flush=True)
+        )
     except InputError as exc:  # bad arguments or an existing folder: one line, nothing run
         print(f"bench_softseg_ablation: error: {exc}", file=sys.stderr)
         return 2
     total = time.perf_counter() - t0
-    print(f"\nSoft-segmentation ablation: {config.n_train} training subjects, {config.n_test} held-out subjects; "
-          f"every arm {config.epochs} epochs x {config.iterations} iterations on {config.device}"
-          f"{' with' if config.tta else ' without'} test-time mirroring"
-          f"{f', {config.target_spacing_mm} mm spacing' if config.target_spacing_mm else ''}; CSA at C{config.level}"
-          f" (mm²)")
+    print(
+        f"\nSoft-segmentation ablation: {config.n_train} training subjects, {config.n_test} held-out subjects; "
+        f"every arm {config.epochs} epochs x {config.iterations} iterations on {config.device}"
+        f"{' with' if config.tta else ' without'} test-time mirroring"
+        f"{f', {config.target_spacing_mm} mm spacing' if config.target_spacing_mm else ''}; CSA at C{config.level}"
+        f" (mm²)"
+    )
     for arm in ARMS:
         if arm.key in config.arms:
             print(f"  ({arm.key}) {arm.description}")
     print()
     print(format_table(result.table))
-    print("\nCSA error: mean over held-out masks of (CSA - true CSA) / true CSA; SD: population SD across contrasts,"
-          " mean over subjects; p: two-sided Wilcoxon signed-rank test of the per-subject SDs vs (a) on the same"
-          " contrasts; missing: held-out masks with no cord at the level (counted as CSA 0 mm²)")
+    print(
+        "\nCSA error: mean over held-out masks of (CSA - true CSA) / true CSA; SD: population SD across contrasts,"
+        " mean over subjects; p: two-sided Wilcoxon signed-rank test of the per-subject SDs vs (a) on the same"
+        " contrasts; missing: held-out masks with no cord at the level (counted as CSA 0 mm²)"
+    )
     print(f"\ntable: {result.csv}")
     print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings_s.items()) + f"; total {total:.0f} s")
     return 0

@@ -52,8 +52,9 @@ def _make_trainer(cls, dataset: str, configuration: str, plans_identifier: str):
     plans = load_json(str(pre / f"{plans_identifier}.json"))
     plans["continue_training"] = False
     dataset_json = load_json(str(pre / "dataset.json"))
-    trainer = cls(plans=plans, configuration=configuration, fold="all", dataset_json=dataset_json,
-                  device=torch.device("cpu"))
+    trainer = cls(
+        plans=plans, configuration=configuration, fold="all", dataset_json=dataset_json, device=torch.device("cpu")
+    )
     trainer.on_train_start()
     trainer.on_train_epoch_start()
     return trainer
@@ -78,8 +79,12 @@ def main(argv=None) -> int:
     ap.add_argument("-n", "--iterations", type=int, default=30, help="measured iterations per trainer (default 30)")
     ap.add_argument("--block", type=int, default=1, help="iterations per alternating block (default 1)")
     ap.add_argument("--warmup", type=int, default=3, help="unmeasured iterations per trainer (default 3)")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores, "
-                    "as nnUNetv2_train on CPU)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="torch threads (default: all cores, as nnUNetv2_train on CPU)",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
 
@@ -97,6 +102,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
     from trainers.softseg import nnUNetTrainerSoftSeg
 
     torch.set_num_threads(max(1, args.threads))
@@ -109,8 +115,10 @@ def main(argv=None) -> int:
         stock = _make_trainer(nnUNetTrainer, dataset, args.configuration, args.plans)
         soft = _make_trainer(nnUNetTrainerSoftSeg, dataset, args.configuration, args.plans)
     cm = stock.configuration_manager
-    print(f"dataset {dataset}, {args.configuration}: patch {cm.patch_size}, batch {stock.batch_size}, "
-          f"torch threads {torch.get_num_threads()}, {args.iterations} iterations each after {args.warmup} warm-up")
+    print(
+        f"dataset {dataset}, {args.configuration}: patch {cm.patch_size}, batch {stock.batch_size}, "
+        f"torch threads {torch.get_num_threads()}, {args.iterations} iterations each after {args.warmup} warm-up"
+    )
 
     _iterate(stock, args.warmup)
     _iterate(soft, args.warmup)
@@ -130,19 +138,35 @@ def main(argv=None) -> int:
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     for k in names:
         v = wall[k]
-        print(f"{k:<22} median {med[k] * 1000:8.1f} ms/iteration wall, {med_cpu[k] * 1000:8.1f} ms CPU  "
-              f"(wall mean {statistics.mean(v) * 1000:.1f}, min {min(v) * 1000:.1f}, max {max(v) * 1000:.1f})")
+        print(
+            f"{k:<22} median {med[k] * 1000:8.1f} ms/iteration wall, {med_cpu[k] * 1000:8.1f} ms CPU  "
+            f"(wall mean {statistics.mean(v) * 1000:.1f}, min {min(v) * 1000:.1f}, max {max(v) * 1000:.1f})"
+        )
     ratio = med[names[1]] / med[names[0]]
     ratio_min = min(wall[names[1]]) / min(wall[names[0]])
     ratio_cpu = med_cpu[names[1]] / med_cpu[names[0]]
     verdict = "OK" if ratio <= 1.15 else "ABOVE TARGET"
-    print(f"soft / stock: {ratio:.3f} median wall ({(ratio - 1) * 100:+.1f}%; target <= +15%: {verdict}); "
-          f"{ratio_min:.3f} fastest iterations; {ratio_cpu:.3f} median CPU time")
+    print(
+        f"soft / stock: {ratio:.3f} median wall ({(ratio - 1) * 100:+.1f}%; target <= +15%: {verdict}); "
+        f"{ratio_min:.3f} fastest iterations; {ratio_cpu:.3f} median CPU time"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"median_wall_s": med, "median_cpu_s": med_cpu, "ratio": ratio,
-                                         "ratio_fastest": ratio_min, "ratio_cpu": ratio_cpu, "wall_s": wall,
-                                         "cpu_s": cpu, "patch_size": list(cm.patch_size),
-                                         "batch_size": stock.batch_size}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "median_wall_s": med,
+                    "median_cpu_s": med_cpu,
+                    "ratio": ratio,
+                    "ratio_fastest": ratio_min,
+                    "ratio_cpu": ratio_cpu,
+                    "wall_s": wall,
+                    "cpu_s": cpu,
+                    "patch_size": list(cm.patch_size),
+                    "batch_size": stock.batch_size,
+                },
+                indent=2,
+            )
+        )
     for t in (stock, soft):
         with contextlib.redirect_stdout(io.StringIO()):
             t.on_train_end()

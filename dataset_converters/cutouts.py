@@ -3,7 +3,7 @@
 Input: a folder holding pairs of SPINEPS masks on one grid, the semantic ``<stem>_seg-spine_msk.nii.gz``
 (or TPTBox's ``_seg-subreg``) and the instance ``<stem>_seg-vert_msk.nii.gz`` beside it (any depth, e.g.
 ``derivatives/labels/sub-XX/anat``). Per vertebral body of each semantic mask, the same cutout as
-``nnspine cutouts`` makes (:mod:`postprocessing.cutouts`: size, spacing, centres, one-hot input channels),
+``nnspine cutouts`` makes (:mod:`postprocessing.spine.cutouts`: size, spacing, centres, one-hot input channels),
 plus ``shifts`` copies whose centre is moved by a random vector of at most ``max_shift_mm`` (uniform in
 that ball; seeded, so reruns give the same dataset). Targets, on the cutout grid (nearest neighbour from
 the instance mask, vertebra voxels only): 1 = the vertebra above the centre one, 2 = the centre vertebra
@@ -22,16 +22,47 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from dataset_converters import nnunet_raw as R
-from nnunet_extensions import labels as L
-from nnunet_extensions.io import Image, InputError, require_folder
-from postprocessing import cutouts as C
+from dataset_converters.nnunet_raw import (
+    check_case_id,
+    dataset_folder,
+    prepare_folder,
+    raw_root,
+    remove_stale_cases,
+    write_case,
+    write_dataset_json,
+)
+from nnunet_extensions.core.io import Image, InputError, require_folder
+from nnunet_extensions.core.labels import (
+    CORPUS,
+    CUTOUT_CHANNEL_LABELS,
+    CUTOUT_TARGET_LABELS,
+    SACRUM,
+    VERSE_NAMES,
+    is_vertebra,
+)
+from postprocessing.spine.cutouts import (
+    CHANNEL_NAME,
+    CUTOUT_ORIENTATION,
+    DEFAULT_SIZE,
+    DEFAULT_SPACING_MM,
+    Bodies,
+    case_name,
+    check_size,
+    cut_case,
+    cutout_affine,
+    load_instance,
+    load_semantic,
+    one_hot,
+    sample_labels,
+    semantic_files,
+    to_pir,
+)
 
 
 class CutoutWarning(UserWarning):
@@ -53,12 +84,12 @@ def find_pairs(root: str | os.PathLike) -> tuple[list[tuple[str, Path, Path]], l
     warning per semantic mask without one."""
     root = require_folder(root, "dataset folder")
     pairs, notes = [], []
-    for sem in C.semantic_files(root):
+    for sem in semantic_files(root):
         inst = instance_partner(sem)
         if inst is None:
             notes.append(f"{sem}: no instance mask (_seg-vert_msk) beside it, skipped")
             continue
-        pairs.append((C.case_name(sem), sem, inst))
+        pairs.append((case_name(sem), sem, inst))
     if not pairs:
         raise InputError(f"{root}: no pair of semantic (_seg-spine_msk) and instance (_seg-vert_msk) masks found")
     return pairs, notes
@@ -69,10 +100,10 @@ def vertebra_order(sem_pir: np.ndarray, inst_pir: np.ndarray, affine_pir: np.nda
     (of the whole instance when it has no body voxel)."""
     from scipy import ndimage
 
-    ids = [int(v) for v in np.unique(inst_pir) if L.is_vertebra(v) and v != L.SACRUM]
+    ids = [int(v) for v in np.unique(inst_pir) if is_vertebra(v) and v != SACRUM]
     if not ids:
         return []
-    body = np.where(sem_pir == L.CORPUS, inst_pir, 0)
+    body = np.where(sem_pir == CORPUS, inst_pir, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         cb = ndimage.center_of_mass(np.ones(body.shape, np.uint8), body, ids)
         cw = ndimage.center_of_mass(np.ones(body.shape, np.uint8), inst_pir, ids)
@@ -83,10 +114,10 @@ def vertebra_order(sem_pir: np.ndarray, inst_pir: np.ndarray, affine_pir: np.nda
     return sorted(ids, key=lambda v: -z[v])
 
 
-def centre_vertebra(bodies: C.Bodies, index: int, inst_pir: np.ndarray) -> int | None:
+def centre_vertebra(bodies: Bodies, index: int, inst_pir: np.ndarray) -> int | None:
     """The vertebra instance holding most of body component ``index`` (0-based), None when it has none."""
     vals = inst_pir[bodies.components == index + 1]
-    vals = vals[np.isin(vals, [v for v in L.VERSE_NAMES if v != L.SACRUM])]
+    vals = vals[np.isin(vals, [v for v in VERSE_NAMES if v != SACRUM])]
     return int(np.bincount(vals).argmax()) if vals.size else None
 
 
@@ -95,10 +126,10 @@ def target_lut(order: Sequence[int], centre: int) -> np.ndarray:
     lut = np.zeros(256, np.uint8)
     k = list(order).index(centre)
     if k > 0:
-        lut[order[k - 1]] = L.CUTOUT_TARGET_LABELS["above"]
-    lut[centre] = L.CUTOUT_TARGET_LABELS["centre"]
+        lut[order[k - 1]] = CUTOUT_TARGET_LABELS["above"]
+    lut[centre] = CUTOUT_TARGET_LABELS["centre"]
     if k + 1 < len(order):
-        lut[order[k + 1]] = L.CUTOUT_TARGET_LABELS["below"]
+        lut[order[k + 1]] = CUTOUT_TARGET_LABELS["below"]
     return lut
 
 
@@ -132,8 +163,8 @@ def convert(
     shifts: int = 2,
     max_shift_mm: float = 10.0,
     seed: int = 0,
-    size: Sequence[int] = C.DEFAULT_SIZE,
-    spacing_mm: Sequence[float] = C.DEFAULT_SPACING_MM,
+    size: Sequence[int] = DEFAULT_SIZE,
+    spacing_mm: Sequence[float] = DEFAULT_SPACING_MM,
     raw_folder: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = False,
@@ -144,65 +175,72 @@ def convert(
     folder is created. A body whose voxels belong to no vertebra instance is skipped with a warning."""
     from tqdm.auto import tqdm
 
-    C.check_size(size, spacing_mm)
+    check_size(size, spacing_mm)
     if shifts < 0:
         raise InputError(f"--shifts must be 0 or more, got {shifts}")
     if not max_shift_mm >= 0:
         raise InputError(f"--max-shift-mm must be 0 or more, got {max_shift_mm}")
     pairs, notes = find_pairs(input_dir)
-    folder = R.dataset_folder(R.raw_root(raw_folder), nnunet_dataset, name)
+    folder = dataset_folder(raw_root(raw_folder), nnunet_dataset, name)
     seen: dict[str, Path] = {}
     for case, sem_path, inst_path in pairs:  # check everything first
         if case in seen:
             raise InputError(f"{sem_path}: case name {case} also comes from {seen[case]} (rename one of them)")
         seen[case] = sem_path
-        R.check_case_id(case)
-        sem = C.load_semantic(sem_path)
-        C.load_instance(inst_path, like=sem)
-    R.prepare_folder(folder, overwrite=overwrite)
+        check_case_id(case)
+        sem = load_semantic(sem_path)
+        load_instance(inst_path, like=sem)
+    prepare_folder(folder, overwrite=overwrite)
     rng = np.random.default_rng(seed)
     report = CutoutDatasetReport(folder, 0, warnings=list(notes))
     written: list[str] = []
     for case, sem_path, inst_path in tqdm(pairs, desc="convert cutouts", unit="subject", disable=not progress):
-        sem = C.load_semantic(sem_path)
-        inst = C.load_instance(inst_path, like=sem)
-        record, bodies, sem_pir = C.cut_case(sem, case, size, spacing_mm)
-        inst_pir, aff_pir = C.to_pir(inst)
+        sem = load_semantic(sem_path)
+        inst = load_instance(inst_path, like=sem)
+        record, bodies, sem_pir = cut_case(sem, case, size, spacing_mm)
+        inst_pir, aff_pir = to_pir(inst)
         order = vertebra_order(sem_pir, inst_pir, aff_pir)
         used = 0
         for cut in record.cutouts:
             centre = centre_vertebra(bodies, cut.index, inst_pir)
             if centre is None or centre not in order:
-                report.warnings.append(f"{inst_path}: body at ({', '.join(f'{v:.1f}' for v in cut.centre_mm)}) mm "
-                                       "belongs to no vertebra instance, skipped")
+                report.warnings.append(
+                    f"{inst_path}: body at ({', '.join(f'{v:.1f}' for v in cut.centre_mm)}) mm "
+                    "belongs to no vertebra instance, skipped"
+                )
                 continue
             lut = target_lut(order, centre)
             offsets = np.vstack([np.zeros((1, 3)), random_shifts(shifts, max_shift_mm, rng)])
             for k, off in enumerate(offsets):
                 cname = cut.name if k == 0 else f"{cut.name}s{k}"
-                aff = C.cutout_affine(aff_pir, cut.centre_mm + off, size, spacing_mm)
-                labels = C.sample_labels(sem_pir, aff_pir, aff, cut.shape)
-                target = lut[C.sample_labels(inst_pir, aff_pir, aff, cut.shape)]
-                images = [Image(ch, aff) for ch in C.one_hot(labels)]
-                R.write_case(folder, cname, images, target, overwrite=overwrite)
+                aff = cutout_affine(aff_pir, cut.centre_mm + off, size, spacing_mm)
+                labels = sample_labels(sem_pir, aff_pir, aff, cut.shape)
+                target = lut[sample_labels(inst_pir, aff_pir, aff, cut.shape)]
+                images = [Image(ch, aff) for ch in one_hot(labels)]
+                write_case(folder, cname, images, target, overwrite=overwrite)
                 written.append(cname)
             used += 1
         report.subjects[case] = used
     if overwrite:
-        R.remove_stale_cases(folder, written)
-    n_ch = len(L.CUTOUT_CHANNEL_LABELS)
-    R.write_dataset_json(
-        folder, channel_names={str(c): C.CHANNEL_NAME for c in range(n_ch)}, labels=dict(L.CUTOUT_TARGET_LABELS),
-        num_training=len(written), overwrite=True,
-        channel_labels={str(c): int(lab) for c, lab in enumerate(L.CUTOUT_CHANNEL_LABELS)},
+        remove_stale_cases(folder, written)
+    n_ch = len(CUTOUT_CHANNEL_LABELS)
+    write_dataset_json(
+        folder,
+        channel_names={str(c): CHANNEL_NAME for c in range(n_ch)},
+        labels=dict(CUTOUT_TARGET_LABELS),
+        num_training=len(written),
+        overwrite=True,
+        channel_labels={str(c): int(lab) for c, lab in enumerate(CUTOUT_CHANNEL_LABELS)},
         description="nnunet-spine instance-phase cutouts: one-hot vertebra subregions 41-49 in, "
-                    "vertebra above (1) / centre (2) / below (3) out",
-        cutout_size=[int(n) for n in size], cutout_spacing_mm=[float(s) for s in spacing_mm],
-        cutout_orientation="".join(C.CUTOUT_ORIENTATION), shifts=int(shifts), max_shift_mm=float(max_shift_mm),
+        "vertebra above (1) / centre (2) / below (3) out",
+        cutout_size=[int(n) for n in size],
+        cutout_spacing_mm=[float(s) for s in spacing_mm],
+        cutout_orientation="".join(CUTOUT_ORIENTATION),
+        shifts=int(shifts),
+        max_shift_mm=float(max_shift_mm),
         seed=int(seed),
     )
     report.cases = len(written)
     for w in report.warnings:
         warnings.warn(w, CutoutWarning, stacklevel=2)
     return report
-

@@ -1,6 +1,6 @@
 """``nnspine convert lesion`` / :func:`convert`: a multi-sequence BIDS lesion dataset → an nnU-Net raw dataset.
 
-Input (found by :mod:`nnunet_extensions.bids`): per subject (or session) one image per requested sequence
+Input (found by :mod:`nnunet_extensions.core.bids`): per subject (or session) one image per requested sequence
 (``channels``: image specs such as ``T2w``, ``T1w``, ``acq-sag_T2w``, ``ce-gd_T1w``) and a binary lesion
 mask ``derivatives/labels/sub-XX[/ses-YY]/anat/<image stem>_label-lesion_seg.nii.gz`` (or beside the
 image) on its image's grid. The mask is looked up for the channels' images in channel order, so it may
@@ -11,7 +11,7 @@ channel's image (its BIDS stem, e.g. ``sub-01_T2w``):
 
 * ``imagesTr/<case>_0000.nii.gz``, ``_0001``, … one file per channel, in the order given; the first
   channel is the reference grid. Another sequence on a different grid is resampled to it through world
-  coordinates (the image affines, :func:`nnunet_extensions.geometry.resample_to_grid`) with *linear*
+  coordinates (the image affines, :func:`nnunet_extensions.core.geometry.resample_to_grid`) with *linear*
   interpolation (float32; 0 outside its field of view); the report says which were resampled.
 * ``labelsTr/<case>.nii.gz``: the lesion mask on the reference grid (resampled with *nearest neighbour*
   when it was drawn on another channel's grid). Labels ``{"background": 0, "lesion": 1}``; with
@@ -24,23 +24,23 @@ channel's image (its BIDS stem, e.g. ``sub-01_T2w``):
 A subject missing a requested sequence, or its lesion mask, or (with ``regions``) its cord mask, is skipped
 with a one-line warning naming what is missing; with ``allow_missing`` a missing lesion mask is written as
 an empty mask (a negative case). Every image and mask is checked before anything is written (3-D, finite;
-masks binary and on their image's grid): a bad file raises :class:`~nnunet_extensions.io.InputError`
+masks binary and on their image's grid): a bad file raises :class:`~nnunet_extensions.core.io.InputError`
 naming it, and nothing is written. The input dataset is never modified.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from dataset_converters import nnunet_raw
 from dataset_converters.parallel import process_pool, run_all
-from nnunet_extensions import bids
-from nnunet_extensions.io import (
+from nnunet_extensions.core import bids
+from nnunet_extensions.core.io import (
     Image,
     InputError,
     OutputExistsError,
@@ -134,9 +134,15 @@ class LesionConversionReport:
         out = []
         for r in self.cases:
             chans = ", ".join(f"{c} (resampled)" if c in r.resampled else c for c in r.channels)
-            mask = (f"{Path(r.lesion_mask).name}{' (resampled, nearest)' if r.lesion_resampled else ''}"
-                    if r.lesion_mask else "none: empty mask (--allow-missing)")
-            line = f"{r.case}: channels {chans}; lesion mask {mask}, {r.lesion_voxels} voxels ({r.lesion_volume_mm3:.1f} mm3)"
+            mask = (
+                f"{Path(r.lesion_mask).name}{' (resampled, nearest)' if r.lesion_resampled else ''}"
+                if r.lesion_mask
+                else "none: empty mask (--allow-missing)"
+            )
+            line = (
+                f"{r.case}: channels {chans}; lesion mask {mask}, {r.lesion_voxels} voxels "
+                f"({r.lesion_volume_mm3:.1f} mm3)"
+            )
             if self.regions:
                 line += f"; cord {Path(r.cord_mask).name}{' (resampled, nearest)' if r.cord_resampled else ''}"
                 if r.lesion_voxels_outside_cord:
@@ -146,10 +152,15 @@ class LesionConversionReport:
             out.append(f"{unit}: skipped ({why})")
         ref = self.channels[0]
         for c, n in self.resampled.items():
-            out.append(f"{c}: resampled to the {ref} grid (linear, world coordinates) in {n} of {len(self.cases)} cases"
-                       if n else f"{c}: on the {ref} grid in every case (not resampled)")
-        out.append(f"nnU-Net raw dataset: {self.nnunet_dataset} ({len(self.cases)} training cases, "
-                   f"channels {', '.join(self.channels)}{', region labels' if self.regions else ''})")
+            out.append(
+                f"{c}: resampled to the {ref} grid (linear, world coordinates) in {n} of {len(self.cases)} cases"
+                if n
+                else f"{c}: on the {ref} grid in every case (not resampled)"
+            )
+        out.append(
+            f"nnU-Net raw dataset: {self.nnunet_dataset} ({len(self.cases)} training cases, "
+            f"channels {', '.join(self.channels)}{', region labels' if self.regions else ''})"
+        )
         return out
 
     def to_dict(self) -> dict:
@@ -158,11 +169,13 @@ class LesionConversionReport:
 
 # ========================================================================================== discovery
 def parse_channels(channels: str | Sequence[str]) -> list[str]:
-    """``"T1w,T2w"`` or ``["T1w", "T2w"]`` → checked channel specs (:class:`~nnunet_extensions.bids.ImageSpec`),
+    """``"T1w,T2w"`` or ``["T1w", "T2w"]`` → checked channel specs (:class:`~nnunet_extensions.core.bids.ImageSpec`),
     in order; :class:`InputError` for an empty list, a bad spec or a repeated one."""
     items = [c.strip() for c in (channels.split(",") if isinstance(channels, str) else channels)]
     if not items or any(not c for c in items):
-        raise InputError(f"--channels: give one or more image specs separated by commas (e.g. T1w,T2w), got {channels!r}")
+        raise InputError(
+            f"--channels: give one or more image specs separated by commas (e.g. T1w,T2w), got {channels!r}"
+        )
     for c in items:
         try:
             bids.ImageSpec.parse(c)
@@ -182,8 +195,15 @@ def _find_mask(root: Path, images: Sequence[bids.BidsImage], suffix: str) -> tup
     return None
 
 
-def _plan_unit(root: Path, unit: bids.Unit, images: list[bids.BidsImage], channels: Sequence[str], label_suffix: str,
-               cord_suffix: str | None, allow_missing: bool) -> _CasePlan:
+def _plan_unit(
+    root: Path,
+    unit: bids.Unit,
+    images: list[bids.BidsImage],
+    channels: Sequence[str],
+    label_suffix: str,
+    cord_suffix: str | None,
+    allow_missing: bool,
+) -> _CasePlan:
     """Which files make the case of one unit, or why it is skipped."""
     plan = _CasePlan(unit=unit.name)
     chosen: list[bids.BidsImage] = []
@@ -194,8 +214,10 @@ def _plan_unit(root: Path, unit: bids.Unit, images: list[bids.BidsImage], channe
             plan.skip = f"no {spec} image (images: {have})"
             return plan
         if len(found) > 1:
-            plan.skip = (f"several {spec} images ({', '.join(im.contrast for im in found)}); "
-                         "name one in --channels with its entities")
+            plan.skip = (
+                f"several {spec} images ({', '.join(im.contrast for im in found)}); "
+                "name one in --channels with its entities"
+            )
             return plan
         if found[0] in chosen:
             plan.skip = f"{found[0].path.name} matches two channels"
@@ -206,18 +228,29 @@ def _plan_unit(root: Path, unit: bids.Unit, images: list[bids.BidsImage], channe
     expected = f"{chosen[0].stem}{label_suffix}.nii.gz"
     plan.lesion = _find_mask(root, chosen, label_suffix)
     if plan.lesion is None and not allow_missing:
-        plan.skip = f"no lesion mask (expected derivatives/labels/{unit.rel_dir}/{expected}; --allow-missing writes an empty one)"
+        plan.skip = (
+            f"no lesion mask (expected derivatives/labels/{unit.rel_dir}/{expected}; "
+            "--allow-missing writes an empty one)"
+        )
         return plan
     if cord_suffix is not None:
         plan.cord = _find_mask(root, chosen, cord_suffix)
         if plan.cord is None:
-            plan.skip = (f"no cord mask for --regions (expected derivatives/labels/{unit.rel_dir}/"
-                         f"{chosen[0].stem}{cord_suffix}.nii.gz)")
+            plan.skip = (
+                f"no cord mask for --regions (expected derivatives/labels/{unit.rel_dir}/"
+                f"{chosen[0].stem}{cord_suffix}.nii.gz)"
+            )
     return plan
 
 
-def discover(bids_root: Path, channels: Sequence[str], *, label_suffix: str = LESION_SUFFIX,
-             cord_suffix: str | None = None, allow_missing: bool = False) -> tuple[list[_CasePlan], list[str]]:
+def discover(
+    bids_root: Path,
+    channels: Sequence[str],
+    *,
+    label_suffix: str = LESION_SUFFIX,
+    cord_suffix: str | None = None,
+    allow_missing: bool = False,
+) -> tuple[list[_CasePlan], list[str]]:
     """Plans of every subject/session (files chosen, or the reason to skip) and warnings about stray files.
     No image is read."""
     root = require_folder(bids_root, "dataset folder")
@@ -253,10 +286,11 @@ def _validate(plan: _CasePlan, _: object = None) -> _CasePlan:
 
 # ========================================================================================= conversion
 def _on_reference(img: Image, ref: Image, order: int) -> tuple[np.ndarray, bool]:
-    """``img``'s voxels on ``ref``'s grid (world coordinates; order 1 linear, 0 nearest) and whether it was resampled."""
+    """``img``'s voxels on ``ref``'s grid (world coordinates; order 1 linear, 0 nearest) and whether it was
+    resampled."""
     if same_grid(ref, img):
         return img.data, False
-    from nnunet_extensions.geometry import resample_to_grid
+    from nnunet_extensions.core.geometry import resample_to_grid
 
     return resample_to_grid(img.data, img.affine, ref.shape, ref.affine, order=order, cval=0), True
 
@@ -293,10 +327,16 @@ def _process(plan: _CasePlan, st: _Settings) -> CaseReport:
     rel = lambda p: p.relative_to(st.bids_root).as_posix() if p.is_relative_to(st.bids_root) else str(p)  # noqa: E731
     voxel_mm3 = float(np.prod(ref.zooms))
     return CaseReport(
-        case=plan.case, unit=plan.unit, channels=[c.spec for c in plan.channels], resampled=resampled,
-        lesion_mask=rel(plan.lesion[0]) if plan.lesion else "", lesion_resampled=lesion_resampled,
-        lesion_voxels=int(lesion.sum()), lesion_volume_mm3=round(float(lesion.sum()) * voxel_mm3, 3),
-        cord_mask=rel(plan.cord[0]) if plan.cord else "", cord_resampled=cord_resampled,
+        case=plan.case,
+        unit=plan.unit,
+        channels=[c.spec for c in plan.channels],
+        resampled=resampled,
+        lesion_mask=rel(plan.lesion[0]) if plan.lesion else "",
+        lesion_resampled=lesion_resampled,
+        lesion_voxels=int(lesion.sum()),
+        lesion_volume_mm3=round(float(lesion.sum()) * voxel_mm3, 3),
+        cord_mask=rel(plan.cord[0]) if plan.cord else "",
+        cord_resampled=cord_resampled,
         lesion_voxels_outside_cord=outside,
     )
 
@@ -371,9 +411,16 @@ def convert(
         raise InputError(f"--jobs must be >= 1, got {jobs}")
     for option, suffix in (("--label-suffix", label_suffix), ("--cord-suffix", cord_suffix)):
         if not suffix or not suffix.startswith("_") or "/" in suffix:
-            raise InputError(f"{option}: expected a file-name suffix starting with '_' (e.g. _label-lesion_seg), got {suffix!r}")
-    plans, stray = discover(bids_root, specs, label_suffix=label_suffix, cord_suffix=cord_suffix if regions else None,
-                            allow_missing=allow_missing)
+            raise InputError(
+                f"{option}: expected a file-name suffix starting with '_' (e.g. _label-lesion_seg), got {suffix!r}"
+            )
+    plans, stray = discover(
+        bids_root,
+        specs,
+        label_suffix=label_suffix,
+        cord_suffix=cord_suffix if regions else None,
+        allow_missing=allow_missing,
+    )
     folder = nnunet_raw.dataset_folder(nnunet_raw.raw_root(nnunet_raw_dir), nnunet_dataset, name)
     if _is_inside(folder, bids_root):
         raise InputError(f"{folder}: is inside the input dataset {bids_root}, which is never modified")
@@ -402,10 +449,16 @@ def convert(
         finally:
             bar.close()
 
-    sources = {c.case: {"images": [p.image.relative_to(bids_root).as_posix() for p in plan.channels],
-                        "lesion_mask": c.lesion_mask, "cord_mask": c.cord_mask or None, "resampled": c.resampled,
-                        "lesion_mask_resampled": c.lesion_resampled}
-               for c, plan in zip(cases, todo)}
+    sources = {
+        c.case: {
+            "images": [p.image.relative_to(bids_root).as_posix() for p in plan.channels],
+            "lesion_mask": c.lesion_mask,
+            "cord_mask": c.cord_mask or None,
+            "resampled": c.resampled,
+            "lesion_mask_resampled": c.lesion_resampled,
+        }
+        for c, plan in zip(cases, todo)
+    }
     if overwrite:
         nnunet_raw.remove_stale_cases(folder, sources, n_channels=len(specs))
     extra = {"regions_class_order": REGIONS_CLASS_ORDER} if regions else {}
@@ -417,17 +470,49 @@ def convert(
         overwrite=True,
         **extra,
         name=folder.name,
-        description=("Lesion segmentation: one channel per sequence (" + ", ".join(specs) + "), resampled to the "
-                     f"{specs[0]} grid; " + ("region labels: 1 cord, 2 lesion (lesions outside the cord are still 2)"
-                                             if regions else "labels: 1 lesion")),
-        nnspine={"converter": "lesion", "version": __version__, "channels": specs, "label_suffix": label_suffix,
-                 "cord_suffix": cord_suffix if regions else None, "regions": regions, "allow_missing": allow_missing,
-                 "resampling": "other channels: linear, masks: nearest; through world coordinates onto the first channel",
-                 "source_dataset": str(bids_root.resolve()), "cases": sources},
+        description=(
+            "Lesion segmentation: one channel per sequence (" + ", ".join(specs) + "), resampled to the "
+            f"{specs[0]} grid; "
+            + (
+                "region labels: 1 cord, 2 lesion (lesions outside the cord are still 2)"
+                if regions
+                else "labels: 1 lesion"
+            )
+        ),
+        nnspine={
+            "converter": "lesion",
+            "version": __version__,
+            "channels": specs,
+            "label_suffix": label_suffix,
+            "cord_suffix": cord_suffix if regions else None,
+            "regions": regions,
+            "allow_missing": allow_missing,
+            "resampling": "other channels: linear, masks: nearest; through world coordinates onto the first channel",
+            "source_dataset": str(bids_root.resolve()),
+            "cases": sources,
+        },
     )
-    return LesionConversionReport(bids_root=str(bids_root), nnunet_dataset=str(folder), channels=specs, regions=regions,
-                                  cases=cases, skipped=skipped, warnings=all_warnings)
+    return LesionConversionReport(
+        bids_root=str(bids_root),
+        nnunet_dataset=str(folder),
+        channels=specs,
+        regions=regions,
+        cases=cases,
+        skipped=skipped,
+        warnings=all_warnings,
+    )
 
 
-__all__ = ["convert", "discover", "parse_channels", "CaseReport", "LesionConversionReport", "LesionConversionWarning",
-           "LABELS", "REGION_LABELS", "REGIONS_CLASS_ORDER", "LESION_SUFFIX", "CORD_SUFFIX"]
+__all__ = [
+    "convert",
+    "discover",
+    "parse_channels",
+    "CaseReport",
+    "LesionConversionReport",
+    "LesionConversionWarning",
+    "LABELS",
+    "REGION_LABELS",
+    "REGIONS_CLASS_ORDER",
+    "LESION_SUFFIX",
+    "CORD_SUFFIX",
+]

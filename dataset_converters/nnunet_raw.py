@@ -15,7 +15,7 @@ mapping in ``dataset.json`` under :data:`LABEL_MAP_KEY` (:func:`label_map_entry`
 travels with every model and prediction.
 
 Every file of a case is written with the *first channel's* affine and NIfTI header
-(:func:`nnunet_extensions.io.save_image` with ``like=``), so nnU-Net's
+(:func:`nnunet_extensions.core.io.save_image` with ``like=``), so nnU-Net's
 ``--verify_dataset_integrity`` sees identical spacing, origin and direction in image and label.
 Writes are atomic and refuse to replace existing files unless ``overwrite=True``.
 """
@@ -28,12 +28,13 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from nnunet_extensions.io import (
+from nnunet_extensions.core.dataset_json import FILE_ENDING, IMAGES_TR, LABELS_TR
+from nnunet_extensions.core.io import (
     Image,
     InputError,
     OutputExistsError,
@@ -42,17 +43,6 @@ from nnunet_extensions.io import (
     save_image,
     write_text,
 )
-
-#: File ending used by the converters (NIfTI, read by nnU-Net's SimpleITKIO).
-FILE_ENDING = ".nii.gz"
-IMAGES_TR = "imagesTr"
-LABELS_TR = "labelsTr"
-#: Raw soft (partial-volume) labels beside ``labelsTr``: float masks in [0, 1], read by ``nnspine preprocess-soft``.
-LABELS_TR_SOFT = "labelsTr_soft"
-#: SPINEPS-format instance masks beside ``labelsTr`` (vertebrae, discs 100+X), same grid; nnU-Net ignores them.
-INSTANCES_TR = "instancesTr"
-#: ``dataset.json`` key holding a converter's label mapping (:func:`label_map_entry`).
-LABEL_MAP_KEY = "nnspine_label_map"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -87,8 +77,10 @@ def dataset_folder(root: str | os.PathLike, dataset_id: int, name: str) -> Path:
         prefix = f"Dataset{int(dataset_id):03d}_"
         others = sorted(p.name for p in root.iterdir() if p.name.startswith(prefix) and p.name != folder_name)
         if others:
-            raise InputError(f"{root / others[0]}: nnU-Net dataset ID {int(dataset_id)} is already used by this "
-                             f"dataset (choose another ID or remove it)")
+            raise InputError(
+                f"{root / others[0]}: nnU-Net dataset ID {int(dataset_id)} is already used by this "
+                f"dataset (choose another ID or remove it)"
+            )
     return root / folder_name
 
 
@@ -104,13 +96,20 @@ def image_path(folder: str | os.PathLike, case: str, channel: int = 0, file_endi
     return Path(folder) / IMAGES_TR / f"{case}_{channel:04d}{file_ending}"
 
 
-def label_path(folder: str | os.PathLike, case: str, file_ending: str = FILE_ENDING, subfolder: str = LABELS_TR) -> Path:
+def label_path(
+    folder: str | os.PathLike, case: str, file_ending: str = FILE_ENDING, subfolder: str = LABELS_TR
+) -> Path:
     """``folder/<subfolder>/<case><ending>`` (``labelsTr`` or an extra folder such as ``labelsTr_soft``)."""
     return Path(folder) / subfolder / f"{case}{file_ending}"
 
 
-def case_paths(folder: str | os.PathLike, case: str, n_channels: int = 1, extra_folders: Iterable[str] = (),
-               file_ending: str = FILE_ENDING) -> list[Path]:
+def case_paths(
+    folder: str | os.PathLike,
+    case: str,
+    n_channels: int = 1,
+    extra_folders: Iterable[str] = (),
+    file_ending: str = FILE_ENDING,
+) -> list[Path]:
     """Every file a case occupies: its images, its label and its extra maps."""
     paths = [image_path(folder, case, c, file_ending) for c in range(n_channels)]
     paths.append(label_path(folder, case, file_ending))
@@ -154,16 +153,25 @@ def write_case(
         raise ValueError(f"label shape {label.shape} differs from image shape {ref.shape}")
     written = []
     for channel, img in enumerate(images):
-        written.append(save_image(img.data, ref.affine, image_path(folder, case, channel, file_ending),
-                                  overwrite=overwrite, like=ref))
-    written.append(save_image(label, ref.affine, label_path(folder, case, file_ending), overwrite=overwrite,
-                              dtype=np.uint8, like=ref))
+        written.append(
+            save_image(
+                img.data, ref.affine, image_path(folder, case, channel, file_ending), overwrite=overwrite, like=ref
+            )
+        )
+    written.append(
+        save_image(
+            label, ref.affine, label_path(folder, case, file_ending), overwrite=overwrite, dtype=np.uint8, like=ref
+        )
+    )
     for sub, (arr, dtype) in (extra or {}).items():
         arr = np.asarray(arr)
         if arr.shape != ref.shape:
             raise ValueError(f"{sub} map shape {arr.shape} differs from image shape {ref.shape}")
-        written.append(save_image(arr, ref.affine, label_path(folder, case, file_ending, sub), overwrite=overwrite,
-                                  dtype=dtype, like=ref))
+        written.append(
+            save_image(
+                arr, ref.affine, label_path(folder, case, file_ending, sub), overwrite=overwrite, dtype=dtype, like=ref
+            )
+        )
     return written
 
 
@@ -196,8 +204,14 @@ def write_dataset_json(
     return write_text(Path(folder) / "dataset.json", json.dumps(content, indent=2) + "\n", overwrite=overwrite)
 
 
-def remove_stale_cases(folder: str | os.PathLike, keep: Iterable[str], *, extra_folders: Iterable[str] = (),
-                       file_ending: str = FILE_ENDING, n_channels: int | None = None) -> list[Path]:
+def remove_stale_cases(
+    folder: str | os.PathLike,
+    keep: Iterable[str],
+    *,
+    extra_folders: Iterable[str] = (),
+    file_ending: str = FILE_ENDING,
+    n_channels: int | None = None,
+) -> list[Path]:
     """Delete case files (images, labels, extra maps) of cases not in ``keep``, and with ``n_channels`` the
     image files of channels ``>= n_channels``; returns what was removed.
 
@@ -222,35 +236,6 @@ def remove_stale_cases(folder: str | os.PathLike, keep: Iterable[str], *, extra_
                 p.unlink()
                 removed.append(p)
     return removed
-
-
-# ----------------------------------------------------------------------------------------- label mapping
-def label_map_entry(convention: str, values: Mapping[int, int]) -> dict:
-    """The ``dataset.json`` value of :data:`LABEL_MAP_KEY`: ``{"convention": "spineps", "values": {"1": 41, ...}}``
-    (nnU-Net label, as a JSON string key, → the value it stands for in ``convention``; background 0 → 0)."""
-    return {"convention": str(convention), "values": {str(int(k)): int(v) for k, v in sorted(values.items())}}
-
-
-def read_label_map(dataset_json: Mapping, convention: str, source: str | os.PathLike = "dataset.json") -> dict[int, int]:
-    """nnU-Net label → ``convention`` value, from a ``dataset.json`` written by a converter (:func:`label_map_entry`).
-
-    :class:`InputError` naming ``source`` when the key is missing, malformed or for another convention.
-    """
-    entry = dataset_json.get(LABEL_MAP_KEY)
-    if not isinstance(entry, Mapping) or not isinstance(entry.get("values"), Mapping):
-        raise InputError(f"{source}: no '{LABEL_MAP_KEY}' label mapping (the dataset was not written by an nnspine "
-                         f"converter that remaps labels, e.g. 'nnspine convert spineps')")
-    if entry.get("convention") != convention:
-        raise InputError(f"{source}: labels map to the {entry.get('convention')!r} convention, not {convention!r}")
-    try:
-        mapping = {int(k): int(v) for k, v in entry["values"].items()}
-    except (TypeError, ValueError):
-        raise InputError(f"{source}: '{LABEL_MAP_KEY}' values must map integer labels to integers") from None
-    declared = sorted(int(v) for v in dataset_json.get("labels", {}).values() if isinstance(v, int))
-    missing = [v for v in declared if v not in mapping]
-    if missing:
-        raise InputError(f"{source}: nnU-Net labels {missing} have no entry in '{LABEL_MAP_KEY}'")
-    return mapping
 
 
 # ------------------------------------------------------------------------------------ all-or-nothing writes

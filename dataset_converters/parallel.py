@@ -8,10 +8,12 @@ cancels what has not started and is raised in the caller.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 
-def process_pool(jobs: int, n_items: int) -> ContextManager:
+def process_pool(jobs: int, n_items: int) -> AbstractContextManager:
     """A process pool (spawn) of ``min(jobs, n_items)`` workers for ``jobs > 1``, else a null context (None)."""
     if jobs <= 1 or n_items <= 1:
         return contextlib.nullcontext(None)

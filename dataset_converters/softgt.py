@@ -3,7 +3,7 @@ subject of a BIDS dataset (files in, files out).
 
 Input: a BIDS dataset with several contrasts per subject and a binary cord mask per image under
 ``derivatives/labels/sub-XX[/ses-YY]/anat/<image>_label-SC_seg.nii.gz`` (the spine-generic naming), found
-by :mod:`nnunet_extensions.bids`. Per subject (or session), every mask is validated (binary, finite, 3-D, on
+by :mod:`nnunet_extensions.core.bids`. Per subject (or session), every mask is validated (binary, finite, 3-D, on
 its image's grid), the masks are averaged by :func:`~dataset_converters.softgt_algorithm.soft_ground_truth`
 (the method: see :mod:`dataset_converters.softgt_algorithm`) and the soft masks are written with a report.
 Subjects are processed in worker processes with ``jobs > 1`` (:mod:`dataset_converters.parallel`).
@@ -39,9 +39,10 @@ from dataset_converters.softgt_algorithm import (
     SoftResult,
     soft_ground_truth,
 )
-from nnunet_extensions import bids
-from nnunet_extensions.geometry import si_axis
-from nnunet_extensions.io import (
+from nnunet_extensions.core import bids
+from nnunet_extensions.core.dataset_json import FILE_ENDING, LABELS_TR_SOFT
+from nnunet_extensions.core.geometry import si_axis
+from nnunet_extensions.core.io import (
     Image,
     InputError,
     OutputExistsError,
@@ -53,8 +54,16 @@ from nnunet_extensions.io import (
     write_text,
 )
 
-__all__ = ["convert", "discover", "soft_ground_truth", "SoftResult", "SoftGTReport", "SubjectReport",
-           "ContrastReport", "SoftGTWarning"]
+__all__ = [
+    "convert",
+    "discover",
+    "soft_ground_truth",
+    "SoftResult",
+    "SoftGTReport",
+    "SubjectReport",
+    "ContrastReport",
+    "SoftGTWarning",
+]
 
 #: Pipeline folder of the soft masks inside ``derivatives_out``.
 PIPELINE = "labels_softseg"
@@ -159,8 +168,10 @@ class SoftGTReport:
         """Human-readable summary: one line per subject and contrast."""
         out = []
         for s in self.subjects:
-            out.append(f"{s.subject}: reference {s.reference}, {len(s.contrasts)} contrasts used: {', '.join(s.used)}; "
-                       f"volume-preserving boundary shift {s.boundary_offset_mm:+.3f} mm")
+            out.append(
+                f"{s.subject}: reference {s.reference}, {len(s.contrasts)} contrasts used: {', '.join(s.used)}; "
+                f"volume-preserving boundary shift {s.boundary_offset_mm:+.3f} mm"
+            )
             for c in s.contrasts:
                 if c.entities == s.reference:
                     shift = "reference"
@@ -170,8 +181,10 @@ class SoftGTReport:
                     shift = "not aligned (no overlap with the reference)"
                 else:
                     shift = f"shift ({', '.join(f'{v:+.2f}' for v in c.offset_mm)}) mm from {c.aligned_slices} slices"
-                out.append(f"  {c.entities:<20s} boundary mean soft {c.boundary_mean:.3f} ({c.boundary_voxels} voxels), "
-                           f"{shift}, volume {c.soft_volume_mm3:.0f} mm3 (binary {c.binary_volume_mm3:.0f})")
+                out.append(
+                    f"  {c.entities:<20s} boundary mean soft {c.boundary_mean:.3f} ({c.boundary_voxels} voxels), "
+                    f"{shift}, volume {c.soft_volume_mm3:.0f} mm3 (binary {c.binary_volume_mm3:.0f})"
+                )
         for sub, why in self.skipped.items():
             out.append(f"{sub}: skipped ({why})")
         out.append(f"soft masks: {self.derivatives}")
@@ -200,8 +213,9 @@ def discover(bids_root: Path, reference: str = DEFAULT_REFERENCE) -> list[_Subje
     root = require_folder(bids_root, "dataset folder")
     labels_root = root / "derivatives" / "labels"
     if not labels_root.is_dir():
-        raise InputError(f"{labels_root}: no cord masks folder (expected derivatives/labels/sub-*/anat/"
-                         f"<image>{MASK_SUFFIX}.nii.gz)")
+        raise InputError(
+            f"{labels_root}: no cord masks folder (expected derivatives/labels/sub-*/anat/<image>{MASK_SUFFIX}.nii.gz)"
+        )
     plans = []
     for unit in bids.find_units(root):
         plan = _SubjectPlan(subject=unit.name, rel_dir=unit.rel_dir)
@@ -209,11 +223,14 @@ def discover(bids_root: Path, reference: str = DEFAULT_REFERENCE) -> list[_Subje
         for img in images:
             mask = bids.find_derivative(root, img, MASK_SUFFIX)
             if mask is None:
-                plan.warnings.append(f"{unit.name}: no cord mask for {img.path.name} (expected derivatives/labels/"
-                                     f"{unit.rel_dir}/{img.stem}{MASK_SUFFIX}.nii.gz); not used")
+                plan.warnings.append(
+                    f"{unit.name}: no cord mask for {img.path.name} (expected derivatives/labels/"
+                    f"{unit.rel_dir}/{img.stem}{MASK_SUFFIX}.nii.gz); not used"
+                )
                 continue
-            plan.contrasts.append(_Contrast(entities=img.contrast, stem=img.stem, image=img.path, mask=mask,
-                                           parsed=img.parsed))
+            plan.contrasts.append(
+                _Contrast(entities=img.contrast, stem=img.stem, image=img.path, mask=mask, parsed=img.parsed)
+            )
         if not plan.contrasts and not plan.warnings:
             continue  # an anat folder without images (e.g. only sessions hold data)
         _choose_reference(plan, reference)
@@ -321,7 +338,7 @@ def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
         )
         sidecar = {
             "Description": "Soft (partial-volume) spinal cord mask: fraction of each voxel inside the consensus "
-                           "cord boundary of the subject's cord masks from all contrasts",
+            "cord boundary of the subject's cord masks from all contrasts",
             "Sources": sources,
             "SpatialReference": report.image,
             "InputMask": c.mask.relative_to(st.bids_root).as_posix(),
@@ -331,13 +348,17 @@ def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
                 "Name": METHOD_NAME,
                 "Interpolation": "linear (masks into the averaging space, through world coordinates)",
                 "AveragingSpacingMM": list(result.spacing_mm),
-                "Alignment": ("slice-wise in-plane centre of mass vs the reference mask, Gaussian-smoothed along "
-                              f"S-I (sigma {ALIGN_SMOOTHING_MM} mm)") if st.align else "none (--no-align)",
+                "Alignment": (
+                    "slice-wise in-plane centre of mass vs the reference mask, Gaussian-smoothed along "
+                    f"S-I (sigma {ALIGN_SMOOTHING_MM} mm)"
+                )
+                if st.align
+                else "none (--no-align)",
                 "Weighting": "per-voxel mean over the contrasts whose field of view covers the voxel",
                 "PartialVolume": "fraction of each native voxel inside the 0.5 iso-surface of the average "
-                                 f"(sub-voxel samples {SUBSAMPLE_MM[0]} mm in-plane, {SUBSAMPLE_MM[1]} mm S-I)",
+                f"(sub-voxel samples {SUBSAMPLE_MM[0]} mm in-plane, {SUBSAMPLE_MM[1]} mm S-I)",
                 "VolumePreservation": "one outward normal shift of the consensus surface per subject so that the "
-                                      "soft volumes, summed over contrasts, equal the binary ones",
+                "soft volumes, summed over contrasts, equal the binary ones",
             },
             "BoundaryOffsetMM": result.boundary_offset_mm,
             "AlignmentOffsetMM": report.offset_mm,
@@ -353,13 +374,22 @@ def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
             full = load_image(c.image, "image")
             data = full.data.astype(np.float32) if full.data.dtype == np.float64 else full.data
             nnunet_raw.write_case(
-                st.nnunet_folder, c.stem, [Image(data=data, affine=image.affine, path=c.image, meta=full.meta)],
-                (soft >= 0.5).astype(np.uint8), extra={nnunet_raw.LABELS_TR_SOFT: (soft, np.float32)}, overwrite=st.overwrite,
+                st.nnunet_folder,
+                c.stem,
+                [Image(data=data, affine=image.affine, path=c.image, meta=full.meta)],
+                (soft >= 0.5).astype(np.uint8),
+                extra={LABELS_TR_SOFT: (soft, np.float32)},
+                overwrite=st.overwrite,
             )
             report.case = c.stem
         reports.append(report)
-    return SubjectReport(subject=plan.subject, reference=plan.reference, contrasts=reports,
-                         warnings=list(plan.warnings), boundary_offset_mm=result.boundary_offset_mm)
+    return SubjectReport(
+        subject=plan.subject,
+        reference=plan.reference,
+        contrasts=reports,
+        warnings=list(plan.warnings),
+        boundary_offset_mm=result.boundary_offset_mm,
+    )
 
 
 def convert(
@@ -440,8 +470,10 @@ def convert(
     # and never touches existing ones (outputs that exist are refused unless overwrite); elsewhere inside the
     # input dataset is refused.
     if _is_inside(soft_root, bids_root) and not _is_inside(soft_root, bids_root / "derivatives"):
-        raise InputError(f"{derivatives_out}: is inside the input dataset {bids_root} but not under its derivatives/ "
-                         "folder; choose <dataset>/derivatives or a folder outside the dataset")
+        raise InputError(
+            f"{derivatives_out}: is inside the input dataset {bids_root} but not under its derivatives/ "
+            "folder; choose <dataset>/derivatives or a folder outside the dataset"
+        )
     nn_folder = None
     if nnunet_dataset is not None:
         from dataset_converters import nnunet_raw
@@ -452,8 +484,15 @@ def convert(
         for folder in (nn_folder.parent, nn_folder):
             if folder.exists() and not folder.is_dir():
                 raise InputError(f"{folder}: is a file, expected a folder")
-    settings = _Settings(bids_root=bids_root, soft_root=soft_root, reference=reference, align=align,
-                         resolution_mm=float(reference_resolution), nnunet_folder=nn_folder, overwrite=overwrite)
+    settings = _Settings(
+        bids_root=bids_root,
+        soft_root=soft_root,
+        reference=reference,
+        align=align,
+        resolution_mm=float(reference_resolution),
+        nnunet_folder=nn_folder,
+        overwrite=overwrite,
+    )
 
     with process_pool(jobs, len(plans)) as pool:
         # 1. validate every input before writing anything
@@ -476,20 +515,29 @@ def convert(
         if nn_folder is not None:
             from dataset_converters import nnunet_raw
 
-            nnunet_raw.prepare_folder(nn_folder, overwrite=overwrite, extra_folders=(nnunet_raw.LABELS_TR_SOFT,))
+            nnunet_raw.prepare_folder(nn_folder, overwrite=overwrite, extra_folders=(LABELS_TR_SOFT,))
         soft_root.mkdir(parents=True, exist_ok=True)
         desc = soft_root / "dataset_description.json"
         if overwrite or not desc.exists():
             from nnunet_extensions import __version__
 
-            write_text(desc, json.dumps({
-                "Name": "Soft (partial-volume) spinal cord masks averaged across contrasts",
-                "BIDSVersion": "1.9.0",
-                "DatasetType": "derivative",
-                "GeneratedBy": [{"Name": "nnunet-spine", "Version": __version__,
-                                 "Description": "nnspine convert softgt"}],
-                "SourceDatasets": [{"URL": bids_root.resolve().as_uri()}],
-            }, indent=2) + "\n", overwrite=True)
+            write_text(
+                desc,
+                json.dumps(
+                    {
+                        "Name": "Soft (partial-volume) spinal cord masks averaged across contrasts",
+                        "BIDSVersion": "1.9.0",
+                        "DatasetType": "derivative",
+                        "GeneratedBy": [
+                            {"Name": "nnunet-spine", "Version": __version__, "Description": "nnspine convert softgt"}
+                        ],
+                        "SourceDatasets": [{"URL": bids_root.resolve().as_uri()}],
+                    },
+                    indent=2,
+                )
+                + "\n",
+                overwrite=True,
+            )
 
         # 2. compute and write, subject by subject
         bar = tqdm(total=len(todo), desc="softgt", unit="subject", disable=not progress)
@@ -498,28 +546,43 @@ def convert(
         finally:
             bar.close()
 
-    report = SoftGTReport(bids_root=str(bids_root), derivatives=str(soft_root), reference=reference, align=align,
-                          subjects=subjects, skipped=skipped, warnings=all_warnings)
+    report = SoftGTReport(
+        bids_root=str(bids_root),
+        derivatives=str(soft_root),
+        reference=reference,
+        align=align,
+        subjects=subjects,
+        skipped=skipped,
+        warnings=all_warnings,
+    )
     if nn_folder is not None:
         from dataset_converters import nnunet_raw
         from nnunet_extensions import __version__
 
         cases = {c.case: c.image for s in subjects for c in s.contrasts if c.case}
         if overwrite:
-            nnunet_raw.remove_stale_cases(nn_folder, cases, extra_folders=(nnunet_raw.LABELS_TR_SOFT,))
+            nnunet_raw.remove_stale_cases(nn_folder, cases, extra_folders=(LABELS_TR_SOFT,))
         nnunet_raw.write_dataset_json(
             nn_folder,
             channel_names={"0": "MRI"},
             labels={"background": 0, "cord": 1},
             num_training=len(cases),
-            file_ending=nnunet_raw.FILE_ENDING,
+            file_ending=FILE_ENDING,
             overwrite=True,
             name=nn_folder.name,
-            description=("Contrast-agnostic spinal cord segmentation: every (subject, contrast) image is a case; "
-                         "labelsTr = soft mask >= 0.5, labelsTr_soft = soft (partial-volume) mask, float32"),
-            nnspine={"converter": "softgt", "version": __version__, "soft_labels_folder": nnunet_raw.LABELS_TR_SOFT,
-                     "reference": reference, "align": align, "source_dataset": str(bids_root.resolve()),
-                     "cases": cases},
+            description=(
+                "Contrast-agnostic spinal cord segmentation: every (subject, contrast) image is a case; "
+                "labelsTr = soft mask >= 0.5, labelsTr_soft = soft (partial-volume) mask, float32"
+            ),
+            nnspine={
+                "converter": "softgt",
+                "version": __version__,
+                "soft_labels_folder": LABELS_TR_SOFT,
+                "reference": reference,
+                "align": align,
+                "source_dataset": str(bids_root.resolve()),
+                "cases": cases,
+            },
         )
         report.nnunet_dataset = str(nn_folder)
         report.num_cases = len(cases)

@@ -7,7 +7,8 @@ independent, voxel-quantized delineation of the *same* cord; their disagreements
 sub-voxel information. Per subject:
 
 1. **Averaging space.** A stack of planes perpendicular to the reference contrast's S-I voxel axis (the
-   converter's default: T2w), with ``resolution_mm`` (default 0.4 mm) in-plane, the reference's S-I spacing (at most 1 mm),
+   converter's default: T2w), with ``resolution_mm`` (default 0.4 mm) in-plane, the reference's S-I spacing (at
+   most 1 mm),
    slices at the reference's slice positions. Each plane is shifted in-plane to follow the cord, so the
    stack only holds a box of cord plus margin (about 25×20 mm), over the S-I union of all masks.
 2. **Resampling.** Each contrast's binary mask is brought into that space through world coordinates (the
@@ -44,13 +45,13 @@ alignment: ≈0.2); see tests/test_softgt.py and benchmarks/bench_softgt.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from nnunet_extensions.geometry import si_axis
+from nnunet_extensions.core.geometry import si_axis
 
 #: In-plane spacing (mm) of the averaging space.
 DEFAULT_RESOLUTION_MM = 0.4
@@ -125,7 +126,9 @@ def _sample(data: np.ndarray, affine: np.ndarray, stack: _Stack, shift: np.ndarr
     return values, inside
 
 
-def _box(lo: np.ndarray, hi: np.ndarray, spacing: np.ndarray, inplane, s: int, n_s: int) -> tuple[list[int], np.ndarray]:
+def _box(
+    lo: np.ndarray, hi: np.ndarray, spacing: np.ndarray, inplane, s: int, n_s: int
+) -> tuple[list[int], np.ndarray]:
     """Shape and in-plane origin (mm along the reference axes) of a stack covering ``lo..hi`` in-plane at
     ``spacing``, with ``n_s`` planes along axis ``s`` (whose origin is left at 0 for the caller)."""
     shape = [0, 0, 0]
@@ -149,8 +152,9 @@ def _inplane_positions(stack: _Stack) -> np.ndarray:
     return (stack.affine[:3, :3] @ idx).T
 
 
-def _smooth_along_si(values: np.ndarray, weights: np.ndarray, valid: np.ndarray, spacing_mm: float,
-                     sigma_mm: float) -> np.ndarray:
+def _smooth_along_si(
+    values: np.ndarray, weights: np.ndarray, valid: np.ndarray, spacing_mm: float, sigma_mm: float
+) -> np.ndarray:
     """Gaussian-weighted smoothing of per-slice vectors (n×3) from the ``valid`` slices, held beyond them."""
     n = len(valid)
     out = np.zeros((n, values.shape[1]))
@@ -164,7 +168,7 @@ def _smooth_along_si(values: np.ndarray, weights: np.ndarray, valid: np.ndarray,
     out[good] = (w[good] @ values[valid]) / wsum[good, None]
     gi = np.flatnonzero(good)
     out[: gi[0]] = out[gi[0]]
-    out[gi[-1] + 1:] = out[gi[-1]]
+    out[gi[-1] + 1 :] = out[gi[-1]]
     return out
 
 
@@ -197,8 +201,9 @@ def _alignment_offsets(m_ref, cov_ref, m_c, cov_c, stack: _Stack, sigma_mm: floa
     return _smooth_along_si(raw, mass_r, valid, spacing, sigma_mm), int(valid.sum())
 
 
-def _to_native(fields: Sequence[np.ndarray], stack: _Stack, shift: np.ndarray, shape: tuple[int, int, int],
-               affine: np.ndarray) -> list[np.ndarray]:
+def _to_native(
+    fields: Sequence[np.ndarray], stack: _Stack, shift: np.ndarray, shape: tuple[int, int, int], affine: np.ndarray
+) -> list[np.ndarray]:
     """Partial-volume fraction of each native voxel inside the surface ``f = 0.5``, for each ``f`` of ``fields``
     (arrays on ``stack``), on the native grid ``(shape, affine)``; ``shift`` is the per-slice world translation
     used when the masks were brought into the stack (cord track + this contrast's alignment offset).
@@ -220,7 +225,7 @@ def _to_native(fields: Sequence[np.ndarray], stack: _Stack, shift: np.ndarray, s
     hi = np.minimum(np.ceil(nat.max(0)).astype(int) + 3, np.array(shape))
     if np.any(hi <= lo):
         return outs
-    crop = tuple(int(h - l) for l, h in zip(lo, hi))
+    crop = tuple(int(h - low) for low, h in zip(lo, hi))
     m = inv_stack @ affine
     m33 = m[:3, :3].astype(np.float32)
     # per-slice shifts in stack voxel units (in-plane components only), interpolated in the slice coordinate
@@ -236,8 +241,10 @@ def _to_native(fields: Sequence[np.ndarray], stack: _Stack, shift: np.ndarray, s
     idx = np.indices(crop, dtype=np.float32).reshape(3, -1) + lo[:, None].astype(np.float32)
     base = m33 @ idx + m[:3, 3:4].astype(np.float32)  # stack coordinates before the per-slice shift
     q = unshift(base.copy())
-    inside = [ndimage.map_coordinates(np.asarray(f, np.float32), q, order=1, mode="constant", cval=0.0).reshape(crop)
-              >= 0.5 for f in fields]
+    inside = [
+        ndimage.map_coordinates(np.asarray(f, np.float32), q, order=1, mode="constant", cval=0.0).reshape(crop) >= 0.5
+        for f in fields
+    ]
     uncertain = np.zeros(crop, bool)
     for ins in inside:
         uncertain |= ndimage.maximum_filter(ins, size=3) != ndimage.minimum_filter(ins, size=3)
@@ -255,7 +262,7 @@ def _to_native(fields: Sequence[np.ndarray], stack: _Stack, shift: np.ndarray, s
         accs = [np.zeros(n_u, np.float64) for _ in fields]
         chunk = max(1, 2_000_000 // n_u)
         for s0 in range(0, len(offs_stack), chunk):
-            o = offs_stack[s0: s0 + chunk]
+            o = offs_stack[s0 : s0 + chunk]
             qq = unshift((ubase[:, None, :] + o.T[:, :, None]).reshape(3, -1))
             for f, acc in zip(fields, accs):
                 v = ndimage.map_coordinates(np.asarray(f, np.float32), qq, order=1, mode="constant", cval=0.0)
@@ -264,7 +271,7 @@ def _to_native(fields: Sequence[np.ndarray], stack: _Stack, shift: np.ndarray, s
         for r, acc in zip(results, accs):
             r[uncertain] = (acc / len(offs)).astype(np.float32)
     for out, r in zip(outs, results):
-        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = np.clip(r, 0.0, 1.0)
+        out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = np.clip(r, 0.0, 1.0)
     return outs
 
 
@@ -338,8 +345,9 @@ def soft_ground_truth(
 
     # S-I sampling: the reference's slice positions, subdivided to at most MAX_SI_SPACING_MM
     si_step = zooms[s] / math.ceil(zooms[s] / MAX_SI_SPACING_MM - 1e-9)
-    q_all = np.concatenate([(_mask_corners_world(arrays[n], affines[n]) - ref_aff[:3, 3]) @ inv_dirs.T
-                            for n in names])  # mm along the reference's voxel axes, from its origin
+    q_all = np.concatenate(
+        [(_mask_corners_world(arrays[n], affines[n]) - ref_aff[:3, 3]) @ inv_dirs.T for n in names]
+    )  # mm along the reference's voxel axes, from its origin
     k_lo = math.floor(q_all[:, s].min() / si_step) - 1
     k_hi = math.ceil(q_all[:, s].max() / si_step) + 1
     n_s = k_hi - k_lo + 1

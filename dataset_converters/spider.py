@@ -11,11 +11,11 @@ normally L5, is 1), 100 spinal canal, 101-125 partially visible vertebrae (100 +
 201-225 intervertebral discs numbered like the vertebra above them (L5/S1 = 201). The sacrum is not labelled.
 
 Each series is one single-channel case named after its file (``12_t2``); images are read with SimpleITK and
-written as NIfTI with the same voxels and geometry (ITK's LPS converted to RAS by :mod:`nnunet_extensions.io`).
+written as NIfTI with the same voxels and geometry (ITK's LPS converted to RAS by :mod:`nnunet_extensions.core.io`).
 
 * ``labelsTr``: 1 vertebra (1-25; with ``keep_partial`` also 101-125, otherwise those are background),
   2 disc (201-225), 3 canal (100).
-* ``instancesTr`` (``instances=True``): SPINEPS-format instance masks (:mod:`nnunet_extensions.labels`): vertebra
+* ``instancesTr`` (``instances=True``): SPINEPS-format instance masks (:mod:`nnunet_extensions.core.labels`): vertebra
   ids, the disc below vertebra X as 100 + X, canal 0 (as SPINEPS' cord and canal); partial vertebrae as in
   ``labelsTr``. Without ``lowest`` the ids count from the top: the highest vertebra number in the mask gets 1
   (not anatomical, like SPINEPS' own unlabelled output). With ``lowest`` (e.g. ``"L5"``, the VerSe name of
@@ -25,18 +25,36 @@ written as NIfTI with the same voxels and geometry (ITK's LPS converted to RAS b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from dataset_converters import nnunet_raw as raw
-from nnunet_extensions import labels as L
-from nnunet_extensions.io import InputError, check_same_grid, load_image, read_image, split_suffix
+from dataset_converters import nnunet_raw
+from nnunet_extensions.core.dataset_json import INSTANCES_TR
+from nnunet_extensions.core.io import InputError, check_same_grid, load_image, read_image, split_suffix
+from nnunet_extensions.core.labels import (
+    VERSE_NAMES,
+    disc_instance,
+    instance_value_problem,
+    semantic_value_problem,
+    verse_sequence,
+    vertebra_name,
+    vertebra_number,
+)
 
-__all__ = ["convert", "discover", "semantic_from_spider", "instances_from_spider", "spider_value_problem",
-           "verse_ids_upwards", "SpiderCase", "SpiderReport", "SEMANTIC_LABELS"]
+__all__ = [
+    "convert",
+    "discover",
+    "semantic_from_spider",
+    "instances_from_spider",
+    "spider_value_problem",
+    "verse_ids_upwards",
+    "SpiderCase",
+    "SpiderReport",
+    "SEMANTIC_LABELS",
+]
 
 IMAGES, MASKS = "images", "masks"
 MASK_ENDING = ".mha"
@@ -68,10 +86,12 @@ class SpiderReport:
     warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"nnU-Net raw dataset: {self.dataset} ({len(self.cases)} training cases; labels vertebra 1, disc 2, "
-               f"canal 3; partially visible vertebrae {'kept as vertebra' if self.keep_partial else 'as background'})"]
+        out = [
+            f"nnU-Net raw dataset: {self.dataset} ({len(self.cases)} training cases; labels vertebra 1, disc 2, "
+            f"canal 3; partially visible vertebrae {'kept as vertebra' if self.keep_partial else 'as background'})"
+        ]
         if self.instances:
-            out.append(f"instance masks ({self.instances}): {Path(self.dataset) / raw.INSTANCES_TR}")
+            out.append(f"instance masks ({self.instances}): {Path(self.dataset) / INSTANCES_TR}")
         return out
 
 
@@ -85,11 +105,14 @@ def spider_value_problem(values) -> str | None:
     if not bad:
         return None
     hint = ""
-    if L.semantic_value_problem(vals) is None:
+    if semantic_value_problem(vals) is None:
         hint = " (looks like a SPINEPS semantic mask _seg-spine_msk: use 'nnspine convert spineps')"
-    elif L.instance_value_problem(vals) is None:
+    elif instance_value_problem(vals) is None:
         hint = " (looks like a SPINEPS instance mask _seg-vert_msk)"
-    return f"values {bad[:8]} are not SPIDER labels (vertebrae 1-25, canal 100, partial vertebrae 101-125, discs 201-225){hint}"
+    return (
+        f"values {bad[:8]} are not SPIDER labels (vertebrae 1-25, canal 100, partial vertebrae 101-125, "
+        f"discs 201-225){hint}"
+    )
 
 
 def semantic_from_spider(mask: np.ndarray, keep_partial: bool = False) -> np.ndarray:
@@ -109,12 +132,12 @@ def semantic_from_spider(mask: np.ndarray, keep_partial: bool = False) -> np.nda
 def verse_ids_upwards(lowest: int, n: int) -> list[int]:
     """VerSe ids of ``n`` vertebrae counted upwards from ``lowest`` (a mobile vertebra C1-L6):
     ``verse_ids_upwards(24, 3)`` → [24, 23, 22] (L5, L4, L3). ``ValueError`` past C1 or for another id."""
-    chain = L.verse_sequence(1, 25)  # C1 ... L5, L6 (the usual order, no T13)
+    chain = verse_sequence(1, 25)  # C1 ... L5, L6 (the usual order, no T13)
     if int(lowest) not in chain:
-        raise ValueError(f"the lowest vertebra must be one of C1-L6, got {L.VERSE_NAMES.get(int(lowest), lowest)}")
+        raise ValueError(f"the lowest vertebra must be one of C1-L6, got {VERSE_NAMES.get(int(lowest), lowest)}")
     i = chain.index(int(lowest))
     if n > i + 1:
-        raise ValueError(f"{n} vertebrae counted upwards from {L.vertebra_name(lowest)} run past C1")
+        raise ValueError(f"{n} vertebrae counted upwards from {vertebra_name(lowest)} run past C1")
     return chain[i::-1][:n] if n > 0 else []
 
 
@@ -144,7 +167,7 @@ def instances_from_spider(mask: np.ndarray, keep_partial: bool = False, lowest: 
         if v in VERTEBRAE or (keep_partial and v in PARTIAL):
             lut[v] = vid[_number(v)]
         elif v in DISCS:
-            lut[v] = L.disc_instance(vid[_number(v)])
+            lut[v] = disc_instance(vid[_number(v)])
     return lut[m]
 
 
@@ -154,7 +177,9 @@ def discover(root: str | Path, sequences: Sequence[str] | None = None) -> tuple[
     ending in ``_<sequence>``, e.g. ``t2``); warnings name images without a mask. No voxel is read."""
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"{root}: {'is a file, expected the SPIDER folder' if root.exists() else 'SPIDER folder not found'}")
+        raise InputError(
+            f"{root}: {'is a file, expected the SPIDER folder' if root.exists() else 'SPIDER folder not found'}"
+        )
     images_dir, masks_dir = root / IMAGES, root / MASKS
     for d in (images_dir, masks_dir):
         if not d.is_dir():
@@ -171,7 +196,7 @@ def discover(root: str | Path, sequences: Sequence[str] | None = None) -> tuple[
             warnings.append(f"{image}: no mask {mask}; not used")
             continue
         try:
-            raw.check_case_id(stem)
+            nnunet_raw.check_case_id(stem)
         except InputError:
             raise InputError(f"{image}: file name {stem!r} cannot be an nnU-Net case identifier") from None
         cases.append(SpiderCase(stem, image, mask))
@@ -216,12 +241,13 @@ def convert(
         if not instances:
             raise InputError("--lowest names SPIDER's vertebra 1 for the instance masks: use it with --instances")
         try:
-            lowest_id = L.vertebra_number(lowest)
+            lowest_id = vertebra_number(lowest)
             verse_ids_upwards(lowest_id, 1)
         except (KeyError, ValueError):
-            raise InputError(f"--lowest {lowest}: expected a mobile vertebra name C1-L6 (SPIDER does not label "
-                             "the sacrum), e.g. L5") from None
-    folder = raw.dataset_folder(raw.raw_root(raw_root), nnunet_dataset, name)
+            raise InputError(
+                f"--lowest {lowest}: expected a mobile vertebra name C1-L6 (SPIDER does not label the sacrum), e.g. L5"
+            ) from None
+    folder = nnunet_raw.dataset_folder(nnunet_raw.raw_root(raw_root), nnunet_dataset, name)
     cases, warnings = discover(root, sequences)
     for case in tqdm(cases, desc="check masks", unit="case", disable=not progress):
         mask = _load_mask(case)
@@ -232,22 +258,34 @@ def convert(
                 verse_ids_upwards(lowest_id, n)
             except ValueError as exc:
                 raise InputError(f"{case.mask}: {exc}") from None
-    extra = [raw.INSTANCES_TR] if instances else []
+    extra = [INSTANCES_TR] if instances else []
     mode = None if not instances else (f"VerSe ids, lowest {lowest.upper()}" if lowest else "top-down ids")
-    with raw.staged_dataset(folder, overwrite=overwrite) as stage:
-        raw.prepare_folder(stage, extra_folders=extra)
+    with nnunet_raw.staged_dataset(folder, overwrite=overwrite) as stage:
+        nnunet_raw.prepare_folder(stage, extra_folders=extra)
         for case in tqdm(cases, desc="write cases", unit="case", disable=not progress):
             image = load_image(case.image, "image")
             mask = load_image(case.mask, "labels")
             maps = {}
             if instances:
-                maps[raw.INSTANCES_TR] = (instances_from_spider(mask.data, keep_partial, lowest_id), np.uint8)
-            raw.write_case(stage, case.case, [image], semantic_from_spider(mask.data, keep_partial), extra=maps)
-        raw.write_dataset_json(
-            stage, channel_names={"0": "MRI"}, labels=SEMANTIC_LABELS, num_training=len(cases), name=folder.name,
+                maps[INSTANCES_TR] = (instances_from_spider(mask.data, keep_partial, lowest_id), np.uint8)
+            nnunet_raw.write_case(stage, case.case, [image], semantic_from_spider(mask.data, keep_partial), extra=maps)
+        nnunet_raw.write_dataset_json(
+            stage,
+            channel_names={"0": "MRI"},
+            labels=SEMANTIC_LABELS,
+            num_training=len(cases),
+            name=folder.name,
             description=f"SPIDER lumbar MRI from {Path(root).resolve()} (nnspine convert spider)",
-            nnspine_spider={"source_values": {"vertebra": "1-25" + (", 101-125 (partial)" if keep_partial else ""),
-                                              "disc": "201-225", "canal": "100"},
-                            "keep_partial": keep_partial, "instances": mode})
-    return SpiderReport(dataset=str(folder), cases=[c.case for c in cases], keep_partial=keep_partial,
-                        instances=mode, warnings=warnings)
+            nnspine_spider={
+                "source_values": {
+                    "vertebra": "1-25" + (", 101-125 (partial)" if keep_partial else ""),
+                    "disc": "201-225",
+                    "canal": "100",
+                },
+                "keep_partial": keep_partial,
+                "instances": mode,
+            },
+        )
+    return SpiderReport(
+        dataset=str(folder), cases=[c.case for c in cases], keep_partial=keep_partial, instances=mode, warnings=warnings
+    )

@@ -1,16 +1,16 @@
 """``nnspine convert spineps`` / :func:`convert`: images with SPINEPS-format semantic masks → an nnU-Net raw dataset.
 
 Input: a BIDS dataset (``sub-XX[/ses-YY]/anat/<image>.nii.gz``) or a flat folder of BIDS-named files side by
-side, with one SPINEPS semantic mask per image, found by :func:`nnunet_extensions.bids.find_spineps_masks`
+side, with one SPINEPS semantic mask per image, found by :func:`nnunet_extensions.core.bids.find_spineps_masks`
 under ``derivatives/<pipeline>/`` or beside the image: ``<image stem>_seg-spine_msk.nii.gz`` or SPINEPS' own
 naming (``sub-01_seg-spine_msk``, ``sub-01_mod-T2w_seg-spine_msk``; older ``seg-subreg``). Values are the
-SPINEPS semantic labels (:data:`nnunet_extensions.labels.SEMANTIC_LABELS`: 41-49, 26, 60-62, 100).
+SPINEPS semantic labels (:data:`nnunet_extensions.core.labels.SEMANTIC_LABELS`: 41-49, 26, 60-62, 100).
 
 Output: ``$nnUNet_raw/DatasetXXX_NAME`` with one case per image of the first ``channels`` spec; the case
 identifier is the image's BIDS stem (``sub-01_T2w``). Further channels are the same unit's images of the other
 specs (``--channels T2w T1w``), on the same grid. Labels are renumbered 1..n in SPINEPS-value order over the
 labels present in the dataset (nnU-Net needs consecutive labels); ``dataset.json`` names them after SPINEPS
-(``Arcus_Vertebrae``...) and keeps the mapping under :data:`~dataset_converters.nnunet_raw.LABEL_MAP_KEY`
+(``Arcus_Vertebrae``...) and keeps the mapping under :data:`~nnunet_extensions.core.dataset_json.LABEL_MAP_KEY`
 (convention ``"spineps"``), which ``nnspine relabel`` reads to map predictions back. Voxels and orientation are
 written unchanged (the image's grid and header); nnU-Net reads the orientation from the header and the trainer
 :mod:`trainers.spine_semantic` derives the left-right axis from it.
@@ -22,19 +22,28 @@ grid as its image) before anything is written, and the dataset is written all-or
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from dataset_converters import nnunet_raw as raw
-from nnunet_extensions import bids
-from nnunet_extensions import labels as L
-from nnunet_extensions.io import Image, InputError, check_same_grid, load_image, read_geometry, require_folder
+from dataset_converters import nnunet_raw
+from nnunet_extensions.core import bids
+from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY, label_map_entry
+from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image, read_geometry, require_folder
+from nnunet_extensions.core.labels import SEMANTIC_LABELS, semantic_value_problem
 
-__all__ = ["convert", "discover", "label_mapping", "to_nnunet_labels", "load_semantic_mask", "SpinepsCase",
-           "SpinepsReport", "CONVENTION"]
+__all__ = [
+    "convert",
+    "discover",
+    "label_mapping",
+    "to_nnunet_labels",
+    "load_semantic_mask",
+    "SpinepsCase",
+    "SpinepsReport",
+    "CONVENTION",
+]
 
 #: Convention name stored with the label mapping in ``dataset.json`` (read by ``nnspine relabel --to spineps``).
 CONVENTION = "spineps"
@@ -64,9 +73,11 @@ class SpinepsReport:
     def lines(self) -> list[str]:
         """Human-readable summary."""
         mapping = ", ".join(f"{k}={v}" for k, v in self.values.items() if k)
-        return [f"nnU-Net raw dataset: {self.dataset} ({len(self.cases)} training cases, channels "
-                f"{', '.join(self.channels)})",
-                f"labels (nnU-Net=SPINEPS): {mapping}; stored in dataset.json '{raw.LABEL_MAP_KEY}'"]
+        return [
+            f"nnU-Net raw dataset: {self.dataset} ({len(self.cases)} training cases, channels "
+            f"{', '.join(self.channels)})",
+            f"labels (nnU-Net=SPINEPS): {mapping}; stored in dataset.json '{LABEL_MAP_KEY}'",
+        ]
 
 
 # ------------------------------------------------------------------------------------------- discovery
@@ -106,14 +117,21 @@ def discover(dataset: str | Path, channels: Sequence[str] = DEFAULT_CHANNELS) ->
         for primary in bids.select_images(images, specs[0]):
             masks = bids.find_spineps_masks(root, primary, bids.SPINEPS_SEMANTIC_SEGS)
             if not masks:
-                warnings.append(f"{primary.path}: no SPINEPS semantic mask (<image>_seg-spine_msk.nii.gz under "
-                                f"derivatives/ or beside the image); not used")
+                warnings.append(
+                    f"{primary.path}: no SPINEPS semantic mask (<image>_seg-spine_msk.nii.gz under "
+                    f"derivatives/ or beside the image); not used"
+                )
                 continue
-            best = [m for m in masks if bids.parse_name(bids.nifti_stem(m)).get("seg")
-                    == bids.parse_name(bids.nifti_stem(masks[0])).get("seg")]
+            best = [
+                m
+                for m in masks
+                if bids.parse_name(bids.nifti_stem(m)).get("seg")
+                == bids.parse_name(bids.nifti_stem(masks[0])).get("seg")
+            ]
             if len(best) > 1:
-                raise InputError(f"{primary.path}: several semantic masks ({', '.join(str(m) for m in best)}); "
-                                 "keep one")
+                raise InputError(
+                    f"{primary.path}: several semantic masks ({', '.join(str(m) for m in best)}); keep one"
+                )
             others = []
             for spec in specs[1:]:
                 other = _partner(images, primary, spec)
@@ -124,8 +142,10 @@ def discover(dataset: str | Path, channels: Sequence[str] = DEFAULT_CHANNELS) ->
             else:
                 cases.append(SpinepsCase(primary.stem, (primary.path, *others), best[0]))
     if not cases:
-        raise InputError(f"{root}: no {specs[0]} image with a SPINEPS semantic mask (<image>_seg-spine_msk.nii.gz)"
-                         + (f" and {', '.join(specs[1:])} images" if specs[1:] else ""))
+        raise InputError(
+            f"{root}: no {specs[0]} image with a SPINEPS semantic mask (<image>_seg-spine_msk.nii.gz)"
+            + (f" and {', '.join(specs[1:])} images" if specs[1:] else "")
+        )
     ids = [c.case for c in cases]
     dup = sorted({c for c in ids if ids.count(c) > 1})
     if dup:
@@ -135,10 +155,11 @@ def discover(dataset: str | Path, channels: Sequence[str] = DEFAULT_CHANNELS) ->
 
 # ---------------------------------------------------------------------------------------------- labels
 def load_semantic_mask(path: str | Path) -> Image:
-    """Read a SPINEPS semantic mask: integer labels, 3-D, values in :data:`~nnunet_extensions.labels.SEMANTIC_LABELS`
+    """Read a SPINEPS semantic mask: integer labels, 3-D, values in
+    :data:`~nnunet_extensions.core.labels.SEMANTIC_LABELS`
     (:class:`InputError` naming the file and the bad values, saying when it looks like an instance mask)."""
     mask = load_image(path, "labels")
-    problem = L.semantic_value_problem(np.unique(mask.data).tolist())
+    problem = semantic_value_problem(np.unique(mask.data).tolist())
     if problem:
         raise InputError(f"{mask.name}: {problem}")
     return mask
@@ -148,7 +169,7 @@ def label_mapping(values: Iterable[int]) -> dict[int, int]:
     """nnU-Net label → SPINEPS value for the SPINEPS labels ``values`` (0 ignored): consecutive 1..n in SPINEPS
     value order, plus background 0 → 0. ``ValueError`` for a value that is not a SPINEPS semantic label."""
     present = sorted({int(v) for v in values} - {0})
-    bad = [v for v in present if v not in L.SEMANTIC_LABELS]
+    bad = [v for v in present if v not in SEMANTIC_LABELS]
     if bad:
         raise ValueError(f"values {bad} are not SPINEPS semantic labels")
     return {0: 0, **{i + 1: v for i, v in enumerate(present)}}
@@ -171,7 +192,7 @@ def to_nnunet_labels(semantic: np.ndarray, mapping: Mapping[int, int]) -> np.nda
 
 def dataset_labels(mapping: Mapping[int, int]) -> dict[str, int]:
     """``dataset.json`` labels: ``background`` 0 and each SPINEPS structure name with its nnU-Net label."""
-    return {"background": 0, **{L.SEMANTIC_LABELS[v]: k for k, v in sorted(mapping.items()) if k}}
+    return {"background": 0, **{SEMANTIC_LABELS[v]: k for k, v in sorted(mapping.items()) if k}}
 
 
 # --------------------------------------------------------------------------------------------- convert
@@ -203,7 +224,7 @@ def convert(
     """
     from tqdm.auto import tqdm
 
-    folder = raw.dataset_folder(raw.raw_root(raw_root), nnunet_dataset, name)
+    folder = nnunet_raw.dataset_folder(nnunet_raw.raw_root(raw_root), nnunet_dataset, name)
     cases, warnings = discover(dataset, channels)
     specs = list(channels) or list(DEFAULT_CHANNELS)
     present: set[int] = set()
@@ -213,16 +234,26 @@ def convert(
         raise InputError(f"{dataset}: every semantic mask is empty (no label to train)")
     mapping = label_mapping(present)
     labels = dataset_labels(mapping)
-    with raw.staged_dataset(folder, overwrite=overwrite) as stage:
-        raw.prepare_folder(stage)
+    with nnunet_raw.staged_dataset(folder, overwrite=overwrite) as stage:
+        nnunet_raw.prepare_folder(stage)
         for case in tqdm(cases, desc="write cases", unit="case", disable=not progress):
             images = [load_image(p, "image") for p in case.images]
             mask = load_image(case.mask, "labels")
-            raw.write_case(stage, case.case, images, to_nnunet_labels(mask.data, mapping))
-        raw.write_dataset_json(
-            stage, channel_names=specs, labels=labels, num_training=len(cases),
+            nnunet_raw.write_case(stage, case.case, images, to_nnunet_labels(mask.data, mapping))
+        nnunet_raw.write_dataset_json(
+            stage,
+            channel_names=specs,
+            labels=labels,
+            num_training=len(cases),
             name=folder.name,
             description=f"SPINEPS semantic masks from {Path(dataset).resolve()} (nnspine convert spineps)",
-            **{raw.LABEL_MAP_KEY: raw.label_map_entry(CONVENTION, mapping)})
-    return SpinepsReport(dataset=str(folder), cases=[c.case for c in cases], labels=labels, values=mapping,
-                         channels=specs, warnings=warnings)
+            **{LABEL_MAP_KEY: label_map_entry(CONVENTION, mapping)},
+        )
+    return SpinepsReport(
+        dataset=str(folder),
+        cases=[c.case for c in cases],
+        labels=labels,
+        values=mapping,
+        channels=specs,
+        warnings=warnings,
+    )

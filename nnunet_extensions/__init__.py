@@ -4,7 +4,8 @@ Top-level packages: ``nnunet_extensions`` (I/O, geometry, phantoms, nnU-Net inte
 ``dataset_converters``, ``trainers``, ``postprocessing``.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("nnunet-spine")

@@ -3,7 +3,7 @@
 Shared look: white background, light grid, 10-pt text, the measured quantity in black/``tab:`` colours,
 reference marks (level boundaries...) as thin grey dashed lines with their labels along the top edge.
 Figures are built with matplotlib's object API (no pyplot, no global state, no display needed) and written
-atomically through :func:`nnunet_extensions.io.atomic_output`, so an existing picture is never replaced
+atomically through :func:`nnunet_extensions.core.io.atomic_output`, so an existing picture is never replaced
 unless ``overwrite=True``. matplotlib is imported only when a picture is drawn.
 
 Pictures:
@@ -22,16 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.io import atomic_output, split_suffix
-from nnunet_extensions.labels import sct_level_name
+from nnunet_extensions.core.io import atomic_output, split_suffix
+from nnunet_extensions.core.labels import sct_level_name
 
 #: Figure size (inches) and resolution shared by all pictures.
 FIGSIZE = (8.0, 4.0)
 DPI = 110
 #: Colour cycle for several series in one picture.
 COLOURS = ["black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
-_RC = {"font.size": 10, "axes.grid": True, "grid.color": "0.88", "grid.linewidth": 0.6,
-       "axes.spines.top": False, "axes.spines.right": False}
+_RC = {
+    "font.size": 10,
+    "axes.grid": True,
+    "grid.color": "0.88",
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
 
 
 def _new_figure(figsize: tuple[float, float] = FIGSIZE):
@@ -58,8 +64,17 @@ def _mark(ax, x: float, label: str | None = None, line: bool = True) -> None:
     if line:
         ax.axvline(x, color="0.45", linestyle="--", linewidth=0.8, zorder=1)
     if label:
-        ax.annotate(label, (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
-                    textcoords="offset points", ha="left", va="top", fontsize=8, color="0.3")
+        ax.annotate(
+            label,
+            (x, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -2),
+            textcoords="offset points",
+            ha="left",
+            va="top",
+            fontsize=8,
+            color="0.3",
+        )
 
 
 def plot_csa_profile(
@@ -74,21 +89,20 @@ def plot_csa_profile(
     Parameters
     ----------
     per_slice : pandas.DataFrame
-        Per-slice table(s) from :func:`postprocessing.csa.compute_csa` (columns ``z_mm``, ``area``,
+        Per-slice table(s) from :func:`postprocessing.cord.csa.compute_csa` (columns ``z_mm``, ``area``,
         ``level``); several files may be stacked with a ``Filename`` column, one curve each.
     path : path
         Output picture (``.png``); refused if it exists unless ``overwrite``.
 
     Level boundaries are drawn midway between consecutive slices whose level differs, and each level's
-    name (:func:`nnunet_extensions.labels.sct_level_name`) is written at its inferior boundary, along the top edge.
+    name (:func:`nnunet_extensions.core.labels.sct_level_name`) is written at its inferior boundary, along the top edge.
     """
     fig, ax = _new_figure()
     groups = list(per_slice.groupby("Filename", sort=False)) if "Filename" in per_slice else [("", per_slice)]
     for n, (name, df) in enumerate(groups):
         df = df.sort_values("z_mm")
         colour = COLOURS[n % len(COLOURS)]
-        ax.plot(df["z_mm"], df["area"], "-", color=colour, linewidth=1.2, label=Path(str(name)).name or None,
-                zorder=3)
+        ax.plot(df["z_mm"], df["area"], "-", color=colour, linewidth=1.2, label=Path(str(name)).name or None, zorder=3)
         ax.plot(df["z_mm"], df["area"], ".", color=colour, markersize=3, zorder=3)
         z = df["z_mm"].to_numpy(float)
         lev = df["level"].to_numpy(int) if "level" in df else np.zeros(len(df), int)
@@ -116,7 +130,7 @@ def plot_csa_variability(
 ) -> Path:
     """CSA of each contrast (one colour per contrast) for each subject, with the subject mean ± SD.
 
-    ``table`` is :func:`postprocessing.metrics.variability_table`'s output (rows per contrast plus an
+    ``table`` is :func:`postprocessing.cord.soft_metrics.variability_table`'s output (rows per contrast plus an
     ``ALL`` row per subject); subjects along x, CSA (mm²) along y.
     """
     fig, ax = _new_figure()
@@ -135,12 +149,21 @@ def plot_csa_variability(
         ax.hlines(mean, i - 0.38, i + 0.38, color="black", linewidth=1.2, zorder=2)
         if np.isfinite(sd):
             ax.fill_between([i - 0.38, i + 0.38], mean - sd, mean + sd, color="0.85", zorder=1)
-            ax.annotate(f"SD {sd:.2f} mm²", (i, mean + sd), xytext=(0, 3), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=8, color="0.3")
+            ax.annotate(
+                f"SD {sd:.2f} mm²",
+                (i, mean + sd),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="0.3",
+            )
     ax.set_xticks(range(len(subjects)), subjects)
     ax.set_ylabel("CSA (mm²)")
-    ax.set_title(f"CSA across contrasts{f' (levels {levels_text})' if levels_text else ''}; band: mean ± SD",
-                 fontsize=10)
+    ax.set_title(
+        f"CSA across contrasts{f' (levels {levels_text})' if levels_text else ''}; band: mean ± SD", fontsize=10
+    )
     ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path, overwrite)
 
@@ -154,7 +177,7 @@ def plot_paired_variability(
     """Paired plot of two methods' CSA SD across contrasts: one grey line per subject from method A to
     method B, the mean SD of each method in black, and the Wilcoxon p-value in the title.
 
-    ``comparison`` is :func:`postprocessing.variability.compare_variability`'s result.
+    ``comparison`` is :func:`postprocessing.cord.variability.compare_variability`'s result.
     """
     fig, ax = _new_figure((5.0, 4.0))
     na, nb = comparison.names
@@ -162,14 +185,26 @@ def plot_paired_variability(
     a, b = per[f"sd_{na}_mm2"].to_numpy(float), per[f"sd_{nb}_mm2"].to_numpy(float)
     for ya, yb in zip(a, b):
         ax.plot([0, 1], [ya, yb], "-o", color="0.6", markersize=4, linewidth=0.9, zorder=2)
-    ax.plot([0, 1], [np.nanmean(a), np.nanmean(b)], "-o", color=COLOURS[0], linewidth=2, markersize=6,
-            zorder=3, label="mean over subjects")
+    ax.plot(
+        [0, 1],
+        [np.nanmean(a), np.nanmean(b)],
+        "-o",
+        color=COLOURS[0],
+        linewidth=2,
+        markersize=6,
+        zorder=3,
+        label="mean over subjects",
+    )
     ax.set_xticks([0, 1], [na, nb])
     ax.set_xlim(-0.4, 1.4)
     ax.set_ylabel("CSA SD across contrasts (mm²)")
     p = comparison.wilcoxon_p
-    ax.set_title(f"{comparison.n_subjects} subjects; Wilcoxon signed-rank p = "
-                 f"{p:.3g}" if np.isfinite(p) else f"{comparison.n_subjects} subjects", fontsize=10)
+    ax.set_title(
+        f"{comparison.n_subjects} subjects; Wilcoxon signed-rank p = {p:.3g}"
+        if np.isfinite(p)
+        else f"{comparison.n_subjects} subjects",
+        fontsize=10,
+    )
     ax.legend(fontsize=8, frameon=False, loc="upper right")
     return _save(fig, path, overwrite)
 
@@ -204,7 +239,7 @@ def plot_lesions(
     """A sagittal (top) and an axial (bottom) view through each of the ``n_largest`` lesions by volume (the
     last one replaced by the largest removed lesion when none of them was removed).
 
-    ``components`` holds every lesion with its table number (:class:`postprocessing.lesions.LesionAnalysis`),
+    ``components`` holds every lesion with its table number (:class:`postprocessing.lesion.lesions.LesionAnalysis`),
     ``lesions`` the table rows (``lesion``, ``volume_mm3``, ``centroid_*_mm``, ``removed``). Kept lesions are
     outlined in :data:`LESION_KEPT_COLOUR`, removed ones in :data:`LESION_REMOVED_COLOUR`, each numbered as
     in the table. Views in SCT's RPI frame, in mm: sagittal with superior up and anterior right, axial with
@@ -215,14 +250,14 @@ def plot_lesions(
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from nnunet_extensions.geometry import reorient, world_to_voxel
-    from nnunet_extensions.io import voxel_sizes
+    from nnunet_extensions.core.geometry import reorient, world_to_voxel
+    from nnunet_extensions.core.io import voxel_sizes
 
     comp, aff = reorient(np.asarray(components), np.asarray(affine, float))
     bg = reorient(np.asarray(background, np.float32), np.asarray(affine, float))[0] if background is not None else None
     zooms = voxel_sizes(aff)
     by_size = sorted(lesions, key=lambda r: (-r["volume_mm3"], r["lesion"]))
-    chosen = by_size[:max(1, n_largest)]
+    chosen = by_size[: max(1, n_largest)]
     first_removed = next((r for r in by_size if r["removed"]), None)
     if first_removed is not None and first_removed not in chosen:  # show at least one removed lesion
         chosen[-1] = first_removed
@@ -238,19 +273,28 @@ def plot_lesions(
     for col, row in enumerate(chosen):
         c = world_to_voxel(aff, np.array([[row["centroid_x_mm"], row["centroid_y_mm"], row["centroid_z_mm"]]]))[0]
         i, j, k = (int(np.clip(np.rint(v), 0, n - 1)) for v, n in zip(c, comp.shape))
-        views = (("sagittal", comp[i, :, :], None if bg is None else bg[i, :, :], (1, 2), (j, k)),
-                 ("axial", comp[:, :, k], None if bg is None else bg[:, :, k], (0, 1), (i, j)))
+        views = (
+            ("sagittal", comp[i, :, :], None if bg is None else bg[i, :, :], (1, 2), (j, k)),
+            ("axial", comp[:, :, k], None if bg is None else bg[:, :, k], (0, 1), (i, j)),
+        )
         for r_, (name, plane, back, axes_ij, centre) in enumerate(views):
             ax = axes[r_, col]
             ha = [int(np.ceil(half_width_mm / zooms[a])) for a in axes_ij]
             lo = [max(0, centre[n] - ha[n]) for n in range(2)]
             hi = [min(plane.shape[n], centre[n] + ha[n] + 1) for n in range(2)]
-            crop = plane[lo[0]:hi[0], lo[1]:hi[1]].T  # rows: vertical axis (S or A), cols: horizontal
+            crop = plane[lo[0] : hi[0], lo[1] : hi[1]].T  # rows: vertical axis (S or A), cols: horizontal
             zx, zy = zooms[axes_ij[0]], zooms[axes_ij[1]]  # voxel edges in mm along the grid
             ext = [(lo[0] - 0.5) * zx, (hi[0] - 0.5) * zx, (lo[1] - 0.5) * zy, (hi[1] - 0.5) * zy]
             if back is not None:
-                ax.imshow(back[lo[0]:hi[0], lo[1]:hi[1]].T, cmap="gray", origin="lower", extent=ext,
-                          interpolation="nearest", vmin=float(back.min()), vmax=float(back.max()) or 1.0)
+                ax.imshow(
+                    back[lo[0] : hi[0], lo[1] : hi[1]].T,
+                    cmap="gray",
+                    origin="lower",
+                    extent=ext,
+                    interpolation="nearest",
+                    vmin=float(back.min()),
+                    vmax=float(back.max()) or 1.0,
+                )
             else:
                 ax.imshow(np.zeros_like(crop, np.float32), cmap="gray", origin="lower", extent=ext, vmin=0, vmax=1)
             for lab in np.unique(crop[crop > 0]).tolist():
@@ -260,20 +304,34 @@ def plot_lesions(
                 yy, xx = np.nonzero(m)
                 px = ext[0] + (xx.mean() + 0.5) * (ext[1] - ext[0]) / m.shape[1]
                 py = ext[2] + (yy.max() + 1.0) * (ext[3] - ext[2]) / m.shape[0]
-                ax.annotate(str(lab), (px, py), xytext=(0, 2), textcoords="offset points", ha="center",
-                            va="bottom", fontsize=8, color=colour, fontweight="bold")
+                ax.annotate(
+                    str(lab),
+                    (px, py),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    color=colour,
+                    fontweight="bold",
+                )
             ax.set_aspect("equal")
             ax.tick_params(labelsize=7)
             if name == "sagittal":
-                ax.set_title(f"lesion {row['lesion']}: {row['volume_mm3']:.1f} mm³"
-                             + (f" ({row['removed']})" if row["removed"] else ""), fontsize=9)
+                ax.set_title(
+                    f"lesion {row['lesion']}: {row['volume_mm3']:.1f} mm³"
+                    + (f" ({row['removed']})" if row["removed"] else ""),
+                    fontsize=9,
+                )
                 ax.set_xlabel("P ← → A (mm)", fontsize=8)
                 ax.set_ylabel("I ← → S (mm)", fontsize=8)
             else:
                 ax.set_xlabel("R ← → L (mm)", fontsize=8)
                 ax.set_ylabel("P ← → A (mm)", fontsize=8)
-    handles = [Line2D([], [], color=LESION_KEPT_COLOUR, label="kept"),
-               Line2D([], [], color=LESION_REMOVED_COLOUR, label="removed")]
+    handles = [
+        Line2D([], [], color=LESION_KEPT_COLOUR, label="kept"),
+        Line2D([], [], color=LESION_REMOVED_COLOUR, label="removed"),
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -300,8 +358,8 @@ def plot_vertebra_instances(
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from nnunet_extensions.geometry import reorient
-    from nnunet_extensions.io import voxel_sizes
+    from nnunet_extensions.core.geometry import reorient
+    from nnunet_extensions.core.io import voxel_sizes
 
     codes = ("A", "S", "L")  # voxel axes: towards A (right on screen), S (up), L (slices)
     inst, aff = reorient(np.asarray(instance), np.asarray(affine, float), codes)
@@ -317,8 +375,15 @@ def plot_vertebra_instances(
         fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
     if sem is not None:
-        ax.imshow((sem[:, :, k].T > 0).astype(np.float32) * 0.35, cmap="gray", origin="lower", extent=ext,
-                  vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(
+            (sem[:, :, k].T > 0).astype(np.float32) * 0.35,
+            cmap="gray",
+            origin="lower",
+            extent=ext,
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
     else:
         ax.imshow(np.zeros(plane.shape, np.float32), cmap="gray", origin="lower", extent=ext, vmin=0, vmax=1)
     rgba = np.zeros(plane.shape + (4,), np.float32)
@@ -340,8 +405,16 @@ def plot_vertebra_instances(
         ijk = np.argwhere(in_slice) if in_slice.any() else np.argwhere(inst == v)[:, :2]
         a, s = ijk[:, 0].mean() * zooms[0], ijk[:, 1].mean() * zooms[1]
         label = (names or {}).get(v, str(v))
-        ax.annotate(label, (a, s), ha="center", va="center", fontsize=8, fontweight="bold", color="black",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
+        ax.annotate(
+            label,
+            (a, s),
+            ha="center",
+            va="center",
+            fontsize=8,
+            fontweight="bold",
+            color="black",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7},
+        )
     ax.set_aspect("equal")
     ax.set_xlabel("P ← → A (mm)")
     ax.set_ylabel("I ← → S (mm)")
@@ -353,9 +426,20 @@ def plot_vertebra_instances(
 #: SPINEPS semantic label → RGB (0-255): the ITK-SNAP label table of TPTBox's snapshots (label k → entry k-1,
 #: wrapping after 64 entries, so the disc 100 is yellow), the colours SPINEPS users see in its snapshots.
 SPINEPS_COLOURS: dict[int, tuple[int, int, int]] = {
-    26: (203, 160, 95), 41: (205, 133, 63), 42: (210, 180, 140), 43: (102, 205, 170), 44: (0, 0, 128),
-    45: (0, 139, 139), 46: (46, 139, 87), 47: (255, 228, 225), 48: (106, 90, 205), 49: (221, 160, 221),
-    60: (188, 143, 143), 61: (255, 235, 205), 62: (255, 228, 196), 100: (255, 255, 0),
+    26: (203, 160, 95),
+    41: (205, 133, 63),
+    42: (210, 180, 140),
+    43: (102, 205, 170),
+    44: (0, 0, 128),
+    45: (0, 139, 139),
+    46: (46, 139, 87),
+    47: (255, 228, 225),
+    48: (106, 90, 205),
+    49: (221, 160, 221),
+    60: (188, 143, 143),
+    61: (255, 235, 205),
+    62: (255, 228, 196),
+    100: (255, 255, 0),
 }
 
 
@@ -372,10 +456,10 @@ def plot_spine_semantic(
     :data:`SPINEPS_COLOURS` with a legend; superior up, anterior right, in mm, each panel titled with its
     world x (RAS mm).
 
-    ``semantic`` and ``image`` are :class:`~nnunet_extensions.io.Image` objects or file paths. The mask must hold
-    SPINEPS semantic labels (:func:`nnunet_extensions.labels.semantic_value_problem`; an instance mask is named
+    ``semantic`` and ``image`` are :class:`~nnunet_extensions.core.io.Image` objects or file paths. The mask must hold
+    SPINEPS semantic labels (:func:`nnunet_extensions.core.labels.semantic_value_problem`; an instance mask is named
     as such) and ``image`` (drawn in grey under labels at 60 % opacity; without it the labels are opaque on
-    black) must share its grid: :class:`~nnunet_extensions.io.InputError` otherwise. The mid-sagittal slice is
+    black) must share its grid: :class:`~nnunet_extensions.core.io.InputError` otherwise. The mid-sagittal slice is
     the one through the centroid of the midline structures (spinous process, body, cord, canal, disc); each
     parasagittal slice the one through the centroid of that side's labels (43/45/47, 44/46/48), else 40 % of
     the way to the mask's lateral edge.
@@ -385,12 +469,20 @@ def plot_spine_semantic(
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from nnunet_extensions import labels as L
-    from nnunet_extensions.geometry import reorient
-    from nnunet_extensions.io import Image, InputError, check_same_grid, load_image, voxel_sizes
+    from nnunet_extensions.core.geometry import reorient
+    from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image, voxel_sizes
+    from nnunet_extensions.core.labels import (
+        CANAL,
+        CORD,
+        CORPUS,
+        DISC,
+        SEMANTIC_LABELS,
+        SPINOSUS,
+        semantic_value_problem,
+    )
 
     seg = semantic if isinstance(semantic, Image) else load_image(semantic, "labels")
-    problem = L.semantic_value_problem(np.unique(seg.data).tolist())
+    problem = semantic_value_problem(np.unique(seg.data).tolist())
     if problem:
         raise InputError(f"{seg.name}: {problem}")
     img = image if isinstance(image, Image) or image is None else load_image(image, "image")
@@ -398,7 +490,9 @@ def plot_spine_semantic(
         check_same_grid(seg, img)
     codes = ("A", "S", "L")  # voxel axes: towards A (right on screen), S (up), L (slices)
     lab, aff = reorient(np.asarray(seg.data), np.asarray(seg.affine, float), codes)
-    back = reorient(np.asarray(img.data, np.float32), np.asarray(img.affine, float), codes)[0] if img is not None else None
+    back = (
+        reorient(np.asarray(img.data, np.float32), np.asarray(img.affine, float), codes)[0] if img is not None else None
+    )
     zooms = voxel_sizes(aff)
     n_slices = lab.shape[2]
 
@@ -407,15 +501,18 @@ def plot_spine_semantic(
         return float((counts * np.arange(n_slices)).sum() / counts.sum()) if counts.sum() else None
 
     fg = (lab > 0).sum(axis=(0, 1))
-    lo, hi = (np.flatnonzero(fg)[[0, -1]] if fg.any() else (0, n_slices - 1))
-    mid = centre((L.SPINOSUS, L.CORPUS, L.CORD, L.CANAL, L.DISC))
+    lo, hi = np.flatnonzero(fg)[[0, -1]] if fg.any() else (0, n_slices - 1)
+    mid = centre((SPINOSUS, CORPUS, CORD, CANAL, DISC))
     mid = mid if mid is not None else 0.5 * (lo + hi)
     sides = []  # (name, slice) for the subject's right (low L index) and left
     for name, values, edge in (("right", (44, 46, 48), lo), ("left", (43, 45, 47), hi)):
         c = centre(values)
         sides.append((name, c if c is not None else mid + 0.4 * (edge - mid)))
-    panels = [(f"{sides[0][0]} parasagittal", sides[0][1]), ("mid-sagittal", mid),
-              (f"{sides[1][0]} parasagittal", sides[1][1])]
+    panels = [
+        (f"{sides[0][0]} parasagittal", sides[0][1]),
+        ("mid-sagittal", mid),
+        (f"{sides[1][0]} parasagittal", sides[1][1]),
+    ]
     box = np.argwhere((lab > 0).any(axis=2)) if fg.any() else np.array([[0, 0], [lab.shape[0] - 1, lab.shape[1] - 1]])
     pad = [int(np.ceil(10.0 / z)) for z in zooms[:2]]  # 10 mm around the mask's sagittal extent
     a0, s0 = np.maximum(box.min(0) - pad, 0)
@@ -436,8 +533,15 @@ def plot_spine_semantic(
         k = int(np.clip(np.rint(position), 0, n_slices - 1))
         plane = lab[a0:a1, s0:s1, k].T  # rows: S, cols: A
         if back is not None:
-            ax.imshow(back[a0:a1, s0:s1, k].T, cmap="gray", origin="lower", extent=ext, vmin=vmin, vmax=vmax or 1.0,
-                      interpolation="nearest")
+            ax.imshow(
+                back[a0:a1, s0:s1, k].T,
+                cmap="gray",
+                origin="lower",
+                extent=ext,
+                vmin=vmin,
+                vmax=vmax or 1.0,
+                interpolation="nearest",
+            )
         else:
             ax.imshow(np.zeros(plane.shape, np.float32), cmap="gray", origin="lower", extent=ext, vmin=0, vmax=1)
         ax.imshow(lut[plane.astype(np.int64)], origin="lower", extent=ext, interpolation="nearest")
@@ -448,11 +552,16 @@ def plot_spine_semantic(
         ax.set_xlabel("P ← → A (mm)", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("I ← → S (mm)", fontsize=8)
-    handles = [Patch(facecolor=to_hex(np.array(SPINEPS_COLOURS[v]) / 255.0), edgecolor="0.4",
-                     label=f"{v} {L.SEMANTIC_LABELS[v].replace('_', ' ')}") for v in sorted(shown)]
+    handles = [
+        Patch(
+            facecolor=to_hex(np.array(SPINEPS_COLOURS[v]) / 255.0),
+            edgecolor="0.4",
+            label=f"{v} {SEMANTIC_LABELS[v].replace('_', ' ')}",
+        )
+        for v in sorted(shown)
+    ]
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=7,
-                   frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path, overwrite)

@@ -1,6 +1,6 @@
 """Test helpers for the nnU-Net soft-target tests: a tiny toy dataset and runs of the real console scripts.
 
-The toy dataset follows the converter's contract (see :mod:`nnunet_extensions.soft_targets`): single-channel
+The toy dataset follows the converter's contract (see :mod:`nnunet_extensions.integration.soft_targets`): single-channel
 images, integer labels = soft mask binarized at 0.5, and float soft masks in ``labelsTr_soft``.
 
 It is built so that nnU-Net's preprocessing has real work to do, which the soft preprocessing must copy:
@@ -44,8 +44,14 @@ def _soft_tube(shape, spacing, centre_mm, radius_mm, curvature_mm, ramp_mm=1.5):
     return soft.astype(np.float32)
 
 
-def make_toy_dataset(raw_root: str | os.PathLike, n_cases: int = 6, shape=(26, 40, 40), seed: int = 0,
-                     dataset_name: str = TOY_NAME, spacing_jitter: float = 0.15) -> Path:
+def make_toy_dataset(
+    raw_root: str | os.PathLike,
+    n_cases: int = 6,
+    shape=(26, 40, 40),
+    seed: int = 0,
+    dataset_name: str = TOY_NAME,
+    spacing_jitter: float = 0.15,
+) -> Path:
     """Write a tiny nnU-Net raw dataset with soft masks; returns the dataset folder.
 
     ``shape`` is in NIfTI voxel order; axis 0 is the coarse one (about 1.5 mm, the others about 1 mm); voxel
@@ -62,7 +68,9 @@ def make_toy_dataset(raw_root: str | os.PathLike, n_cases: int = 6, shape=(26, 4
         spacing = np.array([1.5, 1.0, 1.0]) * rng.uniform(1 - spacing_jitter, 1 + spacing_jitter, size=3)
         extent = np.array(shape) * spacing
         centre = extent[:2] / 2 + rng.uniform(-2, 2, size=2)
-        soft = _soft_tube(shape, spacing, centre, radius_mm=rng.uniform(0.1, 0.14) * extent[1], curvature_mm=rng.uniform(1, 4))
+        soft = _soft_tube(
+            shape, spacing, centre, radius_mm=rng.uniform(0.1, 0.14) * extent[1], curvature_mm=rng.uniform(1, 4)
+        )
         label = (soft > 0.5).astype(np.uint8)
         img = 100.0 + 80.0 * soft + rng.normal(0, 8, size=shape)
         # zero border of varying width: nnU-Net crops it away (nonzero bounding box)
@@ -70,7 +78,7 @@ def make_toy_dataset(raw_root: str | os.PathLike, n_cases: int = 6, shape=(26, 4
         img[: b[0]] = 0
         img[-1:] = 0
         img[:, : b[1]] = 0
-        img[:, :, -b[2]:] = 0
+        img[:, :, -b[2] :] = 0
         affine = np.diag([*spacing, 1.0])
         affine[:3, 3] = rng.uniform(-20, 20, size=3)
         nib.save(nib.Nifti1Image(img.astype(np.float32), affine), str(root / "imagesTr" / f"{case}_0000.nii.gz"))
@@ -95,7 +103,7 @@ def soft_blob(shape=(2, 1, 12, 16, 16), seed=0):
 
     g = torch.Generator().manual_seed(seed)
     z, y, x = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in shape[2:]], indexing="ij")
-    r = torch.sqrt(z ** 2 + y ** 2 + x ** 2)
+    r = torch.sqrt(z**2 + y**2 + x**2)
     s = torch.clamp((0.6 - r) / 0.25 + 0.5, 0, 1)
     s = s[None, None].repeat(shape[0], 1, 1, 1, 1)
     return torch.clamp(s + 0.02 * torch.rand(s.shape, generator=g), 0, 1)
@@ -109,8 +117,13 @@ LESION_LABELS_PLAIN = {"background": 0, "cord": 1, "lesion": 2}
 LESION_LABELS_REGIONS = {"labels": {"background": 0, "cord": [1, 2], "lesion": 2}, "regions_class_order": [1, 2]}
 
 
-def make_lesion_toy_dataset(raw_root: str | os.PathLike, n_cases: int = 4, shape=(40, 32, 32), seed: int = 0,
-                            dataset_name: str = LESION_TOY_NAME) -> Path:
+def make_lesion_toy_dataset(
+    raw_root: str | os.PathLike,
+    n_cases: int = 4,
+    shape=(40, 32, 32),
+    seed: int = 0,
+    dataset_name: str = LESION_TOY_NAME,
+) -> Path:
     """A tiny raw dataset of a cord (label 1) holding 2-4 small lesions (label 2, spheres of 1-2.5 voxels
     radius) per case, 1 mm isotropic; the image is brighter in the cord and brighter still in lesions.
     ``dataset.json`` has the plain labels :data:`LESION_LABELS_PLAIN` (region runs pass their own)."""
@@ -124,21 +137,26 @@ def make_lesion_toy_dataset(raw_root: str | os.PathLike, n_cases: int = 4, shape
     for i in range(n_cases):
         case = f"lesion_{i:03d}"
         cy, cz = shape[1] / 2 + rng.uniform(-2, 2), shape[2] / 2 + rng.uniform(-2, 2)
-        cord = (idx[1] - cy) ** 2 + (idx[2] - cz) ** 2 <= 5.5 ** 2
+        cord = (idx[1] - cy) ** 2 + (idx[2] - cz) ** 2 <= 5.5**2
         label = cord.astype(np.uint8)
         for k in range(rng.integers(2, 5)):
             x = 5 + k * 9 + rng.integers(0, 4)
             c = np.array([x, cy + rng.uniform(-2, 2), cz + rng.uniform(-2, 2)])
             r = rng.uniform(1.0, 2.5)
-            label[(((idx - c[:, None, None, None]) ** 2).sum(0) <= r ** 2) & cord] = 2
+            label[(((idx - c[:, None, None, None]) ** 2).sum(0) <= r**2) & cord] = 2
         img = 100.0 + 60.0 * (label >= 1) + 80.0 * (label == 2) + rng.normal(0, 6, size=shape)
         affine = np.diag([1.0, 1.0, 1.0, 1.0])
         nib.save(nib.Nifti1Image(img.astype(np.float32), affine), str(root / "imagesTr" / f"{case}_0000.nii.gz"))
         nib.save(nib.Nifti1Image(label, affine), str(root / "labelsTr" / f"{case}.nii.gz"))
         if i == 0:
             nib.save(nib.Nifti1Image(img.astype(np.float32), affine), str(root / "imagesTs" / f"{case}_0000.nii.gz"))
-    dataset_json = {"channel_names": {"0": "T2w"}, "labels": LESION_LABELS_PLAIN, "numTraining": n_cases,
-                    "file_ending": ".nii.gz", "name": dataset_name}
+    dataset_json = {
+        "channel_names": {"0": "T2w"},
+        "labels": LESION_LABELS_PLAIN,
+        "numTraining": n_cases,
+        "file_ending": ".nii.gz",
+        "name": dataset_name,
+    }
     (root / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     return root
 
@@ -192,14 +210,27 @@ def plan_and_preprocess(env: dict, dataset_id: int = TOY_ID, configuration: str 
     ``torch.set_num_threads(0)`` and fail, so planning runs with 1.
     """
     env = {**env, "nnUNet_n_proc_DA": "1"}
-    run([console_script("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", configuration,
-         "-np", "1", "-npfp", "1", "--verify_dataset_integrity", "--no_pbar"], env)
+    run(
+        [
+            console_script("nnUNetv2_plan_and_preprocess"),
+            "-d",
+            str(dataset_id),
+            "-c",
+            configuration,
+            "-np",
+            "1",
+            "-npfp",
+            "1",
+            "--verify_dataset_integrity",
+            "--no_pbar",
+        ],
+        env,
+    )
 
 
 def preprocess_soft(env: dict, dataset_id: int = TOY_ID, configuration: str = "3d_fullres", *extra: str):
     """Run ``nnspine preprocess-soft`` through the console script."""
-    return run([console_script("nnspine"), "preprocess-soft", "-d", str(dataset_id), "-c", configuration, *extra],
-               env)
+    return run([console_script("nnspine"), "preprocess-soft", "-d", str(dataset_id), "-c", configuration, *extra], env)
 
 
 _PREPARED: dict = {}
@@ -282,13 +313,20 @@ def block_mean(x: np.ndarray, factors) -> np.ndarray:
         f = int(f)
         assert x.shape[axis] % f == 0, (x.shape, factors)
         shape = list(x.shape)
-        shape[axis: axis + 1] = [x.shape[axis] // f, f]
+        shape[axis : axis + 1] = [x.shape[axis] // f, f]
         x = x.reshape(shape).mean(axis=axis + 1)
     return x
 
 
-def reference_soft_loss(logits: list, soft_full: np.ndarray, pool_op_kernel_sizes, batch_dice: bool,
-                        weight_mse: float = 1.0, weight_dice: float = 1.0, smooth: float = 1e-5) -> float:
+def reference_soft_loss(
+    logits: list,
+    soft_full: np.ndarray,
+    pool_op_kernel_sizes,
+    batch_dice: bool,
+    weight_mse: float = 1.0,
+    weight_dice: float = 1.0,
+    smooth: float = 1e-5,
+) -> float:
     """The soft trainers' deep-supervised loss computed from scratch, in float64 numpy.
 
     ``logits``: the network's outputs, one ``(B, 2, *spatial)`` array per deep-supervision scale (full resolution
@@ -298,7 +336,7 @@ def reference_soft_loss(logits: list, soft_full: np.ndarray, pool_op_kernel_size
     (1 - mean((2 Σps + smooth) / (Σp² + Σs² + smooth)))`` with sums per sample (or over the batch).
     """
     factors = np.cumprod(np.vstack(pool_op_kernel_sizes), axis=0)
-    weights = np.array([1 / 2 ** i for i in range(len(logits))])
+    weights = np.array([1 / 2**i for i in range(len(logits))])
     weights[-1] = 0
     weights /= weights.sum()
     total = 0.0
@@ -313,8 +351,9 @@ def reference_soft_loss(logits: list, soft_full: np.ndarray, pool_op_kernel_size
     return float(total)
 
 
-def assert_validation_loss_is_soft_target_loss(env: dict, dataset_id: int, plans: str, checkpoint: Path,
-                                               configuration: str = "3d_fullres") -> None:
+def assert_validation_loss_is_soft_target_loss(
+    env: dict, dataset_id: int, plans: str, checkpoint: Path, configuration: str = "3d_fullres"
+) -> None:
     """Check that a trained model's loss is the soft-target loss (fails for a stock nnU-Net trainer).
 
     Rebuilds the trainer named in ``checkpoint`` in this process (nnU-Net's ``get_trainer_from_args``), takes one
@@ -325,12 +364,13 @@ def assert_validation_loss_is_soft_target_loss(env: dict, dataset_id: int, plans
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    from nnunet_extensions.soft_targets.layout import load_soft_target
+    from nnunet_extensions.integration.soft_targets.layout import load_soft_target
 
     trainer_name = torch.load(checkpoint, map_location="cpu", weights_only=False)["trainer_name"]
     with environ({**env, "nnUNet_n_proc_DA": "0"}):
-        trainer = get_trainer_from_args(str(dataset_id), configuration, "all", trainer_name, plans,
-                                        device=torch.device("cpu"))
+        trainer = get_trainer_from_args(
+            str(dataset_id), configuration, "all", trainer_name, plans, device=torch.device("cpu")
+        )
         trainer.initialize()
         trainer.load_checkpoint(str(checkpoint))
         _, val_loader = trainer.get_dataloaders()
@@ -341,11 +381,13 @@ def assert_validation_loss_is_soft_target_loss(env: dict, dataset_id: int, plans
             loss = float(trainer.validation_step(batch)["loss"])
     assert "bboxes" in batch, f"{trainer_name}: batches carry no soft target crops (not a soft trainer)"
     data_folder = Path(trainer.preprocessed_dataset_folder)
-    soft = np.stack([crop_zero_padded(load_soft_target(data_folder, key)[:], bbox)
-                     for key, bbox in zip(batch["keys"], batch["bboxes"])])
+    soft = np.stack(
+        [
+            crop_zero_padded(load_soft_target(data_folder, key)[:], bbox)
+            for key, bbox in zip(batch["keys"], batch["bboxes"])
+        ]
+    )
     assert ((soft > 0.05) & (soft < 0.95)).any()  # partial volume in the compared patches
     cm = trainer.configuration_manager
-    expected = reference_soft_loss([o.double().numpy() for o in logits], soft, cm.pool_op_kernel_sizes,
-                                   cm.batch_dice)
+    expected = reference_soft_loss([o.double().numpy() for o in logits], soft, cm.pool_op_kernel_sizes, cm.batch_dice)
     assert loss == pytest.approx(expected, rel=1e-4)
-

@@ -1,4 +1,4 @@
-"""nnunet_extensions.bids: BIDS name parsing and discovery on hand-built tiny trees."""
+"""nnunet_extensions.core.bids: BIDS name parsing and discovery on hand-built tiny trees."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_extensions.bids import (
+from nnunet_extensions.core.bids import (
     CORD_SEG,
     LESION_SEG,
     ImageSpec,
@@ -22,7 +22,7 @@ from nnunet_extensions.bids import (
     select_images,
     split_subject,
 )
-from nnunet_extensions.io import InputError, require_folder
+from nnunet_extensions.core.io import InputError, require_folder
 
 
 def touch(path: Path) -> Path:
@@ -41,13 +41,16 @@ def test_parse_image_name_entities_and_suffix():
     assert parse_name("sub-01_flip-1_mt-on_MTS").get("mt") == "on"
 
 
-@pytest.mark.parametrize("name, source, entities, suffix", [
-    ("sub-01_T2w_label-SC_seg", "sub-01_T2w", (("label", "SC"),), "seg"),
-    ("sub-01_ses-2_acq-sag_T2w_label-lesion_seg", "sub-01_ses-2_acq-sag_T2w", (("label", "lesion"),), "seg"),
-    ("sub-01_T2w_seg-spine_msk", "sub-01_T2w", (("seg", "spine"),), "msk"),
-    ("sub-01_T1w_desc-crop_label-SC_softseg", "sub-01_T1w", (("desc", "crop"), ("label", "SC")), "softseg"),
-    ("sub-01_T2w_softseg", "sub-01_T2w", (), "softseg"),
-])
+@pytest.mark.parametrize(
+    "name, source, entities, suffix",
+    [
+        ("sub-01_T2w_label-SC_seg", "sub-01_T2w", (("label", "SC"),), "seg"),
+        ("sub-01_ses-2_acq-sag_T2w_label-lesion_seg", "sub-01_ses-2_acq-sag_T2w", (("label", "lesion"),), "seg"),
+        ("sub-01_T2w_seg-spine_msk", "sub-01_T2w", (("seg", "spine"),), "msk"),
+        ("sub-01_T1w_desc-crop_label-SC_softseg", "sub-01_T1w", (("desc", "crop"), ("label", "SC")), "softseg"),
+        ("sub-01_T2w_softseg", "sub-01_T2w", (), "softseg"),
+    ],
+)
 def test_parse_derivative_names(name, source, entities, suffix):
     n = parse_name(name)
     assert n.source.name == source and n.image_stem == source
@@ -62,14 +65,35 @@ def test_nested_derivative_keeps_the_image():
     assert n.source.source.name == "sub-01_T2w"
 
 
-@pytest.mark.parametrize("name", ["t2_fake_lesion", "t2", "T2w", "sub-01", "subject-01_T2w", "sub-01_acq-a-b_T2w",
-                                  "sub-01_T2w_label-SC_", "sub-01__T2w", "ses-1_sub-01_T2w", ""])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "t2_fake_lesion",
+        "t2",
+        "T2w",
+        "sub-01",
+        "subject-01_T2w",
+        "sub-01_acq-a-b_T2w",
+        "sub-01_T2w_label-SC_",
+        "sub-01__T2w",
+        "ses-1_sub-01_T2w",
+        "",
+    ],
+)
 def test_non_bids_names(name):
     assert parse_name(name) is None
 
 
-@pytest.mark.parametrize("name", ["sub-01_T2w", "sub-01_ses-1_acq-ax_rec-x_T2w", "sub-01_T2w_label-SC_seg",
-                                  "sub-01_acq-sag_T2w_seg-spine_msk", "sub-01_T2w_label-SC_seg_labeled"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sub-01_T2w",
+        "sub-01_ses-1_acq-ax_rec-x_T2w",
+        "sub-01_T2w_label-SC_seg",
+        "sub-01_acq-sag_T2w_seg-spine_msk",
+        "sub-01_T2w_label-SC_seg_labeled",
+    ],
+)
 def test_names_build_back(name):
     assert parse_name(name).name == name
 
@@ -179,8 +203,9 @@ def test_find_derivative_under_derivatives_or_beside_the_image(tree):
     ses2 = list_images(find_units(tree)[2])[0][0]
     assert find_derivative(tree, ses2, CORD_SEG) is None
     ses1 = list_images(find_units(tree)[1])[0][0]
-    assert find_derivative(tree, ses1, CORD_SEG) == (tree / "derivatives/labels/sub-02/ses-1/anat"
-                                                     / "sub-02_ses-1_T2w_label-SC_seg.nii.gz")
+    assert find_derivative(tree, ses1, CORD_SEG) == (
+        tree / "derivatives/labels/sub-02/ses-1/anat" / "sub-02_ses-1_T2w_label-SC_seg.nii.gz"
+    )
 
 
 def test_find_by_stem_searches_recursively(tree):

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from nnunet_extensions.io import save_image
+from nnunet_extensions.core.io import save_image
 
 
 def _nnspine(*args: str) -> subprocess.CompletedProcess:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy.stats import wilcoxon
 
-from nnunet_extensions.io import InputError
-from postprocessing.variability import compare_variability
+from nnunet_extensions.core.io import InputError
+from postprocessing.cord.variability import compare_variability
 
 
 def _table(csa: dict[str, list[float]], contrasts=("T1w", "T2w"), levels="3") -> pd.DataFrame:
@@ -18,10 +18,26 @@ def _table(csa: dict[str, list[float]], contrasts=("T1w", "T2w"), levels="3") ->
     rows = []
     for subject, values in csa.items():
         for c, v in zip(contrasts, values):
-            rows.append({"subject": subject, "contrast": c, "filename": f"{subject}_{c}.nii.gz", "levels": levels,
-                         "n_slices": 4, "csa_mm2": v})
-        rows.append({"subject": subject, "contrast": "ALL", "filename": "", "levels": levels, "n_slices": 8,
-                     "csa_mm2": float(np.mean(values))})
+            rows.append(
+                {
+                    "subject": subject,
+                    "contrast": c,
+                    "filename": f"{subject}_{c}.nii.gz",
+                    "levels": levels,
+                    "n_slices": 4,
+                    "csa_mm2": v,
+                }
+            )
+        rows.append(
+            {
+                "subject": subject,
+                "contrast": "ALL",
+                "filename": "",
+                "levels": levels,
+                "n_slices": 8,
+                "csa_mm2": float(np.mean(values)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -70,11 +86,14 @@ def test_identical_methods_do_not_differ():
     assert r.wilcoxon_statistic == 0.0 and r.wilcoxon_p == 1.0
 
 
-@pytest.mark.parametrize("other, message", [
-    (_table({"sub-01": [1, 2], "sub-02": [1, 2], "sub-04": [1, 2]}), "subjects differ"),
-    (_table(B, levels="2:3"), "levels"),
-    (_table(B, contrasts=("T1w", "T2starw")), "contrasts of sub-01"),
-])
+@pytest.mark.parametrize(
+    "other, message",
+    [
+        (_table({"sub-01": [1, 2], "sub-02": [1, 2], "sub-04": [1, 2]}), "subjects differ"),
+        (_table(B, levels="2:3"), "levels"),
+        (_table(B, contrasts=("T1w", "T2starw")), "contrasts of sub-01"),
+    ],
+)
 def test_tables_that_do_not_pair_up(other, message):
     with pytest.raises(InputError, match=message):
         compare_variability(_table(A), other, sources=("a.csv", "b.csv"))
@@ -85,8 +104,23 @@ def test_command(tmp_path):
     _table(A).to_csv(a, index=False)
     _table(B).to_csv(b, index=False)
     out, png = tmp_path / "cmp.csv", tmp_path / "cmp.png"
-    proc = subprocess.run(["nnspine", "evaluate", "compare-variability", str(a), str(b), "--names", "soft,binary",
-                           "-o", str(out), "--plot", str(png)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "nnspine",
+            "evaluate",
+            "compare-variability",
+            str(a),
+            str(b),
+            "--names",
+            "soft,binary",
+            "-o",
+            str(out),
+            "--plot",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "p = 0.5" in proc.stdout
     table = pd.read_csv(out)
@@ -94,21 +128,26 @@ def test_command(tmp_path):
     assert png.stat().st_size > 5_000
     bad = tmp_path / "bad.csv"
     _table({"sub-09": [1, 2]}).to_csv(bad, index=False)
-    proc = subprocess.run(["nnspine", "evaluate", "compare-variability", str(a), str(bad), "-o",
-                           str(tmp_path / "x.csv")], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["nnspine", "evaluate", "compare-variability", str(a), str(bad), "-o", str(tmp_path / "x.csv")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "bad.csv: subjects differ" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.csv").exists()
 
 
 def test_spread_of_all_zero_csa_has_no_cv():
     """A subject whose every contrast measured 0 mm² (no cord found): SD 0, CV undefined (NaN), no crash."""
-    from postprocessing.metrics import variability_table
-    from postprocessing.variability import spread
+    from postprocessing.cord.soft_metrics import variability_table
+    from postprocessing.cord.variability import spread
 
     sd, cv = spread(np.zeros(3))
     assert sd == 0.0 and np.isnan(cv)
-    rows = [{"subject": "sub-01", "contrast": c, "filename": "", "levels": "3", "n_slices": 0, "csa_mm2": 0.0}
-            for c in ("T1w", "T2w")]
+    rows = [
+        {"subject": "sub-01", "contrast": c, "filename": "", "levels": "3", "n_slices": 0, "csa_mm2": 0.0}
+        for c in ("T1w", "T2w")
+    ]
     table = variability_table(rows)
     assert table["csa_std_across_contrasts_mm2"].iloc[-1] == 0.0
     assert np.isnan(table["csa_cv_across_contrasts_pct"].iloc[-1])

@@ -21,13 +21,16 @@ import pytest
 from nibabel.processing import resample_from_to
 
 from dataset_converters.lesion import LesionConversionWarning, convert
-from nnunet_extensions.io import InputError, OutputExistsError
+from nnunet_extensions.core.io import InputError, OutputExistsError
 
 
 # ============================================================================================== helpers
 def tree_hash(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def read(path: Path) -> np.ndarray:
@@ -59,8 +62,12 @@ def largest_centroid(mask: np.ndarray) -> np.ndarray:
 
 
 def cli(*args, raw: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["nnspine", "convert", "lesion", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "nnUNet_raw": str(raw)})
+    return subprocess.run(
+        ["nnspine", "convert", "lesion", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "nnUNet_raw": str(raw)},
+    )
 
 
 def verify_with_nnunet(folder: Path) -> None:
@@ -176,7 +183,10 @@ def test_missing_sequence_is_skipped_with_a_warning(copy, tmp_path):
     assert [c.case for c in report.cases] == ["sub-01_T2w"] and list(report.skipped) == ["sub-02"]
     folder = tmp_path / "raw/Dataset303_Skip"
     assert json.loads((folder / "dataset.json").read_text())["numTraining"] == 1
-    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == ["sub-01_T2w_0000.nii.gz", "sub-01_T2w_0001.nii.gz"]
+    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == [
+        "sub-01_T2w_0000.nii.gz",
+        "sub-01_T2w_0001.nii.gz",
+    ]
     # the CLI: one warning line on stderr naming the subject and the missing sequence; exit 0
     proc = cli("-i", copy, "--channels", "T2w,T1w", "--nnunet-dataset", 304, "--name", "SkipCli", raw=tmp_path / "raw")
     assert proc.returncode == 0, proc.stderr
@@ -236,18 +246,32 @@ def test_bad_mask_exits_2_and_writes_nothing(copy, tmp_path, how):
 def test_bad_image_found_by_a_worker_exits_2(copy, tmp_path):
     img = anat(copy, "sub-01", "T1w")
     _break(img, "nan")
-    proc = cli("-i", copy, "--channels", "T2w,T1w", "--nnunet-dataset", 308, "--name", "BadJobs", "--jobs", "2",
-               raw=tmp_path / "raw")
+    proc = cli(
+        "-i",
+        copy,
+        "--channels",
+        "T2w,T1w",
+        "--nnunet-dataset",
+        308,
+        "--name",
+        "BadJobs",
+        "--jobs",
+        "2",
+        raw=tmp_path / "raw",
+    )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert img.name in proc.stderr and "NaN" in proc.stderr and not (tmp_path / "raw").exists()
 
 
-@pytest.mark.parametrize("channels, message", [
-    ("T9w", "nothing to convert, every subject was skipped (sub-01: no T9w image (images: T1w, T2w)"),
-    ("T2w,T2w", "a sequence is named twice"),
-    ("T2w,", "give one or more image specs"),
-    ("sub-01_T2w", "names a contrast, not a subject"),
-])
+@pytest.mark.parametrize(
+    "channels, message",
+    [
+        ("T9w", "nothing to convert, every subject was skipped (sub-01: no T9w image (images: T1w, T2w)"),
+        ("T2w,T2w", "a sequence is named twice"),
+        ("T2w,", "give one or more image specs"),
+        ("sub-01_T2w", "names a contrast, not a subject"),
+    ],
+)
 def test_bad_channels_exit_2(phantom, tmp_path, channels, message):
     proc = cli("-i", phantom, "--channels", channels, "--nnunet-dataset", 309, "--name", "Ch", raw=tmp_path / "raw")
     assert proc.returncode == 2, proc.stderr

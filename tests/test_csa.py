@@ -1,4 +1,4 @@
-"""``nnspine csa`` / ``postprocessing.csa``: accuracy against phantom truth and SCT, levels, CLI behaviour."""
+"""``nnspine csa`` / ``postprocessing.cord.csa``: accuracy against phantom truth and SCT, levels, CLI behaviour."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_extensions.geometry import axcodes, reorient
-from nnunet_extensions.io import Image, InputError, load_image, save_image
+from nnunet_extensions.core.geometry import axcodes, reorient
+from nnunet_extensions.core.io import Image, InputError, load_image, save_image
 from nnunet_extensions.phantoms.cord import (
     CordModel,
     default_cervical_model,
@@ -21,9 +21,9 @@ from nnunet_extensions.phantoms.cord import (
     level_map,
     render_fraction,
 )
-from postprocessing import csa, csa_table
-from postprocessing.centreline import fit_centreline
-from postprocessing.levels import assign_slice_levels
+from postprocessing.cord import csa, csa_table
+from postprocessing.cord.centreline import fit_centreline
+from postprocessing.cord.levels import assign_slice_levels
 
 ISO = (0.8, 0.8, 0.8)
 ANISO = (0.5, 0.5, 3.0)
@@ -47,14 +47,14 @@ def _grid(model: CordModel, zooms, z_range=(-30.0, 30.0), margin_mm=3.5):
     return shape, affine
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tilted(tilt, zooms):
     model = CordModel(tilt_rl_deg=tilt[0], tilt_ap_deg=tilt[1])
     shape, affine = _grid(model, zooms)
     return model, render_fraction(model, shape, affine), affine
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cervical():
     """Default cervical phantom (curved, 10° AP tilt, C5 enlargement, discs 2-7), 0.8 mm iso."""
     model = default_cervical_model()
@@ -175,8 +175,9 @@ def test_same_numbers_in_any_orientation(tmp_path, codes):
     df = csa.measure_file(files["seg"], vertfile=files["levels"])
     # NIfTI keeps the affine in float32, so the scanner z of a flipped grid's origin moves by ~1e-6 mm.
     np.testing.assert_allclose(df["z_mm"], ref["z_mm"], atol=1e-4)
-    pd.testing.assert_frame_equal(df.drop(columns="z_mm"), ref.drop(columns="z_mm"), check_exact=False,
-                                  rtol=1e-12, atol=1e-12)
+    pd.testing.assert_frame_equal(
+        df.drop(columns="z_mm"), ref.drop(columns="z_mm"), check_exact=False, rtol=1e-12, atol=1e-12
+    )
     via_discs = csa.measure_file(files["seg"], discfile=files["discs"])
     ref_discs = csa.measure_file(tmp_path / "seg_las.nii.gz", discfile=tmp_path / "discs_las.nii.gz")
     np.testing.assert_array_equal(via_discs["level"], ref_discs["level"])
@@ -226,15 +227,23 @@ def test_slice_level_rule_majority_and_discs():
 def test_format_ranges_and_summaries():
     assert csa_table.format_ranges([3, 1, 2, 5, 7, 8]) == "1:3;5;7:8"
     assert csa_table.format_ranges([]) == ""
-    per_slice = pd.DataFrame({"slice": [0, 1, 2, 3], "level": [3, 3, 2, 0], "z_mm": [0.0, 1, 2, 3],
-                              **{m: [1.0, 2.0, 4.0, 8.0] for m in csa.METRICS}})
+    per_slice = pd.DataFrame(
+        {
+            "slice": [0, 1, 2, 3],
+            "level": [3, 3, 2, 0],
+            "z_mm": [0.0, 1, 2, 3],
+            **{m: [1.0, 2.0, 4.0, 8.0] for m in csa.METRICS},
+        }
+    )
     per_slice.attrs["filename"] = "x.nii.gz"
     one = csa_table.summarize(per_slice)
     assert list(one.columns) == csa_table.SCT_COLUMNS
     row = one.iloc[0]
     assert row["SCT Version"].startswith("nnunet-spine ") and row["DistancePMJ"] == ""
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row["Timestamp"])
-    assert csa_table.summarize(per_slice, timestamp="2001-02-03 04:05:06")["Timestamp"].tolist() == ["2001-02-03 04:05:06"]
+    assert csa_table.summarize(per_slice, timestamp="2001-02-03 04:05:06")["Timestamp"].tolist() == [
+        "2001-02-03 04:05:06"
+    ]
     assert (row["Filename"], row["Slice (I->S)"], row["VertLevel"]) == ("x.nii.gz", "0:3", "2:3")
     assert row["MEAN(area)"] == pytest.approx(3.75) and row["STD(area)"] == pytest.approx(np.std([1, 2, 4, 8]))
     assert row["SUM(length)"] == pytest.approx(15.0)
@@ -267,8 +276,13 @@ def test_real_mask_agrees_with_sct(shared_data):
     np.testing.assert_allclose(ours["MEAN(angle_AP)"], ref["MEAN(angle_AP)"], atol=0.5)
     np.testing.assert_allclose(ours["MEAN(angle_RL)"], ref["MEAN(angle_RL)"], atol=0.5)
     np.testing.assert_allclose(ours["SUM(length)"], ref["SUM(length)"], rtol=2e-3)
-    for col, tol in (("MEAN(diameter_AP)", 0.05), ("MEAN(diameter_RL)", 0.05), ("MEAN(diameter_AP_ellipse)", 0.05),
-                     ("MEAN(length_anterior)", 0.05), ("MEAN(length_posterior)", 0.05)):
+    for col, tol in (
+        ("MEAN(diameter_AP)", 0.05),
+        ("MEAN(diameter_RL)", 0.05),
+        ("MEAN(diameter_AP_ellipse)", 0.05),
+        ("MEAN(length_anterior)", 0.05),
+        ("MEAN(length_posterior)", 0.05),
+    ):
         assert (np.abs(ours[col] / ref[col] - 1)).median() < tol, col
     assert np.abs(ours["MEAN(eccentricity)"] - ref["MEAN(eccentricity)"]).median() < 0.02
     assert np.abs(ours["MEAN(orientation)"] - ref["MEAN(orientation)"]).median() < 1.0
@@ -278,8 +292,17 @@ def test_real_mask_agrees_with_sct(shared_data):
 def test_real_perlevel_cli_agrees_with_sct(shared_data, tmp_path):
     t2 = shared_data / "sct_testing_data" / "t2"
     out = tmp_path / "levels.csv"
-    proc = _nnspine("-i", t2 / "t2_seg-manual.nii.gz", "--vert", "2:5", "--vertfile",
-                    t2 / "t2_seg-manual_labeled.nii.gz", "--perlevel", "-o", out)
+    proc = _nnspine(
+        "-i",
+        t2 / "t2_seg-manual.nii.gz",
+        "--vert",
+        "2:5",
+        "--vertfile",
+        t2 / "t2_seg-manual_labeled.nii.gz",
+        "--perlevel",
+        "-o",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     ours = pd.read_csv(out, dtype={"Slice (I->S)": str}, keep_default_na=False)
     ref_path = shared_data / "reference" / "sct_csa_t2_seg-manual_perlevel.csv"
@@ -300,8 +323,18 @@ def test_real_perlevel_cli_agrees_with_sct(shared_data, tmp_path):
 def test_help_describes_inputs_outputs_units():
     proc = subprocess.run(["nnspine", "csa", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
-    for word in ("mm^2", "degrees", "csa.csv", "--perslice", "--vertfile", "--discfile", "--threshold",
-                 "--overwrite", "examples:", "nnspine csa -i"):
+    for word in (
+        "mm^2",
+        "degrees",
+        "csa.csv",
+        "--perslice",
+        "--vertfile",
+        "--discfile",
+        "--threshold",
+        "--overwrite",
+        "examples:",
+        "nnspine csa -i",
+    ):
         assert word in proc.stdout, word
 
 
@@ -388,8 +421,9 @@ def test_cli_says_what_it_wrote(tmp_path):
     seg = _save_mask(tmp_path / "seg.nii.gz", _ellipse_mask(shape=(24, 24, 5)))
     proc = _nnspine("-i", seg, "--perslice", "-o", tmp_path / "out.csv", "--plot", tmp_path / "qc.png")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [f"wrote {tmp_path / 'out.csv'} (5 rows, one per slice, from 1 file) "
-                                        f"and {tmp_path / 'qc.png'}"]
+    assert proc.stdout.splitlines() == [
+        f"wrote {tmp_path / 'out.csv'} (5 rows, one per slice, from 1 file) and {tmp_path / 'qc.png'}"
+    ]
     assert len(pd.read_csv(tmp_path / "out.csv")) == 5 and proc.stderr == ""
     quiet = _nnspine("-i", seg, "-o", tmp_path / "q.csv", "-q")
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
@@ -420,8 +454,20 @@ def test_cli_plot_with_levels(tmp_path):
     disc_file = save_image(discs, affine, tmp_path / "discs.nii.gz")
     from nnunet_extensions.cli import main
 
-    rc = main(["csa", "-i", str(seg), "--discfile", str(disc_file), "--perlevel", "-o", str(tmp_path / "l.csv"),
-               "--plot", str(tmp_path / "qc.png")])
+    rc = main(
+        [
+            "csa",
+            "-i",
+            str(seg),
+            "--discfile",
+            str(disc_file),
+            "--perlevel",
+            "-o",
+            str(tmp_path / "l.csv"),
+            "--plot",
+            str(tmp_path / "qc.png"),
+        ]
+    )
     assert rc == 0
     table = pd.read_csv(tmp_path / "l.csv")
     assert table["VertLevel"].tolist() == [6, 5, 4, 3, 2]

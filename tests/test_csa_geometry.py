@@ -11,8 +11,8 @@ from scipy.interpolate import make_lsq_spline
 from scipy.spatial import ConvexHull
 from skimage.measure import find_contours
 
-from postprocessing.centreline import KNOT_SPACING_MM, fit_centreline, project_onto_centreline
-from postprocessing.csa import _hull_areas
+from postprocessing.cord.centreline import KNOT_SPACING_MM, fit_centreline, project_onto_centreline
+from postprocessing.cord.csa import _hull_areas
 
 
 # ============================================================================================ convex hull
@@ -101,7 +101,11 @@ def test_projection_onto_a_tilted_centreline():
     centres = np.column_stack([0.5 * (slices - 10), np.zeros(10), slices * 1.0])
     tangent = step[0] / np.linalg.norm(step[0])
     normal = np.array([tangent[2], 0.0, -tangent[0]])
-    points = np.array([centres[3] + 4.0 * normal,  # beside slice 13: projects onto it
-                       centres[5] + 1.5 * np.linalg.norm(step[0]) * tangent,  # 1.5 slices further up
-                       centres[0] - 3.0 * np.linalg.norm(step[0]) * tangent + normal])  # below the cord's end
+    points = np.array(
+        [
+            centres[3] + 4.0 * normal,  # beside slice 13: projects onto it
+            centres[5] + 1.5 * np.linalg.norm(step[0]) * tangent,  # 1.5 slices further up
+            centres[0] - 3.0 * np.linalg.norm(step[0]) * tangent + normal,
+        ]
+    )  # below the cord's end
     np.testing.assert_allclose(project_onto_centreline(points, slices, centres, step), [13.0, 16.5, 7.0])

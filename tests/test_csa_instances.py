@@ -1,7 +1,7 @@
 """CSA per vertebral level with a SPINEPS vertebra instance mask as the level source (issue 9 §4):
 ``nnspine csa --vertfile <..._seg-vert_msk> --perlevel`` and ``nnspine evaluate csa-variability``.
 
-Truth is computed here, independently of :mod:`postprocessing.levels`: in every axial slice holding cord,
+Truth is computed here, independently of :mod:`postprocessing.cord.levels`: in every axial slice holding cord,
 the vertebral body (semantic 49 + endplates 62, one connected component per body) whose voxels lie
 nearest to the cord's centre in that same slice is the body "at the cord's height"; where a disc (100)
 lies nearer than any body the slice is in a disc gap and may belong to either neighbour.
@@ -21,10 +21,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from nnunet_extensions.io import Image, InputError, save_image
-from nnunet_extensions.phantoms.spine import write_spine_dataset
-from postprocessing import csa
-from postprocessing.levels import check_level_file_on_cord, is_spineps_instance_name, level_file_kind
+from nnunet_extensions.core.io import Image, InputError, save_image
+from postprocessing.cord.levels import check_level_file_on_cord, is_spineps_instance_name, level_file_kind
 
 TPTBOX = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tptbox_sample_mri"
 VERSE_TO_SCT = {**{v: v for v in range(1, 25)}, 26: 25}  # written out here, not taken from labels.py
@@ -104,14 +102,20 @@ def spine(tmp_path_factory) -> dict:
     labels = root / "derivatives/labels/sub-01/anat"
     sem_path = labels / "sub-01_T2w_seg-spine_msk.nii.gz"
     img = nib.load(str(sem_path))
-    cord = save_image((np.asarray(img.dataobj) == 60).astype(np.float32), img.affine,
-                      root.parent / "sub-01_T2w_label-SC_seg.nii.gz")
+    cord = save_image(
+        (np.asarray(img.dataobj) == 60).astype(np.float32), img.affine, root.parent / "sub-01_T2w_label-SC_seg.nii.gz"
+    )
     truth = json.loads((root / "derivatives/truth/sub-01/sub-01_truth.json").read_text())
     sem_ras = _ras(sem_path)
     zooms = np.array(nib.as_closest_canonical(img).header.get_zooms()[:3], float)
-    return {"root": root, "semantic": sem_path, "instance": labels / "sub-01_T2w_seg-vert_msk.nii.gz",
-            "cord": Path(cord), "truth": truth,
-            "nearest": nearest_structure_per_slice(sem_ras, phantom_bodies(sem_ras, truth), zooms)}
+    return {
+        "root": root,
+        "semantic": sem_path,
+        "instance": labels / "sub-01_T2w_seg-vert_msk.nii.gz",
+        "cord": Path(cord),
+        "truth": truth,
+        "nearest": nearest_structure_per_slice(sem_ras, phantom_bodies(sem_ras, truth), zooms),
+    }
 
 
 # ------------------------------------------------------------------------------------------ nnspine csa
@@ -121,8 +125,9 @@ def test_perlevel_slices_match_vertebral_bodies_on_phantom(spine, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "SPINEPS vertebra instance mask" in proc.stdout and "_seg-vert_msk" in proc.stdout
     rows = pd.read_csv(out_slices, dtype={"VertLevel": str})
-    per_slice = pd.DataFrame({"slice": rows["Slice (I->S)"].astype(int),
-                              "level": rows["VertLevel"].fillna("0").astype(int)})
+    per_slice = pd.DataFrame(
+        {"slice": rows["Slice (I->S)"].astype(int), "level": rows["VertLevel"].fillna("0").astype(int)}
+    )
     assert_levels_match_bodies(per_slice, spine["nearest"])
     # every vertebra of the phantom has a level, in anatomical order from inferior (L5 = 24) to superior
     proc = _nnspine("csa", "-i", spine["cord"], "--vertfile", spine["instance"], "--perlevel", "-o", out_levels)
@@ -146,13 +151,34 @@ def test_cord_label_of_the_semantic_mask_and_the_vert_selection(spine, tmp_path)
     """``-i SEMANTIC --label 60`` measures the same cord as the extracted binary mask; ``--vert`` selects
     SCT level numbers (L2-L3 = 21-22)."""
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    assert _nnspine("csa", "-i", spine["semantic"], "--label", "60", "--vertfile", spine["instance"],
-                    "--perlevel", "--vert", "21:22", "-o", a).returncode == 0
-    assert _nnspine("csa", "-i", spine["cord"], "--vertfile", spine["instance"], "--perlevel", "--vert", "21:22",
-                    "-o", b).returncode == 0
+    assert (
+        _nnspine(
+            "csa",
+            "-i",
+            spine["semantic"],
+            "--label",
+            "60",
+            "--vertfile",
+            spine["instance"],
+            "--perlevel",
+            "--vert",
+            "21:22",
+            "-o",
+            a,
+        ).returncode
+        == 0
+    )
+    assert (
+        _nnspine(
+            "csa", "-i", spine["cord"], "--vertfile", spine["instance"], "--perlevel", "--vert", "21:22", "-o", b
+        ).returncode
+        == 0
+    )
     ta, tb = pd.read_csv(a, dtype={"VertLevel": str}), pd.read_csv(b, dtype={"VertLevel": str})
     assert ta["VertLevel"].tolist() == ["22", "21"]
-    pd.testing.assert_frame_equal(ta.drop(columns=["Timestamp", "Filename"]), tb.drop(columns=["Timestamp", "Filename"]))
+    pd.testing.assert_frame_equal(
+        ta.drop(columns=["Timestamp", "Filename"]), tb.drop(columns=["Timestamp", "Filename"])
+    )
     proc = _nnspine("csa", "-i", spine["semantic"], "--label", "7", "-o", tmp_path / "c.csv")
     assert proc.returncode == 2 and "no voxel has label 7" in proc.stderr and not (tmp_path / "c.csv").exists()
 
@@ -172,8 +198,18 @@ def test_auto_detection_by_values_and_explicit_kinds(spine, tmp_path):
     assert proc.returncode == 0 and "SPINEPS" in proc.stdout and ">= 100" in proc.stdout, proc.stdout + proc.stderr
     assert pd.read_csv(tmp_path / "r.csv")["VertLevel"].tolist() == [24, 23, 22, 21, 20]
     # read as SCT levels on request: refused, and the message says what the file looks like
-    proc = _nnspine("csa", "-i", spine["cord"], "--vertfile", renamed, "--vertfile-kind", "sct", "--perlevel",
-                    "-o", tmp_path / "s.csv")
+    proc = _nnspine(
+        "csa",
+        "-i",
+        spine["cord"],
+        "--vertfile",
+        renamed,
+        "--vertfile-kind",
+        "sct",
+        "--perlevel",
+        "-o",
+        tmp_path / "s.csv",
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and str(renamed) in lines[0]
     assert "not SCT vertebral levels" in lines[0] and "--vertfile-kind spineps" in lines[0]
@@ -189,12 +225,23 @@ def test_ambiguous_instance_mask_without_discs_is_refused_unless_named(spine, tm
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and str(only_vertebrae) in lines[0]
     assert "--vertfile-kind" in lines[0] and not (tmp_path / "a.csv").exists()
-    proc = _nnspine("csa", "-i", spine["cord"], "--vertfile", only_vertebrae, "--vertfile-kind", "spineps",
-                    "--perslice", "-o", tmp_path / "b.csv")
+    proc = _nnspine(
+        "csa",
+        "-i",
+        spine["cord"],
+        "--vertfile",
+        only_vertebrae,
+        "--vertfile-kind",
+        "spineps",
+        "--perslice",
+        "-o",
+        tmp_path / "b.csv",
+    )
     assert proc.returncode == 0, proc.stderr
     rows = pd.read_csv(tmp_path / "b.csv", dtype={"VertLevel": str})
-    per_slice = pd.DataFrame({"slice": rows["Slice (I->S)"].astype(int),
-                              "level": rows["VertLevel"].fillna("0").astype(int)})
+    per_slice = pd.DataFrame(
+        {"slice": rows["Slice (I->S)"].astype(int), "level": rows["VertLevel"].fillna("0").astype(int)}
+    )
     got = dict(zip(per_slice["slice"], per_slice["level"]))
     body = {k: v for k, v in spine["nearest"].items() if v > 0}
     # without discs the boundaries move to midway between body centres: a few slices off at most per boundary
@@ -202,13 +249,15 @@ def test_ambiguous_instance_mask_without_discs_is_refused_unless_named(spine, tm
     named = _copy_as(only_vertebrae, tmp_path / "sub-01_T2w_seg-vert_msk.nii.gz")  # the SPINEPS name decides
     proc = _nnspine("csa", "-i", spine["cord"], "--vertfile", named, "--perslice", "-o", tmp_path / "c.csv")
     assert proc.returncode == 0 and "named _seg-vert_msk" in proc.stdout
-    pd.testing.assert_series_equal(pd.read_csv(tmp_path / "c.csv")["VertLevel"],
-                                   pd.read_csv(tmp_path / "b.csv")["VertLevel"])
+    pd.testing.assert_series_equal(
+        pd.read_csv(tmp_path / "c.csv")["VertLevel"], pd.read_csv(tmp_path / "b.csv")["VertLevel"]
+    )
 
 
 @pytest.mark.parametrize("verse_id, name", [(25, "L6"), (28, "T13")])
 def test_transitional_vertebrae_are_refused(spine, tmp_path, verse_id, name):
     """L6 / T13 have no SCT level: one line naming the file and the vertebra, nothing written."""
+
     def add_transitional(d):
         d = d.astype(np.int16)
         d[d == 24] = verse_id  # relabel L5 (and its endplates / disc) as the transitional vertebra
@@ -232,7 +281,9 @@ def test_semantic_mask_or_labelled_cord_given_as_the_wrong_kind(spine, tmp_path)
     sem = nib.load(str(spine["semantic"]))
     labelled = np.where(np.asarray(sem.dataobj) == 60, 3, 0).astype(np.int16)
     path = save_image(labelled, sem.affine, tmp_path / "sub-01_T2w_label-SC_seg_labeled.nii.gz")
-    proc = _nnspine("csa", "-i", spine["cord"], "--vertfile", path, "--vertfile-kind", "spineps", "-o", tmp_path / "y.csv")
+    proc = _nnspine(
+        "csa", "-i", spine["cord"], "--vertfile", path, "--vertfile-kind", "spineps", "-o", tmp_path / "y.csv"
+    )
     assert proc.returncode == 2 and "cover 100 % of the cord" in proc.stderr and "--vertfile-kind sct" in proc.stderr
     # ... and as auto, it is an SCT level file: every cord slice gets level 3
     proc = _nnspine("csa", "-i", spine["cord"], "--vertfile", path, "--perlevel", "-o", tmp_path / "z.csv")
@@ -261,7 +312,8 @@ def test_level_file_kind_rules():
     with pytest.raises(ValueError):
         level_file_kind(img([5]), "verse")
     assert is_spineps_instance_name("a/sub-01_T2w_seg-vert_msk.nii") and not is_spineps_instance_name(
-        "sub-01_T2w_seg-spine_msk.nii.gz")
+        "sub-01_T2w_seg-spine_msk.nii.gz"
+    )
     cord = np.zeros((4, 4, 3))
     cord[1, 1, :] = 1.0
     off_cord = np.zeros((4, 4, 3), int)
@@ -303,7 +355,7 @@ def test_csa_variability_with_instance_masks(spine, tmp_path):
         ks = np.flatnonzero(ras.any((0, 1)))
         centres = np.array([np.argwhere(ras[:, :, k] > 0).mean(0) * zooms[:2] for k in ks])
         slope = np.gradient(centres, ks * zooms[2], axis=0)
-        cos = 1 / np.sqrt(1 + (slope ** 2).sum(1))
+        cos = 1 / np.sqrt(1 + (slope**2).sum(1))
         area = dict(zip(ks, ras.sum((0, 1))[ks] * zooms[0] * zooms[1] * cos))
         l3 = [k for k, v in spine["nearest"].items() if v == 22]
         expected[name] = np.mean([area[k] for k in l3])
@@ -313,12 +365,27 @@ def test_csa_variability_with_instance_masks(spine, tmp_path):
     assert sd == pytest.approx(np.std([got["T2w"], got["acq-thin_T2w"]]), rel=1e-9)
     assert (table["n_slices"][table["contrast"] != "ALL"] > 0).all()
     # the same through the library, explicit kind; --vertfile-kind sct refuses the instance masks
-    from postprocessing.metrics import csa_variability
+    from postprocessing.cord.soft_metrics import csa_variability
 
     lib = csa_variability([masks], [22], vertfiles=levels, suffix="_seg-vert_msk", vertfile_kind="spineps")
     assert lib.table.set_index("contrast")["csa_mm2"]["T2w"] == pytest.approx(got["T2w"], rel=1e-12)
-    proc = _nnspine("evaluate", "csa-variability", "-i", masks, "--vertfiles", levels, "--vertfile-kind", "sct",
-                    "--vert-suffix", "_seg-vert_msk", "--vert", "22", "-o", tmp_path / "bad.csv", "-q")
+    proc = _nnspine(
+        "evaluate",
+        "csa-variability",
+        "-i",
+        masks,
+        "--vertfiles",
+        levels,
+        "--vertfile-kind",
+        "sct",
+        "--vert-suffix",
+        "_seg-vert_msk",
+        "--vert",
+        "22",
+        "-o",
+        tmp_path / "bad.csv",
+        "-q",
+    )
     assert proc.returncode == 2 and "not SCT vertebral levels" in proc.stderr and not (tmp_path / "bad.csv").exists()
 
 
@@ -333,8 +400,9 @@ def test_tptbox_sample_cord_levels_from_its_instance_mask(tmp_path):
     proc = _nnspine("csa", "-i", sem_path, "--label", "60", "--vertfile", ins_path, "--perslice", "-o", out)
     assert proc.returncode == 0 and "named _seg-vert_msk" in proc.stdout, proc.stderr
     rows = pd.read_csv(out, dtype={"VertLevel": str})
-    per_slice = pd.DataFrame({"slice": rows["Slice (I->S)"].astype(int),
-                              "level": rows["VertLevel"].fillna("0").astype(int)})
+    per_slice = pd.DataFrame(
+        {"slice": rows["Slice (I->S)"].astype(int), "level": rows["VertLevel"].fillna("0").astype(int)}
+    )
     sem, ins = _ras(sem_path), _ras(ins_path)
     bodies = np.where(np.isin(sem, (49, 62)), ins % 100, 0)  # endplates 200+X belong to vertebra X
     zooms = np.array(nib.as_closest_canonical(nib.load(str(sem_path))).header.get_zooms()[:3], float)

@@ -15,11 +15,26 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_extensions import labels as L
 from nnunet_extensions.cli import main
-from nnunet_extensions.geometry import resample_to_grid
-from nnunet_extensions.io import InputError, voxel_sizes
-from postprocessing import cutouts as C
+from nnunet_extensions.core.geometry import resample_to_grid
+from nnunet_extensions.core.io import InputError, voxel_sizes
+from nnunet_extensions.core.labels import ARCUS, CORPUS
+from postprocessing.spine.cutouts import (
+    CUTOUTS_JSON,
+    DEFAULT_SIZE,
+    DEFAULT_SPACING_MM,
+    MIN_BODY_MM3,
+    Image,
+    channel_paths,
+    cut_case,
+    find_bodies,
+    load_semantic,
+    paste_back,
+    pir_affine,
+    sample_labels,
+    to_pir,
+    write_cutouts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +45,12 @@ def spine5(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("spine5") / "bids"
     truth = write_spine_dataset(root, n_subjects=1, seed=3)["subjects"]["sub-01"]
     labels = root / "derivatives" / "labels" / "sub-01" / "anat"
-    return {"root": root, "truth": truth, "semantic": labels / "sub-01_T2w_seg-spine_msk.nii.gz",
-            "instance": labels / "sub-01_T2w_seg-vert_msk.nii.gz"}
+    return {
+        "root": root,
+        "truth": truth,
+        "semantic": labels / "sub-01_T2w_seg-spine_msk.nii.gz",
+        "instance": labels / "sub-01_T2w_seg-vert_msk.nii.gz",
+    }
 
 
 def world_of_voxels(affine: np.ndarray, shape) -> np.ndarray:
@@ -42,8 +61,8 @@ def world_of_voxels(affine: np.ndarray, shape) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------- centres
 def test_body_centres_match_the_phantom_model(spine5):
-    img = C.load_semantic(spine5["semantic"])
-    record, bodies, _ = C.cut_case(img, "sub-01_T2w")
+    img = load_semantic(spine5["semantic"])
+    record, bodies, _ = cut_case(img, "sub-01_T2w")
     true = np.array([v["body_centre_mm"] for v in spine5["truth"]["vertebrae"]])  # top to bottom
     assert len(record.cutouts) == len(true) == 5
     got = np.array([c.centre_mm for c in record.cutouts])
@@ -57,49 +76,49 @@ def test_erosion_separates_touching_bodies_and_drops_fragments():
     affine = np.eye(4)  # RAS, 1 mm voxels: world z = voxel k
     # two 10 x 10 x 9 mm bodies joined by a 2 x 2 mm neck one voxel long
     neck = np.zeros((20, 20, 40), np.uint8)
-    neck[5:15, 5:15, 5:14] = L.CORPUS
-    neck[5:15, 5:15, 15:24] = L.CORPUS
-    neck[9:11, 9:11, 14] = L.CORPUS
-    data, aff = C.to_pir(C.Image(neck, affine))
-    assert len(C.find_bodies(data, aff, erosion_mm=0.0, min_volume_mm3=20)) == 1
-    b = C.find_bodies(data, aff, erosion_mm=1.5, min_volume_mm3=20)
+    neck[5:15, 5:15, 5:14] = CORPUS
+    neck[5:15, 5:15, 15:24] = CORPUS
+    neck[9:11, 9:11, 14] = CORPUS
+    data, aff = to_pir(Image(neck, affine))
+    assert len(find_bodies(data, aff, erosion_mm=0.0, min_volume_mm3=20)) == 1
+    b = find_bodies(data, aff, erosion_mm=1.5, min_volume_mm3=20)
     assert len(b) == 2
     assert np.allclose(b.centres_mm[:, 2], [19.0, 9.0], atol=0.1)  # superior first; the neck shifts them a little
     # a 2 x 2 x 2 mm fragment (8 mm3) beside two bodies touching along a face (one 2000 mm3 component)
     sem = np.zeros((20, 20, 40), np.uint8)
-    sem[5:15, 5:15, 5:25] = L.CORPUS
-    sem[2:4, 2:4, 35:37] = L.CORPUS
-    data, aff = C.to_pir(C.Image(sem, affine))
-    assert len(C.find_bodies(data, aff, erosion_mm=0.0, min_volume_mm3=5)) == 2
-    kept = C.find_bodies(data, aff, erosion_mm=0.0, min_volume_mm3=C.MIN_BODY_MM3)
+    sem[5:15, 5:15, 5:25] = CORPUS
+    sem[2:4, 2:4, 35:37] = CORPUS
+    data, aff = to_pir(Image(sem, affine))
+    assert len(find_bodies(data, aff, erosion_mm=0.0, min_volume_mm3=5)) == 2
+    kept = find_bodies(data, aff, erosion_mm=0.0, min_volume_mm3=MIN_BODY_MM3)
     assert len(kept) == 1 and kept.volumes_mm3[0] == pytest.approx(2000.0)
 
 
 # ------------------------------------------------------------------------------------------- geometry
 def test_cutout_grid_is_placed_in_world_space_and_sampled_like_scipy(spine5):
-    img = C.load_semantic(spine5["semantic"])
-    record, _, sem_pir = C.cut_case(img, "s")
-    aff_pir = C.pir_affine(img.affine, img.shape)
+    img = load_semantic(spine5["semantic"])
+    record, _, sem_pir = cut_case(img, "s")
+    aff_pir = pir_affine(img.affine, img.shape)
     for c in record.cutouts[::2]:
         assert nib.aff2axcodes(c.affine) == ("P", "I", "R")
-        assert np.allclose(voxel_sizes(c.affine), C.DEFAULT_SPACING_MM)
-        centre_voxel = (np.array(C.DEFAULT_SIZE) - 1) / 2
+        assert np.allclose(voxel_sizes(c.affine), DEFAULT_SPACING_MM)
+        centre_voxel = (np.array(DEFAULT_SIZE) - 1) / 2
         assert np.allclose(c.affine[:3, :3] @ centre_voxel + c.affine[:3, 3], c.centre_mm)
-        ours = C.sample_labels(sem_pir, aff_pir, c.affine, c.shape)
+        ours = sample_labels(sem_pir, aff_pir, c.affine, c.shape)
         theirs = resample_to_grid(np.asarray(img.data), img.affine, c.shape, c.affine, order=0)
-        assert ours.shape == tuple(C.DEFAULT_SIZE)
+        assert ours.shape == tuple(DEFAULT_SIZE)
         # nearest neighbour both: only voxels exactly halfway between two source voxels may round apart
         assert np.mean(ours == theirs) > 0.999
         assert set(np.unique(ours)) <= set(np.unique(img.data))
 
 
 def test_paste_back_returns_cutout_labels_to_the_original_grid(spine5):
-    img = C.load_semantic(spine5["semantic"])
-    record, _, sem_pir = C.cut_case(img, "s")
-    aff_pir = C.pir_affine(img.affine, img.shape)
+    img = load_semantic(spine5["semantic"])
+    record, _, sem_pir = cut_case(img, "s")
+    aff_pir = pir_affine(img.affine, img.shape)
     c = record.cutouts[2]
-    cut = C.sample_labels(sem_pir, aff_pir, c.affine, c.shape)
-    box, values = C.paste_back(cut, c.affine, aff_pir, sem_pir.shape)
+    cut = sample_labels(sem_pir, aff_pir, c.affine, c.shape)
+    box, values = paste_back(cut, c.affine, aff_pir, sem_pir.shape)
     # the phantom's 1 x 1 x 3 mm voxels are coarser than the cutout's, so going there and back is exact
     # wherever the cutout covers the grid
     assert np.array_equal(values, sem_pir[box])
@@ -110,15 +129,15 @@ def test_tptbox_sample_smaller_than_a_cutout_is_zero_padded(shared_data, tmp_pat
     sem_path = shared_data / "tptbox_sample_mri" / "sub-mri_seg-subreg_label-6_msk.nii.gz"
     if not sem_path.exists():
         pytest.skip(f"{sem_path} absent")
-    report = C.write_cutouts(sem_path, tmp_path / "cut")
+    report = write_cutouts(sem_path, tmp_path / "cut")
     (case,) = report.cases
     assert case.case == "sub-mri_label-6" and len(case.cutouts) == 3  # C5 (partial), C6, C7
-    img = C.load_semantic(sem_path)
+    img = load_semantic(sem_path)
     inv = np.linalg.inv(img.affine)
     c = case.cutouts[1]
-    channels = [nib.load(p) for p in C.channel_paths(tmp_path / "cut", c.name)]
+    channels = [nib.load(p) for p in channel_paths(tmp_path / "cut", c.name)]
     stack = np.stack([np.asarray(ch.dataobj) for ch in channels])
-    assert stack.shape == (9, *C.DEFAULT_SIZE) and stack.dtype == np.uint8
+    assert stack.shape == (9, *DEFAULT_SIZE) and stack.dtype == np.uint8
     assert np.allclose(channels[0].affine, c.affine, atol=1e-4)
     # voxels of the cutout whose centre lies outside the semantic mask's field of view are all zero
     ijk = world_of_voxels(c.affine, c.shape) @ inv[:3, :3].T + inv[:3, 3]
@@ -127,16 +146,16 @@ def test_tptbox_sample_smaller_than_a_cutout_is_zero_padded(shared_data, tmp_pat
     assert not stack[:, outside].any()
     # inside, the one-hot channels hold exactly the vertebra subregions: every body voxel of the
     # sample shows up once (cutout voxels are smaller than the sample's 1.5 mm: the volume is kept)
-    body_mm3 = np.count_nonzero(img.data == L.CORPUS) * np.prod(voxel_sizes(img.affine))
-    cut_mm3 = stack[8].sum() * np.prod(C.DEFAULT_SPACING_MM)
+    body_mm3 = np.count_nonzero(img.data == CORPUS) * np.prod(voxel_sizes(img.affine))
+    cut_mm3 = stack[8].sum() * np.prod(DEFAULT_SPACING_MM)
     assert cut_mm3 == pytest.approx(body_mm3, rel=0.05)
     assert stack.sum(axis=0).max() == 1
 
 
 def test_write_cutouts_files_and_json(spine5, tmp_path):
     out = tmp_path / "cut"
-    report = C.write_cutouts(spine5["semantic"], out)
-    content = json.loads((out / C.CUTOUTS_JSON).read_text())
+    report = write_cutouts(spine5["semantic"], out)
+    content = json.loads((out / CUTOUTS_JSON).read_text())
     assert content["encoding"] == "one-hot"
     assert content["channels"] == {f"{i:04d}": 41 + i for i in range(9)}
     assert content["size"] == [248, 304, 64] and content["spacing_mm"] == [0.75, 0.75, 1.65]
@@ -147,8 +166,8 @@ def test_write_cutouts_files_and_json(spine5, tmp_path):
     assert names[0] == "cutouts.json" and names[1] == "sub-01_T2w_000_0000.nii.gz" and len(names) == 46
     # refusing to overwrite, then allowed
     with pytest.raises(InputError, match="exists"):
-        C.write_cutouts(spine5["semantic"], out)
-    C.write_cutouts(spine5["semantic"], out, overwrite=True)
+        write_cutouts(spine5["semantic"], out)
+    write_cutouts(spine5["semantic"], out, overwrite=True)
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -161,7 +180,7 @@ def test_cli_cutouts_bad_input_exit_2_nothing_written(spine5, shared_data, tmp_p
     no_body = tmp_path / "nobody_seg-spine_msk.nii.gz"
     img = nib.load(spine5["semantic"])
     data = np.asarray(img.dataobj).copy()
-    data[data == L.CORPUS] = L.ARCUS
+    data[data == CORPUS] = ARCUS
     nib.save(nib.Nifti1Image(data, img.affine), no_body)
     rc = main(["cutouts", "--semantic", str(no_body), "-o", str(out)])
     err = capsys.readouterr().err
@@ -193,7 +212,7 @@ def test_convert_cutouts_targets_follow_the_instance_mask(spine5, tmp_path):
         for case in (f"sub-01_T2w_{i:03d}", f"sub-01_T2w_{i:03d}s1"):
             lab = nib.load(folder / "labelsTr" / f"{case}.nii.gz")
             target = np.asarray(lab.dataobj)
-            centre_voxel = (np.array(C.DEFAULT_SIZE) - 1) / 2
+            centre_voxel = (np.array(DEFAULT_SIZE) - 1) / 2
             centre = lab.affine[:3, :3] @ centre_voxel + lab.affine[:3, 3]
             shift = np.linalg.norm(centre - centres[i])
             assert shift < (1.0 if case.endswith(f"{i:03d}") else 9.0)
@@ -216,8 +235,9 @@ def test_convert_cutouts_cli_and_bad_pairs(spine5, tmp_path, capsys, monkeypatch
     parser = argparse.ArgumentParser()
     register_cutouts(parser.add_subparsers())
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
-    args = parser.parse_args(["cutouts", "-i", str(spine5["root"]), "--nnunet-dataset", "504", "--name", "C",
-                              "--shifts", "0", "-q"])
+    args = parser.parse_args(
+        ["cutouts", "-i", str(spine5["root"]), "--nnunet-dataset", "504", "--name", "C", "--shifts", "0", "-q"]
+    )
     assert args.func(args) == 0
     assert len(list((tmp_path / "raw" / "Dataset504_C" / "labelsTr").iterdir())) == 5
     # an instance mask whose partner is a semantic mask (swapped files) is refused before writing

@@ -23,13 +23,16 @@ def test_quick_demo_measures_true_csa(tmp_path):
     assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
     assert (out / "csa_per_level.csv").exists()
     # --overwrite redoes a demo folder, but never deletes a folder the demo did not write
-    redo = subprocess.run(["nnspine", "demo", "--no-train", "-o", str(out), "--overwrite"], capture_output=True, text=True)
+    redo = subprocess.run(
+        ["nnspine", "demo", "--no-train", "-o", str(out), "--overwrite"], capture_output=True, text=True
+    )
     assert redo.returncode == 0, redo.stderr
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "data.nii.gz").write_bytes(b"keep me")
-    refused = subprocess.run(["nnspine", "demo", "--no-train", "-o", str(precious), "--overwrite"],
-                             capture_output=True, text=True)
+    refused = subprocess.run(
+        ["nnspine", "demo", "--no-train", "-o", str(precious), "--overwrite"], capture_output=True, text=True
+    )
     assert refused.returncode == 2 and "not an nnspine demo folder" in refused.stderr
     assert (precious / "data.nii.gz").read_bytes() == b"keep me"
 
@@ -41,7 +44,7 @@ def test_demo_progress_line_reads_nnunet_epoch_output():
 
     import numpy as np
 
-    from nnunet_extensions.demo import epoch_progress
+    from nnunet_extensions.apps.demo import epoch_progress
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):  # the way nnUNetTrainer.on_epoch_end prints (numpy scalars)
@@ -65,13 +68,24 @@ def test_demo_progress_line_reads_nnunet_epoch_output():
 
 def test_demo_verdict_states_what_its_own_figures_show():
     """The demo's conclusion follows its numbers: soft GT effect first, then the model, 'NOT' when it fails."""
-    from nnunet_extensions.demo import verdict
+    from nnunet_extensions.apps.demo import verdict
 
-    table = pd.DataFrame({"level": ["C2", "C3"], "true CSA": [70.0, 72.0],
-                          "predicted soft mask": [72.8, 73.0], "predicted soft mask error %": [4.0, 1.39]})
-    spread = pd.DataFrame({"contrast": ["T2w", "T1w", "SD across contrasts"],
-                           "binary mask": [71.0, 72.0, 0.5], "soft GT (converter)": [71.5, 71.7, 0.25],
-                           "predicted soft mask": [73.0, 75.0, 1.9]})
+    table = pd.DataFrame(
+        {
+            "level": ["C2", "C3"],
+            "true CSA": [70.0, 72.0],
+            "predicted soft mask": [72.8, 73.0],
+            "predicted soft mask error %": [4.0, 1.39],
+        }
+    )
+    spread = pd.DataFrame(
+        {
+            "contrast": ["T2w", "T1w", "SD across contrasts"],
+            "binary mask": [71.0, 72.0, 0.5],
+            "soft GT (converter)": [71.5, 71.7, 0.25],
+            "predicted soft mask": [73.0, 75.0, 1.9],
+        }
+    )
     lines = verdict(table, spread)
     assert "0.25 mm² vs 0.50 mm²" in lines[0] and "(-50 %)" in lines[0] and "reduces" in lines[0]
     assert "1.90 mm² NOT below the binary masks' 0.50 mm²" in lines[1]

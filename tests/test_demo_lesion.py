@@ -32,8 +32,12 @@ def test_quick_lesion_demo_runs_the_stages(quick):
     assert "counts equal the truth's expected counts" in proc.stdout and "FAILED" not in proc.stdout
     assert "Yardstick: the phantom's known-error prediction gives exactly the expected counts" in proc.stdout
     assert "sens" in proc.stdout and "phantom prediction (known errors)" in proc.stdout
-    for name in ("lesion_metrics.csv", "lesions_phantom_prediction.csv", "lesions_qc_phantom_prediction.png",
-                 "timings_s.json"):
+    for name in (
+        "lesion_metrics.csv",
+        "lesions_phantom_prediction.csv",
+        "lesions_qc_phantom_prediction.png",
+        "timings_s.json",
+    ):
         assert (out / name).is_file(), name
     assert (out / "lesions_qc_phantom_prediction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -53,8 +57,9 @@ def test_quick_lesion_demo_conversion(quick):
     t1 = nib.load(str(out / "phantom_test/sub-01/anat/sub-01_T1w.nii.gz"))
     assert t1.shape != t2.shape and np.asarray(c1.dataobj).max() > 0  # really resampled, and not empty
     ref = np.asarray(nib.load(str(ds / "labelsTr/sub-01_T2w.nii.gz")).dataobj)
-    mask = np.asarray(nib.load(str(out / "phantom_test/derivatives/labels/sub-01/anat/"
-                                        "sub-01_T2w_label-lesion_seg.nii.gz")).dataobj)
+    mask = np.asarray(
+        nib.load(str(out / "phantom_test/derivatives/labels/sub-01/anat/sub-01_T2w_label-lesion_seg.nii.gz")).dataobj
+    )
     np.testing.assert_array_equal(ref, mask)
 
 
@@ -75,10 +80,20 @@ def test_quick_lesion_demo_metrics_match_the_phantom_design(quick):
     assert row["lesion_precision"] == pytest.approx(8 / 9, abs=1e-4)  # 9 predicted, 1 of them touches no lesion
     assert row["lesion_f1"] == pytest.approx(2 * (7 / 8) * (8 / 9) / (7 / 8 + 8 / 9), abs=1e-4)
     # Dice and volumes from the files themselves
-    ref = np.asarray(nib.load(str(out / "nnUNet_raw/Dataset992_nnspineDemoLesionTest/labelsTr/sub-01_T2w.nii.gz"))
-                     .dataobj) > 0
-    pred = np.asarray(nib.load(str(out / "phantom_test/derivatives/prediction/sub-01/anat/"
-                                         "sub-01_T2w_label-lesion_seg.nii.gz")).dataobj) > 0
+    ref = (
+        np.asarray(
+            nib.load(str(out / "nnUNet_raw/Dataset992_nnspineDemoLesionTest/labelsTr/sub-01_T2w.nii.gz")).dataobj
+        )
+        > 0
+    )
+    pred = (
+        np.asarray(
+            nib.load(
+                str(out / "phantom_test/derivatives/prediction/sub-01/anat/sub-01_T2w_label-lesion_seg.nii.gz")
+            ).dataobj
+        )
+        > 0
+    )
     vox = float(np.prod(truth["voxel_mm"]))
     assert row["dice"] == pytest.approx(2 * (ref & pred).sum() / (ref.sum() + pred.sum()), abs=1e-4)
     assert row["volume_error_mm3"] == pytest.approx((pred.sum() - ref.sum()) * vox, abs=1e-3)
@@ -96,21 +111,24 @@ def test_quick_lesion_demo_lesion_table(quick):
     assert (np.diff(lesions["centroid_z_mm"]) < 0).all()  # numbered S→I
     truth = json.loads((out / "phantom_test/derivatives/truth/sub-01/sub-01_truth.json").read_text())
     total = table[table["lesion"] == "total"].iloc[0]
-    assert total["volume_mm3"] == pytest.approx(truth["prediction"]["pred_voxels"] * truth["voxel_volume_mm3"], rel=1e-6)
+    assert total["volume_mm3"] == pytest.approx(
+        truth["prediction"]["pred_voxels"] * truth["voxel_volume_mm3"], rel=1e-6
+    )
     labelled = np.asarray(nib.load(str(out / "phantom_prediction_lesions/sub-01_T2w.nii.gz")).dataobj)
     assert set(np.unique(labelled)) == set(range(10))
 
 
 def test_missed_lesions_are_named_by_the_phantom_truth(quick):
     """The phantom's prediction misses the lesion the truth lists under ``prediction.missed`` ('medium')."""
-    from nnunet_extensions.demo_lesion import missed_lesions
-    from postprocessing.lesion_metrics import evaluate_lesions
+    from nnunet_extensions.apps.demo_lesion import missed_lesions
+    from postprocessing.lesion.metrics import evaluate_lesions
 
     out, _ = quick
     truth = json.loads((out / "phantom_test/derivatives/truth/sub-01/sub-01_truth.json").read_text())
-    _, per_lesion = evaluate_lesions(out / "phantom_test/derivatives/prediction/sub-01/anat/"
-                                           "sub-01_T2w_label-lesion_seg.nii.gz",
-                                     out / "nnUNet_raw/Dataset992_nnspineDemoLesionTest/labelsTr/sub-01_T2w.nii.gz")
+    _, per_lesion = evaluate_lesions(
+        out / "phantom_test/derivatives/prediction/sub-01/anat/sub-01_T2w_label-lesion_seg.nii.gz",
+        out / "nnUNet_raw/Dataset992_nnspineDemoLesionTest/labelsTr/sub-01_T2w.nii.gz",
+    )
     (missed_id,) = truth["prediction"]["missed"]
     lesion = next(t for t in truth["lesions"] if t["id"] == missed_id)
     assert missed_lesions(per_lesion, truth) == [f"{lesion['role']} ({lesion['volume_mm3']:.1f} mm³)"]
@@ -126,8 +144,9 @@ def test_lesion_demo_folder_rules_and_options(quick, tmp_path):
     refused = _demo("--no-train", "-o", precious, "--overwrite")
     assert refused.returncode == 2 and "not an nnspine demo folder" in refused.stderr
     assert (precious / "keep.txt").read_text() == "keep me"
-    wrong = subprocess.run(["nnspine", "demo", "--no-train", "--trainer", "X", "-o", tmp_path / "d"],
-                           capture_output=True, text=True)
+    wrong = subprocess.run(
+        ["nnspine", "demo", "--no-train", "--trainer", "X", "-o", tmp_path / "d"], capture_output=True, text=True
+    )
     assert wrong.returncode == 2 and "--lesion" in wrong.stderr and not (tmp_path / "d").exists()
 
 
@@ -147,16 +166,23 @@ def test_progress_line_shows_the_lesion_trainers_lesion_f1():
     import contextlib
     import io
 
-    from nnunet_extensions.demo import epoch_progress
+    from nnunet_extensions.apps.demo import epoch_progress
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         for epoch, (sens, prec) in enumerate([(0.5, 0.25), (1.0, 0.5)]):
             f1 = 2 * sens * prec / (sens + prec)
             print("2026-01-01 00:00:00.000000:", f"Epoch {epoch}")
-            print("2026-01-01 00:00:01.000000:", "val lesion sensitivity", np.round(np.float64(sens), 4),
-                  "precision", np.round(np.float64(prec), 4), "F1", np.round(np.float64(f1), 4),
-                  "(patches: 4 reference, 8 predicted lesions, tp 2 fp 6 fn 2; overlap rule, 26-connectivity)")
+            print(
+                "2026-01-01 00:00:01.000000:",
+                "val lesion sensitivity",
+                np.round(np.float64(sens), 4),
+                "precision",
+                np.round(np.float64(prec), 4),
+                "F1",
+                np.round(np.float64(f1), 4),
+                "(patches: 4 reference, 8 predicted lesions, tp 2 fp 6 fn 2; overlap rule, 26-connectivity)",
+            )
             print("2026-01-01 00:00:02.000000:", "train_loss", np.round(np.float32(-0.5), 4))
             print("2026-01-01 00:00:02.000000:", "val_loss", np.round(np.float32(-0.25), 4))
             print("2026-01-01 00:00:02.000000:", "Pseudo dice", [np.round(np.float32(0.4), 4)])

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_extensions.io import load_image, save_image
-from postprocessing.metrics import dice_at, evaluate_softseg_case, mse, soft_dice
+from nnunet_extensions.core.io import load_image, save_image
+from postprocessing.cord.soft_metrics import dice_at, evaluate_softseg_case, mse, soft_dice
 
 CONTRASTS = ["T2w", "T1w", "T2starw", "flip-1_mt-on_MTS", "flip-2_mt-off_MTS"]
 
@@ -116,9 +116,21 @@ def test_softseg_cli_matches_files_and_skips_bad_ones(cord_phantom, tmp_path):
 def test_csa_variability_on_truth_masks(cord_phantom, tmp_path):
     masks = [_truth(cord_phantom, c) for c in CONTRASTS]
     out, png = tmp_path / "var.csv", tmp_path / "var.png"
-    r = nnspine("evaluate", "csa-variability", "-i", *map(str, masks), "--discs",
-                str(Path(cord_phantom["root"]) / "derivatives/labels"), "--vert", "3", "-o", str(out),
-                "--plot", str(png), "-q")
+    r = nnspine(
+        "evaluate",
+        "csa-variability",
+        "-i",
+        *map(str, masks),
+        "--discs",
+        str(Path(cord_phantom["root"]) / "derivatives/labels"),
+        "--vert",
+        "3",
+        "-o",
+        str(out),
+        "--plot",
+        str(png),
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(out)
     per = df[df["contrast"] != "ALL"].set_index("contrast")
@@ -135,14 +147,30 @@ def test_csa_variability_on_truth_masks(cord_phantom, tmp_path):
 
 
 def test_csa_variability_missing_mask(cord_phantom, tmp_path):
-    r = nnspine("evaluate", "csa-variability", "-i", str(tmp_path / "sub-01_T2w.nii.gz"), "--discs", str(tmp_path),
-                "-o", str(tmp_path / "v.csv"))
+    r = nnspine(
+        "evaluate",
+        "csa-variability",
+        "-i",
+        str(tmp_path / "sub-01_T2w.nii.gz"),
+        "--discs",
+        str(tmp_path),
+        "-o",
+        str(tmp_path / "v.csv"),
+    )
     assert r.returncode == 2 and "sub-01_T2w.nii.gz: file not found" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_csa_variability_missing_level_file(cord_phantom, tmp_path):
-    r = nnspine("evaluate", "csa-variability", "-i", str(_truth(cord_phantom, "T2w")), "--discs", str(tmp_path),
-                "-o", str(tmp_path / "v.csv"))
+    r = nnspine(
+        "evaluate",
+        "csa-variability",
+        "-i",
+        str(_truth(cord_phantom, "T2w")),
+        "--discs",
+        str(tmp_path),
+        "-o",
+        str(tmp_path / "v.csv"),
+    )
     assert r.returncode == 2 and "no level file" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -153,8 +181,16 @@ def test_file_where_a_folder_is_expected(cord_phantom, tmp_path, which):
     folder = tmp_path / "folder"
     folder.mkdir()
     if which == "discs":
-        r = nnspine("evaluate", "csa-variability", "-i", str(_truth(cord_phantom, "T2w")), "--discs", str(a_file),
-                    "-o", str(tmp_path / "v.csv"))
+        r = nnspine(
+            "evaluate",
+            "csa-variability",
+            "-i",
+            str(_truth(cord_phantom, "T2w")),
+            "--discs",
+            str(a_file),
+            "-o",
+            str(tmp_path / "v.csv"),
+        )
     else:
         pred, ref = (a_file, folder) if which == "pred" else (folder, a_file)
         r = nnspine("evaluate", "softseg", "--pred", str(pred), "--ref", str(ref), "-o", str(tmp_path / "e.csv"))

@@ -16,28 +16,39 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_extensions import labels as L
 from nnunet_extensions.cli import main
-from nnunet_extensions.geometry import resample_to_grid
-from nnunet_extensions.io import InputError, load_image, voxel_sizes
-from postprocessing import cutouts as C
-from postprocessing import instance_files as IF
-from postprocessing import instances as I
+from nnunet_extensions.core.geometry import resample_to_grid
+from nnunet_extensions.core.io import InputError, load_image, voxel_sizes
+from nnunet_extensions.core.labels import (
+    CORPUS,
+    DISC,
+    ENDPLATE,
+    ENDPLATE_OFFSET,
+    SACRUM,
+    consistency_problems,
+    disc_instance,
+    endplate_instance,
+    is_vertebra,
+    vertebra_number,
+)
+from postprocessing.spine.cutouts import CaseCutouts, case_name, cut_case, load_semantic, read_description
+from postprocessing.spine.fusion import Fusion, assign_discs_endplates, fuse_arrays
+from postprocessing.spine.fusion_files import output_names
 
 
 # --------------------------------------------------------------------------------------------- helpers
 def vertebra_order(sem: np.ndarray, ref: np.ndarray, affine: np.ndarray) -> list[int]:
     """Reference vertebra ids (sacrum, coccyx excluded) from top to bottom by body-centroid world z."""
-    ids = [int(v) for v in np.unique(ref) if 1 <= v <= 28 and v not in (L.SACRUM, 27)]
+    ids = [int(v) for v in np.unique(ref) if 1 <= v <= 28 and v not in (SACRUM, 27)]
     z = {}
     for v in ids:
-        m = (ref == v) & (sem == L.CORPUS)
+        m = (ref == v) & (sem == CORPUS)
         ijk = np.argwhere(m if m.any() else ref == v).mean(axis=0)
         z[v] = float(affine[2, :3] @ ijk + affine[2, 3])
     return sorted(ids, key=lambda v: -z[v])
 
 
-def perfect_predictions(sem_img, ref_img, record: C.CaseCutouts) -> dict[str, np.ndarray]:
+def perfect_predictions(sem_img, ref_img, record: CaseCutouts) -> dict[str, np.ndarray]:
     """Cutout predictions (1 above, 2 centre, 3 below) made from the reference instance mask."""
     ref, aff = np.asarray(ref_img.data), ref_img.affine
     order = vertebra_order(np.asarray(sem_img.data), ref, aff)
@@ -69,7 +80,7 @@ def dice_per_value(ref: np.ndarray, pred: np.ndarray, values) -> dict[int, float
 
 
 def vertebrae_of(ref: np.ndarray) -> list[int]:
-    return [int(v) for v in np.unique(ref) if L.is_vertebra(v) and v != L.SACRUM]
+    return [int(v) for v in np.unique(ref) if is_vertebra(v) and v != SACRUM]
 
 
 def shifted(pred: np.ndarray, d) -> np.ndarray:
@@ -85,16 +96,17 @@ class Case:
     """A semantic mask, its reference instance mask, cutouts and perfect predictions."""
 
     def __init__(self, sem_path, ref_path, top: str):
-        self.sem = C.load_semantic(sem_path)
+        self.sem = load_semantic(sem_path)
         self.ref = load_image(ref_path, "labels")
-        self.record = C.cut_case(self.sem, C.case_name(sem_path))[0]
+        self.record = cut_case(self.sem, case_name(sem_path))[0]
         self.preds = perfect_predictions(self.sem, self.ref, self.record)
-        self.top = L.vertebra_number(top)
+        self.top = vertebra_number(top)
         self.names = [c.name for c in self.record.cutouts]
 
-    def fuse(self, preds=None, **kw) -> I.Fusion:
-        return I.fuse_arrays(self.sem, self.record, self.preds if preds is None else preds,
-                             top_vertebra=kw.pop("top", self.top), **kw)
+    def fuse(self, preds=None, **kw) -> Fusion:
+        return fuse_arrays(
+            self.sem, self.record, self.preds if preds is None else preds, top_vertebra=kw.pop("top", self.top), **kw
+        )
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +139,8 @@ def test_perfect_predictions_reproduce_panoptica(panoptica):
     assert min(d[v] for v in f.vertebrae) > 0.99
     # panoptica's discs and endplates follow SPINEPS' rule (nearest body centre above): reproduced too
     assert min(d.values()) > 0.99, d
-    assert d[L.SACRUM] == 1.0
-    assert L.consistency_problems(f.semantic, f.instance) == []
+    assert d[SACRUM] == 1.0
+    assert consistency_problems(f.semantic, f.instance) == []
     assert f.missing == [] and len(f.used) == 7
 
 
@@ -136,9 +148,9 @@ def test_perfect_predictions_reproduce_the_phantom(spine5):
     f = spine5.fuse()
     ref = np.asarray(spine5.ref.data)
     assert f.vertebrae == spine5.truth["vertebra_ids"] == [20, 21, 22, 23, 24]
-    d = dice_per_value(ref, f.instance, f.vertebrae + [L.SACRUM] + [d["id"] for d in spine5.truth["discs"]])
+    d = dice_per_value(ref, f.instance, f.vertebrae + [SACRUM] + [d["id"] for d in spine5.truth["discs"]])
     assert min(d.values()) > 0.99, d
-    assert L.consistency_problems(f.semantic, f.instance) == []
+    assert consistency_problems(f.semantic, f.instance) == []
     assert np.array_equal(f.semantic, np.asarray(spine5.sem.data))  # nothing had to be removed
 
 
@@ -152,14 +164,14 @@ def test_endplates_take_the_nearest_body_centre_above(spine5):
     aff = spine5.sem.affine
     z_body = {v["id"]: v["body_centre_mm"][2] for v in spine5.truth["vertebrae"]}
     ids = spine5.truth["vertebra_ids"]
-    comps = cc3d.connected_components(np.asarray(spine5.sem.data) == L.ENDPLATE, connectivity=26)
+    comps = cc3d.connected_components(np.asarray(spine5.sem.data) == ENDPLATE, connectivity=26)
     checked = 0
     for c in range(1, int(comps.max()) + 1):
         m = comps == c
-        x = int(np.bincount(ref[m]).argmax()) - L.ENDPLATE_OFFSET  # the phantom's own vertebra
+        x = int(np.bincount(ref[m]).argmax()) - ENDPLATE_OFFSET  # the phantom's own vertebra
         z = float(aff[2, :3] @ np.argwhere(m).mean(axis=0) + aff[2, 3])
         expected = x if z < z_body[x] or x == ids[0] else ids[ids.index(x) - 1]
-        assert set(np.unique(f.instance[m])) == {L.ENDPLATE_OFFSET + expected}
+        assert set(np.unique(f.instance[m])) == {ENDPLATE_OFFSET + expected}
         checked += 1
     assert checked == 2 * len(ids)
 
@@ -171,9 +183,9 @@ def test_numbering_from_the_top_and_centroids(spine5):
     for n, v in enumerate(spine5.truth["vertebra_ids"], start=1):
         assert dice_per_value(ref == v, f.instance == n, [True])[1] > 0.99
         assert np.allclose(f.centroids_mm[n], spine5.truth["vertebrae"][n - 1]["body_centre_mm"], atol=1.0)
-    assert L.disc_instance(1) in f.instance and L.endplate_instance(5) in f.instance
+    assert disc_instance(1) in f.instance and endplate_instance(5) in f.instance
     with pytest.raises(InputError, match="past L6"):
-        spine5.fuse(top=L.vertebra_number("L4"))  # five vertebrae from L4 run past L6
+        spine5.fuse(top=vertebra_number("L4"))  # five vertebrae from L4 run past L6
 
 
 def test_tptbox_sample_smaller_than_a_cutout(shared_data):
@@ -223,18 +235,20 @@ def test_perturbed_predictions_still_recover_every_vertebra(which, request):
         assert f.vertebrae == verts, name
         d = dice_per_value(ref, f.instance, verts)
         assert min(d.values()) > 0.9, (name, d)
-        assert L.consistency_problems(f.semantic, f.instance) == [], name
+        assert consistency_problems(f.semantic, f.instance) == [], name
     dropped = case.fuse({**case.preds, case.names[1]: None})
     assert dropped.missing == [case.names[1]]
 
 
 def test_instance_metrics_yardstick(panoptica):
     """``nnspine evaluate instances``' metrics (label matching): every vertebra a true positive."""
-    from postprocessing import instance_metrics as metrics
+    from postprocessing.spine import panoptic as metrics
 
     f = panoptica.fuse(perturbations(panoptica)["shifted boundaries"])
-    rows = {r["structure"]: r for r in metrics.instance_metrics(np.asarray(panoptica.ref.data), f.instance,
-                                                                 voxel_sizes(panoptica.sem.affine))}
+    rows = {
+        r["structure"]: r
+        for r in metrics.instance_metrics(np.asarray(panoptica.ref.data), f.instance, voxel_sizes(panoptica.sem.affine))
+    }
     v = rows["vertebra"]
     assert v["tp"] == v["ref_instances"] == 7 and v["fp"] == 0 and v["sq_dsc"] > 0.95
 
@@ -246,12 +260,15 @@ def test_no_prediction_at_all_is_bad_input(spine5):
 
 # --------------------------------------------------------------------------------------------- files / CLI
 def test_output_names():
-    assert IF.output_names("a/sub-01_T2w_seg-spine_msk.nii.gz") == {
-        "vert": "sub-01_T2w_seg-vert_msk.nii.gz", "spine": "sub-01_T2w_seg-spine_msk.nii.gz",
-        "ctd": "sub-01_T2w_seg-spine_ctd.json", "snp": "sub-01_T2w_seg-spine_snp.png"}
-    assert IF.output_names("sub-01_T2w.nii.gz")["vert"] == "sub-01_T2w_seg-vert_msk.nii.gz"
-    assert IF.output_names("sub-mri_seg-subreg_label-6_msk.nii.gz")["vert"] == "sub-mri_seg-vert_label-6_msk.nii.gz"
-    assert IF.output_names("ref.nii.gz")["ctd"] == "ref_seg-spine_ctd.json"
+    assert output_names("a/sub-01_T2w_seg-spine_msk.nii.gz") == {
+        "vert": "sub-01_T2w_seg-vert_msk.nii.gz",
+        "spine": "sub-01_T2w_seg-spine_msk.nii.gz",
+        "ctd": "sub-01_T2w_seg-spine_ctd.json",
+        "snp": "sub-01_T2w_seg-spine_snp.png",
+    }
+    assert output_names("sub-01_T2w.nii.gz")["vert"] == "sub-01_T2w_seg-vert_msk.nii.gz"
+    assert output_names("sub-mri_seg-subreg_label-6_msk.nii.gz")["vert"] == "sub-mri_seg-vert_label-6_msk.nii.gz"
+    assert output_names("ref.nii.gz")["ctd"] == "ref_seg-spine_ctd.json"
 
 
 @pytest.fixture()
@@ -259,7 +276,7 @@ def files(spine5, tmp_path):
     """Cutouts written by the CLI and perfect predictions saved on their grids."""
     sem_path = spine5.sem.path
     assert main(["cutouts", "--semantic", str(sem_path), "-o", str(tmp_path / "cut"), "-q"]) == 0
-    _, (record,) = C.read_description(tmp_path / "cut")
+    _, (record,) = read_description(tmp_path / "cut")
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()
     for c in record.cutouts:
@@ -268,23 +285,39 @@ def files(spine5, tmp_path):
 
 
 def fuse_cli(f, *extra, sem=None, pred=None) -> int:
-    return main(["fuse", "--semantic", str(sem or f["sem"]), "--cutouts", str(f["cut"]), "--predictions",
-                 str(pred or f["pred"]), "-o", str(f["out"]), "-q", *extra])
+    return main(
+        [
+            "fuse",
+            "--semantic",
+            str(sem or f["sem"]),
+            "--cutouts",
+            str(f["cut"]),
+            "--predictions",
+            str(pred or f["pred"]),
+            "-o",
+            str(f["out"]),
+            "-q",
+            *extra,
+        ]
+    )
 
 
 def test_cli_fuse_writes_spineps_outputs(files, spine5, capsys):
     assert fuse_cli(files, "--top-vertebra", "L1") == 0
     out = files["out"]
     assert sorted(p.name for p in out.iterdir()) == [
-        "sub-01_T2w_seg-spine_ctd.json", "sub-01_T2w_seg-spine_msk.nii.gz", "sub-01_T2w_seg-spine_snp.png",
-        "sub-01_T2w_seg-vert_msk.nii.gz"]
+        "sub-01_T2w_seg-spine_ctd.json",
+        "sub-01_T2w_seg-spine_msk.nii.gz",
+        "sub-01_T2w_seg-spine_snp.png",
+        "sub-01_T2w_seg-vert_msk.nii.gz",
+    ]
     vert = nib.load(out / "sub-01_T2w_seg-vert_msk.nii.gz")
     assert np.allclose(vert.affine, spine5.sem.affine) and vert.get_data_dtype() == np.uint8
     ref = np.asarray(spine5.ref.data)
     assert min(dice_per_value(ref, np.asarray(vert.dataobj), [20, 21, 22, 23, 24]).values()) > 0.99
     ctd = json.loads((out / "sub-01_T2w_seg-spine_ctd.json").read_text())
     rows = {r["id"]: r for r in ctd["centroids"]}
-    assert sorted(rows) == [20, 21, 22, 23, 24, L.SACRUM] and rows[20]["name"] == "L1"
+    assert sorted(rows) == [20, 21, 22, 23, 24, SACRUM] and rows[20]["name"] == "L1"
     for v in spine5.truth["vertebrae"]:
         r = rows[v["id"]]
         assert np.allclose([r["x_mm"], r["y_mm"], r["z_mm"]], v["body_centre_mm"], atol=1.0)
@@ -301,8 +334,18 @@ def test_cli_fuse_missing_predictions_named_and_rest_fused(files, capsys):
     assert (files["out"] / "sub-01_T2w_seg-vert_msk.nii.gz").exists()
 
 
-@pytest.mark.parametrize("problem", ["no predictions", "prediction grid", "prediction values", "semantic grid",
-                                     "instance as semantic", "output replaces input", "bad top vertebra"])
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "no predictions",
+        "prediction grid",
+        "prediction values",
+        "semantic grid",
+        "instance as semantic",
+        "output replaces input",
+        "bad top vertebra",
+    ],
+)
 def test_cli_fuse_bad_input_exit_2_nothing_written(files, spine5, tmp_path, capsys, problem):
     kw, extra = {}, []
     name = files["record"].cutouts[1].name
@@ -345,16 +388,16 @@ def test_cli_fuse_bad_input_exit_2_nothing_written(files, spine5, tmp_path, caps
 def test_disc_and_endplate_above_the_top_vertebra():
     """By hand, on a 1 mm RAS column (world z = k): body centres at z = 20 (top) and z = 5."""
     sem = np.zeros((3, 3, 30), np.uint8)
-    sem[:, :, 27:29] = L.DISC  # above the top body centre
-    sem[:, :, 25] = L.ENDPLATE  # above the top body centre too
-    sem[:, :, 12:14] = L.DISC  # between the two: belongs to the top vertebra
-    sem[:, :, 8] = L.ENDPLATE  # above the lower centre, below the top one
+    sem[:, :, 27:29] = DISC  # above the top body centre
+    sem[:, :, 25] = ENDPLATE  # above the top body centre too
+    sem[:, :, 12:14] = DISC  # between the two: belongs to the top vertebra
+    sem[:, :, 8] = ENDPLATE  # above the lower centre, below the top one
     affine = np.eye(4)
     centres = {20: np.array([1.0, 1.0, 20.0]), 21: np.array([1.0, 1.0, 5.0])}
     for named, top_disc in ((True, 119), (False, 0)):
         inst = np.zeros(sem.shape, np.uint16)
         dropped = np.zeros(sem.shape, bool)
-        n = I.assign_discs_endplates(inst, sem, dropped, affine, centres, named)
+        n = assign_discs_endplates(inst, sem, dropped, affine, centres, named)
         assert set(np.unique(inst[:, :, 27:29])) == {top_disc}  # T12-L1 disc when the top vertebra is L1
         assert n == (0 if named else 18) and dropped[:, :, 27:29].all() != named
         assert set(np.unique(inst[:, :, 25])) == {220}  # endplate above the top centre: the top vertebra

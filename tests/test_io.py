@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from nnunet_extensions.geometry import axcodes, reorient, resample_to_grid, si_axis
-from nnunet_extensions.io import (
+from nnunet_extensions.core.geometry import axcodes, reorient, resample_to_grid, si_axis
+from nnunet_extensions.core.io import (
     InputError,
     OutputExistsError,
     atomic_output,
@@ -65,13 +65,17 @@ def test_errors_name_the_file_and_problem(tmp_path):
     with pytest.raises(InputError, match=r"big.nii.gz: expected a mask with values in \[0, 1\]"):
         load_image(save_image(np.full((3, 3, 3), 1.5, np.float32), aff, tmp_path / "big.nii.gz"), "soft")
     with pytest.raises(InputError, match=r"empty.nii.gz: mask is empty"):
-        load_image(save_image(np.zeros((3, 3, 3), np.uint8), aff, tmp_path / "empty.nii.gz"), "binary", allow_empty=False)
+        load_image(
+            save_image(np.zeros((3, 3, 3), np.uint8), aff, tmp_path / "empty.nii.gz"), "binary", allow_empty=False
+        )
     # trailing singleton 4th dimension is accepted as 3-D
     assert load_image(save_image(np.zeros((3, 3, 3, 1), np.float32), aff, tmp_path / "s.nii.gz")).shape == (3, 3, 3)
 
 
 def test_truncated_and_garbage_files(tmp_path):
-    good = save_image(np.random.default_rng(0).random((20, 20, 20)).astype(np.float32), _affine(), tmp_path / "g.nii.gz")
+    good = save_image(
+        np.random.default_rng(0).random((20, 20, 20)).astype(np.float32), _affine(), tmp_path / "g.nii.gz"
+    )
     raw = good.read_bytes()
     (tmp_path / "trunc.nii.gz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputError, match=r"trunc.nii.gz: cannot read image"):
@@ -87,7 +91,9 @@ def test_truncated_and_garbage_files(tmp_path):
 def test_grid_mismatch(tmp_path):
     a = load_image(save_image(np.zeros((4, 4, 4), np.uint8), _affine(), tmp_path / "a.nii.gz"))
     b = load_image(save_image(np.zeros((4, 4, 5), np.uint8), _affine(), tmp_path / "b.nii.gz"))
-    c = load_image(save_image(np.zeros((4, 4, 4), np.uint8), _affine(origin=(10.0, -20.0, 30.5)), tmp_path / "c.nii.gz"))
+    c = load_image(
+        save_image(np.zeros((4, 4, 4), np.uint8), _affine(origin=(10.0, -20.0, 30.5)), tmp_path / "c.nii.gz")
+    )
     with pytest.raises(InputError, match=r"b.nii.gz: grid \(4, 4, 5\) differs"):
         check_same_grid(a, b)
     with pytest.raises(InputError, match=r"c.nii.gz: affine differs .* by up to 0.5 mm"):
@@ -126,7 +132,7 @@ def test_reorient_and_resample_preserve_world_positions():
 
 
 def test_unwritable_outputs_are_bad_input(tmp_path):
-    from nnunet_extensions.io import check_output, require_folder, write_text
+    from nnunet_extensions.core.io import check_output, require_folder, write_text
 
     a_file = tmp_path / "a_file"
     a_file.write_text("x")

@@ -14,12 +14,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from nnunet_helpers import LESION_LABELS_REGIONS, console_script, environ, prepared_lesion_toy
 from scipy import ndimage
 
-from nnunet_helpers import (LESION_LABELS_REGIONS, console_script, environ, prepared_lesion_toy)
-
-TRAINER_NAMES = ["nnUNetTrainerLesion", "nnUNetTrainerLesion_DiceFocal", "nnUNetTrainerLesion_DiceTopK",
-                 "nnUNetTrainerLesion_debug", "nnUNetTrainerLesion_demo"]
+TRAINER_NAMES = [
+    "nnUNetTrainerLesion",
+    "nnUNetTrainerLesion_DiceFocal",
+    "nnUNetTrainerLesion_DiceTopK",
+    "nnUNetTrainerLesion_debug",
+    "nnUNetTrainerLesion_demo",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +35,17 @@ def toy(tmp_path_factory):
 def env(toy, tmp_path_factory):
     import subprocess
 
-    export = subprocess.run([console_script("nnspine"), "trainers", "--export"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    return {"nnUNet_raw": toy["env"]["nnUNet_raw"], "nnUNet_preprocessed": toy["env"]["nnUNet_preprocessed"],
-            "nnUNet_results": str(tmp_path_factory.mktemp("lesion_results")), "nnUNet_n_proc_DA": "0",
-            "nnUNet_compile": "f", "nnUNet_extTrainer": export.split("=", 1)[1].strip("'")}
+    export = subprocess.run(
+        [console_script("nnspine"), "trainers", "--export"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return {
+        "nnUNet_raw": toy["env"]["nnUNet_raw"],
+        "nnUNet_preprocessed": toy["env"]["nnUNet_preprocessed"],
+        "nnUNet_results": str(tmp_path_factory.mktemp("lesion_results")),
+        "nnUNet_n_proc_DA": "0",
+        "nnUNet_compile": "f",
+        "nnUNet_extTrainer": export.split("=", 1)[1].strip("'"),
+    }
 
 
 def _dataset_json(toy, labels: dict | None = None) -> dict:
@@ -53,8 +63,13 @@ def _make(env, toy, name="nnUNetTrainerLesion", labels: dict | None = None, init
         cls = recursive_find_trainer_class_by_name(name)
         plans = json.loads((toy["pre"] / "nnUNetPlans.json").read_text())
         plans["continue_training"] = False
-        trainer = cls(plans=plans, configuration="3d_fullres", fold="all", dataset_json=_dataset_json(toy, labels),
-                      device=torch.device("cpu"))
+        trainer = cls(
+            plans=plans,
+            configuration="3d_fullres",
+            fold="all",
+            dataset_json=_dataset_json(toy, labels),
+            device=torch.device("cpu"),
+        )
         if initialize:
             trainer.initialize()
     return trainer
@@ -95,8 +110,9 @@ def test_loss_is_nnunet_dice_and_ce_without_dice_smoothing(env, toy, regions):
     assert isinstance(t.loss, DeepSupervisionWrapper)
     inner = t.loss.loss
     assert isinstance(inner, DC_and_BCE_loss if regions else DC_and_CE_loss)
-    assert inner.dc.smooth == 0 and type(inner.ce).__name__ == ("BCEWithLogitsLoss" if regions else
-                                                                  "RobustCrossEntropyLoss")
+    assert inner.dc.smooth == 0 and type(inner.ce).__name__ == (
+        "BCEWithLogitsLoss" if regions else "RobustCrossEntropyLoss"
+    )
     assert t.oversample_foreground_percent == 0.66 and t.probabilistic_oversampling
     assert t.lesion_target == (LesionTarget(True, 1, 2, (2,)) if regions else LesionTarget(False, 2, 2, (2,)))
     # an empty patch predicted empty: unsmoothed Dice term 0 (nnU-Net's smooth 1e-5 would give -1, a reward for
@@ -231,13 +247,13 @@ def test_final_validation_lesion_metrics_csv_by_hand(tmp_path, regions):
     shape = (30, 12, 12)
     ref = np.zeros(shape, np.uint8)
     ref[:, 3:9, 3:9] = 1
-    ref[2:5, 4:7, 4:7] = 2     # A, 27 voxels
-    ref[12:15, 4:7, 4:7] = 2   # B, 27 voxels
-    ref[22:25, 4:7, 4:7] = 2   # C, 27 voxels
+    ref[2:5, 4:7, 4:7] = 2  # A, 27 voxels
+    ref[12:15, 4:7, 4:7] = 2  # B, 27 voxels
+    ref[22:25, 4:7, 4:7] = 2  # C, 27 voxels
     pred = ref.copy()
     pred[pred == 2] = 1
-    pred[2:5, 4:7, 4:7] = 2    # A found
-    pred[13, 5, 5] = 2         # 1 voxel of B
+    pred[2:5, 4:7, 4:7] = 2  # A found
+    pred[13, 5, 5] = 2  # 1 voxel of B
     pred[18:20, 5:7, 5:7] = 2  # false positive, 8 voxels, inside the cord
     affine = np.diag([0.8, 1.0, 2.0, 1.0])
     val, gt = tmp_path / "validation", tmp_path / "gt_segmentations"

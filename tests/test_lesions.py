@@ -1,4 +1,4 @@
-"""``nnspine lesions`` (postprocessing.lesions): removal by volume in mm³ and by distance to the cord in mm,
+"""``nnspine lesions`` (postprocessing.lesion.lesions): removal by volume in mm³ and by distance to the cord in mm,
 superior→inferior numbering, the lesion table, the QC picture, folder mode and bad input; hand-computed
 cases, the lesion phantom's truth and the real SCT fake-lesion image."""
 
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from nnunet_extensions.cli import main
-from postprocessing import lesions as LS
+from postprocessing.lesion.lesions import TABLE_COLUMNS, analyze_lesions, feret_diameter_mm
 
 
 def save(path: Path, data: np.ndarray, affine=None, dtype=np.uint8) -> Path:
@@ -33,13 +33,13 @@ def files_under(folder: Path) -> set[str]:
 
 # --------------------------------------------------------------------------------------------- measures
 def test_feret_diameter_of_pixel_squares():
-    assert LS.feret_diameter_mm(np.array([[0, 0]]), (0.5, 0.5)) == pytest.approx(math.sqrt(0.5))
-    assert LS.feret_diameter_mm(np.array([[0, 0], [1, 0], [2, 0]]), (1, 1)) == pytest.approx(math.sqrt(10))
+    assert feret_diameter_mm(np.array([[0, 0]]), (0.5, 0.5)) == pytest.approx(math.sqrt(0.5))
+    assert feret_diameter_mm(np.array([[0, 0], [1, 0], [2, 0]]), (1, 1)) == pytest.approx(math.sqrt(10))
     square = np.argwhere(np.ones((2, 2)))
-    assert LS.feret_diameter_mm(square, (0.5, 1.0)) == pytest.approx(math.sqrt(1 + 4))
+    assert feret_diameter_mm(square, (0.5, 1.0)) == pytest.approx(math.sqrt(1 + 4))
     big = np.argwhere(np.ones((20, 20)))  # > 256 pixels: the convex-hull path
-    assert LS.feret_diameter_mm(big, (1, 1)) == pytest.approx(math.sqrt(800))
-    assert LS.feret_diameter_mm(big, (1, 2)) == pytest.approx(math.sqrt(20 ** 2 + 40 ** 2))
+    assert feret_diameter_mm(big, (1, 1)) == pytest.approx(math.sqrt(800))
+    assert feret_diameter_mm(big, (1, 2)) == pytest.approx(math.sqrt(20**2 + 40**2))
 
 
 def test_axial_diameter_extent_and_volume_on_anisotropic_voxels():
@@ -47,7 +47,7 @@ def test_axial_diameter_extent_and_volume_on_anisotropic_voxels():
     mask = np.zeros((10, 10, 10), bool)
     mask[2:5, 2, 3:6] = True  # 3 voxels in a row on each of 3 slices
     mask[2, 3, 4] = True  # a fourth voxel on the middle slice
-    a = LS.analyze_lesions(mask, affine)
+    a = analyze_lesions(mask, affine)
     (row,) = a.rows
     assert row["volume_mm3"] == pytest.approx(10 * 0.5)
     assert row["extent_si_mm"] == pytest.approx(3 * 2.0)
@@ -55,7 +55,8 @@ def test_axial_diameter_extent_and_volume_on_anisotropic_voxels():
     assert row["max_axial_diameter_mm"] == pytest.approx(math.hypot(3 * 0.5, 2 * 0.5))
     idx = np.argwhere(mask).mean(0)
     assert [row["centroid_x_mm"], row["centroid_y_mm"], row["centroid_z_mm"]] == pytest.approx(
-        (affine[:3, :3] @ idx).tolist())
+        (affine[:3, :3] @ idx).tolist()
+    )
 
 
 def test_min_volume_is_in_mm3_not_voxels():
@@ -63,9 +64,9 @@ def test_min_volume_is_in_mm3_not_voxels():
     mask = np.zeros((12, 12, 12), bool)
     mask[0:2, 0:2, 0] = True  # 4 voxels = 2.0 mm³
     mask[8:11, 8:11, 8] = True  # 9 voxels = 4.5 mm³
-    kept = LS.analyze_lesions(mask, affine, min_volume_mm3=2.0)  # "below" is strict
+    kept = analyze_lesions(mask, affine, min_volume_mm3=2.0)  # "below" is strict
     assert [r["removed"] for r in kept.rows] == ["", ""]
-    a = LS.analyze_lesions(mask, affine, min_volume_mm3=2.5)
+    a = analyze_lesions(mask, affine, min_volume_mm3=2.5)
     assert [(r["volume_mm3"], r["removed"]) for r in a.rows] == [(4.5, ""), (2.0, "small")]
     assert a.n_kept == 1 and set(np.unique(a.labels)) == {0, 1} and a.labels[9, 9, 8] == 1
     assert a.labels[0, 0, 0] == 0 and a.components[0, 0, 0] == 2  # removed lesions: numbered after the kept
@@ -78,21 +79,21 @@ def test_cord_distance_in_mm_on_anisotropic_voxels():
     mask = np.zeros_like(cord)
     mask[5, 2, 2] = True  # 4 voxels × 0.5 mm = 2.0 mm from the cord
     mask[6, 2, 8] = True  # 5 × 0.5 = 2.5 mm
-    a = LS.analyze_lesions(mask, affine, cord=cord, cord_dilation_mm=2.0)
+    a = analyze_lesions(mask, affine, cord=cord, cord_dilation_mm=2.0)
     by_z = {round(r["centroid_z_mm"]): r["removed"] for r in a.rows}
     assert by_z == {4: "", 16: "outside_cord"}
-    assert all(r["removed"] == "" for r in LS.analyze_lesions(mask, affine, cord=cord, cord_dilation_mm=2.5).rows)
+    assert all(r["removed"] == "" for r in analyze_lesions(mask, affine, cord=cord, cord_dilation_mm=2.5).rows)
     # along the 2 mm axis: a cord voxel two slices away is 4 mm away
     cord2 = np.zeros((6, 6, 12), bool)
     cord2[:, :, 0] = True
     les = np.zeros_like(cord2)
     les[3, 3, 2] = True
-    assert LS.analyze_lesions(les, affine, cord=cord2, cord_dilation_mm=3.9).rows[0]["removed"] == "outside_cord"
-    assert LS.analyze_lesions(les, affine, cord=cord2, cord_dilation_mm=4.0).rows[0]["removed"] == ""
+    assert analyze_lesions(les, affine, cord=cord2, cord_dilation_mm=3.9).rows[0]["removed"] == "outside_cord"
+    assert analyze_lesions(les, affine, cord=cord2, cord_dilation_mm=4.0).rows[0]["removed"] == ""
     # 0 mm: overlapping the cord
     les[3, 3, 0] = True
     les[3, 3, 1] = False
-    res = LS.analyze_lesions(les, affine, cord=cord2, cord_dilation_mm=0.0)
+    res = analyze_lesions(les, affine, cord=cord2, cord_dilation_mm=0.0)
     assert sorted(r["removed"] for r in res.rows) == ["", "outside_cord"]
 
 
@@ -101,7 +102,7 @@ def test_small_wins_over_outside_cord():
     cord[0] = True
     mask = np.zeros_like(cord)
     mask[7, 7, 7] = True
-    (row,) = LS.analyze_lesions(mask, np.eye(4), cord=cord, cord_dilation_mm=1, min_volume_mm3=2).rows
+    (row,) = analyze_lesions(mask, np.eye(4), cord=cord, cord_dilation_mm=1, min_volume_mm3=2).rows
     assert row["removed"] == "small"
 
 
@@ -110,13 +111,13 @@ def test_numbering_superior_to_inferior_in_world_space():
     affine = np.array([[0, 0, 1.0, 0], [-1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])
     mask = np.zeros((10, 30, 4), bool)
     for j in (3, 25, 12):
-        mask[4, j:j + 2, 1] = True
-    a = LS.analyze_lesions(mask, affine)
+        mask[4, j : j + 2, 1] = True
+    a = analyze_lesions(mask, affine)
     assert [r["lesion"] for r in a.rows] == [1, 2, 3]
     assert [r["centroid_z_mm"] for r in a.rows] == [25.5, 12.5, 3.5]
     assert a.labels[4, 25, 1] == 1 and a.labels[4, 12, 1] == 2 and a.labels[4, 3, 1] == 3
     flipped = np.array([[1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1]])  # voxel axis 1 → I
-    b = LS.analyze_lesions(mask, flipped)  # larger j is now inferior
+    b = analyze_lesions(mask, flipped)  # larger j is now inferior
     assert b.labels[4, 3, 1] == 1 and b.labels[4, 25, 1] == 3
 
 
@@ -127,20 +128,20 @@ def test_vert_level_from_a_level_image():
     mask = np.zeros((6, 6, 12), bool)
     mask[2, 2, 4:9] = True  # slices 4-5 at level 4, 6-8 at level 3: most voxels in C3
     mask[0:3, 0:3, 5] = True  # …unless this 9-voxel patch on slice 5 makes C4 win
-    a = LS.analyze_lesions(mask, np.eye(4), levels=levels)
+    a = analyze_lesions(mask, np.eye(4), levels=levels)
     assert a.rows[0]["vert_level"] == 4  # 2 + 9 - 1 shared = 10 voxels at level 4 vs 3 at level 3
     mask[0:3, 0:3, 5] = False
     mask[2, 2, 5] = True
-    assert LS.analyze_lesions(mask, np.eye(4), levels=levels).rows[0]["vert_level"] == 3
+    assert analyze_lesions(mask, np.eye(4), levels=levels).rows[0]["vert_level"] == 3
     # a level image drawn on the cord only: the lesion's slices take the level of the slice's labels
     cord_levels = np.zeros_like(levels)
     cord_levels[4:6, 4:6, :] = levels[4:6, 4:6, :]
-    assert LS.analyze_lesions(mask, np.eye(4), levels=cord_levels).rows[0]["vert_level"] == 3
-    assert LS.analyze_lesions(mask, np.eye(4), levels=np.zeros_like(levels)).rows[0]["vert_level"] is None
+    assert analyze_lesions(mask, np.eye(4), levels=cord_levels).rows[0]["vert_level"] == 3
+    assert analyze_lesions(mask, np.eye(4), levels=np.zeros_like(levels)).rows[0]["vert_level"] is None
 
 
 def test_empty_prediction_gives_only_the_total_row():
-    a = LS.analyze_lesions(np.zeros((4, 4, 4), bool), np.eye(4))
+    a = analyze_lesions(np.zeros((4, 4, 4), bool), np.eye(4))
     assert a.rows == [] and not a.labels.any()
     (total,) = a.table_rows("x.nii.gz")
     assert total["lesion"] == "total" and total["volume_mm3"] == 0
@@ -161,23 +162,49 @@ def case(tmp_path):
     levels = np.where(np.arange(12) >= 6, 2, 3)[None, None, :] * np.ones((30, 30, 1), np.int64)
     d = tmp_path / "in"
     return {
-        "affine": affine, "pred": pred, "dir": d,
+        "affine": affine,
+        "pred": pred,
+        "dir": d,
         "pred_file": save(d / "pred" / "sub-01_T2w.nii.gz", pred, affine),
         "cord_file": save(d / "labels" / "sub-01" / "anat" / "sub-01_T2w_label-SC_seg.nii.gz", cord, affine),
         "level_file": save(d / "levels" / "sub-01_T2w_label-SC_seg_labeled.nii.gz", levels, affine),
-        "image_file": save(d / "img" / "sub-01_T2w.nii.gz", np.random.default_rng(0).random(pred.shape), affine,
-                           np.float32),
+        "image_file": save(
+            d / "img" / "sub-01_T2w.nii.gz", np.random.default_rng(0).random(pred.shape), affine, np.float32
+        ),
     }
 
 
 def test_cli_file_mode_table_image_and_qc(case, tmp_path):
     out, table, qc = tmp_path / "o" / "les.nii.gz", tmp_path / "o" / "t.csv", tmp_path / "o" / "qc.png"
-    code = main(["lesions", "-i", str(case["pred_file"]), "--label", "2", "--cord", str(case["cord_file"]),
-                 "--cord-dilation-mm", "2.8", "--min-volume-mm3", "2.5", "--vertfile", str(case["level_file"]),
-                 "--image", str(case["image_file"]), "-o", str(out), "--table", str(table), "--qc", str(qc), "-q"])
+    code = main(
+        [
+            "lesions",
+            "-i",
+            str(case["pred_file"]),
+            "--label",
+            "2",
+            "--cord",
+            str(case["cord_file"]),
+            "--cord-dilation-mm",
+            "2.8",
+            "--min-volume-mm3",
+            "2.5",
+            "--vertfile",
+            str(case["level_file"]),
+            "--image",
+            str(case["image_file"]),
+            "-o",
+            str(out),
+            "--table",
+            str(table),
+            "--qc",
+            str(qc),
+            "-q",
+        ]
+    )
     assert code == 0
     df = pd.read_csv(table, keep_default_na=False)
-    assert list(df.columns) == LS.TABLE_COLUMNS
+    assert list(df.columns) == TABLE_COLUMNS
     assert df["lesion"].tolist() == ["1", "2", "3", "total"]
     assert df["removed"].tolist()[:3] == ["", "small", "outside_cord"]
     assert df["volume_mm3"].astype(float).tolist() == pytest.approx([16.0, 2.0, 4.0, 16.0])
@@ -198,10 +225,31 @@ def test_cli_file_mode_table_image_and_qc(case, tmp_path):
 def test_cli_folder_mode_matches_cords_by_case(case, tmp_path):
     d = case["dir"]
     save(d / "pred" / "sub-02_T2w.nii.gz", case["pred"], case["affine"])
-    save(d / "labels" / "sub-02" / "anat" / "sub-02_T2w_label-SC_seg.nii.gz", np.ones_like(case["pred"]), case["affine"])
+    save(
+        d / "labels" / "sub-02" / "anat" / "sub-02_T2w_label-SC_seg.nii.gz", np.ones_like(case["pred"]), case["affine"]
+    )
     out, table, qc = tmp_path / "out", tmp_path / "t.csv", tmp_path / "qc"
-    assert main(["lesions", "-i", str(d / "pred"), "--label", "2", "--cord", str(d / "labels"), "-o", str(out),
-                 "--table", str(table), "--qc", str(qc), "-q"]) == 0
+    assert (
+        main(
+            [
+                "lesions",
+                "-i",
+                str(d / "pred"),
+                "--label",
+                "2",
+                "--cord",
+                str(d / "labels"),
+                "-o",
+                str(out),
+                "--table",
+                str(table),
+                "--qc",
+                str(qc),
+                "-q",
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(table, keep_default_na=False)
     totals = df[df["lesion"] == "total"]
     assert [Path(f).name for f in totals["filename"]] == ["sub-01_T2w.nii.gz", "sub-02_T2w.nii.gz"]
@@ -230,8 +278,21 @@ def test_cli_bad_input_exit_2_nothing_written(case, tmp_path, capsys, problem):
         save(d / "labels" / "sub-02_T2w_label-SC_seg.nii.gz", np.ones((30, 30, 12)), case["affine"])
     before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
     out = tmp_path / "out"
-    code = main(["lesions", "-i", str(src), *args, "-o", str(out), "--table", str(tmp_path / "t.csv"),
-                 "--qc", str(tmp_path / "qc"), "-q"])
+    code = main(
+        [
+            "lesions",
+            "-i",
+            str(src),
+            *args,
+            "-o",
+            str(out),
+            "--table",
+            str(tmp_path / "t.csv"),
+            "--qc",
+            str(tmp_path / "qc"),
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "sub-0" in err
@@ -243,8 +304,22 @@ def test_cli_bad_input_exit_2_nothing_written(case, tmp_path, capsys, problem):
 
 def test_cli_refuses_negative_volume_and_existing_output(case, tmp_path, capsys):
     out = tmp_path / "o.nii.gz"
-    assert main(["lesions", "-i", str(case["pred_file"]), "--min-volume-mm3", "-1", "-o", str(out), "--table",
-                 str(tmp_path / "t.csv")]) == 2
+    assert (
+        main(
+            [
+                "lesions",
+                "-i",
+                str(case["pred_file"]),
+                "--min-volume-mm3",
+                "-1",
+                "-o",
+                str(out),
+                "--table",
+                str(tmp_path / "t.csv"),
+            ]
+        )
+        == 2
+    )
     assert "--min-volume-mm3" in capsys.readouterr().err and not out.exists()
     out.write_bytes(b"keep")
     assert main(["lesions", "-i", str(case["pred_file"]), "-o", str(out), "--table", str(tmp_path / "t.csv")]) == 2
@@ -259,9 +334,27 @@ def test_phantom_lesion_volumes_and_centroids(tmp_path):
     write_lesion_dataset(root, seed=0)
     truth = json.loads((root / "derivatives/truth/sub-01/sub-01_truth.json").read_text())
     table = tmp_path / "t.csv"
-    assert main(["lesions", "-i", str(root / truth["files"]["lesion"]), "--cord", str(root / truth["files"]["cord"]),
-                 "--cord-dilation-mm", "0", "--min-volume-mm3", "0.6", "-o", str(tmp_path / "o.nii.gz"),
-                 "--table", str(table), "-q"]) == 0
+    assert (
+        main(
+            [
+                "lesions",
+                "-i",
+                str(root / truth["files"]["lesion"]),
+                "--cord",
+                str(root / truth["files"]["cord"]),
+                "--cord-dilation-mm",
+                "0",
+                "--min-volume-mm3",
+                "0.6",
+                "-o",
+                str(tmp_path / "o.nii.gz"),
+                "--table",
+                str(table),
+                "-q",
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(table, keep_default_na=False)
     rows = df[df["lesion"] != "total"]
     assert len(rows) == truth["connected_components"]["26"]  # the face and corner pairs merge
@@ -270,8 +363,9 @@ def test_phantom_lesion_volumes_and_centroids(tmp_path):
     for role in ("large", "medium", "tiny_1", "tiny_3", "border_a", "border_b"):  # lesions touching no other
         les = by_role[role]
         centre = np.array(les["centroid_mm"])
-        dist = np.linalg.norm(rows[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].astype(float).to_numpy()
-                              - centre, axis=1)
+        dist = np.linalg.norm(
+            rows[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].astype(float).to_numpy() - centre, axis=1
+        )
         row = rows.iloc[int(dist.argmin())]
         assert dist.min() < 1e-3, role
         assert float(row["volume_mm3"]) == pytest.approx(les["volume_mm3"], rel=1e-6)
@@ -286,8 +380,25 @@ def test_real_fake_lesion(shared_data, tmp_path):
     d = shared_data / "sct_testing_data" / "t2"
     lesion = d / "t2_fake_lesion_lesion_seg.nii.gz"
     table = tmp_path / "t.csv"
-    assert main(["lesions", "-i", str(lesion), "--cord", str(d / "t2_fake_lesion_sc_seg.nii.gz"), "-o",
-                 str(tmp_path / "o.nii.gz"), "--table", str(table), "--qc", str(tmp_path / "qc.png"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "lesions",
+                "-i",
+                str(lesion),
+                "--cord",
+                str(d / "t2_fake_lesion_sc_seg.nii.gz"),
+                "-o",
+                str(tmp_path / "o.nii.gz"),
+                "--table",
+                str(table),
+                "--qc",
+                str(tmp_path / "qc.png"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     img = nib.load(str(lesion))
     m = np.asarray(img.dataobj) > 0
     df = pd.read_csv(table, keep_default_na=False)

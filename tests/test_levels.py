@@ -1,4 +1,4 @@
-"""``postprocessing.levels``: slice → SCT level from a vertebra instance mask (SPINEPS ``seg-vert``)."""
+"""``postprocessing.cord.levels``: slice → SCT level from a vertebra instance mask (SPINEPS ``seg-vert``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from nnunet_extensions.geometry import SCT_RPI, reorient
-from nnunet_extensions.io import Image, InputError
+from nnunet_extensions.core.geometry import SCT_RPI, reorient
+from nnunet_extensions.core.io import Image, InputError
 from nnunet_extensions.phantoms.spine import _frame, build_spine_model, render_spine
-from postprocessing import csa
-from postprocessing.levels import levels_from_instance_mask
+from postprocessing.cord import csa
+from postprocessing.cord.levels import levels_from_instance_mask
 
 
 def _column(nz: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -48,14 +48,14 @@ def test_instance_levels_follow_slice_thickness_and_missing_cord():
     assert (got[25:] == 0).all() and got[24] == 3 and got[10] == 4
 
 
-@pytest.mark.parametrize("values, expect", [((7, 300), "not a vertebra instance mask"),
-                                            ((105,), "no vertebra"),
-                                            ((25,), "L6")])
+@pytest.mark.parametrize(
+    "values, expect", [((7, 300), "not a vertebra instance mask"), ((105,), "no vertebra"), ((25,), "L6")]
+)
 def test_instance_levels_bad_masks(values, expect):
     cord, inst = _column()
     inst = inst.astype(np.int16)
     for n, v in enumerate(values):
-        inst[3, 3, 5 + 10 * n: 10 + 10 * n] = v
+        inst[3, 3, 5 + 10 * n : 10 + 10 * n] = v
     with pytest.raises(InputError, match=expect) as err:
         levels_from_instance_mask(cord, inst, (1.0, 1.0, 1.0), name="vert.nii.gz")
     assert str(err.value).startswith("vert.nii.gz: ")

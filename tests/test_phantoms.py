@@ -14,8 +14,22 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from nnunet_extensions import labels as L
-from nnunet_extensions.phantoms.lesion import LESION_ROLES, render_lesion_subject, LesionGrid, write_lesion_dataset
+from nnunet_extensions.core.labels import (
+    LEFT_RIGHT_PAIRS,
+    SEMANTIC_LABELS,
+    VERSE_NAMES,
+    VERTEBRA_SUBREGIONS,
+    consistency_problems,
+    disc_instance,
+    endplate_instance,
+    instance_kind,
+    instance_name,
+    mirror_semantic,
+    next_vertebra,
+    vertebra_name,
+    vertebra_number,
+)
+from nnunet_extensions.phantoms.lesion import LESION_ROLES, LesionGrid, render_lesion_subject, write_lesion_dataset
 from nnunet_extensions.phantoms.spine import build_spine_model, render_spine, write_spine_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -77,42 +91,66 @@ def lesion_files(root: Path, sub: str = "sub-01"):
 
 # --------------------------------------------------------------------------------------------- labels
 def test_label_tables_match_spineps():
-    assert set(L.SEMANTIC_LABELS) == SPINE_SEMANTIC - {0}
-    assert L.VERTEBRA_SUBREGIONS == tuple(range(41, 50))
-    assert L.SEMANTIC_LABELS[49] == "Vertebra_Corpus_border" and L.SEMANTIC_LABELS[100] == "Vertebra_Disc"
-    assert (L.vertebra_number("C1"), L.vertebra_number("C7"), L.vertebra_number("T1"), L.vertebra_number("T12")) == (1, 7, 8, 19)
-    assert (L.vertebra_number("L1"), L.vertebra_number("l5"), L.vertebra_number("L6"), L.vertebra_number("sacrum")) == (20, 24, 25, 26)
-    assert all(L.vertebra_number(L.vertebra_name(n)) == n for n in L.VERSE_NAMES)
-    assert L.disc_instance(20) == 120 and L.endplate_instance(24) == 224
-    assert L.instance_kind(124) == ("disc", 24) and L.instance_kind(207) == ("endplate", 7) and L.instance_kind(26) == ("vertebra", 26)
-    assert L.instance_name(124) == "L5-S1 disc" and L.instance_name(119) == "T12-L1 disc" and L.instance_name(220) == "L1 endplate"
+    assert set(SEMANTIC_LABELS) == SPINE_SEMANTIC - {0}
+    assert VERTEBRA_SUBREGIONS == tuple(range(41, 50))
+    assert SEMANTIC_LABELS[49] == "Vertebra_Corpus_border" and SEMANTIC_LABELS[100] == "Vertebra_Disc"
+    assert (vertebra_number("C1"), vertebra_number("C7"), vertebra_number("T1"), vertebra_number("T12")) == (
+        1,
+        7,
+        8,
+        19,
+    )
+    assert (vertebra_number("L1"), vertebra_number("l5"), vertebra_number("L6"), vertebra_number("sacrum")) == (
+        20,
+        24,
+        25,
+        26,
+    )
+    assert all(vertebra_number(vertebra_name(n)) == n for n in VERSE_NAMES)
+    assert disc_instance(20) == 120 and endplate_instance(24) == 224
+    assert (
+        instance_kind(124) == ("disc", 24)
+        and instance_kind(207) == ("endplate", 7)
+        and instance_kind(26) == ("vertebra", 26)
+    )
+    assert (
+        instance_name(124) == "L5-S1 disc"
+        and instance_name(119) == "T12-L1 disc"
+        and instance_name(220) == "L1 endplate"
+    )
     with pytest.raises(ValueError):
-        L.instance_kind(0)
-    assert L.next_vertebra(7) == 8 and L.next_vertebra(24) == 26
+        instance_kind(0)
+    assert next_vertebra(7) == 8 and next_vertebra(24) == 26
     sem = np.array([43, 44, 45, 46, 47, 48, 49, 60])
-    assert L.mirror_semantic(sem).tolist() == [44, 43, 46, 45, 48, 47, 49, 60]
+    assert mirror_semantic(sem).tolist() == [44, 43, 46, 45, 48, 47, 49, 60]
 
 
 def test_consistency_checker_flags_problems():
     sem = np.array([[41, 49, 62, 100, 60, 61, 26, 0]])
     ins = np.array([[20, 20, 220, 120, 0, 0, 26, 0]])
-    assert L.consistency_problems(sem, ins, vertebrae=[20, 26]) == []
+    assert consistency_problems(sem, ins, vertebrae=[20, 26]) == []
     bad = ins.copy()
     bad[0, 4] = 20  # cord voxel given to a vertebra
-    assert any("no instance" in p for p in L.consistency_problems(sem, bad))
-    assert L.consistency_problems(sem, ins, vertebrae=[21, 26])  # instances of a vertebra not listed
-    assert L.consistency_problems(sem, np.array([[20, 20, 220, 120, 0, 0, 26, 300]]))
+    assert any("no instance" in p for p in consistency_problems(sem, bad))
+    assert consistency_problems(sem, ins, vertebrae=[21, 26])  # instances of a vertebra not listed
+    assert consistency_problems(sem, np.array([[20, 20, 220, 120, 0, 0, 26, 300]]))
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason=f"shared test data not found at {SHARED}")
-@pytest.mark.parametrize("sem_path, ins_path", [
-    ("tptbox_sample_mri/sub-mri_seg-subreg_label-6_msk.nii.gz", "tptbox_sample_mri/sub-mri_seg-vert_label-6_msk.nii.gz"),
-    ("panoptica_spine_seg/semantic/ref.nii.gz", "panoptica_spine_seg/matched_instance/ref.nii.gz"),
-])
+@pytest.mark.parametrize(
+    "sem_path, ins_path",
+    [
+        (
+            "tptbox_sample_mri/sub-mri_seg-subreg_label-6_msk.nii.gz",
+            "tptbox_sample_mri/sub-mri_seg-vert_label-6_msk.nii.gz",
+        ),
+        ("panoptica_spine_seg/semantic/ref.nii.gz", "panoptica_spine_seg/matched_instance/ref.nii.gz"),
+    ],
+)
 def test_consistency_rules_hold_on_real_spineps_masks(sem_path, ins_path):
     sem, _ = load(SHARED / sem_path)
     ins, _ = load(SHARED / ins_path)
-    assert L.consistency_problems(sem, ins) == []
+    assert consistency_problems(sem, ins) == []
 
 
 # --------------------------------------------------------------------------------------------- spine
@@ -124,7 +162,9 @@ def test_spine_files_and_geometry(spine_ds):
         assert nib.aff2axcodes(img.affine) == ("P", "I", "R")
         assert np.allclose(img.header.get_zooms(), (1.0, 1.0, 3.0))
         assert img.get_data_dtype() == np.float32
-    assert (root / "dataset_description.json").exists() and (root / "derivatives" / "labels" / "dataset_description.json").exists()
+    assert (root / "dataset_description.json").exists() and (
+        root / "derivatives" / "labels" / "dataset_description.json"
+    ).exists()
 
 
 def test_spine_label_sets_exact(spine_ds):
@@ -144,13 +184,13 @@ def test_spine_semantic_instance_consistency(spine_ds):
     root, _ = spine_ds
     truth, sem, ins, aff = spine_files(root)
     verts = truth["vertebra_ids"]
-    subregion = np.isin(sem, L.VERTEBRA_SUBREGIONS)
+    subregion = np.isin(sem, VERTEBRA_SUBREGIONS)
     assert np.array_equal(subregion, np.isin(ins, verts))  # vertebra X covers exactly 41-49 voxels
     assert np.array_equal(sem == 26, ins == 26)
     assert np.array_equal(sem == 100, (ins > 100) & (ins < 200))
     assert np.array_equal(sem == 62, ins > 200)
     assert np.array_equal(np.isin(sem, (0, 60, 61)), ins == 0)  # cord/canal carry no instance (SPINEPS)
-    assert L.consistency_problems(sem, ins, vertebrae=verts + [26]) == []
+    assert consistency_problems(sem, ins, vertebrae=verts + [26]) == []
     z = lambda m: world(aff, np.argwhere(m))[:, 2].mean()  # noqa: E731
     order = verts + [26]
     body_z = {v: z((ins == v) & (sem == 49)) if v != 26 else z(ins == 26) for v in order}
@@ -167,13 +207,13 @@ def test_spine_semantic_instance_consistency(spine_ds):
         assert cc3d.connected_components(ep.astype(np.uint8), connectivity=26, return_N=True)[1] == 2  # top and bottom
         assert (ndimage.binary_dilation(ep, cross) & (ins == v) & (sem == 49)).any()
         present = set(np.unique(sem[ins == v]).tolist())
-        assert present == set(L.VERTEBRA_SUBREGIONS), f"vertebra {v} lacks {set(L.VERTEBRA_SUBREGIONS) - present}"
+        assert present == set(VERTEBRA_SUBREGIONS), f"vertebra {v} lacks {set(VERTEBRA_SUBREGIONS) - present}"
 
 
 def test_spine_left_right_and_cord_in_canal(spine_ds):
     root, _ = spine_ds
     _, sem, _, aff = spine_files(root)
-    for left, right in L.LEFT_RIGHT_PAIRS:
+    for left, right in LEFT_RIGHT_PAIRS:
         assert (world(aff, np.argwhere(sem == left))[:, 0] < 0).all()
         assert (world(aff, np.argwhere(sem == right))[:, 0] > 0).all()
         assert (sem == left).sum() == (sem == right).sum()  # symmetric phantom
@@ -256,10 +296,15 @@ def test_spine_truth_volumes_match_analytic_shapes(spine_ds):
 def test_spine_deterministic(spine_ds, tmp_path):
     root, _ = spine_ds
     again = write_spine_dataset(tmp_path / "again", n_subjects=1, seed=0)
-    assert again["subjects"]["sub-01"]["semantic"] == json.loads(
-        (root / "derivatives/truth/sub-01/sub-01_truth.json").read_text())["semantic"]
-    for rel in ("sub-01/anat/sub-01_T2w.nii.gz", "derivatives/labels/sub-01/anat/sub-01_T2w_seg-spine_msk.nii.gz",
-                "derivatives/labels/sub-01/anat/sub-01_T2w_seg-vert_msk.nii.gz"):
+    assert (
+        again["subjects"]["sub-01"]["semantic"]
+        == json.loads((root / "derivatives/truth/sub-01/sub-01_truth.json").read_text())["semantic"]
+    )
+    for rel in (
+        "sub-01/anat/sub-01_T2w.nii.gz",
+        "derivatives/labels/sub-01/anat/sub-01_T2w_seg-spine_msk.nii.gz",
+        "derivatives/labels/sub-01/anat/sub-01_T2w_seg-vert_msk.nii.gz",
+    ):
         a, aa = load(root / rel)
         b, bb = load(tmp_path / "again" / rel)
         assert np.array_equal(a, b) and np.array_equal(aa, bb)
@@ -276,8 +321,10 @@ def test_spine_other_stretch_is_consistent():
     r = render_spine(model)
     verts = [v.number for v in model.vertebrae]
     assert verts == list(range(16, 25))
-    assert L.consistency_problems(r["semantic"], r["instance"], vertebrae=verts + [26]) == []
-    assert set(np.unique(r["instance"]).tolist()) == {0, 26} | set(verts) | {100 + v for v in verts} | {200 + v for v in verts}
+    assert consistency_problems(r["semantic"], r["instance"], vertebrae=verts + [26]) == []
+    assert set(np.unique(r["instance"]).tolist()) == {0, 26} | set(verts) | {100 + v for v in verts} | {
+        200 + v for v in verts
+    }
 
 
 # --------------------------------------------------------------------------------------------- lesion
@@ -286,7 +333,9 @@ def test_lesion_files_and_truth_volumes(lesion_ds):
     t, f = lesion_files(root)
     assert set(t["files"]) == {"image", "cord", "lesion", "instances", "prediction"}
     assert t["files"]["cord"].endswith("sub-01_T2w_label-SC_seg.nii.gz")
-    assert t["files"]["lesion"].startswith("derivatives/labels/") and t["files"]["lesion"].endswith("_T2w_label-lesion_seg.nii.gz")
+    assert t["files"]["lesion"].startswith("derivatives/labels/") and t["files"]["lesion"].endswith(
+        "_T2w_label-lesion_seg.nii.gz"
+    )
     inst, aff = f["instances"]
     lesion, _ = f["lesion"]
     cord, _ = f["cord"]
@@ -351,8 +400,14 @@ def _detect(ref: np.ndarray, pred: np.ndarray, connectivity: int) -> dict:
     lp, np_ = cc3d.connected_components(pred.astype(np.uint8), connectivity=connectivity, return_N=True)
     tp_ref = sum(1 for i in range(1, nr + 1) if pred[lr == i].any())
     tp_pred = sum(1 for j in range(1, np_ + 1) if ref[lp == j].any())
-    return {"ref_components": nr, "pred_components": np_, "tp_ref": tp_ref, "fn": nr - tp_ref,
-            "tp_pred": tp_pred, "fp": np_ - tp_pred}
+    return {
+        "ref_components": nr,
+        "pred_components": np_,
+        "tp_ref": tp_ref,
+        "fn": nr - tp_ref,
+        "tp_pred": tp_pred,
+        "fp": np_ - tp_pred,
+    }
 
 
 def test_lesion_prediction_known_errors(lesion_ds):
@@ -445,6 +500,15 @@ def test_cli_overwrite_and_spine_options(tmp_path):
 def test_cli_help_documents_kinds():
     proc = nnspine("phantom", "--help")
     assert proc.returncode == 0
-    for word in ("cord", "spine", "lesion", "mm", "seg-spine_msk", "seg-vert_msk", "label-lesion_seg",
-                 "truth.json", "nnspine phantom --kind"):
+    for word in (
+        "cord",
+        "spine",
+        "lesion",
+        "mm",
+        "seg-spine_msk",
+        "seg-vert_msk",
+        "label-lesion_seg",
+        "truth.json",
+        "nnspine phantom --kind",
+    ):
         assert word in proc.stdout

@@ -37,5 +37,6 @@ def test_readme_shows_the_walkthrough_the_pipeline_test_runs():
     for command in script:
         assert command in readme[position:], (
             f"README.md lacks (after the previous walk-through command) the line the pipeline test runs:\n  {command}\n"
-            f"Keep README.md and {SCRIPT.relative_to(REPO)} in step.")
+            f"Keep README.md and {SCRIPT.relative_to(REPO)} in step."
+        )
         position = readme.index(command, position) + 1

@@ -7,10 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from nnunet_helpers import soft_blob
 
-from trainers import soft_losses as losses
+from trainers.soft_losses import (
+    SoftTargetLoss,
+    adaptive_wing_loss,
+    foreground_probability,
+    soft_dice_loss,
+    soft_metric_sums,
+    soft_metrics_from_sums,
+)
 
 
 def _logits_for(p: torch.Tensor) -> torch.Tensor:
@@ -19,13 +25,19 @@ def _logits_for(p: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros_like(p), torch.log(p) - torch.log1p(-p)], 1)
 
 
-@pytest.mark.parametrize("weights", [dict(weight_mse=1, weight_dice=1), dict(weight_mse=1, weight_dice=0),
-                                     dict(weight_mse=0, weight_dice=0, weight_adapwing=1),
-                                     dict(weight_mse=0, weight_dice=1)])
+@pytest.mark.parametrize(
+    "weights",
+    [
+        dict(weight_mse=1, weight_dice=1),
+        dict(weight_mse=1, weight_dice=0),
+        dict(weight_mse=0, weight_dice=0, weight_adapwing=1),
+        dict(weight_mse=0, weight_dice=1),
+    ],
+)
 def test_losses_are_zero_and_minimal_at_perfect_prediction(weights):
     s = soft_blob()
     assert ((s > 0.05) & (s < 0.95)).float().mean() > 0.02  # fractional targets
-    loss = losses.SoftTargetLoss(**weights)
+    loss = SoftTargetLoss(**weights)
     perfect = float(loss(_logits_for(s), s))
     assert abs(perfect) < 1e-4
     g = torch.Generator().manual_seed(1)
@@ -46,9 +58,9 @@ def test_soft_dice_loss_by_hand():
     (batch Dice) Σps = 2.5, Σp² = 2.5, Σs² = 3, so 1 - 5 / 5.5 = 1/11."""
     p = torch.tensor([[[0.5, 0.5]], [[1.0, 1.0]]])
     s = torch.tensor([[[1.0, 0.0]], [[1.0, 1.0]]])
-    assert float(losses.soft_dice_loss(p[:1], s[:1], smooth=0)) == pytest.approx(1 / 3)
-    assert float(losses.soft_dice_loss(p, s, smooth=0)) == pytest.approx(1 / 6)
-    assert float(losses.soft_dice_loss(p, s, batch_dice=True, smooth=0)) == pytest.approx(1 / 11)
+    assert float(soft_dice_loss(p[:1], s[:1], smooth=0)) == pytest.approx(1 / 3)
+    assert float(soft_dice_loss(p, s, smooth=0)) == pytest.approx(1 / 6)
+    assert float(soft_dice_loss(p, s, batch_dice=True, smooth=0)) == pytest.approx(1 / 11)
 
 
 def test_squared_denominator_soft_dice_vs_classic_form():
@@ -56,14 +68,14 @@ def test_squared_denominator_soft_dice_vs_classic_form():
     s = soft_blob()
     classic = float(2 * (s * s).sum() / (s.sum() + s.sum()))
     assert classic < 0.97
-    assert float(losses.soft_dice_loss(s, s)) == pytest.approx(0.0, abs=1e-6)
+    assert float(soft_dice_loss(s, s)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_mse_against_soft_target_differs_from_mse_against_binarized_target():
     s = soft_blob()
     b = (s > 0.5).float()
     logits = _logits_for(0.1 + 0.8 * s)
-    mse = losses.SoftTargetLoss(weight_mse=1, weight_dice=0)
+    mse = SoftTargetLoss(weight_mse=1, weight_dice=0)
     l_soft, l_bin = float(mse(logits, s)), float(mse(logits, b))
     p = (0.1 + 0.8 * s).double().numpy()
     assert l_soft == pytest.approx(np.mean((p - s.double().numpy()) ** 2), rel=1e-4)
@@ -71,13 +83,13 @@ def test_mse_against_soft_target_differs_from_mse_against_binarized_target():
     assert abs(l_soft - l_bin) > 1e-3
     # the perfect soft prediction has zero loss against the soft target, not against the binarized one
     assert float(mse(_logits_for(s), s)) < 1e-8 < float(mse(_logits_for(s), b))
-    sums = losses.soft_metric_sums(_logits_for(s), s, b.to(torch.int16))
-    m = losses.soft_metrics_from_sums(sums)
+    sums = soft_metric_sums(_logits_for(s), s, b.to(torch.int16))
+    m = soft_metrics_from_sums(sums)
     assert m["mse_soft"] < 1e-8 and m["mse_binary"] > 1e-3
     # the logged soft Dice is the one `nnspine evaluate softseg` reports (2 Σps / (Σp + Σs))
-    from postprocessing.metrics import soft_dice
+    from postprocessing.cord.soft_metrics import soft_dice
 
-    p_np = losses.foreground_probability(_logits_for(s)).double().numpy().reshape(s.shape)
+    p_np = foreground_probability(_logits_for(s)).double().numpy().reshape(s.shape)
     assert m["soft_dice"] == pytest.approx(soft_dice(p_np, s.double().numpy()), rel=1e-5)
     assert m["soft_dice"] < 0.999  # fractional targets: below 1 even for the perfect prediction
 
@@ -100,20 +112,22 @@ AWING_PAIRS = [(0.0, 0.1), (0.3, 0.7), (0.3, 0.0), (1.0, 0.2), (0.0, 0.9), (0.7,
 def test_adaptive_wing_loss_equals_the_papers_formula_on_both_branches():
     y = torch.tensor([t for t, _ in AWING_PAIRS], dtype=torch.float64).view(1, 1, -1, 1)
     p = torch.tensor([q for _, q in AWING_PAIRS], dtype=torch.float64).view(1, 1, -1, 1)
-    got = float(losses.adaptive_wing_loss(p, y, loss_map_weight=0))
+    got = float(adaptive_wing_loss(p, y, loss_map_weight=0))
     expected = sum(_awing_by_hand(t, q) for t, q in AWING_PAIRS) / len(AWING_PAIRS)
     assert got == pytest.approx(expected, rel=1e-9)
     # one voxel worked out on paper: ω ln(1 + 0.1^2.1) = 14 ln(1.0079433) = 0.110767
-    one = losses.adaptive_wing_loss(torch.tensor([[[[0.1]]]]), torch.tensor([[[[0.0]]]]), loss_map_weight=0)
+    one = adaptive_wing_loss(torch.tensor([[[[0.1]]]]), torch.tensor([[[[0.0]]]]), loss_map_weight=0)
     assert float(one) == pytest.approx(0.110767, abs=2e-6)
 
 
 def test_adaptive_wing_loss_is_continuous_at_theta():
     for y in (0.0, 0.3, 1.0):
         below = _awing_by_hand(y, y + 0.5 - 1e-7 if y < 0.5 else y - 0.5 + 1e-7)
-        above_t = losses.adaptive_wing_loss(torch.tensor([[[[y + 0.5 + 1e-7 if y < 0.5 else y - 0.5 - 1e-7]]]],
-                                                         dtype=torch.float64),
-                                            torch.tensor([[[[y]]]], dtype=torch.float64), loss_map_weight=0)
+        above_t = adaptive_wing_loss(
+            torch.tensor([[[[y + 0.5 + 1e-7 if y < 0.5 else y - 0.5 - 1e-7]]]], dtype=torch.float64),
+            torch.tensor([[[[y]]]], dtype=torch.float64),
+            loss_map_weight=0,
+        )
         assert float(above_t) == pytest.approx(below, rel=1e-5)
 
 
@@ -129,5 +143,5 @@ def test_adaptive_wing_loss_map_weights_the_dilated_foreground():
     m = ndimage.binary_dilation(y[0, 0] >= 0.2, structure=np.ones((3, 3, 3)))
     per_voxel = np.vectorize(_awing_by_hand)(y[0, 0], p[0, 0])
     expected = float(np.mean(per_voxel * (10 * m + 1)))
-    got = float(losses.adaptive_wing_loss(torch.from_numpy(p), torch.from_numpy(y)))
+    got = float(adaptive_wing_loss(torch.from_numpy(p), torch.from_numpy(y)))
     assert m.sum() == 27 and got == pytest.approx(expected, rel=1e-9)

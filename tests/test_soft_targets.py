@@ -14,13 +14,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from nnunet_helpers import TOY_ID, TOY_NAME, environ, prepared_toy, soft_blob
 
 from nnunet_extensions.cli import main as nnspine
-from nnunet_extensions.io import InputError
-from nnunet_extensions.soft_targets import layout, preprocess
-from nnunet_extensions.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
+from nnunet_extensions.core.io import InputError
+from nnunet_extensions.integration.soft_targets import layout, preprocess
+from nnunet_extensions.integration.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +139,11 @@ def toy_copy(toy, tmp_path):
     base = tmp_path / "nn"
     for k in ("raw", "preprocessed"):
         shutil.copytree(Path(toy["env"][f"nnUNet_{k}"]), base / k)
-    env = {"nnUNet_raw": str(base / "raw"), "nnUNet_preprocessed": str(base / "preprocessed"),
-           "nnUNet_results": str(base / "results")}
+    env = {
+        "nnUNet_raw": str(base / "raw"),
+        "nnUNet_preprocessed": str(base / "preprocessed"),
+        "nnUNet_results": str(base / "results"),
+    }
     raw = base / "raw" / TOY_NAME
     return env, raw
 

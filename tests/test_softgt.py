@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dataset_converters.nnunet_raw import LABELS_TR_SOFT
 from dataset_converters.softgt import SoftGTWarning, convert
 from nnunet_extensions import __version__
-from nnunet_extensions.io import InputError, OutputExistsError, save_image
+from nnunet_extensions.core.dataset_json import LABELS_TR_SOFT
+from nnunet_extensions.core.io import InputError, OutputExistsError, save_image
 
 CONTRASTS = ("T2w", "T1w", "T2starw", "flip-1_mt-on_MTS", "flip-2_mt-off_MTS")
 
@@ -32,15 +32,19 @@ CONTRASTS = ("T2w", "T1w", "T2starw", "flip-1_mt-on_MTS", "flip-2_mt-off_MTS")
 # ============================================================================================== helpers
 def tree_hash(root: Path) -> dict[str, str]:
     """SHA-256 of every file under ``root`` (relative path → digest)."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def band(truth: np.ndarray, width: float = 2.0) -> np.ndarray:
     """Voxels within ``width`` voxels of the truth's 0.5 surface, inside and outside."""
     inside = truth >= 0.5
-    return ((inside & (ndimage.distance_transform_edt(inside) <= width))
-            | (~inside & (ndimage.distance_transform_edt(~inside) <= width)))
+    return (inside & (ndimage.distance_transform_edt(inside) <= width)) | (
+        ~inside & (ndimage.distance_transform_edt(~inside) <= width)
+    )
 
 
 def soft_path(deriv_out: Path, sub: str, contrast: str) -> Path:
@@ -64,8 +68,7 @@ def band_errors(root: Path, deriv_out: Path, sub: str = "sub-01") -> dict[str, t
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["nnspine", "convert", "softgt", *map(str, args)], capture_output=True, text=True,
-                          env=env)
+    return subprocess.run(["nnspine", "convert", "softgt", *map(str, args)], capture_output=True, text=True, env=env)
 
 
 def cylinder_bids(root: Path, subjects: dict[str, dict[str, float]]) -> Path:
@@ -106,8 +109,16 @@ def phantom_runs(cord_phantom, tmp_path_factory) -> dict:
     raw = out / "nnUNet_raw"
     aligned = convert(root, out / "aligned", nnunet_dataset=941, name="SoftGTPhantom", nnunet_raw_dir=raw)
     unaligned = convert(root, out / "unaligned", align=False)
-    return {"root": root, "out": out, "raw": raw, "aligned": aligned, "unaligned": unaligned,
-            "truth": cord_phantom["subjects"]["sub-01"], "hash_before": before, "hash_after": tree_hash(root)}
+    return {
+        "root": root,
+        "out": out,
+        "raw": raw,
+        "aligned": aligned,
+        "unaligned": unaligned,
+        "truth": cord_phantom["subjects"]["sub-01"],
+        "hash_before": before,
+        "hash_after": tree_hash(root),
+    }
 
 
 def test_phantom_soft_gt_matches_partial_volume_truth(phantom_runs):
@@ -163,7 +174,9 @@ def test_phantom_outputs_sidecars_and_report(phantom_runs):
         assert soft.shape == img.shape and np.allclose(soft_img.affine, img.affine, atol=1e-4)
         assert soft.min() >= 0.0 and soft.max() <= 1.0
         assert 0.3 < c.boundary_mean < 0.7  # values at the cord boundary are fractional
-        side = json.loads(soft_path(out / "aligned", "sub-01", c.entities).with_suffix("").with_suffix(".json").read_text())
+        side = json.loads(
+            soft_path(out / "aligned", "sub-01", c.entities).with_suffix("").with_suffix(".json").read_text()
+        )
         assert side["Reference"] == "T2w"
         assert side["GeneratedBy"][0]["Version"] == __version__
         assert f"sub-01/anat/sub-01_{c.entities}.nii.gz" in side["Sources"]
@@ -212,8 +225,9 @@ def real_run(tmp_path_factory, request) -> dict:
         pytest.skip("../shared/data/bids_multicontrast absent")
     before = tree_hash(root)
     out = tmp_path_factory.mktemp("softgt_real")
-    report = convert(root, out / "derivatives", nnunet_dataset=942, name="SoftGTReal",
-                     nnunet_raw_dir=out / "nnUNet_raw")
+    report = convert(
+        root, out / "derivatives", nnunet_dataset=942, name="SoftGTReal", nnunet_raw_dir=out / "nnUNet_raw"
+    )
     return {"root": root, "out": out, "report": report, "hash_before": before, "hash_after": tree_hash(root)}
 
 
@@ -247,10 +261,18 @@ def test_nnunet_verify_dataset_integrity(phantom_runs, real_run, tmp_path):
     raw.mkdir()
     for src in (phantom_runs["raw"] / "Dataset941_SoftGTPhantom", real_raw / "Dataset942_SoftGTReal"):
         (raw / src.name).symlink_to(src, target_is_directory=True)
-    env = {**os.environ, "nnUNet_raw": str(raw), "nnUNet_preprocessed": str(tmp_path / "pre"),
-           "nnUNet_results": str(tmp_path / "results")}
-    proc = subprocess.run(["nnUNetv2_extract_fingerprint", "-d", "941", "942", "--verify_dataset_integrity",
-                           "-np", "1"], capture_output=True, text=True, env=env)
+    env = {
+        **os.environ,
+        "nnUNet_raw": str(raw),
+        "nnUNet_preprocessed": str(tmp_path / "pre"),
+        "nnUNet_results": str(tmp_path / "results"),
+    }
+    proc = subprocess.run(
+        ["nnUNetv2_extract_fingerprint", "-d", "941", "942", "--verify_dataset_integrity", "-np", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "verify_dataset_integrity Done" in log
@@ -265,16 +287,25 @@ def test_nnunet_verify_dataset_integrity(phantom_runs, real_run, tmp_path):
 
 # ============================================================================================ API, jobs
 def test_jobs_give_identical_results(tmp_path):
-    root = cylinder_bids(tmp_path / "bids", {
-        "sub-01": {"T2w": 0.0, "T1w": 0.8, "T2starw": -0.6},
-        "sub-02": {"T2w": 0.2, "T1w": -0.9},
-        "sub-03": {"T2w": -0.1, "T1w": 0.5, "T2starw": 1.1},
-    })
+    root = cylinder_bids(
+        tmp_path / "bids",
+        {
+            "sub-01": {"T2w": 0.0, "T1w": 0.8, "T2starw": -0.6},
+            "sub-02": {"T2w": 0.2, "T1w": -0.9},
+            "sub-03": {"T2w": -0.1, "T1w": 0.5, "T2starw": 1.1},
+        },
+    )
     serial = convert(root, tmp_path / "serial", nnunet_dataset=943, name="Jobs", nnunet_raw_dir=tmp_path / "raw1")
-    parallel = convert(root, tmp_path / "parallel", jobs=2, nnunet_dataset=943, name="Jobs",
-                       nnunet_raw_dir=tmp_path / "raw2")
-    strip = lambda r: [(s.subject, [(c.entities, c.offset_mm, c.boundary_mean, c.soft_volume_mm3)
-                                    for c in s.contrasts]) for s in r.subjects]  # noqa: E731
+    parallel = convert(
+        root, tmp_path / "parallel", jobs=2, nnunet_dataset=943, name="Jobs", nnunet_raw_dir=tmp_path / "raw2"
+    )
+
+    def strip(r):
+        return [
+            (s.subject, [(c.entities, c.offset_mm, c.boundary_mean, c.soft_volume_mm3) for c in s.contrasts])
+            for s in r.subjects
+        ]
+
     assert strip(serial) == strip(parallel)
     files = sorted(p.relative_to(tmp_path / "serial") for p in (tmp_path / "serial").rglob("*") if p.is_file())
     assert len(files) == 17  # 8 contrasts × (mask + sidecar) + dataset_description.json
@@ -409,8 +440,7 @@ def test_bids_derivatives_folder_of_the_input_is_accepted_and_inputs_untouched(t
 
 
 def test_convert_group_lists_softgt():
-    proc = subprocess.run(["nnspine", "convert", "--help"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(["nnspine", "convert", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "softgt" in proc.stdout
     proc = subprocess.run(["nnspine", "convert"], capture_output=True, text=True)
     assert proc.returncode == 2 and "softgt" in proc.stderr
@@ -454,8 +484,19 @@ def test_sessions_keep_their_folders(tmp_path):
 def test_cli_reference_without_any_image_fails_and_writes_nothing(tiny, tmp_path):
     """A typo in --reference (no such contrast anywhere) is bad input: exit 2 naming what was looked for."""
     env = {**os.environ, "nnUNet_raw": str(tmp_path / "raw")}
-    proc = run_cli("-i", tiny, "--derivatives-out", tmp_path / "out", "--reference", "T9w",
-                   "--nnunet-dataset", "9", "--name", "Typo", env=env)
+    proc = run_cli(
+        "-i",
+        tiny,
+        "--derivatives-out",
+        tmp_path / "out",
+        "--reference",
+        "T9w",
+        "--nnunet-dataset",
+        "9",
+        "--name",
+        "Typo",
+        env=env,
+    )
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert "nothing to convert" in proc.stderr and "no T9w image with a cord mask" in proc.stderr
@@ -474,8 +515,17 @@ def test_cli_file_where_a_folder_is_expected(tiny, tmp_path, which):
         out = a_file
     else:
         raw = a_file
-    proc = run_cli("-i", inp, "--derivatives-out", out, "--nnunet-dataset", "9", "--name", "F",
-                   env={**os.environ, "nnUNet_raw": str(raw)})
+    proc = run_cli(
+        "-i",
+        inp,
+        "--derivatives-out",
+        out,
+        "--nnunet-dataset",
+        "9",
+        "--name",
+        "F",
+        env={**os.environ, "nnUNet_raw": str(raw)},
+    )
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert f"{a_file}: is a file, expected a" in proc.stderr and "not found" not in proc.stderr

@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_extensions.io import load_image, save_image
-from postprocessing.softmask import convert_case
+from nnunet_extensions.core.io import load_image, save_image
+from postprocessing.cord.softmask import convert_case
 
 
 def _oblique_psr_affine() -> np.ndarray:
@@ -88,18 +88,23 @@ def test_cli_refuses_overwrite_and_reports_bad_input(soft_case, tmp_path):
     assert again.returncode == 2
     assert "exists" in again.stderr and "Traceback" not in again.stderr
     assert (out / "case.nii.gz").read_bytes() == before
-    forced = subprocess.run(["nnspine", "softmask", "-i", str(pred), "-o", str(out), "--overwrite", "-q"],
-                            capture_output=True, text=True)
+    forced = subprocess.run(
+        ["nnspine", "softmask", "-i", str(pred), "-o", str(out), "--overwrite", "-q"], capture_output=True, text=True
+    )
     assert forced.returncode == 0, forced.stderr
 
     (pred / "case.pkl").unlink()
-    missing = subprocess.run(["nnspine", "softmask", "-i", str(pred), "-o", str(tmp_path / "o2")], capture_output=True, text=True)
+    missing = subprocess.run(
+        ["nnspine", "softmask", "-i", str(pred), "-o", str(tmp_path / "o2")], capture_output=True, text=True
+    )
     assert missing.returncode == 2
     assert "case.pkl" in missing.stderr and "Traceback" not in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
 
     (pred / "case.npz").write_bytes(b"not a zip file")
-    broken = subprocess.run(["nnspine", "softmask", "-i", str(pred), "-o", str(tmp_path / "o3")], capture_output=True, text=True)
+    broken = subprocess.run(
+        ["nnspine", "softmask", "-i", str(pred), "-o", str(tmp_path / "o3")], capture_output=True, text=True
+    )
     assert broken.returncode == 2 and "case.npz" in broken.stderr and "Traceback" not in broken.stderr
 
 

@@ -21,11 +21,10 @@ import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform, ImageOnlyTransform, SegOnlyTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.random import OneOfTransform, RandomTransform
+from nnunet_helpers import environ, prepared_toy
 from scipy import ndimage
 
-from nnunet_helpers import environ, prepared_toy
-
-from nnunet_extensions.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
+from nnunet_extensions.integration.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
 from trainers.softseg_da5 import nnUNetTrainerSoftSegDA5
 
 DA5_MODULE = "nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerDA5"
@@ -36,18 +35,29 @@ GUARDED = {
         "0c1a25ffd6b290b9",
         "trainers.softseg_da5.nnUNetTrainerSoftSegDA5.get_training_transforms calls it and appends the soft DS "
         "pyramid: every spatial transform in it must move regression_target exactly as the image and every other "
-        "transform must be image- or segmentation-only (test_soft_target_follows_the_image_edge_through_da5)"),
+        "transform must be image- or segmentation-only (test_soft_target_follows_the_image_edge_through_da5)",
+    ),
     f"{DA5_MODULE}:nnUNetTrainerDA5.configure_rotation_dummyDA_mirroring_and_inital_patch_size": (
         "9db06bb59ac301d3",
         "nnUNetTrainerSoftSegDA5 inherits it (MRO: SoftSeg, then DA5); the _debug/_demo variants call it through "
-        "super() and only drop test-time mirroring"),
+        "super() and only drop test-time mirroring",
+    ),
 }
 
 #: The intensity transforms DA5 adds on top of its spatial ones (batchgeneratorsv2 class names).
-DA5_INTENSITY = {"MedianFilterTransform", "GaussianBlurTransform", "GaussianNoiseTransform",
-                 "BrightnessAdditiveTransform", "ContrastTransform", "SimulateLowResolutionTransform",
-                 "GammaTransform", "BlankRectangleTransform", "BrightnessGradientAdditiveTransform",
-                 "LocalGammaTransform", "SharpeningTransform"}
+DA5_INTENSITY = {
+    "MedianFilterTransform",
+    "GaussianBlurTransform",
+    "GaussianNoiseTransform",
+    "BrightnessAdditiveTransform",
+    "ContrastTransform",
+    "SimulateLowResolutionTransform",
+    "GammaTransform",
+    "BlankRectangleTransform",
+    "BrightnessGradientAdditiveTransform",
+    "LocalGammaTransform",
+    "SharpeningTransform",
+}
 
 PATCH = (32, 32, 32)
 INPUT = (48, 48, 48)  # larger than the patch, as nnU-Net's loader cuts it (initial patch size)
@@ -72,8 +82,10 @@ def _source_hash(dotted: str) -> str:
 def test_guarded_da5_source_unchanged(upstream):
     expected, relies = GUARDED[upstream]
     got = _source_hash(upstream)
-    assert got == expected, (f"nnU-Net's {upstream} changed (hash {got}, guarded {expected}): re-check {relies}; "
-                             f"then update the hash in tests/test_softseg_da5.py")
+    assert got == expected, (
+        f"nnU-Net's {upstream} changed (hash {got}, guarded {expected}): re-check {relies}; "
+        f"then update the hash in tests/test_softseg_da5.py"
+    )
 
 
 # =============================================================================================== the phantom
@@ -98,9 +110,10 @@ def phantom_sample() -> dict:
 
 def da5_soft_transforms() -> ComposeTransforms:
     """The training transforms of nnUNetTrainerSoftSegDA5 for a cubic 3-D patch (as the trainer builds them)."""
-    rotation = (-30. / 360 * 2. * np.pi, 30. / 360 * 2. * np.pi)  # DA5's 3-D range for an isotropic patch
-    return nnUNetTrainerSoftSegDA5.get_training_transforms(PATCH, rotation, DS_SCALES, (0, 1, 2), False,
-                                                           use_mask_for_norm=[False])
+    rotation = (-30.0 / 360 * 2.0 * np.pi, 30.0 / 360 * 2.0 * np.pi)  # DA5's 3-D range for an isotropic patch
+    return nnUNetTrainerSoftSegDA5.get_training_transforms(
+        PATCH, rotation, DS_SCALES, (0, 1, 2), False, use_mask_for_norm=[False]
+    )
 
 
 def leaves(t: BasicTransform) -> list:
@@ -137,21 +150,33 @@ def shell(mask: np.ndarray) -> np.ndarray:
 def run_with_spatial_replay(transforms: ComposeTransforms, seed: int):
     """Run ``transforms`` on the phantom; replay each spatial step (same random state) on a copy of the image that
     gets no intensity step. Returns (sample, spatial-only image, list of intensity-step checks)."""
-    set_rng_state((random.Random(seed).getstate(), np.random.RandomState(seed).get_state(),
-                   torch.Generator().manual_seed(seed).get_state()))
+    set_rng_state(
+        (
+            random.Random(seed).getstate(),
+            np.random.RandomState(seed).get_state(),
+            torch.Generator().manual_seed(seed).get_state(),
+        )
+    )
     sample = phantom_sample()
     probe = {"image": sample["image"].clone(), "segmentation": sample["segmentation"].clone()}
     intensity_checks = []
     for step in transforms.transforms:
         before = rng_state()
         if is_intensity_step(step):
-            target, seg, image = (sample["regression_target"].clone(), sample["segmentation"].clone(),
-                                  sample["image"].clone())
+            target, seg, image = (
+                sample["regression_target"].clone(),
+                sample["segmentation"].clone(),
+                sample["image"].clone(),
+            )
             sample = step(**sample)
-            intensity_checks.append((type(leaves(step)[0]).__name__,
-                                     torch.equal(target, sample["regression_target"]),
-                                     torch.equal(seg, sample["segmentation"]),
-                                     not torch.equal(image, sample["image"])))
+            intensity_checks.append(
+                (
+                    type(leaves(step)[0]).__name__,
+                    torch.equal(target, sample["regression_target"]),
+                    torch.equal(seg, sample["segmentation"]),
+                    not torch.equal(image, sample["image"]),
+                )
+            )
             continue
         sample = step(**sample)
         after = rng_state()
@@ -171,18 +196,24 @@ def test_pipeline_is_nnunet_da5_plus_the_soft_pyramid_and_carries_the_target_eve
     rotation = (-0.5, 0.5)
     ours = nnUNetTrainerSoftSegDA5.get_training_transforms(PATCH, rotation, DS_SCALES, (0, 1, 2), False)
     nnunet = nnUNetTrainerDA5.get_training_transforms(PATCH, rotation, DS_SCALES, (0, 1, 2), False)
-    assert [type(t) for t in ours.transforms] == [type(t) for t in nnunet.transforms] + \
-        [DownsampleSoftTargetForDSTransform]
+    assert [type(t) for t in ours.transforms] == [type(t) for t in nnunet.transforms] + [
+        DownsampleSoftTargetForDSTransform
+    ]
     names = {type(x).__name__ for x in leaves(ours)}
     assert DA5_INTENSITY <= names
     assert any(type(x).__name__ == "GammaTransform" and x.p_invert_image == 1 for x in leaves(ours))  # inversion
-    stock = {type(x).__name__ for x in leaves(nnUNetTrainerSoftSeg.get_training_transforms(
-        PATCH, rotation, DS_SCALES, (0, 1, 2), False))}
+    stock = {
+        type(x).__name__
+        for x in leaves(nnUNetTrainerSoftSeg.get_training_transforms(PATCH, rotation, DS_SCALES, (0, 1, 2), False))
+    }
     assert {"LocalGammaTransform", "BlankRectangleTransform", "SharpeningTransform"}.isdisjoint(stock)
     for x in leaves(ours):
         moves = type(x)._apply_to_regr_target is not BasicTransform._apply_to_regr_target
-        assert isinstance(x, (ImageOnlyTransform, SegOnlyTransform)) or moves or \
-            isinstance(x, DownsampleSoftTargetForDSTransform), type(x).__name__
+        assert (
+            isinstance(x, (ImageOnlyTransform, SegOnlyTransform))
+            or moves
+            or isinstance(x, DownsampleSoftTargetForDSTransform)
+        ), type(x).__name__
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -204,8 +235,9 @@ def test_soft_target_follows_the_image_edge_through_da5(seed):
     for name, target_same, seg_same, _ in intensity_checks:
         assert target_same and seg_same, name
     # the pyramid's coarser levels are area averages of the full-resolution target
-    np.testing.assert_allclose(sample["regression_target"][1][0].numpy(),
-                               t.reshape(16, 2, 16, 2, 16, 2).mean(axis=(1, 3, 5)), atol=1e-6)
+    np.testing.assert_allclose(
+        sample["regression_target"][1][0].numpy(), t.reshape(16, 2, 16, 2, 16, 2).mean(axis=(1, 3, 5)), atol=1e-6
+    )
 
 
 def test_da5_actually_moved_and_restyled_the_phantoms():
@@ -250,25 +282,30 @@ def toy(tmp_path_factory):
 def _make(toy, tmp_path, name: str, extra_env: dict | None = None):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    from nnunet_extensions.cli.trainers import discovery_folder
+    from nnunet_extensions.integration.trainer_lookup import discovery_folder
 
-    env = {"nnUNet_raw": toy["env"]["nnUNet_raw"], "nnUNet_preprocessed": toy["env"]["nnUNet_preprocessed"],
-           "nnUNet_results": str(tmp_path), "nnUNet_n_proc_DA": "0", "nnUNet_compile": "f",
-           "nnUNet_extTrainer": str(discovery_folder()), **(extra_env or {})}
+    env = {
+        "nnUNet_raw": toy["env"]["nnUNet_raw"],
+        "nnUNet_preprocessed": toy["env"]["nnUNet_preprocessed"],
+        "nnUNet_results": str(tmp_path),
+        "nnUNet_n_proc_DA": "0",
+        "nnUNet_compile": "f",
+        "nnUNet_extTrainer": str(discovery_folder()),
+        **(extra_env or {}),
+    }
     with environ(env):
         cls = recursive_find_trainer_class_by_name(name)
         plans = json.loads((toy["pre"] / "nnUNetPlans.json").read_text())
         plans["continue_training"] = False
         dj = json.loads((toy["pre"] / "dataset.json").read_text())
-        trainer = cls(plans=plans, configuration="3d_fullres", fold="all", dataset_json=dj,
-                      device=torch.device("cpu"))
+        trainer = cls(plans=plans, configuration="3d_fullres", fold="all", dataset_json=dj, device=torch.device("cpu"))
     return trainer, env
 
 
 def test_da5_trainer_batches_keep_soft_target_on_the_label(toy, tmp_path):
     """The trainer's own loader and DA5 transforms on nnU-Net-preprocessed data: in every sample the soft
     target's 0.5 surface matches nnU-Net's label, fractional values survive, all pyramid levels match in shape."""
-    from nnunet_extensions.soft_targets.loader import nnUNetDataLoaderSoft
+    from nnunet_extensions.integration.soft_targets.loader import nnUNetDataLoaderSoft
 
     trainer, env = _make(toy, tmp_path, "nnUNetTrainerSoftSegDA5")
     with environ(env):
@@ -276,11 +313,11 @@ def test_da5_trainer_batches_keep_soft_target_on_the_label(toy, tmp_path):
         ds_tr, _ = trainer.get_tr_and_val_datasets()
         rot, dummy2d, initial_ps, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         ps = trainer.configuration_manager.patch_size
-        transforms = trainer.get_training_transforms(ps, rot, trainer._get_deep_supervision_scales(), mirror,
-                                                     dummy2d)
+        transforms = trainer.get_training_transforms(ps, rot, trainer._get_deep_supervision_scales(), mirror, dummy2d)
         assert {type(x).__name__ for x in leaves(transforms)} >= DA5_INTENSITY
-        dl = nnUNetDataLoaderSoft(ds_tr, 4, initial_ps, ps, trainer.label_manager,
-                                  oversample_foreground_percent=1.0, transforms=transforms)
+        dl = nnUNetDataLoaderSoft(
+            ds_tr, 4, initial_ps, ps, trainer.label_manager, oversample_foreground_percent=1.0, transforms=transforms
+        )
         torch.manual_seed(3)
         np.random.seed(3)
         checked = 0
@@ -305,13 +342,17 @@ def test_short_variants_and_budget_trainers(toy, tmp_path):
 
     from trainers.softseg import nnUNetTrainerSoftSeg_debug, nnUNetTrainerSoftSeg_demo
 
-    for name, parent in (("nnUNetTrainerSoftSegDA5_debug", nnUNetTrainerSoftSeg_debug),
-                         ("nnUNetTrainerSoftSegDA5_demo", nnUNetTrainerSoftSeg_demo)):
+    for name, parent in (
+        ("nnUNetTrainerSoftSegDA5_debug", nnUNetTrainerSoftSeg_debug),
+        ("nnUNetTrainerSoftSegDA5_demo", nnUNetTrainerSoftSeg_demo),
+    ):
         trainer, env = _make(toy, tmp_path, name)
         reference, _ = _make(toy, tmp_path, parent.__name__)
         assert isinstance(trainer, nnUNetTrainerDA5)
-        assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == \
-            (reference.num_epochs, reference.num_iterations_per_epoch)
+        assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == (
+            reference.num_epochs,
+            reference.num_iterations_per_epoch,
+        )
         with environ(env):
             trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         assert trainer.inference_allowed_mirroring_axes is None
@@ -319,8 +360,7 @@ def test_short_variants_and_budget_trainers(toy, tmp_path):
     budget = {"NNSPINE_EPOCHS": "3", "NNSPINE_ITERATIONS": "7", "NNSPINE_VAL_ITERATIONS": "2", "NNSPINE_NO_TTA": "1"}
     for name in ("nnUNetTrainer_budget", "nnUNetTrainerSoftSeg_budget", "nnUNetTrainerSoftSegDA5_budget"):
         trainer, env = _make(toy, tmp_path, name, budget)
-        assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == \
-            (3, 7, 2)
+        assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == (3, 7, 2)
         with environ(env):
             trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         assert trainer.inference_allowed_mirroring_axes is None

@@ -15,12 +15,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from dataset_converters import nnunet_raw as raw
 from dataset_converters import spider, spineps
-from nnunet_extensions import bids
-from nnunet_extensions import labels as L
-from nnunet_extensions.io import InputError, OutputExistsError
-from postprocessing.relabel import relabel, relabel_array
+from nnunet_extensions.core import bids
+from nnunet_extensions.core.dataset_json import INSTANCES_TR, LABEL_MAP_KEY, label_map_entry, read_label_map
+from nnunet_extensions.core.io import InputError, OutputExistsError
+from nnunet_extensions.core.labels import SEMANTIC_LABELS, VERSE_IDS, instance_name
+from postprocessing.spine.relabel import relabel, relabel_array
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
@@ -57,17 +57,21 @@ def test_spineps_labels_consecutive_mapping_stored_and_voxels_unchanged(phantom,
     folder = tmp_path / "Dataset511_SpineT"
     dj = json.loads((folder / "dataset.json").read_text())
     assert report.cases == ["sub-01_T2w", "sub-02_T2w"]  # BIDS stems
-    present = sorted(set().union(*[set(np.unique(nib.load(_mask(phantom, s)).get_fdata()).astype(int))
-                                   for s in ("sub-01", "sub-02")]) - {0})
-    assert present == sorted(L.SEMANTIC_LABELS)  # the phantom holds all 14 structures
+    present = sorted(
+        set().union(
+            *[set(np.unique(nib.load(_mask(phantom, s)).get_fdata()).astype(int)) for s in ("sub-01", "sub-02")]
+        )
+        - {0}
+    )
+    assert present == sorted(SEMANTIC_LABELS)  # the phantom holds all 14 structures
     # consecutive labels in SPINEPS value order, named after SPINEPS, mapping under its own key
     assert list(dj["labels"].values()) == list(range(len(present) + 1))
-    values = {int(k): v for k, v in dj[raw.LABEL_MAP_KEY]["values"].items()}
-    assert dj[raw.LABEL_MAP_KEY]["convention"] == "spineps"
+    values = {int(k): v for k, v in dj[LABEL_MAP_KEY]["values"].items()}
+    assert dj[LABEL_MAP_KEY]["convention"] == "spineps"
     assert [values[k] for k in range(1, len(present) + 1)] == present
     for name, k in dj["labels"].items():
         if k:
-            assert L.SEMANTIC_LABELS[values[k]] == name
+            assert SEMANTIC_LABELS[values[k]] == name
     for sub in ("sub-01", "sub-02"):
         src = nib.load(_mask(phantom, sub))
         lab = nib.load(folder / "labelsTr" / f"{sub}_T2w.nii.gz")
@@ -121,28 +125,42 @@ def test_spineps_native_naming_multichannel_and_missing_masks(phantom, tmp_path)
     assert report.cases == ["sub-01_T2w"]
     assert any("sub-02_T2w" in w and "no SPINEPS semantic mask" in w for w in report.warnings)
     folder = Path(report.dataset)
-    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == ["sub-01_T2w_0000.nii.gz",
-                                                                        "sub-01_T2w_0001.nii.gz"]
+    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == [
+        "sub-01_T2w_0000.nii.gz",
+        "sub-01_T2w_0001.nii.gz",
+    ]
     assert json.loads((folder / "dataset.json").read_text())["channel_names"] == {"0": "T2w", "1": "T1w"}
 
 
 def test_bids_spineps_mask_names():
     image = bids.parse_name("sub-01_acq-sag_T2w")
-    ok = ["sub-01_acq-sag_T2w_seg-spine_msk", "sub-01_acq-sag_seg-spine_msk", "sub-01_acq-sag_mod-T2w_seg-spine_msk",
-          "sub-01_acq-sag_seg-subreg_msk"]
-    no = ["sub-01_acq-sag_seg-vert_msk", "sub-01_acq-sag_mod-T1w_seg-spine_msk", "sub-01_seg-spine_msk",
-          "sub-02_acq-sag_seg-spine_msk", "sub-01_acq-sag_T2w_seg-spine_dseg"]
+    ok = [
+        "sub-01_acq-sag_T2w_seg-spine_msk",
+        "sub-01_acq-sag_seg-spine_msk",
+        "sub-01_acq-sag_mod-T2w_seg-spine_msk",
+        "sub-01_acq-sag_seg-subreg_msk",
+    ]
+    no = [
+        "sub-01_acq-sag_seg-vert_msk",
+        "sub-01_acq-sag_mod-T1w_seg-spine_msk",
+        "sub-01_seg-spine_msk",
+        "sub-02_acq-sag_seg-spine_msk",
+        "sub-01_acq-sag_T2w_seg-spine_dseg",
+    ]
     for name in ok:
         assert bids.is_spineps_mask_of(bids.parse_name(name), image), name
     for name in no:
         assert not bids.is_spineps_mask_of(bids.parse_name(name), image), name
 
 
-@pytest.mark.parametrize("defect, message", [
-    ("instance", "looks like an instance mask"),
-    ("values", "not SPINEPS semantic labels"),
-    ("grid", "affine differs"),
-])
+@pytest.mark.parametrize(
+    "defect, message",
+    [
+        ("instance", "looks like an instance mask"),
+        ("values", "not SPINEPS semantic labels"),
+        ("grid", "affine differs"),
+    ],
+)
 def test_spineps_bad_masks_are_named_and_nothing_is_written(phantom, tmp_path, monkeypatch, defect, message):
     root = tmp_path / "bids"
     shutil.copytree(phantom, root)
@@ -212,8 +230,22 @@ def test_relabel_keeps_header_and_checks_inputs(phantom, tmp_path, monkeypatch):
     report = relabel(pred_dir, tmp_path / "out", "517")  # dataset by id through nnUNet_raw
     assert report.dataset_json == str(folder / "dataset.json")
     a, b = nib.load(pred_dir / "sub-01_T2w.nii.gz"), nib.load(tmp_path / "out" / "sub-01_T2w.nii.gz")
-    for key in ("dim", "pixdim", "qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d", "qoffset_x",
-                "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "xyzt_units"):
+    for key in (
+        "dim",
+        "pixdim",
+        "qform_code",
+        "sform_code",
+        "quatern_b",
+        "quatern_c",
+        "quatern_d",
+        "qoffset_x",
+        "qoffset_y",
+        "qoffset_z",
+        "srow_x",
+        "srow_y",
+        "srow_z",
+        "xyzt_units",
+    ):
         assert np.array_equal(a.header[key], b.header[key]), key
     assert np.array_equal(np.asarray(b.dataobj), np.asarray(nib.load(_mask(phantom, "sub-01")).dataobj))
     with pytest.raises(OutputExistsError):
@@ -236,8 +268,12 @@ def test_relabel_cli_exit_codes(phantom, tmp_path):
     pred = folder / "labelsTr" / "sub-02_T2w.nii.gz"
     assert main(["relabel", "-i", str(pred), "-o", str(tmp_path / "o.nii.gz"), "--dataset", str(folder), "-q"]) == 0
     assert main(["relabel", "-i", str(pred), "-o", str(tmp_path / "o.nii.gz"), "--dataset", str(folder)]) == 2
-    assert main(["relabel", "-i", str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path / "p.nii.gz"),
-                 "--dataset", str(folder)]) == 2
+    assert (
+        main(
+            ["relabel", "-i", str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path / "p.nii.gz"), "--dataset", str(folder)]
+        )
+        == 2
+    )
     assert not (tmp_path / "p.nii.gz").exists()
 
 
@@ -248,9 +284,9 @@ def _spider_mask() -> np.ndarray:
     m = np.zeros((12, 10, 40), np.uint8)  # x (R-L) 12, y (A-P) 10, z (S-I) 40
     bottoms = {1: 2, 2: 12, 3: 22, 104: 32}
     for v, z0 in bottoms.items():
-        m[2:10, 1:6, z0:z0 + 7] = v
+        m[2:10, 1:6, z0 : z0 + 7] = v
         if v < 100:
-            m[2:10, 1:6, z0 + 7:z0 + 10] = 200 + v  # the disc above vertebra v is numbered like v
+            m[2:10, 1:6, z0 + 7 : z0 + 10] = 200 + v  # the disc above vertebra v is numbered like v
     m[4:8, 7:9, :] = 100  # canal
     return m
 
@@ -283,8 +319,12 @@ def test_spider_semantic_geometry_and_labels(tmp_path):
     report = spider.convert(tmp_path / "SPIDER", 521, "Spider", raw_root=tmp_path / "raw")
     folder = Path(report.dataset)
     assert report.cases == ["1_t1", "1_t2", "2_t2"]
-    assert json.loads((folder / "dataset.json").read_text())["labels"] == {"background": 0, "vertebra": 1,
-                                                                          "disc": 2, "canal": 3}
+    assert json.loads((folder / "dataset.json").read_text())["labels"] == {
+        "background": 0,
+        "vertebra": 1,
+        "disc": 2,
+        "canal": 3,
+    }
     m = _spider_mask()
     expected = np.zeros_like(m)
     expected[(m >= 1) & (m <= 25)] = 1  # partial vertebra 104 -> background without --keep-partial
@@ -306,8 +346,10 @@ def test_spider_semantic_geometry_and_labels(tmp_path):
     spider.convert(tmp_path / "SPIDER", 522, "SpiderP", keep_partial=True, sequences=["t2"], raw_root=tmp_path / "raw")
     lab = np.asarray(nib.load(tmp_path / "raw" / "Dataset522_SpiderP" / "labelsTr" / "1_t2.nii.gz").dataobj)
     assert np.array_equal(lab == 1, ((m >= 1) & (m <= 25)) | (m == 104))
-    assert sorted(p.name for p in (tmp_path / "raw" / "Dataset522_SpiderP" / "labelsTr").iterdir()) == \
-        ["1_t2.nii.gz", "2_t2.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "raw" / "Dataset522_SpiderP" / "labelsTr").iterdir()) == [
+        "1_t2.nii.gz",
+        "2_t2.nii.gz",
+    ]
 
 
 def test_spider_instances_top_down_and_verse(tmp_path):
@@ -315,30 +357,34 @@ def test_spider_instances_top_down_and_verse(tmp_path):
     m = _spider_mask()
     # top-down: highest vertebra number present is 4 (the partial 104) -> id 1; 3 -> 2; 2 -> 3; 1 -> 4
     r = spider.convert(tmp_path / "SPIDER", 523, "Top", instances=True, raw_root=tmp_path / "raw")
-    ins = np.asarray(nib.load(Path(r.dataset) / raw.INSTANCES_TR / "1_t2.nii.gz").dataobj)
+    ins = np.asarray(nib.load(Path(r.dataset) / INSTANCES_TR / "1_t2.nii.gz").dataobj)
     by_hand = {0: 0, 100: 0, 1: 4, 2: 3, 3: 2, 104: 0, 201: 104, 202: 103, 203: 102}
     assert np.array_equal(ins, np.vectorize(by_hand.get)(m))
     # VerSe ids with SPIDER's 1 = L5 (24): 2 = L4 (23), 3 = L3 (22), partial 4 = L2 (21) kept with --keep-partial
-    r = spider.convert(tmp_path / "SPIDER", 524, "Verse", instances=True, lowest="L5", keep_partial=True,
-                       raw_root=tmp_path / "raw")
-    ins = np.asarray(nib.load(Path(r.dataset) / raw.INSTANCES_TR / "1_t2.nii.gz").dataobj)
+    r = spider.convert(
+        tmp_path / "SPIDER", 524, "Verse", instances=True, lowest="L5", keep_partial=True, raw_root=tmp_path / "raw"
+    )
+    ins = np.asarray(nib.load(Path(r.dataset) / INSTANCES_TR / "1_t2.nii.gz").dataobj)
     by_hand = {0: 0, 100: 0, 1: 24, 2: 23, 3: 22, 104: 21, 201: 124, 202: 123, 203: 122}
     assert np.array_equal(ins, np.vectorize(by_hand.get)(m))
     sem = np.asarray(nib.load(Path(r.dataset) / "labelsTr" / "1_t2.nii.gz").dataobj)
-    vert_ids = [L.VERSE_IDS[n] for n in ("L2", "L3", "L4", "L5")]
+    vert_ids = [VERSE_IDS[n] for n in ("L2", "L3", "L4", "L5")]
     assert np.array_equal(np.isin(ins, vert_ids), sem == 1)  # the two masks agree
     assert np.array_equal(ins > 100, sem == 2)
-    assert [L.instance_name(v) for v in (124, 122)] == ["L5-S1 disc", "L3-L4 disc"]
-    assert spider.verse_ids_upwards(L.VERSE_IDS["L6"], 3) == [25, 24, 23]
+    assert [instance_name(v) for v in (124, 122)] == ["L5-S1 disc", "L3-L4 disc"]
+    assert spider.verse_ids_upwards(VERSE_IDS["L6"], 3) == [25, 24, 23]
 
 
-@pytest.mark.parametrize("change, kwargs, message", [
-    ("semantic", {}, "looks like a SPINEPS semantic mask"),
-    ("grid", {}, "grid"),
-    (None, {"lowest": "L5"}, "with --instances"),
-    (None, {"lowest": "S1", "instances": True}, "mobile vertebra"),
-    (None, {"lowest": "C2", "instances": True}, "run past C1"),
-])
+@pytest.mark.parametrize(
+    "change, kwargs, message",
+    [
+        ("semantic", {}, "looks like a SPINEPS semantic mask"),
+        ("grid", {}, "grid"),
+        (None, {"lowest": "L5"}, "with --instances"),
+        (None, {"lowest": "S1", "instances": True}, "mobile vertebra"),
+        (None, {"lowest": "C2", "instances": True}, "run past C1"),
+    ],
+)
 def test_spider_bad_input(tmp_path, change, kwargs, message):
     import SimpleITK as sitk
 
@@ -366,8 +412,19 @@ def test_spider_cli(tmp_path, monkeypatch):
 
     _write_spider(tmp_path / "SPIDER", stems=("3_t2",))
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
-    argv = ["spider", "-i", str(tmp_path / "SPIDER"), "--nnunet-dataset", "526", "--name", "S", "--instances",
-            "--lowest", "L5", "-q"]
+    argv = [
+        "spider",
+        "-i",
+        str(tmp_path / "SPIDER"),
+        "--nnunet-dataset",
+        "526",
+        "--name",
+        "S",
+        "--instances",
+        "--lowest",
+        "L5",
+        "-q",
+    ]
     assert _cli(register_spider, argv) == 0
     dj = json.loads((tmp_path / "raw" / "Dataset526_S" / "dataset.json").read_text())
     assert dj["numTraining"] == 1 and dj["nnspine_spider"]["instances"] == "VerSe ids, lowest L5"
@@ -396,11 +453,10 @@ def test_failure_while_writing_leaves_existing_dataset_untouched(phantom, tmp_pa
 
 
 def test_read_label_map_checks():
-    dj = {"labels": {"background": 0, "a": 1, "b": 2},
-          raw.LABEL_MAP_KEY: raw.label_map_entry("spineps", {0: 0, 1: 41, 2: 100})}
-    assert raw.read_label_map(dj, "spineps") == {0: 0, 1: 41, 2: 100}
+    dj = {"labels": {"background": 0, "a": 1, "b": 2}, LABEL_MAP_KEY: label_map_entry("spineps", {0: 0, 1: 41, 2: 100})}
+    assert read_label_map(dj, "spineps") == {0: 0, 1: 41, 2: 100}
     with pytest.raises(InputError, match="'spineps' convention, not 'other'"):
-        raw.read_label_map(dj, "other")
+        read_label_map(dj, "other")
     dj["labels"]["c"] = 3
     with pytest.raises(InputError, match=r"labels \[3\] have no entry"):
-        raw.read_label_map(dj, "spineps")
+        read_label_map(dj, "spineps")

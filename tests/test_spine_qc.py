@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_extensions import labels as L
-from nnunet_extensions.io import InputError, OutputExistsError
+from nnunet_extensions.core.io import InputError, OutputExistsError
+from nnunet_extensions.core.labels import CORPUS, SUP_ARTICULAR_LEFT, SUP_ARTICULAR_RIGHT
 from postprocessing.qc import SPINEPS_COLOURS, plot_spine_semantic
 
 
@@ -17,9 +17,9 @@ def _mask(path, codes_affine: np.ndarray) -> np.ndarray:
     """RAS 1 mm grid, x = 0..39: body (49) at the midline x = 20, superior articular left (45) at x = 10 (the
     subject's left is -x in RAS), right (46) at x = 30; saved with ``codes_affine`` applied to the array."""
     data = np.zeros((40, 30, 50), np.uint8)
-    data[17:24, 10:25, 5:45] = L.CORPUS
-    data[8:13, 3:8, 10:40] = L.SUP_ARTICULAR_LEFT
-    data[28:33, 3:8, 10:40] = L.SUP_ARTICULAR_RIGHT
+    data[17:24, 10:25, 5:45] = CORPUS
+    data[8:13, 3:8, 10:40] = SUP_ARTICULAR_LEFT
+    data[28:33, 3:8, 10:40] = SUP_ARTICULAR_RIGHT
     nib.save(nib.Nifti1Image(data, codes_affine), str(path))
     return data
 
@@ -31,7 +31,7 @@ def _thirds_with(png, value: int) -> list[int]:
     colour = np.array(SPINEPS_COLOURS[value]) / 255.0
     hit = np.all(np.abs(rgb - colour) < 2.5 / 255, axis=-1)
     w = rgb.shape[1]
-    return [int(hit[:, i * w // 3:(i + 1) * w // 3].sum()) for i in range(3)]
+    return [int(hit[:, i * w // 3 : (i + 1) * w // 3].sum()) for i in range(3)]
 
 
 @pytest.mark.parametrize("flip_x", [False, True])
@@ -44,7 +44,7 @@ def test_panels_are_right_mid_left(tmp_path, flip_x):
     if flip_x:
         nib.save(nib.Nifti1Image(data[::-1], affine), str(tmp_path / "seg.nii.gz"))
     out = plot_spine_semantic(tmp_path / "seg.nii.gz", tmp_path / "qc.png")
-    right, left, body = (_thirds_with(out, v) for v in (L.SUP_ARTICULAR_RIGHT, L.SUP_ARTICULAR_LEFT, L.CORPUS))
+    right, left, body = (_thirds_with(out, v) for v in (SUP_ARTICULAR_RIGHT, SUP_ARTICULAR_LEFT, CORPUS))
     assert right[0] > 50 and right[1] == 0 and right[2] == 0  # subject's right: first panel only
     assert left[2] > 50 and left[0] == 0 and left[1] == 0  # subject's left: last panel only
     assert body[1] > 50 and body[0] == 0 and body[2] == 0  # midline: middle panel

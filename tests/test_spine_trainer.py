@@ -17,11 +17,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from nnunet_helpers import console_script, environ, nnunet_env, plan_and_preprocess
 
-from nnunet_extensions import labels as L
-from trainers import spine_semantic as S
+from nnunet_extensions.core.labels import COSTAL_LEFT, COSTAL_RIGHT, LEFT_RIGHT_PAIRS, SEMANTIC_LABELS
+from trainers.spine_semantic import (
+    MIN_LR_COSINE,
+    TRAINERS,
+    LateralityMirrorTransform,
+    lateral_label_pairs,
+    lr_axis_after_transpose,
+    lr_axis_of_properties,
+    patch_lr_axis,
+)
 
 SPINE_ID = 531
 SPINE_NAME = f"Dataset{SPINE_ID:03d}_SpineTr"
@@ -47,8 +54,9 @@ def _affine(codes: str, zooms=(1.0, 1.5, 2.0), rot_deg: float = 0.0) -> np.ndarr
     return aff
 
 
-@pytest.mark.parametrize("codes, rot", [("PIR", 0), ("RAS", 0), ("LPS", 0), ("ASL", 0), ("SLP", 0), ("PIR", 25),
-                                        ("RAS", -30)])
+@pytest.mark.parametrize(
+    "codes, rot", [("PIR", 0), ("RAS", 0), ("LPS", 0), ("ASL", 0), ("SLP", 0), ("PIR", 25), ("RAS", -30)]
+)
 @pytest.mark.parametrize("reader", ["SimpleITKIO", "NibabelIO", "NibabelIOWithReorient"])
 def test_lr_axis_from_nnunet_readers(tmp_path, codes, rot, reader):
     from nnunetv2.imageio import nibabel_reader_writer, simpleitk_reader_writer
@@ -62,7 +70,7 @@ def test_lr_axis_from_nnunet_readers(tmp_path, codes, rot, reader):
     steps = [float(np.mean(np.diff(x, axis=a))) for a in range(3)]
     truth_axis = int(np.argmax(np.abs(steps)))
     truth_sign = -1 if steps[truth_axis] > 0 else 1  # +1: index increases towards the subject's left
-    assert S.lr_axis_of_properties(props) == (truth_axis, truth_sign)
+    assert lr_axis_of_properties(props) == (truth_axis, truth_sign)
 
 
 def test_lr_axis_after_transpose_and_patch_axis():
@@ -71,29 +79,38 @@ def test_lr_axis_after_transpose_and_patch_axis():
     data[1, :, :] = 1  # marks old axis 0
     moved = data.transpose([2, 0, 1])
     assert np.nonzero(moved.sum(axis=(0, 2)))[0].tolist() == [1]
-    assert S.lr_axis_after_transpose(0, [2, 0, 1]) == 1
-    assert S.patch_lr_axis(1, 3) == 1 and S.patch_lr_axis(1, 2) == 0 and S.patch_lr_axis(0, 2) is None
+    assert lr_axis_after_transpose(0, [2, 0, 1]) == 1
+    assert patch_lr_axis(1, 3) == 1 and patch_lr_axis(1, 2) == 0 and patch_lr_axis(0, 2) is None
 
 
 def test_oblique_geometry_is_refused():
     c = np.cos(np.radians(45))
     direction = np.array([[c, -c, 0], [c, c, 0], [0, 0, 1]])  # columns: index axes rotated 45 degrees about S
     props = {"sitk_stuff": {"direction": tuple(direction.ravel())}}
-    assert np.abs(direction[0]).max() < S.MIN_LR_COSINE  # no axis is left-right
+    assert np.abs(direction[0]).max() < MIN_LR_COSINE  # no axis is left-right
     with pytest.raises(ValueError, match="40 degrees"):
-        S.lr_axis_of_properties(props)
+        lr_axis_of_properties(props)
 
 
 def test_lateral_pairs_from_dataset_json():
-    spineps = {"labels": {"background": 0, "a": 1, "b": 2, "c": 3},
-               "nnspine_label_map": {"convention": "spineps", "values": {"0": 0, "1": 43, "2": 49, "3": 44}}}
-    assert S.lateral_label_pairs(spineps) == ((1, 3),)
-    by_name = {"labels": {"background": 0, "Costal_Process_Right": 1, "Costal_Process_Left": 2,
-                          "Inferior_Articular_Left": 3, "Inferior_Articular_Right": 4}}
-    assert S.lateral_label_pairs(by_name) == ((2, 1), (3, 4))
-    assert S.lateral_label_pairs({"labels": {"background": 0, "vertebra": 1, "disc": 2}}) == ()
+    spineps = {
+        "labels": {"background": 0, "a": 1, "b": 2, "c": 3},
+        "nnspine_label_map": {"convention": "spineps", "values": {"0": 0, "1": 43, "2": 49, "3": 44}},
+    }
+    assert lateral_label_pairs(spineps) == ((1, 3),)
+    by_name = {
+        "labels": {
+            "background": 0,
+            "Costal_Process_Right": 1,
+            "Costal_Process_Left": 2,
+            "Inferior_Articular_Left": 3,
+            "Inferior_Articular_Right": 4,
+        }
+    }
+    assert lateral_label_pairs(by_name) == ((2, 1), (3, 4))
+    assert lateral_label_pairs({"labels": {"background": 0, "vertebra": 1, "disc": 2}}) == ()
     with pytest.raises(ValueError, match="opposite-side"):
-        S.lateral_label_pairs({"labels": {"background": 0, "Costal_Process_Left": 1}})
+        lateral_label_pairs({"labels": {"background": 0, "Costal_Process_Left": 1}})
 
 
 def test_guard_copied_mirror_parameters():
@@ -103,8 +120,9 @@ def test_guard_copied_mirror_parameters():
 
     src = inspect.getsource(MirrorTransform.get_parameters)
     assert "torch.rand(1) < 0.5" in src
-    assert hashlib.sha256(src.encode()).hexdigest() == \
-        "4b65949cd6e43ea0db075f549ce1754ec964e0e9a7585c183b91f8847499f76d", hashlib.sha256(src.encode()).hexdigest()
+    assert (
+        hashlib.sha256(src.encode()).hexdigest() == "4b65949cd6e43ea0db075f549ce1754ec964e0e9a7585c183b91f8847499f76d"
+    ), hashlib.sha256(src.encode()).hexdigest()
 
 
 # ------------------------------------------------------------------------- with a planned phantom dataset
@@ -123,8 +141,9 @@ def spine(tmp_path_factory) -> dict:
     pre = Path(env["nnUNet_preprocessed"]) / SPINE_NAME
     plans = json.loads((pre / "nnUNetPlans.json").read_text())
     dataset_json = json.loads((pre / "dataset.json").read_text())
-    out = subprocess.run([console_script("nnspine"), "trainers", "--export"], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    out = subprocess.run(
+        [console_script("nnspine"), "trainers", "--export"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     env["nnUNet_extTrainer"] = out.split("=", 1)[1].strip("'")
     return {"env": env, "pre": pre, "plans": plans, "dataset_json": dataset_json, "base": base}
 
@@ -134,14 +153,19 @@ def _trainer(spine, name="nnUNetTrainerSpineSemantic"):
 
     with environ({k: v for k, v in spine["env"].items() if k.startswith("nnUNet")}):
         cls = recursive_find_trainer_class_by_name(name)
-        trainer = cls(plans={**spine["plans"], "continue_training": False}, configuration="3d_fullres", fold=0,
-                      dataset_json=dict(spine["dataset_json"]), device=torch.device("cpu"))
+        trainer = cls(
+            plans={**spine["plans"], "continue_training": False},
+            configuration="3d_fullres",
+            fold=0,
+            dataset_json=dict(spine["dataset_json"]),
+            device=torch.device("cpu"),
+        )
         trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     return trainer
 
 
 def _label(spine, value: int) -> int:
-    return spine["dataset_json"]["labels"][L.SEMANTIC_LABELS[value]]
+    return spine["dataset_json"]["labels"][SEMANTIC_LABELS[value]]
 
 
 def _lr_truth(spine) -> tuple[int, int]:
@@ -151,8 +175,8 @@ def _lr_truth(spine) -> tuple[int, int]:
 
     folder = spine["pre"] / spine["plans"]["configurations"]["3d_fullres"]["data_identifier"]
     seg = blosc2.open(urlpath=str(folder / "sub-01_T2w_seg.b2nd"), mode="r")[:][0]
-    left = np.argwhere(seg == _label(spine, L.COSTAL_LEFT)).mean(0)
-    right = np.argwhere(seg == _label(spine, L.COSTAL_RIGHT)).mean(0)
+    left = np.argwhere(seg == _label(spine, COSTAL_LEFT)).mean(0)
+    right = np.argwhere(seg == _label(spine, COSTAL_RIGHT)).mean(0)
     axis = int(np.argmax(np.abs(left - right)))
     return axis, 1 if left[axis] > right[axis] else -1
 
@@ -162,11 +186,13 @@ def test_trainer_axis_matches_the_data_and_tta_excludes_it(spine):
     assert axis == 1  # A-P moved first by nnU-Net's transpose: left-right is not where a guess would put it
     t = _trainer(spine)
     assert t.dataset_lr_axis() == axis and t.lr_axis == axis
-    assert t.lateral_pairs == tuple((_label(spine, a), _label(spine, b)) for a, b in L.LEFT_RIGHT_PAIRS)
+    assert t.lateral_pairs == tuple((_label(spine, a), _label(spine, b)) for a, b in LEFT_RIGHT_PAIRS)
     assert t.inference_allowed_mirroring_axes == tuple(a for a in (0, 1, 2) if a != axis)
     assert _trainer(spine, "nnUNetTrainerSpineSemantic_noMirroring").inference_allowed_mirroring_axes is None
-    assert _trainer(spine, "nnUNetTrainerSpineSemantic_debug").inference_allowed_mirroring_axes == \
-        t.inference_allowed_mirroring_axes
+    assert (
+        _trainer(spine, "nnUNetTrainerSpineSemantic_debug").inference_allowed_mirroring_axes
+        == t.inference_allowed_mirroring_axes
+    )
     stock = _trainer(spine, "nnUNetTrainer")
     assert stock.inference_allowed_mirroring_axes == (0, 1, 2)  # what the swap protects against
 
@@ -183,15 +209,15 @@ def _asymmetric_case(spine, axis: int, shape=(40, 40, 40)):
     sl_hi = [slice(12, 28)] * 3
     sl_lo[axis], sl_hi[axis] = slice(4, 14), slice(26, 36)
     left_sl, right_sl = (sl_hi, sl_lo) if sign > 0 else (sl_lo, sl_hi)
-    seg[(0, *left_sl)] = _label(spine, L.COSTAL_LEFT)
-    seg[(0, *right_sl)] = _label(spine, L.COSTAL_RIGHT)
+    seg[(0, *left_sl)] = _label(spine, COSTAL_LEFT)
+    seg[(0, *right_sl)] = _label(spine, COSTAL_RIGHT)
     return torch.from_numpy(img), torch.from_numpy(seg), sign
 
 
 def _left_minus_right(seg: torch.Tensor, spine, axis: int) -> float:
     s = seg[0].numpy()
-    left = np.argwhere(s == _label(spine, L.COSTAL_LEFT))[:, axis].mean()
-    right = np.argwhere(s == _label(spine, L.COSTAL_RIGHT))[:, axis].mean()
+    left = np.argwhere(s == _label(spine, COSTAL_LEFT))[:, axis].mean()
+    right = np.argwhere(s == _label(spine, COSTAL_RIGHT))[:, axis].mean()
     return float(left - right)
 
 
@@ -200,7 +226,7 @@ def test_forced_mirroring_keeps_left_labels_on_the_subjects_left(spine):
     axis = t.lr_axis
     rotation, dummy_2d, _, mirror_axes = t.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     pipeline = t.get_training_transforms((32, 32, 32), rotation, None, mirror_axes, dummy_2d)
-    mirrors = [m for m in pipeline.transforms if isinstance(m, S.LateralityMirrorTransform)]
+    mirrors = [m for m in pipeline.transforms if isinstance(m, LateralityMirrorTransform)]
     assert len(mirrors) == 1 and mirrors[0].allowed_axes == (0, 1, 2)
     mirrors[0].p_per_axis = 1.0  # force: every sample flipped along every axis, the left-right one included
     img, seg, sign = _asymmetric_case(spine, axis)
@@ -213,7 +239,7 @@ def test_forced_mirroring_keeps_left_labels_on_the_subjects_left(spine):
         assert ramp[0] > ramp[-1]  # flipped along the left-right axis
         assert np.sign(_left_minus_right(out["segmentation"], spine, axis)) == sign  # left still on the left
     # control: the same forced flip without the swap (nnU-Net's plain mirroring) puts "left" on the right
-    plain = S.LateralityMirrorTransform((0, 1, 2), axis, pairs=(), p_per_axis=1.0)
+    plain = LateralityMirrorTransform((0, 1, 2), axis, pairs=(), p_per_axis=1.0)
     out = plain(image=img.clone(), segmentation=seg.clone())
     assert np.sign(_left_minus_right(out["segmentation"], spine, axis)) == -sign
 
@@ -245,7 +271,7 @@ def test_test_time_mirroring_keeps_laterality_in_nnunets_predictor(spine):
 
     t = _trainer(spine)
     axis, sign = t.lr_axis, _lr_truth(spine)[1]
-    left, right = _label(spine, L.COSTAL_LEFT), _label(spine, L.COSTAL_RIGHT)
+    left, right = _label(spine, COSTAL_LEFT), _label(spine, COSTAL_RIGHT)
     pm = PlansManager(spine["plans"])
     cm = pm.get_configuration("3d_fullres")
     shape = tuple(cm.patch_size)
@@ -256,8 +282,14 @@ def test_test_time_mirroring_keeps_laterality_in_nnunets_predictor(spine):
     expected = net(x[None])[0].argmax(0)
 
     def predict(axes):
-        p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True, device=torch.device("cpu"),
-                            verbose=False, allow_tqdm=False)
+        p = nnUNetPredictor(
+            tile_step_size=0.5,
+            use_gaussian=True,
+            use_mirroring=True,
+            device=torch.device("cpu"),
+            verbose=False,
+            allow_tqdm=False,
+        )
         p.manual_initialization(net, pm, cm, None, spine["dataset_json"], "x", axes)
         return p.predict_sliding_window_return_logits(x).argmax(0)
 
@@ -293,7 +325,7 @@ def test_trainers_listed_and_found_by_stock_nnunet(spine):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     listed = subprocess.run([console_script("nnspine"), "trainers"], capture_output=True, text=True, check=True).stdout
-    for cls in S.TRAINERS:
+    for cls in TRAINERS:
         assert cls.__name__ in listed
         with environ({"nnUNet_extTrainer": spine["env"]["nnUNet_extTrainer"]}):
             assert recursive_find_trainer_class_by_name(cls.__name__).__name__ == cls.__name__

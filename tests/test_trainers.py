@@ -19,21 +19,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from nnunet_helpers import TOY_NAME, console_script, crop_zero_padded, environ, prepared_toy, reference_soft_loss
 
 import nnunet_extensions
-from nnunet_extensions.soft_targets import layout
-from nnunet_extensions.soft_targets.loader import nnUNetDataLoaderSoft
-from trainers import soft_losses as losses
+from nnunet_extensions.integration.soft_targets import layout
+from nnunet_extensions.integration.soft_targets.loader import nnUNetDataLoaderSoft
+from trainers.soft_losses import SoftTargetLoss
 
-TRAINER_NAMES = ["nnUNetTrainerSoftSeg", "nnUNetTrainerSoftSegMSE", "nnUNetTrainerSoftSegAdapWing",
-                 "nnUNetTrainerSoftSeg_debug", "nnUNetTrainerSoftSeg_demo"]
+TRAINER_NAMES = [
+    "nnUNetTrainerSoftSeg",
+    "nnUNetTrainerSoftSegMSE",
+    "nnUNetTrainerSoftSegAdapWing",
+    "nnUNetTrainerSoftSeg_debug",
+    "nnUNetTrainerSoftSeg_demo",
+]
 
 
 def _export_folder() -> str:
-    out = subprocess.run([console_script("nnspine"), "trainers", "--export"], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    out = subprocess.run(
+        [console_script("nnspine"), "trainers", "--export"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out.startswith("export nnUNet_extTrainer=")
     return out.split("=", 1)[1].strip("'")
 
@@ -64,8 +69,7 @@ def _make(env, toy, name="nnUNetTrainerSoftSeg", dataset_json=None, start=True):
         plans = json.loads((toy["pre"] / "nnUNetPlans.json").read_text())
         plans["continue_training"] = False
         dj = dataset_json or json.loads((toy["pre"] / "dataset.json").read_text())
-        trainer = cls(plans=plans, configuration="3d_fullres", fold="all", dataset_json=dj,
-                      device=torch.device("cpu"))
+        trainer = cls(plans=plans, configuration="3d_fullres", fold="all", dataset_json=dj, device=torch.device("cpu"))
         if start:
             trainer.on_train_start()
     return trainer
@@ -89,15 +93,17 @@ def test_cli_lists_every_family_with_one_clean_sentence_and_exports_discovery_fo
     lines = [ln for ln in out.splitlines() if ln.strip()]
     names = [ln.split()[0] for ln in lines]
     assert names == [t.__name__ for t in all_trainers()]
-    assert names[:len(TRAINER_NAMES)] == TRAINER_NAMES
+    assert names[: len(TRAINER_NAMES)] == TRAINER_NAMES
     for line in lines:
         description = line.split(None, 1)[1]
         # one whole sentence, no reST markup
         assert description.endswith(".") and description.count(". ") == 0, line
         assert "``" not in description and ":class:" not in description and ":func:" not in description, line
     soft = dict(ln.split(None, 1) for ln in lines)
-    assert soft["nnUNetTrainerSoftSeg_debug"] == "nnUNetTrainerSoftSeg cut short for tests: 8 iterations, no " \
-                                                 "test-time mirroring."
+    assert (
+        soft["nnUNetTrainerSoftSeg_debug"] == "nnUNetTrainerSoftSeg cut short for tests: 8 iterations, no "
+        "test-time mirroring."
+    )
     folder = Path(_export_folder())
     assert folder.is_dir() and folder.is_relative_to(Path(nnunet_extensions.__file__).parent)
 
@@ -119,40 +125,45 @@ def test_describe_joins_the_first_sentence_and_drops_rest_markup():
     assert describe(U) == "No full stop"
 
 
-def test_discovery_shims_only_reexport_each_familys_trainers():
-    """One shim per family in the nnUNet_extTrainer folder: it imports exactly the family's TRAINERS from the
-    installed package and defines nothing (nnU-Net imports and then drops these modules)."""
-    import importlib
+def test_discovery_folder_holds_one_shim_that_binds_every_registered_trainer():
+    """The nnUNet_extTrainer folder holds one module; it defines no class or function of its own and, imported as
+    nnU-Net imports it (a top-level module from that folder), binds exactly the registry's trainers by name."""
+    import importlib.util
 
-    from trainers.registry import TRAINER_MODULES
+    from trainers.registry import all_trainers
 
     folder = Path(_export_folder())
-    reexported = {}
-    for shim in sorted(folder.glob("*.py")):
-        tree = ast.parse(shim.read_text())
-        for node in tree.body:
-            assert not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef, ast.Import)), shim
-            if isinstance(node, ast.ImportFrom):
-                assert node.module in TRAINER_MODULES and node.level == 0, shim
-                reexported.setdefault(node.module, set()).update(a.name for a in node.names)
-    assert set(reexported) == set(TRAINER_MODULES)
-    for module, names in reexported.items():
-        assert names == {t.__name__ for t in importlib.import_module(module).TRAINERS}, module
+    shims = sorted(folder.glob("*.py"))
+    assert [p.name for p in shims] == ["nnspine_trainers.py"]
+    tree = ast.parse(shims[0].read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    spec = importlib.util.spec_from_file_location("nnspine_trainers", shims[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    registered = {t.__name__: t for t in all_trainers()}
+    assert sorted(module.__all__) == sorted(registered)
+    for name, cls in registered.items():
+        assert getattr(module, name) is cls
 
 
 def test_nnunet_train_lookup_finds_trainers_via_extTrainer(tmp_path):
-    """Stock ``nnUNetv2_train``'s lookup (``recursive_find_trainer_class_by_name``) finds every trainer through
-    ``nnUNet_extTrainer``; the classes come from the installed package, so they pickle into spawned workers."""
+    """Stock ``nnUNetv2_train``'s lookup (``recursive_find_trainer_class_by_name``) finds every registered trainer
+    through ``nnUNet_extTrainer``; the classes come from the installed package, so they pickle into spawned
+    workers."""
+    from trainers.registry import all_trainers
+
+    expected = {t.__name__: t.__module__ for t in all_trainers()}
+    assert set(TRAINER_NAMES) <= set(expected)
     code = f"""
 import pickle, sys
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-for name in {TRAINER_NAMES!r}:
+for name, module in {expected!r}.items():
     cls = recursive_find_trainer_class_by_name(name)
-    assert cls.__name__ == name and cls.__module__ == 'trainers.softseg', cls.__module__
+    assert cls.__name__ == name and cls.__module__ == module, (name, cls.__module__)
     assert issubclass(cls, nnUNetTrainer)
     assert pickle.loads(pickle.dumps(cls)) is cls
-assert 'nnspine_softseg_trainers' not in sys.modules  # nnU-Net dropped the shim module again
+assert 'nnspine_trainers' not in sys.modules  # nnU-Net dropped the shim module again
 print('FOUND-ALL')
 """
     env = {**os.environ, "nnUNet_extTrainer": _export_folder(), "nnUNet_results": str(tmp_path)}
@@ -169,7 +180,7 @@ def test_trainer_setup(trainer, env, toy):
 
     assert isinstance(trainer.loss, DeepSupervisionWrapper)
     inner = trainer.loss.loss
-    assert isinstance(inner, losses.SoftTargetLoss) and (inner.weight_mse, inner.weight_dice) == (1.0, 1.0)
+    assert isinstance(inner, SoftTargetLoss) and (inner.weight_mse, inner.weight_dice) == (1.0, 1.0)
     w = trainer.loss.weight_factors
     assert w[0] > w[1] > 0 and w[-1] == 0 and sum(w) == pytest.approx(1.0)
     assert trainer.label_manager.num_segmentation_heads == 2  # stock 2-channel softmax head
@@ -182,8 +193,10 @@ def test_trainer_setup(trainer, env, toy):
     variants = {n: _make(env, toy, n, start=False) for n in TRAINER_NAMES[1:]}
     for v in variants.values():
         v.initialize()
-    assert (variants["nnUNetTrainerSoftSegMSE"].loss.loss.weight_mse,
-            variants["nnUNetTrainerSoftSegMSE"].loss.loss.weight_dice) == (1.0, 0.0)
+    assert (
+        variants["nnUNetTrainerSoftSegMSE"].loss.loss.weight_mse,
+        variants["nnUNetTrainerSoftSegMSE"].loss.loss.weight_dice,
+    ) == (1.0, 0.0)
     assert variants["nnUNetTrainerSoftSegAdapWing"].loss.loss.weight_adapwing == 1.0
     dbg = variants["nnUNetTrainerSoftSeg_debug"]
     assert dbg.num_epochs <= 2 and dbg.num_iterations_per_epoch <= 5 and dbg.num_val_iterations_per_epoch <= 2
@@ -196,12 +209,15 @@ def test_trainer_setup(trainer, env, toy):
     assert trainer.inference_allowed_mirroring_axes
 
 
-@pytest.mark.parametrize("labels, extra, problem", [
-    ({"background": 0, "cord": 1, "csf": 2}, {}, "2 foreground labels"),
-    ({"background": 0, "cord": [1, 2], "lesion": 2}, {"regions_class_order": [1, 2]}, "region-based labels"),
-    ({"background": 0, "cord": [1, 2]}, {"regions_class_order": [1]}, "region-based labels"),
-    ({"background": 0, "cord": 1, "ignore": 2}, {}, "ignore label"),
-])
+@pytest.mark.parametrize(
+    "labels, extra, problem",
+    [
+        ({"background": 0, "cord": 1, "csf": 2}, {}, "2 foreground labels"),
+        ({"background": 0, "cord": [1, 2], "lesion": 2}, {"regions_class_order": [1, 2]}, "region-based labels"),
+        ({"background": 0, "cord": [1, 2]}, {"regions_class_order": [1]}, "region-based labels"),
+        ({"background": 0, "cord": 1, "ignore": 2}, {}, "ignore label"),
+    ],
+)
 def test_refuses_datasets_it_cannot_train_with_a_clear_message(env, toy, labels, extra, problem):
     """Region labels (even a single region), several labels or an ignore label are refused when the trainer is
     built, naming the problem and the dataset's labels, rather than trained as one soft foreground."""
@@ -239,8 +255,9 @@ def test_batch_soft_target_equals_preprocessed_soft_at_sampled_location(trainer,
         ds_tr, _ = trainer.get_tr_and_val_datasets()
         transforms = trainer.get_validation_transforms(trainer._get_deep_supervision_scales())
         ps = trainer.configuration_manager.patch_size
-        dl = nnUNetDataLoaderSoft(ds_tr, 4, ps, ps, trainer.label_manager, oversample_foreground_percent=1.0,
-                                     transforms=transforms)
+        dl = nnUNetDataLoaderSoft(
+            ds_tr, 4, ps, ps, trainer.label_manager, oversample_foreground_percent=1.0, transforms=transforms
+        )
         for _ in range(3):
             batch = next(dl)
             soft, seg = batch["soft_target"], batch["target"]
@@ -266,12 +283,12 @@ def test_training_batch_carries_soft_target_through_spatial_augmentation(trainer
         ds_tr, _ = trainer.get_tr_and_val_datasets()
         rot, dummy2d, initial_ps, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         ps = trainer.configuration_manager.patch_size
-        transforms = trainer.get_training_transforms(ps, rot, trainer._get_deep_supervision_scales(), mirror,
-                                                     dummy2d)
+        transforms = trainer.get_training_transforms(ps, rot, trainer._get_deep_supervision_scales(), mirror, dummy2d)
         spatial = [t for t in transforms.transforms if isinstance(t, SpatialTransform)][0]
         spatial.p_rotation = spatial.p_scaling = 1.0
-        dl = nnUNetDataLoaderSoft(ds_tr, 4, initial_ps, ps, trainer.label_manager,
-                                     oversample_foreground_percent=1.0, transforms=transforms)
+        dl = nnUNetDataLoaderSoft(
+            ds_tr, 4, initial_ps, ps, trainer.label_manager, oversample_foreground_percent=1.0, transforms=transforms
+        )
         torch.manual_seed(1)
         np.random.seed(1)
         for _ in range(2):
@@ -280,18 +297,19 @@ def test_training_batch_carries_soft_target_through_spatial_augmentation(trainer
             assert [tuple(s.shape) for s in soft] == [tuple(s.shape) for s in seg]
             assert tuple(soft[0].shape[2:]) == tuple(ps)
             for j in range(soft[0].shape[0]):
-                s, l = soft[0][j, 0].numpy(), seg[0][j, 0].numpy()
+                s, lab = soft[0][j, 0].numpy(), seg[0][j, 0].numpy()
                 assert s.min() >= -1e-6 and s.max() <= 1 + 1e-6
-                if (l == 1).sum() > 50:
-                    assert _dice(s > 0.5, l == 1) > 0.85
+                if (lab == 1).sum() > 50:
+                    assert _dice(s > 0.5, lab == 1) > 0.85
                     assert ((s > 0.05) & (s < 0.95)).sum() > 20
 
 
 # ================================================================================ loss and metrics
 def _reference_loss(trainer, logits, soft_full) -> float:
     cm = trainer.configuration_manager
-    return reference_soft_loss([o.detach().double().numpy() for o in logits], soft_full, cm.pool_op_kernel_sizes,
-                               cm.batch_dice)
+    return reference_soft_loss(
+        [o.detach().double().numpy() for o in logits], soft_full, cm.pool_op_kernel_sizes, cm.batch_dice
+    )
 
 
 def test_train_step_loss_is_the_soft_target_loss_computed_independently(trainer, env):
@@ -331,8 +349,12 @@ def test_validation_logs_independently_computed_soft_metrics(trainer, env, toy):
 
     losses_ref, sums = [], np.zeros(5)
     for batch, z in zip(batches, logits):
-        soft = np.stack([crop_zero_padded(layout.load_soft_target(data_folder, key)[:], bbox)
-                         for key, bbox in zip(batch["keys"], batch["bboxes"])])
+        soft = np.stack(
+            [
+                crop_zero_padded(layout.load_soft_target(data_folder, key)[:], bbox)
+                for key, bbox in zip(batch["keys"], batch["bboxes"])
+            ]
+        )
         losses_ref.append(_reference_loss(trainer, z, soft))
         z0 = z[0].double().numpy()
         p = 1.0 / (1.0 + np.exp(z0[:, :1] - z0[:, 1:2]))
@@ -359,8 +381,19 @@ def test_logger_accepts_checkpoints_of_stock_trainers():
     from trainers.softseg import SoftLocalLogger
 
     lg = SoftLocalLogger()
-    stock = {k: [0.1, 0.2] for k in ("mean_fg_dice", "ema_fg_dice", "dice_per_class_or_region", "train_losses",
-                                      "val_losses", "lrs", "epoch_start_timestamps", "epoch_end_timestamps")}
+    stock = {
+        k: [0.1, 0.2]
+        for k in (
+            "mean_fg_dice",
+            "ema_fg_dice",
+            "dice_per_class_or_region",
+            "train_losses",
+            "val_losses",
+            "lrs",
+            "epoch_start_timestamps",
+            "epoch_end_timestamps",
+        )
+    }
     lg.load_checkpoint(stock)
     assert len(lg.get_value("val_mse_soft", None)) == 2
     lg.log("val_mse_soft", 0.5, 2)

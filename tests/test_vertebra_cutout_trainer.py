@@ -17,40 +17,74 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from nnunet_helpers import console_script, environ, nnunet_env, run
 
-from nnunet_extensions import labels as L
-from trainers import vertebra_cutout as V
+from nnunet_extensions.core.labels import (
+    CORPUS,
+    COSTAL_LEFT,
+    COSTAL_RIGHT,
+    CUTOUT_CHANNEL_LABELS,
+    CUTOUT_TARGET_LABELS,
+)
+from trainers.vertebra_cutout import (
+    CHANNEL_LABELS_KEY,
+    TRAINERS,
+    CutoutMirrorTransform,
+    _step_type,
+    cutout_channel_order,
+    limited_rotation,
+)
 
 DATASET_ID = 534
 DATASET = f"Dataset{DATASET_ID:03d}_CutoutTr"
 SIZE, SPACING_MM = (28, 64, 32), (3.0, 2.0, 2.0)  # P, I, R: 84 x 128 x 64 mm
-LEFT, RIGHT = L.CUTOUT_CHANNEL_LABELS.index(L.COSTAL_LEFT), L.CUTOUT_CHANNEL_LABELS.index(L.COSTAL_RIGHT)
-BODY = L.CUTOUT_CHANNEL_LABELS.index(L.CORPUS)
-ABOVE, CENTRE, BELOW = (L.CUTOUT_TARGET_LABELS[k] for k in ("above", "centre", "below"))
+LEFT, RIGHT = CUTOUT_CHANNEL_LABELS.index(COSTAL_LEFT), CUTOUT_CHANNEL_LABELS.index(COSTAL_RIGHT)
+BODY = CUTOUT_CHANNEL_LABELS.index(CORPUS)
+ABOVE, CENTRE, BELOW = (CUTOUT_TARGET_LABELS[k] for k in ("above", "centre", "below"))
 
 
 @pytest.fixture(scope="module")
 def cutouts(tmp_path_factory) -> dict:
     """Two 3-vertebra spine phantoms → the cutout dataset of ``convert cutouts`` → the real nnU-Net planning and
     preprocessing of ``2d`` and ``3d_fullres``."""
-    from dataset_converters import cutouts as CC
+    from dataset_converters.cutouts import convert as convert_cutouts
     from nnunet_extensions.phantoms.spine import write_spine_dataset
 
     base = tmp_path_factory.mktemp("cutout_trainer")
     env = nnunet_env(base)
     write_spine_dataset(base / "bids", n_subjects=2, n_vertebrae=3, seed=2)
-    CC.convert(base / "bids", DATASET_ID, "CutoutTr", shifts=0, size=SIZE, spacing_mm=SPACING_MM,
-               raw_folder=env["nnUNet_raw"])
-    run([console_script("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "2d", "3d_fullres",
-         "-np", "1", "1", "-npfp", "1", "--verify_dataset_integrity", "--no_pbar"], {**env, "nnUNet_n_proc_DA": "1"})
+    convert_cutouts(
+        base / "bids", DATASET_ID, "CutoutTr", shifts=0, size=SIZE, spacing_mm=SPACING_MM, raw_folder=env["nnUNet_raw"]
+    )
+    run(
+        [
+            console_script("nnUNetv2_plan_and_preprocess"),
+            "-d",
+            str(DATASET_ID),
+            "-c",
+            "2d",
+            "3d_fullres",
+            "-np",
+            "1",
+            "1",
+            "-npfp",
+            "1",
+            "--verify_dataset_integrity",
+            "--no_pbar",
+        ],
+        {**env, "nnUNet_n_proc_DA": "1"},
+    )
     pre = Path(env["nnUNet_preprocessed"]) / DATASET
-    out = subprocess.run([console_script("nnspine"), "trainers", "--export"], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    out = subprocess.run(
+        [console_script("nnspine"), "trainers", "--export"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     env["nnUNet_extTrainer"] = out.split("=", 1)[1].strip("'")
-    return {"env": env, "pre": pre, "plans": json.loads((pre / "nnUNetPlans.json").read_text()),
-            "dataset_json": json.loads((pre / "dataset.json").read_text())}
+    return {
+        "env": env,
+        "pre": pre,
+        "plans": json.loads((pre / "nnUNetPlans.json").read_text()),
+        "dataset_json": json.loads((pre / "dataset.json").read_text()),
+    }
 
 
 def _trainer(cutouts, name="nnUNetTrainerVertebraCutout", configuration="3d_fullres", dataset_json=None):
@@ -58,8 +92,13 @@ def _trainer(cutouts, name="nnUNetTrainerVertebraCutout", configuration="3d_full
 
     with environ({k: v for k, v in cutouts["env"].items() if k.startswith("nnUNet")}):
         cls = recursive_find_trainer_class_by_name(name)
-        trainer = cls(plans={**cutouts["plans"], "continue_training": False}, configuration=configuration, fold=0,
-                      dataset_json=dict(dataset_json or cutouts["dataset_json"]), device=torch.device("cpu"))
+        trainer = cls(
+            plans={**cutouts["plans"], "continue_training": False},
+            configuration=configuration,
+            fold=0,
+            dataset_json=dict(dataset_json or cutouts["dataset_json"]),
+            device=torch.device("cpu"),
+        )
         configured = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     return trainer, configured
 
@@ -87,24 +126,27 @@ def _truth(cutouts) -> dict:
     lr_axis, si_axis = int(np.argmax(np.abs(lr_d))), int(np.argmax(np.abs(si_d)))
     assert all(np.sign(d[lr_axis]) == np.sign(lr_d[lr_axis]) for d in lr)  # every case agrees
     assert all(np.sign(d[si_axis]) == np.sign(si_d[si_axis]) for d in si)
-    return {"lr": lr_axis, "lr_sign": int(np.sign(lr_d[lr_axis])), "si": si_axis,
-            "si_sign": int(np.sign(si_d[si_axis]))}
+    return {
+        "lr": lr_axis,
+        "lr_sign": int(np.sign(lr_d[lr_axis])),
+        "si": si_axis,
+        "si_sign": int(np.sign(si_d[si_axis])),
+    }
 
 
 # ------------------------------------------------------------------------------------------- dataset checks
 def test_channel_order_from_the_dataset_and_refusals(cutouts):
     dj = cutouts["dataset_json"]
     # by hand from the table 41..49 in channel order: 43<->44 (2, 3), 45<->46 (4, 5), 47<->48 (6, 7)
-    assert V.cutout_channel_order(dj) == [0, 1, 3, 2, 5, 4, 7, 6, 8]
-    assert V.cutout_channel_order({k: v for k, v in dj.items() if k != V.CHANNEL_LABELS_KEY}) == [0, 1, 3, 2, 5, 4,
-                                                                                                 7, 6, 8]
-    swapped = {**dj, V.CHANNEL_LABELS_KEY: {**dj[V.CHANNEL_LABELS_KEY], "2": 44, "3": 43}}
+    assert cutout_channel_order(dj) == [0, 1, 3, 2, 5, 4, 7, 6, 8]
+    assert cutout_channel_order({k: v for k, v in dj.items() if k != CHANNEL_LABELS_KEY}) == [0, 1, 3, 2, 5, 4, 7, 6, 8]
+    swapped = {**dj, CHANNEL_LABELS_KEY: {**dj[CHANNEL_LABELS_KEY], "2": 44, "3": 43}}
     with pytest.raises(ValueError, match="channel swap would be wrong"):
-        V.cutout_channel_order(swapped)
+        cutout_channel_order(swapped)
     with pytest.raises(ValueError, match="not the cutout targets"):
-        V.cutout_channel_order({**dj, "labels": {"background": 0, "vertebra": 1}})
+        cutout_channel_order({**dj, "labels": {"background": 0, "vertebra": 1}})
     with pytest.raises(ValueError, match="1 input channel"):
-        V.cutout_channel_order({**dj, "channel_names": {"0": "T2w"}})
+        cutout_channel_order({**dj, "channel_names": {"0": "T2w"}})
     with pytest.raises(RuntimeError, match="nnUNetTrainerVertebraCutout: dataset.json labels"):
         _trainer(cutouts, dataset_json={**dj, "labels": {"background": 0, "above": 1, "centre": 2}})
 
@@ -120,8 +162,10 @@ def test_mirrors_only_the_left_right_axis_and_never_at_test_time(cutouts):
         tv, cfg = _trainer(cutouts, variant)
         assert cfg[3] == mirror_axes and tv.inference_allowed_mirroring_axes is None
     assert (t.num_epochs, t.num_iterations_per_epoch) == (1000, 250)
-    assert (_trainer(cutouts, "nnUNetTrainerVertebraCutout_debug")[0].num_iterations_per_epoch,
-            _trainer(cutouts, "nnUNetTrainerVertebraCutout_demo")[0].num_epochs) == (4, 6)
+    assert (
+        _trainer(cutouts, "nnUNetTrainerVertebraCutout_debug")[0].num_iterations_per_epoch,
+        _trainer(cutouts, "nnUNetTrainerVertebraCutout_demo")[0].num_epochs,
+    ) == (4, 6)
     stock, (stock_rotation, _, _, stock_axes) = _trainer(cutouts, "nnUNetTrainer")
     assert stock_axes == (0, 1, 2) and stock.inference_allowed_mirroring_axes == (0, 1, 2)  # what is avoided
     limit = np.radians(30)
@@ -133,10 +177,10 @@ def test_mirrors_only_the_left_right_axis_and_never_at_test_time(cutouts):
 
 
 def test_rotation_limit_by_hand():
-    assert V.limited_rotation((-np.pi, np.pi)) == pytest.approx((-np.pi / 6, np.pi / 6))
-    assert V.limited_rotation((-0.1, 0.2)) == pytest.approx((-0.1, 0.2))
+    assert limited_rotation((-np.pi, np.pi)) == pytest.approx((-np.pi / 6, np.pi / 6))
+    assert limited_rotation((-0.1, 0.2)) == pytest.approx((-0.1, 0.2))
     with pytest.raises(RuntimeError, match="rotation range"):
-        V.limited_rotation(0.3)
+        limited_rotation(0.3)
 
 
 def _pipeline(t, configured, patch):
@@ -148,7 +192,7 @@ def _asymmetric_cutout(shape, truth) -> tuple[torch.Tensor, torch.Tensor]:
     """A synthetic cutout in the preprocessed frame: a large left costal block on the subject's left, a small right
     one on the right, a vertebral body in the middle; targets: 'above' block superior, 'below' inferior, 'centre'
     between them."""
-    img = np.zeros((len(L.CUTOUT_CHANNEL_LABELS), *shape), np.float32)
+    img = np.zeros((len(CUTOUT_CHANNEL_LABELS), *shape), np.float32)
     seg = np.zeros((1, *shape), np.int16)
     lr, si = truth["lr"], truth["si"]
     n_lr, n_si = shape[lr], shape[si]
@@ -189,7 +233,7 @@ def test_forced_mirroring_keeps_channels_and_targets_consistent(cutouts):
     t, configured = _trainer(cutouts)
     patch = tuple(t.configuration_manager.patch_size)
     pipeline = _pipeline(t, configured, patch)
-    mirrors = [m for m in pipeline.transforms if isinstance(m, V.CutoutMirrorTransform)]
+    mirrors = [m for m in pipeline.transforms if isinstance(m, CutoutMirrorTransform)]
     assert len(mirrors) == 1 and mirrors[0].allowed_axes == (lr,)
     mirrors[0].p_per_axis = 1.0  # force: every sample flipped along the left-right axis
     img, seg = _asymmetric_cutout(patch, truth)
@@ -206,8 +250,9 @@ def test_forced_mirroring_keeps_channels_and_targets_consistent(cutouts):
         assert np.sign(_left_minus_right(x, lr)) == truth["lr_sign"]
         assert np.sign(_above_minus_below(out["segmentation"], si)) == truth["si_sign"]  # above stays superior
     # the transform alone, exactly (numpy): flip along the left-right axis, then channels 43<->44, 45<->46, 47<->48
-    alone = V.CutoutMirrorTransform((lr,), lr, t.channel_order, p_per_axis=1.0)(image=img.clone(),
-                                                                               segmentation=seg.clone())
+    alone = CutoutMirrorTransform((lr,), lr, t.channel_order, p_per_axis=1.0)(
+        image=img.clone(), segmentation=seg.clone()
+    )
     np.testing.assert_array_equal(alone["image"].numpy(), np.flip(img.numpy(), lr + 1)[[0, 1, 3, 2, 5, 4, 7, 6, 8]])
     np.testing.assert_array_equal(alone["segmentation"].numpy(), np.flip(seg.numpy(), lr + 1))
     assert small < big
@@ -232,15 +277,18 @@ def test_no_intensity_augmentation_one_hot_stays_one_hot_fractions(cutouts):
     t, configured = _trainer(cutouts)
     patch = tuple(t.configuration_manager.patch_size)
     img, seg = _asymmetric_cutout(patch, truth)
-    names = [V._step_type(s).__name__ for s in _pipeline(t, configured, patch).transforms]
+    names = [_step_type(s).__name__ for s in _pipeline(t, configured, patch).transforms]
     assert names == ["SpatialTransform", "CutoutMirrorTransform", "RemoveLabelTransform"], names
 
     def ranges(pipeline, n=24):
         torch.manual_seed(1)
         np.random.seed(1)
         outs = [pipeline(image=img.clone(), segmentation=seg.clone())["image"] for _ in range(n)]
-        return min(float(o.min()) for o in outs), max(float(o.max()) for o in outs), \
-            max(float(o.sum(0).max()) for o in outs)
+        return (
+            min(float(o.min()) for o in outs),
+            max(float(o.max()) for o in outs),
+            max(float(o.sum(0).max()) for o in outs),
+        )
 
     lo, hi, total = ranges(_pipeline(t, configured, patch))
     assert lo >= 0 and hi <= 1 + 1e-6 and total <= 1 + 1e-5
@@ -267,7 +315,7 @@ class _PositionalNet(torch.nn.Module):
 
     def forward(self, x):
         b, _, *shape = x.shape
-        out = torch.zeros((b, len(L.CUTOUT_TARGET_LABELS), *shape))
+        out = torch.zeros((b, len(CUTOUT_TARGET_LABELS), *shape))
         body = x[:, BODY] > 0.5
         left = (x[:, LEFT] > 0.5) & self._half(shape, self.truth["lr"], self.truth["lr_sign"])
         sup = self._half(shape, self.truth["si"], self.truth["si_sign"])
@@ -295,8 +343,14 @@ def test_test_time_mirroring_keeps_labels_in_nnunets_predictor(cutouts):
     expected = net(x[None])[0].argmax(0)
 
     def predict(axes):
-        p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True, device=torch.device("cpu"),
-                            verbose=False, allow_tqdm=False)
+        p = nnUNetPredictor(
+            tile_step_size=0.5,
+            use_gaussian=True,
+            use_mirroring=True,
+            device=torch.device("cpu"),
+            verbose=False,
+            allow_tqdm=False,
+        )
         p.manual_initialization(net, pm, cm, None, cutouts["dataset_json"], "x", axes)
         return p.predict_sliding_window_return_logits(x).argmax(0)
 
@@ -314,7 +368,7 @@ def test_trainers_listed_and_found_by_stock_nnunet(cutouts):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     listed = subprocess.run([console_script("nnspine"), "trainers"], capture_output=True, text=True, check=True).stdout
-    for cls in V.TRAINERS:
+    for cls in TRAINERS:
         assert cls.__name__ in listed
         with environ({"nnUNet_extTrainer": cutouts["env"]["nnUNet_extTrainer"]}):
             assert recursive_find_trainer_class_by_name(cls.__name__) is cls

@@ -71,16 +71,24 @@ class EnvBudgetMixin:
     """Put before an nnU-Net trainer class: its epochs / iterations / TTA come from the environment (see the
     module docstring)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         for attribute, value in budget_from_env().items():
             setattr(self, attribute, value)
         self.no_tta = no_tta_from_env()
-        self.print_to_log_file(f"training budget: {self.num_epochs} epochs x {self.num_iterations_per_epoch} "
-                               f"iterations ({self.num_val_iterations_per_epoch} validation iterations per epoch), "
-                               f"mirrored test-time augmentation {'off' if self.no_tta else 'as configured'}",
-                               also_print_to_console=False)
+        self.print_to_log_file(
+            f"training budget: {self.num_epochs} epochs x {self.num_iterations_per_epoch} "
+            f"iterations ({self.num_val_iterations_per_epoch} validation iterations per epoch), "
+            f"mirrored test-time augmentation {'off' if self.no_tta else 'as configured'}",
+            also_print_to_console=False,
+        )
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
@@ -90,7 +98,8 @@ class EnvBudgetMixin:
 
 
 class nnUNetTrainer_budget(EnvBudgetMixin, nnUNetTrainer):
-    """Stock nnUNetTrainer (binary labels, CE + Dice) with its training length from NNSPINE_EPOCHS and NNSPINE_ITERATIONS."""
+    """Stock nnUNetTrainer (binary labels, CE + Dice) with its training length from NNSPINE_EPOCHS and
+    NNSPINE_ITERATIONS."""
 
 
 class nnUNetTrainerSoftSeg_budget(EnvBudgetMixin, nnUNetTrainerSoftSeg):

@@ -9,7 +9,6 @@ keys, and plots them to the family's own PNG next to nnU-Net's unchanged ``progr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
 
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import join
@@ -31,7 +30,7 @@ class Curve:
 class ExtraMetricsLogger(LocalLogger):
     """nnU-Net's local logger plus :attr:`curves`, plotted to :attr:`png_name` (subclasses set the class attributes)."""
 
-    curves: Tuple[Curve, ...] = ()
+    curves: tuple[Curve, ...] = ()
     png_name: str = ""
     left_label: str = ""
     right_label: str = ""
@@ -43,9 +42,9 @@ class ExtraMetricsLogger(LocalLogger):
 
     def load_checkpoint(self, checkpoint: dict):
         # a checkpoint of a stock trainer (e.g. fine-tuning continued with --c) lacks our keys: pad with NaN
-        n = len(checkpoint.get('train_losses', []))
+        n = len(checkpoint.get("train_losses", []))
         for c in self.curves:
-            checkpoint.setdefault(c.key, [float('nan')] * n)
+            checkpoint.setdefault(c.key, [float("nan")] * n)
         super().load_checkpoint(checkpoint)
 
     def plot_progress_png(self, output_folder):
@@ -60,9 +59,15 @@ class ExtraMetricsLogger(LocalLogger):
             axes["right"] = ax.twinx()
             axes["right"].set_ylabel(self.right_label)
         for c in self.curves:
-            axes[c.axis].plot(x, self.my_fantastic_logging[c.key][:epoch + 1], color=c.color, ls=c.linestyle,
-                              linewidth=4, label=c.label)
-        ax.set_xlabel('epoch')
+            axes[c.axis].plot(
+                x,
+                self.my_fantastic_logging[c.key][: epoch + 1],
+                color=c.color,
+                ls=c.linestyle,
+                linewidth=4,
+                label=c.label,
+            )
+        ax.set_xlabel("epoch")
         ax.set_ylabel(self.left_label)
         for i, a in enumerate(axes.values()):
             a.legend(loc=(0.3 * i, 1))
@@ -71,7 +76,7 @@ class ExtraMetricsLogger(LocalLogger):
         plt.close(fig)
 
 
-def sum_over_validation(trainer, val_outputs: List[dict], key: str) -> np.ndarray:
+def sum_over_validation(trainer, val_outputs: list[dict], key: str) -> np.ndarray:
     """Pop ``key`` (an array of per-batch sums) from every validation output and add them up, over all DDP
     workers when training is distributed. Call before nnU-Net's ``on_validation_epoch_end`` (which collates
     every key of the outputs)."""

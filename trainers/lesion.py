@@ -15,7 +15,7 @@ What changes against ``nnUNetTrainer`` (everything else, network and predictor i
 * **Sampling**: ``oversample_foreground_percent = 0.66``, drawn per sample (probabilistic), so almost every batch
   has patches centred on a lesion (or another foreground class).
 * **Lesion-wise validation**: every epoch, beside nnU-Net's pseudo Dice, the lesion sensitivity, precision and F1
-  on the validation patches (summed counts of the epoch; :mod:`postprocessing.lesion_metrics`, the definitions
+  on the validation patches (summed counts of the epoch; :mod:`postprocessing.lesion.metrics`, the definitions
   of ``nnspine evaluate lesions``: 26-connected components, the ``overlap`` rule) go to the log, the checkpoint
   and ``progress_lesion.png``. The final validation adds ``validation/lesion_metrics.csv`` (one row per case and
   an ``ALL`` row, columns of ``nnspine evaluate lesions``) next to nnU-Net's ``summary.json``.
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -38,11 +37,19 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
-from postprocessing.lesion_metrics import (CASE_COLUMNS, COUNT_KEYS, DEFAULT_CONNECTIVITY, DEFAULT_MATCH,
-                                           evaluate_lesion_arrays, lesion_counts, lesion_scores, summary_row)
+from nnunet_extensions.integration.hooks import validation_step_with_output
+from postprocessing.lesion.metrics import (
+    CASE_COLUMNS,
+    COUNT_KEYS,
+    DEFAULT_CONNECTIVITY,
+    DEFAULT_MATCH,
+    evaluate_lesion_arrays,
+    lesion_counts,
+    lesion_scores,
+    summary_row,
+)
 from trainers.epoch_metrics import Curve, ExtraMetricsLogger, sum_over_validation
-from trainers.lesion_losses import (FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss)
-from trainers.nnunet_hooks import validation_step_with_output
+from trainers.lesion_losses import FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss
 from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 
 #: File written by the final validation, in ``<fold>/validation/``.
@@ -52,12 +59,14 @@ LESION_METRICS_CSV = "lesion_metrics.csv"
 class LesionLocalLogger(ExtraMetricsLogger):
     """nnU-Net's local logger plus lesion sensitivity, precision and F1 per epoch, plotted to progress_lesion.png."""
 
-    curves = (Curve('val_lesion_sensitivity', 'lesion sensitivity (val patches)', 'b'),
-              Curve('val_lesion_precision', 'lesion precision (val patches)', 'r'),
-              Curve('val_lesion_f1', 'lesion F1 (val patches)', 'g'),
-              Curve('mean_fg_dice', 'pseudo Dice', 'k', 'dotted'))
-    png_name = 'progress_lesion.png'
-    left_label = 'lesion-wise score / pseudo Dice'
+    curves = (
+        Curve("val_lesion_sensitivity", "lesion sensitivity (val patches)", "b"),
+        Curve("val_lesion_precision", "lesion precision (val patches)", "r"),
+        Curve("val_lesion_f1", "lesion F1 (val patches)", "g"),
+        Curve("mean_fg_dice", "pseudo Dice", "k", "dotted"),
+    )
+    png_name = "progress_lesion.png"
+    left_label = "lesion-wise score / pseudo Dice"
 
 
 @dataclass(frozen=True)
@@ -71,13 +80,13 @@ class LesionTarget:
     regions: bool
     channel: int
     file_label: int
-    ref_labels: Tuple[int, ...]
+    ref_labels: tuple[int, ...]
 
     @classmethod
-    def from_label_manager(cls, label_manager) -> "LesionTarget":
+    def from_label_manager(cls, label_manager) -> LesionTarget:
         """The lesion of a dataset: the label / region named ``lesion``, else the highest label / last region."""
-        names = [k for k, v in label_manager.label_dict.items() if k != 'ignore' and not _is_background(v)]
-        index = names.index('lesion') if 'lesion' in names else len(names) - 1
+        names = [k for k, v in label_manager.label_dict.items() if k != "ignore" and not _is_background(v)]
+        index = names.index("lesion") if "lesion" in names else len(names) - 1
         if label_manager.has_regions:
             region = label_manager.foreground_regions[index]
             labels = tuple(int(i) for i in np.atleast_1d(region))
@@ -85,7 +94,7 @@ class LesionTarget:
         label = int(label_manager.label_dict[names[index]])
         return cls(False, label, label, (label,))
 
-    def patch_masks(self, output: torch.Tensor, target: torch.Tensor, ignore_label: Optional[int]):
+    def patch_masks(self, output: torch.Tensor, target: torch.Tensor, ignore_label: int | None):
         """Boolean lesion masks ``(pred, ref)`` of shape ``(B, *spatial)`` of a network output and its target
         (nnU-Net's validation target: labels ``(B, 1, ...)`` or one-hot regions ``(B, R[+ignore], ...)``);
         voxels under the ignore label are neither."""
@@ -110,15 +119,20 @@ def _inner_loss(loss) -> nn.Module:
     return loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
 
 
-def write_validation_lesion_metrics(validation_folder: Path, gt_folder: Path, file_ending: str,
-                                    target: LesionTarget, connectivity: int = DEFAULT_CONNECTIVITY,
-                                    match: str = DEFAULT_MATCH) -> Path:
+def write_validation_lesion_metrics(
+    validation_folder: Path,
+    gt_folder: Path,
+    file_ending: str,
+    target: LesionTarget,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+    match: str = DEFAULT_MATCH,
+) -> Path:
     """Lesion-wise metrics of nnU-Net's final validation: one row per predicted case of ``validation_folder``
     against ``gt_folder/<case><file_ending>`` (nnU-Net's ``gt_segmentations``), then the ``ALL`` row; written to
     ``validation_folder/lesion_metrics.csv`` (columns of ``nnspine evaluate lesions``, volumes in mm³)."""
     import pandas as pd
 
-    from nnunet_extensions.io import check_same_grid, load_image, write_text
+    from nnunet_extensions.core.io import check_same_grid, load_image, write_text
 
     rows = []
     for pred_file in sorted(validation_folder.glob(f"*{file_ending}")):
@@ -126,12 +140,19 @@ def write_validation_lesion_metrics(validation_folder: Path, gt_folder: Path, fi
         pred = load_image(pred_file, "labels")
         ref = load_image(gt_folder / f"{case}{file_ending}", "labels")
         check_same_grid(ref, pred)
-        row, _ = evaluate_lesion_arrays(np.isin(ref.data, target.ref_labels), pred.data == target.file_label,
-                                        ref.affine, case=case, match=match, connectivity=connectivity)
+        row, _ = evaluate_lesion_arrays(
+            np.isin(ref.data, target.ref_labels),
+            pred.data == target.file_label,
+            ref.affine,
+            case=case,
+            match=match,
+            connectivity=connectivity,
+        )
         rows.append(row)
     table = pd.DataFrame(rows + [summary_row(rows)], columns=CASE_COLUMNS)
-    return write_text(validation_folder / LESION_METRICS_CSV, table.to_csv(index=False, float_format="%.6g"),
-                      overwrite=True)
+    return write_text(
+        validation_folder / LESION_METRICS_CSV, table.to_csv(index=False, float_format="%.6g"), overwrite=True
+    )
 
 
 class nnUNetTrainerLesion(nnUNetTrainer):
@@ -146,8 +167,14 @@ class nnUNetTrainerLesion(nnUNetTrainer):
     connectivity = DEFAULT_CONNECTIVITY
     match = DEFAULT_MATCH
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.oversample_foreground_percent = self.OVERSAMPLE_FOREGROUND
         self.probabilistic_oversampling = True
@@ -155,7 +182,7 @@ class nnUNetTrainerLesion(nnUNetTrainer):
         self.logger.local_logger = LesionLocalLogger(self.logger.local_logger.verbose)
 
     # ------------------------------------------------------------------------------------------ loss
-    def voxel_loss(self) -> Optional[nn.Module]:
+    def voxel_loss(self) -> nn.Module | None:
         """The voxel-wise term beside Dice; ``None`` keeps nnU-Net's CE / BCE (variants override this)."""
         return None
 
@@ -163,7 +190,7 @@ class nnUNetTrainerLesion(nnUNetTrainer):
         # nnU-Net's Dice + CE / BCE (deep supervision included), Dice unsmoothed, CE term replaced by variants
         loss = super()._build_loss()
         inner = _inner_loss(loss)
-        getattr(inner.dc, '_orig_mod', inner.dc).smooth = 0.0
+        getattr(inner.dc, "_orig_mod", inner.dc).smooth = 0.0
         voxel = self.voxel_loss()
         if voxel is not None:
             inner.ce = voxel
@@ -173,39 +200,50 @@ class nnUNetTrainerLesion(nnUNetTrainer):
     def validation_step(self, batch: dict) -> dict:
         # nnU-Net's validation step, plus the lesion counts of each validation patch
         result, output = validation_step_with_output(super().validation_step, self, batch)
-        target = batch['target']
+        target = batch["target"]
         if self.enable_deep_supervision:
             output, target = output[0], target[0]
         with torch.no_grad():
-            pred, ref = self.lesion_target.patch_masks(output, target.to(output.device),
-                                                       self.label_manager.ignore_label)
+            pred, ref = self.lesion_target.patch_masks(
+                output, target.to(output.device), self.label_manager.ignore_label
+            )
         counts = np.zeros(len(COUNT_KEYS), dtype=np.int64)
         for p, r in zip(pred, ref):
             c = lesion_counts(r, p, connectivity=self.connectivity, match=self.match)
             counts += [c[k] for k in COUNT_KEYS]
-        result['lesion_counts'] = counts
+        result["lesion_counts"] = counts
         return result
 
-    def on_validation_epoch_end(self, val_outputs: List[dict]):
-        counts = dict(zip(COUNT_KEYS, (int(i) for i in sum_over_validation(self, val_outputs, 'lesion_counts'))))
+    def on_validation_epoch_end(self, val_outputs: list[dict]):
+        counts = dict(zip(COUNT_KEYS, (int(i) for i in sum_over_validation(self, val_outputs, "lesion_counts"))))
         super().on_validation_epoch_end(val_outputs)
         scores = lesion_scores(counts)
-        for k in ('lesion_sensitivity', 'lesion_precision', 'lesion_f1'):
-            self.logger.log(f'val_{k}', scores[k], self.current_epoch)
+        for k in ("lesion_sensitivity", "lesion_precision", "lesion_f1"):
+            self.logger.log(f"val_{k}", scores[k], self.current_epoch)
         self.print_to_log_file(
-            'val lesion sensitivity', np.round(scores['lesion_sensitivity'], 4),
-            'precision', np.round(scores['lesion_precision'], 4), 'F1', np.round(scores['lesion_f1'], 4),
+            "val lesion sensitivity",
+            np.round(scores["lesion_sensitivity"], 4),
+            "precision",
+            np.round(scores["lesion_precision"], 4),
+            "F1",
+            np.round(scores["lesion_f1"], 4),
             f"(patches: {counts['ref_lesions']} reference, {counts['pred_lesions']} predicted lesions, "
             f"tp {counts['tp']} fp {counts['fp']} fn {counts['fn']}; {self.match} rule, "
-            f"{self.connectivity}-connectivity)")
+            f"{self.connectivity}-connectivity)",
+        )
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         super().perform_actual_validation(save_probabilities)
         if self.local_rank == 0:
-            folder = Path(self.output_folder) / 'validation'
-            out = write_validation_lesion_metrics(folder, Path(self.preprocessed_dataset_folder_base) /
-                                                  'gt_segmentations', self.dataset_json['file_ending'],
-                                                  self.lesion_target, self.connectivity, self.match)
+            folder = Path(self.output_folder) / "validation"
+            out = write_validation_lesion_metrics(
+                folder,
+                Path(self.preprocessed_dataset_folder_base) / "gt_segmentations",
+                self.dataset_json["file_ending"],
+                self.lesion_target,
+                self.connectivity,
+                self.match,
+            )
             self.print_to_log_file(f"Lesion-wise validation metrics written to {out}", also_print_to_console=True)
 
 
@@ -215,7 +253,7 @@ class nnUNetTrainerLesion_DiceFocal(nnUNetTrainerLesion):
     def voxel_loss(self):
         lm = self.label_manager
         if lm.has_regions:
-            return FocalBCEWithLogitsLoss(gamma=2.0, reduction='none' if lm.has_ignore_label else 'mean')
+            return FocalBCEWithLogitsLoss(gamma=2.0, reduction="none" if lm.has_ignore_label else "mean")
         return FocalCELoss(gamma=2.0, ignore_index=lm.ignore_label if lm.has_ignore_label else -100)
 
 
@@ -226,8 +264,10 @@ class nnUNetTrainerLesion_DiceTopK(nnUNetTrainerLesion):
         lm = self.label_manager
         if lm.has_regions:
             if lm.has_ignore_label:
-                raise RuntimeError(f"{self.__class__.__name__}: region labels with an ignore label are not "
-                                   f"supported (top-k of a masked loss); use nnUNetTrainerLesion_DiceFocal")
+                raise RuntimeError(
+                    f"{self.__class__.__name__}: region labels with an ignore label are not "
+                    f"supported (top-k of a masked loss); use nnUNetTrainerLesion_DiceFocal"
+                )
             return TopKBCEWithLogitsLoss(k=10)
         return TopKCELoss(k=10, ignore_index=lm.ignore_label if lm.has_ignore_label else -100)
 
@@ -253,5 +293,10 @@ class nnUNetTrainerLesion_demo(nnUNetTrainerLesion_debug):
 
 
 #: The trainers of this family (exported for ``nnUNet_extTrainer`` and listed by ``nnspine trainers``).
-TRAINERS = (nnUNetTrainerLesion, nnUNetTrainerLesion_DiceFocal, nnUNetTrainerLesion_DiceTopK,
-            nnUNetTrainerLesion_debug, nnUNetTrainerLesion_demo)
+TRAINERS = (
+    nnUNetTrainerLesion,
+    nnUNetTrainerLesion_DiceFocal,
+    nnUNetTrainerLesion_DiceTopK,
+    nnUNetTrainerLesion_debug,
+    nnUNetTrainerLesion_demo,
+)

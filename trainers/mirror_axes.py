@@ -10,17 +10,16 @@ every training case of a trainer agrees.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Tuple
+from collections.abc import Mapping, Sequence
 
 import numpy as np
-
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
 #: Smallest |cosine| between a voxel axis and the world left-right axis accepted as "the left-right axis" (40°).
 MIN_LR_COSINE = float(np.cos(np.radians(40.0)))
 
 
-def lr_axis_of_properties(properties: Mapping) -> Tuple[int, int]:
+def lr_axis_of_properties(properties: Mapping) -> tuple[int, int]:
     """Subject's left-right axis of a case as nnU-Net read it: ``(array axis before transpose_forward, sign)``.
 
     ``sign`` is +1 when increasing index runs towards the subject's **left**, -1 towards the right. nnU-Net's
@@ -30,14 +29,14 @@ def lr_axis_of_properties(properties: Mapping) -> Tuple[int, int]:
     the reoriented affine when ``NibabelIOWithReorient`` was used). ``ValueError`` when the geometry is missing,
     not 3-D, or no axis lies within 40° of left-right.
     """
-    if 'sitk_stuff' in properties:
-        direction = np.asarray(properties['sitk_stuff']['direction'], float)
+    if "sitk_stuff" in properties:
+        direction = np.asarray(properties["sitk_stuff"]["direction"], float)
         if direction.size != 9:
             raise ValueError(f"expected a 3-D direction matrix, got {direction.size} values")
         towards_left = direction.reshape(3, 3)[0]  # LPS x component of each file axis
-    elif 'nibabel_stuff' in properties:
-        stuff = properties['nibabel_stuff']
-        affine = np.asarray(stuff.get('reoriented_affine', stuff['original_affine']), float)
+    elif "nibabel_stuff" in properties:
+        stuff = properties["nibabel_stuff"]
+        affine = np.asarray(stuff.get("reoriented_affine", stuff["original_affine"]), float)
         cols = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
         towards_left = -cols[0]  # RAS x points to the right
     else:
@@ -81,8 +80,13 @@ def dataset_lr_axis(trainer, advice: str) -> int:
         axis = lr_axis_after_transpose(axis, trainer.plans_manager.transpose_forward)
         found.setdefault((axis, sign), []).append(identifier)
     if len(found) != 1:
-        groups = "; ".join(f"axis {a}, index increasing towards the subject's {'left' if s > 0 else 'right'}: "
-                           f"{len(ids)} case(s) e.g. {ids[0]}" for (a, s), ids in sorted(found.items()))
-        raise RuntimeError(f"the training images disagree on the left-right orientation ({groups}). A network can "
-                           f"tell left from right only by array position: {advice}")
+        groups = "; ".join(
+            f"axis {a}, index increasing towards the subject's {'left' if s > 0 else 'right'}: "
+            f"{len(ids)} case(s) e.g. {ids[0]}"
+            for (a, s), ids in sorted(found.items())
+        )
+        raise RuntimeError(
+            f"the training images disagree on the left-right orientation ({groups}). A network can "
+            f"tell left from right only by array position: {advice}"
+        )
     return next(iter(found))[0]

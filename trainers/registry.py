@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import List
 
 #: Trainer families, in listing order; each module defines ``TRAINERS``.
-TRAINER_MODULES = ("trainers.softseg", "trainers.lesion", "trainers.spine_semantic", "trainers.vertebra_cutout",
-                   "trainers.softseg_da5", "trainers.budget")
+TRAINER_MODULES = (
+    "trainers.softseg",
+    "trainers.lesion",
+    "trainers.spine_semantic",
+    "trainers.vertebra_cutout",
+    "trainers.softseg_da5",
+    "trainers.budget",
+)
 
 
-def all_trainers() -> List[type]:
+def all_trainers() -> list[type]:
     """Every trainer class of every family, in listing order."""
     return [t for module in TRAINER_MODULES for t in importlib.import_module(module).TRAINERS]
 

@@ -13,8 +13,6 @@ reads ``NUM_EPOCHS`` for its progress line.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 #: (epochs, training iterations per epoch, validation iterations per epoch) of the ``_debug`` variants: seconds on CPU.
@@ -27,18 +25,27 @@ class ShortRun:
     """Mixin: the class attributes below set an nnU-Net trainer's training length and test-time mirroring."""
 
     #: Epochs, training iterations per epoch and validation iterations per epoch (None: the trainer's own).
-    NUM_EPOCHS: Optional[int] = None
-    NUM_ITERATIONS: Optional[int] = None
-    NUM_VAL_ITERATIONS: Optional[int] = None
+    NUM_EPOCHS: int | None = None
+    NUM_ITERATIONS: int | None = None
+    NUM_VAL_ITERATIONS: int | None = None
     #: False: no mirrored test-time augmentation in the final validation and in nnUNetv2_predict (stored in the
     #: checkpoint; 8x faster on CPU). Training still mirrors, as nnU-Net's nnUNetTrainerNoMirroring at inference.
     TEST_TIME_MIRRORING: bool = True
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        for attr, value in (('num_epochs', self.NUM_EPOCHS), ('num_iterations_per_epoch', self.NUM_ITERATIONS),
-                            ('num_val_iterations_per_epoch', self.NUM_VAL_ITERATIONS)):
+        for attr, value in (
+            ("num_epochs", self.NUM_EPOCHS),
+            ("num_iterations_per_epoch", self.NUM_ITERATIONS),
+            ("num_val_iterations_per_epoch", self.NUM_VAL_ITERATIONS),
+        ):
             if value is not None:
                 setattr(self, attr, value)
 

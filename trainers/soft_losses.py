@@ -44,9 +44,16 @@ def soft_dice_loss(p: torch.Tensor, s: torch.Tensor, batch_dice: bool = False, s
     return 1 - dice.mean()
 
 
-def adaptive_wing_loss(p: torch.Tensor, s: torch.Tensor, omega: float = 14.0, theta: float = 0.5,
-                       epsilon: float = 1.0, alpha: float = 2.1, loss_map_weight: float = 10.0,
-                       loss_map_threshold: float = 0.2) -> torch.Tensor:
+def adaptive_wing_loss(
+    p: torch.Tensor,
+    s: torch.Tensor,
+    omega: float = 14.0,
+    theta: float = 0.5,
+    epsilon: float = 1.0,
+    alpha: float = 2.1,
+    loss_map_weight: float = 10.0,
+    loss_map_threshold: float = 0.2,
+) -> torch.Tensor:
     """Adaptive wing loss (Wang, Bo & Fuxin, ICCV 2019, eq. 8) with its weighted loss map (section 4.3).
 
     With ``d = |s - p|`` and exponent ``a = alpha - s``::
@@ -62,8 +69,13 @@ def adaptive_wing_loss(p: torch.Tensor, s: torch.Tensor, omega: float = 14.0, th
     d = (s - p).abs()
     a = alpha - s
     ratio = theta / epsilon
-    A = omega * (1.0 / (1.0 + torch.pow(torch.full_like(a, ratio), a))) * a * \
-        torch.pow(torch.full_like(a, ratio), a - 1.0) / epsilon
+    A = (
+        omega
+        * (1.0 / (1.0 + torch.pow(torch.full_like(a, ratio), a)))
+        * a
+        * torch.pow(torch.full_like(a, ratio), a - 1.0)
+        / epsilon
+    )
     C = theta * A - omega * torch.log1p(torch.pow(torch.full_like(a, ratio), a))
     small = omega * torch.log1p(torch.pow(d / epsilon, a))
     large = A * d - C
@@ -84,8 +96,15 @@ class SoftTargetLoss(nn.Module):
     ``(B, *spatial)``) in [0, 1]. Terms with weight 0 are not computed.
     """
 
-    def __init__(self, weight_mse: float = 1.0, weight_dice: float = 1.0, weight_adapwing: float = 0.0,
-                 batch_dice: bool = False, smooth: float = 1e-5, adapwing_kwargs: dict | None = None):
+    def __init__(
+        self,
+        weight_mse: float = 1.0,
+        weight_dice: float = 1.0,
+        weight_adapwing: float = 0.0,
+        batch_dice: bool = False,
+        smooth: float = 1e-5,
+        adapwing_kwargs: dict | None = None,
+    ):
         super().__init__()
         if not any((weight_mse, weight_dice, weight_adapwing)):
             raise ValueError("at least one loss weight must be non-zero")
@@ -109,8 +128,10 @@ class SoftTargetLoss(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        return (f"weight_mse={self.weight_mse}, weight_dice={self.weight_dice}, "
-                f"weight_adapwing={self.weight_adapwing}, batch_dice={self.batch_dice}")
+        return (
+            f"weight_mse={self.weight_mse}, weight_dice={self.weight_dice}, "
+            f"weight_adapwing={self.weight_adapwing}, batch_dice={self.batch_dice}"
+        )
 
 
 # ============================================================================================= metrics
@@ -124,14 +145,22 @@ def soft_metric_sums(logits: torch.Tensor, soft_target: torch.Tensor, label: tor
         p = foreground_probability(logits)
         s = _as_float_target(soft_target, p)
         b = _as_float_target((label > 0), p)
-        sums = torch.stack([(p * s).sum(), p.sum(), s.sum(), ((p - s) ** 2).sum(),
-                            ((p - b) ** 2).sum(), torch.tensor(float(p.numel()), device=p.device)])
+        sums = torch.stack(
+            [
+                (p * s).sum(),
+                p.sum(),
+                s.sum(),
+                ((p - s) ** 2).sum(),
+                ((p - b) ** 2).sum(),
+                torch.tensor(float(p.numel()), device=p.device),
+            ]
+        )
     return sums.double().cpu().numpy()
 
 
 def soft_metrics_from_sums(sums: np.ndarray) -> dict:
     """``soft_dice`` (2 Σps / (Σp + Σs) over the whole epoch: the definition ``nnspine evaluate softseg`` uses,
-    :func:`postprocessing.metrics.soft_dice`), ``mse_soft`` (vs the soft target) and ``mse_binary`` (vs
+    :func:`postprocessing.cord.soft_metrics.soft_dice`), ``mse_soft`` (vs the soft target) and ``mse_binary`` (vs
     nnU-Net's binarized label) from summed :func:`soft_metric_sums`."""
     ps, p_sum, s_sum, e_soft, e_bin, n = (float(x) for x in sums)
     denom = p_sum + s_sum

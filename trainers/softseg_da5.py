@@ -14,7 +14,7 @@ sharpening. ::
 loader, metrics) and an ``nnUNetTrainerDA5`` (its augmentation parameters, via the method resolution order), and
 overrides one method: the training transforms are DA5's own, followed by the soft target's deep-supervision
 pyramid. Nothing of DA5 is copied. The soft target travels through them as batchgeneratorsv2's
-``regression_target`` (see :mod:`nnunet_extensions.soft_targets.loader`): every spatial transform in DA5
+``regression_target`` (see :mod:`nnunet_extensions.integration.soft_targets.loader`): every spatial transform in DA5
 (``SpatialTransform``, ``Rot90Transform``, ``TransposeAxesTransform``, ``MirrorTransform``, the 2-D/3-D
 conversions) moves it exactly as the image (linear interpolation, zero padding), and every intensity transform is
 image-only, so it leaves the target untouched. ``tests/test_softseg_da5.py`` checks this on a sharp-edged
@@ -25,7 +25,12 @@ from __future__ import annotations
 
 from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerDA5 import nnUNetTrainerDA5
 
-from trainers.softseg import _append_soft_ds, nnUNetTrainerSoftSeg, nnUNetTrainerSoftSeg_debug, nnUNetTrainerSoftSeg_demo
+from trainers.softseg import (
+    _append_soft_ds,
+    nnUNetTrainerSoftSeg,
+    nnUNetTrainerSoftSeg_debug,
+    nnUNetTrainerSoftSeg_demo,
+)
 
 
 class nnUNetTrainerSoftSegDA5(nnUNetTrainerSoftSeg, nnUNetTrainerDA5):

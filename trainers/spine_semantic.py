@@ -9,7 +9,7 @@ Use with stock nnU-Net (``eval "$(nnspine trainers --export)"`` sets ``nnUNet_ex
     nnspine relabel -i OUT -o OUT_spineps --dataset 510
 
 **Why.** SPINEPS labels left and right structures differently (costal 43/44, superior articular 45/46, inferior
-articular 47/48; :data:`nnunet_extensions.labels.LEFT_RIGHT_PAIRS`). A mirror image of a spine is again a
+articular 47/48; :data:`nnunet_extensions.core.labels.LEFT_RIGHT_PAIRS`). A mirror image of a spine is again a
 plausible spine, so a network can tell the subject's left only from the array position, in the orientation of
 its training data. nnU-Net mirrors every axis in training augmentation and in test-time augmentation (TTA) and
 keeps the labels: a sample flipped along the left-right axis then teaches "left" on the right, and a TTA pass
@@ -42,16 +42,16 @@ iterations, for tests), ``_demo`` (6 epochs of 25 iterations, CPU demo). Dataset
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Tuple
+from collections.abc import Mapping, Sequence
 
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
-
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from dataset_converters.nnunet_raw import LABEL_MAP_KEY
-from nnunet_extensions import labels as L
+from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY
+from nnunet_extensions.core.labels import LEFT_RIGHT_PAIRS, SEMANTIC_LABELS
+from nnunet_extensions.integration.hooks import WrappedTrainingTransforms
 from trainers.mirror_axes import (  # noqa: F401  (the geometry helpers, shared; re-exported here)
     MIN_LR_COSINE,
     dataset_lr_axis,
@@ -59,33 +59,35 @@ from trainers.mirror_axes import (  # noqa: F401  (the geometry helpers, shared;
     lr_axis_of_properties,
     patch_lr_axis,
 )
-from trainers.nnunet_hooks import WrappedTrainingTransforms
 from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 
+
 # --------------------------------------------------------------------------------------------- labels
-def lateral_label_pairs(dataset_json: Mapping) -> Tuple[Tuple[int, int], ...]:
+def lateral_label_pairs(dataset_json: Mapping) -> tuple[tuple[int, int], ...]:
     """(left, right) pairs of nnU-Net labels: from the SPINEPS mapping ``convert spineps`` stored in
-    ``dataset.json`` (:data:`~dataset_converters.nnunet_raw.LABEL_MAP_KEY`), else from SPINEPS structure names in
+    ``dataset.json`` (:data:`~nnunet_extensions.core.dataset_json.LABEL_MAP_KEY`), else from SPINEPS structure names in
     ``labels``. Empty when the dataset has no left/right labels; ``ValueError`` when only one side of a pair exists
     (a mirrored sample would need the missing class)."""
     entry = dataset_json.get(LABEL_MAP_KEY)
-    if isinstance(entry, Mapping) and entry.get('convention') == 'spineps':
-        label_of = {int(v): int(k) for k, v in entry['values'].items()}
+    if isinstance(entry, Mapping) and entry.get("convention") == "spineps":
+        label_of = {int(v): int(k) for k, v in entry["values"].items()}
     else:
-        names = {name: value for value, name in L.SEMANTIC_LABELS.items()}
-        label_of = {names[n]: v for n, v in dataset_json.get('labels', {}).items() if n in names and isinstance(v, int)}
+        names = {name: value for value, name in SEMANTIC_LABELS.items()}
+        label_of = {names[n]: v for n, v in dataset_json.get("labels", {}).items() if n in names and isinstance(v, int)}
     pairs = []
-    for left, right in L.LEFT_RIGHT_PAIRS:
+    for left, right in LEFT_RIGHT_PAIRS:
         if (left in label_of) != (right in label_of):
             have = left if left in label_of else right
-            raise ValueError(f"SPINEPS label {have} ({L.SEMANTIC_LABELS[have]}) has no opposite-side partner in "
-                             f"this dataset: mirroring cannot keep laterality")
+            raise ValueError(
+                f"SPINEPS label {have} ({SEMANTIC_LABELS[have]}) has no opposite-side partner in "
+                f"this dataset: mirroring cannot keep laterality"
+            )
         if left in label_of:
             pairs.append((label_of[left], label_of[right]))
     return tuple(pairs)
 
 
-def swap_pairs(segmentation: torch.Tensor, pairs: Sequence[Tuple[int, int]]) -> torch.Tensor:
+def swap_pairs(segmentation: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
     """A copy of ``segmentation`` with each (left, right) label pair exchanged (other values, -1 padding and the
     ignore label untouched)."""
     out = segmentation.clone()
@@ -100,8 +102,13 @@ class LateralityMirrorTransform(MirrorTransform):
     that swaps the (left, right) label pairs of the segmentation whenever the flip includes ``lr_axis``
     (axes counted without the channel axis, as ``MirrorTransform``)."""
 
-    def __init__(self, allowed_axes: Tuple[int, ...], lr_axis: int | None, pairs: Sequence[Tuple[int, int]],
-                 p_per_axis: float = 0.5):
+    def __init__(
+        self,
+        allowed_axes: tuple[int, ...],
+        lr_axis: int | None,
+        pairs: Sequence[tuple[int, int]],
+        p_per_axis: float = 0.5,
+    ):
         super().__init__(allowed_axes)
         self.lr_axis = lr_axis
         self.pairs = tuple(pairs)
@@ -109,21 +116,22 @@ class LateralityMirrorTransform(MirrorTransform):
 
     def get_parameters(self, **data_dict) -> dict:
         # MirrorTransform.get_parameters with the probability as an attribute (guarded by a test)
-        return {'axes': [i for i in self.allowed_axes if torch.rand(1) < self.p_per_axis]}
+        return {"axes": [i for i in self.allowed_axes if torch.rand(1) < self.p_per_axis]}
 
     def _apply_to_segmentation(self, segmentation: torch.Tensor, **params) -> torch.Tensor:
         flipped = super()._apply_to_segmentation(segmentation, **params)
-        if self.lr_axis is not None and self.lr_axis in params['axes'] and self.pairs:
+        if self.lr_axis is not None and self.lr_axis in params["axes"] and self.pairs:
             flipped = swap_pairs(flipped, self.pairs)
         return flipped
 
 
-def with_laterality_mirroring(transforms: BasicTransform, lr_axis: int | None,
-                              pairs: Sequence[Tuple[int, int]]) -> BasicTransform:
+def with_laterality_mirroring(
+    transforms: BasicTransform, lr_axis: int | None, pairs: Sequence[tuple[int, int]]
+) -> BasicTransform:
     """Replace the ``MirrorTransform`` of nnU-Net's training pipeline (a ``ComposeTransforms``) by a
     :class:`LateralityMirrorTransform` on the same axes. ``RuntimeError`` if the pipeline has no recognisable
     mirror step although one was expected (so an upstream change cannot silently drop the label swap)."""
-    steps = getattr(transforms, 'transforms', None)
+    steps = getattr(transforms, "transforms", None)
     found = [i for i, t in enumerate(steps or []) if type(t) is MirrorTransform]
     if len(found) != 1:
         raise RuntimeError(f"expected one MirrorTransform in nnU-Net's training transforms, found {len(found)}")
@@ -136,8 +144,14 @@ def with_laterality_mirroring(transforms: BasicTransform, lr_axis: int | None,
 class nnUNetTrainerSpineSemantic(WrappedTrainingTransforms, nnUNetTrainer):
     """Whole-spine semantic segmentation; mirroring swaps left/right labels, TTA skips the left-right axis."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         if self.label_manager.has_regions:
             raise RuntimeError(f"{self.__class__.__name__} needs integer labels, not regions")
@@ -147,23 +161,30 @@ class nnUNetTrainerSpineSemantic(WrappedTrainingTransforms, nnUNetTrainer):
     def dataset_lr_axis(self) -> int:
         """Left-right axis of the preprocessed arrays, the same for every case (:func:`lr_axis_of_properties`,
         plans' transpose). ``RuntimeError`` naming the cases when they disagree on the axis or its direction."""
-        return dataset_lr_axis(self, advice=(
-            f"reorient the images (and masks) to one orientation, e.g. all PIR, before 'nnspine convert spineps', "
-            f"or train with {self.__class__.__name__}_noMirroring knowing laterality will not be learnt."))
+        return dataset_lr_axis(
+            self,
+            advice=(
+                f"reorient the images (and masks) to one orientation, e.g. all PIR, before 'nnspine convert spineps', "
+                f"or train with {self.__class__.__name__}_noMirroring knowing laterality will not be learnt."
+            ),
+        )
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        rotation, dummy_2d, initial_patch_size, mirror_axes = \
+        rotation, dummy_2d, initial_patch_size, mirror_axes = (
             super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        )
         self.lr_axis = None
         if self.lateral_pairs and mirror_axes:
             patch_dims = len(self.configuration_manager.patch_size)
             self.lr_axis = patch_lr_axis(self.dataset_lr_axis(), patch_dims)
             if self.inference_allowed_mirroring_axes is not None and self.lr_axis is not None:
                 self.inference_allowed_mirroring_axes = tuple(
-                    a for a in self.inference_allowed_mirroring_axes if a != self.lr_axis)
+                    a for a in self.inference_allowed_mirroring_axes if a != self.lr_axis
+                )
             self.print_to_log_file(
                 f"laterality: left-right patch axis {self.lr_axis}; training flips along it swap labels "
-                f"{list(self.lateral_pairs)}; test-time mirroring axes {self.inference_allowed_mirroring_axes}")
+                f"{list(self.lateral_pairs)}; test-time mirroring axes {self.inference_allowed_mirroring_axes}"
+            )
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
     def wrap_training_transforms(self, transforms, mirror_axes):
@@ -177,8 +198,9 @@ class nnUNetTrainerSpineSemantic_noMirroring(nnUNetTrainerSpineSemantic):
     """Whole-spine semantic segmentation without mirroring in training or test time (as SPINEPS)."""
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        rotation, dummy_2d, initial_patch_size, _ = \
+        rotation, dummy_2d, initial_patch_size, _ = (
             nnUNetTrainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size(self)
+        )
         self.inference_allowed_mirroring_axes = None
         return rotation, dummy_2d, initial_patch_size, None
 
@@ -197,5 +219,9 @@ class nnUNetTrainerSpineSemantic_demo(ShortRun, nnUNetTrainerSpineSemantic):
 
 
 #: The trainers of this module (exported for ``nnUNet_extTrainer`` and listed by ``nnspine trainers``).
-TRAINERS = (nnUNetTrainerSpineSemantic, nnUNetTrainerSpineSemantic_noMirroring, nnUNetTrainerSpineSemantic_debug,
-            nnUNetTrainerSpineSemantic_demo)
+TRAINERS = (
+    nnUNetTrainerSpineSemantic,
+    nnUNetTrainerSpineSemantic_noMirroring,
+    nnUNetTrainerSpineSemantic_debug,
+    nnUNetTrainerSpineSemantic_demo,
+)

@@ -11,8 +11,8 @@ Use with stock nnU-Net (``eval "$(nnspine trainers --export)"`` sets ``nnUNet_ex
     nnspine fuse --semantic SEM.nii.gz --cutouts CUTS --predictions PRED -o OUT
 
 The dataset is the one ``nnspine convert cutouts`` writes (:mod:`dataset_converters.cutouts`): nine one-hot input
-channels, channel ``c`` the semantic subregion :data:`nnunet_extensions.labels.CUTOUT_CHANNEL_LABELS` ``[c]``
-(41-49), and targets :data:`~nnunet_extensions.labels.CUTOUT_TARGET_LABELS` (1 above, 2 centre, 3 below).
+channels, channel ``c`` the semantic subregion :data:`nnunet_extensions.core.labels.CUTOUT_CHANNEL_LABELS` ``[c]``
+(41-49), and targets :data:`~nnunet_extensions.core.labels.CUTOUT_TARGET_LABELS` (1 above, 2 centre, 3 below).
 The trainer checks both tables in ``dataset.json`` and refuses other datasets.
 
 **No intensity augmentation.** The input is labels: noise, blur, brightness, contrast, gamma and simulated low
@@ -27,7 +27,7 @@ sagittal plane turns "above" into "below".
 
 * *Left-right* flips keep the targets' meaning (above stays above) and give a plausible mirrored subject, provided
   the left/right subregion channels (43↔44, 45↔46, 47↔48) trade places with the flip
-  (:class:`CutoutMirrorTransform`, :func:`nnunet_extensions.labels.cutout_mirror_channels`): the left processes of
+  (:class:`CutoutMirrorTransform`, :func:`nnunet_extensions.core.labels.cutout_mirror_channels`): the left processes of
   the flipped patch lie on the subject's left again. The left-right axis of the patches is derived from each case's
   geometry and the plans' transpose (:mod:`trainers.mirror_axes`, shared with
   :mod:`trainers.spine_semantic`), never assumed.
@@ -48,7 +48,7 @@ Variants: ``_debug`` (2 epochs of 4 iterations, for tests), ``_demo`` (6 epochs 
 
 from __future__ import annotations
 
-from typing import List, Mapping, Sequence, Tuple
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -67,12 +67,11 @@ from batchgeneratorsv2.transforms.utils.nnunet_masking import MaskImageTransform
 from batchgeneratorsv2.transforms.utils.pseudo2d import Convert2DTo3DTransform, Convert3DTo2DTransform
 from batchgeneratorsv2.transforms.utils.random import RandomTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
-
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_extensions import labels as L
+from nnunet_extensions.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS, cutout_mirror_channels
+from nnunet_extensions.integration.hooks import WrappedTrainingTransforms
 from trainers.mirror_axes import dataset_lr_axis, patch_lr_axis
-from trainers.nnunet_hooks import WrappedTrainingTransforms
 from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 from trainers.spine_semantic import LateralityMirrorTransform
 
@@ -81,34 +80,54 @@ MAX_ROTATION_DEG = 30.0
 #: ``dataset.json`` key in which ``nnspine convert cutouts`` records the semantic label of each input channel.
 CHANNEL_LABELS_KEY = "channel_labels"
 #: nnU-Net training steps that change intensities only: dropped (the input is one-hot labels).
-INTENSITY_STEPS = (GaussianNoiseTransform, GaussianBlurTransform, MultiplicativeBrightnessTransform,
-                   ContrastTransform, SimulateLowResolutionTransform, GammaTransform)
+INTENSITY_STEPS = (
+    GaussianNoiseTransform,
+    GaussianBlurTransform,
+    MultiplicativeBrightnessTransform,
+    ContrastTransform,
+    SimulateLowResolutionTransform,
+    GammaTransform,
+)
 #: nnU-Net training steps that move voxels or handle the target only: kept (mirroring replaced, see the module doc).
-SPATIAL_AND_LABEL_STEPS = (Convert3DTo2DTransform, SpatialTransform, Convert2DTo3DTransform, MirrorTransform,
-                           MaskImageTransform, RemoveLabelTansform, DownsampleSegForDSTransform)
+SPATIAL_AND_LABEL_STEPS = (
+    Convert3DTo2DTransform,
+    SpatialTransform,
+    Convert2DTo3DTransform,
+    MirrorTransform,
+    MaskImageTransform,
+    RemoveLabelTansform,
+    DownsampleSegForDSTransform,
+)
 
 
 # ---------------------------------------------------------------------------------------------- dataset
-def cutout_channel_order(dataset_json: Mapping) -> List[int]:
-    """Input channel order after a left-right flip (:func:`nnunet_extensions.labels.cutout_mirror_channels`), once
-    ``dataset_json`` is checked to be a cutout dataset: targets :data:`~nnunet_extensions.labels.CUTOUT_TARGET_LABELS`
-    and one channel per :data:`~nnunet_extensions.labels.CUTOUT_CHANNEL_LABELS` entry, in that order (from
+def cutout_channel_order(dataset_json: Mapping) -> list[int]:
+    """Input channel order after a left-right flip (:func:`nnunet_extensions.core.labels.cutout_mirror_channels`), once
+    ``dataset_json`` is checked to be a cutout dataset: targets
+    :data:`~nnunet_extensions.core.labels.CUTOUT_TARGET_LABELS`
+    and one channel per :data:`~nnunet_extensions.core.labels.CUTOUT_CHANNEL_LABELS` entry, in that order (from
     ``channel_labels`` when recorded). ``ValueError`` naming what differs."""
     labels = {str(k): v for k, v in dataset_json.get("labels", {}).items()}
-    if labels != dict(L.CUTOUT_TARGET_LABELS):
-        raise ValueError(f"dataset.json labels {labels} are not the cutout targets {dict(L.CUTOUT_TARGET_LABELS)} "
-                         f"(make the dataset with 'nnspine convert cutouts')")
+    if labels != dict(CUTOUT_TARGET_LABELS):
+        raise ValueError(
+            f"dataset.json labels {labels} are not the cutout targets {dict(CUTOUT_TARGET_LABELS)} "
+            f"(make the dataset with 'nnspine convert cutouts')"
+        )
     n = len(dataset_json.get("channel_names", {}))
-    if n != len(L.CUTOUT_CHANNEL_LABELS):
-        raise ValueError(f"dataset.json has {n} input channel(s); a cutout dataset has one per vertebra subregion "
-                         f"{list(L.CUTOUT_CHANNEL_LABELS)}")
+    if n != len(CUTOUT_CHANNEL_LABELS):
+        raise ValueError(
+            f"dataset.json has {n} input channel(s); a cutout dataset has one per vertebra subregion "
+            f"{list(CUTOUT_CHANNEL_LABELS)}"
+        )
     recorded = dataset_json.get(CHANNEL_LABELS_KEY)
     if recorded is not None:
         got = [int(recorded.get(str(c), -1)) for c in range(n)]
-        if got != list(L.CUTOUT_CHANNEL_LABELS):
-            raise ValueError(f"dataset.json {CHANNEL_LABELS_KEY} {got} differ from the cutout channel table "
-                             f"{list(L.CUTOUT_CHANNEL_LABELS)}: the left/right channel swap would be wrong")
-    return L.cutout_mirror_channels()
+        if got != list(CUTOUT_CHANNEL_LABELS):
+            raise ValueError(
+                f"dataset.json {CHANNEL_LABELS_KEY} {got} differ from the cutout channel table "
+                f"{list(CUTOUT_CHANNEL_LABELS)}: the left/right channel swap would be wrong"
+            )
+    return cutout_mirror_channels()
 
 
 # ------------------------------------------------------------------------------------------- transforms
@@ -118,14 +137,15 @@ class CutoutMirrorTransform(LateralityMirrorTransform):
     axis): the flipped patch's left-subregion data moves into the left channels. The segmentation (above / centre /
     below) is flipped and otherwise kept."""
 
-    def __init__(self, allowed_axes: Tuple[int, ...], lr_axis: int | None, channel_order: Sequence[int],
-                 p_per_axis: float = 0.5):
+    def __init__(
+        self, allowed_axes: tuple[int, ...], lr_axis: int | None, channel_order: Sequence[int], p_per_axis: float = 0.5
+    ):
         super().__init__(allowed_axes, lr_axis, pairs=(), p_per_axis=p_per_axis)
         self.channel_order = [int(c) for c in channel_order]
 
     def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
         flipped = super()._apply_to_image(img, **params)
-        if self.lr_axis is not None and self.lr_axis in params['axes']:
+        if self.lr_axis is not None and self.lr_axis in params["axes"]:
             flipped = flipped[self.channel_order]
         return flipped
 
@@ -135,13 +155,14 @@ def _step_type(step: BasicTransform) -> type:
     return type(step.transform) if type(step) is RandomTransform else type(step)
 
 
-def label_input_transforms(transforms: BasicTransform, lr_axis: int | None,
-                           channel_order: Sequence[int]) -> BasicTransform:
+def label_input_transforms(
+    transforms: BasicTransform, lr_axis: int | None, channel_order: Sequence[int]
+) -> BasicTransform:
     """nnU-Net's training pipeline (a ``ComposeTransforms``) for one-hot label input: intensity steps
     (:data:`INTENSITY_STEPS`) removed, its ``MirrorTransform`` replaced by a :class:`CutoutMirrorTransform` on the
     same axes. ``RuntimeError`` for a step in neither :data:`INTENSITY_STEPS` nor :data:`SPATIAL_AND_LABEL_STEPS`
     (an nnU-Net change to re-check) or more than one mirror step."""
-    steps = getattr(transforms, 'transforms', None)
+    steps = getattr(transforms, "transforms", None)
     if steps is None:
         raise RuntimeError(f"expected nnU-Net's ComposeTransforms, got {type(transforms).__name__}")
     kept = []
@@ -150,20 +171,24 @@ def label_input_transforms(transforms: BasicTransform, lr_axis: int | None,
         if kind in INTENSITY_STEPS:
             continue
         if kind not in SPATIAL_AND_LABEL_STEPS:
-            raise RuntimeError(f"nnU-Net's training transforms contain {kind.__name__}, unknown to the cutout trainer: "
-                               f"decide whether it changes one-hot label input and list it in INTENSITY_STEPS or "
-                               f"SPATIAL_AND_LABEL_STEPS (trainers/vertebra_cutout.py)")
+            raise RuntimeError(
+                f"nnU-Net's training transforms contain {kind.__name__}, unknown to the cutout trainer: "
+                f"decide whether it changes one-hot label input and list it in INTENSITY_STEPS or "
+                f"SPATIAL_AND_LABEL_STEPS (trainers/vertebra_cutout.py)"
+            )
         kept.append(step)
     mirrors = [i for i, step in enumerate(kept) if type(step) is MirrorTransform]
     if len(mirrors) > 1:
-        raise RuntimeError(f"expected at most one MirrorTransform in nnU-Net's training transforms, found {len(mirrors)}")
+        raise RuntimeError(
+            f"expected at most one MirrorTransform in nnU-Net's training transforms, found {len(mirrors)}"
+        )
     for i in mirrors:
         kept[i] = CutoutMirrorTransform(tuple(kept[i].allowed_axes), lr_axis, channel_order)
     transforms.transforms = kept
     return transforms
 
 
-def limited_rotation(rotation: RandomScalar, max_deg: float = MAX_ROTATION_DEG) -> Tuple[float, float]:
+def limited_rotation(rotation: RandomScalar, max_deg: float = MAX_ROTATION_DEG) -> tuple[float, float]:
     """nnU-Net's ``(low, high)`` rotation range (radians) clipped to ±``max_deg`` degrees."""
     if not (isinstance(rotation, (tuple, list)) and len(rotation) == 2):
         raise RuntimeError(f"expected nnU-Net's rotation range as (low, high) radians, got {rotation!r}")
@@ -177,8 +202,14 @@ class nnUNetTrainerVertebraCutout(WrappedTrainingTransforms, nnUNetTrainer):
     augmentation only: left-right flips swap the left/right subregion channels, no other flips, no test-time
     mirroring."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         try:
             self.channel_order = cutout_channel_order(dataset_json)
@@ -187,19 +218,27 @@ class nnUNetTrainerVertebraCutout(WrappedTrainingTransforms, nnUNetTrainer):
         self.lr_axis = None  # left-right axis of the network's patches (None: not mirrored)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        rotation, dummy_2d, initial_patch_size, _ = \
-            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         rotation = limited_rotation(rotation)  # the initial patch, sized for nnU-Net's range, stays large enough
-        lr_3d = dataset_lr_axis(self, advice=(
-            "reorient the semantic masks to one orientation before 'nnspine convert cutouts' (its cutouts are PIR "
-            "along each mask's own voxel axes)."))
+        lr_3d = dataset_lr_axis(
+            self,
+            advice=(
+                "reorient the semantic masks to one orientation before 'nnspine convert cutouts' (its cutouts are PIR "
+                "along each mask's own voxel axes)."
+            ),
+        )
         self.lr_axis = patch_lr_axis(lr_3d, len(self.configuration_manager.patch_size))
         mirror_axes = None if self.lr_axis is None else (self.lr_axis,)
         self.inference_allowed_mirroring_axes = None
-        mirroring = ("none (2-D slices are sagittal)" if self.lr_axis is None else
-                     f"left-right patch axis {self.lr_axis} only, swapping input channels {self.channel_order}")
-        self.print_to_log_file(f"cutouts: no intensity augmentation; rotation limited to +-{MAX_ROTATION_DEG:g} deg; "
-                               f"training mirroring: {mirroring}; no test-time mirroring")
+        mirroring = (
+            "none (2-D slices are sagittal)"
+            if self.lr_axis is None
+            else f"left-right patch axis {self.lr_axis} only, swapping input channels {self.channel_order}"
+        )
+        self.print_to_log_file(
+            f"cutouts: no intensity augmentation; rotation limited to +-{MAX_ROTATION_DEG:g} deg; "
+            f"training mirroring: {mirroring}; no test-time mirroring"
+        )
         return rotation, dummy_2d, initial_patch_size, mirror_axes
 
     def wrap_training_transforms(self, transforms, mirror_axes):

@@ -16,7 +16,7 @@ import sys
 import traceback
 
 from nnunet_extensions import __version__
-from nnunet_extensions.io import InputError
+from nnunet_extensions.core.io import InputError
 
 #: Subcommand modules, in the order ``nnspine --help`` lists them.
 COMMAND_MODULES = [

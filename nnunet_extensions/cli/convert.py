@@ -61,14 +61,32 @@ def register_softgt(conv: argparse._SubParsersAction) -> None:
         epilog=SOFTGT_EPILOG,
     )
     p.add_argument("-i", "--input", required=True, type=Path, metavar="BIDS_ROOT", help="input BIDS dataset")
-    p.add_argument("--derivatives-out", required=True, type=Path, metavar="DERIV_OUT",
-                   help="folder receiving labels_softseg/ (outside the input dataset, or its derivatives/ folder)")
-    p.add_argument("--reference", default="T2w", metavar="CONTRAST",
-                   help="reference contrast (BIDS name after sub-XX_, e.g. T2w, T1w; default: T2w)")
-    p.add_argument("--no-align", dest="align", action="store_false",
-                   help="no slice-wise centre-of-mass alignment between contrasts")
-    p.add_argument("--reference-resolution", type=float, default=0.4, metavar="MM",
-                   help="in-plane spacing of the averaging space in mm (default: 0.4)")
+    p.add_argument(
+        "--derivatives-out",
+        required=True,
+        type=Path,
+        metavar="DERIV_OUT",
+        help="folder receiving labels_softseg/ (outside the input dataset, or its derivatives/ folder)",
+    )
+    p.add_argument(
+        "--reference",
+        default="T2w",
+        metavar="CONTRAST",
+        help="reference contrast (BIDS name after sub-XX_, e.g. T2w, T1w; default: T2w)",
+    )
+    p.add_argument(
+        "--no-align",
+        dest="align",
+        action="store_false",
+        help="no slice-wise centre-of-mass alignment between contrasts",
+    )
+    p.add_argument(
+        "--reference-resolution",
+        type=float,
+        default=0.4,
+        metavar="MM",
+        help="in-plane spacing of the averaging space in mm (default: 0.4)",
+    )
     p.add_argument("--nnunet-dataset", type=int, metavar="ID", help="also write $nnUNet_raw/DatasetID_NAME (1..999)")
     p.add_argument("--name", metavar="NAME", help="nnU-Net dataset name (with --nnunet-dataset), e.g. SpineSoft")
     add_jobs(p)
@@ -122,16 +140,34 @@ def register_lesion(conv: argparse._SubParsersAction) -> None:
         epilog=LESION_EPILOG,
     )
     p.add_argument("-i", "--input", required=True, type=Path, metavar="BIDS_ROOT", help="input BIDS dataset")
-    p.add_argument("--channels", required=True, metavar="SPECS",
-                   help="sequences, one channel each, comma-separated, first = reference grid (e.g. T1w,T2w)")
-    p.add_argument("--label-suffix", default="_label-lesion_seg", metavar="SUFFIX",
-                   help="lesion mask suffix after the image name (default: %(default)s)")
-    p.add_argument("--cord-suffix", default="_label-SC_seg", metavar="SUFFIX",
-                   help="cord mask suffix, used with --regions (default: %(default)s)")
-    p.add_argument("--regions", action="store_true",
-                   help="region labels: cord 1, lesion 2 (regions cord=[1,2], lesion=2; regions_class_order [1,2])")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="write an empty lesion mask for subjects without one (instead of skipping them)")
+    p.add_argument(
+        "--channels",
+        required=True,
+        metavar="SPECS",
+        help="sequences, one channel each, comma-separated, first = reference grid (e.g. T1w,T2w)",
+    )
+    p.add_argument(
+        "--label-suffix",
+        default="_label-lesion_seg",
+        metavar="SUFFIX",
+        help="lesion mask suffix after the image name (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cord-suffix",
+        default="_label-SC_seg",
+        metavar="SUFFIX",
+        help="cord mask suffix, used with --regions (default: %(default)s)",
+    )
+    p.add_argument(
+        "--regions",
+        action="store_true",
+        help="region labels: cord 1, lesion 2 (regions cord=[1,2], lesion=2; regions_class_order [1,2])",
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="write an empty lesion mask for subjects without one (instead of skipping them)",
+    )
     p.add_argument("--nnunet-dataset", required=True, type=int, metavar="ID", help="nnU-Net dataset ID (1..999)")
     p.add_argument("--name", required=True, metavar="NAME", help="nnU-Net dataset name, e.g. SpineLesion")
     add_jobs(p)
@@ -163,9 +199,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_softgt(args: argparse.Namespace) -> int:
-    from nnunet_extensions.cli import UsageError
-
     from dataset_converters.softgt import SoftGTWarning, convert
+    from nnunet_extensions.cli import UsageError
 
     if (args.nnunet_dataset is None) != (args.name is None):
         raise UsageError("--nnunet-dataset and --name go together")

@@ -40,21 +40,41 @@ example:
 
 def register_cutouts(conv: argparse._SubParsersAction) -> None:
     """Add ``cutouts`` to the ``nnspine convert`` group."""
-    p = new_parser(conv, "cutouts", help="instance-phase cutout dataset (vertebra above/centre/below) -> nnU-Net raw",
-                   description=DESCRIPTION, epilog=EPILOG)
+    p = new_parser(
+        conv,
+        "cutouts",
+        help="instance-phase cutout dataset (vertebra above/centre/below) -> nnU-Net raw",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
     from nnunet_extensions.cli.cutouts import triple
 
     p.add_argument("-i", "--input", required=True, type=Path, metavar="DATASET", help="folder with SPINEPS mask pairs")
     p.add_argument("--nnunet-dataset", required=True, type=int, metavar="ID", help="nnU-Net dataset ID (1..999)")
     p.add_argument("--name", required=True, metavar="NAME", help="nnU-Net dataset name, e.g. VertebraCutouts")
     p.add_argument("--shifts", type=int, default=2, metavar="N", help="shifted copies per vertebra (default: 2)")
-    p.add_argument("--max-shift-mm", type=float, default=10.0, metavar="S",
-                   help="largest shift of a copy's centre in mm (default: 10)")
+    p.add_argument(
+        "--max-shift-mm",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="largest shift of a copy's centre in mm (default: 10)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the shifts (default: 0)")
-    p.add_argument("--size", type=triple(int), default=(248, 304, 64), metavar="P,I,R",
-                   help="cutout size in voxels (default: 248,304,64)")
-    p.add_argument("--spacing", type=triple(float), default=(0.75, 0.75, 1.65), metavar="P,I,R",
-                   help="cutout voxel size in mm (default: 0.75,0.75,1.65)")
+    p.add_argument(
+        "--size",
+        type=triple(int),
+        default=(248, 304, 64),
+        metavar="P,I,R",
+        help="cutout size in voxels (default: 248,304,64)",
+    )
+    p.add_argument(
+        "--spacing",
+        type=triple(float),
+        default=(0.75, 0.75, 1.65),
+        metavar="P,I,R",
+        help="cutout voxel size in mm (default: 0.75,0.75,1.65)",
+    )
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run_cutouts)
@@ -65,9 +85,18 @@ def run_cutouts(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CutoutWarning)
-        report = convert(args.input, args.nnunet_dataset, args.name, shifts=args.shifts,
-                         max_shift_mm=args.max_shift_mm, seed=args.seed, size=args.size, spacing_mm=args.spacing,
-                         overwrite=args.overwrite, progress=not args.quiet and sys.stderr.isatty())
+        report = convert(
+            args.input,
+            args.nnunet_dataset,
+            args.name,
+            shifts=args.shifts,
+            max_shift_mm=args.max_shift_mm,
+            seed=args.seed,
+            size=args.size,
+            spacing_mm=args.spacing,
+            overwrite=args.overwrite,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
     for w in report.warnings:
         print(f"nnspine convert cutouts: warning: {w}", file=sys.stderr)
     if not args.quiet:

@@ -75,13 +75,23 @@ def _add_dataset_args(p: argparse.ArgumentParser) -> None:
 
 def register_spineps(conv: argparse._SubParsersAction) -> None:
     """Add ``nnspine convert spineps`` to the ``convert`` group."""
-    p = new_parser(conv, "spineps", help="images + SPINEPS semantic masks -> nnU-Net raw dataset (labels 1..n)",
-                   description=SPINEPS_DESCRIPTION, epilog=SPINEPS_EPILOG)
+    p = new_parser(
+        conv,
+        "spineps",
+        help="images + SPINEPS semantic masks -> nnU-Net raw dataset (labels 1..n)",
+        description=SPINEPS_DESCRIPTION,
+        epilog=SPINEPS_EPILOG,
+    )
     p.add_argument("-i", "--input", required=True, type=Path, metavar="DATASET", help="BIDS dataset or folder")
     _add_dataset_args(p)
-    p.add_argument("--channels", nargs="+", default=["T2w"], metavar="SPEC",
-                   help="image contrasts, one per input channel (BIDS suffix with optional entities, e.g. T2w "
-                        "acq-sag_T1w; default: T2w); the first names the cases")
+    p.add_argument(
+        "--channels",
+        nargs="+",
+        default=["T2w"],
+        metavar="SPEC",
+        help="image contrasts, one per input channel (BIDS suffix with optional entities, e.g. T2w "
+        "acq-sag_T1w; default: T2w); the first names the cases",
+    )
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run_spineps)
@@ -89,18 +99,34 @@ def register_spineps(conv: argparse._SubParsersAction) -> None:
 
 def register_spider(conv: argparse._SubParsersAction) -> None:
     """Add ``nnspine convert spider`` to the ``convert`` group."""
-    p = new_parser(conv, "spider", help="SPIDER lumbar MRI -> nnU-Net raw dataset (+ SPINEPS instance masks)",
-                   description=SPIDER_DESCRIPTION, epilog=SPIDER_EPILOG)
-    p.add_argument("-i", "--input", required=True, type=Path, metavar="SPIDER_ROOT",
-                   help="folder holding images/ and masks/")
+    p = new_parser(
+        conv,
+        "spider",
+        help="SPIDER lumbar MRI -> nnU-Net raw dataset (+ SPINEPS instance masks)",
+        description=SPIDER_DESCRIPTION,
+        epilog=SPIDER_EPILOG,
+    )
+    p.add_argument(
+        "-i", "--input", required=True, type=Path, metavar="SPIDER_ROOT", help="folder holding images/ and masks/"
+    )
     _add_dataset_args(p)
-    p.add_argument("--keep-partial", action="store_true",
-                   help="partially visible vertebrae (101-125) as vertebra (default: background)")
+    p.add_argument(
+        "--keep-partial",
+        action="store_true",
+        help="partially visible vertebrae (101-125) as vertebra (default: background)",
+    )
     p.add_argument("--instances", action="store_true", help="also write SPINEPS-format instance masks (instancesTr/)")
-    p.add_argument("--lowest", metavar="VERTEBRA",
-                   help="VerSe name of SPIDER's vertebra 1 (e.g. L5): instance ids become VerSe ids")
-    p.add_argument("--sequences", nargs="+", metavar="SEQ",
-                   help="only these series (file names ending in _SEQ, e.g. t2 t2_SPACE; default: all)")
+    p.add_argument(
+        "--lowest",
+        metavar="VERTEBRA",
+        help="VerSe name of SPIDER's vertebra 1 (e.g. L5): instance ids become VerSe ids",
+    )
+    p.add_argument(
+        "--sequences",
+        nargs="+",
+        metavar="SEQ",
+        help="only these series (file names ending in _SEQ, e.g. t2 t2_SPACE; default: all)",
+    )
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run_spider)
@@ -116,8 +142,14 @@ def _report(command: str, report, quiet: bool) -> None:
 def run_spineps(args: argparse.Namespace) -> int:
     from dataset_converters.spineps import convert
 
-    report = convert(args.input, args.nnunet_dataset, args.name, channels=args.channels, overwrite=args.overwrite,
-                     progress=not args.quiet and sys.stderr.isatty())
+    report = convert(
+        args.input,
+        args.nnunet_dataset,
+        args.name,
+        channels=args.channels,
+        overwrite=args.overwrite,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
     _report("spineps", report, args.quiet)
     return 0
 
@@ -125,8 +157,16 @@ def run_spineps(args: argparse.Namespace) -> int:
 def run_spider(args: argparse.Namespace) -> int:
     from dataset_converters.spider import convert
 
-    report = convert(args.input, args.nnunet_dataset, args.name, keep_partial=args.keep_partial,
-                     instances=args.instances, lowest=args.lowest, sequences=args.sequences,
-                     overwrite=args.overwrite, progress=not args.quiet and sys.stderr.isatty())
+    report = convert(
+        args.input,
+        args.nnunet_dataset,
+        args.name,
+        keep_partial=args.keep_partial,
+        instances=args.instances,
+        lowest=args.lowest,
+        sequences=args.sequences,
+        overwrite=args.overwrite,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
     _report("spider", report, args.quiet)
     return 0

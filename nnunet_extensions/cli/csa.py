@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from nnunet_extensions.cli.common import add_overwrite, add_quiet, existing_path, new_parser
-from postprocessing.levels import VERTFILE_KINDS
+from postprocessing.cord.levels import VERTFILE_KINDS
 
 DESCRIPTION = """\
 Measure the spinal cord cross-sectional area (CSA) and shape, slice by slice, from cord masks, and
@@ -80,8 +80,8 @@ examples:
 
 
 def _levels(text: str) -> list[int]:
-    """argparse type for ``--vert`` (:func:`nnunet_extensions.labels.parse_levels`)."""
-    from nnunet_extensions.labels import parse_levels
+    """argparse type for ``--vert`` (:func:`nnunet_extensions.core.labels.parse_levels`)."""
+    from nnunet_extensions.core.labels import parse_levels
 
     try:
         return parse_levels(text)
@@ -100,35 +100,85 @@ def _threshold(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    p = new_parser(subparsers, "csa", help="cord cross-sectional area and shape per slice/level (SCT-compatible CSV)",
-                   description=DESCRIPTION, epilog=EPILOG)
-    p.add_argument("-i", "--input", nargs="+", required=True, type=existing_path, metavar="SEG",
-                   help="cord mask file(s) or folder(s) of NIfTI masks")
-    p.add_argument("-o", "--output", default="csa.csv", metavar="OUT.csv",
-                   help="output CSV (default: csa.csv in the current folder; '-' prints to stdout)")
+    p = new_parser(
+        subparsers,
+        "csa",
+        help="cord cross-sectional area and shape per slice/level (SCT-compatible CSV)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "-i",
+        "--input",
+        nargs="+",
+        required=True,
+        type=existing_path,
+        metavar="SEG",
+        help="cord mask file(s) or folder(s) of NIfTI masks",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="csa.csv",
+        metavar="OUT.csv",
+        help="output CSV (default: csa.csv in the current folder; '-' prints to stdout)",
+    )
     rows = p.add_mutually_exclusive_group()
     rows.add_argument("--perslice", action="store_true", help="one row per slice")
-    rows.add_argument("--perlevel", action="store_true",
-                      help="one row per vertebral level (needs --vertfile or --discfile)")
-    p.add_argument("--vert", type=_levels, metavar="LEVELS",
-                   help="only these vertebral levels, e.g. 2:5 or 2,4 (needs --vertfile or --discfile)")
+    rows.add_argument(
+        "--perlevel", action="store_true", help="one row per vertebral level (needs --vertfile or --discfile)"
+    )
+    p.add_argument(
+        "--vert",
+        type=_levels,
+        metavar="LEVELS",
+        help="only these vertebral levels, e.g. 2:5 or 2,4 (needs --vertfile or --discfile)",
+    )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--vertfile", type=existing_path, metavar="LEVELS.nii.gz",
-                     help="labelled vertebral levels (SCT) or a SPINEPS vertebra instance mask, on the mask's grid")
-    src.add_argument("--discfile", type=existing_path, metavar="DISCS.nii.gz",
-                     help="disc point labels on the mask's grid (value n = top of vertebra n)")
-    p.add_argument("--vertfile-kind", choices=VERTFILE_KINDS, default="auto",
-                   help="how --vertfile is read: sct (labelled levels), spineps (vertebra instance mask, VerSe ids "
-                        "-> SCT levels) or auto (default: from its name and values; see above)")
+    src.add_argument(
+        "--vertfile",
+        type=existing_path,
+        metavar="LEVELS.nii.gz",
+        help="labelled vertebral levels (SCT) or a SPINEPS vertebra instance mask, on the mask's grid",
+    )
+    src.add_argument(
+        "--discfile",
+        type=existing_path,
+        metavar="DISCS.nii.gz",
+        help="disc point labels on the mask's grid (value n = top of vertebra n)",
+    )
+    p.add_argument(
+        "--vertfile-kind",
+        choices=VERTFILE_KINDS,
+        default="auto",
+        help="how --vertfile is read: sct (labelled levels), spineps (vertebra instance mask, VerSe ids "
+        "-> SCT levels) or auto (default: from its name and values; see above)",
+    )
     cord = p.add_mutually_exclusive_group()
-    cord.add_argument("--threshold", type=_threshold, metavar="T",
-                      help="binarize the mask first: voxels >= T count as cord (default: use values as fractions)")
-    cord.add_argument("--label", type=int, metavar="N",
-                      help="the cord is label N of a label mask (e.g. 60 in a SPINEPS semantic mask)")
-    p.add_argument("--no-angle-correction", dest="angle_correction", action="store_false",
-                   help="do not correct for the centreline's obliquity (angles reported as 0)")
-    p.add_argument("--plot", type=existing_path, metavar="OUT.png",
-                   help="also draw CSA along S-I with level boundaries (QC picture)")
+    cord.add_argument(
+        "--threshold",
+        type=_threshold,
+        metavar="T",
+        help="binarize the mask first: voxels >= T count as cord (default: use values as fractions)",
+    )
+    cord.add_argument(
+        "--label",
+        type=int,
+        metavar="N",
+        help="the cord is label N of a label mask (e.g. 60 in a SPINEPS semantic mask)",
+    )
+    p.add_argument(
+        "--no-angle-correction",
+        dest="angle_correction",
+        action="store_false",
+        help="do not correct for the centreline's obliquity (angles reported as 0)",
+    )
+    p.add_argument(
+        "--plot",
+        type=existing_path,
+        metavar="OUT.png",
+        help="also draw CSA along S-I with level boundaries (QC picture)",
+    )
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run)
@@ -136,7 +186,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from nnunet_extensions.cli import UsageError
-    from nnunet_extensions.io import InputError, check_output
+    from nnunet_extensions.core.io import InputError, check_output
 
     has_levels = args.vertfile is not None or args.discfile is not None
     if (args.vert or args.perlevel) and not has_levels:
@@ -149,17 +199,23 @@ def run(args) -> int:
     if args.plot is not None:
         check_output(args.plot, args.overwrite)
 
-    from postprocessing import csa, csa_table
-    from postprocessing.levels import level_file_kind, select_levels
+    from postprocessing.cord import csa, csa_table
+    from postprocessing.cord.levels import level_file_kind, select_levels
 
     vertfile_note = None
     if args.vertfile is not None:  # decided once, before any work; said on the last line
-        from nnunet_extensions.io import load_image
+        from nnunet_extensions.core.io import load_image
 
         kind, reason = level_file_kind(load_image(args.vertfile, "labels"), args.vertfile_kind)
-        vertfile_note = (f"levels from {args.vertfile} read as "
-                         + ("a SPINEPS vertebra instance mask, VerSe ids -> SCT levels" if kind == "spineps"
-                            else "SCT labelled levels") + f" ({reason})")
+        vertfile_note = (
+            f"levels from {args.vertfile} read as "
+            + (
+                "a SPINEPS vertebra instance mask, VerSe ids -> SCT levels"
+                if kind == "spineps"
+                else "SCT labelled levels"
+            )
+            + f" ({reason})"
+        )
     files = csa.expand_inputs(args.input, exclude=[p for p in (args.vertfile, args.discfile) if p is not None])
     per = "slice" if args.perslice else "level" if args.perlevel else "all"
     show_bar = len(files) > 1 and not args.quiet and sys.stderr.isatty()
@@ -173,9 +229,15 @@ def run(args) -> int:
     stamp = csa_table.now_timestamp()  # one Timestamp for the whole run
     for path in iterator:
         try:
-            columns = csa.measure_file_columns(path, vertfile=args.vertfile, vertfile_kind=args.vertfile_kind,
-                                               discfile=args.discfile, threshold=args.threshold, label=args.label,
-                                               angle_correction=args.angle_correction)
+            columns = csa.measure_file_columns(
+                path,
+                vertfile=args.vertfile,
+                vertfile_kind=args.vertfile_kind,
+                discfile=args.discfile,
+                threshold=args.threshold,
+                label=args.label,
+                angle_correction=args.angle_correction,
+            )
             found = csa_table.summary_rows(columns, per=per, vert=args.vert, filename=str(path), timestamp=stamp)
             if not found:
                 raise InputError(f"{path}: no slice of level(s) {csa_table.format_ranges(args.vert or [])} holds cord")
@@ -199,7 +261,7 @@ def run(args) -> int:
     if to_stdout:
         sys.stdout.write(text)
     else:
-        from nnunet_extensions.io import write_text
+        from nnunet_extensions.core.io import write_text
 
         write_text(args.output, text, overwrite=args.overwrite)
     if args.plot is not None:

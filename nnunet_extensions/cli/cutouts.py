@@ -38,6 +38,7 @@ example (instance phase with your own nnUNetv2_predict):
 
 def triple(kind: type):
     """argparse type: three comma-separated numbers (``248,304,64``)."""
+
     def parse(text: str):
         parts = [p.strip() for p in text.split(",")]
         try:
@@ -47,36 +48,74 @@ def triple(kind: type):
         if len(values) != 3 or any(v <= 0 for v in values):
             raise argparse.ArgumentTypeError(f"expected three positive comma-separated numbers, got {text!r}")
         return values
+
     return parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from postprocessing.cutouts import BODY_EROSION_MM, MIN_BODY_MM3
+    from postprocessing.spine.cutouts import BODY_EROSION_MM, MIN_BODY_MM3
 
-    p = new_parser(sub, "cutouts", help="instance phase: one nnU-Net input cutout per vertebral body of a semantic mask",
-                   description=DESCRIPTION, epilog=EPILOG)
-    p.add_argument("--semantic", required=True, type=Path, metavar="SEM",
-                   help="SPINEPS semantic mask (.nii.gz) or a folder of *_seg-spine_msk.nii.gz")
+    p = new_parser(
+        sub,
+        "cutouts",
+        help="instance phase: one nnU-Net input cutout per vertebral body of a semantic mask",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "--semantic",
+        required=True,
+        type=Path,
+        metavar="SEM",
+        help="SPINEPS semantic mask (.nii.gz) or a folder of *_seg-spine_msk.nii.gz",
+    )
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR", help="folder for the cutouts")
-    p.add_argument("--size", type=triple(int), default=(248, 304, 64), metavar="P,I,R",
-                   help="cutout size in voxels (default: 248,304,64)")
-    p.add_argument("--spacing", type=triple(float), default=(0.75, 0.75, 1.65), metavar="P,I,R",
-                   help="cutout voxel size in mm (default: 0.75,0.75,1.65)")
-    p.add_argument("--erosion-mm", type=float, default=BODY_EROSION_MM, metavar="MM",
-                   help=f"erosion radius of the vertebral bodies before splitting them (default: {BODY_EROSION_MM})")
-    p.add_argument("--min-body-mm3", type=float, default=MIN_BODY_MM3, metavar="MM3",
-                   help=f"smallest eroded body fragment that gets a cutout (default: {MIN_BODY_MM3:g})")
+    p.add_argument(
+        "--size",
+        type=triple(int),
+        default=(248, 304, 64),
+        metavar="P,I,R",
+        help="cutout size in voxels (default: 248,304,64)",
+    )
+    p.add_argument(
+        "--spacing",
+        type=triple(float),
+        default=(0.75, 0.75, 1.65),
+        metavar="P,I,R",
+        help="cutout voxel size in mm (default: 0.75,0.75,1.65)",
+    )
+    p.add_argument(
+        "--erosion-mm",
+        type=float,
+        default=BODY_EROSION_MM,
+        metavar="MM",
+        help=f"erosion radius of the vertebral bodies before splitting them (default: {BODY_EROSION_MM})",
+    )
+    p.add_argument(
+        "--min-body-mm3",
+        type=float,
+        default=MIN_BODY_MM3,
+        metavar="MM3",
+        help=f"smallest eroded body fragment that gets a cutout (default: {MIN_BODY_MM3:g})",
+    )
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from postprocessing.cutouts import write_cutouts
+    from postprocessing.spine.cutouts import write_cutouts
 
-    report = write_cutouts(args.semantic, args.output, size=args.size, spacing_mm=args.spacing,
-                           erosion_mm=args.erosion_mm, min_volume_mm3=args.min_body_mm3,
-                           overwrite=args.overwrite, progress=not args.quiet and sys.stderr.isatty())
+    report = write_cutouts(
+        args.semantic,
+        args.output,
+        size=args.size,
+        spacing_mm=args.spacing,
+        erosion_mm=args.erosion_mm,
+        min_volume_mm3=args.min_body_mm3,
+        overwrite=args.overwrite,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0

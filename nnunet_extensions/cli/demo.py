@@ -55,15 +55,26 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = new_parser(sub, "demo", help="run the soft-cord (or --lesion) pipeline on built-in phantoms (real nnU-Net, CPU)",
-                   description=DESCRIPTION, epilog=EPILOG)
+    p = new_parser(
+        sub,
+        "demo",
+        help="run the soft-cord (or --lesion) pipeline on built-in phantoms (real nnU-Net, CPU)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="demo folder (default: a new temporary folder)")
-    p.add_argument("--no-train", action="store_true",
-                   help="no nnU-Net: only phantoms and CSA (stages 1-2); with --lesion stages 1-3")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="no nnU-Net: only phantoms and CSA (stages 1-2); with --lesion stages 1-3",
+    )
     p.add_argument("--lesion", action="store_true", help="the lesion pipeline instead of the soft-cord one")
-    p.add_argument("--trainer", metavar="NAME",
-                   help="nnU-Net trainer of the demo (default: nnUNetTrainerSoftSeg_demo, or "
-                        "nnUNetTrainerLesion_demo with --lesion; the _debug variants for a quicker check)")
+    p.add_argument(
+        "--trainer",
+        metavar="NAME",
+        help="nnU-Net trainer of the demo (default: nnUNetTrainerSoftSeg_demo, or "
+        "nnUNetTrainerLesion_demo with --lesion; the _debug variants for a quicker check)",
+    )
     add_overwrite(p)
     p.set_defaults(func=run)
 
@@ -79,8 +90,10 @@ def _check_trainer(name: str, lesion: bool) -> None:
         from trainers.softseg import nnUNetTrainerSoftSeg as family
     names = [t.__name__ for t in all_trainers() if issubclass(t, family)]
     if name not in names:
-        raise UsageError(f"--trainer {name}: not a {'lesion' if lesion else 'soft'} trainer of this package "
-                         f"({', '.join(names)}; the lesion trainers go with --lesion)")
+        raise UsageError(
+            f"--trainer {name}: not a {'lesion' if lesion else 'soft'} trainer of this package "
+            f"({', '.join(names)}; the lesion trainers go with --lesion)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,12 +101,17 @@ def run(args: argparse.Namespace) -> int:
         _check_trainer(args.trainer, args.lesion)
     if args.lesion:
         return run_lesion(args)
-    from nnunet_extensions.demo import DEMO_TRAINER, compact_table, run_demo, verdict
+    from nnunet_extensions.apps.demo import DEMO_TRAINER, compact_table, run_demo, verdict
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_demo_"))
     print(f"nnspine demo in {folder}", flush=True)
-    result = run_demo(folder, train=not args.no_train, trainer=args.trainer or DEMO_TRAINER, overwrite=args.overwrite,
-                      say=lambda s: print(s, flush=True))
+    result = run_demo(
+        folder,
+        train=not args.no_train,
+        trainer=args.trainer or DEMO_TRAINER,
+        overwrite=args.overwrite,
+        say=lambda s: print(s, flush=True),
+    )
     print()
     print("CSA per vertebral level of the held-out test subject (T2w), mm² (error vs the true CSA, %):")
     print(compact_table(result.table).to_string(index=False))
@@ -113,23 +131,32 @@ def run(args: argparse.Namespace) -> int:
 
 def run_lesion(args: argparse.Namespace) -> int:
     """``nnspine demo --lesion``: run, then print the metrics table and what was written."""
-    from nnunet_extensions.demo_lesion import DEMO_TRAINER, compact_metrics, run_lesion_demo, verdict
+    from nnunet_extensions.apps.demo_lesion import DEMO_TRAINER, compact_metrics, run_lesion_demo, verdict
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_lesion_demo_"))
     print(f"nnspine demo --lesion in {folder}", flush=True)
-    result = run_lesion_demo(folder, train=not args.no_train, trainer=args.trainer or DEMO_TRAINER,
-                             overwrite=args.overwrite, say=lambda s: print(s, flush=True))
+    result = run_lesion_demo(
+        folder,
+        train=not args.no_train,
+        trainer=args.trainer or DEMO_TRAINER,
+        overwrite=args.overwrite,
+        say=lambda s: print(s, flush=True),
+    )
     print()
-    print("Lesion-wise metrics of the held-out test subject (rule overlap, 26-connectivity; sens = lesion "
-          "sensitivity, prec = lesion precision, vol err = predicted - reference volume):")
+    print(
+        "Lesion-wise metrics of the held-out test subject (rule overlap, 26-connectivity; sens = lesion "
+        "sensitivity, prec = lesion precision, vol err = predicted - reference volume):"
+    )
     table = compact_metrics(result.metrics)
     print(table.to_string(index=False))
     print()
     for line in verdict(result):
         print(line)
     if result.trained:
-        print(f"(the network comes from a short CPU training run, {result.trainer}; a full nnUNetTrainerLesion "
-              "run is the real thing)")
+        print(
+            f"(the network comes from a short CPU training run, {result.trainer}; a full nnUNetTrainerLesion "
+            "run is the real thing)"
+        )
     print("\nwrote " + "\n      ".join(str(p) for p in result.written()))
     print(f"total {sum(result.timings_s.values()):.0f} s")
     return 0 if result.counts_match_truth else 1

@@ -2,7 +2,7 @@
 
 A command group: each evaluation is a sub-subcommand registered by a function of :data:`EVALUATIONS` that
 adds its parser and sets ``func``. The work is done by one library function per evaluation
-(:mod:`postprocessing.metrics`); this module parses, calls it, writes the table and reports.
+(:mod:`postprocessing.cord.soft_metrics`); this module parses, calls it, writes the table and reports.
 """
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
 from nnunet_extensions.cli.evaluate_compare import register_compare
 from nnunet_extensions.cli.evaluate_instances import register_instances
 from nnunet_extensions.cli.evaluate_lesions import register_lesions
-from postprocessing.levels import VERTFILE_KINDS
+from nnunet_extensions.core.bids import SPINEPS_INSTANCE_SUFFIXES
+from postprocessing.cord.levels import VERTFILE_KINDS
 
 #: ``--vert-suffix`` defaults of ``evaluate csa-variability`` per ``--vertfile-kind`` (tried in order).
-VERT_SUFFIXES = {"sct": ("_label-SC_seg_labeled",), "spineps": ("_seg-vert_msk",),
-                 "auto": ("_label-SC_seg_labeled", "_seg-vert_msk")}
+VERT_SUFFIXES = {
+    "sct": ("_label-SC_seg_labeled",),
+    "spineps": SPINEPS_INSTANCE_SUFFIXES,
+    "auto": ("_label-SC_seg_labeled", *SPINEPS_INSTANCE_SUFFIXES),
+}
 
 SOFTSEG_EXAMPLE = """\
 example:
@@ -39,19 +43,29 @@ levels from SPINEPS vertebra instance masks <image>_seg-vert_msk.nii.gz (nnspine
 def register_softseg(what: argparse._SubParsersAction) -> None:
     """``nnspine evaluate softseg``."""
     s = new_parser(
-        what, "softseg", help="soft Dice, MSE, Dice at 0.5 and CSA error per case (CSV)",
+        what,
+        "softseg",
+        help="soft Dice, MSE, Dice at 0.5 and CSA error per case (CSV)",
         description=(
             "Compare predicted soft masks with reference masks (soft or binary), matched by file name.\n"
             "Per case: soft Dice = 2·Σp·r/(Σp+Σr); MSE over voxels; Dice of both binarized at 0.5; mean\n"
             "cross-sectional area (mm², angle-corrected) over the slices where the reference holds cord, for\n"
             "prediction and reference, and the error pred − ref in mm² and %. Masks must share the grid.\n"
             "Output: CSV with columns case, soft_dice, mse, dice_0.5, csa_pred_mm2, csa_ref_mm2,\n"
-            "csa_error_mm2, csa_error_pct (and a MEAN row)."),
-        epilog=SOFTSEG_EXAMPLE)
+            "csa_error_mm2, csa_error_pct (and a MEAN row)."
+        ),
+        epilog=SOFTSEG_EXAMPLE,
+    )
     s.add_argument("--pred", required=True, type=Path, metavar="DIR", help="folder of predicted soft masks (.nii.gz)")
     s.add_argument("--ref", required=True, type=Path, metavar="DIR", help="folder of reference masks, same file names")
-    s.add_argument("-o", "--output", type=Path, default=Path("softseg_eval.csv"), metavar="CSV",
-                   help="output CSV (default: softseg_eval.csv)")
+    s.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("softseg_eval.csv"),
+        metavar="CSV",
+        help="output CSV (default: softseg_eval.csv)",
+    )
     add_overwrite(s)
     add_quiet(s)
     s.set_defaults(func=run_softseg)
@@ -60,7 +74,9 @@ def register_softseg(what: argparse._SubParsersAction) -> None:
 def register_csa_variability(what: argparse._SubParsersAction) -> None:
     """``nnspine evaluate csa-variability``."""
     v = new_parser(
-        what, "csa-variability", help="CSA per contrast at chosen levels and its SD across contrasts (CSV + plot)",
+        what,
+        "csa-variability",
+        help="CSA per contrast at chosen levels and its SD across contrasts (CSV + plot)",
         description=(
             "For each subject, the mean CSA (mm², angle-corrected) over the slices of the chosen vertebral\n"
             "levels, in each contrast's mask, and the standard deviation (and coefficient of variation, %)\n"
@@ -74,25 +90,50 @@ def register_csa_variability(what: argparse._SubParsersAction) -> None:
             "--vert is in SCT level numbers (C1=1 ... L1=20 ... L5=24).\n"
             "Output: CSV with columns subject, contrast, filename, levels, n_slices, csa_mm2,\n"
             "csa_std_across_contrasts_mm2, csa_cv_across_contrasts_pct (one row per contrast, then an ALL row\n"
-            "per subject); --plot draws CSA per contrast for each subject."),
-        epilog=VARIABILITY_EXAMPLE)
-    v.add_argument("-i", "--input", required=True, nargs="+", type=Path, metavar="MASK",
-                   help="soft (or binary) cord masks, files or folders")
+            "per subject); --plot draws CSA per contrast for each subject."
+        ),
+        epilog=VARIABILITY_EXAMPLE,
+    )
+    v.add_argument(
+        "-i",
+        "--input",
+        required=True,
+        nargs="+",
+        type=Path,
+        metavar="MASK",
+        help="soft (or binary) cord masks, files or folders",
+    )
     src = v.add_mutually_exclusive_group(required=True)
     src.add_argument("--discs", type=Path, metavar="DIR", help="folder searched for disc point-label files")
-    src.add_argument("--vertfiles", type=Path, metavar="DIR",
-                     help="folder searched for level files (SCT labelled levels or SPINEPS instance masks)")
+    src.add_argument(
+        "--vertfiles",
+        type=Path,
+        metavar="DIR",
+        help="folder searched for level files (SCT labelled levels or SPINEPS instance masks)",
+    )
     v.add_argument("--disc-suffix", default="_label-discs_dlabel", help="disc file suffix (default: %(default)s)")
-    v.add_argument("--vert-suffix", metavar="SUFFIX",
-                   help="level file suffix (default: _label-SC_seg_labeled for --vertfile-kind sct, _seg-vert_msk "
-                        "for spineps, either (in that order) for auto)")
-    v.add_argument("--vertfile-kind", choices=VERTFILE_KINDS, default="auto",
-                   help="how --vertfiles are read: sct (labelled levels), spineps (vertebra instance masks) or auto "
-                        "(default)")
+    v.add_argument(
+        "--vert-suffix",
+        metavar="SUFFIX",
+        help="level file suffix (default: _label-SC_seg_labeled for --vertfile-kind sct, _seg-vert_msk "
+        "for spineps, either (in that order) for auto)",
+    )
+    v.add_argument(
+        "--vertfile-kind",
+        choices=VERTFILE_KINDS,
+        default="auto",
+        help="how --vertfiles are read: sct (labelled levels), spineps (vertebra instance masks) or auto (default)",
+    )
     v.add_argument("--vert", default="2:3", help="levels, e.g. 2:3 (C2-C3, default) or 2,4")
     v.add_argument("--threshold", type=float, metavar="T", help="binarize the masks at T before measuring")
-    v.add_argument("-o", "--output", type=Path, default=Path("csa_variability.csv"), metavar="CSV",
-                   help="output CSV (default: csa_variability.csv)")
+    v.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("csa_variability.csv"),
+        metavar="CSV",
+        help="output CSV (default: csa_variability.csv)",
+    )
     v.add_argument("--plot", type=Path, metavar="PNG", help="also draw CSA per contrast and subject")
     add_overwrite(v)
     add_quiet(v)
@@ -105,8 +146,12 @@ EVALUATIONS = [register_softseg, register_csa_variability, register_compare, reg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = new_parser(sub, "evaluate", help="evaluate: softseg, csa-variability, compare-variability, lesions, instances",
-                   description="Evaluation commands. Run 'nnspine evaluate <what> --help'.")
+    p = new_parser(
+        sub,
+        "evaluate",
+        help="evaluate: softseg, csa-variability, compare-variability, lesions, instances",
+        description="Evaluation commands. Run 'nnspine evaluate <what> --help'.",
+    )
     what = p.add_subparsers(dest="what", metavar="<what>")
     for register_evaluation in EVALUATIONS:
         register_evaluation(what)
@@ -125,8 +170,8 @@ def _report_skipped(command: str, skipped: list[str]) -> int:
 
 
 def run_softseg(args: argparse.Namespace) -> int:
-    from nnunet_extensions.io import check_output, write_text
-    from postprocessing.metrics import evaluate_softseg
+    from nnunet_extensions.core.io import check_output, write_text
+    from postprocessing.cord.soft_metrics import evaluate_softseg
 
     check_output(args.output, args.overwrite)
     result = evaluate_softseg(args.pred, args.ref, progress=_show_progress(args))
@@ -139,9 +184,9 @@ def run_softseg(args: argparse.Namespace) -> int:
 
 
 def run_variability(args: argparse.Namespace) -> int:
-    from nnunet_extensions.io import InputError, check_output, write_text
-    from nnunet_extensions.labels import parse_levels
-    from postprocessing.metrics import csa_variability
+    from nnunet_extensions.core.io import InputError, check_output, write_text
+    from nnunet_extensions.core.labels import parse_levels
+    from postprocessing.cord.soft_metrics import csa_variability
 
     try:
         levels = parse_levels(args.vert)
@@ -156,9 +201,15 @@ def run_variability(args: argparse.Namespace) -> int:
         check_output(args.plot, args.overwrite)
     vert_suffix = (args.vert_suffix,) if args.vert_suffix else VERT_SUFFIXES[args.vertfile_kind]
     result = csa_variability(
-        args.input, levels, discs=args.discs, vertfiles=args.vertfiles,
-        suffix=args.disc_suffix if args.discs else vert_suffix, vertfile_kind=args.vertfile_kind,
-        levels_text=args.vert, threshold=args.threshold, progress=_show_progress(args),
+        args.input,
+        levels,
+        discs=args.discs,
+        vertfiles=args.vertfiles,
+        suffix=args.disc_suffix if args.discs else vert_suffix,
+        vertfile_kind=args.vertfile_kind,
+        levels_text=args.vert,
+        threshold=args.threshold,
+        progress=_show_progress(args),
     )
     write_text(args.output, result.table.to_csv(index=False), overwrite=args.overwrite)
     if args.plot:

@@ -40,13 +40,29 @@ def _names(text: str) -> tuple[str, str]:
 
 def register_compare(what: argparse._SubParsersAction) -> None:
     """Add ``compare-variability`` to the ``nnspine evaluate`` subcommands."""
-    c = new_parser(what, "compare-variability", help="two methods' CSA SD across contrasts, paired (Wilcoxon)",
-                   description=DESCRIPTION, epilog=EPILOG)
+    c = new_parser(
+        what,
+        "compare-variability",
+        help="two methods' CSA SD across contrasts, paired (Wilcoxon)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
     c.add_argument("tables", nargs=2, type=Path, metavar="TABLE.csv", help="two csa-variability tables")
-    c.add_argument("--names", type=_names, default=("A", "B"), metavar="A,B",
-                   help="names of the two methods, used in the column names (default: A,B)")
-    c.add_argument("-o", "--output", type=Path, default=Path("compare_variability.csv"), metavar="CSV",
-                   help="output CSV (default: compare_variability.csv)")
+    c.add_argument(
+        "--names",
+        type=_names,
+        default=("A", "B"),
+        metavar="A,B",
+        help="names of the two methods, used in the column names (default: A,B)",
+    )
+    c.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("compare_variability.csv"),
+        metavar="CSV",
+        help="output CSV (default: compare_variability.csv)",
+    )
     c.add_argument("--plot", type=Path, metavar="PNG", help="also draw the paired SDs (one line per subject)")
     add_overwrite(c)
     add_quiet(c)
@@ -54,8 +70,8 @@ def register_compare(what: argparse._SubParsersAction) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from nnunet_extensions.io import check_output, write_text
-    from postprocessing.variability import compare_variability, read_variability_table
+    from nnunet_extensions.core.io import check_output, write_text
+    from postprocessing.cord.variability import compare_variability, read_variability_table
 
     check_output(args.output, args.overwrite)
     if args.plot:
@@ -70,8 +86,10 @@ def run_compare(args: argparse.Namespace) -> int:
     if not args.quiet:
         na, nb = result.names
         summary = result.table[result.table["subject"] == "ALL"].iloc[0]
-        print(f"{result.n_subjects} subjects: mean CSA SD across contrasts {na} {summary[f'sd_{na}_mm2']:.3f} mm², "
-              f"{nb} {summary[f'sd_{nb}_mm2']:.3f} mm²; Wilcoxon signed-rank statistic "
-              f"{result.wilcoxon_statistic:.4g}, p = {result.wilcoxon_p:.4g}")
+        print(
+            f"{result.n_subjects} subjects: mean CSA SD across contrasts {na} {summary[f'sd_{na}_mm2']:.3f} mm², "
+            f"{nb} {summary[f'sd_{nb}_mm2']:.3f} mm²; Wilcoxon signed-rank statistic "
+            f"{result.wilcoxon_statistic:.4g}, p = {result.wilcoxon_p:.4g}"
+        )
         print(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
     return 0

@@ -2,7 +2,7 @@
 ASSD, global Dice per structure group), or per-label Dice of semantic masks with ``--semantic``.
 
 Registered under ``nnspine evaluate`` by :func:`register_instances` (called from :mod:`.evaluate`); the work
-is done by :mod:`postprocessing.instance_metrics`.
+is done by :mod:`postprocessing.spine.panoptic`.
 """
 
 from __future__ import annotations
@@ -52,24 +52,38 @@ examples:
 
 def register_instances(what: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``instances`` to the ``nnspine evaluate`` sub-commands; returns its parser."""
-    from postprocessing.instance_metrics import MATCH_RULES, TP_METRICS
+    from postprocessing.spine.panoptic import MATCH_RULES, TP_METRICS
 
-    s = new_parser(what, "instances",
-                   help="panoptic metrics of vertebra instance masks (RQ, SQ, PQ, ASSD) or per-label Dice (CSV)",
-                   description=DESCRIPTION, epilog=EXAMPLE)
+    s = new_parser(
+        what,
+        "instances",
+        help="panoptic metrics of vertebra instance masks (RQ, SQ, PQ, ASSD) or per-label Dice (CSV)",
+        description=DESCRIPTION,
+        epilog=EXAMPLE,
+    )
     s.add_argument("--pred", required=True, type=Path, metavar="PRED", help="predicted mask (.nii.gz) or folder")
-    s.add_argument("--ref", required=True, type=Path, metavar="REF",
-                   help="reference mask or folder (searched recursively)")
-    s.add_argument("--semantic", action="store_true",
-                   help="semantic masks: per-label Dice instead of instance metrics")
-    s.add_argument("--match", choices=MATCH_RULES, default=None,
-                   help="instance matching rule (default: label)")
-    s.add_argument("--tp-metric", choices=TP_METRICS, default=None,
-                   help="with --match label: a pair is a true positive when this is >= 0.5 (default: dsc)")
-    s.add_argument("-o", "--output", type=Path, default=Path("instance_metrics.csv"), metavar="CSV",
-                   help="output CSV (default: instance_metrics.csv)")
-    s.add_argument("--qc", type=Path, metavar="DIR",
-                   help="also write a sagittal QC snapshot of each prediction, DIR/<case>_qc.png")
+    s.add_argument(
+        "--ref", required=True, type=Path, metavar="REF", help="reference mask or folder (searched recursively)"
+    )
+    s.add_argument("--semantic", action="store_true", help="semantic masks: per-label Dice instead of instance metrics")
+    s.add_argument("--match", choices=MATCH_RULES, default=None, help="instance matching rule (default: label)")
+    s.add_argument(
+        "--tp-metric",
+        choices=TP_METRICS,
+        default=None,
+        help="with --match label: a pair is a true positive when this is >= 0.5 (default: dsc)",
+    )
+    s.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("instance_metrics.csv"),
+        metavar="CSV",
+        help="output CSV (default: instance_metrics.csv)",
+    )
+    s.add_argument(
+        "--qc", type=Path, metavar="DIR", help="also write a sagittal QC snapshot of each prediction, DIR/<case>_qc.png"
+    )
     add_overwrite(s)
     add_quiet(s)
     s.set_defaults(func=run_instances)
@@ -80,8 +94,17 @@ def run_instances(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from nnunet_extensions.cli import UsageError
-    from nnunet_extensions.io import check_output, write_text
-    from postprocessing import instance_metrics as im
+    from nnunet_extensions.core.io import check_output, write_text
+    from postprocessing.spine.panoptic import (
+        COUNT_KEYS,
+        INSTANCE_COLUMNS,
+        SEMANTIC_COLUMNS,
+        SUMMARY_CASE,
+        evaluate_instances,
+        evaluate_semantic,
+        qc_outputs,
+        write_qc,
+    )
 
     if args.semantic and (args.match is not None or args.tp_metric is not None):
         raise UsageError("--match and --tp-metric apply to instance masks, not with --semantic")
@@ -89,25 +112,32 @@ def run_instances(args: argparse.Namespace) -> int:
     if args.tp_metric is not None and match != "label":
         raise UsageError("--tp-metric applies to --match label only")
     check_output(args.output, args.overwrite)
-    qc_jobs = im.qc_outputs(args.pred, args.ref, args.qc, semantic=args.semantic, overwrite=args.overwrite) \
-        if args.qc is not None else []
+    qc_jobs = (
+        qc_outputs(args.pred, args.ref, args.qc, semantic=args.semantic, overwrite=args.overwrite)
+        if args.qc is not None
+        else []
+    )
     progress = not args.quiet and sys.stderr.isatty()
     if args.semantic:
-        rows = im.evaluate_semantic(args.pred, args.ref, progress=progress)
-        df = pd.DataFrame(rows, columns=im.SEMANTIC_COLUMNS)
+        rows = evaluate_semantic(args.pred, args.ref, progress=progress)
+        df = pd.DataFrame(rows, columns=SEMANTIC_COLUMNS)
         show = ["label", "structure", "ref_volume_mm3", "pred_volume_mm3", "dice"]
     else:
-        rows = im.evaluate_instances(args.pred, args.ref, match=match, tp_metric=args.tp_metric or "dsc",
-                                     progress=progress)
-        df = pd.DataFrame(rows, columns=im.INSTANCE_COLUMNS)
-        show = ["structure", *im.COUNT_KEYS, "rq", "sq", "pq", "pq_dsc", "assd_mm", "global_dice"]
+        rows = evaluate_instances(
+            args.pred, args.ref, match=match, tp_metric=args.tp_metric or "dsc", progress=progress
+        )
+        df = pd.DataFrame(rows, columns=INSTANCE_COLUMNS)
+        show = ["structure", *COUNT_KEYS, "rq", "sq", "pq", "pq_dsc", "assd_mm", "global_dice"]
     write_text(args.output, df.to_csv(index=False), overwrite=args.overwrite)
-    pictures = im.write_qc(qc_jobs, semantic=args.semantic, overwrite=args.overwrite)
+    pictures = write_qc(qc_jobs, semantic=args.semantic, overwrite=args.overwrite)
     if not args.quiet:
-        summary = df[df["case"] == im.SUMMARY_CASE]
-        n_cases = df.loc[df["case"] != im.SUMMARY_CASE, "case"].nunique()
-        print(f"summary over {n_cases} case{'s' if n_cases != 1 else ''}"
-              + ("" if args.semantic else f" (match {match})") + ":")
+        summary = df[df["case"] == SUMMARY_CASE]
+        n_cases = df.loc[df["case"] != SUMMARY_CASE, "case"].nunique()
+        print(
+            f"summary over {n_cases} case{'s' if n_cases != 1 else ''}"
+            + ("" if args.semantic else f" (match {match})")
+            + ":"
+        )
         print(summary[show].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         print(f"wrote {args.output}" + (f" and {len(pictures)} QC picture(s) in {args.qc}" if pictures else ""))
     return 0

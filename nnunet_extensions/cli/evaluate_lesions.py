@@ -37,10 +37,12 @@ def _label(value: str) -> int | str:
 
 def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``lesions`` to the ``nnspine evaluate`` sub-commands; returns its parser."""
-    from postprocessing.lesion_metrics import CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MATCH, MATCH_RULES
+    from postprocessing.lesion.metrics import CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MATCH, MATCH_RULES
 
     s = new_parser(
-        what, "lesions", help="lesion-wise sensitivity, precision, F1, Dice and volumes per case (CSV)",
+        what,
+        "lesions",
+        help="lesion-wise sensitivity, precision, F1, Dice and volumes per case (CSV)",
         description=(
             "Compare predicted lesion masks with reference masks, lesion by lesion. A lesion is a connected\n"
             "component (--connectivity, default 26). Matching rules (--match, written into the CSV):\n"
@@ -54,22 +56,51 @@ def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParse
             "sub-01_T2w.nii.gz, sub-01_T2w_label-lesion_seg.nii.gz); masks of a case must share the grid.\n"
             "Output columns: case, match, connectivity, ref_lesions, pred_lesions, tp, fp, fn,\n"
             "lesion_sensitivity, lesion_precision, lesion_f1, dice, ref_volume_mm3, pred_volume_mm3,\n"
-            "intersection_mm3, volume_error_mm3 (pred - ref)."),
-        epilog=LESIONS_EXAMPLE)
+            "intersection_mm3, volume_error_mm3 (pred - ref)."
+        ),
+        epilog=LESIONS_EXAMPLE,
+    )
     s.add_argument("--pred", required=True, type=Path, metavar="PRED", help="predicted mask (.nii.gz) or folder")
-    s.add_argument("--ref", required=True, type=Path, metavar="REF", help="reference mask or folder (searched recursively)")
-    s.add_argument("--label", type=_label, default=ALL, metavar="L",
-                   help="lesion label of a multi-label or region prediction, or 'all' (default: all foreground)")
-    s.add_argument("--ref-label", type=_label, default=None, metavar="L",
-                   help="lesion label of the reference, or 'all' (default: the same as --label; binary BIDS "
-                        "lesion masks with a region prediction need --ref-label all)")
+    s.add_argument(
+        "--ref", required=True, type=Path, metavar="REF", help="reference mask or folder (searched recursively)"
+    )
+    s.add_argument(
+        "--label",
+        type=_label,
+        default=ALL,
+        metavar="L",
+        help="lesion label of a multi-label or region prediction, or 'all' (default: all foreground)",
+    )
+    s.add_argument(
+        "--ref-label",
+        type=_label,
+        default=None,
+        metavar="L",
+        help="lesion label of the reference, or 'all' (default: the same as --label; binary BIDS "
+        "lesion masks with a region prediction need --ref-label all)",
+    )
     s.add_argument("--match", choices=MATCH_RULES, default=DEFAULT_MATCH, help="matching rule (default: %(default)s)")
-    s.add_argument("--connectivity", type=int, choices=CONNECTIVITIES, default=DEFAULT_CONNECTIVITY,
-                   help="lesion connectivity (default: %(default)s)")
-    s.add_argument("-o", "--output", type=Path, default=Path("lesion_metrics.csv"), metavar="CSV",
-                   help="output CSV (default: lesion_metrics.csv)")
-    s.add_argument("--per-lesion", type=Path, metavar="CSV",
-                   help="also write one row per reference lesion (detected, Dice, volume error)")
+    s.add_argument(
+        "--connectivity",
+        type=int,
+        choices=CONNECTIVITIES,
+        default=DEFAULT_CONNECTIVITY,
+        help="lesion connectivity (default: %(default)s)",
+    )
+    s.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("lesion_metrics.csv"),
+        metavar="CSV",
+        help="output CSV (default: lesion_metrics.csv)",
+    )
+    s.add_argument(
+        "--per-lesion",
+        type=Path,
+        metavar="CSV",
+        help="also write one row per reference lesion (detected, Dice, volume error)",
+    )
     add_overwrite(s)
     add_quiet(s)
     s.set_defaults(func=run_lesions)
@@ -79,17 +110,23 @@ def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run_lesions(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from nnunet_extensions.io import check_output, write_text
-    from postprocessing.lesion_metrics import CASE_COLUMNS, PER_LESION_COLUMNS, evaluate_lesions
+    from nnunet_extensions.core.io import check_output, write_text
+    from postprocessing.lesion.metrics import CASE_COLUMNS, PER_LESION_COLUMNS, evaluate_lesions
 
     check_output(args.output, args.overwrite)
     if args.per_lesion:
         check_output(args.per_lesion, args.overwrite)
     label = None if args.label == ALL else args.label
     ref_label = label if args.ref_label is None else None if args.ref_label == ALL else args.ref_label
-    rows, lesions = evaluate_lesions(args.pred, args.ref, label=label, ref_label=ref_label, match=args.match,
-                                     connectivity=args.connectivity,
-                                     progress=not args.quiet and sys.stderr.isatty())
+    rows, lesions = evaluate_lesions(
+        args.pred,
+        args.ref,
+        label=label,
+        ref_label=ref_label,
+        match=args.match,
+        connectivity=args.connectivity,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
     df = pd.DataFrame(rows, columns=CASE_COLUMNS)
     text = df.to_csv(index=False)
     per_text = pd.DataFrame(lesions, columns=PER_LESION_COLUMNS).to_csv(index=False) if args.per_lesion else None
@@ -97,9 +134,22 @@ def run_lesions(args: argparse.Namespace) -> int:
     if per_text is not None:
         write_text(args.per_lesion, per_text, overwrite=args.overwrite)
     if not args.quiet:
-        show = ["case", "ref_lesions", "pred_lesions", "tp", "fp", "fn", "lesion_sensitivity", "lesion_precision",
-                "lesion_f1", "dice", "volume_error_mm3"]
+        show = [
+            "case",
+            "ref_lesions",
+            "pred_lesions",
+            "tp",
+            "fp",
+            "fn",
+            "lesion_sensitivity",
+            "lesion_precision",
+            "lesion_f1",
+            "dice",
+            "volume_error_mm3",
+        ]
         print(df[show].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-        print(f"match {args.match}, connectivity {args.connectivity}; wrote {args.output}"
-              + (f" and {args.per_lesion}" if args.per_lesion else ""))
+        print(
+            f"match {args.match}, connectivity {args.connectivity}; wrote {args.output}"
+            + (f" and {args.per_lesion}" if args.per_lesion else "")
+        )
     return 0

@@ -41,16 +41,34 @@ example:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = new_parser(sub, "fuse", help="instance phase: fuse cutout predictions into a vertebra instance mask",
-                   description=DESCRIPTION, epilog=EPILOG)
-    p.add_argument("--semantic", required=True, type=Path, metavar="SEM",
-                   help="the semantic mask given to 'nnspine cutouts' (file, or folder of *_seg-spine_msk.nii.gz)")
+    p = new_parser(
+        sub,
+        "fuse",
+        help="instance phase: fuse cutout predictions into a vertebra instance mask",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "--semantic",
+        required=True,
+        type=Path,
+        metavar="SEM",
+        help="the semantic mask given to 'nnspine cutouts' (file, or folder of *_seg-spine_msk.nii.gz)",
+    )
     p.add_argument("--cutouts", required=True, type=Path, metavar="DIR", help="folder written by 'nnspine cutouts'")
-    p.add_argument("--predictions", required=True, type=Path, metavar="PRED",
-                   help="nnUNetv2_predict output folder (<case>_<NNN>.nii.gz)")
+    p.add_argument(
+        "--predictions",
+        required=True,
+        type=Path,
+        metavar="PRED",
+        help="nnUNetv2_predict output folder (<case>_<NNN>.nii.gz)",
+    )
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR", help="folder for the outputs")
-    p.add_argument("--top-vertebra", metavar="NAME",
-                   help="name of the top vertebra (e.g. C2, T1, L1): VerSe ids instead of 1, 2, ... from the top")
+    p.add_argument(
+        "--top-vertebra",
+        metavar="NAME",
+        help="name of the top vertebra (e.g. C2, T1, L1): VerSe ids instead of 1, 2, ... from the top",
+    )
     p.add_argument("--no-qc", dest="qc", action="store_false", help="no QC snapshot PNG")
     add_overwrite(p)
     add_quiet(p)
@@ -58,14 +76,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from postprocessing.instance_files import fuse
+    from postprocessing.spine.fusion_files import fuse
 
-    report = fuse(args.semantic, args.cutouts, args.predictions, args.output, top_vertebra=args.top_vertebra,
-                  qc=args.qc, overwrite=args.overwrite)
+    report = fuse(
+        args.semantic,
+        args.cutouts,
+        args.predictions,
+        args.output,
+        top_vertebra=args.top_vertebra,
+        qc=args.qc,
+        overwrite=args.overwrite,
+    )
     for case, fusion, _ in report.cases:
         if fusion.missing:
-            print(f"nnspine fuse: warning: {case}: no prediction in {args.predictions} for cutout(s) "
-                  f"{', '.join(fusion.missing)}; fused the other {len(fusion.used)}", file=sys.stderr)
+            print(
+                f"nnspine fuse: warning: {case}: no prediction in {args.predictions} for cutout(s) "
+                f"{', '.join(fusion.missing)}; fused the other {len(fusion.used)}",
+                file=sys.stderr,
+            )
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0

@@ -31,13 +31,25 @@ example:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = new_parser(sub, "instances", help="instance phase in one call: cutouts -> nnU-Net -> fused instance mask",
-                   description=DESCRIPTION, epilog=EPILOG)
-    p.add_argument("--semantic", required=True, type=Path, metavar="SEM",
-                   help="SPINEPS semantic mask (.nii.gz) or a folder of *_seg-spine_msk.nii.gz")
+    p = new_parser(
+        sub,
+        "instances",
+        help="instance phase in one call: cutouts -> nnU-Net -> fused instance mask",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "--semantic",
+        required=True,
+        type=Path,
+        metavar="SEM",
+        help="SPINEPS semantic mask (.nii.gz) or a folder of *_seg-spine_msk.nii.gz",
+    )
     p.add_argument("--model", required=True, type=Path, metavar="RESULTS_FOLDER", help="trained cutout model folder")
     p.add_argument("-f", "--folds", nargs="+", metavar="FOLD", help="folds to ensemble, e.g. 0 or 0 1 2 3 4 or all")
-    p.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file (default: checkpoint_final.pth)")
+    p.add_argument(
+        "--checkpoint", default="checkpoint_final.pth", help="checkpoint file (default: checkpoint_final.pth)"
+    )
     p.add_argument("--device", help="torch device: cuda, cpu or mps (default: cuda when available, else cpu)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR", help="folder for the outputs")
     p.add_argument("--top-vertebra", metavar="NAME", help="name of the top vertebra (e.g. C2): VerSe ids")
@@ -56,7 +68,7 @@ def _default_device() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_extensions.cli import UsageError
-    from postprocessing.instance_files import predict_instances
+    from postprocessing.spine.fusion_files import predict_instances
 
     for f in args.folds or []:
         if f != "all" and not f.isdigit():
@@ -64,17 +76,27 @@ def run(args: argparse.Namespace) -> int:
     sink = open(os.devnull, "w") if args.quiet else sys.stderr
     try:
         with contextlib.redirect_stdout(sink):
-            report = predict_instances(args.semantic, args.model, args.output, folds=args.folds,
-                                       checkpoint=args.checkpoint, device=args.device or _default_device(), top_vertebra=args.top_vertebra,
-                                       qc=args.qc, overwrite=args.overwrite,
-                                       progress=not args.quiet and sys.stderr.isatty())
+            report = predict_instances(
+                args.semantic,
+                args.model,
+                args.output,
+                folds=args.folds,
+                checkpoint=args.checkpoint,
+                device=args.device or _default_device(),
+                top_vertebra=args.top_vertebra,
+                qc=args.qc,
+                overwrite=args.overwrite,
+                progress=not args.quiet and sys.stderr.isatty(),
+            )
     finally:
         if sink is not sys.stderr:
             sink.close()
     for case, fusion, _ in report.cases:
         if fusion.missing:
-            print(f"nnspine instances: warning: {case}: no prediction for cutout(s) {', '.join(fusion.missing)}",
-                  file=sys.stderr)
+            print(
+                f"nnspine instances: warning: {case}: no prediction for cutout(s) {', '.join(fusion.missing)}",
+                file=sys.stderr,
+            )
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0

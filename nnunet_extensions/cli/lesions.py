@@ -19,11 +19,13 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from postprocessing.lesion_metrics import CONNECTIVITIES, DEFAULT_CONNECTIVITY
-    from postprocessing.lesions import DEFAULT_CORD_DILATION_MM
+    from postprocessing.lesion.lesions import DEFAULT_CORD_DILATION_MM
+    from postprocessing.lesion.metrics import CONNECTIVITIES, DEFAULT_CONNECTIVITY
 
     p = new_parser(
-        sub, "lesions", help="remove small or off-cord lesions, number them S→I, lesion table and QC picture",
+        sub,
+        "lesions",
+        help="remove small or off-cord lesions, number them S→I, lesion table and QC picture",
         description=(
             "Lesions are connected components (--connectivity, default 26) of the --label of a prediction\n"
             "(default: all foreground). Lesions below --min-volume-mm3 (volume from the voxel size) are\n"
@@ -38,23 +40,55 @@ def register(sub: argparse._SubParsersAction) -> None:
             "and total volume of the kept lesions.\n"
             "A folder of predictions is processed in one call (outputs: a folder, same file names); cord\n"
             "masks, level files and images are then folders searched by case name (the image stem).\n"
-            "Bad input: nothing is written."),
-        epilog=EXAMPLE)
+            "Bad input: nothing is written."
+        ),
+        epilog=EXAMPLE,
+    )
     p.add_argument("-i", "--input", required=True, type=Path, metavar="PRED", help="prediction (.nii.gz) or folder")
-    p.add_argument("--label", type=_label, default=ALL, metavar="L",
-                   help="lesion label of a multi-label or region prediction (default: all foreground)")
+    p.add_argument(
+        "--label",
+        type=_label,
+        default=ALL,
+        metavar="L",
+        help="lesion label of a multi-label or region prediction (default: all foreground)",
+    )
     p.add_argument("--cord", type=Path, metavar="CORD", help="binary cord mask (file, or folder searched by case)")
-    p.add_argument("--cord-dilation-mm", type=float, default=DEFAULT_CORD_DILATION_MM, metavar="MM",
-                   help="keep lesions within this distance of the cord mask (default: %(default)s mm)")
-    p.add_argument("--min-volume-mm3", type=float, default=0.0, metavar="MM3",
-                   help="remove lesions smaller than this volume (default: 0, keep all)")
-    p.add_argument("--vertfile", type=Path, metavar="LEVELS",
-                   help="labelled vertebral levels (SCT numbering) on the prediction's grid (file or folder)")
+    p.add_argument(
+        "--cord-dilation-mm",
+        type=float,
+        default=DEFAULT_CORD_DILATION_MM,
+        metavar="MM",
+        help="keep lesions within this distance of the cord mask (default: %(default)s mm)",
+    )
+    p.add_argument(
+        "--min-volume-mm3",
+        type=float,
+        default=0.0,
+        metavar="MM3",
+        help="remove lesions smaller than this volume (default: 0, keep all)",
+    )
+    p.add_argument(
+        "--vertfile",
+        type=Path,
+        metavar="LEVELS",
+        help="labelled vertebral levels (SCT numbering) on the prediction's grid (file or folder)",
+    )
     p.add_argument("--image", type=Path, metavar="IMG", help="image drawn behind the QC outlines (file or folder)")
-    p.add_argument("--connectivity", type=int, choices=CONNECTIVITIES, default=DEFAULT_CONNECTIVITY,
-                   help="lesion connectivity (default: %(default)s)")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT",
-                   help="labelled lesions (.nii.gz), or a folder for a folder input")
+    p.add_argument(
+        "--connectivity",
+        type=int,
+        choices=CONNECTIVITIES,
+        default=DEFAULT_CONNECTIVITY,
+        help="lesion connectivity (default: %(default)s)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUT",
+        help="labelled lesions (.nii.gz), or a folder for a folder input",
+    )
     p.add_argument("--table", required=True, type=Path, metavar="CSV", help="lesion table (CSV)")
     p.add_argument("--qc", type=Path, metavar="PNG", help="QC picture (a folder for a folder input)")
     add_overwrite(p)
@@ -63,14 +97,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from postprocessing.lesions import check_options, plan_jobs, run_lesions
+    from postprocessing.lesion.lesions import check_options, plan_jobs, run_lesions
 
     check_options(args.min_volume_mm3, args.cord_dilation_mm)
-    jobs = plan_jobs(args.input, args.output, cord=args.cord, vertfile=args.vertfile, image=args.image, qc=args.qc,
-                     overwrite=args.overwrite)
-    df = run_lesions(jobs, args.table, label=None if args.label == ALL else args.label, cord_dilation_mm=args.cord_dilation_mm,
-                     min_volume_mm3=args.min_volume_mm3, connectivity=args.connectivity, overwrite=args.overwrite,
-                     progress=not args.quiet and sys.stderr.isatty())
+    jobs = plan_jobs(
+        args.input,
+        args.output,
+        cord=args.cord,
+        vertfile=args.vertfile,
+        image=args.image,
+        qc=args.qc,
+        overwrite=args.overwrite,
+    )
+    df = run_lesions(
+        jobs,
+        args.table,
+        label=None if args.label == ALL else args.label,
+        cord_dilation_mm=args.cord_dilation_mm,
+        min_volume_mm3=args.min_volume_mm3,
+        connectivity=args.connectivity,
+        overwrite=args.overwrite,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
     if not args.quiet:
         totals = df[df["lesion"] == "total"]
         for _, r in totals.iterrows():

@@ -76,16 +76,32 @@ def _positive_int(value: str) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``phantom`` to the ``nnspine`` subcommands."""
-    p = new_parser(subparsers, "phantom", help="write a synthetic BIDS dataset with exact truth (cord, spine, lesion)",
-                   description=DESCRIPTION, epilog=EPILOG)
+    p = new_parser(
+        subparsers,
+        "phantom",
+        help="write a synthetic BIDS dataset with exact truth (cord, spine, lesion)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
     p.add_argument("--kind", required=True, choices=KINDS, help="which phantom to write")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR",
-                   help="dataset folder to create (refused if it exists and is not empty, unless --overwrite)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUT_DIR",
+        help="dataset folder to create (refused if it exists and is not empty, unless --overwrite)",
+    )
     p.add_argument("--subjects", type=_positive_int, default=1, metavar="N", help="number of subjects (default: 1)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed; same seed, same files (default: 0)")
-    p.add_argument("--vertebrae", type=_positive_int, default=None, metavar="N",
-                   help=f"spine only: mobile vertebrae above the sacrum, counted up from L5, 1-24 "
-                        f"(default: {DEFAULT_VERTEBRAE} = L1-L5; 17 = T1-L5; 24 = C1-L5)")
+    p.add_argument(
+        "--vertebrae",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"spine only: mobile vertebrae above the sacrum, counted up from L5, 1-24 "
+        f"(default: {DEFAULT_VERTEBRAE} = L1-L5; 17 = T1-L5; 24 = C1-L5)",
+    )
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run)
@@ -94,7 +110,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def _check_args(args) -> None:
     from nnunet_extensions.cli import UsageError
-    from nnunet_extensions.io import InputError
+    from nnunet_extensions.core.io import InputError
 
     if args.vertebrae is not None and args.kind != "spine":
         raise UsageError(f"--vertebrae applies to --kind spine only (got --kind {args.kind})")
@@ -112,19 +128,26 @@ def run(args) -> int:
     if args.kind == "cord":
         from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
 
-        result = write_cord_dataset(args.output, n_subjects=args.subjects, seed=args.seed,
-                                    overwrite=args.overwrite, progress=progress)
+        result = write_cord_dataset(
+            args.output, n_subjects=args.subjects, seed=args.seed, overwrite=args.overwrite, progress=progress
+        )
     elif args.kind == "spine":
         from nnunet_extensions.phantoms.spine import write_spine_dataset
 
-        result = write_spine_dataset(args.output, n_subjects=args.subjects, seed=args.seed,
-                                     n_vertebrae=args.vertebrae or DEFAULT_VERTEBRAE,
-                                     overwrite=args.overwrite, progress=progress)
+        result = write_spine_dataset(
+            args.output,
+            n_subjects=args.subjects,
+            seed=args.seed,
+            n_vertebrae=args.vertebrae or DEFAULT_VERTEBRAE,
+            overwrite=args.overwrite,
+            progress=progress,
+        )
     else:
         from nnunet_extensions.phantoms.lesion import write_lesion_dataset
 
-        result = write_lesion_dataset(args.output, n_subjects=args.subjects, seed=args.seed,
-                                      overwrite=args.overwrite, progress=progress)
+        result = write_lesion_dataset(
+            args.output, n_subjects=args.subjects, seed=args.seed, overwrite=args.overwrite, progress=progress
+        )
     print(summary(args.kind, result, args.seed))
     return 0
 
@@ -133,23 +156,29 @@ def summary(kind: str, result: dict, seed: int) -> str:
     """A few lines: what was written, where the images, masks and truth are, key truth numbers."""
     root = Path(result["root"])
     subs = list(result["subjects"])
-    lines = [f"phantom {kind}: {len(subs)} subject(s) written to {root} (seed {seed})",
-             f"  images: {root}/sub-XX/anat/   masks: {root}/derivatives/labels/",
-             f"  truth:  {root}/derivatives/truth/sub-XX/sub-XX_truth.json"]
+    lines = [
+        f"phantom {kind}: {len(subs)} subject(s) written to {root} (seed {seed})",
+        f"  images: {root}/sub-XX/anat/   masks: {root}/derivatives/labels/",
+        f"  truth:  {root}/derivatives/truth/sub-XX/sub-XX_truth.json",
+    ]
     first = result["subjects"][subs[0]]
     if kind == "cord":
         csa = ", ".join(f"{k}: {v:.1f}" for k, v in first["csa_per_level_mm2"].items())
         lines.append(f"  {subs[0]}: contrasts {', '.join(first['acquisitions'])}; CSA per level (mm²) {csa}")
     elif kind == "spine":
-        from nnunet_extensions.labels import vertebra_name
+        from nnunet_extensions.core.labels import vertebra_name
 
         names = "-".join([vertebra_name(first["vertebra_ids"][0]), vertebra_name(first["vertebra_ids"][-1])])
-        lines.append(f"  {subs[0]}: vertebrae {names} + sacrum, {len(first['instance_ids'])} instances, "
-                     f"{len(first['semantic_labels'])} semantic labels, voxel {first['voxel_mm']} mm")
+        lines.append(
+            f"  {subs[0]}: vertebrae {names} + sacrum, {len(first['instance_ids'])} instances, "
+            f"{len(first['semantic_labels'])} semantic labels, voxel {first['voxel_mm']} mm"
+        )
     else:
         cc = first["connected_components"]
         exp = first["prediction"]["expected"]["26"]
-        lines.append(f"  {subs[0]}: {first['n_lesions']} lesions ({first['total_lesion_volume_mm3']:.1f} mm³), "
-                     f"{cc['6']} components (6-conn), {cc['26']} (26-conn); prediction in "
-                     f"{root}/derivatives/prediction/: expected (26-conn) TP {exp['tp_ref']}, FN {exp['fn']}, FP {exp['fp']}")
+        lines.append(
+            f"  {subs[0]}: {first['n_lesions']} lesions ({first['total_lesion_volume_mm3']:.1f} mm³), "
+            f"{cc['6']} components (6-conn), {cc['26']} (26-conn); prediction in "
+            f"{root}/derivatives/prediction/: expected (26-conn) TP {exp['tp_ref']}, FN {exp['fn']}, FP {exp['fp']}"
+        )
     return "\n".join(lines)

@@ -30,14 +30,27 @@ examples:
 
 
 def register(subparsers) -> None:
-    p = new_parser(subparsers, "preprocess-soft", help="preprocess soft masks beside nnU-Net's preprocessed data",
-                   description=DESCRIPTION, epilog=EPILOG)
-    p.add_argument("-d", "--dataset", required=True, metavar="ID",
-                   help="dataset id (e.g. 501) or name (Dataset501_NAME)")
-    p.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres"], metavar="CONFIG",
-                   help="nnU-Net configuration(s) (default: 3d_fullres)")
-    p.add_argument("-p", "--plans", default="nnUNetPlans", metavar="PLANS",
-                   help="plans identifier (default: nnUNetPlans)")
+    p = new_parser(
+        subparsers,
+        "preprocess-soft",
+        help="preprocess soft masks beside nnU-Net's preprocessed data",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "-d", "--dataset", required=True, metavar="ID", help="dataset id (e.g. 501) or name (Dataset501_NAME)"
+    )
+    p.add_argument(
+        "-c",
+        "--configurations",
+        nargs="+",
+        default=["3d_fullres"],
+        metavar="CONFIG",
+        help="nnU-Net configuration(s) (default: 3d_fullres)",
+    )
+    p.add_argument(
+        "-p", "--plans", default="nnUNetPlans", metavar="PLANS", help="plans identifier (default: nnUNetPlans)"
+    )
     add_overwrite(p)
     add_jobs(p)
     add_quiet(p)
@@ -45,23 +58,34 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from nnunet_extensions.soft_targets.preprocess import preprocess_soft
+    from nnunet_extensions.integration.soft_targets.preprocess import preprocess_soft
 
     if args.jobs < 1:
         from nnunet_extensions.cli import UsageError
 
         raise UsageError("--jobs must be at least 1")
-    results = preprocess_soft(args.dataset, args.configurations, args.plans, overwrite=args.overwrite,
-                              num_processes=args.jobs, progress=not args.quiet)
+    results = preprocess_soft(
+        args.dataset,
+        args.configurations,
+        args.plans,
+        overwrite=args.overwrite,
+        num_processes=args.jobs,
+        progress=not args.quiet,
+    )
     for configuration, manifest in results.items():
         dices = [c["dice_soft_gt_0.5_vs_label"] for c in manifest["cases"]]
         worst = min(manifest["cases"], key=lambda c: c["dice_soft_gt_0.5_vs_label"])
-        line = (f"{manifest['dataset']} {configuration}: {len(dices)} soft targets written; "
-                f"Dice(soft>0.5, nnU-Net label) min {min(dices):.3f} ({worst['case']}), "
-                f"mean {sum(dices) / len(dices):.3f}")
+        line = (
+            f"{manifest['dataset']} {configuration}: {len(dices)} soft targets written; "
+            f"Dice(soft>0.5, nnU-Net label) min {min(dices):.3f} ({worst['case']}), "
+            f"mean {sum(dices) / len(dices):.3f}"
+        )
         if not args.quiet:
             print(line, file=sys.stderr)
         if min(dices) < 0.8:
-            print(f"warning: {worst['case']}: soft mask and label agree poorly (Dice {min(dices):.3f}); "
-                  "is labelsTr the soft mask binarized at 0.5?", file=sys.stderr)
+            print(
+                f"warning: {worst['case']}: soft mask and label agree poorly (Dice {min(dices):.3f}); "
+                "is labelsTr the soft mask binarized at 0.5?",
+                file=sys.stderr,
+            )
     return 0

@@ -28,8 +28,13 @@ examples:
 
 
 def register_spine(pictures: argparse._SubParsersAction) -> None:
-    p = new_parser(pictures, "spine", help="sagittal snapshot of a SPINEPS semantic mask (mid + both sides)",
-                   description=SPINE_DESCRIPTION, epilog=SPINE_EPILOG)
+    p = new_parser(
+        pictures,
+        "spine",
+        help="sagittal snapshot of a SPINEPS semantic mask (mid + both sides)",
+        description=SPINE_DESCRIPTION,
+        epilog=SPINE_EPILOG,
+    )
     p.add_argument("-i", "--input", required=True, type=Path, metavar="SEG", help="SPINEPS semantic mask")
     p.add_argument("--image", type=Path, metavar="IMG", help="image on the mask's grid (grey background)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="PNG", help="output picture")
@@ -43,8 +48,12 @@ QC_PICTURES = [register_spine]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = new_parser(sub, "qc", help="quality-control pictures (spine: sagittal snapshot of a SPINEPS mask)",
-                   description="Quality-control pictures. Run 'nnspine qc <picture> --help' for inputs and outputs.")
+    p = new_parser(
+        sub,
+        "qc",
+        help="quality-control pictures (spine: sagittal snapshot of a SPINEPS mask)",
+        description="Quality-control pictures. Run 'nnspine qc <picture> --help' for inputs and outputs.",
+    )
     pictures = p.add_subparsers(dest="picture", metavar="<picture>")
     for register_picture in QC_PICTURES:
         register_picture(pictures)
@@ -59,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_spine(args: argparse.Namespace) -> int:
     from postprocessing.qc import plot_spine_semantic
 
-    out = plot_spine_semantic(args.input, args.output, image=args.image, title=args.title or args.input.name,
-                              overwrite=args.overwrite)
+    out = plot_spine_semantic(
+        args.input, args.output, image=args.image, title=args.title or args.input.name, overwrite=args.overwrite
+    )
     print(out)
     return 0

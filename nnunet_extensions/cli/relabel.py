@@ -29,12 +29,21 @@ examples:
 
 
 def register(subparsers) -> None:
-    p = new_parser(subparsers, "relabel", help="nnU-Net predictions -> SPINEPS label values (voxel-exact)",
-                   description=DESCRIPTION, epilog=EPILOG)
+    p = new_parser(
+        subparsers,
+        "relabel",
+        help="nnU-Net predictions -> SPINEPS label values (voxel-exact)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
     p.add_argument("-i", "--input", required=True, type=Path, metavar="PRED", help="prediction file or folder")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="output file or folder")
-    p.add_argument("--dataset", required=True, metavar="ID|dataset.json",
-                   help="dataset id or name, a dataset.json, or a folder holding one")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        metavar="ID|dataset.json",
+        help="dataset id or name, a dataset.json, or a folder holding one",
+    )
     p.add_argument("--to", default="spineps", choices=["spineps"], help="target label convention (default: spineps)")
     add_overwrite(p)
     add_quiet(p)
@@ -42,7 +51,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from postprocessing.relabel import relabel
+    from postprocessing.spine.relabel import relabel
 
     report = relabel(args.input, args.output, args.dataset, to=args.to, overwrite=args.overwrite)
     if not args.quiet:

@@ -44,17 +44,24 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from nnunet_extensions.cli import UsageError
-    from postprocessing.softmask import convert_case, find_cases, seg_file_ending
+    from postprocessing.cord.softmask import convert_case, find_cases, seg_file_ending
 
     if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
         raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}")
     cases = find_cases(args.input)
     for case in tqdm(cases, desc="softmask", unit="case", disable=args.quiet or not sys.stderr.isatty()):
         r = convert_case(
-            args.input, case, args.output, channel=args.channel, threshold=args.threshold,
-            ending=seg_file_ending(args.input, case), overwrite=args.overwrite,
+            args.input,
+            case,
+            args.output,
+            channel=args.channel,
+            threshold=args.threshold,
+            ending=seg_file_ending(args.input, case),
+            overwrite=args.overwrite,
         )
         if not args.quiet:
-            print(f"{case}: {r.soft_path} shape={r.shape} voxel={tuple(round(v, 3) for v in r.voxel_mm)} mm "
-                  f"soft volume={r.volume_mm3:.1f} mm3")
+            print(
+                f"{case}: {r.soft_path} shape={r.shape} voxel={tuple(round(v, 3) for v in r.voxel_mm)} mm "
+                f"soft volume={r.volume_mm3:.1f} mm3"
+            )
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_extensions import __version__
-from nnunet_extensions.io import OutputExistsError, save_image, write_text
+from nnunet_extensions.core.io import OutputExistsError, save_image, write_text
 
 
 def start_dataset(root: Path, name: str, subjects: list[str], overwrite: bool = False) -> Path:
@@ -21,8 +21,12 @@ def start_dataset(root: Path, name: str, subjects: list[str], overwrite: bool = 
     if root.exists() and any(root.iterdir()) and not overwrite:
         raise OutputExistsError(f"{root}: output folder exists and is not empty (use --overwrite)")
     root.mkdir(parents=True, exist_ok=True)
-    desc = {"Name": name, "BIDSVersion": "1.9.0", "DatasetType": "raw",
-            "GeneratedBy": [{"Name": "nnunet-spine phantom", "Version": __version__}]}
+    desc = {
+        "Name": name,
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "raw",
+        "GeneratedBy": [{"Name": "nnunet-spine phantom", "Version": __version__}],
+    }
     write_text(root / "dataset_description.json", json.dumps(desc, indent=2) + "\n", overwrite=True)
     write_text(root / "participants.tsv", "participant_id\n" + "".join(f"{s}\n" for s in subjects), overwrite=True)
     return root
@@ -32,8 +36,12 @@ def start_derivative(root: Path, pipeline: str, description: str) -> Path:
     """Create ``derivatives/<pipeline>`` with its ``dataset_description.json``; returns that folder."""
     deriv = Path(root) / "derivatives" / pipeline
     deriv.mkdir(parents=True, exist_ok=True)
-    desc = {"Name": description, "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "nnunet-spine phantom", "Version": __version__}]}
+    desc = {
+        "Name": description,
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "nnunet-spine phantom", "Version": __version__}],
+    }
     write_text(deriv / "dataset_description.json", json.dumps(desc, indent=2) + "\n", overwrite=True)
     return deriv
 
@@ -58,11 +66,21 @@ class PhantomFolders:
     truth: Path
 
 
-def start_phantom_dataset(out_dir: str | Path, n_subjects: int, name: str, labels_description: str,
-                          truth_description: str, overwrite: bool = False) -> PhantomFolders:
+def start_phantom_dataset(
+    out_dir: str | Path,
+    n_subjects: int,
+    name: str,
+    labels_description: str,
+    truth_description: str,
+    overwrite: bool = False,
+) -> PhantomFolders:
     """Create a phantom BIDS dataset (subjects ``sub-01``, ``sub-02``, …) with its labels and truth derivatives."""
     root = Path(out_dir)
     subjects = [f"sub-{i + 1:02d}" for i in range(n_subjects)]
     start_dataset(root, name, subjects, overwrite=overwrite)
-    return PhantomFolders(root, subjects, start_derivative(root, "labels", labels_description),
-                          start_derivative(root, "truth", truth_description))
+    return PhantomFolders(
+        root,
+        subjects,
+        start_derivative(root, "labels", labels_description),
+        start_derivative(root, "truth", truth_description),
+    )

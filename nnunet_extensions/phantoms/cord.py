@@ -51,7 +51,11 @@ class CordModel:
     def centre(self, z: np.ndarray) -> np.ndarray:
         """Centreline points (…×3) at heights ``z`` (mm)."""
         z = np.asarray(z, float)
-        x = self.x0 + math.tan(math.radians(self.tilt_rl_deg)) * z + self.amp_rl * np.sin(2 * np.pi * z / self.period_rl)
+        x = (
+            self.x0
+            + math.tan(math.radians(self.tilt_rl_deg)) * z
+            + self.amp_rl * np.sin(2 * np.pi * z / self.period_rl)
+        )
         y = self.y0 + math.tan(math.radians(self.tilt_ap_deg)) * z + self.amp_ap * np.sin(np.pi * z / self.period_ap)
         return np.stack([x, y, z], axis=-1)
 
@@ -107,8 +111,9 @@ class CordModel:
         return truth
 
     # ---- local coordinates of world points
-    def local_coords(self, pts: np.ndarray, iterations: int = 4, t0: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def local_coords(
+        self, pts: np.ndarray, iterations: int = 4, t0: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For world points (N×3), return ``(t, u, v)``: the height of the closest centreline point and
         the in-plane offsets (mm) along the R-L-like and A-P-like axes of the perpendicular plane.
         ``t0`` is a starting guess for ``t`` (default: the points' own z)."""
@@ -129,8 +134,9 @@ class CordModel:
         n2 = np.cross(tan, n1)
         return t, (d * n1).sum(1), (d * n2).sum(1)
 
-    def radius(self, pts: np.ndarray, margin: float = 0.0, t0: np.ndarray | None = None,
-               iterations: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    def radius(
+        self, pts: np.ndarray, margin: float = 0.0, t0: np.ndarray | None = None, iterations: int = 4
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Elliptic radius ``r`` (inside when < 1) of world points, and their centreline height ``t``."""
         t, u, v = self.local_coords(pts, iterations, t0)
         a, b = self.semi_axes(t, margin)
@@ -219,8 +225,13 @@ def render_fraction(
     return frac.reshape(shape)
 
 
-def level_map(model: CordModel, shape: tuple[int, int, int], affine: np.ndarray, mask: np.ndarray,
-              shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+def level_map(
+    model: CordModel,
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    mask: np.ndarray,
+    shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> np.ndarray:
     """Label each voxel of ``mask`` (bool) with the vertebral level of its closest centreline point."""
     out = np.zeros(shape, np.int16)
     idx = np.argwhere(mask)
@@ -231,8 +242,12 @@ def level_map(model: CordModel, shape: tuple[int, int, int], affine: np.ndarray,
     return out
 
 
-def disc_points(model: CordModel, shape: tuple[int, int, int], affine: np.ndarray,
-                shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+def disc_points(
+    model: CordModel,
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> np.ndarray:
     """Point labels (one voxel each, value = SCT disc number) at the posterior tip of each disc,
     placed on the centreline at the disc height; discs outside the grid are left out."""
     out = np.zeros(shape, np.int16)

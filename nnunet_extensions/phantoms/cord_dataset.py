@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.io import write_text
+from nnunet_extensions.core.io import write_text
 from nnunet_extensions.phantoms.bids import anat_path, start_phantom_dataset, write_nifti
 from nnunet_extensions.phantoms.cord import CordModel, default_cervical_model, disc_points, level_map, render_fraction
 
@@ -57,14 +57,35 @@ class Acquisition:
 #: The default five contrasts (names as in ../shared/data/bids_multicontrast), T2w is the reference.
 DEFAULT_ACQUISITIONS: tuple[Acquisition, ...] = (
     Acquisition("T2w", (0.8, 0.8, 0.8), ("P", "S", "R"), (4.0, 124.0), intensities=(0.45, 1.0, 0.3)),
-    Acquisition("T1w", (1.0, 1.0, 1.0), ("R", "A", "S"), (10.0, 120.0), intensities=(0.75, 0.2, 0.5),
-                shift_mm=(0.7, -0.6, 0.4)),
-    Acquisition("T2starw", (0.5, 0.5, 3.0), ("L", "A", "S"), (60.0, 102.0), intensities=(0.6, 0.95, 0.3),
-                shift_mm=(-1.2, 0.9, 0.0)),
-    Acquisition("flip-1_mt-on_MTS", (0.8, 0.8, 5.0), ("L", "A", "S"), (66.0, 96.0), oblique_deg=8.0,
-                intensities=(0.55, 0.35, 0.45), shift_mm=(0.4, 1.6, 0.3)),
-    Acquisition("flip-2_mt-off_MTS", (0.8, 0.8, 5.0), ("L", "A", "S"), (66.0, 96.0), oblique_deg=8.0,
-                intensities=(0.8, 0.45, 0.6), shift_mm=(1.5, -1.0, 0.0)),
+    Acquisition(
+        "T1w", (1.0, 1.0, 1.0), ("R", "A", "S"), (10.0, 120.0), intensities=(0.75, 0.2, 0.5), shift_mm=(0.7, -0.6, 0.4)
+    ),
+    Acquisition(
+        "T2starw",
+        (0.5, 0.5, 3.0),
+        ("L", "A", "S"),
+        (60.0, 102.0),
+        intensities=(0.6, 0.95, 0.3),
+        shift_mm=(-1.2, 0.9, 0.0),
+    ),
+    Acquisition(
+        "flip-1_mt-on_MTS",
+        (0.8, 0.8, 5.0),
+        ("L", "A", "S"),
+        (66.0, 96.0),
+        oblique_deg=8.0,
+        intensities=(0.55, 0.35, 0.45),
+        shift_mm=(0.4, 1.6, 0.3),
+    ),
+    Acquisition(
+        "flip-2_mt-off_MTS",
+        (0.8, 0.8, 5.0),
+        ("L", "A", "S"),
+        (66.0, 96.0),
+        oblique_deg=8.0,
+        intensities=(0.8, 0.45, 0.6),
+        shift_mm=(1.5, -1.0, 0.0),
+    ),
 )
 
 
@@ -135,9 +156,14 @@ def write_cord_dataset(
     """
     from tqdm.auto import tqdm
 
-    folders = start_phantom_dataset(out_dir, n_subjects, "nnunet-spine cord phantom",
-                                    "Cord masks, level labels and disc labels (phantom)",
-                                    "Exact partial-volume cord fractions and CSA truth (phantom)", overwrite)
+    folders = start_phantom_dataset(
+        out_dir,
+        n_subjects,
+        "nnunet-spine cord phantom",
+        "Cord masks, level labels and disc labels (phantom)",
+        "Exact partial-volume cord fractions and CSA truth (phantom)",
+        overwrite,
+    )
     root, subjects, labels, truth_dir = folders.root, folders.subjects, folders.labels, folders.truth
     result = {"root": str(root), "subjects": {}}
     jobs = [(i, s, a) for i, s in enumerate(subjects) for a in acquisitions]
@@ -158,9 +184,15 @@ def write_cord_dataset(
             name = acq.entities
             write_nifti(anat_path(root, sub, name), r["image"], r["affine"], np.float32, overwrite)
             write_nifti(anat_path(labels, sub, name, "_label-SC_seg"), r["binary"], r["affine"], np.uint8, overwrite)
-            write_nifti(anat_path(labels, sub, name, "_label-SC_seg_labeled"), r["levels"], r["affine"], np.int16, overwrite)
-            write_nifti(anat_path(labels, sub, name, "_label-discs_dlabel"), r["discs"], r["affine"], np.int16, overwrite)
-            write_nifti(anat_path(truth_dir, sub, name, "_label-SC_softseg"), r["soft"], r["affine"], np.float32, overwrite)
+            write_nifti(
+                anat_path(labels, sub, name, "_label-SC_seg_labeled"), r["levels"], r["affine"], np.int16, overwrite
+            )
+            write_nifti(
+                anat_path(labels, sub, name, "_label-discs_dlabel"), r["discs"], r["affine"], np.int16, overwrite
+            )
+            write_nifti(
+                anat_path(truth_dir, sub, name, "_label-SC_softseg"), r["soft"], r["affine"], np.float32, overwrite
+            )
             truth["acquisitions"][name] = {
                 "shift_mm": list(acq.shift_mm),
                 "voxel_mm": list(acq.voxel_mm),

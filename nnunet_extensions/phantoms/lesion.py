@@ -28,9 +28,9 @@ So the truth holds 10 lesions; connected components of the binary mask: 9 (6-con
 The prediction differs from the truth in four known ways: ``medium`` is missed (FN), a false-positive
 blob (ellipsoid 1.5 × 1.5 × 2 voxels) sits in a lesion-free stretch of cord, ``large`` is split in two
 by removing its middle slice, and ``border_a`` has a boundary error (dilated by one voxel, 6-neighbour
-structuring element, within the cord). Expected detection counts for both connectivities, computed by
-:mod:`postprocessing.lesion_metrics` (rule ``overlap``) and checked against the design, are in the truth
-JSON under ``prediction.expected_counts`` (``ref_lesions, pred_lesions, tp, fp, fn``) and, under older
+structuring element, within the cord). Expected detection counts for both connectivities, derived from the
+design (never from the metrics code they are meant to check), are in the truth JSON under
+``prediction.expected_counts`` (``ref_lesions, pred_lesions, tp, fp, fn``) and, under older
 names, ``prediction.expected``.
 
 A second contrast, T1w-like (:data:`T1W_ACQUISITION`: axial ``RAS`` 1 mm isotropic, same coverage, cord
@@ -48,12 +48,22 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.io import write_text
+from nnunet_extensions.core.io import write_text
 from nnunet_extensions.phantoms.bids import anat_path, start_derivative, start_phantom_dataset, write_nifti
 
 #: Lesion roles, in id order (id = position + 1).
-LESION_ROLES: tuple[str, ...] = ("large", "medium", "tiny_1", "tiny_3", "face_a", "face_b",
-                                 "corner_a", "corner_b", "border_a", "border_b")
+LESION_ROLES: tuple[str, ...] = (
+    "large",
+    "medium",
+    "tiny_1",
+    "tiny_3",
+    "face_a",
+    "face_b",
+    "corner_a",
+    "corner_b",
+    "border_a",
+    "border_b",
+)
 #: Designed contacts: (role, role, contact kind).
 DESIGNED_CONTACTS: tuple[tuple[str, str, str], ...] = (("face_a", "face_b", "face"), ("corner_a", "corner_b", "corner"))
 #: Minimum number of lesion-free slices between two stretches.
@@ -80,8 +90,17 @@ class LesionGrid:
 # --------------------------------------------------------------------------------------------- design
 def _stretch_heights() -> dict[str, int]:
     """Slices (S-I) each design element occupies; ``fp`` is the prediction's false positive."""
-    return {"large": 11, "medium": 7, "tiny_1": 1, "tiny_3": 3, "face": 3, "corner": 4,
-            "border_a": 5, "border_b": 5, "fp": 5}
+    return {
+        "large": 11,
+        "medium": 7,
+        "tiny_1": 1,
+        "tiny_3": 3,
+        "face": 3,
+        "corner": 4,
+        "border_a": 5,
+        "border_b": 5,
+        "fp": 5,
+    }
 
 
 def _layout(n_slices: int, rng: np.random.Generator) -> dict[str, tuple[int, int]]:
@@ -109,7 +128,9 @@ def _centre(cord: np.ndarray, s: int) -> np.ndarray:
     return np.rint(idx.mean(0)).astype(int)
 
 
-def _ellipsoid(cord: np.ndarray, first: int, last: int, semi: tuple[float, float, float], jitter: np.ndarray) -> np.ndarray:
+def _ellipsoid(
+    cord: np.ndarray, first: int, last: int, semi: tuple[float, float, float], jitter: np.ndarray
+) -> np.ndarray:
     """Voxel indices (N×3) of an ellipsoid centred on the cord slice by slice (sheared with the cord)."""
     mid = 0.5 * (first + last)
     pts = []
@@ -143,13 +164,15 @@ def _border_patch(cord: np.ndarray, first: int, last: int, axis: int, sign: int,
     anchor = np.array([edge[0], edge[1], mid])
     lo = np.maximum(anchor - 3, 0)
     hi = np.minimum(anchor + 4, cord.shape)
-    sub = np.argwhere(cord[lo[0]:hi[0], lo[1]:hi[1], max(lo[2], first):min(hi[2], last + 1)])
+    sub = np.argwhere(cord[lo[0] : hi[0], lo[1] : hi[1], max(lo[2], first) : min(hi[2], last + 1)])
     sub += np.array([lo[0], lo[1], max(lo[2], first)])
     keep = np.linalg.norm(sub - anchor, axis=1) <= radius
     return sub[keep]
 
 
-def design_lesions(cord: np.ndarray, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, tuple[int, int]]]:
+def design_lesions(
+    cord: np.ndarray, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, tuple[int, int]]]:
     """Place the lesions in a cord mask whose **last axis is S-I**.
 
     Returns ``(role → voxel indices N×3, false-positive voxel indices, layout)``.
@@ -218,18 +241,24 @@ def at_border(lesion: np.ndarray, cord: np.ndarray) -> bool:
 
 
 def _expected_entry(counts: dict[str, int]) -> dict[str, int]:
-    """Counts of :func:`postprocessing.lesion_metrics.lesion_counts` under the names of the truth's
+    """Detection counts (``ref_lesions, pred_lesions, tp, fp, fn``) under the names of the truth's
     ``prediction.expected`` entry (``tp_ref`` = detected reference lesions, ``tp_pred`` = predicted lesions
-    that are not false positives). Components and matching live in :mod:`postprocessing.lesion_metrics`."""
-    return {"ref_components": counts["ref_lesions"], "pred_components": counts["pred_lesions"], "tp_ref": counts["tp"],
-            "fn": counts["fn"], "tp_pred": counts["pred_lesions"] - counts["fp"], "fp": counts["fp"]}
+    that are not false positives)."""
+    return {
+        "ref_components": counts["ref_lesions"],
+        "pred_components": counts["pred_lesions"],
+        "tp_ref": counts["tp"],
+        "fn": counts["fn"],
+        "tp_pred": counts["pred_lesions"] - counts["fp"],
+        "fp": counts["fp"],
+    }
 
 
 def render_lesion_subject(model, grid: LesionGrid, rng: np.random.Generator) -> dict:
     """Image, cord mask, lesion instance map, predicted mask and the design of one subject."""
     from scipy import ndimage
 
-    from nnunet_extensions.geometry import si_axis
+    from nnunet_extensions.core.geometry import si_axis
     from nnunet_extensions.phantoms.cord_dataset import Acquisition, render_acquisition
 
     acq = Acquisition("T2w", grid.voxel_mm, grid.axcodes, grid.z_range_mm, grid.fov_mm, intensities=(0.45, 1.0, 0.3))
@@ -257,9 +286,15 @@ def render_lesion_subject(model, grid: LesionGrid, rng: np.random.Generator) -> 
     back = lambda a: np.moveaxis(a, -1, si)  # noqa: E731
     image = r["image"] + back((inst > 0).astype(np.float32)) * np.float32(LESION_INTENSITY - acq.intensities[0])
     return {
-        "affine": r["affine"], "image": image.astype(np.float32), "cord": r["binary"],
-        "instances": back(inst), "lesion": back((inst > 0).astype(np.uint8)), "pred": back(pred.astype(np.uint8)),
-        "fp": back(_paint(cord.shape, fp).astype(bool)), "split_slice": split_slice, "si_axis": si,
+        "affine": r["affine"],
+        "image": image.astype(np.float32),
+        "cord": r["binary"],
+        "instances": back(inst),
+        "lesion": back((inst > 0).astype(np.uint8)),
+        "pred": back(pred.astype(np.uint8)),
+        "fp": back(_paint(cord.shape, fp).astype(bool)),
+        "split_slice": split_slice,
+        "si_axis": si,
         "grown": back(grown),
     }
 
@@ -269,11 +304,17 @@ def render_t1w(model, grid: LesionGrid, t2w: dict, rng: np.random.Generator) -> 
     own grid (:data:`T1W_ACQUISITION`, the T2w's coverage), the cord mask rendered there, and the lesion
     mask resampled from the T2w grid (nearest neighbour); the lesions' signal is their linearly resampled
     fraction times the lesion-to-cord contrast."""
-    from nnunet_extensions.geometry import resample_to_grid
+    from nnunet_extensions.core.geometry import resample_to_grid
     from nnunet_extensions.phantoms.cord_dataset import Acquisition, render_acquisition
 
-    acq = Acquisition("T1w", T1W_ACQUISITION["voxel_mm"], T1W_ACQUISITION["axcodes"], grid.z_range_mm, grid.fov_mm,
-                      intensities=T1W_ACQUISITION["intensities"])
+    acq = Acquisition(
+        "T1w",
+        T1W_ACQUISITION["voxel_mm"],
+        T1W_ACQUISITION["axcodes"],
+        grid.z_range_mm,
+        grid.fov_mm,
+        intensities=T1W_ACQUISITION["intensities"],
+    )
     r = render_acquisition(acq, model, rng)
     shape, affine = r["image"].shape, r["affine"]
     fraction = resample_to_grid(t2w["lesion"].astype(np.float32), t2w["affine"], shape, affine, order=1)
@@ -287,7 +328,7 @@ def lesion_truth(r: dict) -> dict:
     """Truth dictionary of one rendered subject (see :func:`write_lesion_dataset`)."""
     import cc3d
 
-    from nnunet_extensions.io import voxel_sizes
+    from nnunet_extensions.core.io import voxel_sizes
 
     affine, inst, cord = r["affine"], r["instances"], r["cord"].astype(bool)
     vox_mm3 = float(np.prod(voxel_sizes(affine)))
@@ -298,44 +339,59 @@ def lesion_truth(r: dict) -> dict:
         m = inst == i
         idx = np.argwhere(m)
         c_vox = idx.mean(0)
-        lesions.append({
-            "id": i, "role": LESION_ROLES[i - 1], "voxels": int(m.sum()), "volume_mm3": int(m.sum()) * vox_mm3,
-            "centroid_voxel": [round(float(x), 4) for x in c_vox],
-            "centroid_mm": [round(float(x), 4) for x in affine[:3, :3] @ c_vox + affine[:3, 3]],
-            "bbox_voxel": [[int(a) for a in idx.min(0)], [int(b) for b in idx.max(0)]],
-            "at_cord_border": at_border(m, cord),
-            "touches": sorted([b if a == i else a for (a, b), k in touch.items() if i in (a, b)]),
-            "face_touches": sorted([b if a == i else a for (a, b), k in touch.items() if i in (a, b) and k == "face"]),
-        })
+        lesions.append(
+            {
+                "id": i,
+                "role": LESION_ROLES[i - 1],
+                "voxels": int(m.sum()),
+                "volume_mm3": int(m.sum()) * vox_mm3,
+                "centroid_voxel": [round(float(x), 4) for x in c_vox],
+                "centroid_mm": [round(float(x), 4) for x in affine[:3, :3] @ c_vox + affine[:3, 3]],
+                "bbox_voxel": [[int(a) for a in idx.min(0)], [int(b) for b in idx.max(0)]],
+                "at_cord_border": at_border(m, cord),
+                "touches": sorted([b if a == i else a for (a, b), k in touch.items() if i in (a, b)]),
+                "face_touches": sorted(
+                    [b if a == i else a for (a, b), k in touch.items() if i in (a, b) and k == "face"]
+                ),
+            }
+        )
     binary = inst > 0
-    comps = {str(c): int(cc3d.connected_components(binary.astype(np.uint8), connectivity=c, return_N=True)[1])
-             for c in (6, 18, 26)}
-    pairs = [{"ids": [a, b], "roles": [LESION_ROLES[a - 1], LESION_ROLES[b - 1]], "contact": k,
-              "separate_under_6": k != "face", "separate_under_26": False} for (a, b), k in sorted(touch.items())]
+    comps = {
+        str(c): int(cc3d.connected_components(binary.astype(np.uint8), connectivity=c, return_N=True)[1])
+        for c in (6, 18, 26)
+    }
+    pairs = [
+        {
+            "ids": [a, b],
+            "roles": [LESION_ROLES[a - 1], LESION_ROLES[b - 1]],
+            "contact": k,
+            "separate_under_6": k != "face",
+            "separate_under_26": False,
+        }
+        for (a, b), k in sorted(touch.items())
+    ]
     pred = r["pred"].astype(bool)
     large, border = LESION_ROLES.index("large") + 1, LESION_ROLES.index("border_a") + 1
     bt, bp = inst == border, r["grown"]
     fp_idx = np.argwhere(r["fp"])
-    from postprocessing.lesion_metrics import lesion_counts
-
-    counts = {str(c): lesion_counts(binary, pred, connectivity=c, match="overlap") for c in (6, 26)}
-    expected = {c: _expected_entry(k) for c, k in counts.items()}
     n = len(ids)
-    design = {"6": n - 1, "26": n - 2}  # the face pair merges under 6; the corner pair too under 26
-    for c in ("6", "26"):
-        e = expected[c]
-        want = {"ref_components": design[c], "pred_components": design[c] - 1 + 1 + 1,
-                "tp_ref": design[c] - 1, "fn": 1, "tp_pred": design[c] + 1 - 1, "fp": 1}
-        if e != want:
-            raise AssertionError(f"lesion phantom: detection counts {e} differ from the design {want}")
+    # The design, not the code under test, gives the counts: the face pair merges under 6-connectivity, the corner
+    # pair too under 26; the prediction misses one lesion, splits one in two (still one TP) and adds one FP.
+    design = {"6": n - 1, "26": n - 2}
+    counts = {c: {"ref_lesions": d, "pred_lesions": d + 1, "tp": d - 1, "fp": 1, "fn": 1} for c, d in design.items()}
+    if comps["6"] != design["6"] or comps["26"] != design["26"]:
+        raise AssertionError(f"lesion phantom: connected components {comps} differ from the design {design}")
+    expected = {c: _expected_entry(k) for c, k in counts.items()}
     return {
         "kind": "lesion",
         "voxel_mm": [float(z) for z in voxel_sizes(affine)],
         "voxel_volume_mm3": vox_mm3,
         "shape": [int(s) for s in inst.shape],
         "n_lesions": n,
-        "count_rule": ("each id is one lesion as annotated (face_a/face_b and corner_a/corner_b are distinct "
-                       "lesions); connected components of the binary mask merge touching lesions"),
+        "count_rule": (
+            "each id is one lesion as annotated (face_a/face_b and corner_a/corner_b are distinct "
+            "lesions); connected components of the binary mask merge touching lesions"
+        ),
         "connected_components": comps,
         "touching_pairs": pairs,
         "cord_voxels": int(cord.sum()),
@@ -345,19 +401,33 @@ def lesion_truth(r: dict) -> dict:
         "total_lesion_volume_mm3": int(binary.sum()) * vox_mm3,
         "prediction": {
             "missed": [LESION_ROLES.index("medium") + 1],
-            "false_positive": {"voxels": int(len(fp_idx)), "volume_mm3": len(fp_idx) * vox_mm3,
-                               "centroid_mm": [round(float(x), 4) for x in affine[:3, :3] @ fp_idx.mean(0) + affine[:3, 3]]},
-            "split": {"lesion": large, "parts": 2, "removed_slice": int(r["split_slice"]), "slice_axis": int(r["si_axis"])},
-            "boundary_error": {"lesion": border, "truth_voxels": int(bt.sum()), "pred_voxels": int(bp.sum()),
-                               "dice": round(2 * float((bt & bp).sum()) / float(bt.sum() + bp.sum()), 6),
-                               "change": "dilated by 1 voxel (6-neighbour structuring element) within the cord"},
+            "false_positive": {
+                "voxels": int(len(fp_idx)),
+                "volume_mm3": len(fp_idx) * vox_mm3,
+                "centroid_mm": [round(float(x), 4) for x in affine[:3, :3] @ fp_idx.mean(0) + affine[:3, 3]],
+            },
+            "split": {
+                "lesion": large,
+                "parts": 2,
+                "removed_slice": int(r["split_slice"]),
+                "slice_axis": int(r["si_axis"]),
+            },
+            "boundary_error": {
+                "lesion": border,
+                "truth_voxels": int(bt.sum()),
+                "pred_voxels": int(bp.sum()),
+                "dice": round(2 * float((bt & bp).sum()) / float(bt.sum() + bp.sum()), 6),
+                "change": "dilated by 1 voxel (6-neighbour structuring element) within the cord",
+            },
             "pred_voxels": int(pred.sum()),
             "expected": expected,
             "expected_counts": {"match": "overlap", **counts},
-            "matching_rule": ("postprocessing.lesion_metrics, rule 'overlap': connected components (cc3d) of each "
-                              "binary mask; a reference component is a TP when >= 10 % of its voxels are "
-                              "predicted, else FN; a predicted component is an FP when it overlaps no reference "
-                              "voxel. The design also holds under '>= 1 voxel' detection"),
+            "matching_rule": (
+                "rule 'overlap' (nnspine evaluate lesions): connected components of each "
+                "binary mask; a reference component is a TP when >= 10 % of its voxels are "
+                "predicted, else FN; a predicted component is an FP when it overlaps no reference "
+                "voxel. The design also holds under '>= 1 voxel' detection"
+            ),
         },
     }
 
@@ -394,9 +464,14 @@ def write_lesion_dataset(
 
     from nnunet_extensions.phantoms.cord_dataset import subject_model
 
-    folders = start_phantom_dataset(out_dir, n_subjects, "nnunet-spine cord lesion phantom",
-                                    "Cord and lesion masks (phantom)", "Lesion instance maps and lesion truth (phantom)",
-                                    overwrite)
+    folders = start_phantom_dataset(
+        out_dir,
+        n_subjects,
+        "nnunet-spine cord lesion phantom",
+        "Cord and lesion masks (phantom)",
+        "Lesion instance maps and lesion truth (phantom)",
+        overwrite,
+    )
     root, subjects, labels_dir, truth_dir = folders.root, folders.subjects, folders.labels, folders.truth
     pred_dir = start_derivative(root, "prediction", "A lesion mask with known errors (phantom)")
     result = {"root": str(root), "subjects": {}}
@@ -424,13 +499,22 @@ def write_lesion_dataset(
         write_nifti(t1_paths["image"], t1["image"], t1["affine"], np.float32, overwrite)
         write_nifti(t1_paths["cord"], t1["cord"], t1["affine"], np.uint8, overwrite)
         write_nifti(t1_paths["lesion"], t1["lesion"], t1["affine"], np.uint8, overwrite)
-        truth = {"subject": sub, "seed": seed, **lesion_truth(r), "axcodes": "".join(grid.axcodes),
-                 "files": {k: str(p.relative_to(root)) for k, p in paths.items()},
-                 "contrasts": {"T1w": {
-                     "voxel_mm": list(T1W_ACQUISITION["voxel_mm"]), "axcodes": "".join(T1W_ACQUISITION["axcodes"]),
-                     "shape": [int(n) for n in t1["image"].shape],
-                     "lesion_mask": "T2w lesion mask resampled to this grid (nearest neighbour, world coordinates)",
-                     "files": {k: str(p.relative_to(root)) for k, p in t1_paths.items()}}}}
+        truth = {
+            "subject": sub,
+            "seed": seed,
+            **lesion_truth(r),
+            "axcodes": "".join(grid.axcodes),
+            "files": {k: str(p.relative_to(root)) for k, p in paths.items()},
+            "contrasts": {
+                "T1w": {
+                    "voxel_mm": list(T1W_ACQUISITION["voxel_mm"]),
+                    "axcodes": "".join(T1W_ACQUISITION["axcodes"]),
+                    "shape": [int(n) for n in t1["image"].shape],
+                    "lesion_mask": "T2w lesion mask resampled to this grid (nearest neighbour, world coordinates)",
+                    "files": {k: str(p.relative_to(root)) for k, p in t1_paths.items()},
+                }
+            },
+        }
         write_text(truth_dir / sub / f"{sub}_truth.json", json.dumps(truth, indent=2) + "\n", overwrite=True)
         result["subjects"][sub] = truth
     return result

@@ -21,7 +21,7 @@ sagittal plane), origin at the body centre. In that frame:
 * **sacrum** (26 in both masks): a tapered, more steeply tilted elliptic block below the last disc.
 
 Left/right: label 43/45/47 (subject's left) lie at x < 0, 44/46/48 at x > 0. Cord and canal are 0 in
-the instance mask, as in SPINEPS outputs (see :mod:`nnunet_extensions.labels`). The voxel grid is
+the instance mask, as in SPINEPS outputs (see :mod:`nnunet_extensions.core.labels`). The voxel grid is
 sagittal ``PIR`` (voxel axes: Posterior, Inferior, Right), like SPINEPS inputs; the default voxel is
 1 mm (A-P) × 1 mm (S-I) × 3 mm (R-L slices), with the midsagittal plane x = 0 on a slice centre so that
 left and right structures are voxel-symmetric.
@@ -39,8 +39,30 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions import labels as L
-from nnunet_extensions.io import write_text
+from nnunet_extensions.core.io import write_text
+from nnunet_extensions.core.labels import (
+    ARCUS,
+    CANAL,
+    CORD,
+    CORPUS,
+    COSTAL_LEFT,
+    COSTAL_RIGHT,
+    DISC,
+    ENDPLATE,
+    INF_ARTICULAR_LEFT,
+    INF_ARTICULAR_RIGHT,
+    POSTERIOR_ELEMENTS,
+    SACRUM,
+    SEMANTIC_LABELS,
+    SPINOSUS,
+    SUP_ARTICULAR_LEFT,
+    SUP_ARTICULAR_RIGHT,
+    disc_instance,
+    endplate_instance,
+    instance_kind,
+    instance_name,
+    vertebra_name,
+)
 from nnunet_extensions.phantoms.bids import anat_path, start_phantom_dataset, write_nifti
 
 # --------------------------------------------------------------------------------------------- geometry
@@ -66,10 +88,9 @@ class RegionDims:
     costal_length: float
     spinous_slope: float
 
-    def scaled(self, s: float) -> "RegionDims":
+    def scaled(self, s: float) -> RegionDims:
         """All lengths multiplied by ``s`` (the slope is a ratio and stays)."""
-        return RegionDims(*(getattr(self, f) * (1.0 if f == "spinous_slope" else s)
-                            for f in self.__dataclass_fields__))
+        return RegionDims(*(getattr(self, f) * (1.0 if f == "spinous_slope" else s) for f in self.__dataclass_fields__))
 
 
 #: Region sizes; C1/C2 are drawn like the other cervical vertebrae (no dens, no missing body).
@@ -105,7 +126,7 @@ class Vertebra:
 
     @property
     def name(self) -> str:
-        return L.vertebra_name(self.number)
+        return vertebra_name(self.number)
 
     def axes(self) -> np.ndarray:
         return _frame(math.radians(self.tilt_deg))
@@ -133,8 +154,7 @@ class Vertebra:
         v_back = self.canal_centre_v() - d.canal_half_depth - d.arch_thickness
         lat = d.canal_half_width + d.arch_thickness + d.costal_length + 2
         low = d.body_height / 2 + 10 + d.spinous_slope * d.spinous_length
-        return _corners((-lat, lat), (v_back - d.spinous_length - 2, d.half_depth + 2),
-                        (-low, d.body_height / 2 + 10))
+        return _corners((-lat, lat), (v_back - d.spinous_length - 2, d.half_depth + 2), (-low, d.body_height / 2 + 10))
 
 
 @dataclass(frozen=True)
@@ -153,7 +173,7 @@ class Sacrum:
     length: float
     taper: float = 0.5
 
-    number = L.SACRUM
+    number = SACRUM
 
     def axes(self) -> np.ndarray:
         return _frame(math.radians(self.tilt_deg))
@@ -183,7 +203,7 @@ class SpineModel:
     @property
     def numbers(self) -> list[int]:
         """Instance numbers of the mobile vertebrae followed by the sacrum (26)."""
-        return [v.number for v in self.vertebrae] + [L.SACRUM]
+        return [v.number for v in self.vertebrae] + [SACRUM]
 
 
 def _corners(us, vs, ws) -> np.ndarray:
@@ -232,14 +252,20 @@ def build_spine_model(n_vertebrae: int = 5, *, seed: int = 0, index: int = 0) ->
     last = vertebrae[-1]
     top = last.bottom_centre() - last.axes()[2] * discs[-1]
     lumbar = REGION_DIMS["L"].scaled(scale)
-    sacrum = Sacrum((0.0, float(top[1]), float(top[2])), last.tilt_deg + sacral_extra,
-                    half_width=1.5 * lumbar.half_width, half_depth=lumbar.half_depth, length=50.0 * scale)
+    sacrum = Sacrum(
+        (0.0, float(top[1]), float(top[2])),
+        last.tilt_deg + sacral_extra,
+        half_width=1.5 * lumbar.half_width,
+        half_depth=lumbar.half_depth,
+        length=50.0 * scale,
+    )
     return SpineModel(vertebrae, sacrum)
 
 
 # --------------------------------------------------------------------------------------------- grid
-def spine_grid(model: SpineModel, voxel_mm: tuple[float, float, float] = (1.0, 1.0, 3.0),
-               margin_mm: float = 6.0) -> tuple[tuple[int, int, int], np.ndarray]:
+def spine_grid(
+    model: SpineModel, voxel_mm: tuple[float, float, float] = (1.0, 1.0, 3.0), margin_mm: float = 6.0
+) -> tuple[tuple[int, int, int], np.ndarray]:
     """Sagittal PIR grid (shape, RAS affine) covering the whole model plus ``margin_mm``.
 
     ``voxel_mm`` is per voxel axis: (A-P, S-I, R-L). x = 0 lies on the centre of the middle slice.
@@ -250,10 +276,9 @@ def spine_grid(model: SpineModel, voxel_mm: tuple[float, float, float] = (1.0, 1
     vp, vi, vr = (float(x) for x in voxel_mm)
     half_slices = int(math.ceil(max(abs(lo[0]), abs(hi[0])) / vr))
     shape = (int(math.ceil((hi[1] - lo[1]) / vp)) + 1, int(math.ceil((hi[2] - lo[2]) / vi)) + 1, 2 * half_slices + 1)
-    affine = np.array([[0.0, 0.0, vr, -half_slices * vr],
-                       [-vp, 0.0, 0.0, hi[1]],
-                       [0.0, -vi, 0.0, hi[2]],
-                       [0.0, 0.0, 0.0, 1.0]])
+    affine = np.array(
+        [[0.0, 0.0, vr, -half_slices * vr], [-vp, 0.0, 0.0, hi[1]], [0.0, -vi, 0.0, hi[2]], [0.0, 0.0, 0.0, 1.0]]
+    )
     return shape, affine
 
 
@@ -301,22 +326,45 @@ def vertebra_parts(vert: Vertebra, p: np.ndarray, endplate_mm: float) -> list[tu
     w_arch, arch_half = 0.1 * h, 0.3 * h
     in_arch_height = np.abs(w - w_arch) <= arch_half
     v_back = vc - cb - t
-    parts = [(L.ARCUS, in_arch_height & ~_ellipse(u, v - vc, ca, cb) & _ellipse(u, v - vc, ca + t, cb + t)
-              & (v <= -0.85 * d.half_depth))]
+    parts = [
+        (
+            ARCUS,
+            in_arch_height
+            & ~_ellipse(u, v - vc, ca, cb)
+            & _ellipse(u, v - vc, ca + t, cb + t)
+            & (v <= -0.85 * d.half_depth),
+        )
+    ]
     lateral = (np.abs(u) >= ca + t - 1) & (np.abs(u) <= ca + t + d.costal_length)
     costal = lateral & (np.abs(v - (vc + 0.2 * cb)) <= 3.5) & (np.abs(w - w_arch - 0.05 * h) <= 0.14 * h)
-    parts += [(L.COSTAL_LEFT, costal & (u < 0)), (L.COSTAL_RIGHT, costal & (u > 0))]
+    parts += [(COSTAL_LEFT, costal & (u < 0)), (COSTAL_RIGHT, costal & (u > 0))]
     w_spin = w_arch - d.spinous_slope * (v_back - v)  # descends as it runs posteriorly
-    spinous = (np.abs(u) <= 2.5) & (v <= v_back + 1.5) & (v >= v_back - d.spinous_length) & (np.abs(w - w_spin) <= 0.18 * h)
-    parts.append((L.SPINOSUS, spinous))
+    spinous = (
+        (np.abs(u) <= 2.5) & (v <= v_back + 1.5) & (v >= v_back - d.spinous_length) & (np.abs(w - w_spin) <= 0.18 * h)
+    )
+    parts.append((SPINOSUS, spinous))
     w_top, w_bottom = w_arch + arch_half, w_arch - arch_half
-    sup = (np.abs(np.abs(u) - (ca + 0.8 * t)) <= 3.0) & (np.abs(v - (vc - 0.3 * cb)) <= 4.0) & (w >= w_top - 3) & (w <= w_top + 7)
-    inf = (np.abs(np.abs(u) - (ca + 0.2 * t)) <= 2.5) & (np.abs(v - (vc - 0.8 * cb)) <= 3.5) & (w >= w_bottom - 7) & (w <= w_bottom + 3)
-    parts += [(L.SUP_ARTICULAR_LEFT, sup & (u < 0)), (L.SUP_ARTICULAR_RIGHT, sup & (u > 0)),
-              (L.INF_ARTICULAR_LEFT, inf & (u < 0)), (L.INF_ARTICULAR_RIGHT, inf & (u > 0))]
+    sup = (
+        (np.abs(np.abs(u) - (ca + 0.8 * t)) <= 3.0)
+        & (np.abs(v - (vc - 0.3 * cb)) <= 4.0)
+        & (w >= w_top - 3)
+        & (w <= w_top + 7)
+    )
+    inf = (
+        (np.abs(np.abs(u) - (ca + 0.2 * t)) <= 2.5)
+        & (np.abs(v - (vc - 0.8 * cb)) <= 3.5)
+        & (w >= w_bottom - 7)
+        & (w <= w_bottom + 3)
+    )
+    parts += [
+        (SUP_ARTICULAR_LEFT, sup & (u < 0)),
+        (SUP_ARTICULAR_RIGHT, sup & (u > 0)),
+        (INF_ARTICULAR_LEFT, inf & (u < 0)),
+        (INF_ARTICULAR_RIGHT, inf & (u > 0)),
+    ]
     body = _ellipse(u, v, d.half_width, d.half_depth) & (np.abs(w) <= h / 2)
-    parts.append((L.CORPUS, body))
-    parts.append((L.ENDPLATE, body & (np.abs(w) > h / 2 - endplate_mm)))
+    parts.append((CORPUS, body))
+    parts.append((ENDPLATE, body & (np.abs(w) > h / 2 - endplate_mm)))
     return parts
 
 
@@ -327,7 +375,9 @@ def _disc_mask(upper: Vertebra, lower: Vertebra | Sacrum, pts: np.ndarray) -> np
     top_w = lower.dims.body_height / 2 if isinstance(lower, Vertebra) else 0.0
     above = lower.to_local(pts)[:, 2] >= top_w
     mid = 0.5 * (upper.tilt_deg + lower.tilt_deg)
-    centre = 0.5 * (upper.bottom_centre() + (lower.top_centre() if isinstance(lower, Vertebra) else np.asarray(lower.top_centre_mm)))
+    centre = 0.5 * (
+        upper.bottom_centre() + (lower.top_centre() if isinstance(lower, Vertebra) else np.asarray(lower.top_centre_mm))
+    )
     q = (pts - centre) @ _frame(math.radians(mid)).T
     foot = _ellipse(q[:, 0], q[:, 1], 1.03 * upper.dims.half_width, 1.03 * upper.dims.half_depth)
     return below & above & foot
@@ -351,7 +401,11 @@ def _sacrum_mask(sacrum: Sacrum, pts: np.ndarray) -> np.ndarray:
     p = sacrum.to_local(pts)
     frac = np.clip(-p[:, 2] / sacrum.length, 0.0, 1.0)
     k = 1.0 - (1.0 - sacrum.taper) * frac
-    return (p[:, 2] <= 0) & (p[:, 2] >= -sacrum.length) & _ellipse(p[:, 0], p[:, 1], sacrum.half_width * k, sacrum.half_depth * k)
+    return (
+        (p[:, 2] <= 0)
+        & (p[:, 2] >= -sacrum.length)
+        & _ellipse(p[:, 0], p[:, 1], sacrum.half_width * k, sacrum.half_depth * k)
+    )
 
 
 def _tube_ranges(model: SpineModel) -> list[tuple[float, float, float]]:
@@ -368,7 +422,9 @@ def _tube_ranges(model: SpineModel) -> list[tuple[float, float, float]]:
     return out
 
 
-def render_spine_labels(model: SpineModel, shape: tuple[int, int, int], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def render_spine_labels(
+    model: SpineModel, shape: tuple[int, int, int], affine: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Paint the semantic (uint8, SPINEPS values) and instance (uint8) masks of ``model`` on a grid.
 
     Order: sacrum, discs, vertebrae (posterior elements, body, endplates), canal, cord.
@@ -377,36 +433,41 @@ def render_spine_labels(model: SpineModel, shape: tuple[int, int, int], affine: 
     sac = model.sacrum
     blk = cv.block(sac.to_world(sac.local_box()))
     if blk:
-        cv.paint(blk[0], _sacrum_mask(sac, blk[1]), L.SACRUM, L.SACRUM)
+        cv.paint(blk[0], _sacrum_mask(sac, blk[1]), SACRUM, SACRUM)
     lowers = list(model.vertebrae[1:]) + [sac]
     for upper, lower in zip(model.vertebrae, lowers):
         blk = cv.block(_disc_corners(upper, lower))
         if blk:
-            cv.paint(blk[0], _disc_mask(upper, lower, blk[1]), L.DISC, L.disc_instance(upper.number))
+            cv.paint(blk[0], _disc_mask(upper, lower, blk[1]), DISC, disc_instance(upper.number))
     for vert in model.vertebrae:
         blk = cv.block(vert.to_world(vert.local_box()))
         if not blk:
             continue
         p = vert.to_local(blk[1])
         for label, mask in vertebra_parts(vert, p, model.endplate_mm):
-            inst = L.endplate_instance(vert.number) if label == L.ENDPLATE else vert.number
+            inst = endplate_instance(vert.number) if label == ENDPLATE else vert.number
             cv.paint(blk[0], mask, label, inst)
     ranges = _tube_ranges(model)
-    for label in (L.CANAL, L.CORD):
+    for label in (CANAL, CORD):
         for vert, (lo, hi, cord_lo) in zip(model.vertebrae, ranges):
             d = vert.dims
-            box = _corners((-d.canal_half_width, d.canal_half_width),
-                           (vert.canal_centre_v() - d.canal_half_depth, vert.canal_centre_v() + d.canal_half_depth), (lo, hi))
+            box = _corners(
+                (-d.canal_half_width, d.canal_half_width),
+                (vert.canal_centre_v() - d.canal_half_depth, vert.canal_centre_v() + d.canal_half_depth),
+                (lo, hi),
+            )
             blk = cv.block(vert.to_world(box))
             if not blk:
                 continue
             p = vert.to_local(blk[1])
-            if label == L.CANAL:
+            if label == CANAL:
                 mask = _ellipse(p[:, 0], p[:, 1] - vert.canal_centre_v(), d.canal_half_width, d.canal_half_depth)
                 mask &= (p[:, 2] >= lo) & (p[:, 2] <= hi)
             else:
                 vc = vert.canal_centre_v() + 0.15 * d.canal_half_depth
-                mask = _ellipse(p[:, 0], p[:, 1] - vc, model.cord_scale * d.canal_half_width, model.cord_scale * d.canal_half_depth)
+                mask = _ellipse(
+                    p[:, 0], p[:, 1] - vc, model.cord_scale * d.canal_half_width, model.cord_scale * d.canal_half_depth
+                )
                 mask &= (p[:, 2] >= cord_lo) & (p[:, 2] <= hi)
             cv.paint(blk[0], mask, label, 0)
     return cv.semantic, cv.instance
@@ -414,13 +475,20 @@ def render_spine_labels(model: SpineModel, shape: tuple[int, int, int], affine: 
 
 #: T2w-like signal per semantic label (background = soft tissue 0.25).
 T2W_INTENSITY: dict[int, float] = {
-    0: 0.25, L.CORPUS: 0.5, L.ENDPLATE: 0.12, L.DISC: 0.85, L.CANAL: 1.0, L.CORD: 0.55, L.SACRUM: 0.45,
-    **{lab: 0.35 for lab in L.POSTERIOR_ELEMENTS},
+    0: 0.25,
+    CORPUS: 0.5,
+    ENDPLATE: 0.12,
+    DISC: 0.85,
+    CANAL: 1.0,
+    CORD: 0.55,
+    SACRUM: 0.45,
+    **{lab: 0.35 for lab in POSTERIOR_ELEMENTS},
 }
 
 
-def render_spine_image(semantic: np.ndarray, voxel_mm: tuple[float, float, float], rng: np.random.Generator,
-                       noise: float = 0.02) -> np.ndarray:
+def render_spine_image(
+    semantic: np.ndarray, voxel_mm: tuple[float, float, float], rng: np.random.Generator, noise: float = 0.02
+) -> np.ndarray:
     """T2w-like image (float32) from the semantic mask: label intensities, a ~0.6 mm Gaussian blur
     (partial volume), Gaussian noise of sigma ``noise``."""
     from scipy import ndimage
@@ -433,55 +501,87 @@ def render_spine_image(semantic: np.ndarray, voxel_mm: tuple[float, float, float
     return (img + rng.normal(0.0, noise, size=img.shape)).astype(np.float32)
 
 
-def render_spine(model: SpineModel, voxel_mm: tuple[float, float, float] = (1.0, 1.0, 3.0),
-                 rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+def render_spine(
+    model: SpineModel, voxel_mm: tuple[float, float, float] = (1.0, 1.0, 3.0), rng: np.random.Generator | None = None
+) -> dict[str, np.ndarray]:
     """Grid, labels and image of a model: ``{"affine", "image", "semantic", "instance"}``."""
     shape, affine = spine_grid(model, voxel_mm)
     semantic, instance = render_spine_labels(model, shape, affine)
     rng = rng if rng is not None else np.random.default_rng(0)
-    return {"affine": affine, "semantic": semantic, "instance": instance,
-            "image": render_spine_image(semantic, voxel_mm, rng)}
+    return {
+        "affine": affine,
+        "semantic": semantic,
+        "instance": instance,
+        "image": render_spine_image(semantic, voxel_mm, rng),
+    }
 
 
 # --------------------------------------------------------------------------------------------- truth
 def spine_truth(model: SpineModel, semantic: np.ndarray, instance: np.ndarray, affine: np.ndarray) -> dict:
     """Truth dictionary: vertebrae and discs with their geometry, voxel counts and volumes (mm³) per
     semantic label, per instance and per (vertebra, subregion)."""
-    from nnunet_extensions.io import voxel_sizes
+    from nnunet_extensions.core.io import voxel_sizes
 
     zooms = voxel_sizes(affine)
     vox_mm3 = float(np.prod(zooms))
     sem_vals, sem_counts = np.unique(semantic, return_counts=True)
     ins_vals, ins_counts = np.unique(instance, return_counts=True)
-    semantic_t = {str(int(k)): {"name": L.SEMANTIC_LABELS[int(k)], "voxels": int(n), "volume_mm3": int(n) * vox_mm3}
-                  for k, n in zip(sem_vals, sem_counts) if k}
-    instance_t = {str(int(k)): {"name": L.instance_name(int(k)), "kind": L.instance_kind(int(k))[0],
-                                "voxels": int(n), "volume_mm3": int(n) * vox_mm3}
-                  for k, n in zip(ins_vals, ins_counts) if k}
+    semantic_t = {
+        str(int(k)): {"name": SEMANTIC_LABELS[int(k)], "voxels": int(n), "volume_mm3": int(n) * vox_mm3}
+        for k, n in zip(sem_vals, sem_counts)
+        if k
+    }
+    instance_t = {
+        str(int(k)): {
+            "name": instance_name(int(k)),
+            "kind": instance_kind(int(k))[0],
+            "voxels": int(n),
+            "volume_mm3": int(n) * vox_mm3,
+        }
+        for k, n in zip(ins_vals, ins_counts)
+        if k
+    }
     subregions = {}
     for vert in model.vertebrae:
         sel = semantic[instance == vert.number]
         vals, counts = np.unique(sel, return_counts=True)
         subregions[str(vert.number)] = {str(int(k)): int(n) for k, n in zip(vals, counts)}
-    vertebrae = [{"id": v.number, "name": v.name, "body_centre_mm": [round(c, 4) for c in v.centre_mm],
-                  "tilt_deg": round(v.tilt_deg, 4), "body_height_mm": round(v.dims.body_height, 4),
-                  "body_semi_axes_mm": [round(v.dims.half_width, 4), round(v.dims.half_depth, 4)]}
-                 for v in model.vertebrae]
-    lowers = [v.number for v in model.vertebrae[1:]] + [L.SACRUM]
-    discs = [{"id": L.disc_instance(v.number), "name": L.instance_name(L.disc_instance(v.number)),
-              "upper": v.number, "lower": lo, "height_mm": round(v.disc_below_mm, 4)}
-             for v, lo in zip(model.vertebrae, lowers)]
+    vertebrae = [
+        {
+            "id": v.number,
+            "name": v.name,
+            "body_centre_mm": [round(c, 4) for c in v.centre_mm],
+            "tilt_deg": round(v.tilt_deg, 4),
+            "body_height_mm": round(v.dims.body_height, 4),
+            "body_semi_axes_mm": [round(v.dims.half_width, 4), round(v.dims.half_depth, 4)],
+        }
+        for v in model.vertebrae
+    ]
+    lowers = [v.number for v in model.vertebrae[1:]] + [SACRUM]
+    discs = [
+        {
+            "id": disc_instance(v.number),
+            "name": instance_name(disc_instance(v.number)),
+            "upper": v.number,
+            "lower": lo,
+            "height_mm": round(v.disc_below_mm, 4),
+        }
+        for v, lo in zip(model.vertebrae, lowers)
+    ]
     return {
         "kind": "spine",
         "vertebra_ids": [v.number for v in model.vertebrae],
-        "sacrum_id": L.SACRUM,
+        "sacrum_id": SACRUM,
         "instance_ids": sorted(int(k) for k in ins_vals if k),
         "semantic_labels": sorted(int(k) for k in sem_vals if k),
         "vertebrae": vertebrae,
         "discs": discs,
-        "endplates": [{"id": L.endplate_instance(v.number), "vertebra": v.number} for v in model.vertebrae],
-        "sacrum": {"top_centre_mm": [round(c, 4) for c in model.sacrum.top_centre_mm],
-                   "tilt_deg": round(model.sacrum.tilt_deg, 4), "length_mm": round(model.sacrum.length, 4)},
+        "endplates": [{"id": endplate_instance(v.number), "vertebra": v.number} for v in model.vertebrae],
+        "sacrum": {
+            "top_centre_mm": [round(c, 4) for c in model.sacrum.top_centre_mm],
+            "tilt_deg": round(model.sacrum.tilt_deg, 4),
+            "length_mm": round(model.sacrum.length, 4),
+        },
         "voxel_mm": [float(z) for z in zooms],
         "voxel_volume_mm3": vox_mm3,
         "shape": [int(s) for s in semantic.shape],
@@ -495,7 +595,6 @@ def spine_truth(model: SpineModel, semantic: np.ndarray, instance: np.ndarray, a
             "left_right": "43/45/47 = subject's left (x < 0 in RAS), 44/46/48 = right",
         },
     }
-
 
 
 # --------------------------------------------------------------------------------------------- dataset
@@ -524,9 +623,13 @@ def write_spine_dataset(
     from tqdm.auto import tqdm
 
     folders = start_phantom_dataset(
-        out_dir, n_subjects, "nnunet-spine whole-spine phantom",
+        out_dir,
+        n_subjects,
+        "nnunet-spine whole-spine phantom",
         "SPINEPS-style semantic (seg-spine) and instance (seg-vert) masks (phantom)",
-        "Whole-spine phantom truth: ids, voxel counts, volumes (phantom)", overwrite)
+        "Whole-spine phantom truth: ids, voxel counts, volumes (phantom)",
+        overwrite,
+    )
     root, subjects, labels_dir, truth_dir = folders.root, folders.subjects, folders.labels, folders.truth
     result = {"root": str(root), "subjects": {}}
     for i, sub in enumerate(tqdm(subjects, desc="phantom spine", unit="subject", disable=not progress)):
@@ -540,8 +643,13 @@ def write_spine_dataset(
         write_nifti(paths["image"], r["image"], r["affine"], np.float32, overwrite)
         write_nifti(paths["semantic"], r["semantic"], r["affine"], np.uint8, overwrite)
         write_nifti(paths["instance"], r["instance"], r["affine"], np.uint8, overwrite)
-        truth = {"subject": sub, "seed": seed, **spine_truth(model, r["semantic"], r["instance"], r["affine"]),
-                 "axcodes": "PIR", "files": {k: str(p.relative_to(root)) for k, p in paths.items()}}
+        truth = {
+            "subject": sub,
+            "seed": seed,
+            **spine_truth(model, r["semantic"], r["instance"], r["affine"]),
+            "axcodes": "PIR",
+            "files": {k: str(p.relative_to(root)) for k, p in paths.items()},
+        }
         write_text(truth_dir / sub / f"{sub}_truth.json", json.dumps(truth, indent=2) + "\n", overwrite=True)
         result["subjects"][sub] = truth
     return result

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_extensions.ablation import ARMS, CONFIG, CONTRASTS, DATASETS, PLANS, AblationConfig, run_ablation
+from nnunet_extensions.apps.ablation import ARMS, CONFIG, CONTRASTS, DATASETS, PLANS, AblationConfig, run_ablation
 
 
 @pytest.mark.slow
@@ -49,13 +49,21 @@ def test_ablation_every_arm_trains_predicts_and_is_compared(tmp_path):
     for arm in ARMS:
         contrasts = unseen if arm.unseen_only else CONTRASTS
         masks = folder / ("soft" if arm.soft else "pred") / arm.name
-        assert sorted(p.name for p in masks.glob("*.nii.gz")) == \
-            sorted(f"{s}_{c}.nii.gz" for s in test_subjects for c in contrasts)
+        assert sorted(p.name for p in masks.glob("*.nii.gz")) == sorted(
+            f"{s}_{c}.nii.gz" for s in test_subjects for c in contrasts
+        )
 
     # the table: every arm and reference, a p-value against arm a for each but a itself
     table = result.table.set_index("row")
-    expected = ["(a) binary", "(b) soft", "(c) softDA5", "(a) binary, unseen pair", "(d) softDA5_unseen",
-                "ref: gt_binary", "ref: gt_truth"]
+    expected = [
+        "(a) binary",
+        "(b) soft",
+        "(c) softDA5",
+        "(a) binary, unseen pair",
+        "(d) softDA5_unseen",
+        "ref: gt_binary",
+        "ref: gt_truth",
+    ]
     assert list(table.index) == expected
     assert pd.read_csv(result.csv)["row"].tolist() == expected
     for row in expected:
@@ -70,17 +78,24 @@ def test_ablation_every_arm_trains_predicts_and_is_compared(tmp_path):
         df = df[df["contrast"] != "ALL"]
         return [float(np.std(df.loc[df["subject"] == s, "csa_mm2"])) for s in test_subjects]
 
-    for row, name, baseline in (("(b) soft", "soft", "binary"), ("(c) softDA5", "softDA5", "binary"),
-                                ("(d) softDA5_unseen", "softDA5_unseen", "binary_unseen"),
-                                ("ref: gt_truth", "gt_truth", "binary")):
+    for row, name, baseline in (
+        ("(b) soft", "soft", "binary"),
+        ("(c) softDA5", "softDA5", "binary"),
+        ("(d) softDA5_unseen", "softDA5_unseen", "binary_unseen"),
+        ("ref: gt_truth", "gt_truth", "binary"),
+    ):
         a, b = sds(name), sds(baseline)
         expected_p = 1.0 if np.allclose(a, b) else wilcoxon(a, b).pvalue
         assert table.loc[row, "wilcoxon_p_vs_a"] == pytest.approx(expected_p, abs=1e-3), row
         assert table.loc[row, "sd_across_contrasts_mm2"] == pytest.approx(np.mean(a), rel=1e-6), row
 
     # the evaluation path measures the exact truth masks close to the phantom's true CSA (independent check)
-    truth = {s: json.loads((folder / "phantom_test/derivatives/truth" / s / f"{s}_truth.json").read_text())
-             ["csa_per_level_mm2"][str(config.level)] for s in test_subjects}
+    truth = {
+        s: json.loads((folder / "phantom_test/derivatives/truth" / s / f"{s}_truth.json").read_text())[
+            "csa_per_level_mm2"
+        ][str(config.level)]
+        for s in test_subjects
+    }
     gt = pd.read_csv(folder / "csa" / "gt_truth_filled.csv")
     gt = gt[gt["contrast"] != "ALL"]
     errors = [100 * (r.csa_mm2 - truth[r.subject]) / truth[r.subject] for r in gt.itertuples()]

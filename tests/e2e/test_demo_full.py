@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-
 #: The trainer of the test run (the demo's default, nnUNetTrainerSoftSeg_demo, takes minutes longer).
 TRAINER = "nnUNetTrainerSoftSeg_debug"
 
@@ -20,8 +19,9 @@ TRAINER = "nnUNetTrainerSoftSeg_debug"
 @pytest.mark.slow
 def test_full_demo(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run(["nnspine", "demo", "--trainer", TRAINER, "-o", str(out)], capture_output=True, text=True,
-                          timeout=1500)
+    proc = subprocess.run(
+        ["nnspine", "demo", "--trainer", TRAINER, "-o", str(out)], capture_output=True, text=True, timeout=1500
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for n in range(1, 7):
         assert f"[{n}/6]" in proc.stdout

@@ -21,15 +21,24 @@ TRAINER = "nnUNetTrainerLesion_debug"
 @pytest.mark.slow
 def test_full_lesion_demo(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run(["nnspine", "demo", "--lesion", "--trainer", TRAINER, "-o", str(out)],
-                          capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        ["nnspine", "demo", "--lesion", "--trainer", TRAINER, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for n in range(1, 7):
         assert f"[{n}/6]" in proc.stdout
     log = (out / "nnunet.log").read_text()
     # the lesion trainer was found through nnUNet_extTrainer, trained and used for prediction
-    assert f"-tr {TRAINER}" in log and (out / f"nnUNet_results/Dataset991_nnspineDemoLesion/"
-                                             f"{TRAINER}__nnUNetPlansCPUDemo__3d_fullres/fold_all/checkpoint_final.pth").is_file()
+    assert (
+        f"-tr {TRAINER}" in log
+        and (
+            out / f"nnUNet_results/Dataset991_nnspineDemoLesion/"
+            f"{TRAINER}__nnUNetPlansCPUDemo__3d_fullres/fold_all/checkpoint_final.pth"
+        ).is_file()
+    )
     pred_path = out / "prediction/sub-01_T2w.nii.gz"
     ref_path = out / "nnUNet_raw/Dataset992_nnspineDemoLesionTest/labelsTr/sub-01_T2w.nii.gz"
     pred, ref = nib.load(str(pred_path)), nib.load(str(ref_path))

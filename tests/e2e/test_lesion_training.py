@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nnunet_helpers import console_script, nnunet_env, run  # noqa: E402
 
-from nnunet_extensions.io import load_image  # noqa: E402
+from nnunet_extensions.core.io import load_image  # noqa: E402
 
 TRAIN_ID, TEST_ID = 981, 982
 TRAIN, TEST = f"Dataset{TRAIN_ID}_LesionE2E", f"Dataset{TEST_ID}_LesionE2ETest"
@@ -58,19 +58,64 @@ def test_lesion_pipeline_with_real_console_scripts(tmp_path):
     # phantoms → nnU-Net raw datasets with region labels (cord [1, 2], lesion 2)
     nnspine(env, "phantom", "--kind", "lesion", "-o", str(tmp_path / "train_bids"), "--subjects", "2", "-q")
     nnspine(env, "phantom", "--kind", "lesion", "-o", str(tmp_path / "test_bids"), "--seed", "1000", "-q")
-    for bids, dataset_id, name in ((tmp_path / "train_bids", TRAIN_ID, "LesionE2E"),
-                                   (tmp_path / "test_bids", TEST_ID, "LesionE2ETest")):
-        nnspine(env, "convert", "lesion", "-i", str(bids), "--channels", "T2w,T1w", "--regions",
-                "--nnunet-dataset", str(dataset_id), "--name", name, "-q")
+    for bids, dataset_id, name in (
+        (tmp_path / "train_bids", TRAIN_ID, "LesionE2E"),
+        (tmp_path / "test_bids", TEST_ID, "LesionE2ETest"),
+    ):
+        nnspine(
+            env,
+            "convert",
+            "lesion",
+            "-i",
+            str(bids),
+            "--channels",
+            "T2w,T1w",
+            "--regions",
+            "--nnunet-dataset",
+            str(dataset_id),
+            "--name",
+            name,
+            "-q",
+        )
     dataset_json = json.loads((Path(env["nnUNet_raw"]) / TRAIN / "dataset.json").read_text())
     assert dataset_json["labels"]["lesion"] == 2 and dataset_json["regions_class_order"] == [1, 2]
 
     # plan (small CPU plans; planning needs nnUNet_n_proc_DA >= 1) and train on the CPU
-    run([console_script("nnUNetv2_plan_and_preprocess"), "-d", str(TRAIN_ID), "-c", "3d_fullres", "-np", "1",
-         "-npfp", "1", "--verify_dataset_integrity", "--no_pbar", "-gpu_memory_target", "1",
-         "-overwrite_plans_name", PLANS], {**env, "nnUNet_n_proc_DA": "1"})
-    run([console_script("nnUNetv2_train"), str(TRAIN_ID), "3d_fullres", "all", "-tr", TRAINER, "-p", PLANS,
-         "-device", "cpu"], env)
+    run(
+        [
+            console_script("nnUNetv2_plan_and_preprocess"),
+            "-d",
+            str(TRAIN_ID),
+            "-c",
+            "3d_fullres",
+            "-np",
+            "1",
+            "-npfp",
+            "1",
+            "--verify_dataset_integrity",
+            "--no_pbar",
+            "-gpu_memory_target",
+            "1",
+            "-overwrite_plans_name",
+            PLANS,
+        ],
+        {**env, "nnUNet_n_proc_DA": "1"},
+    )
+    run(
+        [
+            console_script("nnUNetv2_train"),
+            str(TRAIN_ID),
+            "3d_fullres",
+            "all",
+            "-tr",
+            TRAINER,
+            "-p",
+            PLANS,
+            "-device",
+            "cpu",
+        ],
+        env,
+    )
     out = Path(env["nnUNet_results"]) / TRAIN / f"{TRAINER}__{PLANS}__3d_fullres" / "fold_all"
     ckpt = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     log = ckpt["logging"]
@@ -102,22 +147,68 @@ def test_lesion_pipeline_with_real_console_scripts(tmp_path):
 
     # prediction of the unseen subject (its converted images: T1w already on the T2w grid)
     test_raw = Path(env["nnUNet_raw"]) / TEST
-    run([console_script("nnUNetv2_predict"), "-i", str(test_raw / "imagesTr"), "-o", str(tmp_path / "pred"),
-         "-d", str(TRAIN_ID), "-c", "3d_fullres", "-f", "all", "-tr", TRAINER, "-p", PLANS, "-device", "cpu",
-         "-npp", "1", "-nps", "1"], env)
+    run(
+        [
+            console_script("nnUNetv2_predict"),
+            "-i",
+            str(test_raw / "imagesTr"),
+            "-o",
+            str(tmp_path / "pred"),
+            "-d",
+            str(TRAIN_ID),
+            "-c",
+            "3d_fullres",
+            "-f",
+            "all",
+            "-tr",
+            TRAINER,
+            "-p",
+            PLANS,
+            "-device",
+            "cpu",
+            "-npp",
+            "1",
+            "-nps",
+            "1",
+        ],
+        env,
+    )
     image = load_image(test_raw / "imagesTr" / "sub-01_T2w_0000.nii.gz")
     seg = load_image(tmp_path / "pred" / "sub-01_T2w.nii.gz", "labels")
     assert seg.shape == image.shape and np.allclose(seg.affine, image.affine, atol=1e-4)
     assert set(np.unique(seg.data).tolist()) <= {0, 1, 2}  # region label map: cord 1, lesion 2
 
     # postprocessing and lesion-wise evaluation of the prediction (label 2 = lesion)
-    nnspine(env, "lesions", "-i", str(tmp_path / "pred"), "--label", "2", "-o", str(tmp_path / "pred_post"),
-            "--table", str(tmp_path / "lesions.csv"), "-q")
+    nnspine(
+        env,
+        "lesions",
+        "-i",
+        str(tmp_path / "pred"),
+        "--label",
+        "2",
+        "-o",
+        str(tmp_path / "pred_post"),
+        "--table",
+        str(tmp_path / "lesions.csv"),
+        "-q",
+    )
     table = list(csv.DictReader((tmp_path / "lesions.csv").open()))
     totals = [r for r in table if r["lesion"] == "total"]
     assert len(totals) == 1
-    nnspine(env, "evaluate", "lesions", "--pred", str(tmp_path / "pred"), "--ref", str(test_raw / "labelsTr"),
-            "--label", "2", "-o", str(tmp_path / "eval.csv"), "-q")
+    nnspine(
+        env,
+        "evaluate",
+        "lesions",
+        "--pred",
+        str(tmp_path / "pred"),
+        "--ref",
+        str(test_raw / "labelsTr"),
+        "--label",
+        "2",
+        "-o",
+        str(tmp_path / "eval.csv"),
+        "-q",
+    )
     evaluated = list(csv.DictReader((tmp_path / "eval.csv").open()))
     assert [r["case"] for r in evaluated] == ["sub-01_T2w", "ALL"]
     ref = load_image(test_raw / "labelsTr" / "sub-01_T2w.nii.gz", "labels").data == 2

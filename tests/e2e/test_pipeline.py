@@ -25,10 +25,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nnunet_helpers import (assert_validation_loss_is_soft_target_loss, console_script,  # noqa: E402
-                            run)
+from nnunet_helpers import assert_validation_loss_is_soft_target_loss, console_script, run  # noqa: E402
 
-from nnunet_extensions.io import load_image  # noqa: E402
+from nnunet_extensions.core.io import load_image  # noqa: E402
 
 WALKTHROUGH = Path(__file__).with_name("readme_walkthrough.sh")
 DATASET_ID, NAME = 101, "SoftCord"
@@ -44,11 +43,19 @@ def run_walkthrough(folder: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("MPLBACKEND", "Agg")
-    proc = subprocess.run(["bash", "-euo", "pipefail", str(WALKTHROUGH)], cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=1800)
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", str(WALKTHROUGH)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"README walk-through failed ({proc.returncode})\n--- stdout ---\n"
-                             f"{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"README walk-through failed ({proc.returncode})\n--- stdout ---\n"
+            f"{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -61,10 +68,16 @@ def test_readme_soft_cord_walkthrough_on_cpu(tmp_path):
     import torch
 
     run_walkthrough(tmp_path)
-    env = {**os.environ, "nnUNet_raw": str(tmp_path / "nnUNet_raw"),
-           "nnUNet_preprocessed": str(tmp_path / "nnUNet_preprocessed"),
-           "nnUNet_results": str(tmp_path / "nnUNet_results"), "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1",
-           "nnUNet_compile": "f", "MPLBACKEND": "Agg"}
+    env = {
+        **os.environ,
+        "nnUNet_raw": str(tmp_path / "nnUNet_raw"),
+        "nnUNet_preprocessed": str(tmp_path / "nnUNet_preprocessed"),
+        "nnUNet_results": str(tmp_path / "nnUNet_results"),
+        "nnUNet_n_proc_DA": "0",
+        "nnUNet_def_n_proc": "1",
+        "nnUNet_compile": "f",
+        "MPLBACKEND": "Agg",
+    }
     env["nnUNet_extTrainer"] = nnspine(env, "trainers", "--export").stdout.strip().split("=", 1)[1].strip("'")
 
     # soft ground truth + nnU-Net raw dataset: one training subject, 5 contrasts = 5 cases
@@ -82,8 +95,9 @@ def test_readme_soft_cord_walkthrough_on_cpu(tmp_path):
     plans = json.loads((pre / f"{PLANS}.json").read_text())
     cfg = plans["configurations"]["3d_fullres"]
     assert cfg["preprocessor_name"] == "DefaultPreprocessor" and plans["label_manager"] == "LabelManager"
-    assert sorted(p.name for p in (pre / cfg["data_identifier"] / "soft_targets").glob("*.b2nd")) == \
-        [f"{c}.b2nd" for c in cases]
+    assert sorted(p.name for p in (pre / cfg["data_identifier"] / "soft_targets").glob("*.b2nd")) == [
+        f"{c}.b2nd" for c in cases
+    ]
 
     # real training through nnUNet_extTrainer, on the CPU
     out = Path(env["nnUNet_results"]) / DATASET / f"{TRAINER}__{PLANS}__3d_fullres" / "fold_all"
@@ -117,8 +131,18 @@ def test_readme_soft_cord_walkthrough_on_cpu(tmp_path):
     for c in test_images:
         truth = tmp_path / "test_bids/derivatives/truth/sub-01/anat" / f"sub-01_{c}_label-SC_softseg.nii.gz"
         (ref / f"sub-01_{c}.nii.gz").write_bytes(truth.read_bytes())
-    nnspine(env, "evaluate", "softseg", "--pred", str(tmp_path / "pred_soft"), "--ref", str(ref), "-o",
-            str(tmp_path / "eval.csv"), "-q")
+    nnspine(
+        env,
+        "evaluate",
+        "softseg",
+        "--pred",
+        str(tmp_path / "pred_soft"),
+        "--ref",
+        str(ref),
+        "-o",
+        str(tmp_path / "eval.csv"),
+        "-q",
+    )
     evaluated = list(csv.DictReader((tmp_path / "eval.csv").open()))
     assert [r["case"] for r in evaluated] == ["sub-01_T2starw", "sub-01_T2w", "MEAN"]
     dices = []

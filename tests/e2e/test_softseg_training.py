@@ -20,8 +20,17 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nnunet_helpers import (TOY_ID, TOY_NAME, assert_validation_loss_is_soft_target_loss,  # noqa: E402
-                            console_script, make_toy_dataset, nnunet_env, plan_and_preprocess, preprocess_soft, run)
+from nnunet_helpers import (  # noqa: E402
+    TOY_ID,
+    TOY_NAME,
+    assert_validation_loss_is_soft_target_loss,
+    console_script,
+    make_toy_dataset,
+    nnunet_env,
+    plan_and_preprocess,
+    preprocess_soft,
+    run,
+)
 
 TRAINER = "nnUNetTrainerSoftSeg_debug"
 
@@ -57,8 +66,14 @@ def test_softseg_training_and_prediction_with_stock_nnunet(tmp_path):
     timings["train"] = time.perf_counter() - t
 
     out = Path(env["nnUNet_results"]) / TOY_NAME / f"{TRAINER}__nnUNetPlans__3d_fullres" / "fold_all"
-    for f in ("checkpoint_final.pth", "checkpoint_best.pth", "progress.png", "progress_soft.png", "debug.json",
-              "validation/summary.json"):
+    for f in (
+        "checkpoint_final.pth",
+        "checkpoint_best.pth",
+        "progress.png",
+        "progress_soft.png",
+        "debug.json",
+        "validation/summary.json",
+    ):
         assert (out / f).is_file(), f
     ckpt = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     log = ckpt["logging"]
@@ -77,9 +92,28 @@ def test_softseg_training_and_prediction_with_stock_nnunet(tmp_path):
 
     t = time.perf_counter()
     pred = tmp_path / "pred"
-    run([console_script("nnUNetv2_predict"), "-i", str(raw / "imagesTs"), "-o", str(pred), "-d", str(TOY_ID),
-         "-c", "3d_fullres", "-f", "all", "-tr", TRAINER, "--save_probabilities", "--disable_tta",
-         "-device", "cpu"], env)
+    run(
+        [
+            console_script("nnUNetv2_predict"),
+            "-i",
+            str(raw / "imagesTs"),
+            "-o",
+            str(pred),
+            "-d",
+            str(TOY_ID),
+            "-c",
+            "3d_fullres",
+            "-f",
+            "all",
+            "-tr",
+            TRAINER,
+            "--save_probabilities",
+            "--disable_tta",
+            "-device",
+            "cpu",
+        ],
+        env,
+    )
     timings["predict"] = time.perf_counter() - t
 
     image = nib.load(str(raw / "imagesTs" / "toy_000_0000.nii.gz"))

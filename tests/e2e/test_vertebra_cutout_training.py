@@ -24,8 +24,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nnunet_helpers import console_script, nnunet_env, run  # noqa: E402
 
-from nnunet_extensions import labels as L  # noqa: E402
-from nnunet_extensions.io import load_image  # noqa: E402
+from nnunet_extensions.core.io import load_image  # noqa: E402
+from nnunet_extensions.core.labels import (
+    COSTAL_LEFT,
+    CUTOUT_CHANNEL_LABELS,
+    CUTOUT_TARGET_LABELS,
+    SACRUM,
+    consistency_problems,
+    is_vertebra,
+)
 
 DATASET_ID, NAME = 995, "CutoutTrainer"
 DATASET = f"Dataset{DATASET_ID}_{NAME}"
@@ -45,41 +52,136 @@ def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path):
 
     export = nnspine(nnunet_env(tmp_path), "trainers", "--export").stdout.strip()
     env = nnunet_env(tmp_path, nnUNet_extTrainer=export.split("=", 1)[1].strip("'"))
-    nnspine(env, "phantom", "--kind", "spine", "-o", str(tmp_path / "train"), "--subjects", "2", "--vertebrae", "3",
-            "--seed", "0")
-    nnspine(env, "phantom", "--kind", "spine", "-o", str(tmp_path / "test"), "--subjects", "1", "--vertebrae", "3",
-            "--seed", "1")
-    nnspine(env, "convert", "cutouts", "-i", str(tmp_path / "train"), "--nnunet-dataset", str(DATASET_ID), "--name",
-            NAME, "--shifts", "0", "--size", SIZE, "--spacing", SPACING, "-q")
-    run([console_script("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "1",
-         "-npfp", "1", "--verify_dataset_integrity", "--no_pbar", "-gpu_memory_target", "1",
-         "-overwrite_plans_name", PLANS], {**env, "nnUNet_n_proc_DA": "1"})
+    nnspine(
+        env,
+        "phantom",
+        "--kind",
+        "spine",
+        "-o",
+        str(tmp_path / "train"),
+        "--subjects",
+        "2",
+        "--vertebrae",
+        "3",
+        "--seed",
+        "0",
+    )
+    nnspine(
+        env,
+        "phantom",
+        "--kind",
+        "spine",
+        "-o",
+        str(tmp_path / "test"),
+        "--subjects",
+        "1",
+        "--vertebrae",
+        "3",
+        "--seed",
+        "1",
+    )
+    nnspine(
+        env,
+        "convert",
+        "cutouts",
+        "-i",
+        str(tmp_path / "train"),
+        "--nnunet-dataset",
+        str(DATASET_ID),
+        "--name",
+        NAME,
+        "--shifts",
+        "0",
+        "--size",
+        SIZE,
+        "--spacing",
+        SPACING,
+        "-q",
+    )
+    run(
+        [
+            console_script("nnUNetv2_plan_and_preprocess"),
+            "-d",
+            str(DATASET_ID),
+            "-c",
+            "3d_fullres",
+            "-np",
+            "1",
+            "-npfp",
+            "1",
+            "--verify_dataset_integrity",
+            "--no_pbar",
+            "-gpu_memory_target",
+            "1",
+            "-overwrite_plans_name",
+            PLANS,
+        ],
+        {**env, "nnUNet_n_proc_DA": "1"},
+    )
     pre = Path(env["nnUNet_preprocessed"]) / DATASET
     cfg = json.loads((pre / f"{PLANS}.json").read_text())["configurations"]["3d_fullres"]
     # the left-right axis of the preprocessed arrays, from content: where the left and right costal channels lie
     data = blosc2.open(urlpath=str(pre / cfg["data_identifier"] / "sub-01_T2w_001.b2nd"), mode="r")[:]
-    left = L.CUTOUT_CHANNEL_LABELS.index(L.COSTAL_LEFT)
+    left = CUTOUT_CHANNEL_LABELS.index(COSTAL_LEFT)
     lr_axis = int(np.argmax(np.abs(np.argwhere(data[left] > 0.5).mean(0) - np.argwhere(data[left + 1] > 0.5).mean(0))))
 
-    run([console_script("nnUNetv2_train"), str(DATASET_ID), "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS,
-         "-device", "cpu"], env)
+    run(
+        [
+            console_script("nnUNetv2_train"),
+            str(DATASET_ID),
+            "3d_fullres",
+            "0",
+            "-tr",
+            TRAINER,
+            "-p",
+            PLANS,
+            "-device",
+            "cpu",
+        ],
+        env,
+    )
     model = Path(env["nnUNet_results"]) / DATASET / f"{TRAINER}__{PLANS}__3d_fullres" / "fold_0"
     ckpt = torch.load(model / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert ckpt["trainer_name"] == TRAINER
     assert ckpt["inference_allowed_mirroring_axes"] is None
     log = "".join(p.read_text() for p in model.glob("training_log_*.txt"))
-    found = re.search(r"training mirroring: left-right patch axis (\d) only, swapping input channels (\[[\d, ]+\])",
-                      log)
+    found = re.search(
+        r"training mirroring: left-right patch axis (\d) only, swapping input channels (\[[\d, ]+\])", log
+    )
     assert found, log[-2000:]
     assert int(found.group(1)) == lr_axis
     assert json.loads(found.group(2)) == [0, 1, 3, 2, 5, 4, 7, 6, 8]  # 43<->44, 45<->46, 47<->48, by hand
 
     sem = tmp_path / "test" / "derivatives" / "labels" / "sub-01" / "anat" / "sub-01_T2w_seg-spine_msk.nii.gz"
-    nnspine(env, "cutouts", "--semantic", str(sem), "-o", str(tmp_path / "cut"), "--size", SIZE, "--spacing",
-            SPACING, "-q")
-    run([console_script("nnUNetv2_predict"), "-i", str(tmp_path / "cut"), "-o", str(tmp_path / "pred"), "-d",
-         str(DATASET_ID), "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu",
-         "-npp", "1", "-nps", "1"], env)
+    nnspine(
+        env, "cutouts", "--semantic", str(sem), "-o", str(tmp_path / "cut"), "--size", SIZE, "--spacing", SPACING, "-q"
+    )
+    run(
+        [
+            console_script("nnUNetv2_predict"),
+            "-i",
+            str(tmp_path / "cut"),
+            "-o",
+            str(tmp_path / "pred"),
+            "-d",
+            str(DATASET_ID),
+            "-c",
+            "3d_fullres",
+            "-f",
+            "0",
+            "-tr",
+            TRAINER,
+            "-p",
+            PLANS,
+            "-device",
+            "cpu",
+            "-npp",
+            "1",
+            "-nps",
+            "1",
+        ],
+        env,
+    )
     cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (tmp_path / "cut").glob("*_0000.nii.gz"))
     assert len(cases) == 3  # one cutout per vertebral body of the 3-vertebra phantom
     for case in cases:
@@ -87,20 +189,52 @@ def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path):
         cut = load_image(tmp_path / "cut" / f"{case}_0000.nii.gz")
         assert pred.shape == cut.shape
         np.testing.assert_allclose(pred.affine, cut.affine, atol=1e-4)
-        assert set(np.unique(pred.data).tolist()) <= set(L.CUTOUT_TARGET_LABELS.values())
+        assert set(np.unique(pred.data).tolist()) <= set(CUTOUT_TARGET_LABELS.values())
 
     # phase 2 in full: fuse the real nnUNetv2_predict output, and the one-call route with the same model
-    nnspine(env, "fuse", "--semantic", str(sem), "--cutouts", str(tmp_path / "cut"), "--predictions",
-            str(tmp_path / "pred"), "-o", str(tmp_path / "two_step"), "--top-vertebra", "L1", "-q")
-    nnspine(env, "instances", "--semantic", str(sem), "--model", str(model.parent), "-f", "0", "--device", "cpu",
-            "-o", str(tmp_path / "one_call"), "--top-vertebra", "L1", "-q")
-    names = ("sub-01_T2w_seg-vert_msk.nii.gz", "sub-01_T2w_seg-spine_msk.nii.gz", "sub-01_T2w_seg-spine_ctd.json",
-             "sub-01_T2w_seg-spine_snp.png")
+    nnspine(
+        env,
+        "fuse",
+        "--semantic",
+        str(sem),
+        "--cutouts",
+        str(tmp_path / "cut"),
+        "--predictions",
+        str(tmp_path / "pred"),
+        "-o",
+        str(tmp_path / "two_step"),
+        "--top-vertebra",
+        "L1",
+        "-q",
+    )
+    nnspine(
+        env,
+        "instances",
+        "--semantic",
+        str(sem),
+        "--model",
+        str(model.parent),
+        "-f",
+        "0",
+        "--device",
+        "cpu",
+        "-o",
+        str(tmp_path / "one_call"),
+        "--top-vertebra",
+        "L1",
+        "-q",
+    )
+    names = (
+        "sub-01_T2w_seg-vert_msk.nii.gz",
+        "sub-01_T2w_seg-spine_msk.nii.gz",
+        "sub-01_T2w_seg-spine_ctd.json",
+        "sub-01_T2w_seg-spine_snp.png",
+    )
     for folder in ("one_call", "two_step"):
         assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(names)
     one = load_image(tmp_path / "one_call" / names[0], "labels")
     two = load_image(tmp_path / "two_step" / names[0], "labels")
     assert np.array_equal(one.data, two.data)
     clean = load_image(tmp_path / "one_call" / names[1], "labels")
-    assert L.consistency_problems(clean.data, one.data) == []
-    assert any(L.is_vertebra(v) and v != L.SACRUM for v in np.unique(one.data))
+    assert consistency_problems(clean.data, one.data) == []
+    assert any(is_vertebra(v) and v != SACRUM for v in np.unique(one.data))

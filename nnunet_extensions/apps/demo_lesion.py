@@ -1,0 +1,492 @@
+"""``nnspine demo --lesion``: the lesion pipeline on built-in phantoms, with real nnU-Net.
+
+Stages (each prints a header and its duration):
+
+1. phantoms (``nnspine phantom --kind lesion``): training subjects and one held-out test subject, each a
+   sagittal T2w (0.8 mm) and an axial T1w-like image (1 mm) of a cord with 10 lesions of known volume;
+2. ``nnspine convert lesion --channels T2w,T1w``: the training subjects → nnU-Net raw dataset
+   :data:`DEMO_DATASET_ID`; the test subject → dataset :data:`DEMO_TEST_DATASET_ID` (its ``imagesTr`` is
+   the prediction input, T1w resampled onto the T2w grid; its ``labelsTr`` the reference);
+3. the yardstick: the phantom's "prediction" with known errors (1 missed, 1 false positive, 1 split,
+   1 boundary error) → ``nnspine lesions`` → ``nnspine evaluate lesions``; its counts must equal the
+   expected counts stored in the phantom's truth JSON (``--no-train`` stops here);
+4. ``nnUNetv2_plan_and_preprocess`` (small CPU plans);
+5. ``nnUNetv2_train … -tr nnUNetTrainerLesion_demo`` (CPU);
+6. ``nnUNetv2_predict`` on the test subject → ``nnspine lesions`` (small and off-cord lesions removed,
+   numbered S→I, lesion table, QC picture) → ``nnspine evaluate lesions`` of the raw and the
+   postprocessed prediction.
+
+nnU-Net runs through its real console scripts with its folders inside the demo folder (the soft-cord
+demo's :func:`~nnunet_extensions.apps.demo.nnunet_environment`), so a user's own nnU-Net folders are never
+touched. Library functions here never print: progress goes through ``say``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nnunet_extensions.apps.demo import (
+    DEMO_CONFIG,
+    DEMO_PLANS,
+    console,
+    console_script,
+    epoch_progress,
+    nnunet_environment,
+    prepare_demo_folder,
+)
+
+if TYPE_CHECKING:
+    import pandas
+
+DEMO_DATASET_ID = 991
+DEMO_DATASET_NAME = "nnspineDemoLesion"
+DEMO_TEST_DATASET_ID = 992
+DEMO_TEST_DATASET_NAME = "nnspineDemoLesionTest"
+DEMO_TRAINER = "nnUNetTrainerLesion_demo"
+#: Sequences, one nnU-Net channel each; the first (T2w, sagittal 0.8 mm) is the reference grid.
+DEMO_CHANNELS = ("T2w", "T1w")
+#: Planned GPU memory (GB): nnU-Net shrinks the patch to fit, 28 x 72 x 40 voxels here instead of the whole
+#: 40 x 88 x 56 image at 1 GB; a CPU iteration then costs a third (about 2.5 s of one core instead of 7.5).
+GPU_MEMORY_TARGET_GB = 0.25
+#: Phantom seeds: training subjects and the held-out test subject never share a random stream.
+TRAIN_SEED, TEST_SEED = 0, 1000
+N_TRAIN_SUBJECTS = 4
+#: ``nnspine lesions`` settings on the network's prediction: specks below this volume go (the phantom's
+#: smallest true lesions are 1 voxel = 0.51 mm³ and 3 voxels = 1.54 mm³), as do lesions farther than
+#: :data:`CORD_DILATION_MM` from the cord mask.
+MIN_VOLUME_MM3 = 1.0
+CORD_DILATION_MM = 2.0
+#: Lesion metrics are computed with these (``nnspine evaluate lesions`` defaults).
+MATCH, CONNECTIVITY = "overlap", 26
+#: Columns shown in the demo's metrics table (besides ``prediction``).
+SHOWN_COLUMNS = (
+    "ref_lesions",
+    "pred_lesions",
+    "tp",
+    "fp",
+    "fn",
+    "lesion_sensitivity",
+    "lesion_precision",
+    "lesion_f1",
+    "dice",
+    "volume_error_mm3",
+)
+#: Row names of the metrics table.
+PHANTOM_ROW = "phantom prediction (known errors)"
+EXPECTED_ROW = "phantom prediction, expected (truth JSON)"
+RAW_ROW = "nnU-Net prediction"
+POST_ROW = "nnU-Net + nnspine lesions"
+
+
+@dataclass
+class LesionDemoResult:
+    """Paths and tables produced by :func:`run_lesion_demo`."""
+
+    folder: Path
+    metrics: pandas.DataFrame  # noqa: F821  one row per prediction kind (and the expected counts)
+    metrics_csv: Path
+    lesion_tables: list[Path]
+    qc: list[Path]
+    trained: bool
+    counts_match_truth: bool  #: the phantom prediction's counts equal the truth JSON's expected counts
+    trainer: str = DEMO_TRAINER
+    timings_s: dict = field(default_factory=dict)
+    missed: list[str] = field(default_factory=list)  #: phantom lesions the network missed ("role (volume mm³)")
+    removed: dict[str, int] = field(default_factory=dict)  #: lesions nnspine lesions removed, by reason
+
+    def written(self) -> list[Path]:
+        """The result files (beside the intermediate folders)."""
+        files = [self.metrics_csv, *self.lesion_tables, *self.qc, self.folder / "nnunet.log"]
+        return [p for p in files if p.exists()]
+
+
+@dataclass
+class PostprocessEvaluation:
+    """:func:`postprocess_and_evaluate`'s result: case rows (``CASE_COLUMNS`` of
+    :mod:`postprocessing.lesion.metrics`) before and after ``nnspine lesions``, the per-reference-lesion rows
+    after it, and how many lesions ``nnspine lesions`` removed, by reason (``small``, ``outside_cord``)."""
+
+    raw: dict
+    post: dict
+    per_lesion: list[dict]
+    removed: dict[str, int]
+
+
+def postprocess_and_evaluate(
+    prediction: Path,
+    reference: Path,
+    *,
+    cord: Path,
+    image: Path,
+    out_mask: Path,
+    table: Path,
+    qc: Path,
+    min_volume_mm3: float,
+) -> PostprocessEvaluation:
+    """``nnspine lesions`` on one prediction (cord proximity, minimum volume, S→I numbering, table, QC)
+    and ``nnspine evaluate lesions`` of the prediction before and after, against ``reference``.
+    All files on the reference's grid; outputs are overwritten (demo folder)."""
+    from postprocessing.lesion.lesions import TOTAL, plan_jobs, run_lesions
+    from postprocessing.lesion.metrics import evaluate_lesions
+
+    jobs = plan_jobs(prediction, out_mask, cord=cord, image=image, qc=qc, overwrite=True)
+    lesions = run_lesions(
+        jobs,
+        table,
+        cord_dilation_mm=CORD_DILATION_MM,
+        min_volume_mm3=min_volume_mm3,
+        connectivity=CONNECTIVITY,
+        overwrite=True,
+    )
+    reasons = lesions.loc[lesions["lesion"] != TOTAL, "removed"].dropna()
+    raw = evaluate_lesions(prediction, reference, match=MATCH, connectivity=CONNECTIVITY)[0][0]
+    post_rows, per_lesion = evaluate_lesions(out_mask, reference, match=MATCH, connectivity=CONNECTIVITY)
+    return PostprocessEvaluation(
+        raw, post_rows[0], per_lesion, {str(k): int(v) for k, v in reasons[reasons != ""].value_counts().items()}
+    )
+
+
+def missed_lesions(per_lesion: list[dict], truth: dict) -> list[str]:
+    """Names of the reference lesions a prediction missed: for each undetected reference lesion, the
+    phantom lesion (role, volume mm³) whose centroid is nearest to it."""
+    import numpy as np
+
+    out = []
+    for row in per_lesion:
+        if row["detected"]:
+            continue
+        c = np.array([row["centroid_x_mm"], row["centroid_y_mm"], row["centroid_z_mm"]])
+        best = min(truth["lesions"], key=lambda t: float(np.linalg.norm(np.array(t["centroid_mm"]) - c)))
+        out.append(f"{best['role']} ({best['volume_mm3']:.1f} mm³)")
+    return out
+
+
+def _expected_row(truth: dict, case: str) -> dict:
+    """Counts the truth JSON expects for the phantom's prediction (rule ``overlap``, 26-connectivity)."""
+    counts = truth["prediction"]["expected_counts"][str(CONNECTIVITY)]
+    return {
+        "prediction": EXPECTED_ROW,
+        "case": case,
+        "match": MATCH,
+        "connectivity": CONNECTIVITY,
+        **{k: counts[k] for k in ("ref_lesions", "pred_lesions", "tp", "fp", "fn")},
+    }
+
+
+def run_lesion_demo(
+    folder: str | os.PathLike,
+    *,
+    train: bool = True,
+    n_train_subjects: int = N_TRAIN_SUBJECTS,
+    trainer: str = DEMO_TRAINER,
+    overwrite: bool = False,
+    say: Callable[[str], None] = print,
+) -> LesionDemoResult:
+    """Run the lesion demo in ``folder`` (created; must be empty unless ``overwrite``). See the module
+    docstring. ``trainer``: the nnU-Net trainer of stage 5 (e.g. ``nnUNetTrainerLesion_debug`` for a
+    quicker check)."""
+    import pandas as pd
+
+    from dataset_converters.lesion import convert
+    from nnunet_extensions.core.io import write_text
+    from nnunet_extensions.phantoms.lesion import write_lesion_dataset
+
+    folder = prepare_demo_folder(folder, overwrite, command="nnspine demo --lesion")
+    log = folder / "nnunet.log"
+    raw_dir = folder / "nnUNet_raw"
+    timings: dict[str, float] = {}
+    n_stages = 6 if train else 3
+
+    def stage(n: int, text: str) -> float:
+        say(f"[{n}/{n_stages}] {text}")
+        return time.perf_counter()
+
+    def done(name: str, t0: float) -> None:
+        timings[name] = time.perf_counter() - t0
+        say(f"      done in {timings[name]:.1f} s")
+
+    # 1 ---------------------------------------------------------------------------------------------
+    t0 = stage(
+        1,
+        "lesion phantoms (T2w + T1w, 10 lesions each): held-out test subject"
+        + (f" + {n_train_subjects} training subjects" if train else ""),
+    )
+    test_root = folder / "phantom_test"
+    test = write_lesion_dataset(test_root, n_subjects=1, seed=TEST_SEED)
+    truth = test["subjects"]["sub-01"]
+    if train:
+        write_lesion_dataset(folder / "phantom_train", n_subjects=n_train_subjects, seed=TRAIN_SEED)
+    done("phantoms", t0)
+
+    # 2 ---------------------------------------------------------------------------------------------
+    channels = ",".join(DEMO_CHANNELS)
+    t0 = stage(
+        2,
+        f"nnspine convert lesion --channels {channels}: test subject → Dataset{DEMO_TEST_DATASET_ID}"
+        + (f", training subjects → Dataset{DEMO_DATASET_ID}" if train else ""),
+    )
+    test_report = convert(
+        test_root,
+        list(DEMO_CHANNELS),
+        nnunet_dataset=DEMO_TEST_DATASET_ID,
+        name=DEMO_TEST_DATASET_NAME,
+        nnunet_raw_dir=raw_dir,
+    )
+    test_ds = Path(test_report.nnunet_dataset)
+    if train:
+        convert(
+            folder / "phantom_train",
+            list(DEMO_CHANNELS),
+            nnunet_dataset=DEMO_DATASET_ID,
+            name=DEMO_DATASET_NAME,
+            nnunet_raw_dir=raw_dir,
+        )
+    resampled = sorted({ch for c in test_report.cases for ch in c.resampled})
+    say(f"      channels {channels}; resampled onto the {DEMO_CHANNELS[0]} grid: {', '.join(resampled) or 'none'}")
+    done("convert", t0)
+
+    case = "sub-01_T2w"
+    reference = test_ds / "labelsTr" / f"{case}.nii.gz"
+    labels = test_root / "derivatives/labels/sub-01/anat"
+    cord, image = labels / f"{case}_label-SC_seg.nii.gz", test_root / "sub-01/anat" / f"{case}.nii.gz"
+    lesion_tables, qcs = [], []
+
+    # 3 ---------------------------------------------------------------------------------------------
+    t0 = stage(
+        3,
+        "the phantom's prediction with known errors → nnspine lesions → nnspine evaluate lesions "
+        "(counts vs the truth JSON)",
+    )
+    phantom_pred = test_root / "derivatives/prediction/sub-01/anat" / f"{case}_label-lesion_seg.nii.gz"
+    table = folder / "lesions_phantom_prediction.csv"
+    qc = folder / "lesions_qc_phantom_prediction.png"
+    phantom_post = postprocess_and_evaluate(
+        phantom_pred,
+        reference,
+        cord=cord,
+        image=image,
+        out_mask=folder / "phantom_prediction_lesions" / f"{case}.nii.gz",
+        table=table,
+        qc=qc,
+        min_volume_mm3=0.0,
+    ).post
+    lesion_tables.append(table)
+    qcs.append(qc)
+    expected = _expected_row(truth, case)
+    counts_match = all(
+        int(phantom_post[k]) == int(expected[k]) for k in ("ref_lesions", "pred_lesions", "tp", "fp", "fn")
+    )
+    say(
+        f"      counts {'equal' if counts_match else 'DIFFER FROM'} the truth's expected counts "
+        f"(TP {expected['tp']}, FP {expected['fp']}, FN {expected['fn']})"
+    )
+    rows = [{"prediction": PHANTOM_ROW, **phantom_post}, expected]
+    done("phantom prediction", t0)
+
+    trained = False
+    missed: list[str] = []
+    removed: dict[str, int] = {}
+    if train:
+        env = nnunet_environment(folder)
+
+        # 4 -----------------------------------------------------------------------------------------
+        t0 = stage(4, "nnUNetv2_plan_and_preprocess (small CPU plans)")
+        console(
+            [
+                console_script("nnUNetv2_plan_and_preprocess"),
+                "-d",
+                str(DEMO_DATASET_ID),
+                "-c",
+                DEMO_CONFIG,
+                "-np",
+                "1",
+                "-npfp",
+                "1",
+                "--verify_dataset_integrity",
+                "--no_pbar",
+                "-gpu_memory_target",
+                str(GPU_MEMORY_TARGET_GB),
+                "-overwrite_plans_name",
+                DEMO_PLANS,
+            ],
+            {**env, "nnUNet_n_proc_DA": "1"},
+            log,
+        )
+        done("preprocess", t0)
+
+        # 5 -----------------------------------------------------------------------------------------
+        from trainers.registry import trainer_epochs
+
+        epochs = trainer_epochs(trainer)
+        t0 = stage(
+            5,
+            f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {trainer} (CPU"
+            + (f", {epochs} epochs" if epochs else "")
+            + f"; nnU-Net's log: {log})",
+        )
+        console(
+            [
+                console_script("nnUNetv2_train"),
+                str(DEMO_DATASET_ID),
+                DEMO_CONFIG,
+                "all",
+                "-tr",
+                trainer,
+                "-p",
+                DEMO_PLANS,
+                "-device",
+                "cpu",
+            ],
+            env,
+            log,
+            on_line=epoch_progress(epochs, say),
+        )
+        done("train", t0)
+
+        # 6 -----------------------------------------------------------------------------------------
+        t0 = stage(6, "nnUNetv2_predict on the test subject → nnspine lesions → nnspine evaluate lesions")
+        prediction = folder / "prediction"
+        console(
+            [
+                console_script("nnUNetv2_predict"),
+                "-i",
+                str(test_ds / "imagesTr"),
+                "-o",
+                str(prediction),
+                "-d",
+                str(DEMO_DATASET_ID),
+                "-c",
+                DEMO_CONFIG,
+                "-f",
+                "all",
+                "-tr",
+                trainer,
+                "-p",
+                DEMO_PLANS,
+                "--disable_tta",
+                "-device",
+                "cpu",
+                "-npp",
+                "1",
+                "-nps",
+                "1",
+            ],
+            env,
+            log,
+        )
+        table, qc = folder / "lesions.csv", folder / "lesions_qc.png"
+        network = postprocess_and_evaluate(
+            prediction / f"{case}.nii.gz",
+            reference,
+            cord=cord,
+            image=image,
+            out_mask=folder / "prediction_lesions" / f"{case}.nii.gz",
+            table=table,
+            qc=qc,
+            min_volume_mm3=MIN_VOLUME_MM3,
+        )
+        lesion_tables.insert(0, table)
+        qcs.insert(0, qc)
+        rows += [{"prediction": RAW_ROW, **network.raw}, {"prediction": POST_ROW, **network.post}]
+        missed = missed_lesions(network.per_lesion, truth)
+        removed = network.removed
+        trained = True
+        done("predict", t0)
+
+    metrics = pd.DataFrame(rows)
+    front = ["prediction", "case", "match", "connectivity"]
+    metrics = metrics[[c for c in front if c in metrics] + [c for c in metrics if c not in front]]
+    metrics_csv = write_text(
+        folder / "lesion_metrics.csv", metrics.to_csv(index=False, float_format="%.4f"), overwrite=True
+    )
+    write_text(
+        folder / "timings_s.json",
+        json.dumps({k: round(v, 2) for k, v in timings.items()}, indent=2) + "\n",
+        overwrite=True,
+    )
+    return LesionDemoResult(
+        folder, metrics, metrics_csv, lesion_tables, qcs, trained, counts_match, trainer, timings, missed, removed
+    )
+
+
+def verdict(result: LesionDemoResult) -> list[str]:
+    """The demo's conclusion in plain sentences, from its own figures."""
+    m = result.metrics.set_index("prediction")
+    lines = []
+    if result.counts_match_truth:
+        e = m.loc[EXPECTED_ROW]
+        lines.append(
+            f"Yardstick: the phantom's known-error prediction gives exactly the expected counts (TP {int(e['tp'])}, "
+            f"FP {int(e['fp'])}, FN {int(e['fn'])}), so the lesion-wise metrics can be trusted."
+        )
+    else:
+        lines.append(
+            "Yardstick FAILED: the phantom's known-error prediction does not give the truth's expected counts."
+        )
+    if result.trained:
+        raw, post = m.loc[RAW_ROW], m.loc[POST_ROW]
+        found = f"found {int(post['tp'])} of {int(post['ref_lesions'])} reference lesions"
+        lines.append(
+            f"nnU-Net after {result.trainer}: {found} with {int(post['fp'])} false positive(s) "
+            f"(lesion F1 {post['lesion_f1']:.2f}, Dice {post['dice']:.2f})"
+            + (f"; missed: {', '.join(result.missed)}" if result.missed else "")
+            + "."
+        )
+        if int(raw["pred_lesions"]) == 0:
+            lines.append(
+                "The short CPU training did not converge this time (150 iterations are sometimes not enough "
+                "to leave the all-background solution): rerun the demo, or train nnUNetTrainerLesion with "
+                "nnU-Net's full budget."
+            )
+        gone = ", ".join(f"{n} {why}" for why, n in sorted(result.removed.items())) or "none"
+        lines.append(
+            f"nnspine lesions removed {gone} (of {int(raw['pred_lesions'])} predicted lesions): false "
+            f"positives {int(raw['fp'])} -> {int(post['fp'])}, true positives {int(raw['tp'])} -> "
+            f"{int(post['tp'])}."
+        )
+    return lines
+
+
+def compact_metrics(metrics: pandas.DataFrame) -> pandas.DataFrame:  # noqa: F821
+    """The metrics table for a terminal: the prediction kind and :data:`SHOWN_COLUMNS`, short headers."""
+    import pandas as pd
+
+    short = {
+        "ref_lesions": "ref",
+        "pred_lesions": "pred",
+        "lesion_sensitivity": "sens",
+        "lesion_precision": "prec",
+        "lesion_f1": "F1",
+        "volume_error_mm3": "vol err mm³",
+    }
+    out = pd.DataFrame(
+        {
+            "prediction": metrics["prediction"]
+            .astype(str)
+            .str.ljust(int(metrics["prediction"].astype(str).str.len().max()))
+        }
+    )
+    for col in SHOWN_COLUMNS:
+        counts = col in ("ref_lesions", "pred_lesions", "tp", "fp", "fn")
+        out[short.get(col, col)] = [
+            ("-" if v != v else f"{int(v)}" if counts else f"{v:.3f}" if col != "volume_error_mm3" else f"{v:+.1f}")
+            for v in metrics[col]
+        ]
+    return out
+
+
+__all__ = [
+    "LesionDemoResult",
+    "PostprocessEvaluation",
+    "run_lesion_demo",
+    "compact_metrics",
+    "postprocess_and_evaluate",
+    "missed_lesions",
+    "verdict",
+]

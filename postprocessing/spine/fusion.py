@@ -1,0 +1,477 @@
+"""Fusion of instance-phase cutout predictions into one vertebra instance mask (SPINEPS phase 2, on nnU-Net).
+
+Every cutout (:mod:`postprocessing.spine.cutouts`) has a prediction with labels 1 = vertebra above the centre
+one, 2 = centre vertebra, 3 = vertebra below. Each such mask is a *candidate*, brought back onto the
+semantic mask's grid (nearest neighbour; all work happens on that grid in PIR voxel order).
+
+Fusion (SPINEPS' rule, with its constants):
+
+1. **Agreement**: each candidate is compared by Dice with every candidate of the cutouts up to two
+   positions above and below it; its (at most) two best partners with Dice > :data:`PARTNER_DICE` form a
+   *couple* with it, scored by their mean Dice (0 alone); when the two partners do not agree with each
+   other (Dice ≤ :data:`PARTNER_DICE`) only the better one is kept. Candidates of one vertebra seen from
+   three cutouts all name the same couple.
+2. **Ranking**: couples are ranked by ``(size + 1) × agreement`` (mean over the anchors that named them).
+3. **Merging**: a couple of three becomes the voxels at least two of its members predict (majority vote),
+   a couple of two their union, a lone candidate itself. Instances are written
+   first-come-first-served into unclaimed voxels; a couple whose mask is more than :data:`MAX_COVERED`
+   claimed already is skipped (a duplicate of an accepted vertebra).
+
+Postprocessing, with the semantic mask:
+
+4. instance voxels outside the vertebra subregions (41–49) are removed; fragments of an instance smaller
+   than ``min_fragment_mm3`` (26-connected) are released;
+5. semantic vertebra voxels without an instance (26-connected fragments) take the most frequent instance
+   among their face/edge/corner neighbours; a fragment holding most of a vertebral body that no prediction
+   covered becomes an instance of its own; fragments with no instance around are removed from the
+   cleaned semantic mask;
+6. vertebrae are numbered from the top (by the S-I position of their body centroid): 1, 2, … or VerSe ids
+   from ``top_vertebra`` (:func:`labels.verse_sequence`); the sacrum (26) is copied from the semantic mask;
+7. every disc (100) and endplate (62) component gets ``100 + X`` / ``200 + X`` with X the vertebra whose
+   body centroid is the nearest one above the component's centroid (world z), as SPINEPS does (so the
+   upper endplate of a vertebra carries the id of the vertebra above it). With no body centre above,
+   endplates take the top vertebra, discs the id above the top one (when it exists: removed otherwise).
+
+The results satisfy :func:`labels.consistency_problems` with the cleaned semantic mask. Reading and writing
+files (``nnspine fuse`` / ``nnspine instances``) is :mod:`postprocessing.spine.fusion_files`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnunet_extensions.core.io import Image, InputError, voxel_sizes
+from nnunet_extensions.core.labels import (
+    CORPUS,
+    DISC,
+    DISC_OFFSET,
+    ENDPLATE,
+    ENDPLATE_OFFSET,
+    SACRUM,
+    VERTEBRA_SUBREGIONS,
+    is_vertebra,
+    verse_sequence,
+    vertebra_name,
+)
+from postprocessing.spine.cutouts import (
+    BODY_EROSION_MM,
+    MIN_BODY_MM3,
+    CaseCutouts,
+    Cutout,
+    find_bodies,
+    from_pir,
+    paste_back,
+    to_pir,
+)
+
+#: A partner must agree with its anchor by more than this Dice.
+PARTNER_DICE = 0.3
+#: A couple whose mask is claimed by earlier instances beyond this fraction is skipped.
+MAX_COVERED = 0.6
+#: Instance fragments below this volume (mm³) are released and re-assigned by their neighbourhood.
+MIN_FRAGMENT_MM3 = 250.0
+#: Cutouts compared with each candidate: this many positions above and below.
+NEIGHBOUR_CUTOUTS = 2
+#: Most vertebrae numbered from the top (C1-L5 and one transitional vertebra; 26 would be the sacrum's id).
+MAX_VERTEBRAE = 25
+
+
+# --------------------------------------------------------------------------------------------- candidates
+@dataclass
+class Candidate:
+    """One predicted mask (cutout ``cutout``, label ``label``) on the PIR grid: a boolean block ``mask`` whose
+    first voxel is at PIR index ``lo``; ``count`` voxels."""
+
+    cutout: int
+    label: int
+    lo: np.ndarray
+    mask: np.ndarray
+    count: int
+
+    @property
+    def hi(self) -> np.ndarray:
+        return self.lo + np.asarray(self.mask.shape)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.cutout, self.label
+
+
+def candidates_from_prediction(
+    prediction: np.ndarray, cutout: Cutout, affine_pir: np.ndarray, shape_pir: Sequence[int]
+) -> list[Candidate]:
+    """The non-empty above/centre/below masks of one cutout prediction, on the PIR grid."""
+    pasted = paste_back(prediction, cutout.affine, affine_pir, shape_pir)
+    if pasted is None:
+        return []
+    box, values = pasted
+    out = []
+    base = np.array([s.start for s in box])
+    for label in (1, 2, 3):
+        m = values == label
+        if not m.any():
+            continue
+        nz = [np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+        sl = tuple(slice(int(n[0]), int(n[-1]) + 1) for n in nz)
+        block = np.ascontiguousarray(m[sl])
+        out.append(Candidate(cutout.index, label, base + [s.start for s in sl], block, int(block.sum())))
+    return out
+
+
+def overlap(a: Candidate, b: Candidate) -> int:
+    """Voxels two candidates share."""
+    lo = np.maximum(a.lo, b.lo)
+    hi = np.minimum(a.hi, b.hi)
+    if np.any(hi <= lo):
+        return 0
+    sa = tuple(slice(int(low - o), int(h - o)) for low, h, o in zip(lo, hi, a.lo))
+    sb = tuple(slice(int(low - o), int(h - o)) for low, h, o in zip(lo, hi, b.lo))
+    return int(np.count_nonzero(a.mask[sa] & b.mask[sb]))
+
+
+def dice(a: Candidate, b: Candidate) -> float:
+    """Dice coefficient of two candidates (0 when both are empty)."""
+    total = a.count + b.count
+    return 2.0 * overlap(a, b) / total if total else 0.0
+
+
+# --------------------------------------------------------------------------------------------- fusion
+Key = tuple[int, int]
+
+
+def rank_couples(cands: Mapping[Key, Candidate]) -> list[tuple[tuple[Key, ...], float]]:
+    """Couples (sorted candidate keys) with their agreement, best first (steps 1–2 of the module doc)."""
+    cache: dict[tuple[Key, Key], float] = {}
+    found: dict[tuple[Key, ...], list[float]] = {}
+    for key, cand in cands.items():
+        i = key[0]
+        scores = {}
+        for other_key, other in cands.items():
+            if other_key[0] == i or abs(other_key[0] - i) > NEIGHBOUR_CUTOUTS:
+                continue
+            pair = (min(key, other_key), max(key, other_key))
+            if pair not in cache:
+                cache[pair] = dice(cand, other)
+            scores[other_key] = cache[pair]
+        best = sorted(scores, key=lambda k: (-scores[k], k))[:2]
+        partners = [k for k in best if scores[k] > PARTNER_DICE]
+        if len(partners) == 2:  # partners that do not agree with each other are not one vertebra
+            pair = (min(partners), max(partners))
+            if pair not in cache:
+                cache[pair] = dice(cands[pair[0]], cands[pair[1]])
+            if cache[pair] <= PARTNER_DICE:
+                partners = partners[:1]
+        agreement = float(np.mean([scores[k] for k in partners])) if partners else 0.0
+        found.setdefault(tuple(sorted(partners + [key])), []).append(agreement)
+    ranked = [(couple, float(np.mean(v))) for couple, v in found.items()]
+    ranked.sort(key=lambda cv: (-(len(cv[0]) + 1) * cv[1], cv[0]))
+    return ranked
+
+
+def merge_couples(
+    ranked: Sequence[tuple[tuple[Key, ...], float]], cands: Mapping[Key, Candidate], shape: Sequence[int]
+) -> np.ndarray:
+    """Instance ids 1, 2, … in acceptance order on the PIR grid (step 3 of the module doc), uint16."""
+    claimed = np.zeros(tuple(shape), np.uint16)
+    next_id = 1
+    for couple, agreement in ranked:
+        members = [cands[k] for k in couple]
+        lo = np.min([m.lo for m in members], axis=0)
+        hi = np.max([m.hi for m in members], axis=0)
+        counts = np.zeros(tuple(hi - lo), np.uint8)
+        for m in members:
+            counts[tuple(slice(int(a - b), int(c - b)) for a, b, c in zip(m.lo, lo, m.hi))] += m.mask
+        majority = len(couple) >= 3
+        combined = counts >= (2 if majority else 1)
+        n = int(np.count_nonzero(combined))
+        if n == 0:
+            continue
+        region = claimed[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
+        free = combined & (region == 0)
+        if 1.0 - np.count_nonzero(free) / n > MAX_COVERED:
+            continue
+        region[free] = next_id
+        next_id += 1
+    return claimed
+
+
+# --------------------------------------------------------------------------------------------- cleaning
+def _neighbours(
+    inst: np.ndarray, comp: np.ndarray, box: tuple[slice, ...], label: int
+) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+    """Component ``label`` of ``comp`` in a box grown by :data:`_MARGIN` voxels: (box, its mask there, the
+    non-zero instance ids of its 26-neighbourhood)."""
+    from scipy import ndimage
+
+    grown = tuple(slice(max(s.start - _MARGIN, 0), min(s.stop + _MARGIN, n)) for s, n in zip(box, inst.shape))
+    m = comp[grown] == label
+    shell = ndimage.binary_dilation(m, structure=np.ones((3, 3, 3), bool)) & ~m
+    vals = inst[grown][shell]
+    return grown, m, vals[vals > 0]
+
+
+#: Voxels around an orphan fragment searched for its nearest instances.
+_MARGIN = 3
+
+
+def _nearest_instance(inst: np.ndarray, box: tuple[slice, ...], m: np.ndarray, zooms: np.ndarray) -> np.ndarray:
+    """For the voxels ``m`` of ``box``, the instance id of the nearest instance voxel in the box (mm)."""
+    from scipy import ndimage
+
+    sub = inst[box]
+    idx = ndimage.distance_transform_edt(sub == 0, sampling=zooms, return_distances=False, return_indices=True)
+    return sub[tuple(i[m] for i in idx)]
+
+
+@dataclass
+class CleanStats:
+    """Voxel counts of the postprocessing steps."""
+
+    removed_outside: int = 0
+    released_fragments: int = 0
+    reassigned: int = 0
+    new_instances: int = 0
+    deleted_semantic: int = 0
+    unassigned_discs: int = 0
+
+
+def clean_instances(
+    fused: np.ndarray,
+    sem: np.ndarray,
+    bodies: np.ndarray,
+    zooms: Sequence[float],
+    min_fragment_mm3: float = MIN_FRAGMENT_MM3,
+) -> tuple[np.ndarray, np.ndarray, CleanStats]:
+    """Steps 4–5 of the module doc on the PIR grid (voxel sizes ``zooms`` mm): returns (instances, voxels to
+    drop from the semantic mask, stats).
+
+    ``bodies`` are the eroded body components the cutouts were centred on (:class:`cutouts.Bodies`); one
+    that is mostly without an instance seeds a new instance (a vertebra no prediction covered). Fragments
+    without an instance that touch one instance join it; fragments between several join, voxel by voxel,
+    the nearest one (mm), so a fragment spanning two vertebrae is split between them."""
+    import cc3d
+
+    zooms = np.asarray(zooms, float)
+    stats = CleanStats()
+    vert = np.isin(sem, VERTEBRA_SUBREGIONS)
+    dropped = np.zeros(sem.shape, bool)
+    inst = np.where(vert, fused, 0).astype(np.uint16)
+    stats.removed_outside = int(np.count_nonzero(fused) - np.count_nonzero(inst))
+    # release small fragments of every instance
+    cc = cc3d.connected_components(inst, connectivity=26)
+    counts = np.asarray(cc3d.statistics(cc)["voxel_counts"])
+    small = np.flatnonzero(counts * float(np.prod(zooms)) < min_fragment_mm3)
+    small = small[small > 0]
+    if small.size:
+        release = np.isin(cc, small)
+        stats.released_fragments = int(np.count_nonzero(release & (inst > 0)))
+        inst[release] = 0
+    orphan = vert & (inst == 0)
+    if not orphan.any():
+        return inst, dropped, stats
+    # bodies no prediction covered seed new instances
+    if bodies.any():
+        sizes = np.bincount(bodies.ravel())
+        uncovered = np.bincount(bodies[orphan], minlength=sizes.size)
+        next_id = int(inst.max()) + 1
+        for b in np.flatnonzero(uncovered > 0.5 * sizes):
+            if b == 0:
+                continue
+            inst[(bodies == b) & orphan] = next_id
+            next_id += 1
+            stats.new_instances += 1
+        orphan &= inst == 0
+    # orphans: vertebra voxels without an instance
+    occ = cc3d.connected_components(orphan, connectivity=26)
+    ost = cc3d.statistics(occ)
+    for label in range(1, len(ost["voxel_counts"])):
+        box = ost["bounding_boxes"][label]
+        if box is None or ost["voxel_counts"][label] == 0:
+            continue
+        grown, m, near = _neighbours(inst, occ, box, label)
+        ids = np.unique(near)
+        if ids.size == 1:  # one neighbour: it takes the fragment
+            inst[grown][m] = ids[0]
+            stats.reassigned += int(m.sum())
+        elif ids.size > 1:  # between vertebrae: each voxel joins its nearest one
+            inst[grown][m] = _nearest_instance(inst, grown, m, zooms)
+            stats.reassigned += int(m.sum())
+        else:
+            dropped[grown][m] = True
+            stats.deleted_semantic += int(m.sum())
+    return inst, dropped, stats
+
+
+def _centroids_mm(labels_arr: np.ndarray, affine: np.ndarray, ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """World (RAS mm) centroid of each of ``ids`` present in the label array ``labels_arr``."""
+    import cc3d
+
+    st = cc3d.statistics(np.ascontiguousarray(labels_arr, dtype=np.uint32))
+    out = {}
+    for i in ids:
+        i = int(i)
+        if 0 < i < len(st["voxel_counts"]) and st["voxel_counts"][i] > 0:
+            out[i] = np.asarray(st["centroids"][i], float) @ affine[:3, :3].T + affine[:3, 3]
+    return out
+
+
+def number_vertebrae(
+    inst: np.ndarray, sem: np.ndarray, affine: np.ndarray, top_vertebra: int | None = None
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Renumber instances from the top (step 6): returns (uint8 instance array, body centroid per new id).
+
+    Order: S-I position (world z) of each instance's body centroid, or of the whole instance when it has no
+    body voxel. Ids 1, 2, … or VerSe ids from ``top_vertebra`` (InputError past L6)."""
+    old = [int(v) for v in np.unique(inst) if v]
+    body_lab = np.where(sem == CORPUS, inst, 0)
+    body_c = _centroids_mm(body_lab, affine, old)
+    whole_c = _centroids_mm(inst, affine, [v for v in old if v not in body_c])
+    pos = {v: (body_c.get(v, whole_c.get(v)))[2] for v in old}
+    order = sorted(old, key=lambda v: -pos[v])
+    if top_vertebra is None:
+        if len(order) > MAX_VERTEBRAE:
+            raise InputError(
+                f"the fused predictions hold {len(order)} vertebrae, more than a spine has "
+                f"({MAX_VERTEBRAE}): are they predictions of a cutout model?"
+            )
+        new_ids = list(range(1, len(order) + 1))
+    else:
+        try:
+            new_ids = verse_sequence(top_vertebra, len(order))
+        except ValueError as exc:
+            raise InputError(
+                f"--top-vertebra {vertebra_name(top_vertebra)}: {exc} ({len(order)} vertebrae found)"
+            ) from None
+    lut = np.zeros(max(old, default=0) + 1, np.uint8)
+    for o, n in zip(order, new_ids):
+        lut[o] = n
+    out = lut[inst]
+    centres = {n: body_c[o] for o, n in zip(order, new_ids) if o in body_c}
+    return out, centres
+
+
+def assign_discs_endplates(
+    inst: np.ndarray,
+    sem: np.ndarray,
+    dropped: np.ndarray,
+    affine: np.ndarray,
+    centres: Mapping[int, np.ndarray],
+    named: bool,
+) -> int:
+    """Step 7 in place: disc components → 100 + X, endplate components → 200 + X (X: nearest body centre
+    above, world z). A disc above the top body centre gets the id above the top vertebra when the ids are
+    VerSe ids (``named``), else none: disc voxels without an id are marked in ``dropped``; returns their count."""
+    import cc3d
+
+    zs = sorted(((float(c[2]), v) for v, c in centres.items()), reverse=True)  # top first
+    unassigned = 0
+    for label, offset in ((DISC, DISC_OFFSET), (ENDPLATE, ENDPLATE_OFFSET)):
+        mask = sem == label
+        if not mask.any():
+            continue
+        cc = cc3d.connected_components(mask, connectivity=26)
+        st = cc3d.statistics(cc)
+        for c in range(1, len(st["voxel_counts"])):
+            if st["voxel_counts"][c] == 0:
+                continue
+            z = float((np.asarray(st["centroids"][c]) @ affine[:3, :3].T + affine[:3, 3])[2])
+            above = [v for zc, v in zs if zc > z]
+            box = st["bounding_boxes"][c]
+            m = cc[box] == c
+            if above:
+                x = above[-1]
+            elif not zs:
+                x = None
+            elif label == ENDPLATE:
+                x = zs[0][1]
+            else:  # disc above the top vertebra: the VerSe id above it, when there is one
+                x = zs[0][1] - 1 if named else None
+                x = x if x is not None and is_vertebra(x) else None
+            if x is None:
+                dropped[box][m] = True
+                unassigned += int(m.sum())
+            else:
+                inst[box][m] = offset + x
+    return unassigned
+
+
+# --------------------------------------------------------------------------------------------- one case
+@dataclass
+class Fusion:
+    """Result of fusing one case: arrays on the semantic mask's grid (its own voxel order)."""
+
+    instance: np.ndarray  #: uint8 SPINEPS instance mask
+    semantic: np.ndarray  #: uint8 cleaned semantic mask
+    centroids_mm: dict[int, np.ndarray]  #: vertebral-body centroid (world RAS mm) per vertebra id; 26: sacrum
+    used: list[str]  #: cutouts whose prediction was fused
+    missing: list[str]  #: cutouts without a prediction
+    stats: CleanStats = field(default_factory=CleanStats)
+    named: bool = False  #: ids are VerSe ids (a top vertebra was given)
+
+    @property
+    def vertebrae(self) -> list[int]:
+        return [int(v) for v in np.unique(self.instance) if is_vertebra(v) and v != SACRUM]
+
+    def vertebra_ids(self) -> list[int]:
+        """Vertebra ids top to bottom, then the sacrum (26) when present."""
+        ids = sorted(self.vertebrae, key=lambda v: -self.centroids_mm[v][2] if v in self.centroids_mm else 0)
+        return ids + ([SACRUM] if SACRUM in self.centroids_mm else [])
+
+    def label_name(self, v: int) -> str:
+        """Display name of an id: VerSe name when numbered anatomically, else ``#n`` (and S for the sacrum)."""
+        if v == SACRUM:
+            return "S"
+        return vertebra_name(v) if self.named else f"#{v}"
+
+
+def fuse_arrays(
+    semantic: Image,
+    record: CaseCutouts,
+    predictions: Mapping[str, np.ndarray | None],
+    *,
+    top_vertebra: int | None = None,
+    min_fragment_mm3: float = MIN_FRAGMENT_MM3,
+    erosion_mm: float = BODY_EROSION_MM,
+    min_body_mm3: float = MIN_BODY_MM3,
+) -> Fusion:
+    """Fuse the cutout predictions of one case (arrays on each cutout's grid; None or absent = missing).
+
+    InputError when no cutout has a prediction or a prediction has the wrong shape."""
+    record.check_grid(semantic)
+    sem_pir, aff_pir = to_pir(semantic)
+    cands: dict[Key, Candidate] = {}
+    used, missing = [], []
+    for c in record.cutouts:
+        pred = predictions.get(c.name)
+        if pred is None:
+            missing.append(c.name)
+            continue
+        if tuple(pred.shape) != tuple(c.shape):
+            raise InputError(f"prediction {c.name}: shape {tuple(pred.shape)} differs from its cutout {c.shape}")
+        used.append(c.name)
+        for cand in candidates_from_prediction(pred, c, aff_pir, sem_pir.shape):
+            cands[cand.key] = cand
+    if not used:
+        raise InputError(f"case {record.case}: no prediction for any of its {len(record.cutouts)} cutouts")
+    fused = merge_couples(rank_couples(cands), cands, sem_pir.shape)
+    bodies = find_bodies(sem_pir, aff_pir, erosion_mm=erosion_mm, min_volume_mm3=min_body_mm3)
+    inst, dropped, stats = clean_instances(fused, sem_pir, bodies.components, voxel_sizes(aff_pir), min_fragment_mm3)
+    inst, centres = number_vertebrae(inst, sem_pir, aff_pir, top_vertebra)
+    inst[sem_pir == SACRUM] = SACRUM
+    stats.unassigned_discs = assign_discs_endplates(inst, sem_pir, dropped, aff_pir, centres, top_vertebra is not None)
+    clean = np.where(dropped, 0, sem_pir).astype(np.uint8)
+    sacrum = _centroids_mm((sem_pir == SACRUM).astype(np.uint8), aff_pir, [1])
+    if sacrum:
+        centres = {**centres, SACRUM: sacrum[1]}
+    return Fusion(
+        from_pir(inst, aff_pir, semantic),
+        from_pir(clean, aff_pir, semantic),
+        centres,
+        used,
+        missing,
+        stats,
+        named=top_vertebra is not None,
+    )

@@ -1,0 +1,316 @@
+"""Files in, files out for the instance phase: ``nnspine fuse`` (cutouts + their nnU-Net predictions → SPINEPS
+outputs named as SPINEPS names them) and ``nnspine instances`` (the same with nnU-Net's predictor run
+in-process on the cutouts). The fusion itself, on arrays, is :mod:`postprocessing.spine.fusion`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_extensions.core.io import (
+    Image,
+    InputError,
+    check_output,
+    load_image,
+    require_folder,
+    save_image,
+    split_suffix,
+    write_text,
+)
+from nnunet_extensions.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS, SACRUM, vertebra_number
+from postprocessing.spine.cutouts import (
+    BODY_EROSION_MM,
+    CUTOUTS_JSON,
+    DEFAULT_SIZE,
+    DEFAULT_SPACING_MM,
+    FILE_ENDING,
+    MIN_BODY_MM3,
+    Cutout,
+    case_name,
+    load_semantic,
+    read_description,
+    semantic_files,
+    write_cutouts,
+)
+from postprocessing.spine.fusion import Fusion, fuse_arrays
+
+
+# --------------------------------------------------------------------------------------------- files
+def output_names(semantic_path: str | os.PathLike) -> dict[str, str]:
+    """SPINEPS output names for a semantic mask or image name: ``vert`` (instance mask), ``spine`` (cleaned
+    semantic mask), ``ctd`` (centroids JSON) and ``snp`` (QC snapshot).
+
+    ``sub-01_T2w_seg-spine_msk.nii.gz`` → ``sub-01_T2w_seg-vert_msk.nii.gz``, ``sub-01_T2w_seg-spine_msk.nii.gz``,
+    ``sub-01_T2w_seg-spine_ctd.json``, ``sub-01_T2w_seg-spine_snp.png``; a ``seg-…`` entity elsewhere in the name
+    (``sub-mri_seg-subreg_label-6_msk``) is replaced in place; other names (``sub-01_T2w``) get the suffixes."""
+    stem = split_suffix(semantic_path)[0]
+    tokens = stem.split("_")
+    seg = [i for i, t in enumerate(tokens) if t.startswith("seg-")]
+    if seg and tokens[-1] == "msk" and len(tokens) > 2:
+
+        def name(entity: str, suffix: str) -> str:
+            t = list(tokens)
+            t[seg[-1]] = entity
+            t[-1] = suffix
+            return "_".join(t)
+    else:
+
+        def name(entity: str, suffix: str) -> str:
+            return f"{stem}_{entity}_{suffix}"
+
+    return {
+        "vert": name("seg-vert", "msk") + ".nii.gz",
+        "spine": name("seg-spine", "msk") + ".nii.gz",
+        "ctd": name("seg-spine", "ctd") + ".json",
+        "snp": name("seg-spine", "snp") + ".png",
+    }
+
+
+def read_prediction(folder: Path, cutout: Cutout) -> np.ndarray | None:
+    """``folder/<name>.nii.gz`` as uint8 labels 0–3 on the cutout's grid; None when absent; InputError naming
+    the file when it is not a cutout prediction or not on the cutout's grid."""
+    p = folder / f"{cutout.name}{FILE_ENDING}"
+    if not p.exists():
+        return None
+    img = load_image(p, "labels")
+    top = max(CUTOUT_TARGET_LABELS.values())
+    if img.data.size and img.data.max() > top:
+        bad = np.unique(img.data[img.data > top]).tolist()
+        raise InputError(f"{p}: values {bad[:8]} are not cutout labels (0 background, 1 above, 2 centre, 3 below)")
+    ref = Image(np.broadcast_to(np.zeros((), np.uint8), cutout.shape), cutout.affine, None)
+    if img.shape != cutout.shape or not np.allclose(img.affine, ref.affine, atol=1e-3, rtol=0):
+        raise InputError(
+            f"{p}: grid {img.shape} is not the grid of cutout {cutout.name} {cutout.shape} (not the same grid)"
+        )
+    return img.data.astype(np.uint8, copy=False)
+
+
+def centroids_json(fusion: Fusion, semantic_name: str) -> str:
+    """The ``_ctd.json`` text: vertebral-body centroids (world RAS mm) with ids and names."""
+    rows = [
+        {
+            "id": int(v),
+            "name": fusion.label_name(v) if fusion.named or v == SACRUM else None,
+            "x_mm": round(float(c[0]), 3),
+            "y_mm": round(float(c[1]), 3),
+            "z_mm": round(float(c[2]), 3),
+            "of": "sacrum" if v == SACRUM else "vertebral body",
+        }
+        for v, c in sorted(fusion.centroids_mm.items())
+    ]
+    content = {
+        "space": "world RAS+ mm (nibabel)",
+        "numbering": "VerSe" if fusion.named else "from the top (1 = top)",
+        "semantic": semantic_name,
+        "centroids": rows,
+    }
+    return json.dumps(content, indent=1) + "\n"
+
+
+@dataclass
+class FuseReport:
+    """What :func:`fuse` wrote, per case."""
+
+    cases: list[tuple[str, Fusion, dict[str, Path]]]
+
+    def lines(self) -> list[str]:
+        out = []
+        for case, f, paths in self.cases:
+            names = ", ".join(f.label_name(v) for v in f.vertebra_ids())
+            out.append(
+                f"{case}: {len(f.vertebrae)} vertebrae ({names}) from {len(f.used)} cutout prediction(s); "
+                f"{f.stats.reassigned} orphan voxel(s) joined a neighbour, {f.stats.deleted_semantic} removed"
+            )
+            out.extend(f"  {k}: {p}" for k, p in paths.items())
+        return out
+
+
+def fuse(
+    semantic: str | os.PathLike,
+    cutouts_dir: str | os.PathLike,
+    predictions_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    top_vertebra: str | None = None,
+    qc: bool = True,
+    overwrite: bool = False,
+) -> FuseReport:
+    """``nnspine fuse``: fuse the predictions of every case of ``cutouts.json`` whose semantic mask is given
+    (a file, or a folder of semantic masks) and write the SPINEPS outputs to ``out_dir``.
+
+    Everything is read and checked (grids, prediction values, output paths) before anything is written.
+    Cutouts without a prediction are listed in the result (``Fusion.missing``) and the rest is fused; a case
+    with no prediction at all is an InputError."""
+    from postprocessing.qc import plot_vertebra_instances
+
+    top = None
+    if top_vertebra is not None:
+        try:
+            top = vertebra_number(top_vertebra)
+        except KeyError:
+            raise InputError(f"--top-vertebra {top_vertebra!r}: not a vertebra name (C1 ... L6, T13)") from None
+    content, records = read_description(cutouts_dir)
+    by_case = {r.case: r for r in records}
+    pred_dir = require_folder(predictions_dir, "predictions folder")
+    out = Path(out_dir)
+    results = []
+    for f in semantic_files(semantic):
+        case = case_name(f)
+        if case not in by_case:
+            raise InputError(
+                f"{f}: case {case} is not in {Path(cutouts_dir) / CUTOUTS_JSON} "
+                f"(cases: {', '.join(sorted(by_case)) or 'none'})"
+            )
+        record = by_case[case]
+        img = load_semantic(f)
+        record.check_grid(img)
+        preds = {c.name: read_prediction(pred_dir, c) for c in record.cutouts}
+        names = output_names(f)
+        paths = {k: out / v for k, v in names.items() if qc or k != "snp"}
+        for p in paths.values():
+            if p.resolve() == Path(f).resolve():
+                raise InputError(f"{p}: output would replace the input semantic mask (choose another -o folder)")
+        for p in paths.values():
+            check_output(p, overwrite)
+        fusion = fuse_arrays(
+            img,
+            record,
+            preds,
+            top_vertebra=top,
+            erosion_mm=float(content.get("body_erosion_mm", BODY_EROSION_MM)),
+            min_body_mm3=float(content.get("min_body_mm3", MIN_BODY_MM3)),
+        )
+        results.append((case, fusion, paths, img))
+    for case, fusion, paths, img in results:
+        save_image(fusion.instance, img.affine, paths["vert"], overwrite=overwrite, dtype=np.uint8, like=img)
+        save_image(fusion.semantic, img.affine, paths["spine"], overwrite=overwrite, dtype=np.uint8, like=img)
+        write_text(paths["ctd"], centroids_json(fusion, str(img.path)), overwrite=overwrite)
+        if "snp" in paths:
+            plot_vertebra_instances(
+                fusion.instance,
+                img.affine,
+                paths["snp"],
+                semantic=fusion.semantic,
+                names={v: fusion.label_name(v) for v in fusion.vertebra_ids()},
+                title=f"{case}: {len(fusion.vertebrae)} vertebrae",
+                overwrite=overwrite,
+            )
+    return FuseReport([(case, fusion, paths) for case, fusion, paths, _ in results])
+
+
+# --------------------------------------------------------------------------------------------- one call
+@dataclass
+class CutoutModel:
+    """A trained instance-phase model folder and the cutout geometry it was trained on."""
+
+    folder: Path
+    size: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+
+
+def read_cutout_model(folder: str | os.PathLike) -> CutoutModel:
+    """Check an nnU-Net results folder (``.../DatasetXXX_NAME/<trainer>__<plans>__<config>``) holds a cutout
+    model (9 input channels, labels above/centre/below) and read its cutout size and spacing from its
+    ``dataset.json`` (written by ``nnspine convert cutouts``; SPINEPS' defaults when absent)."""
+    f = require_folder(folder, "model folder")
+    p = f / "dataset.json"
+    if not p.is_file() or not (f / "plans.json").is_file():
+        raise InputError(
+            f"{f}: not a trained nnU-Net model folder (no dataset.json / plans.json; give "
+            "$nnUNet_results/DatasetXXX_NAME/<trainer>__<plans>__<configuration>)"
+        )
+    try:
+        ds = json.loads(p.read_text())
+    except ValueError as exc:
+        raise InputError(f"{p}: unreadable ({exc})") from None
+    labels = {str(k): int(v) for k, v in ds.get("labels", {}).items()}
+    n_channels = len(ds.get("channel_names", {}))
+    if labels != CUTOUT_TARGET_LABELS or n_channels != len(CUTOUT_CHANNEL_LABELS):
+        raise InputError(
+            f"{f}: not an instance-phase cutout model (labels {labels}, {n_channels} channel(s); "
+            f"expected {CUTOUT_TARGET_LABELS} and {len(CUTOUT_CHANNEL_LABELS)} channels)"
+        )
+    size = tuple(int(n) for n in ds.get("cutout_size", DEFAULT_SIZE))
+    spacing = tuple(float(s) for s in ds.get("cutout_spacing_mm", DEFAULT_SPACING_MM))
+    return CutoutModel(f, size, spacing)  # type: ignore[arg-type]
+
+
+def predict_instances(
+    semantic: str | os.PathLike,
+    model: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    folds: Sequence[int | str] | None = None,
+    checkpoint: str = "checkpoint_final.pth",
+    device: str = "cpu",
+    top_vertebra: str | None = None,
+    qc: bool = True,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> FuseReport:
+    """``nnspine instances``: cutouts → nnU-Net's predictor (in this process) → fusion, for a semantic mask or
+    a folder of them. Cutouts and predictions live in a temporary folder; the outputs are :func:`fuse`'s.
+
+    Inputs, the model and the output paths are checked before the network runs."""
+    import tempfile
+
+    cm = read_cutout_model(model)
+    fold_list = [f if f == "all" else int(f) for f in folds] if folds else None
+    for fold in fold_list or []:
+        ck = cm.folder / (f"fold_{fold}") / checkpoint
+        if not ck.is_file():
+            raise InputError(f"{ck}: checkpoint not found (train fold {fold} or choose -f / --checkpoint)")
+    out = Path(out_dir)
+    for f in semantic_files(semantic):  # inputs and outputs first
+        load_semantic(f)
+        for name in output_names(f).values():
+            if (out / name).resolve() == Path(f).resolve():
+                raise InputError(
+                    f"{out / name}: output would replace the input semantic mask (choose another -o folder)"
+                )
+            check_output(out / name, overwrite)
+    with tempfile.TemporaryDirectory(prefix="nnspine_instances_") as tmp:
+        cut, pred = Path(tmp) / "cutouts", Path(tmp) / "predictions"
+        write_cutouts(semantic, cut, size=cm.size, spacing_mm=cm.spacing_mm)
+        run_predictor(cm.folder, cut, pred, folds=fold_list, checkpoint=checkpoint, device=device, progress=progress)
+        return fuse(semantic, cut, pred, out, top_vertebra=top_vertebra, qc=qc, overwrite=overwrite)
+
+
+def run_predictor(
+    model: Path,
+    inputs: Path,
+    outputs: Path,
+    *,
+    folds: Sequence[int | str] | None,
+    checkpoint: str,
+    device: str,
+    progress: bool,
+) -> None:
+    """nnU-Net's own predictor on a folder of cases (as ``nnUNetv2_predict``; one process, no workers)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=True,
+        perform_everything_on_device=dev.type != "cpu",
+        device=dev,
+        verbose=False,
+        allow_tqdm=progress,
+    )
+    predictor.initialize_from_trained_model_folder(str(model), tuple(folds) if folds else None, checkpoint)
+    outputs.mkdir(parents=True, exist_ok=True)
+    predictor.predict_from_files_sequential(str(inputs), str(outputs), save_probabilities=False, overwrite=True)
