@@ -72,6 +72,7 @@ MASK_SUFFIX = bids.CORD_SEG
 #: Outputs: ``<derivatives_out>/labels_softseg/<anat dir>/<image stem><SOFT_SUFFIX>``.
 SOFT_SUFFIX = bids.CORD_SOFTSEG
 
+#: Contrast whose S-I axis and slices define the averaging space (``--reference``).
 DEFAULT_REFERENCE = "T2w"
 
 METHOD_NAME = "multi-contrast linear mask averaging with slice-wise centre-of-mass alignment"

@@ -63,11 +63,13 @@ ALIGN_SMOOTHING_MM = 15.0
 MARGIN_MM = 3.0
 #: Sub-voxel sample spacing (mm) in-plane and along S-I for the partial-volume integration.
 SUBSAMPLE_MM = (0.2, 0.5)
+#: Most sub-voxel samples per axis (thick slices are integrated over their whole thickness with these).
 MAX_SUBSAMPLES = 16
 #: Width (in units of the averaged mask) of the ramp that replaces the hard 0.5 threshold per sub-sample.
 RAMP_WIDTH = 0.2
-#: Probe offset and largest allowed offset (mm) of the volume-preserving boundary shift.
+#: Probe offset (mm) used to find the volume-preserving boundary shift.
 VOLUME_PROBE_MM = 0.05
+#: Largest allowed volume-preserving boundary shift (mm, along the outward normal).
 MAX_VOLUME_OFFSET_MM = 0.2
 
 
