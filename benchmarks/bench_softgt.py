@@ -80,13 +80,16 @@ def main() -> None:
         print(f"timings over {args.repeats} runs (one subject, 5 contrasts):")
 
         out = tmp / "deriv"
-        show("convert() -> BIDS derivative", *timed(lambda: convert(root, out, overwrite=True), args.repeats))
+        show(
+            "convert() -> BIDS derivative",
+            *timed(lambda: convert(root, derivatives_out=out, overwrite=True), args.repeats),
+        )
         raw = tmp / "raw"
         show(
             "convert() -> derivative + nnU-Net raw dataset",
             *timed(
                 lambda: convert(
-                    root, tmp / "deriv_nn", overwrite=True, nnunet_dataset=1, name="Bench", nnunet_raw_dir=raw
+                    root, derivatives_out=tmp / "deriv_nn", overwrite=True, nnunet_dataset=1, name="Bench", raw_root=raw
                 ),
                 args.repeats,
             ),

@@ -14,12 +14,13 @@ their ids.
 Output: ``$nnUNet_raw/DatasetXXX_NAME`` with ``imagesTr/<case>_<NNN>[s<k>]_<CCCC>.nii.gz`` (9 uint8
 channels, nnU-Net channel name ``noNorm``), ``labelsTr/<case>_<NNN>[s<k>].nii.gz`` and ``dataset.json``
 (``channel_labels`` records which semantic label each channel holds). Cutouts of one subject share the
-``<case>_`` prefix; nnU-Net's random 5-fold split mixes them across folds, so write your own
-``splits_final.json`` to validate on unseen subjects.
+``<case>_`` prefix, and ``splits_final.json`` keeps every cutout of a subject (all its masks and shifted copies)
+in one fold, so validation is on unseen subjects.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -28,15 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_converters.nnunet_raw import (
-    check_case_id,
-    dataset_folder,
-    prepare_folder,
-    raw_root,
-    remove_stale_cases,
-    write_case,
-    write_dataset_json,
-)
+from dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS, JOBS
+from dataset_converters.nnunet_raw import check_case_id, prepare_folder, staged_dataset, write_case, write_dataset_json
+from dataset_converters.parallel import process_pool, run_all
+from dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
 from nnunet_extensions.core.io import Image, InputError, require_folder
 from nnunet_extensions.core.labels import (
     CORPUS,
@@ -141,106 +137,145 @@ def random_shifts(n: int, max_shift_mm: float, rng: np.random.Generator) -> np.n
 
 
 @dataclass
-class CutoutDatasetReport:
-    """What :func:`convert` wrote."""
+class CutoutDatasetReport(ConversionReport):
+    """What :func:`convert` wrote: per mask pair (case) the vertebrae used as cutout centres (and the protocol's
+    dataset folder, split and warnings)."""
 
-    folder: Path
-    cases: int
-    subjects: dict[str, int] = field(default_factory=dict)  #: case → vertebrae (cutout centres) used
-    warnings: list[str] = field(default_factory=list)
+    vertebrae: dict[str, int] = field(default_factory=dict)  #: case → vertebrae (cutout centres) used
 
     def lines(self) -> list[str]:
-        out = [f"{case}: {n} vertebra cutout(s)" for case, n in self.subjects.items()]
-        out.append(f"{self.cases} training case(s) in {self.folder}")
-        return out
+        out = [f"{case}: {n} vertebra cutout(s)" for case, n in self.vertebrae.items()]
+        return out + self.dataset_lines()
+
+
+@dataclass(frozen=True)
+class _Settings:
+    stage: Path
+    shifts: int
+    max_shift_mm: float
+    seed: int
+    size: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+
+
+def _pair_rng(seed: int, case: str) -> np.random.Generator:
+    """The shifts' random generator of one mask pair: from the seed and the case name, so a pair gets the same
+    shifts whatever the other pairs and the number of jobs."""
+    return np.random.default_rng([seed, int(hashlib.sha256(case.encode()).hexdigest()[:12], 16)])
+
+
+def _check(pair: tuple[str, Path, Path], _: object = None) -> None:
+    case, sem_path, inst_path = pair
+    check_case_id(case)
+    load_instance(inst_path, like=load_semantic(sem_path))
+
+
+def _write(pair: tuple[str, Path, Path], st: _Settings) -> tuple[list[str], list[str], int]:
+    """Write every cutout (and shifted copy) of one mask pair into the stage: (case names, warnings, vertebrae
+    used as centres)."""
+    case, sem_path, inst_path = pair
+    sem = load_semantic(sem_path)
+    inst = load_instance(inst_path, like=sem)
+    record, bodies, sem_pir = cut_case(sem, case, st.size, st.spacing_mm)
+    inst_pir, aff_pir = to_pir(inst)
+    order = vertebra_order(sem_pir, inst_pir, aff_pir)
+    rng = _pair_rng(st.seed, case)
+    written, notes, used = [], [], 0
+    for cut in record.cutouts:
+        centre = centre_vertebra(bodies, cut.index, inst_pir)
+        if centre is None or centre not in order:
+            notes.append(
+                f"{inst_path}: body at ({', '.join(f'{v:.1f}' for v in cut.centre_mm)}) mm "
+                "belongs to no vertebra instance, skipped"
+            )
+            continue
+        lut = target_lut(order, centre)
+        offsets = np.vstack([np.zeros((1, 3)), random_shifts(st.shifts, st.max_shift_mm, rng)])
+        for k, off in enumerate(offsets):
+            cname = cut.name if k == 0 else f"{cut.name}s{k}"
+            aff = cutout_affine(aff_pir, cut.centre_mm + off, st.size, st.spacing_mm)
+            labels = sample_labels(sem_pir, aff_pir, aff, cut.shape)
+            target = lut[sample_labels(inst_pir, aff_pir, aff, cut.shape)]
+            images = [Image(ch, aff) for ch in one_hot(labels)]
+            write_case(st.stage, cname, images, target)
+            written.append(cname)
+        used += 1
+    return written, notes, used
 
 
 def convert(
-    input_dir: str | os.PathLike,
+    source: str | os.PathLike,
+    *,
     nnunet_dataset: int,
     name: str,
-    *,
-    shifts: int = 2,
-    max_shift_mm: float = 10.0,
-    seed: int = 0,
+    raw_root: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    jobs: int = JOBS,
+    progress: bool = False,
+    shifts: int = CUTOUT_SHIFTS,
+    max_shift_mm: float = CUTOUT_MAX_SHIFT_MM,
+    seed: int = CUTOUT_SEED,
     size: Sequence[int] = DEFAULT_SIZE,
     spacing_mm: Sequence[float] = DEFAULT_SPACING_MM,
-    raw_folder: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    progress: bool = False,
 ) -> CutoutDatasetReport:
-    """Write the cutout training dataset (see the module doc); returns what was written.
+    """Write the cutout training dataset (see the module doc; the converter protocol:
+    :mod:`dataset_converters.protocol`); returns what was written.
 
-    Every pair is read and checked (mask kinds, grids, a body in every semantic mask) before the dataset
-    folder is created. A body whose voxels belong to no vertebra instance is skipped with a warning."""
+    Every pair is read and checked (mask kinds, grids, a body in every semantic mask) before anything is written;
+    the dataset is written all-or-nothing, every cutout of a subject (all its masks, all shifted copies) in one
+    fold of ``splits_final.json``. A body whose voxels belong to no vertebra instance is skipped with a
+    warning."""
     from tqdm.auto import tqdm
 
+    check_jobs(jobs)
     check_size(size, spacing_mm)
     if shifts < 0:
         raise InputError(f"--shifts must be 0 or more, got {shifts}")
     if not max_shift_mm >= 0:
         raise InputError(f"--max-shift-mm must be 0 or more, got {max_shift_mm}")
-    pairs, notes = find_pairs(input_dir)
-    folder = dataset_folder(raw_root(raw_folder), nnunet_dataset, name)
+    folder = output_folder(source, nnunet_dataset, name, raw_root)
+    pairs, notes = find_pairs(source)
     seen: dict[str, Path] = {}
-    for case, sem_path, inst_path in pairs:  # check everything first
+    for case, sem_path, _ in pairs:
         if case in seen:
             raise InputError(f"{sem_path}: case name {case} also comes from {seen[case]} (rename one of them)")
         seen[case] = sem_path
-        check_case_id(case)
-        sem = load_semantic(sem_path)
-        load_instance(inst_path, like=sem)
-    prepare_folder(folder, overwrite=overwrite)
-    rng = np.random.default_rng(seed)
-    report = CutoutDatasetReport(folder, 0, warnings=list(notes))
-    written: list[str] = []
-    for case, sem_path, inst_path in tqdm(pairs, desc="convert cutouts", unit="subject", disable=not progress):
-        sem = load_semantic(sem_path)
-        inst = load_instance(inst_path, like=sem)
-        record, bodies, sem_pir = cut_case(sem, case, size, spacing_mm)
-        inst_pir, aff_pir = to_pir(inst)
-        order = vertebra_order(sem_pir, inst_pir, aff_pir)
-        used = 0
-        for cut in record.cutouts:
-            centre = centre_vertebra(bodies, cut.index, inst_pir)
-            if centre is None or centre not in order:
-                report.warnings.append(
-                    f"{inst_path}: body at ({', '.join(f'{v:.1f}' for v in cut.centre_mm)}) mm "
-                    "belongs to no vertebra instance, skipped"
-                )
-                continue
-            lut = target_lut(order, centre)
-            offsets = np.vstack([np.zeros((1, 3)), random_shifts(shifts, max_shift_mm, rng)])
-            for k, off in enumerate(offsets):
-                cname = cut.name if k == 0 else f"{cut.name}s{k}"
-                aff = cutout_affine(aff_pir, cut.centre_mm + off, size, spacing_mm)
-                labels = sample_labels(sem_pir, aff_pir, aff, cut.shape)
-                target = lut[sample_labels(inst_pir, aff_pir, aff, cut.shape)]
-                images = [Image(ch, aff) for ch in one_hot(labels)]
-                write_case(folder, cname, images, target, overwrite=overwrite)
-                written.append(cname)
-            used += 1
-        report.subjects[case] = used
-    if overwrite:
-        remove_stale_cases(folder, written)
-    n_ch = len(CUTOUT_CHANNEL_LABELS)
-    write_dataset_json(
-        folder,
-        channel_names={str(c): CHANNEL_NAME for c in range(n_ch)},
-        labels=dict(CUTOUT_TARGET_LABELS),
-        num_training=len(written),
-        overwrite=True,
-        channel_labels={str(c): int(lab) for c, lab in enumerate(CUTOUT_CHANNEL_LABELS)},
-        description="nnunet-spine instance-phase cutouts: one-hot vertebra subregions 41-49 in, "
-        "vertebra above (1) / centre (2) / below (3) out",
-        cutout_size=[int(n) for n in size],
-        cutout_spacing_mm=[float(s) for s in spacing_mm],
-        cutout_orientation="".join(CUTOUT_ORIENTATION),
-        shifts=int(shifts),
-        max_shift_mm=float(max_shift_mm),
-        seed=int(seed),
-    )
-    report.cases = len(written)
+    report = CutoutDatasetReport(nnunet_dataset=str(folder), warnings=list(notes))
+    with process_pool(jobs, len(pairs)) as pool:
+        run_all(_check, pairs, None, pool)  # check everything first
+        with staged_dataset(folder, overwrite=overwrite) as stage:
+            prepare_folder(stage)
+            settings = _Settings(stage, int(shifts), float(max_shift_mm), int(seed), tuple(size), tuple(spacing_mm))
+            bar = tqdm(total=len(pairs), desc="convert cutouts", unit="subject", disable=not progress)
+            try:
+                results = run_all(_write, pairs, settings, pool, bar)
+            finally:
+                bar.close()
+            written: dict[str, str] = {}
+            for (case, _, _), (names, pair_notes, used) in zip(pairs, results):
+                report.vertebrae[case] = used
+                report.warnings += pair_notes
+                written.update({n: bids_subject(case) for n in names})
+            if not written:
+                raise InputError(f"{source}: no vertebral body belongs to a vertebra instance: nothing to train")
+            n_ch = len(CUTOUT_CHANNEL_LABELS)
+            write_dataset_json(
+                stage,
+                channel_names={str(c): CHANNEL_NAME for c in range(n_ch)},
+                labels=dict(CUTOUT_TARGET_LABELS),
+                num_training=len(written),
+                channel_labels={str(c): int(lab) for c, lab in enumerate(CUTOUT_CHANNEL_LABELS)},
+                description="nnunet-spine instance-phase cutouts: one-hot vertebra subregions 41-49 in, "
+                "vertebra above (1) / centre (2) / below (3) out",
+                cutout_size=[int(n) for n in size],
+                cutout_spacing_mm=[float(s) for s in spacing_mm],
+                cutout_orientation="".join(CUTOUT_ORIENTATION),
+                shifts=int(shifts),
+                max_shift_mm=float(max_shift_mm),
+                seed=int(seed),
+            )
+            report.splits = write_dataset_splits(stage, folder, written)
+    report.num_cases = len(written)
     for w in report.warnings:
         warnings.warn(w, CutoutWarning, stacklevel=2)
     return report

@@ -38,7 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from dataset_converters import nnunet_raw
+from dataset_converters.defaults import JOBS, LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX
 from dataset_converters.parallel import process_pool, run_all
+from dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
 from nnunet_extensions.core import bids
 from nnunet_extensions.core.io import (
     Image,
@@ -51,9 +53,6 @@ from nnunet_extensions.core.io import (
     same_grid,
 )
 
-#: Default suffixes of the lesion and cord masks (appended to the image stem).
-LESION_SUFFIX = bids.LESION_SEG
-CORD_SUFFIX = bids.CORD_SEG
 #: Labels of ``labelsTr``: plain, and region-based (``--regions``).
 LABELS = {"background": 0, "lesion": 1}
 REGION_LABELS = {"background": 0, "cord": [1, 2], "lesion": 2}
@@ -84,9 +83,8 @@ class _CasePlan:
 @dataclass(frozen=True)
 class _Settings:
     bids_root: Path
-    folder: Path  # the nnU-Net dataset folder
+    folder: Path  # the staging folder of the nnU-Net dataset
     regions: bool
-    overwrite: bool
 
 
 # ============================================================================================= report
@@ -113,16 +111,15 @@ class CaseReport:
 
 
 @dataclass
-class LesionConversionReport:
-    """What :func:`convert` did: cases written, subjects skipped (→ reason), warnings, the dataset folder."""
+class LesionConversionReport(ConversionReport):
+    """What :func:`convert` did: cases written, subjects skipped (→ reason), and the protocol's dataset folder,
+    split and warnings."""
 
     bids_root: str
-    nnunet_dataset: str
     channels: list[str]
     regions: bool
     cases: list[CaseReport]
     skipped: dict[str, str]
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def resampled(self) -> dict[str, int]:
@@ -157,11 +154,8 @@ class LesionConversionReport:
                 if n
                 else f"{c}: on the {ref} grid in every case (not resampled)"
             )
-        out.append(
-            f"nnU-Net raw dataset: {self.nnunet_dataset} ({len(self.cases)} training cases, "
-            f"channels {', '.join(self.channels)}{', region labels' if self.regions else ''})"
-        )
-        return out
+        out.append(f"channels {', '.join(self.channels)}{', region labels' if self.regions else ''}")
+        return out + self.dataset_lines()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -247,7 +241,7 @@ def discover(
     bids_root: Path,
     channels: Sequence[str],
     *,
-    label_suffix: str = LESION_SUFFIX,
+    label_suffix: str = LESION_LABEL_SUFFIX,
     cord_suffix: str | None = None,
     allow_missing: bool = False,
 ) -> tuple[list[_CasePlan], list[str]]:
@@ -323,7 +317,7 @@ def _process(plan: _CasePlan, st: _Settings) -> CaseReport:
         cord = data > 0
         outside = int((lesion & ~cord).sum())
         label = np.where(lesion, 2, np.where(cord, 1, 0)).astype(np.uint8)
-    nnunet_raw.write_case(st.folder, plan.case, images, label, overwrite=st.overwrite)
+    nnunet_raw.write_case(st.folder, plan.case, images, label)
     rel = lambda p: p.relative_to(st.bids_root).as_posix() if p.is_relative_to(st.bids_root) else str(p)  # noqa: E731
     voxel_mm3 = float(np.prod(ref.zooms))
     return CaseReport(
@@ -341,79 +335,75 @@ def _process(plan: _CasePlan, st: _Settings) -> CaseReport:
     )
 
 
-def _is_inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def convert(
-    bids_root: Path,
-    channels: str | Sequence[str],
+    source: Path,
     *,
     nnunet_dataset: int,
     name: str,
-    label_suffix: str = LESION_SUFFIX,
-    cord_suffix: str = CORD_SUFFIX,
+    raw_root: Path | None = None,
+    overwrite: bool = False,
+    jobs: int = JOBS,
+    progress: bool = False,
+    channels: str | Sequence[str],
+    label_suffix: str = LESION_LABEL_SUFFIX,
+    cord_suffix: str = LESION_CORD_SUFFIX,
     regions: bool = False,
     allow_missing: bool = False,
-    jobs: int = 1,
-    overwrite: bool = False,
-    progress: bool = False,
-    nnunet_raw_dir: Path | None = None,
 ) -> LesionConversionReport:
-    """Convert a BIDS lesion dataset into ``<nnUNet_raw>/DatasetXXX_NAME`` (see the module docstring).
+    """Convert a BIDS lesion dataset into ``<nnUNet_raw>/DatasetXXX_NAME`` (see the module docstring; the
+    converter protocol: :mod:`dataset_converters.protocol`).
 
     Parameters
     ----------
-    bids_root : Path
+    source : Path
         BIDS dataset (never modified): images ``sub-XX[/ses-YY]/anat/<image>.nii.gz``, lesion masks
         ``derivatives/labels/.../<image><label_suffix>.nii.gz`` (or beside the image).
+    nnunet_dataset, name : int, str
+        Dataset ID (1..999) and name: ``DatasetXXX_NAME``.
+    raw_root : Path, optional
+        nnU-Net raw folder (default ``$nnUNet_raw``).
+    overwrite : bool
+        Replace an existing dataset (otherwise a non-empty folder is refused).
+    jobs : int
+        Worker processes (cases in parallel); the result equals ``jobs=1``.
+    progress : bool
+        tqdm progress bar over cases (stderr).
     channels : str or list of str
         Sequences, one nnU-Net channel each, in order (``"T1w,T2w"``); the first is the reference grid and
         names the case. Each is an image spec: a BIDS suffix, optionally after entities (``acq-sag_T2w``).
-    nnunet_dataset, name : int, str
-        Dataset ID (1..999) and name: ``DatasetXXX_NAME``.
     label_suffix : str
-        Suffix of the binary lesion masks (default ``_label-lesion_seg``).
+        Suffix of the binary lesion masks.
     cord_suffix : str
-        Suffix of the binary cord masks, used with ``regions`` (default ``_label-SC_seg``).
+        Suffix of the binary cord masks, used with ``regions``.
     regions : bool
         Region-based labels: 1 cord, 2 lesion; ``labels = {"background": 0, "cord": [1, 2], "lesion": 2}``,
         ``regions_class_order = [1, 2]``.
     allow_missing : bool
         Write an empty lesion mask for a subject without one (instead of skipping it).
-    jobs : int
-        Worker processes (cases in parallel); the result equals ``jobs=1``.
-    overwrite : bool
-        Replace an existing dataset folder's files (otherwise a non-empty folder is refused).
-    progress : bool
-        tqdm progress bar over cases (stderr).
-    nnunet_raw_dir : Path, optional
-        nnU-Net raw folder (default ``$nnUNet_raw``).
+
+    The sessions of one subject share a fold of ``splits_final.json``.
 
     Raises
     ------
     InputError
         Missing dataset (or a file in its place), bad ``channels``, an unreadable/4-D/NaN image, a non-binary
         mask or one on a grid other than its image's, no subject left to convert, an existing dataset without
-        ``overwrite``, a bad ID/name (one line naming the file or option); nothing is written then.
+        ``overwrite``, a bad ID/name or an nnU-Net raw folder that cannot be created (one line naming the file or
+        option); nothing is written then.
     """
     from tqdm.auto import tqdm
 
     from nnunet_extensions import __version__
 
-    bids_root = Path(bids_root)
+    bids_root = Path(source)
     specs = parse_channels(channels)
-    if isinstance(jobs, bool) or jobs < 1:
-        raise InputError(f"--jobs must be >= 1, got {jobs}")
+    check_jobs(jobs)
     for option, suffix in (("--label-suffix", label_suffix), ("--cord-suffix", cord_suffix)):
         if not suffix or not suffix.startswith("_") or "/" in suffix:
             raise InputError(
                 f"{option}: expected a file-name suffix starting with '_' (e.g. _label-lesion_seg), got {suffix!r}"
             )
+    folder = output_folder(bids_root, nnunet_dataset, name, raw_root)
     plans, stray = discover(
         bids_root,
         specs,
@@ -421,12 +411,6 @@ def convert(
         cord_suffix=cord_suffix if regions else None,
         allow_missing=allow_missing,
     )
-    folder = nnunet_raw.dataset_folder(nnunet_raw.raw_root(nnunet_raw_dir), nnunet_dataset, name)
-    if _is_inside(folder, bids_root):
-        raise InputError(f"{folder}: is inside the input dataset {bids_root}, which is never modified")
-    for f in (folder.parent, folder):
-        if f.exists() and not f.is_dir():
-            raise InputError(f"{f}: is a file, expected a folder")
     todo = [p for p in plans if not p.skip]
     skipped = {p.unit: p.skip for p in plans if p.skip}
     if not todo:
@@ -436,65 +420,67 @@ def convert(
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise OutputExistsError(f"{folder}: nnU-Net dataset exists (use --overwrite to replace it)")
     all_warnings = stray + [f"{unit}: skipped ({why})" for unit, why in skipped.items()]
-    settings = _Settings(bids_root=bids_root, folder=folder, regions=regions, overwrite=overwrite)
 
     with process_pool(jobs, len(todo)) as pool:
         run_all(_validate, todo, None, pool)  # every file checked before anything is written
         for w in all_warnings:
             warnings.warn(w, LesionConversionWarning, stacklevel=2)
-        nnunet_raw.prepare_folder(folder, overwrite=overwrite)
-        bar = tqdm(total=len(todo), desc="convert lesion", unit="case", disable=not progress)
-        try:
-            cases = run_all(_process, todo, settings, pool, bar)
-        finally:
-            bar.close()
-
-    sources = {
-        c.case: {
-            "images": [p.image.relative_to(bids_root).as_posix() for p in plan.channels],
-            "lesion_mask": c.lesion_mask,
-            "cord_mask": c.cord_mask or None,
-            "resampled": c.resampled,
-            "lesion_mask_resampled": c.lesion_resampled,
-        }
-        for c, plan in zip(cases, todo)
-    }
-    if overwrite:
-        nnunet_raw.remove_stale_cases(folder, sources, n_channels=len(specs))
-    extra = {"regions_class_order": REGIONS_CLASS_ORDER} if regions else {}
-    nnunet_raw.write_dataset_json(
-        folder,
-        channel_names=specs,
-        labels=REGION_LABELS if regions else LABELS,
-        num_training=len(cases),
-        overwrite=True,
-        **extra,
-        name=folder.name,
-        description=(
-            "Lesion segmentation: one channel per sequence (" + ", ".join(specs) + "), resampled to the "
-            f"{specs[0]} grid; "
-            + (
-                "region labels: 1 cord, 2 lesion (lesions outside the cord are still 2)"
-                if regions
-                else "labels: 1 lesion"
+        with nnunet_raw.staged_dataset(folder, overwrite=overwrite) as stage:
+            nnunet_raw.prepare_folder(stage)
+            settings = _Settings(bids_root=bids_root, folder=stage, regions=regions)
+            bar = tqdm(total=len(todo), desc="convert lesion", unit="case", disable=not progress)
+            try:
+                cases = run_all(_process, todo, settings, pool, bar)
+            finally:
+                bar.close()
+            sources = {
+                c.case: {
+                    "images": [p.image.relative_to(bids_root).as_posix() for p in plan.channels],
+                    "lesion_mask": c.lesion_mask,
+                    "cord_mask": c.cord_mask or None,
+                    "resampled": c.resampled,
+                    "lesion_mask_resampled": c.lesion_resampled,
+                }
+                for c, plan in zip(cases, todo)
+            }
+            extra = {"regions_class_order": REGIONS_CLASS_ORDER} if regions else {}
+            nnunet_raw.write_dataset_json(
+                stage,
+                channel_names=specs,
+                labels=REGION_LABELS if regions else LABELS,
+                num_training=len(cases),
+                **extra,
+                name=folder.name,
+                description=(
+                    "Lesion segmentation: one channel per sequence (" + ", ".join(specs) + "), resampled to the "
+                    f"{specs[0]} grid; "
+                    + (
+                        "region labels: 1 cord, 2 lesion (lesions outside the cord are still 2)"
+                        if regions
+                        else "labels: 1 lesion"
+                    )
+                ),
+                nnspine={
+                    "converter": "lesion",
+                    "version": __version__,
+                    "channels": specs,
+                    "label_suffix": label_suffix,
+                    "cord_suffix": cord_suffix if regions else None,
+                    "regions": regions,
+                    "allow_missing": allow_missing,
+                    "resampling": (
+                        "other channels: linear, masks: nearest; through world coordinates onto the first channel"
+                    ),
+                    "source_dataset": str(bids_root.resolve()),
+                    "cases": sources,
+                },
             )
-        ),
-        nnspine={
-            "converter": "lesion",
-            "version": __version__,
-            "channels": specs,
-            "label_suffix": label_suffix,
-            "cord_suffix": cord_suffix if regions else None,
-            "regions": regions,
-            "allow_missing": allow_missing,
-            "resampling": "other channels: linear, masks: nearest; through world coordinates onto the first channel",
-            "source_dataset": str(bids_root.resolve()),
-            "cases": sources,
-        },
-    )
+            splits = write_dataset_splits(stage, folder, {c.case: bids_subject(c.case) for c in cases})
     return LesionConversionReport(
         bids_root=str(bids_root),
         nnunet_dataset=str(folder),
+        num_cases=len(cases),
+        splits=splits,
         channels=specs,
         regions=regions,
         cases=cases,
@@ -513,6 +499,4 @@ __all__ = [
     "LABELS",
     "REGION_LABELS",
     "REGIONS_CLASS_ORDER",
-    "LESION_SUFFIX",
-    "CORD_SUFFIX",
 ]

@@ -117,11 +117,9 @@ def case_paths(
     return paths
 
 
-def prepare_folder(folder: str | os.PathLike, *, overwrite: bool = False, extra_folders: Iterable[str] = ()) -> Path:
-    """Create the dataset folder and its sub-folders; a non-empty existing folder needs ``overwrite``."""
+def prepare_folder(folder: str | os.PathLike, *, extra_folders: Iterable[str] = ()) -> Path:
+    """Create the sub-folders of a (staged) dataset folder: ``imagesTr``, ``labelsTr`` and ``extra_folders``."""
     folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{folder}: nnU-Net dataset exists (use --overwrite to replace it)")
     for sub in (IMAGES_TR, LABELS_TR, *extra_folders):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return folder
@@ -204,48 +202,66 @@ def write_dataset_json(
     return write_text(Path(folder) / "dataset.json", json.dumps(content, indent=2) + "\n", overwrite=overwrite)
 
 
-def remove_stale_cases(
-    folder: str | os.PathLike,
-    keep: Iterable[str],
-    *,
-    extra_folders: Iterable[str] = (),
-    file_ending: str = FILE_ENDING,
-    n_channels: int | None = None,
-) -> list[Path]:
-    """Delete case files (images, labels, extra maps) of cases not in ``keep``, and with ``n_channels`` the
-    image files of channels ``>= n_channels``; returns what was removed.
-
-    Used after an ``--overwrite`` run so that ``dataset.json``'s ``numTraining`` and ``channel_names`` match
-    the files.
-    """
-    keep = set(keep)
-    folder = Path(folder)
-    removed = []
-    for sub in (IMAGES_TR, LABELS_TR, *extra_folders):
-        d = folder / sub
-        if not d.is_dir():
-            continue
-        for p in sorted(d.iterdir()):
-            if not p.is_file() or not p.name.endswith(file_ending):
-                continue
-            stem = p.name[: -len(file_ending)]
-            channel = re.search(r"_(\d{4})$", stem) if sub == IMAGES_TR else None
-            case = stem[:-5] if channel else stem
-            extra_channel = channel is not None and n_channels is not None and int(channel.group(1)) >= n_channels
-            if case not in keep or extra_channel:
-                p.unlink()
-                removed.append(p)
-    return removed
-
-
 # ------------------------------------------------------------------------------------ all-or-nothing writes
+#: File in a staging folder naming (one per line) entries of the dataset folder to delete when the stage commits.
+_REMOVE_LIST = ".nnspine-remove"
+
+
+def remove_on_commit(stage: str | os.PathLike, name: str) -> None:
+    """Have :func:`staged_dataset` delete the top-level entry ``name`` of the dataset folder when it commits (an
+    entry the new conversion does not write and that must not outlive it, e.g. a stale split file)."""
+    path = Path(stage) / _REMOVE_LIST
+    names = path.read_text().split() if path.is_file() else []
+    path.write_text("\n".join([*names, name]) + "\n")
+
+
+def _delete(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _commit(stage: Path, folder: Path, trash: Path) -> None:
+    """Move every entry of ``stage`` into ``folder`` (entries they replace, and those listed for removal, go to
+    ``trash``). On any failure, undo what was moved and restore the old entries, then re-raise."""
+    removal = stage / _REMOVE_LIST
+    names = removal.read_text().split() if removal.is_file() else []
+    removal.unlink(missing_ok=True)
+    done: list[tuple[Path, Path | None, bool]] = []  # (target, its old entry in the trash, new entry moved in)
+    try:
+        for name in names:
+            target = folder / name
+            if target.exists() or target.is_symlink():
+                target.rename(trash / name)
+                done.append((target, trash / name, False))
+        for entry in sorted(stage.iterdir()):
+            target = folder / entry.name
+            old = None
+            if target.exists() or target.is_symlink():
+                old = trash / entry.name
+                target.rename(old)
+            done.append((target, old, False))
+            entry.rename(target)
+            done[-1] = (target, old, True)
+    except BaseException:
+        for target, old, moved_in in reversed(done):
+            if moved_in:
+                _delete(target)
+            if old is not None:
+                old.rename(target)
+        raise
+
+
 @contextlib.contextmanager
 def staged_dataset(folder: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Write a raw dataset all-or-nothing: yields a hidden staging folder beside ``folder``.
 
-    When the block succeeds, every top-level entry written there (``imagesTr``, ``labelsTr``, ``dataset.json``...)
-    replaces the entry of the same name in ``folder``; other entries (e.g. ``imagesTs``) are kept. On error the
-    staging folder is removed and ``folder`` is untouched. An existing non-empty ``folder`` needs ``overwrite``
+    When the block succeeds, every top-level entry written there (``imagesTr``, ``labelsTr``, ``dataset.json``,
+    ``splits_final.json``...) replaces the entry of the same name in ``folder``; other entries (e.g. ``imagesTs``
+    or a user's split file) are kept, except those named with :func:`remove_on_commit`. On error — in the block or
+    while moving entries in (a failed rename undoes the moves and restores the replaced entries) — ``folder`` is
+    left as it was and the staging folder is removed. An existing non-empty ``folder`` needs ``overwrite``
     (refused before the block runs). The staging name starts with a dot, so nnU-Net's ``DatasetXXX_*`` lookup
     never sees it.
     """
@@ -258,15 +274,17 @@ def staged_dataset(folder: str | os.PathLike, *, overwrite: bool = False) -> Ite
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=parent))
     try:
         yield stage
+        created = not folder.exists()
         folder.mkdir(exist_ok=True)
         trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.replaced-", dir=parent))
         try:
-            for entry in sorted(stage.iterdir()):
-                target = folder / entry.name
-                if target.exists() or target.is_symlink():
-                    target.rename(trash / entry.name)
-                entry.rename(target)
-        finally:
-            shutil.rmtree(trash, ignore_errors=True)
+            _commit(stage, folder, trash)
+        except BaseException:
+            if created and not any(folder.iterdir()):
+                folder.rmdir()
+            with contextlib.suppress(OSError):
+                trash.rmdir()  # empty after a complete rollback; otherwise it keeps the old entries
+            raise
+        shutil.rmtree(trash, ignore_errors=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

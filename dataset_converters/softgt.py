@@ -22,19 +22,22 @@ never modified and existing outputs are refused unless ``overwrite``):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from dataset_converters import nnunet_raw
+from dataset_converters.defaults import JOBS, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
 from dataset_converters.parallel import process_pool, run_all
+from dataset_converters.protocol import ConversionReport, check_jobs, is_inside, output_folder, write_dataset_splits
 from dataset_converters.softgt_algorithm import (
     ALIGN_SMOOTHING_MM,
-    DEFAULT_RESOLUTION_MM,
     SUBSAMPLE_MM,
     SoftResult,
     soft_ground_truth,
@@ -72,8 +75,6 @@ MASK_SUFFIX = bids.CORD_SEG
 #: Outputs: ``<derivatives_out>/labels_softseg/<anat dir>/<image stem><SOFT_SUFFIX>``.
 SOFT_SUFFIX = bids.CORD_SOFTSEG
 
-#: Contrast whose S-I axis and slices define the averaging space (``--reference``).
-DEFAULT_REFERENCE = "T2w"
 
 METHOD_NAME = "multi-contrast linear mask averaging with slice-wise centre-of-mass alignment"
 
@@ -152,8 +153,9 @@ class SubjectReport:
 
 
 @dataclass
-class SoftGTReport:
-    """What :func:`convert` did: per-subject reports, skipped subjects (→ reason) and the output folders."""
+class SoftGTReport(ConversionReport):
+    """What :func:`convert` did: per-subject reports, skipped subjects (→ reason), the soft-mask folder, and with
+    an nnU-Net dataset the protocol's dataset folder, cases and split."""
 
     bids_root: str
     derivatives: str
@@ -161,9 +163,6 @@ class SoftGTReport:
     align: bool
     subjects: list[SubjectReport]
     skipped: dict[str, str]
-    nnunet_dataset: str | None = None
-    num_cases: int = 0
-    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """Human-readable summary: one line per subject and contrast."""
@@ -190,22 +189,14 @@ class SoftGTReport:
             out.append(f"{sub}: skipped ({why})")
         out.append(f"soft masks: {self.derivatives}")
         if self.nnunet_dataset:
-            out.append(f"nnU-Net raw dataset: {self.nnunet_dataset} ({self.num_cases} training cases)")
+            out += self.dataset_lines()
         return out
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _is_inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def discover(bids_root: Path, reference: str = DEFAULT_REFERENCE) -> list[_SubjectPlan]:
+def discover(bids_root: Path, reference: str = SOFTGT_REFERENCE) -> list[_SubjectPlan]:
     """List subjects (and sessions) with their images, masks and reference contrast (no image is read)."""
     try:
         bids.ImageSpec.parse(reference)
@@ -370,8 +361,6 @@ def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
         save_image(soft, image.affine, out_nii, overwrite=st.overwrite, dtype=np.float32, like=image)
         write_text(base.with_name(base.name + ".json"), json.dumps(sidecar, indent=2) + "\n", overwrite=st.overwrite)
         if st.nnunet_folder is not None:
-            from dataset_converters import nnunet_raw
-
             full = load_image(c.image, "image")
             data = full.data.astype(np.float32) if full.data.dtype == np.float64 else full.data
             nnunet_raw.write_case(
@@ -394,50 +383,51 @@ def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
 
 
 def convert(
-    bids_root: Path,
-    derivatives_out: Path,
+    source: Path,
     *,
-    reference: str = DEFAULT_REFERENCE,
-    align: bool = True,
     nnunet_dataset: int | None = None,
     name: str | None = None,
-    jobs: int = 1,
+    raw_root: Path | None = None,
     overwrite: bool = False,
+    jobs: int = JOBS,
     progress: bool = False,
-    reference_resolution: float = DEFAULT_RESOLUTION_MM,
-    nnunet_raw_dir: Path | None = None,
+    derivatives_out: Path,
+    reference: str = SOFTGT_REFERENCE,
+    align: bool = True,
+    reference_resolution: float = SOFTGT_RESOLUTION_MM,
 ) -> SoftGTReport:
     """Soft cord ground truth for every subject of a BIDS dataset (see the module docstring for the method).
 
     Parameters
     ----------
-    bids_root : Path
+    source : Path
         BIDS dataset: ``sub-XX[/ses-YY]/anat/<image>.nii.gz`` and binary cord masks
         ``derivatives/labels/sub-XX[/ses-YY]/anat/<image>_label-SC_seg.nii.gz`` on each image's grid. Never modified.
+    nnunet_dataset, name : int, str
+        With both: also write the nnU-Net raw dataset ``<raw_root>/DatasetXXX_NAME`` (ID zero-padded to 3
+        digits): one single-channel case per (subject, contrast), ``labelsTr`` = soft ≥ 0.5,
+        ``labelsTr_soft`` = soft (float32); all contrasts of a subject in one fold of ``splits_final.json``.
+    raw_root : Path, optional
+        nnU-Net raw folder (default: ``$nnUNet_raw``).
+    overwrite : bool
+        Replace existing outputs (otherwise refused before anything is computed).
+    jobs : int
+        Worker processes (subjects in parallel); results are identical to ``jobs=1``.
+    progress : bool
+        tqdm progress bar over subjects (stderr).
     derivatives_out : Path
         Folder playing the role of ``derivatives/``: the soft masks go to
         ``derivatives_out/labels_softseg/sub-XX/anat/<image>_label-SC_softseg.nii.gz`` (float32 fractions
-        0..1 on the image's grid) with a ``.json`` sidecar. Must lie outside ``bids_root``.
+        0..1 on the image's grid) with a ``.json`` sidecar. Must lie outside ``source`` or under its
+        ``derivatives/``.
     reference : str
         Contrast defining the averaging space and the alignment target: the BIDS name after ``sub-XX_``
         (e.g. ``T2w``), or a suffix matching exactly one image. Subjects without it are skipped (warning).
     align : bool
         Slice-wise centre-of-mass alignment of each contrast onto the reference (corrects inter-scan shifts
         of a few mm, in-plane).
-    nnunet_dataset, name : int, str
-        With both: also write the nnU-Net raw dataset ``<nnUNet_raw>/DatasetXXX_NAME`` (ID zero-padded to 3
-        digits): one single-channel case per (subject, contrast), ``labelsTr`` = soft ≥ 0.5,
-        ``labelsTr_soft`` = soft (float32).
-    jobs : int
-        Worker processes (subjects in parallel); results are identical to ``jobs=1``.
-    overwrite : bool
-        Replace existing outputs (otherwise refused before anything is computed).
-    progress : bool
-        tqdm progress bar over subjects (stderr).
     reference_resolution : float
-        In-plane spacing of the averaging space in mm (default 0.4).
-    nnunet_raw_dir : Path, optional
-        nnU-Net raw folder (default: ``$nnUNet_raw``).
+        In-plane spacing of the averaging space in mm.
 
     Returns
     -------
@@ -448,20 +438,20 @@ def convert(
     ------
     InputError
         Missing dataset folder (or a file in its place), unreadable/4-D/NaN/non-binary mask, mask on a grid
-        different from its image, existing outputs without ``overwrite``, bad nnU-Net ID/name, no subject left
-        to convert (e.g. no image of the ``reference`` contrast anywhere): one-line message naming the file;
-        nothing is written.
+        different from its image, existing outputs without ``overwrite``, bad nnU-Net ID/name, an nnU-Net raw
+        folder that cannot be created, no subject left to convert (e.g. no image of the ``reference`` contrast
+        anywhere): one-line message naming the file; nothing is written.
     """
     from tqdm.auto import tqdm
 
-    bids_root = Path(bids_root)
+    bids_root = Path(source)
     derivatives_out = Path(derivatives_out)
-    if jobs < 1:
-        raise InputError(f"--jobs must be >= 1, got {jobs}")
+    check_jobs(jobs)
     if not reference_resolution > 0 or not math.isfinite(reference_resolution):
         raise InputError(f"--reference-resolution must be a positive number of mm, got {reference_resolution}")
     if (nnunet_dataset is None) != (name is None):
         raise InputError("the nnU-Net dataset needs both an ID (--nnunet-dataset) and a name (--name)")
+    nn_folder = output_folder(bids_root, nnunet_dataset, name, raw_root) if nnunet_dataset is not None else None
     plans = discover(bids_root, reference)
     for folder in (derivatives_out, derivatives_out / PIPELINE):
         if folder.exists() and not folder.is_dir():
@@ -470,28 +460,18 @@ def convert(
     # BIDS keeps derivatives inside the dataset: a new pipeline folder under <bids_root>/derivatives adds files
     # and never touches existing ones (outputs that exist are refused unless overwrite); elsewhere inside the
     # input dataset is refused.
-    if _is_inside(soft_root, bids_root) and not _is_inside(soft_root, bids_root / "derivatives"):
+    if is_inside(soft_root, bids_root) and not is_inside(soft_root, bids_root / "derivatives"):
         raise InputError(
             f"{derivatives_out}: is inside the input dataset {bids_root} but not under its derivatives/ "
             "folder; choose <dataset>/derivatives or a folder outside the dataset"
         )
-    nn_folder = None
-    if nnunet_dataset is not None:
-        from dataset_converters import nnunet_raw
-
-        nn_folder = nnunet_raw.dataset_folder(nnunet_raw.raw_root(nnunet_raw_dir), nnunet_dataset, name)
-        if _is_inside(nn_folder, bids_root):
-            raise InputError(f"{nn_folder}: is inside the input dataset {bids_root}, which is never modified")
-        for folder in (nn_folder.parent, nn_folder):
-            if folder.exists() and not folder.is_dir():
-                raise InputError(f"{folder}: is a file, expected a folder")
     settings = _Settings(
         bids_root=bids_root,
         soft_root=soft_root,
         reference=reference,
         align=align,
         resolution_mm=float(reference_resolution),
-        nnunet_folder=nn_folder,
+        nnunet_folder=None,
         overwrite=overwrite,
     )
 
@@ -513,78 +493,81 @@ def convert(
                 for out in _outputs(p, settings):
                     if out.exists():
                         raise OutputExistsError(f"{out}: output exists (use --overwrite to replace it)")
-        if nn_folder is not None:
-            from dataset_converters import nnunet_raw
 
-            nnunet_raw.prepare_folder(nn_folder, overwrite=overwrite, extra_folders=(LABELS_TR_SOFT,))
-        soft_root.mkdir(parents=True, exist_ok=True)
-        desc = soft_root / "dataset_description.json"
-        if overwrite or not desc.exists():
-            from nnunet_extensions import __version__
-
-            write_text(
-                desc,
-                json.dumps(
-                    {
-                        "Name": "Soft (partial-volume) spinal cord masks averaged across contrasts",
-                        "BIDSVersion": "1.9.0",
-                        "DatasetType": "derivative",
-                        "GeneratedBy": [
-                            {"Name": "nnunet-spine", "Version": __version__, "Description": "nnspine convert softgt"}
-                        ],
-                        "SourceDatasets": [{"URL": bids_root.resolve().as_uri()}],
-                    },
-                    indent=2,
-                )
-                + "\n",
-                overwrite=True,
-            )
-
-        # 2. compute and write, subject by subject
-        bar = tqdm(total=len(todo), desc="softgt", unit="subject", disable=not progress)
-        try:
-            subjects = run_all(_process, todo, settings, pool, bar)
-        finally:
-            bar.close()
-
-    report = SoftGTReport(
-        bids_root=str(bids_root),
-        derivatives=str(soft_root),
-        reference=reference,
-        align=align,
-        subjects=subjects,
-        skipped=skipped,
-        warnings=all_warnings,
-    )
-    if nn_folder is not None:
-        from dataset_converters import nnunet_raw
-        from nnunet_extensions import __version__
-
-        cases = {c.case: c.image for s in subjects for c in s.contrasts if c.case}
-        if overwrite:
-            nnunet_raw.remove_stale_cases(nn_folder, cases, extra_folders=(LABELS_TR_SOFT,))
-        nnunet_raw.write_dataset_json(
-            nn_folder,
-            channel_names={"0": "MRI"},
-            labels={"background": 0, "cord": 1},
-            num_training=len(cases),
-            file_ending=FILE_ENDING,
-            overwrite=True,
-            name=nn_folder.name,
-            description=(
-                "Contrast-agnostic spinal cord segmentation: every (subject, contrast) image is a case; "
-                "labelsTr = soft mask >= 0.5, labelsTr_soft = soft (partial-volume) mask, float32"
-            ),
-            nnspine={
-                "converter": "softgt",
-                "version": __version__,
-                "soft_labels_folder": LABELS_TR_SOFT,
-                "reference": reference,
-                "align": align,
-                "source_dataset": str(bids_root.resolve()),
-                "cases": cases,
-            },
+        # 2. compute and write, subject by subject; the nnU-Net dataset all-or-nothing through a staging folder
+        staging = (
+            nnunet_raw.staged_dataset(nn_folder, overwrite=overwrite)
+            if nn_folder is not None
+            else contextlib.nullcontext(None)
         )
-        report.nnunet_dataset = str(nn_folder)
-        report.num_cases = len(cases)
+        with staging as stage:
+            if stage is not None:
+                nnunet_raw.prepare_folder(stage, extra_folders=(LABELS_TR_SOFT,))
+            _write_description(soft_root, bids_root, overwrite)
+            bar = tqdm(total=len(todo), desc="softgt", unit="subject", disable=not progress)
+            try:
+                subjects = run_all(_process, todo, replace(settings, nnunet_folder=stage), pool, bar)
+            finally:
+                bar.close()
+            report = SoftGTReport(
+                bids_root=str(bids_root),
+                derivatives=str(soft_root),
+                reference=reference,
+                align=align,
+                subjects=subjects,
+                skipped=skipped,
+                warnings=all_warnings,
+            )
+            if stage is not None:
+                cases = {c.case: c.image for s in subjects for c in s.contrasts if c.case}
+                _write_dataset_json(stage, nn_folder.name, cases, bids_root, reference, align)
+                subject_of = {c.case: s.subject.split("_", 1)[0] for s in subjects for c in s.contrasts if c.case}
+                report.splits = write_dataset_splits(stage, nn_folder, subject_of)
+                report.nnunet_dataset = str(nn_folder)
+                report.num_cases = len(cases)
     return report
+
+
+def _write_description(soft_root: Path, bids_root: Path, overwrite: bool) -> None:
+    """``dataset_description.json`` of the soft-mask derivative (BIDS), unless one exists (or with overwrite)."""
+    from nnunet_extensions import __version__
+
+    soft_root.mkdir(parents=True, exist_ok=True)
+    desc = soft_root / "dataset_description.json"
+    if overwrite or not desc.exists():
+        content = {
+            "Name": "Soft (partial-volume) spinal cord masks averaged across contrasts",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "nnunet-spine", "Version": __version__, "Description": "nnspine convert softgt"}],
+            "SourceDatasets": [{"URL": bids_root.resolve().as_uri()}],
+        }
+        write_text(desc, json.dumps(content, indent=2) + "\n", overwrite=True)
+
+
+def _write_dataset_json(
+    stage: Path, dataset_name: str, cases: dict[str, str], bids_root: Path, reference: str, align: bool
+) -> None:
+    from nnunet_extensions import __version__
+
+    nnunet_raw.write_dataset_json(
+        stage,
+        channel_names={"0": "MRI"},
+        labels={"background": 0, "cord": 1},
+        num_training=len(cases),
+        file_ending=FILE_ENDING,
+        name=dataset_name,
+        description=(
+            "Contrast-agnostic spinal cord segmentation: every (subject, contrast) image is a case; "
+            "labelsTr = soft mask >= 0.5, labelsTr_soft = soft (partial-volume) mask, float32"
+        ),
+        nnspine={
+            "converter": "softgt",
+            "version": __version__,
+            "soft_labels_folder": LABELS_TR_SOFT,
+            "reference": reference,
+            "align": align,
+            "source_dataset": str(bids_root.resolve()),
+            "cases": cases,
+        },
+    )

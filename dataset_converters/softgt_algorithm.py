@@ -51,10 +51,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dataset_converters.defaults import SOFTGT_RESOLUTION_MM
 from nnunet_extensions.core.geometry import si_axis
 
-#: In-plane spacing (mm) of the averaging space.
-DEFAULT_RESOLUTION_MM = 0.4
 #: Largest S-I spacing (mm) of the averaging space.
 MAX_SI_SPACING_MM = 1.0
 #: Gaussian σ (mm) for smoothing the slice-wise alignment offsets along S-I.
@@ -308,7 +307,7 @@ def soft_ground_truth(
     reference: str,
     *,
     align: bool = True,
-    resolution_mm: float = DEFAULT_RESOLUTION_MM,
+    resolution_mm: float = SOFTGT_RESOLUTION_MM,
     align_smoothing_mm: float = ALIGN_SMOOTHING_MM,
     preserve_volume: bool = True,
 ) -> SoftResult:

@@ -26,12 +26,15 @@ written as NIfTI with the same voxels and geometry (ITK's LPS converted to RAS b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from dataset_converters import nnunet_raw
+from dataset_converters.defaults import JOBS
+from dataset_converters.parallel import process_pool, run_all
+from dataset_converters.protocol import ConversionReport, check_jobs, output_folder, write_dataset_splits
 from nnunet_extensions.core.dataset_json import INSTANCES_TR
 from nnunet_extensions.core.io import InputError, check_same_grid, load_image, read_image, split_suffix
 from nnunet_extensions.core.labels import (
@@ -76,23 +79,26 @@ class SpiderCase:
 
 
 @dataclass
-class SpiderReport:
-    """What :func:`convert` wrote."""
+class SpiderReport(ConversionReport):
+    """What :func:`convert` wrote (and the protocol's dataset folder, split and warnings)."""
 
-    dataset: str
     cases: list[str]
     keep_partial: bool
     instances: str | None  #: None, "top-down" or "VerSe ids, lowest L5"
-    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [
-            f"nnU-Net raw dataset: {self.dataset} ({len(self.cases)} training cases; labels vertebra 1, disc 2, "
-            f"canal 3; partially visible vertebrae {'kept as vertebra' if self.keep_partial else 'as background'})"
+            f"labels vertebra 1, disc 2, canal 3; partially visible vertebrae "
+            f"{'kept as vertebra' if self.keep_partial else 'as background'}"
         ]
         if self.instances:
-            out.append(f"instance masks ({self.instances}): {Path(self.dataset) / INSTANCES_TR}")
-        return out
+            out.append(f"instance masks ({self.instances}): {Path(self.nnunet_dataset) / INSTANCES_TR}")
+        return out + self.dataset_lines()
+
+
+def spider_subject(case: str) -> str:
+    """The SPIDER patient of a series (``12_t2_SPACE`` → ``12``): all series of a patient share one fold."""
+    return case.split("_", 1)[0]
 
 
 # --------------------------------------------------------------------------------------------- values
@@ -215,27 +221,61 @@ def _load_mask(case: SpiderCase):
 
 
 # --------------------------------------------------------------------------------------------- convert
+@dataclass(frozen=True)
+class _Settings:
+    keep_partial: bool
+    lowest_id: int | None
+    stage: Path | None = None
+    instances: bool = False
+
+
+def _check(case: SpiderCase, st: _Settings) -> None:
+    """Every check of one series: SPIDER values, same grid as the image, enough names above ``lowest``."""
+    mask = _load_mask(case)
+    check_same_grid(read_image(case.image), mask)
+    if st.lowest_id is not None:
+        n = max([_number(v) for v in np.unique(mask.data).tolist() if v and v != CANAL], default=0)
+        try:
+            verse_ids_upwards(st.lowest_id, n)
+        except ValueError as exc:
+            raise InputError(f"{case.mask}: {exc}") from None
+
+
+def _write(case: SpiderCase, st: _Settings) -> str:
+    image = load_image(case.image, "image")
+    mask = load_image(case.mask, "labels")
+    maps = {}
+    if st.instances:
+        maps[INSTANCES_TR] = (instances_from_spider(mask.data, st.keep_partial, st.lowest_id), np.uint8)
+    nnunet_raw.write_case(st.stage, case.case, [image], semantic_from_spider(mask.data, st.keep_partial), extra=maps)
+    return case.case
+
+
 def convert(
-    root: str | Path,
+    source: str | Path,
+    *,
     nnunet_dataset: int,
     name: str,
-    *,
+    raw_root: str | Path | None = None,
+    overwrite: bool = False,
+    jobs: int = JOBS,
+    progress: bool = False,
     keep_partial: bool = False,
     instances: bool = False,
     lowest: str | None = None,
     sequences: Sequence[str] | None = None,
-    raw_root: str | Path | None = None,
-    overwrite: bool = False,
-    progress: bool = False,
 ) -> SpiderReport:
-    """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` from a SPIDER folder (module docstring).
+    """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` from a SPIDER folder (module docstring; the converter
+    protocol: :mod:`dataset_converters.protocol`).
 
     ``lowest`` (a vertebra name such as ``"L5"``) needs ``instances``. Every mask is checked (SPIDER values,
     same grid as its image, enough names above ``lowest``) before anything is written; the dataset is written
-    all-or-nothing. :class:`InputError` (one line naming the file) otherwise.
+    all-or-nothing, with the series of one patient in one fold of ``splits_final.json``. :class:`InputError`
+    (one line naming the file) otherwise.
     """
     from tqdm.auto import tqdm
 
+    check_jobs(jobs)
     lowest_id = None
     if lowest is not None:
         if not instances:
@@ -247,45 +287,48 @@ def convert(
             raise InputError(
                 f"--lowest {lowest}: expected a mobile vertebra name C1-L6 (SPIDER does not label the sacrum), e.g. L5"
             ) from None
-    folder = nnunet_raw.dataset_folder(nnunet_raw.raw_root(raw_root), nnunet_dataset, name)
-    cases, warnings = discover(root, sequences)
-    for case in tqdm(cases, desc="check masks", unit="case", disable=not progress):
-        mask = _load_mask(case)
-        check_same_grid(read_image(case.image), mask)
-        if lowest_id is not None:
-            n = max([_number(v) for v in np.unique(mask.data).tolist() if v and v != CANAL], default=0)
-            try:
-                verse_ids_upwards(lowest_id, n)
-            except ValueError as exc:
-                raise InputError(f"{case.mask}: {exc}") from None
+    folder = output_folder(source, nnunet_dataset, name, raw_root)
+    cases, warnings = discover(source, sequences)
+    settings = _Settings(keep_partial, lowest_id)
     extra = [INSTANCES_TR] if instances else []
     mode = None if not instances else (f"VerSe ids, lowest {lowest.upper()}" if lowest else "top-down ids")
-    with nnunet_raw.staged_dataset(folder, overwrite=overwrite) as stage:
-        nnunet_raw.prepare_folder(stage, extra_folders=extra)
-        for case in tqdm(cases, desc="write cases", unit="case", disable=not progress):
-            image = load_image(case.image, "image")
-            mask = load_image(case.mask, "labels")
-            maps = {}
-            if instances:
-                maps[INSTANCES_TR] = (instances_from_spider(mask.data, keep_partial, lowest_id), np.uint8)
-            nnunet_raw.write_case(stage, case.case, [image], semantic_from_spider(mask.data, keep_partial), extra=maps)
-        nnunet_raw.write_dataset_json(
-            stage,
-            channel_names={"0": "MRI"},
-            labels=SEMANTIC_LABELS,
-            num_training=len(cases),
-            name=folder.name,
-            description=f"SPIDER lumbar MRI from {Path(root).resolve()} (nnspine convert spider)",
-            nnspine_spider={
-                "source_values": {
-                    "vertebra": "1-25" + (", 101-125 (partial)" if keep_partial else ""),
-                    "disc": "201-225",
-                    "canal": "100",
+    with process_pool(jobs, len(cases)) as pool:
+        bar = tqdm(total=len(cases), desc="check masks", unit="case", disable=not progress)
+        try:
+            run_all(_check, cases, settings, pool, bar)
+        finally:
+            bar.close()
+        with nnunet_raw.staged_dataset(folder, overwrite=overwrite) as stage:
+            nnunet_raw.prepare_folder(stage, extra_folders=extra)
+            bar = tqdm(total=len(cases), desc="write cases", unit="case", disable=not progress)
+            try:
+                run_all(_write, cases, replace(settings, stage=stage, instances=instances), pool, bar)
+            finally:
+                bar.close()
+            nnunet_raw.write_dataset_json(
+                stage,
+                channel_names={"0": "MRI"},
+                labels=SEMANTIC_LABELS,
+                num_training=len(cases),
+                name=folder.name,
+                description=f"SPIDER lumbar MRI from {Path(source).resolve()} (nnspine convert spider)",
+                nnspine_spider={
+                    "source_values": {
+                        "vertebra": "1-25" + (", 101-125 (partial)" if keep_partial else ""),
+                        "disc": "201-225",
+                        "canal": "100",
+                    },
+                    "keep_partial": keep_partial,
+                    "instances": mode,
                 },
-                "keep_partial": keep_partial,
-                "instances": mode,
-            },
-        )
+            )
+            splits = write_dataset_splits(stage, folder, {c.case: spider_subject(c.case) for c in cases})
     return SpiderReport(
-        dataset=str(folder), cases=[c.case for c in cases], keep_partial=keep_partial, instances=mode, warnings=warnings
+        nnunet_dataset=str(folder),
+        num_cases=len(cases),
+        splits=splits,
+        cases=[c.case for c in cases],
+        keep_partial=keep_partial,
+        instances=mode,
+        warnings=warnings,
     )

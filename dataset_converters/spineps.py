@@ -23,12 +23,15 @@ grid as its image) before anything is written, and the dataset is written all-or
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dataset_converters import nnunet_raw
+from dataset_converters.defaults import JOBS, SPINEPS_CHANNELS
+from dataset_converters.parallel import process_pool, run_all
+from dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
 from nnunet_extensions.core import bids
 from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY, label_map_entry
 from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image, read_geometry, require_folder
@@ -47,7 +50,6 @@ __all__ = [
 
 #: Convention name stored with the label mapping in ``dataset.json`` (read by ``nnspine relabel --to spineps``).
 CONVENTION = "spineps"
-DEFAULT_CHANNELS = ("T2w",)
 
 
 @dataclass(frozen=True)
@@ -60,23 +62,22 @@ class SpinepsCase:
 
 
 @dataclass
-class SpinepsReport:
-    """What :func:`convert` wrote: the dataset folder, cases, ``dataset.json`` labels, the mapping and warnings."""
+class SpinepsReport(ConversionReport):
+    """What :func:`convert` wrote: cases, ``dataset.json`` labels, the mapping, channels (and the protocol's
+    dataset folder, split and warnings)."""
 
-    dataset: str
     cases: list[str]
     labels: dict[str, int]
     values: dict[int, int]  #: nnU-Net label → SPINEPS value
     channels: list[str]
-    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """Human-readable summary."""
         mapping = ", ".join(f"{k}={v}" for k, v in self.values.items() if k)
         return [
-            f"nnU-Net raw dataset: {self.dataset} ({len(self.cases)} training cases, channels "
-            f"{', '.join(self.channels)})",
+            f"channels {', '.join(self.channels)}",
             f"labels (nnU-Net=SPINEPS): {mapping}; stored in dataset.json '{LABEL_MAP_KEY}'",
+            *self.dataset_lines(),
         ]
 
 
@@ -98,12 +99,12 @@ def _partner(images: Sequence[bids.BidsImage], primary: bids.BidsImage, spec: st
     return same[0] if len(same) == 1 else None
 
 
-def discover(dataset: str | Path, channels: Sequence[str] = DEFAULT_CHANNELS) -> tuple[list[SpinepsCase], list[str]]:
+def discover(dataset: str | Path, channels: Sequence[str] = SPINEPS_CHANNELS) -> tuple[list[SpinepsCase], list[str]]:
     """Cases (images of ``channels[0]`` with a SPINEPS semantic mask and every other channel) and warnings
     (images left out and why). No voxel is read. :class:`InputError` for a bad channel spec, a missing folder,
     several semantic masks for one image or no case at all."""
     root = require_folder(dataset, "dataset folder")
-    specs = list(channels) or list(DEFAULT_CHANNELS)
+    specs = list(channels) or list(SPINEPS_CHANNELS)
     for spec in specs:
         try:
             bids.ImageSpec.parse(spec)
@@ -196,7 +197,7 @@ def dataset_labels(mapping: Mapping[int, int]) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------------- convert
-def _validate(case: SpinepsCase) -> set[int]:
+def _validate(case: SpinepsCase, _: object = None) -> set[int]:
     """Check one case without keeping voxels: mask values and grids; returns the mask's label values."""
     mask = load_semantic_mask(case.mask)
     first = read_geometry(case.images[0])
@@ -206,51 +207,70 @@ def _validate(case: SpinepsCase) -> set[int]:
     return set(np.unique(mask.data).tolist())
 
 
+def _write(case: SpinepsCase, target: tuple[Path, dict[int, int]]) -> str:
+    """Write one case into the staging folder ``target[0]`` with the label mapping ``target[1]``."""
+    stage, mapping = target
+    images = [load_image(p, "image") for p in case.images]
+    mask = load_image(case.mask, "labels")
+    nnunet_raw.write_case(stage, case.case, images, to_nnunet_labels(mask.data, mapping))
+    return case.case
+
+
 def convert(
-    dataset: str | Path,
+    source: str | Path,
+    *,
     nnunet_dataset: int,
     name: str,
-    *,
-    channels: Sequence[str] = DEFAULT_CHANNELS,
     raw_root: str | Path | None = None,
     overwrite: bool = False,
+    jobs: int = JOBS,
     progress: bool = False,
+    channels: Sequence[str] = SPINEPS_CHANNELS,
 ) -> SpinepsReport:
-    """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` from images and SPINEPS semantic masks (module docstring).
+    """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` from images and SPINEPS semantic masks (module docstring;
+    the converter protocol: :mod:`dataset_converters.protocol`).
 
     Every case is validated before anything is written; :class:`InputError` (one line naming the file) for
     masks with non-SPINEPS values or on another grid than their image, and for an existing dataset without
-    ``overwrite``. Returns a :class:`SpinepsReport`.
+    ``overwrite``. Cases are grouped by BIDS subject in ``splits_final.json``. Returns a :class:`SpinepsReport`.
     """
     from tqdm.auto import tqdm
 
-    folder = nnunet_raw.dataset_folder(nnunet_raw.raw_root(raw_root), nnunet_dataset, name)
-    cases, warnings = discover(dataset, channels)
-    specs = list(channels) or list(DEFAULT_CHANNELS)
-    present: set[int] = set()
-    for case in tqdm(cases, desc="check masks", unit="case", disable=not progress):
-        present |= _validate(case)
-    if not present - {0}:
-        raise InputError(f"{dataset}: every semantic mask is empty (no label to train)")
-    mapping = label_mapping(present)
-    labels = dataset_labels(mapping)
-    with nnunet_raw.staged_dataset(folder, overwrite=overwrite) as stage:
-        nnunet_raw.prepare_folder(stage)
-        for case in tqdm(cases, desc="write cases", unit="case", disable=not progress):
-            images = [load_image(p, "image") for p in case.images]
-            mask = load_image(case.mask, "labels")
-            nnunet_raw.write_case(stage, case.case, images, to_nnunet_labels(mask.data, mapping))
-        nnunet_raw.write_dataset_json(
-            stage,
-            channel_names=specs,
-            labels=labels,
-            num_training=len(cases),
-            name=folder.name,
-            description=f"SPINEPS semantic masks from {Path(dataset).resolve()} (nnspine convert spineps)",
-            **{LABEL_MAP_KEY: label_map_entry(CONVENTION, mapping)},
-        )
+    check_jobs(jobs)
+    folder = output_folder(source, nnunet_dataset, name, raw_root)
+    cases, warnings = discover(source, channels)
+    specs = list(channels) or list(SPINEPS_CHANNELS)
+    with process_pool(jobs, len(cases)) as pool:
+        bar = tqdm(total=len(cases), desc="check masks", unit="case", disable=not progress)
+        try:
+            present = set().union(*run_all(_validate, cases, None, pool, bar))
+        finally:
+            bar.close()
+        if not present - {0}:
+            raise InputError(f"{source}: every semantic mask is empty (no label to train)")
+        mapping = label_mapping(present)
+        labels = dataset_labels(mapping)
+        with nnunet_raw.staged_dataset(folder, overwrite=overwrite) as stage:
+            nnunet_raw.prepare_folder(stage)
+            bar = tqdm(total=len(cases), desc="write cases", unit="case", disable=not progress)
+            try:
+                run_all(_write, cases, (stage, mapping), pool, bar)
+            finally:
+                bar.close()
+            nnunet_raw.write_dataset_json(
+                stage,
+                channel_names=specs,
+                labels=labels,
+                num_training=len(cases),
+                name=folder.name,
+                description=f"SPINEPS semantic masks from {Path(source).resolve()} (nnspine convert spineps)",
+                **{LABEL_MAP_KEY: label_map_entry(CONVENTION, mapping)},
+            )
+            splits = write_dataset_splits(stage, folder, {c.case: bids_subject(c.case) for c in cases})
     return SpinepsReport(
-        dataset=str(folder),
+        nnunet_dataset=str(folder),
+        num_cases=len(cases),
+        splits=splits,
         cases=[c.case for c in cases],
         labels=labels,
         values=mapping,

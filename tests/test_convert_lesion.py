@@ -95,7 +95,7 @@ def t2_t1(phantom, tmp_path_factory) -> dict:
     """The phantom converted with channels T2w,T1w (plain labels); inputs hashed around."""
     raw = tmp_path_factory.mktemp("raw")
     before = tree_hash(phantom)
-    report = convert(phantom, "T2w,T1w", nnunet_dataset=301, name="LesionPhantom", nnunet_raw_dir=raw)
+    report = convert(phantom, channels="T2w,T1w", nnunet_dataset=301, name="LesionPhantom", raw_root=raw)
     return {"report": report, "folder": raw / "Dataset301_LesionPhantom", "unchanged": tree_hash(phantom) == before}
 
 
@@ -148,7 +148,7 @@ def test_regions_on_the_t1w_grid_with_masks_drawn_on_t2w(copy, tmp_path):
         for suffix in ("label-lesion_seg", "label-SC_seg"):
             label(copy, sub, f"T1w_{suffix}").unlink()
     raw = tmp_path / "raw"
-    report = convert(copy, ["T1w", "T2w"], regions=True, nnunet_dataset=302, name="Regions", nnunet_raw_dir=raw)
+    report = convert(copy, channels=["T1w", "T2w"], regions=True, nnunet_dataset=302, name="Regions", raw_root=raw)
     folder = raw / "Dataset302_Regions"
     ds = json.loads((folder / "dataset.json").read_text())
     assert ds["channel_names"] == {"0": "T1w", "1": "T2w"}
@@ -179,7 +179,7 @@ def test_regions_on_the_t1w_grid_with_masks_drawn_on_t2w(copy, tmp_path):
 def test_missing_sequence_is_skipped_with_a_warning(copy, tmp_path):
     anat(copy, "sub-02", "T1w").unlink()
     with pytest.warns(LesionConversionWarning, match="sub-02: skipped \\(no T1w image"):
-        report = convert(copy, "T2w,T1w", nnunet_dataset=303, name="Skip", nnunet_raw_dir=tmp_path / "raw")
+        report = convert(copy, channels="T2w,T1w", nnunet_dataset=303, name="Skip", raw_root=tmp_path / "raw")
     assert [c.case for c in report.cases] == ["sub-01_T2w"] and list(report.skipped) == ["sub-02"]
     folder = tmp_path / "raw/Dataset303_Skip"
     assert json.loads((folder / "dataset.json").read_text())["numTraining"] == 1
@@ -199,9 +199,11 @@ def test_missing_lesion_mask_skipped_or_written_empty(copy, tmp_path):
     for name in ("T2w_label-lesion_seg", "T1w_label-lesion_seg"):
         label(copy, "sub-02", name).unlink()
     with pytest.warns(LesionConversionWarning, match="sub-02: skipped \\(no lesion mask"):
-        report = convert(copy, "T2w", nnunet_dataset=305, name="NoMask", nnunet_raw_dir=tmp_path / "raw")
+        report = convert(copy, channels="T2w", nnunet_dataset=305, name="NoMask", raw_root=tmp_path / "raw")
     assert [c.case for c in report.cases] == ["sub-01_T2w"]
-    report = convert(copy, "T2w", allow_missing=True, nnunet_dataset=306, name="Empty", nnunet_raw_dir=tmp_path / "raw")
+    report = convert(
+        copy, channels="T2w", allow_missing=True, nnunet_dataset=306, name="Empty", raw_root=tmp_path / "raw"
+    )
     by = {c.case: c for c in report.cases}
     assert sorted(by) == ["sub-01_T2w", "sub-02_T2w"] and report.skipped == {}
     assert by["sub-02_T2w"].lesion_mask == "" and by["sub-02_T2w"].lesion_voxels == 0
@@ -290,19 +292,19 @@ def test_file_where_a_folder_is_expected(phantom, tmp_path):
 
 def test_overwrite_refused_then_allowed_and_jobs_give_identical_files(phantom, tmp_path):
     raw = tmp_path / "raw"
-    convert(phantom, "T2w,T1w", nnunet_dataset=311, name="Jobs", nnunet_raw_dir=raw)
+    convert(phantom, channels="T2w,T1w", nnunet_dataset=311, name="Jobs", raw_root=raw)
     with pytest.raises(OutputExistsError):
-        convert(phantom, "T2w,T1w", nnunet_dataset=311, name="Jobs", nnunet_raw_dir=raw)
+        convert(phantom, channels="T2w,T1w", nnunet_dataset=311, name="Jobs", raw_root=raw)
     with pytest.raises(InputError, match="already used"):
-        convert(phantom, "T2w", nnunet_dataset=311, name="Other", nnunet_raw_dir=raw)
-    convert(phantom, "T2w,T1w", nnunet_dataset=311, name="Jobs", nnunet_raw_dir=tmp_path / "raw2", jobs=2)
+        convert(phantom, channels="T2w", nnunet_dataset=311, name="Other", raw_root=raw)
+    convert(phantom, channels="T2w,T1w", nnunet_dataset=311, name="Jobs", raw_root=tmp_path / "raw2", jobs=2)
     a, b = raw / "Dataset311_Jobs", tmp_path / "raw2" / "Dataset311_Jobs"
     files = sorted(p.relative_to(a) for p in a.rglob("*.nii.gz"))
     assert len(files) == 6
     for rel in files:
         assert np.array_equal(read(a / rel), read(b / rel)), rel
     # --overwrite with fewer channels: no stale channel files remain
-    convert(phantom, "T2w", nnunet_dataset=311, name="Jobs", nnunet_raw_dir=raw, overwrite=True)
+    convert(phantom, channels="T2w", nnunet_dataset=311, name="Jobs", raw_root=raw, overwrite=True)
     assert sorted(p.name for p in (a / "imagesTr").iterdir()) == ["sub-01_T2w_0000.nii.gz", "sub-02_T2w_0000.nii.gz"]
     assert json.loads((a / "dataset.json").read_text())["channel_names"] == {"0": "T2w"}
 
@@ -335,7 +337,7 @@ def real_bids(shared_data, tmp_path) -> Path:
 def test_real_fake_lesion(real_bids, shared_data, tmp_path):
     before = tree_hash(shared_data / "sct_testing_data")
     raw = tmp_path / "raw"
-    report = convert(real_bids, "T2w,T1w", regions=True, nnunet_dataset=312, name="RealLesion", nnunet_raw_dir=raw)
+    report = convert(real_bids, channels="T2w,T1w", regions=True, nnunet_dataset=312, name="RealLesion", raw_root=raw)
     folder = raw / "Dataset312_RealLesion"
     (case,) = report.cases
     assert case.case == "sub-01_T2w" and case.resampled == ["T1w"] and not case.lesion_resampled

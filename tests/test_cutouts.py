@@ -197,9 +197,9 @@ def test_convert_cutouts_targets_follow_the_instance_mask(spine5, tmp_path):
     from dataset_converters.cutouts import convert
 
     raw = tmp_path / "raw"
-    report = convert(spine5["root"], 503, "Cut", shifts=1, max_shift_mm=8.0, seed=1, raw_folder=raw)
+    report = convert(spine5["root"], nnunet_dataset=503, name="Cut", shifts=1, max_shift_mm=8.0, seed=1, raw_root=raw)
     folder = raw / "Dataset503_Cut"
-    assert report.cases == 10
+    assert report.num_cases == 10 and report.vertebrae == {"sub-01_T2w": 5}
     ds = json.loads((folder / "dataset.json").read_text())
     assert ds["labels"] == {"background": 0, "above": 1, "centre": 2, "below": 3}
     assert set(ds["channel_names"].values()) == {"noNorm"} and len(ds["channel_names"]) == 9
@@ -248,9 +248,9 @@ def test_convert_cutouts_cli_and_bad_pairs(spine5, tmp_path, capsys, monkeypatch
     from dataset_converters.cutouts import convert
 
     with pytest.raises(InputError, match="instance mask"):
-        convert(bad, 505, "Bad", raw_folder=tmp_path / "raw")
+        convert(bad, nnunet_dataset=505, name="Bad", raw_root=tmp_path / "raw")
     assert not (tmp_path / "raw" / "Dataset505_Bad").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="no semantic masks"):
-        convert(empty, 506, "E", raw_folder=tmp_path / "raw")
+        convert(empty, nnunet_dataset=506, name="E", raw_root=tmp_path / "raw")

@@ -107,8 +107,8 @@ def phantom_runs(cord_phantom, tmp_path_factory) -> dict:
     before = tree_hash(root)
     out = tmp_path_factory.mktemp("softgt_phantom")
     raw = out / "nnUNet_raw"
-    aligned = convert(root, out / "aligned", nnunet_dataset=941, name="SoftGTPhantom", nnunet_raw_dir=raw)
-    unaligned = convert(root, out / "unaligned", align=False)
+    aligned = convert(root, derivatives_out=out / "aligned", nnunet_dataset=941, name="SoftGTPhantom", raw_root=raw)
+    unaligned = convert(root, derivatives_out=out / "unaligned", align=False)
     return {
         "root": root,
         "out": out,
@@ -226,7 +226,7 @@ def real_run(tmp_path_factory, request) -> dict:
     before = tree_hash(root)
     out = tmp_path_factory.mktemp("softgt_real")
     report = convert(
-        root, out / "derivatives", nnunet_dataset=942, name="SoftGTReal", nnunet_raw_dir=out / "nnUNet_raw"
+        root, derivatives_out=out / "derivatives", nnunet_dataset=942, name="SoftGTReal", raw_root=out / "nnUNet_raw"
     )
     return {"root": root, "out": out, "report": report, "hash_before": before, "hash_after": tree_hash(root)}
 
@@ -295,9 +295,11 @@ def test_jobs_give_identical_results(tmp_path):
             "sub-03": {"T2w": -0.1, "T1w": 0.5, "T2starw": 1.1},
         },
     )
-    serial = convert(root, tmp_path / "serial", nnunet_dataset=943, name="Jobs", nnunet_raw_dir=tmp_path / "raw1")
+    serial = convert(
+        root, derivatives_out=tmp_path / "serial", nnunet_dataset=943, name="Jobs", raw_root=tmp_path / "raw1"
+    )
     parallel = convert(
-        root, tmp_path / "parallel", jobs=2, nnunet_dataset=943, name="Jobs", nnunet_raw_dir=tmp_path / "raw2"
+        root, derivatives_out=tmp_path / "parallel", jobs=2, nnunet_dataset=943, name="Jobs", raw_root=tmp_path / "raw2"
     )
 
     def strip(r):
@@ -324,28 +326,28 @@ def test_jobs_give_identical_results(tmp_path):
 
 
 def test_overwrite_is_refused_then_allowed(tiny, tmp_path):
-    convert(tiny, tmp_path / "out")
+    convert(tiny, derivatives_out=tmp_path / "out")
     with pytest.raises(OutputExistsError):
-        convert(tiny, tmp_path / "out")
-    report = convert(tiny, tmp_path / "out", overwrite=True)
+        convert(tiny, derivatives_out=tmp_path / "out")
+    report = convert(tiny, derivatives_out=tmp_path / "out", overwrite=True)
     assert report.subjects[0].used == ["T1w", "T2w"]
     # the nnU-Net dataset too, and a second name for one ID is refused
-    convert(tiny, tmp_path / "out2", nnunet_dataset=5, name="A", nnunet_raw_dir=tmp_path / "raw")
+    convert(tiny, derivatives_out=tmp_path / "out2", nnunet_dataset=5, name="A", raw_root=tmp_path / "raw")
     assert (tmp_path / "raw" / "Dataset005_A" / "dataset.json").is_file()
     with pytest.raises(OutputExistsError):
-        convert(tiny, tmp_path / "out3", nnunet_dataset=5, name="A", nnunet_raw_dir=tmp_path / "raw")
+        convert(tiny, derivatives_out=tmp_path / "out3", nnunet_dataset=5, name="A", raw_root=tmp_path / "raw")
     with pytest.raises(InputError, match="already used"):
-        convert(tiny, tmp_path / "out4", nnunet_dataset=5, name="B", nnunet_raw_dir=tmp_path / "raw")
+        convert(tiny, derivatives_out=tmp_path / "out4", nnunet_dataset=5, name="B", raw_root=tmp_path / "raw")
 
 
 def test_subject_without_reference_is_skipped_with_a_warning(tmp_path):
     root = cylinder_bids(tmp_path / "bids", {"sub-01": {"T2w": 0.0, "T1w": 0.5}, "sub-02": {"T1w": 0.0}})
     with pytest.warns(SoftGTWarning, match="sub-02"):
-        report = convert(root, tmp_path / "out")
+        report = convert(root, derivatives_out=tmp_path / "out")
     assert [s.subject for s in report.subjects] == ["sub-01"]
     assert "sub-02" in report.skipped
     # another reference: both subjects have T1w
-    report = convert(root, tmp_path / "out_t1", reference="T1w")
+    report = convert(root, derivatives_out=tmp_path / "out_t1", reference="T1w")
     assert [s.subject for s in report.subjects] == ["sub-01", "sub-02"]
 
 
@@ -462,7 +464,7 @@ def test_empty_mask_is_left_out_with_a_warning(tmp_path):
     mask.unlink()
     nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), str(mask))
     with pytest.warns(SoftGTWarning, match="empty"):
-        report = convert(root, tmp_path / "out")
+        report = convert(root, derivatives_out=tmp_path / "out")
     assert report.subjects[0].used == ["T1w", "T2w"]
     assert not soft_path(tmp_path / "out", "sub-01", "T2starw").exists()
 
@@ -475,7 +477,7 @@ def test_sessions_keep_their_folders(tmp_path):
         for f in sorted(src.iterdir()):
             f.rename(dst / f.name.replace("sub-01_", "sub-01_ses-01_"))
         src.rmdir()
-    report = convert(root, tmp_path / "out")
+    report = convert(root, derivatives_out=tmp_path / "out")
     assert [s.subject for s in report.subjects] == ["sub-01_ses-01"]
     assert report.subjects[0].used == ["T1w", "T2w"]
     assert (tmp_path / "out/labels_softseg/sub-01/ses-01/anat/sub-01_ses-01_T1w_label-SC_softseg.nii.gz").is_file()

@@ -53,7 +53,7 @@ def _cli(register, argv: list[str]):
 
 # ------------------------------------------------------------------------------------------ convert spineps
 def test_spineps_labels_consecutive_mapping_stored_and_voxels_unchanged(phantom, tmp_path):
-    report = spineps.convert(phantom, 511, "SpineT", raw_root=tmp_path)
+    report = spineps.convert(phantom, nnunet_dataset=511, name="SpineT", raw_root=tmp_path)
     folder = tmp_path / "Dataset511_SpineT"
     dj = json.loads((folder / "dataset.json").read_text())
     assert report.cases == ["sub-01_T2w", "sub-02_T2w"]  # BIDS stems
@@ -87,7 +87,7 @@ def test_spineps_labels_consecutive_mapping_stored_and_voxels_unchanged(phantom,
 
 
 def test_spineps_round_trip_relabel_gives_the_original_exactly(phantom, tmp_path):
-    spineps.convert(phantom, 512, "RoundTrip", raw_root=tmp_path / "raw")
+    spineps.convert(phantom, nnunet_dataset=512, name="RoundTrip", raw_root=tmp_path / "raw")
     folder = tmp_path / "raw" / "Dataset512_RoundTrip"
     relabel(folder / "labelsTr", tmp_path / "back", folder / "dataset.json")
     for sub in ("sub-01", "sub-02"):
@@ -100,10 +100,10 @@ def test_spineps_round_trip_relabel_gives_the_original_exactly(phantom, tmp_path
 
 def test_spineps_round_trip_on_real_tptbox_masks_side_by_side(shared_data, tmp_path):
     src = shared_data / "tptbox_sample_mri"  # flat folder, TPTBox naming sub-mri_seg-subreg_label-6_msk
-    report = spineps.convert(src, 513, "Tpt", raw_root=tmp_path / "raw")
+    report = spineps.convert(src, nnunet_dataset=513, name="Tpt", raw_root=tmp_path / "raw")
     assert report.cases == ["sub-mri_label-6_T2w"]
     assert 26 not in report.values.values() and len(report.values) == 14  # 13 structures + background
-    folder = Path(report.dataset)
+    folder = Path(report.nnunet_dataset)
     out = relabel(folder / "labelsTr" / "sub-mri_label-6_T2w.nii.gz", tmp_path / "back.nii.gz", folder)
     assert len(out.files) == 1
     orig = nib.load(src / "sub-mri_seg-subreg_label-6_msk.nii.gz")
@@ -121,10 +121,10 @@ def test_spineps_native_naming_multichannel_and_missing_masks(phantom, tmp_path)
     _mask(root, "sub-02").unlink()
     for sub in ("sub-01", "sub-02"):
         shutil.copy(root / sub / "anat" / f"{sub}_T2w.nii.gz", root / sub / "anat" / f"{sub}_T1w.nii.gz")
-    report = spineps.convert(root, 514, "Multi", channels=["T2w", "T1w"], raw_root=tmp_path / "raw")
+    report = spineps.convert(root, nnunet_dataset=514, name="Multi", channels=["T2w", "T1w"], raw_root=tmp_path / "raw")
     assert report.cases == ["sub-01_T2w"]
     assert any("sub-02_T2w" in w and "no SPINEPS semantic mask" in w for w in report.warnings)
-    folder = Path(report.dataset)
+    folder = Path(report.nnunet_dataset)
     assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == [
         "sub-01_T2w_0000.nii.gz",
         "sub-01_T2w_0001.nii.gz",
@@ -176,7 +176,7 @@ def test_spineps_bad_masks_are_named_and_nothing_is_written(phantom, tmp_path, m
     bad.unlink()
     nib.save(nib.Nifti1Image(data, affine), str(bad))
     with pytest.raises(InputError, match=message) as err:
-        spineps.convert(root, 515, "Bad", raw_root=tmp_path / "raw")
+        spineps.convert(root, nnunet_dataset=515, name="Bad", raw_root=tmp_path / "raw")
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
     assert _nothing_written(tmp_path / "raw")
     # the same through the CLI function
@@ -216,7 +216,7 @@ def test_relabel_array_by_hand():
 
 
 def test_relabel_keeps_header_and_checks_inputs(phantom, tmp_path, monkeypatch):
-    spineps.convert(phantom, 517, "Hdr", raw_root=tmp_path / "raw")
+    spineps.convert(phantom, nnunet_dataset=517, name="Hdr", raw_root=tmp_path / "raw")
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
     folder = tmp_path / "raw" / "Dataset517_Hdr"
     # a prediction written by SimpleITK, like nnU-Net's (its header, not nibabel's)
@@ -263,7 +263,7 @@ def test_relabel_keeps_header_and_checks_inputs(phantom, tmp_path, monkeypatch):
 def test_relabel_cli_exit_codes(phantom, tmp_path):
     from nnunet_extensions.cli import main
 
-    spineps.convert(phantom, 518, "Cli", raw_root=tmp_path / "raw")
+    spineps.convert(phantom, nnunet_dataset=518, name="Cli", raw_root=tmp_path / "raw")
     folder = tmp_path / "raw" / "Dataset518_Cli"
     pred = folder / "labelsTr" / "sub-02_T2w.nii.gz"
     assert main(["relabel", "-i", str(pred), "-o", str(tmp_path / "o.nii.gz"), "--dataset", str(folder), "-q"]) == 0
@@ -316,8 +316,8 @@ def test_spider_semantic_geometry_and_labels(tmp_path):
     import SimpleITK as sitk
 
     images = _write_spider(tmp_path / "SPIDER")
-    report = spider.convert(tmp_path / "SPIDER", 521, "Spider", raw_root=tmp_path / "raw")
-    folder = Path(report.dataset)
+    report = spider.convert(tmp_path / "SPIDER", nnunet_dataset=521, name="Spider", raw_root=tmp_path / "raw")
+    folder = Path(report.nnunet_dataset)
     assert report.cases == ["1_t1", "1_t2", "2_t2"]
     assert json.loads((folder / "dataset.json").read_text())["labels"] == {
         "background": 0,
@@ -343,7 +343,14 @@ def test_spider_semantic_geometry_and_labels(tmp_path):
             assert np.allclose(ras[:3], lps * [-1, -1, 1], atol=1e-4)
     assert nib.aff2axcodes(img.affine) == ("R", "P", "S")
     # --keep-partial: the partial vertebra becomes vertebra
-    spider.convert(tmp_path / "SPIDER", 522, "SpiderP", keep_partial=True, sequences=["t2"], raw_root=tmp_path / "raw")
+    spider.convert(
+        tmp_path / "SPIDER",
+        nnunet_dataset=522,
+        name="SpiderP",
+        keep_partial=True,
+        sequences=["t2"],
+        raw_root=tmp_path / "raw",
+    )
     lab = np.asarray(nib.load(tmp_path / "raw" / "Dataset522_SpiderP" / "labelsTr" / "1_t2.nii.gz").dataobj)
     assert np.array_equal(lab == 1, ((m >= 1) & (m <= 25)) | (m == 104))
     assert sorted(p.name for p in (tmp_path / "raw" / "Dataset522_SpiderP" / "labelsTr").iterdir()) == [
@@ -356,18 +363,24 @@ def test_spider_instances_top_down_and_verse(tmp_path):
     _write_spider(tmp_path / "SPIDER", stems=("1_t2",))
     m = _spider_mask()
     # top-down: highest vertebra number present is 4 (the partial 104) -> id 1; 3 -> 2; 2 -> 3; 1 -> 4
-    r = spider.convert(tmp_path / "SPIDER", 523, "Top", instances=True, raw_root=tmp_path / "raw")
-    ins = np.asarray(nib.load(Path(r.dataset) / INSTANCES_TR / "1_t2.nii.gz").dataobj)
+    r = spider.convert(tmp_path / "SPIDER", nnunet_dataset=523, name="Top", instances=True, raw_root=tmp_path / "raw")
+    ins = np.asarray(nib.load(Path(r.nnunet_dataset) / INSTANCES_TR / "1_t2.nii.gz").dataobj)
     by_hand = {0: 0, 100: 0, 1: 4, 2: 3, 3: 2, 104: 0, 201: 104, 202: 103, 203: 102}
     assert np.array_equal(ins, np.vectorize(by_hand.get)(m))
     # VerSe ids with SPIDER's 1 = L5 (24): 2 = L4 (23), 3 = L3 (22), partial 4 = L2 (21) kept with --keep-partial
     r = spider.convert(
-        tmp_path / "SPIDER", 524, "Verse", instances=True, lowest="L5", keep_partial=True, raw_root=tmp_path / "raw"
+        tmp_path / "SPIDER",
+        nnunet_dataset=524,
+        name="Verse",
+        instances=True,
+        lowest="L5",
+        keep_partial=True,
+        raw_root=tmp_path / "raw",
     )
-    ins = np.asarray(nib.load(Path(r.dataset) / INSTANCES_TR / "1_t2.nii.gz").dataobj)
+    ins = np.asarray(nib.load(Path(r.nnunet_dataset) / INSTANCES_TR / "1_t2.nii.gz").dataobj)
     by_hand = {0: 0, 100: 0, 1: 24, 2: 23, 3: 22, 104: 21, 201: 124, 202: 123, 203: 122}
     assert np.array_equal(ins, np.vectorize(by_hand.get)(m))
-    sem = np.asarray(nib.load(Path(r.dataset) / "labelsTr" / "1_t2.nii.gz").dataobj)
+    sem = np.asarray(nib.load(Path(r.nnunet_dataset) / "labelsTr" / "1_t2.nii.gz").dataobj)
     vert_ids = [VERSE_IDS[n] for n in ("L2", "L3", "L4", "L5")]
     assert np.array_equal(np.isin(ins, vert_ids), sem == 1)  # the two masks agree
     assert np.array_equal(ins > 100, sem == 2)
@@ -403,7 +416,7 @@ def test_spider_bad_input(tmp_path, change, kwargs, message):
         im = sitk.ReadImage(str(bad))
         sitk.WriteImage(im[:, :, 1:], str(bad))
     with pytest.raises(InputError, match=message):
-        spider.convert(tmp_path / "SPIDER", 525, "Bad", raw_root=tmp_path / "raw", **kwargs)
+        spider.convert(tmp_path / "SPIDER", nnunet_dataset=525, name="Bad", raw_root=tmp_path / "raw", **kwargs)
     assert _nothing_written(tmp_path / "raw")
 
 
@@ -435,7 +448,7 @@ def test_spider_cli(tmp_path, monkeypatch):
 def test_failure_while_writing_leaves_existing_dataset_untouched(phantom, tmp_path):
     """An image that only fails when written (NaN voxels) stops the conversion: no staging folder is left and an
     existing dataset, even with overwrite, keeps its files (all-or-nothing writes)."""
-    spineps.convert(phantom, 519, "Keep", raw_root=tmp_path / "raw")
+    spineps.convert(phantom, nnunet_dataset=519, name="Keep", raw_root=tmp_path / "raw")
     folder = tmp_path / "raw" / "Dataset519_Keep"
     before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     root = tmp_path / "bids"
@@ -446,7 +459,7 @@ def test_failure_while_writing_leaves_existing_dataset_untouched(phantom, tmp_pa
     data[0, 0, 0] = np.nan
     nib.save(nib.Nifti1Image(data, img.affine), str(image))
     with pytest.raises(InputError, match="NaN"):
-        spineps.convert(root, 519, "Keep", raw_root=tmp_path / "raw", overwrite=True)
+        spineps.convert(root, nnunet_dataset=519, name="Keep", raw_root=tmp_path / "raw", overwrite=True)
     after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["Dataset519_Keep"]

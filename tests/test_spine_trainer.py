@@ -136,7 +136,7 @@ def spine(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("spine_trainer")
     env = nnunet_env(base)
     write_spine_dataset(base / "bids", n_subjects=2, n_vertebrae=2, seed=1, voxel_mm=(2.0, 1.5, 1.5))
-    spineps.convert(base / "bids", SPINE_ID, "SpineTr", raw_root=env["nnUNet_raw"])
+    spineps.convert(base / "bids", nnunet_dataset=SPINE_ID, name="SpineTr", raw_root=env["nnUNet_raw"])
     plan_and_preprocess(env, SPINE_ID)
     pre = Path(env["nnUNet_preprocessed"]) / SPINE_NAME
     plans = json.loads((pre / "nnUNetPlans.json").read_text())

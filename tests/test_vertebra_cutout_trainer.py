@@ -54,7 +54,13 @@ def cutouts(tmp_path_factory) -> dict:
     env = nnunet_env(base)
     write_spine_dataset(base / "bids", n_subjects=2, n_vertebrae=3, seed=2)
     convert_cutouts(
-        base / "bids", DATASET_ID, "CutoutTr", shifts=0, size=SIZE, spacing_mm=SPACING_MM, raw_folder=env["nnUNet_raw"]
+        base / "bids",
+        nnunet_dataset=DATASET_ID,
+        name="CutoutTr",
+        shifts=0,
+        size=SIZE,
+        spacing_mm=SPACING_MM,
+        raw_root=env["nnUNet_raw"],
     )
     run(
         [

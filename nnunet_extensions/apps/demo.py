@@ -350,7 +350,7 @@ def run_demo(
     if train:  # the converter's soft GT of the test subject, from its 5 binary masks: how close to the truth?
         from dataset_converters.softgt import convert
 
-        convert(test_root, folder / "phantom_test_derivatives", reference=ref)
+        convert(test_root, derivatives_out=folder / "phantom_test_derivatives", reference=ref)
         soft_gt = folder / f"phantom_test_derivatives/labels_softseg/sub-01/anat/sub-01_{ref}_label-SC_softseg.nii.gz"
         per_gt = measure_file(soft_gt, discfile=discs)
         columns["soft GT (converter)"] = _level_table(per_gt, truth)
@@ -359,8 +359,7 @@ def run_demo(
 
     trained = False
     if train:
-        env = nnunet_environment(folder)
-        os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+        env = nnunet_environment(folder)  # for the child processes only: this process's environment is untouched
         script = console_script
 
         # 3 -----------------------------------------------------------------------------------------
@@ -371,10 +370,11 @@ def run_demo(
         )
         convert(
             folder / "phantom_train",
-            folder / "phantom_train_derivatives",
+            derivatives_out=folder / "phantom_train_derivatives",
             reference=ref,
             nnunet_dataset=DEMO_DATASET_ID,
             name=DEMO_DATASET_NAME,
+            raw_root=env["nnUNet_raw"],
         )
         done("softgt", t0)
 

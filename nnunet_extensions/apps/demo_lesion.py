@@ -233,19 +233,19 @@ def run_lesion_demo(
     )
     test_report = convert(
         test_root,
-        list(DEMO_CHANNELS),
+        channels=list(DEMO_CHANNELS),
         nnunet_dataset=DEMO_TEST_DATASET_ID,
         name=DEMO_TEST_DATASET_NAME,
-        nnunet_raw_dir=raw_dir,
+        raw_root=raw_dir,
     )
     test_ds = Path(test_report.nnunet_dataset)
     if train:
         convert(
             folder / "phantom_train",
-            list(DEMO_CHANNELS),
+            channels=list(DEMO_CHANNELS),
             nnunet_dataset=DEMO_DATASET_ID,
             name=DEMO_DATASET_NAME,
-            nnunet_raw_dir=raw_dir,
+            raw_root=raw_dir,
         )
     resampled = sorted({ch for c in test_report.cases for ch in c.resampled})
     say(f"      channels {channels}; resampled onto the {DEMO_CHANNELS[0]} grid: {', '.join(resampled) or 'none'}")

@@ -35,3 +35,56 @@ def new_parser(sub, name: str, help: str, description: str, epilog: str | None =
 def existing_path(value: str) -> Path:
     """argparse type: a path (existence is checked by the I/O layer, which names the file)."""
     return Path(value)
+
+
+# ------------------------------------------------------------------------------------------- converters
+def add_converter_options(parser: argparse.ArgumentParser, *, dataset_required: bool = True) -> None:
+    """The converter protocol's options (:mod:`dataset_converters.protocol`), the same for every ``nnspine convert``
+    command: ``--nnunet-dataset``, ``--name``, ``--raw-root``, ``-j/--jobs``, ``--overwrite``, ``-q/--quiet``."""
+    from dataset_converters.defaults import JOBS
+
+    where = "also write" if not dataset_required else "write"
+    parser.add_argument(
+        "--nnunet-dataset",
+        required=dataset_required,
+        type=int,
+        metavar="ID",
+        help=f"{where} the nnU-Net raw dataset DatasetID_NAME (ID 1..999)",
+    )
+    parser.add_argument(
+        "--name", required=dataset_required, metavar="NAME", help="nnU-Net dataset name (letters, digits, _ or -)"
+    )
+    parser.add_argument("--raw-root", type=Path, metavar="DIR", help="nnU-Net raw folder (default: $nnUNet_raw)")
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=JOBS, metavar="N", help=f"parallel worker processes (default: {JOBS})"
+    )
+    add_overwrite(parser)
+    add_quiet(parser)
+
+
+def run_converter(
+    args: argparse.Namespace, command: str, convert, warning_class: type[Warning] | None = None, **options
+) -> int:
+    """Call a converter with the protocol's arguments from ``args`` and the converter's ``options``; print its
+    warnings on stderr (``nnspine convert COMMAND: warning: ...``) and its report on stdout (unless ``--quiet``)."""
+    import sys
+    import warnings
+
+    with warnings.catch_warnings():
+        if warning_class is not None:  # the converter's warnings are in its report, printed below
+            warnings.simplefilter("ignore", warning_class)
+        report = convert(
+            args.input,
+            nnunet_dataset=args.nnunet_dataset,
+            name=args.name,
+            raw_root=args.raw_root,
+            overwrite=args.overwrite,
+            jobs=args.jobs,
+            progress=not args.quiet and sys.stderr.isatty(),
+            **options,
+        )
+    for w in report.warnings:
+        print(f"nnspine convert {command}: warning: {w}", file=sys.stderr)
+    if not args.quiet:
+        print("\n".join(report.lines()))
+    return 0

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_jobs, add_overwrite, add_quiet, new_parser
+from dataset_converters.defaults import LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
+from nnunet_extensions.cli.common import add_converter_options, new_parser, run_converter
 from nnunet_extensions.cli.convert_cutouts import register_cutouts
 from nnunet_extensions.cli.convert_spine import register_spider, register_spineps
 
@@ -70,9 +70,9 @@ def register_softgt(conv: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--reference",
-        default="T2w",
+        default=SOFTGT_REFERENCE,
         metavar="CONTRAST",
-        help="reference contrast (BIDS name after sub-XX_, e.g. T2w, T1w; default: T2w)",
+        help="reference contrast (BIDS name after sub-XX_, e.g. T2w, T1w; default: %(default)s)",
     )
     p.add_argument(
         "--no-align",
@@ -83,15 +83,11 @@ def register_softgt(conv: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reference-resolution",
         type=float,
-        default=0.4,
+        default=SOFTGT_RESOLUTION_MM,
         metavar="MM",
-        help="in-plane spacing of the averaging space in mm (default: 0.4)",
+        help="in-plane spacing of the averaging space in mm (default: %(default)s)",
     )
-    p.add_argument("--nnunet-dataset", type=int, metavar="ID", help="also write $nnUNet_raw/DatasetID_NAME (1..999)")
-    p.add_argument("--name", metavar="NAME", help="nnU-Net dataset name (with --nnunet-dataset), e.g. SpineSoft")
-    add_jobs(p)
-    add_overwrite(p)
-    add_quiet(p)
+    add_converter_options(p, dataset_required=False)
     p.set_defaults(func=run_softgt)
 
 
@@ -148,13 +144,13 @@ def register_lesion(conv: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--label-suffix",
-        default="_label-lesion_seg",
+        default=LESION_LABEL_SUFFIX,
         metavar="SUFFIX",
         help="lesion mask suffix after the image name (default: %(default)s)",
     )
     p.add_argument(
         "--cord-suffix",
-        default="_label-SC_seg",
+        default=LESION_CORD_SUFFIX,
         metavar="SUFFIX",
         help="cord mask suffix, used with --regions (default: %(default)s)",
     )
@@ -168,11 +164,7 @@ def register_lesion(conv: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write an empty lesion mask for subjects without one (instead of skipping them)",
     )
-    p.add_argument("--nnunet-dataset", required=True, type=int, metavar="ID", help="nnU-Net dataset ID (1..999)")
-    p.add_argument("--name", required=True, metavar="NAME", help="nnU-Net dataset name, e.g. SpineLesion")
-    add_jobs(p)
-    add_overwrite(p)
-    add_quiet(p)
+    add_converter_options(p)
     p.set_defaults(func=run_lesion)
 
 
@@ -204,47 +196,29 @@ def run_softgt(args: argparse.Namespace) -> int:
 
     if (args.nnunet_dataset is None) != (args.name is None):
         raise UsageError("--nnunet-dataset and --name go together")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SoftGTWarning)
-        report = convert(
-            args.input,
-            args.derivatives_out,
-            reference=args.reference,
-            align=args.align,
-            nnunet_dataset=args.nnunet_dataset,
-            name=args.name,
-            jobs=args.jobs,
-            overwrite=args.overwrite,
-            progress=not args.quiet and sys.stderr.isatty(),
-            reference_resolution=args.reference_resolution,
-        )
-    for w in report.warnings:
-        print(f"nnspine convert softgt: warning: {w}", file=sys.stderr)
-    if not args.quiet:
-        print("\n".join(report.lines()))
-    return 0
+    return run_converter(
+        args,
+        "softgt",
+        convert,
+        SoftGTWarning,
+        derivatives_out=args.derivatives_out,
+        reference=args.reference,
+        align=args.align,
+        reference_resolution=args.reference_resolution,
+    )
 
 
 def run_lesion(args: argparse.Namespace) -> int:
     from dataset_converters.lesion import LesionConversionWarning, convert
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LesionConversionWarning)
-        report = convert(
-            args.input,
-            args.channels,
-            nnunet_dataset=args.nnunet_dataset,
-            name=args.name,
-            label_suffix=args.label_suffix,
-            cord_suffix=args.cord_suffix,
-            regions=args.regions,
-            allow_missing=args.allow_missing,
-            jobs=args.jobs,
-            overwrite=args.overwrite,
-            progress=not args.quiet and sys.stderr.isatty(),
-        )
-    for w in report.warnings:
-        print(f"nnspine convert lesion: warning: {w}", file=sys.stderr)
-    if not args.quiet:
-        print("\n".join(report.lines()))
-    return 0
+    return run_converter(
+        args,
+        "lesion",
+        convert,
+        LesionConversionWarning,
+        channels=args.channels,
+        label_suffix=args.label_suffix,
+        cord_suffix=args.cord_suffix,
+        regions=args.regions,
+        allow_missing=args.allow_missing,
+    )

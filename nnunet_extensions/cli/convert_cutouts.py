@@ -6,11 +6,11 @@ Exposes :func:`register_cutouts` for the ``convert`` command group (:mod:`nnunet
 from __future__ import annotations
 
 import argparse
-import sys
-import warnings
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS
+from nnunet_extensions.cli.common import add_converter_options, new_parser, run_converter
+from postprocessing.spine.cutouts import DEFAULT_SIZE, DEFAULT_SPACING_MM
 
 DESCRIPTION = """\
 Instance-phase training dataset from SPINEPS masks: per vertebral body, the cutout 'nnspine cutouts'
@@ -50,55 +50,50 @@ def register_cutouts(conv: argparse._SubParsersAction) -> None:
     from nnunet_extensions.cli.cutouts import triple
 
     p.add_argument("-i", "--input", required=True, type=Path, metavar="DATASET", help="folder with SPINEPS mask pairs")
-    p.add_argument("--nnunet-dataset", required=True, type=int, metavar="ID", help="nnU-Net dataset ID (1..999)")
-    p.add_argument("--name", required=True, metavar="NAME", help="nnU-Net dataset name, e.g. VertebraCutouts")
-    p.add_argument("--shifts", type=int, default=2, metavar="N", help="shifted copies per vertebra (default: 2)")
+    p.add_argument(
+        "--shifts",
+        type=int,
+        default=CUTOUT_SHIFTS,
+        metavar="N",
+        help="shifted copies per vertebra (default: %(default)s)",
+    )
     p.add_argument(
         "--max-shift-mm",
         type=float,
-        default=10.0,
+        default=CUTOUT_MAX_SHIFT_MM,
         metavar="S",
-        help="largest shift of a copy's centre in mm (default: 10)",
+        help="largest shift of a copy's centre in mm (default: %(default)s)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the shifts (default: 0)")
+    p.add_argument("--seed", type=int, default=CUTOUT_SEED, help="random seed of the shifts (default: %(default)s)")
     p.add_argument(
         "--size",
         type=triple(int),
-        default=(248, 304, 64),
+        default=DEFAULT_SIZE,
         metavar="P,I,R",
-        help="cutout size in voxels (default: 248,304,64)",
+        help=f"cutout size in voxels (default: {','.join(map(str, DEFAULT_SIZE))})",
     )
     p.add_argument(
         "--spacing",
         type=triple(float),
-        default=(0.75, 0.75, 1.65),
+        default=DEFAULT_SPACING_MM,
         metavar="P,I,R",
-        help="cutout voxel size in mm (default: 0.75,0.75,1.65)",
+        help=f"cutout voxel size in mm (default: {','.join(map(str, DEFAULT_SPACING_MM))})",
     )
-    add_overwrite(p)
-    add_quiet(p)
+    add_converter_options(p)
     p.set_defaults(func=run_cutouts)
 
 
 def run_cutouts(args: argparse.Namespace) -> int:
     from dataset_converters.cutouts import CutoutWarning, convert
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CutoutWarning)
-        report = convert(
-            args.input,
-            args.nnunet_dataset,
-            args.name,
-            shifts=args.shifts,
-            max_shift_mm=args.max_shift_mm,
-            seed=args.seed,
-            size=args.size,
-            spacing_mm=args.spacing,
-            overwrite=args.overwrite,
-            progress=not args.quiet and sys.stderr.isatty(),
-        )
-    for w in report.warnings:
-        print(f"nnspine convert cutouts: warning: {w}", file=sys.stderr)
-    if not args.quiet:
-        print("\n".join(report.lines()))
-    return 0
+    return run_converter(
+        args,
+        "cutouts",
+        convert,
+        CutoutWarning,
+        shifts=args.shifts,
+        max_shift_mm=args.max_shift_mm,
+        seed=args.seed,
+        size=args.size,
+        spacing_mm=args.spacing,
+    )

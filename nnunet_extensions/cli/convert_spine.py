@@ -7,10 +7,10 @@ Registered into the ``convert`` command group by :mod:`nnunet_extensions.cli.con
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from dataset_converters.defaults import SPINEPS_CHANNELS
+from nnunet_extensions.cli.common import add_converter_options, new_parser, run_converter
 
 SPINEPS_DESCRIPTION = """\
 Images with SPINEPS-format semantic masks -> an nnU-Net raw dataset for whole-spine semantic segmentation.
@@ -68,11 +68,6 @@ examples:
 """
 
 
-def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nnunet-dataset", required=True, type=int, metavar="ID", help="nnU-Net dataset id (1..999)")
-    p.add_argument("--name", required=True, metavar="NAME", help="nnU-Net dataset name, e.g. SpineSemantic")
-
-
 def register_spineps(conv: argparse._SubParsersAction) -> None:
     """Add ``nnspine convert spineps`` to the ``convert`` group."""
     p = new_parser(
@@ -83,17 +78,15 @@ def register_spineps(conv: argparse._SubParsersAction) -> None:
         epilog=SPINEPS_EPILOG,
     )
     p.add_argument("-i", "--input", required=True, type=Path, metavar="DATASET", help="BIDS dataset or folder")
-    _add_dataset_args(p)
     p.add_argument(
         "--channels",
         nargs="+",
-        default=["T2w"],
+        default=list(SPINEPS_CHANNELS),
         metavar="SPEC",
         help="image contrasts, one per input channel (BIDS suffix with optional entities, e.g. T2w "
-        "acq-sag_T1w; default: T2w); the first names the cases",
+        "acq-sag_T1w; default: %(default)s); the first names the cases",
     )
-    add_overwrite(p)
-    add_quiet(p)
+    add_converter_options(p)
     p.set_defaults(func=run_spineps)
 
 
@@ -109,7 +102,6 @@ def register_spider(conv: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-i", "--input", required=True, type=Path, metavar="SPIDER_ROOT", help="folder holding images/ and masks/"
     )
-    _add_dataset_args(p)
     p.add_argument(
         "--keep-partial",
         action="store_true",
@@ -127,46 +119,25 @@ def register_spider(conv: argparse._SubParsersAction) -> None:
         metavar="SEQ",
         help="only these series (file names ending in _SEQ, e.g. t2 t2_SPACE; default: all)",
     )
-    add_overwrite(p)
-    add_quiet(p)
+    add_converter_options(p)
     p.set_defaults(func=run_spider)
-
-
-def _report(command: str, report, quiet: bool) -> None:
-    for w in report.warnings:
-        print(f"nnspine convert {command}: warning: {w}", file=sys.stderr)
-    if not quiet:
-        print("\n".join(report.lines()))
 
 
 def run_spineps(args: argparse.Namespace) -> int:
     from dataset_converters.spineps import convert
 
-    report = convert(
-        args.input,
-        args.nnunet_dataset,
-        args.name,
-        channels=args.channels,
-        overwrite=args.overwrite,
-        progress=not args.quiet and sys.stderr.isatty(),
-    )
-    _report("spineps", report, args.quiet)
-    return 0
+    return run_converter(args, "spineps", convert, channels=args.channels)
 
 
 def run_spider(args: argparse.Namespace) -> int:
     from dataset_converters.spider import convert
 
-    report = convert(
-        args.input,
-        args.nnunet_dataset,
-        args.name,
+    return run_converter(
+        args,
+        "spider",
+        convert,
         keep_partial=args.keep_partial,
         instances=args.instances,
         lowest=args.lowest,
         sequences=args.sequences,
-        overwrite=args.overwrite,
-        progress=not args.quiet and sys.stderr.isatty(),
     )
-    _report("spider", report, args.quiet)
-    return 0

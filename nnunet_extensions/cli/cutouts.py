@@ -53,7 +53,7 @@ def triple(kind: type):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from postprocessing.spine.cutouts import BODY_EROSION_MM, MIN_BODY_MM3
+    from postprocessing.spine.cutouts import BODY_EROSION_MM, DEFAULT_SIZE, DEFAULT_SPACING_MM, MIN_BODY_MM3
 
     p = new_parser(
         sub,
@@ -73,16 +73,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--size",
         type=triple(int),
-        default=(248, 304, 64),
+        default=DEFAULT_SIZE,
         metavar="P,I,R",
-        help="cutout size in voxels (default: 248,304,64)",
+        help=f"cutout size in voxels (default: {','.join(map(str, DEFAULT_SIZE))})",
     )
     p.add_argument(
         "--spacing",
         type=triple(float),
-        default=(0.75, 0.75, 1.65),
+        default=DEFAULT_SPACING_MM,
         metavar="P,I,R",
-        help="cutout voxel size in mm (default: 0.75,0.75,1.65)",
+        help=f"cutout voxel size in mm (default: {','.join(map(str, DEFAULT_SPACING_MM))})",
     )
     p.add_argument(
         "--erosion-mm",
