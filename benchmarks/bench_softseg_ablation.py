@@ -15,10 +15,17 @@ p-value of the per-subject SDs against arm (a) on the same contrasts (``nnspine 
 at least 6 held-out subjects are needed for p < 0.05 to be possible). The whole pipeline is
 ``nnunet_extensions.apps.ablation.run_ablation``; see its docstring for the details and the folder layout.
 
+Also per row: where the predicted area lies (inside the true cord vs a halo outside it, % of the true area) and,
+per budget, the radial profile of the predicted values around the true cord edge. With ``--budgets`` the same
+arms are trained at several budgets (a learning curve: ``learning_curve.csv|png``); running the command again on
+the same folder resumes it (finished arms are not retrained) and prints the tables.
+
 Usage::
 
     python benchmarks/bench_softseg_ablation.py -o /tmp/ablation --target-spacing 1.6 --epochs 4 \
         --iterations 20                                                            # ~15 min on 2 CPU cores
+    python benchmarks/bench_softseg_ablation.py -o /tmp/curve --target-spacing 1.6 \
+        --budgets 4x20,4x100,16x100                                                # the CPU learning curve
     python benchmarks/bench_softseg_ablation.py -o /tmp/ablation --train-subjects 10 --test-subjects 10 \\
         --epochs 100 --iterations 250 --device cuda --tta                          # a GPU-sized budget
 """
@@ -29,7 +36,14 @@ import argparse
 import sys
 import time
 
-from nnunet_extensions.apps.ablation import ARMS, SEEN_CONTRASTS, AblationConfig, format_table, run_ablation
+from nnunet_extensions.apps.ablation import (
+    ARMS,
+    SEEN_CONTRASTS,
+    AblationConfig,
+    format_table,
+    parse_budgets,
+    run_ablation,
+)
 from nnunet_extensions.core.io import InputError
 
 
@@ -64,7 +78,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seen", default=",".join(SEEN_CONTRASTS), help="contrasts arm (d) trains on (default %(default)s)")
     p.add_argument("--arms", default="a,b,c,d", help="arms to run, a required (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (held-out subjects use seed + 1000)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier ablation folder")
+    p.add_argument(
+        "--budgets",
+        default=None,
+        metavar="ExI,...",
+        help="learning curve: budgets as EPOCHSxITERATIONS, comma-separated (e.g. 4x20,4x100,16x100); "
+        "default: the one budget --epochs x --iterations",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an earlier ablation folder (default: resume it when its data settings match)",
+    )
     return p.parse_args(argv)
 
 
@@ -87,6 +112,8 @@ def main(argv=None) -> int:
     )
     t0 = time.perf_counter()
     try:
+        if args.budgets:
+            config.budgets = parse_budgets(args.budgets)
         result = run_ablation(
             args.output, config, overwrite=args.overwrite, say=lambda line: print(line, file=sys.stderr, flush=True)
         )
@@ -94,9 +121,10 @@ def main(argv=None) -> int:
         print(f"bench_softseg_ablation: error: {exc}", file=sys.stderr)
         return 2
     total = time.perf_counter() - t0
+    budgets = ", ".join(f"{name} ({int(name.split('x')[0]) * int(name.split('x')[1])} it.)" for name in result.tables)
     print(
         f"\nSoft-segmentation ablation: {config.n_train} training subjects, {config.n_test} held-out subjects; "
-        f"every arm {config.epochs} epochs x {config.iterations} iterations on {config.device}"
+        f"every arm trained with the same budget (epochs x iterations: {budgets}) on {config.device}"
         f"{' with' if config.tta else ' without'} test-time mirroring"
         f"{f', {config.target_spacing_mm} mm spacing' if config.target_spacing_mm else ''}; CSA at C{config.level}"
         f" (mm²)"
@@ -104,15 +132,23 @@ def main(argv=None) -> int:
     for arm in ARMS:
         if arm.key in config.arms:
             print(f"  ({arm.key}) {arm.description}")
-    print()
-    print(format_table(result.table))
+    for name, table in result.tables.items():
+        print(f"\nbudget {name}:")
+        print(format_table(table))
     print(
         "\nCSA error: mean over held-out masks of (CSA - true CSA) / true CSA; SD: population SD across contrasts,"
         " mean over subjects; p: two-sided Wilcoxon signed-rank test of the per-subject SDs vs (a) on the same"
-        " contrasts; missing: held-out masks with no cord at the level (counted as CSA 0 mm²)"
+        " contrasts; missing: held-out masks with no cord at the level (counted as CSA 0 mm²); inside: predicted"
+        " area inside the true cord minus the true area, halo: predicted area outside the true cord (both % of the"
+        " true area, without the angle correction; inside + halo ≈ CSA error)"
     )
-    print(f"\ntable: {result.csv}")
-    print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings_s.items()) + f"; total {total:.0f} s")
+    print(f"\nper budget: {result.folder}/budget_<E>x<I>/ablation.csv, halo.csv, radial_profile.png")
+    print(f"learning curve: {result.curve_csv} and learning_curve.png")
+    print(
+        "time (this run): "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings_s.items())
+        + f"; total {total:.0f} s"
+    )
     return 0
 
 

@@ -55,3 +55,19 @@ def test_demo_output_is_a_file(tmp_path):
     f.write_text("keep")
     _one_line_exit_2(_nnspine("demo", "--no-train", "-o", str(f)), str(f), "is a file")
     assert f.read_text() == "keep"
+
+
+def test_missing_input_and_usage_errors_are_one_line(tmp_path):
+    missing = tmp_path / "nowhere" / "seg.nii.gz"
+    _one_line_exit_2(_nnspine("csa", "-i", str(missing)), str(missing), "not found", "--help")
+    _one_line_exit_2(_nnspine("csa", "-i", str(tmp_path), "--no-such-option"), "--no-such-option")
+    _one_line_exit_2(_nnspine("convert", "lesion", "-i", str(tmp_path)), "--channels", "required")
+
+
+def test_every_command_module_is_registered():
+    """No command is silently left out of `nnspine --help` (a broken module fails loudly instead)."""
+    from nnunet_extensions.cli import COMMAND_MODULES, build_parser
+
+    help_text = build_parser().format_help()
+    for name in COMMAND_MODULES:
+        assert name.replace("_", "-") in help_text, name

@@ -292,6 +292,7 @@ def test_grid_mismatch_and_cli_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.skipif(not PANOPTICA.exists(), reason=f"shared test data not found at {PANOPTICA}")
 def test_qc_snapshot_of_each_prediction(tmp_path):
     """--qc writes one sagittal picture per predicted case (and refuses to replace it without --overwrite)."""
     qc = tmp_path / "qc"

@@ -22,6 +22,18 @@ import torch
 
 #: nnU-Net function (module:qualname) -> (sha256 of its source, our code relying on it, what to re-check)
 GUARDED = {
+    "nnunetv2.preprocessing.resampling.default_resampling:resample_data_or_seg_to_shape": (
+        "8a1a616bf8a1287f",
+        "nnunet_extensions.integration.soft_targets.preprocess.preprocess_soft_array (default plans)",
+        "called with is_seg=False, order=1 and the plans' order_z / force_separate_z for soft targets; the "
+        "signature (data, new_shape, current_spacing, new_spacing, is_seg, order, order_z, force_separate_z) must hold",
+    ),
+    "nnunetv2.preprocessing.resampling.resample_torch:resample_torch_fornnunet": (
+        "889e263ceafc42b8",
+        "nnunet_extensions.integration.soft_targets.preprocess.soft_resampling (*_torchres plans)",
+        "soft targets follow the plans' torch resampling as the images do: it must stay linear for data "
+        "(mode='linear', is_seg=False) and take (data, new_shape, current_spacing, new_spacing, **kwargs)",
+    ),
     "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer.get_dataloaders": (
         "5f59e2b907cfa2d1",
         "trainers.softseg.nnUNetTrainerSoftSeg.get_dataloaders",

@@ -236,3 +236,56 @@ def test_deep_supervision_pyramid_of_soft_target_matches_label_pyramid():
     # area averaging keeps the partial-volume fraction: the mean is preserved when the scale divides the shape
     assert float(out["regression_target"][1].mean()) == pytest.approx(float(s.mean()), rel=1e-5)
     assert all(float(t.min()) >= 0 and float(t.max()) <= 1 for t in out["regression_target"])
+
+
+# ================================================================================ the plans' resampling
+def _with_resampling(toy, name: str, kwargs: dict):
+    import copy
+
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans = copy.deepcopy(toy["plans"])
+    config = plans["configurations"]["3d_fullres"]
+    config["resampling_fn_data"], config["resampling_fn_data_kwargs"] = name, kwargs
+    pm = PlansManager(plans)
+    return pm, pm.get_configuration("3d_fullres")
+
+
+def test_soft_targets_follow_torch_resampling_plans(toy):
+    """nnU-Net's *_torchres plans resample images with resample_torch_fornnunet (linear): soft targets go through
+    that same function with the plans' arguments, not through scipy."""
+    from acvl_utils.cropping_and_padding.bounding_boxes import bounding_box_to_slice
+    from batchgenerators.utilities.file_and_folder_operations import load_pickle
+    from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
+    from nnunetv2.preprocessing.resampling.resample_torch import resample_torch_fornnunet
+
+    torch_kwargs = {"is_seg": False, "force_separate_z": False, "memefficient_seg_resampling": False}
+    pm, cm = _with_resampling(toy, "resample_torch_fornnunet", torch_kwargs)
+    assert preprocess.soft_resampling(cm)["function"] == "resample_torch_fornnunet"
+    case = _cases(toy)[0]
+    props = load_pickle(str(toy["data"] / f"{case}.pkl"))
+    label, _ = pm.image_reader_writer_class().read_seg(str(toy["raw"] / "labelsTr" / f"{case}.nii.gz"))
+    soft = label.astype(np.float32) * 0.8
+    ours = preprocess.preprocess_soft_array(soft, props, pm, cm)
+    # independently: transpose, crop, then the torch function itself
+    tf = list(pm.transpose_forward)
+    arr = soft.transpose([0, *[i + 1 for i in tf]])[
+        (slice(None), *bounding_box_to_slice(props["bbox_used_for_cropping"]))
+    ]
+    spacing = [props["spacing"][i] for i in tf]
+    new_shape = compute_new_shape(arr.shape[1:], spacing, list(cm.spacing))
+    expected = resample_torch_fornnunet(arr, new_shape, spacing, list(cm.spacing), **torch_kwargs)
+    assert np.array_equal(ours, np.clip(np.asarray(expected), 0, 1).astype(np.float32))  # bit for bit
+    # the default plans' scipy path is linear too, but not bit-identical (so the check above can fail): both
+    # paths agree within 1e-5, i.e. the choice of plans does not change the soft targets materially
+    pm_d, cm_d = _plans_and_config(toy)
+    scipy_out = preprocess.preprocess_soft_array(soft, props, pm_d, cm_d)
+    assert tuple(new_shape) != tuple(arr.shape[1:])  # the case is really resampled
+    assert preprocess.soft_resampling(cm_d)["order"] == 1
+    assert 0 < np.abs(scipy_out - ours).max() < 1e-5
+
+
+def test_plans_with_another_resampling_are_refused_by_name(toy):
+    _, cm = _with_resampling(toy, "my_lab_resampler", {})
+    with pytest.raises(InputError, match="my_lab_resampler"):
+        preprocess.soft_resampling(cm)

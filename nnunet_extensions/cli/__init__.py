@@ -43,9 +43,17 @@ class UsageError(InputError):
     """Bad combination of options (reported like bad input: exit 2)."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the project's error style: a usage error is one line on stderr (naming the option or path
+    and pointing at ``--help``), exit 2 — not argparse's usage block. Subcommand parsers inherit it."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every available subcommand registered."""
-    parser = argparse.ArgumentParser(
+    """The full argument parser with every subcommand registered."""
+    parser = OneLineParser(
         prog="nnspine",
         description=(
             "nnU-Net v2 plugin for spinal MRI: phantoms with known truth, dataset converters, soft cord "
@@ -57,13 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nnspine (nnunet-spine) {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"nnunet_extensions.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"nnunet_extensions.cli.{name}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"nnunet_extensions.cli.{name}").register(sub)
     return parser
 
 

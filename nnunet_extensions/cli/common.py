@@ -33,8 +33,12 @@ def new_parser(sub, name: str, help: str, description: str, epilog: str | None =
 
 
 def existing_path(value: str) -> Path:
-    """argparse type: a path (existence is checked by the I/O layer, which names the file)."""
-    return Path(value)
+    """argparse type: a path that exists (file or folder); otherwise argparse's one-line usage error naming it
+    (exit 2). What the path must contain is checked by the I/O layer, which names the file."""
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value}: not found")
+    return path
 
 
 # ------------------------------------------------------------------------------------------- converters

@@ -3,8 +3,12 @@
 Run after ``nnUNetv2_plan_and_preprocess`` (CLI ``nnspine preprocess-soft``). Every soft mask is read with the
 plans' reader, transposed (``transpose_forward``), cropped to the bounding box nnU-Net used for the image
 (``bbox_used_for_cropping`` in the case's ``.pkl``) and resampled to the configuration's spacing with *linear*
-interpolation (nnU-Net's ``resample_data_or_seg_to_shape`` with ``order=1``; along an anisotropic axis
-nnU-Net's ``order_z`` rule is kept, as for the image). The result is stored as described in :mod:`.layout`;
+interpolation by the resampling function the plans name for the images (``resampling_fn_data``, see
+:func:`soft_resampling`): nnU-Net's default ``resample_data_or_seg_to_shape`` with ``order=1`` instead of the
+images' cubic order (a soft target must stay within [0, 1]; along an anisotropic axis nnU-Net's ``order_z``
+rule is kept, as for the image), or the ``*_torchres`` plans' ``resample_torch_fornnunet`` with the plans' own
+arguments (already linear for images). Plans naming another function are refused by name. The result is stored
+as described in :mod:`.layout`;
 ``soft_targets.json`` records the provenance and, per case, the Dice between ``soft > 0.5`` and nnU-Net's
 integer label (a sanity check: it should be close to 1).
 """
@@ -32,6 +36,29 @@ from nnunet_extensions.integration.soft_targets.layout import (
 
 #: Interpolation order used for soft masks (linear).
 SOFT_ORDER = 1
+#: The plans' ``resampling_fn_data`` values soft targets can follow (nnU-Net 2.8's two data resamplers).
+SUPPORTED_RESAMPLING = ("resample_data_or_seg_to_shape", "resample_torch_fornnunet")
+
+
+def soft_resampling(configuration_manager) -> dict:
+    """How the soft targets of a configuration are resampled (recorded in ``soft_targets.json``): the plans'
+    data resampling function and its arguments, linear. :class:`InputError` naming the function when the plans
+    use one that soft targets cannot follow (another could extrapolate outside [0, 1] or need other arguments)."""
+    name = configuration_manager.configuration.get("resampling_fn_data")
+    kwargs = dict(configuration_manager.configuration.get("resampling_fn_data_kwargs", {}))
+    if name == "resample_data_or_seg_to_shape":
+        return {
+            "function": name,
+            "order": SOFT_ORDER,
+            "order_z": int(kwargs.get("order_z", 0)),
+            "force_separate_z": kwargs.get("force_separate_z", None),
+        }
+    if name == "resample_torch_fornnunet" and kwargs.get("mode", "linear") == "linear" and not kwargs.get("is_seg"):
+        return {"function": name, **{k: v for k, v in kwargs.items() if k != "is_seg"}, "mode": "linear"}
+    raise InputError(
+        f"plans' resampling_fn_data {name!r} with {kwargs} cannot resample soft targets (supported: "
+        f"{', '.join(SUPPORTED_RESAMPLING)}, linear); plan with nnU-Net's default or *_torchres planner"
+    )
 
 
 def check_raw_soft(soft_file: str | os.PathLike, label_file: str | os.PathLike | None) -> None:
@@ -73,17 +100,21 @@ def preprocess_soft_array(
     if len(target_spacing) < len(soft.shape[1:]):  # 2d configuration: spacing between slices unchanged
         target_spacing = [original_spacing[0]] + target_spacing
     new_shape = compute_new_shape(soft.shape[1:], original_spacing, target_spacing)
-    kwargs = dict(configuration_manager.configuration.get("resampling_fn_data_kwargs", {}))
-    soft = resample_data_or_seg_to_shape(
-        soft,
-        new_shape,
-        original_spacing,
-        target_spacing,
-        is_seg=False,
-        order=SOFT_ORDER,
-        order_z=int(kwargs.get("order_z", 0)),
-        force_separate_z=kwargs.get("force_separate_z", None),
-    )
+    how = soft_resampling(configuration_manager)
+    if how["function"] == "resample_data_or_seg_to_shape":
+        soft = resample_data_or_seg_to_shape(
+            soft,
+            new_shape,
+            original_spacing,
+            target_spacing,
+            is_seg=False,
+            order=SOFT_ORDER,
+            order_z=how["order_z"],
+            force_separate_z=how["force_separate_z"],
+        )
+    else:  # the images' own (linear) torch resampling, exactly as nnU-Net's preprocessor calls it
+        soft = configuration_manager.resampling_fn_data(soft, new_shape, original_spacing, target_spacing)
+        soft = soft.numpy() if hasattr(soft, "numpy") else np.asarray(soft)
     return np.clip(soft, 0.0, 1.0).astype(np.float32, copy=False)
 
 
@@ -182,6 +213,7 @@ def preprocess_soft(
                 f"(available: {', '.join(plans_manager.available_configurations)})"
             )
         cm = plans_manager.get_configuration(configuration)
+        soft_resampling(cm)  # plans whose resampling soft targets cannot follow are refused before any work
         data_folder = pre / cm.data_identifier
         if not data_folder.is_dir():
             raise InputError(
@@ -218,19 +250,13 @@ def preprocess_soft(
                         rows.append(row)
                         bar.update()
         rows.sort(key=lambda r: r["case"])
-        kwargs = dict(cm.configuration.get("resampling_fn_data_kwargs", {}))
         manifest = {
             "dataset": name,
             "plans": plans_identifier,
             "configuration": configuration,
             "source_folder": str(raw / LABELS_TR_SOFT),
             "layout": f"{PREPROCESSED_SOFT_FOLDER}/<case>.b2nd, float32, shape (1, *case shape), values in [0, 1]",
-            "resampling": {
-                "function": "resample_data_or_seg_to_shape",
-                "order": SOFT_ORDER,
-                "order_z": int(kwargs.get("order_z", 0)),
-                "force_separate_z": kwargs.get("force_separate_z", None),
-            },
+            "resampling": soft_resampling(cm),
             "target_spacing": list(cm.spacing),
             "transpose_forward": list(plans_manager.transpose_forward),
             "cases": rows,

@@ -1,0 +1,239 @@
+"""QC pictures of the whole-spine capability: vertebra instances and SPINEPS semantic masks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from postprocessing.qc._style import _RC, DPI, _save
+
+
+def plot_vertebra_instances(
+    instance: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    semantic: np.ndarray | None = None,
+    names: dict[int, str] | None = None,
+    title: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Sagittal snapshot of a SPINEPS instance mask: one colour per vertebra (discs and endplates in their
+    vertebra's colour, lighter), each vertebra named at its centroid (``names``: id → text, default the id).
+
+    The slice is the sagittal one holding the most vertebra voxels; superior up, anterior right, in mm.
+    ``semantic`` (same grid) is drawn underneath in grey, so structures without an instance stay visible.
+    """
+    import matplotlib
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    from nnunet_extensions.core.geometry import reorient
+    from nnunet_extensions.core.io import voxel_sizes
+
+    codes = ("A", "S", "L")  # voxel axes: towards A (right on screen), S (up), L (slices)
+    inst, aff = reorient(np.asarray(instance), np.asarray(affine, float), codes)
+    sem = reorient(np.asarray(semantic), np.asarray(affine, float), codes)[0] if semantic is not None else None
+    zooms = voxel_sizes(aff)
+    vert = (inst > 0) & (inst < 100)
+    k = int(np.argmax(vert.sum(axis=(0, 1)))) if vert.any() else inst.shape[2] // 2
+    plane = inst[:, :, k].T  # rows: S, cols: A
+    ext = [-0.5 * zooms[0], (inst.shape[0] - 0.5) * zooms[0], -0.5 * zooms[1], (inst.shape[1] - 0.5) * zooms[1]]
+    height = 6.0
+    width = min(max(height * (ext[1] - ext[0]) / max(ext[3] - ext[2], 1e-6) + 1.2, 3.5), 10.0)
+    with matplotlib.rc_context({**_RC, "axes.grid": False}):
+        fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+        ax = fig.add_subplot()
+    if sem is not None:
+        ax.imshow(
+            (sem[:, :, k].T > 0).astype(np.float32) * 0.35,
+            cmap="gray",
+            origin="lower",
+            extent=ext,
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
+    else:
+        ax.imshow(np.zeros(plane.shape, np.float32), cmap="gray", origin="lower", extent=ext, vmin=0, vmax=1)
+    rgba = np.zeros(plane.shape + (4,), np.float32)
+    palette = matplotlib.colormaps["tab20"]
+    vertebrae = sorted(int(v) for v in np.unique(inst) if 0 < v < 100)
+    colours = {v: palette((2 * n) % 20) for n, v in enumerate(vertebrae)}
+    for v in np.unique(plane).tolist():
+        if v == 0:
+            continue
+        base = colours.get(v % 100, to_rgba("0.6"))
+        alpha = 0.85 if v < 100 else 0.45
+        rgba[plane == v] = (*base[:3], alpha)
+    ax.imshow(rgba, origin="lower", extent=ext, interpolation="nearest")
+    sem_k = sem[:, :, k] if sem is not None else None
+    for v in vertebrae:  # name at the vertebral body (49) when the slice shows it, else at the vertebra
+        in_slice = inst[:, :, k] == v
+        if sem_k is not None and (in_slice & (sem_k == 49)).any():
+            in_slice &= sem_k == 49
+        ijk = np.argwhere(in_slice) if in_slice.any() else np.argwhere(inst == v)[:, :2]
+        a, s = ijk[:, 0].mean() * zooms[0], ijk[:, 1].mean() * zooms[1]
+        label = (names or {}).get(v, str(v))
+        ax.annotate(
+            label,
+            (a, s),
+            ha="center",
+            va="center",
+            fontsize=8,
+            fontweight="bold",
+            color="black",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7},
+        )
+    ax.set_aspect("equal")
+    ax.set_xlabel("P ← → A (mm)")
+    ax.set_ylabel("I ← → S (mm)")
+    ax.tick_params(labelsize=7)
+    ax.set_title(title or "vertebra instances", fontsize=10)
+    return _save(fig, path, overwrite)
+
+
+#: SPINEPS semantic label → RGB (0-255): the ITK-SNAP label table of TPTBox's snapshots (label k → entry k-1,
+#: wrapping after 64 entries, so the disc 100 is yellow), the colours SPINEPS users see in its snapshots.
+SPINEPS_COLOURS: dict[int, tuple[int, int, int]] = {
+    26: (203, 160, 95),
+    41: (205, 133, 63),
+    42: (210, 180, 140),
+    43: (102, 205, 170),
+    44: (0, 0, 128),
+    45: (0, 139, 139),
+    46: (46, 139, 87),
+    47: (255, 228, 225),
+    48: (106, 90, 205),
+    49: (221, 160, 221),
+    60: (188, 143, 143),
+    61: (255, 235, 205),
+    62: (255, 228, 196),
+    100: (255, 255, 0),
+}
+
+
+def plot_spine_semantic(
+    semantic,
+    path: str | os.PathLike,
+    *,
+    image=None,
+    title: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Sagittal snapshot of a SPINEPS semantic mask: the mid-sagittal slice and one parasagittal slice through
+    each side's articular processes (the subject's right, mid, left from left to right), labels in
+    :data:`SPINEPS_COLOURS` with a legend; superior up, anterior right, in mm, each panel titled with its
+    world x (RAS mm).
+
+    ``semantic`` and ``image`` are :class:`~nnunet_extensions.core.io.Image` objects or file paths. The mask must hold
+    SPINEPS semantic labels (:func:`nnunet_extensions.core.labels.semantic_value_problem`; an instance mask is named
+    as such) and ``image`` (drawn in grey under labels at 60 % opacity; without it the labels are opaque on
+    black) must share its grid: :class:`~nnunet_extensions.core.io.InputError` otherwise. The mid-sagittal slice is
+    the one through the centroid of the midline structures (spinous process, body, cord, canal, disc); each
+    parasagittal slice the one through the centroid of that side's labels (43/45/47, 44/46/48), else 40 % of
+    the way to the mask's lateral edge.
+    """
+    import matplotlib
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    from nnunet_extensions.core.geometry import reorient
+    from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image, voxel_sizes
+    from nnunet_extensions.core.labels import (
+        CANAL,
+        CORD,
+        CORPUS,
+        DISC,
+        SEMANTIC_LABELS,
+        SPINOSUS,
+        semantic_value_problem,
+    )
+
+    seg = semantic if isinstance(semantic, Image) else load_image(semantic, "labels")
+    problem = semantic_value_problem(np.unique(seg.data).tolist())
+    if problem:
+        raise InputError(f"{seg.name}: {problem}")
+    img = image if isinstance(image, Image) or image is None else load_image(image, "image")
+    if img is not None:
+        check_same_grid(seg, img)
+    codes = ("A", "S", "L")  # voxel axes: towards A (right on screen), S (up), L (slices)
+    lab, aff = reorient(np.asarray(seg.data), np.asarray(seg.affine, float), codes)
+    back = (
+        reorient(np.asarray(img.data, np.float32), np.asarray(img.affine, float), codes)[0] if img is not None else None
+    )
+    zooms = voxel_sizes(aff)
+    n_slices = lab.shape[2]
+
+    def centre(values) -> float | None:
+        counts = np.isin(lab, list(values)).sum(axis=(0, 1))
+        return float((counts * np.arange(n_slices)).sum() / counts.sum()) if counts.sum() else None
+
+    fg = (lab > 0).sum(axis=(0, 1))
+    lo, hi = np.flatnonzero(fg)[[0, -1]] if fg.any() else (0, n_slices - 1)
+    mid = centre((SPINOSUS, CORPUS, CORD, CANAL, DISC))
+    mid = mid if mid is not None else 0.5 * (lo + hi)
+    sides = []  # (name, slice) for the subject's right (low L index) and left
+    for name, values, edge in (("right", (44, 46, 48), lo), ("left", (43, 45, 47), hi)):
+        c = centre(values)
+        sides.append((name, c if c is not None else mid + 0.4 * (edge - mid)))
+    panels = [
+        (f"{sides[0][0]} parasagittal", sides[0][1]),
+        ("mid-sagittal", mid),
+        (f"{sides[1][0]} parasagittal", sides[1][1]),
+    ]
+    box = np.argwhere((lab > 0).any(axis=2)) if fg.any() else np.array([[0, 0], [lab.shape[0] - 1, lab.shape[1] - 1]])
+    pad = [int(np.ceil(10.0 / z)) for z in zooms[:2]]  # 10 mm around the mask's sagittal extent
+    a0, s0 = np.maximum(box.min(0) - pad, 0)
+    a1, s1 = np.minimum(box.max(0) + pad + 1, lab.shape[:2])
+    ext = [(a0 - 0.5) * zooms[0], (a1 - 0.5) * zooms[0], (s0 - 0.5) * zooms[1], (s1 - 0.5) * zooms[1]]
+    height = 5.6
+    width = min(max(3 * height * (ext[1] - ext[0]) / max(ext[3] - ext[2], 1e-6) + 1.0, 6.0), 14.0)
+    with matplotlib.rc_context({**_RC, "axes.grid": False}):
+        fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+        axes = fig.subplots(1, 3, squeeze=True)
+    lut = np.zeros((256, 4), np.float32)
+    for value, rgb in SPINEPS_COLOURS.items():
+        lut[value] = (*(c / 255.0 for c in rgb), 0.6 if back is not None else 1.0)
+    if back is not None:
+        vmin, vmax = (float(v) for v in np.percentile(back[a0:a1, s0:s1], [1, 99]))
+    shown: set[int] = set()
+    for ax, (name, position) in zip(axes, panels):
+        k = int(np.clip(np.rint(position), 0, n_slices - 1))
+        plane = lab[a0:a1, s0:s1, k].T  # rows: S, cols: A
+        if back is not None:
+            ax.imshow(
+                back[a0:a1, s0:s1, k].T,
+                cmap="gray",
+                origin="lower",
+                extent=ext,
+                vmin=vmin,
+                vmax=vmax or 1.0,
+                interpolation="nearest",
+            )
+        else:
+            ax.imshow(np.zeros(plane.shape, np.float32), cmap="gray", origin="lower", extent=ext, vmin=0, vmax=1)
+        ax.imshow(lut[plane.astype(np.int64)], origin="lower", extent=ext, interpolation="nearest")
+        shown |= set(np.unique(plane).tolist()) - {0}
+        x_mm = float((aff @ np.array([0.0, 0.0, k, 1.0]))[0])
+        ax.set_title(f"{name}\nx = {x_mm:+.1f} mm (RAS)", fontsize=9)
+        ax.set_aspect("equal")
+        ax.set_xlabel("P ← → A (mm)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("I ← → S (mm)", fontsize=8)
+    handles = [
+        Patch(
+            facecolor=to_hex(np.array(SPINEPS_COLOURS[v]) / 255.0),
+            edgecolor="0.4",
+            label=f"{v} {SEMANTIC_LABELS[v].replace('_', ' ')}",
+        )
+        for v in sorted(shown)
+    ]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path, overwrite)
