@@ -12,7 +12,7 @@ from scipy.spatial import ConvexHull
 from skimage.measure import find_contours
 
 from postprocessing.cord.centreline import KNOT_SPACING_MM, fit_centreline, project_onto_centreline
-from postprocessing.cord.csa import _hull_areas
+from postprocessing.cord.csa import _hull_areas, convex_hull_area
 
 
 # ============================================================================================ convex hull
@@ -46,6 +46,23 @@ def test_hull_areas_match_scipy_convex_hull(seed, soft):
     ours = _hull_areas(data, slices, dx, dy)
     truth = np.array([_scipy_hull_area(data[:, :, k], dx, dy) for k in slices])
     np.testing.assert_allclose(ours, truth, rtol=1e-6)  # float32 crossings: ~1e-7
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_convex_hull_area_equals_qhull_on_random_point_sets(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 400))
+    points = rng.normal(size=(n, 2)) * rng.uniform(0.1, 10, size=2)
+    if seed % 4 == 0:  # repeated points and points on the hull's edges
+        points = np.vstack([points, points[:5], np.round(points[:20])])
+    assert convex_hull_area(points) == pytest.approx(ConvexHull(points).volume, rel=1e-12)
+
+
+def test_convex_hull_area_of_degenerate_sets():
+    assert convex_hull_area(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [1.0, 1.0]])) == 0.0  # collinear
+    assert convex_hull_area(np.array([[0.0, 0.0], [1.0, 0.0]])) == 0.0
+    square = np.array([[0, 0], [2, 0], [2, 2], [0, 2], [1, 1], [1, 0], [0, 1]], float)  # inner and edge points
+    assert convex_hull_area(square) == 4.0
 
 
 def test_hull_areas_of_a_subset_and_an_empty_slice():

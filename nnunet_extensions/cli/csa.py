@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from nnunet_extensions.cli.common import add_overwrite, add_quiet, existing_path, new_parser
 from postprocessing.cord.levels import VERTFILE_KINDS
@@ -175,7 +176,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--plot",
-        type=existing_path,
+        type=Path,
         metavar="OUT.png",
         help="also draw CSA along S-I with level boundaries (QC picture)",
     )

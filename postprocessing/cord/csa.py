@@ -361,7 +361,7 @@ def _hull_areas(data: np.ndarray, slices: np.ndarray, dx: float, dy: float) -> n
     """In-slice area (mm²) of the convex hull of each slice's 0.5 iso-contour (marching-squares crossings).
 
     Hull vertices are among the outermost crossings of each voxel row and column; the hull of those
-    candidates is SciPy's (Qhull), exact.
+    candidates is exact (:func:`convex_hull_area`; ``tests/test_csa_geometry.py`` checks it against Qhull).
     """
     ns = slices.size
     # crop to the mask's bounding box, one background voxel around it, slices first: (slice, i, j)
@@ -393,8 +393,6 @@ def _hull_areas(data: np.ndarray, slices: np.ndarray, dx: float, dy: float) -> n
             ss.append(s[sel])
     if not ss:
         return np.full(ns, np.nan)
-    from scipy.spatial import ConvexHull
-
     px = np.concatenate(xs) * dx
     py = np.concatenate(ys) * dy
     ps = np.concatenate(ss)
@@ -407,8 +405,37 @@ def _hull_areas(data: np.ndarray, slices: np.ndarray, dx: float, dy: float) -> n
     bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
     area = np.full(ns, np.nan)
     for k in np.flatnonzero(counts).tolist():
-        area[k] = ConvexHull(pts[bounds[k] : bounds[k + 1]]).volume  # a 2-D hull's "volume" is its area
+        area[k] = convex_hull_area(pts[bounds[k] : bounds[k + 1]])
     return area
+
+
+def convex_hull_area(points: np.ndarray) -> float:
+    """Area of the convex hull of 2-D ``points`` (N×2, any units; the area in those units squared).
+
+    Andrew's monotone chain (sort by x then y; lower and upper chains keep only counter-clockwise turns), then the
+    shoelace formula. Exact for any point set, including collinear and repeated points (area 0). Written here
+    rather than taken from ``scipy.spatial.ConvexHull`` because importing ``scipy.spatial`` costs about half a
+    second, more than measuring a whole cord; the tests compare the two."""
+    pts = np.unique(np.asarray(points, float), axis=0)  # sorted by x, then y
+    if len(pts) < 3:
+        return 0.0
+    xs, ys = pts[:, 0].tolist(), pts[:, 1].tolist()
+
+    def chain(indices) -> list[int]:
+        out: list[int] = []
+        for i in indices:
+            while len(out) >= 2:
+                a, b = out[-2], out[-1]
+                if (xs[b] - xs[a]) * (ys[i] - ys[a]) - (ys[b] - ys[a]) * (xs[i] - xs[a]) > 0:
+                    break
+                out.pop()
+            out.append(i)
+        return out
+
+    lower, upper = chain(range(len(xs))), chain(range(len(xs) - 1, -1, -1))
+    hull = lower[:-1] + upper[:-1]
+    hx, hy = np.array([xs[i] for i in hull]), np.array([ys[i] for i in hull])
+    return float(0.5 * abs(np.dot(hx, np.roll(hy, -1)) - np.dot(hy, np.roll(hx, -1))))
 
 
 def _group_ends(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
