@@ -13,6 +13,9 @@ SOFTGT_RESOLUTION_MM = 0.4
 LESION_LABEL_SUFFIX = bids.LESION_SEG
 #: ``convert lesion --regions``: suffix of the binary cord masks (``--cord-suffix``; spine-generic naming).
 LESION_CORD_SUFFIX = bids.CORD_SEG
+#: ``convert lesion``: a resampled lesion mask whose volume changes by more than this fraction (or whose lesion
+#: count changes) is reported in ``lesion_resampling.csv`` as changed.
+LESION_VOLUME_TOLERANCE = 0.10
 #: ``convert spineps``: image specs of the input channels, in order (``--channels``).
 SPINEPS_CHANNELS = ("T2w",)
 #: ``convert cutouts``: shifted copies per vertebra (``--shifts``), their largest shift (mm) and the seed.

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from dataset_converters import nnunet_raw
-from dataset_converters.defaults import JOBS, LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX
+from dataset_converters.defaults import JOBS, LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, LESION_VOLUME_TOLERANCE
 from dataset_converters.parallel import process_pool, run_all
 from dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
 from nnunet_extensions.core import bids
@@ -52,6 +52,7 @@ from nnunet_extensions.core.io import (
     require_folder,
     same_grid,
 )
+from postprocessing.lesion.matching import label_lesions  # the one lesion definition (tests/test_layers.py)
 
 #: Labels of ``labelsTr``: plain, and region-based (``--regions``).
 LABELS = {"background": 0, "lesion": 1}
@@ -108,6 +109,25 @@ class CaseReport:
     cord_mask: str = ""
     cord_resampled: bool = False
     lesion_voxels_outside_cord: int = 0
+    #: Lesions (26-connected components) and volume (mm³) of the source mask, before resampling.
+    source_lesions: int = 0
+    source_volume_mm3: float = 0.0
+    #: Lesions of the written mask.
+    lesions: int = 0
+
+    @property
+    def lost_lesions(self) -> int:
+        """Lesions that resampling made vanish or merge (source − written, ≥ 0)."""
+        return max(0, self.source_lesions - self.lesions)
+
+    @property
+    def resampling_changed(self) -> bool:
+        """Whether resampling the lesion mask changed its lesion count or its volume by more than
+        :data:`~dataset_converters.defaults.LESION_VOLUME_TOLERANCE`."""
+        if not self.lesion_resampled:
+            return False
+        tol = LESION_VOLUME_TOLERANCE * max(self.source_volume_mm3, 1e-9)
+        return self.lesions != self.source_lesions or abs(self.lesion_volume_mm3 - self.source_volume_mm3) > tol
 
 
 @dataclass
@@ -144,6 +164,11 @@ class LesionConversionReport(ConversionReport):
                 line += f"; cord {Path(r.cord_mask).name}{' (resampled, nearest)' if r.cord_resampled else ''}"
                 if r.lesion_voxels_outside_cord:
                     line += f", {r.lesion_voxels_outside_cord} lesion voxels outside the cord (kept as lesion)"
+            if r.resampling_changed:
+                line += (
+                    f"; RESAMPLING CHANGED THE MASK: {r.source_lesions} -> {r.lesions} lesions, "
+                    f"{r.source_volume_mm3:.1f} -> {r.lesion_volume_mm3:.1f} mm3 (see {RESAMPLING_CSV})"
+                )
             out.append(line)
         for unit, why in self.skipped.items():
             out.append(f"{unit}: skipped ({why})")
@@ -305,10 +330,14 @@ def _process(plan: _CasePlan, st: _Settings) -> CaseReport:
             data = data.astype(np.float32)
         images.append(Image(data=_as_written(data), affine=ref.affine, path=ch.image))
     lesion_resampled = cord_resampled = False
+    source_lesions, source_volume = 0, 0.0
     if plan.lesion is None:
         lesion = np.zeros(ref.shape, bool)
     else:
-        data, lesion_resampled = _on_reference(load_image(plan.lesion[0], "binary"), ref, order=0)
+        source = load_image(plan.lesion[0], "binary")
+        source_lesions = label_lesions(source.data > 0)[1]
+        source_volume = float((source.data > 0).sum()) * float(np.prod(source.zooms))
+        data, lesion_resampled = _on_reference(source, ref, order=0)
         lesion = data > 0
     label = lesion.astype(np.uint8)
     outside = 0
@@ -332,7 +361,41 @@ def _process(plan: _CasePlan, st: _Settings) -> CaseReport:
         cord_mask=rel(plan.cord[0]) if plan.cord else "",
         cord_resampled=cord_resampled,
         lesion_voxels_outside_cord=outside,
+        source_lesions=source_lesions,
+        source_volume_mm3=round(source_volume, 3),
+        lesions=label_lesions(lesion)[1],
     )
+
+
+#: Columns of ``lesion_resampling.csv`` (one row per case whose lesion mask was resampled).
+RESAMPLING_COLUMNS = [
+    "case",
+    "lesion_mask",
+    "lesions_before",
+    "lesions_after",
+    "volume_before_mm3",
+    "volume_after_mm3",
+    "changed",
+]
+#: File written into the dataset folder when a lesion mask was resampled.
+RESAMPLING_CSV = "lesion_resampling.csv"
+
+
+def resampling_rows(cases: Sequence[CaseReport]) -> list[dict]:
+    """:data:`RESAMPLING_COLUMNS` rows of the cases whose lesion mask was resampled onto the reference grid."""
+    return [
+        {
+            "case": c.case,
+            "lesion_mask": c.lesion_mask,
+            "lesions_before": c.source_lesions,
+            "lesions_after": c.lesions,
+            "volume_before_mm3": c.source_volume_mm3,
+            "volume_after_mm3": c.lesion_volume_mm3,
+            "changed": c.resampling_changed,
+        }
+        for c in cases
+        if c.lesion_resampled
+    ]
 
 
 def convert(
@@ -349,6 +412,7 @@ def convert(
     cord_suffix: str = LESION_CORD_SUFFIX,
     regions: bool = False,
     allow_missing: bool = False,
+    allow_lesion_loss: bool = False,
 ) -> LesionConversionReport:
     """Convert a BIDS lesion dataset into ``<nnUNet_raw>/DatasetXXX_NAME`` (see the module docstring; the
     converter protocol: :mod:`dataset_converters.protocol`).
@@ -380,6 +444,9 @@ def convert(
         ``regions_class_order = [1, 2]``.
     allow_missing : bool
         Write an empty lesion mask for a subject without one (instead of skipping it).
+    allow_lesion_loss : bool
+        Keep going when resampling a lesion mask onto the reference grid loses a lesion (otherwise
+        :class:`InputError`, nothing written). Resampled masks are accounted for in ``lesion_resampling.csv``.
 
     The sessions of one subject share a fold of ``splits_final.json``.
 
@@ -443,6 +510,21 @@ def convert(
                 }
                 for c, plan in zip(cases, todo)
             }
+            lossy = [c for c in cases if c.lost_lesions]
+            if lossy and not allow_lesion_loss:
+                first = lossy[0]
+                more = f" (and {len(lossy) - 1} more case(s))" if len(lossy) > 1 else ""
+                raise InputError(
+                    f"{bids_root / first.lesion_mask}: resampling onto the {specs[0]} grid loses "
+                    f"{first.lost_lesions} of {first.source_lesions} lesions{more}; use --allow-lesion-loss to "
+                    "convert anyway"
+                )
+            moved = resampling_rows(cases)
+            if moved:
+                import pandas as pd
+
+                text = pd.DataFrame(moved, columns=RESAMPLING_COLUMNS).to_csv(index=False)
+                (stage / RESAMPLING_CSV).write_text(text)
             extra = {"regions_class_order": REGIONS_CLASS_ORDER} if regions else {}
             nnunet_raw.write_dataset_json(
                 stage,
@@ -494,6 +576,9 @@ __all__ = [
     "discover",
     "parse_channels",
     "CaseReport",
+    "RESAMPLING_COLUMNS",
+    "RESAMPLING_CSV",
+    "resampling_rows",
     "LesionConversionReport",
     "LesionConversionWarning",
     "LABELS",

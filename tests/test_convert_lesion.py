@@ -353,3 +353,68 @@ def test_real_fake_lesion(real_bids, shared_data, tmp_path):
     assert np.array_equal(read(folder / "imagesTr/sub-01_T2w_0000.nii.gz"), read(t2 / "t2_fake_lesion.nii.gz"))
     verify_with_nnunet(folder)
     assert tree_hash(shared_data / "sct_testing_data") == before  # the shared input is untouched
+
+
+def _add_lesion_lost_by_nearest(mask: Path, like: Path) -> None:
+    """Add a one-voxel lesion to ``mask`` (in place) in a plane of voxels that nibabel's nearest-neighbour
+    resampling onto ``like``'s grid never samples, inside the target's view and 4+ voxels from other lesions."""
+    from scipy import ndimage
+
+    src = nib.load(str(mask))
+    data = np.asanyarray(src.dataobj).astype(np.uint8)
+    index = nib.Nifti1Image(np.arange(1, data.size + 1, dtype=np.float64).reshape(data.shape), src.affine)
+    target = nib.load(str(like))
+    hit = np.asanyarray(resample_from_to(index, (target.shape, target.affine), order=0, cval=0).dataobj)
+    ijk = np.unravel_index(hit[hit > 0].astype(np.int64) - 1, data.shape)
+    per_axis = [np.unique(a) for a in ijk]  # source indices sampled along each axis
+    skipped = [i for i in range(per_axis[0][2], per_axis[0][-3]) if i not in set(per_axis[0])]
+    assert skipped, "nearest-neighbour resampling samples every plane"
+    near_lesion = ndimage.binary_dilation(data > 0, iterations=4)
+    for i in skipped:
+        for j in per_axis[1][4:-4]:
+            for k in per_axis[2][4:-4]:
+                if not near_lesion[i, j, k]:
+                    data[i, j, k] = 1
+                    mask.unlink()
+                    nib.save(nib.Nifti1Image(data, src.affine), str(mask))
+                    return
+    raise AssertionError("no free voxel in a skipped plane")
+
+
+def test_resampling_that_loses_a_lesion_is_refused_then_accounted_for(copy, tmp_path):
+    """A one-voxel lesion on the T2w grid that the T1w grid never samples: converting with the T1w channel
+    first (masks resampled, nearest) exits 2 naming the mask and --allow-lesion-loss, writing nothing; with
+    --allow-lesion-loss the dataset holds lesion_resampling.csv whose counts match scipy's on both grids."""
+    import pandas as pd
+    from scipy import ndimage
+
+    for sub in ("sub-01", "sub-02"):
+        for suffix in ("label-lesion_seg", "label-SC_seg"):
+            label(copy, sub, f"T1w_{suffix}").unlink()
+    mask = label(copy, "sub-01", "T2w_label-lesion_seg")
+    _add_lesion_lost_by_nearest(mask, anat(copy, "sub-01", "T1w"))
+    before = tree_hash(copy)
+    raw = tmp_path / "raw"
+    args = ("-i", copy, "--channels", "T1w,T2w", "--nnunet-dataset", 311, "--name", "Loss")
+    proc = cli(*args, raw=raw)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert mask.name in proc.stderr and "--allow-lesion-loss" in proc.stderr and "loses 1 of" in proc.stderr
+    assert not (raw / "Dataset311_Loss").exists() and tree_hash(copy) == before
+
+    proc = cli(*args, "--allow-lesion-loss", raw=raw)
+    assert proc.returncode == 0, proc.stderr
+    folder = raw / "Dataset311_Loss"
+    table = pd.read_csv(folder / "lesion_resampling.csv").set_index("case")
+    assert set(table.index) == {"sub-01_T1w", "sub-02_T1w"}
+    full = np.ones((3, 3, 3))
+    for sub in ("sub-01", "sub-02"):
+        row = table.loc[f"{sub}_T1w"]
+        src = nib.load(str(label(copy, sub, "T2w_label-lesion_seg")))
+        src_data = np.asanyarray(src.dataobj) > 0
+        written = read(folder / "labelsTr" / f"{sub}_T1w.nii.gz") > 0
+        assert row.lesions_before == ndimage.label(src_data, full)[1]
+        assert row.lesions_after == ndimage.label(written, full)[1]
+        assert row.volume_before_mm3 == pytest.approx(src_data.sum() * np.prod(src.header.get_zooms()[:3]), rel=1e-3)
+    assert table.loc["sub-01_T1w"].lesions_before == table.loc["sub-01_T1w"].lesions_after + 1
+    assert bool(table.loc["sub-01_T1w"].changed)

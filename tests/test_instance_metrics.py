@@ -84,14 +84,15 @@ def test_tp_threshold_dice_versus_iou():
     ref[0:6, 0:2, :] = 20  # 36 voxels
     pred[2:8, 0:2, :] = 20  # 36 voxels, 24 shared: Dice 2/3, IoU 1/2
     pred[0:2, 5:6, :] = 120  # a predicted disc where the reference has none
-    dsc = _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0)))
-    iou = _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0), tp_metric="iou"))
+    dsc = _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0), tp_metric="dsc"))
+    iou = _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0)))  # the default: IoU, as panoptica
     assert dsc["vertebra"]["tp"] == iou["vertebra"]["tp"] == 1  # IoU exactly 0.5 counts (>=)
     assert dsc["vertebra"]["sq_dsc"] == pytest.approx(2 / 3) and dsc["vertebra"]["sq"] == pytest.approx(0.5)
-    assert _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0), match="iou"))["vertebra"]["tp"] == 0  # > 0.5
+    assert _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0), match="iou"))["vertebra"]["tp"] == 1  # >= 0.5
     pred[2, 0, 0] = 0  # Dice 46/71 ≥ 0.5 still, IoU 23/48 < 0.5
-    assert _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0)))["vertebra"]["tp"] == 1
-    assert _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0), tp_metric="iou"))["vertebra"]["tp"] == 0
+    assert _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0), tp_metric="dsc"))["vertebra"]["tp"] == 1
+    assert _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0)))["vertebra"]["tp"] == 0
+    assert _by_group(instance_metrics(ref, pred, (1.0, 1.0, 1.0), match="iou"))["vertebra"]["tp"] == 0
     ivd = dsc["ivd"]
     assert (ivd["ref_instances"], ivd["pred_instances"], ivd["tp"], ivd["fp"], ivd["fn"]) == (0, 1, 0, 1, 0)
     assert math.isnan(ivd["recall"]) and ivd["precision"] == 0.0 and ivd["rq"] == 0.0 and ivd["global_dice"] == 0.0

@@ -15,20 +15,23 @@ import pytest
 from scipy import ndimage
 
 from nnunet_extensions.core.io import InputError
-from postprocessing.lesion.metrics import (
-    CASE_COLUMNS,
+from postprocessing.lesion.matching import (
     COUNT_KEYS,
     DEFAULT_CONNECTIVITY,
     MATCH_RULES,
-    PER_LESION_COLUMNS,
-    evaluate_lesion_arrays,
-    evaluate_lesion_case,
-    evaluate_lesions,
+    MatchRule,
     label_lesions,
     lesion_counts,
     lesion_scores,
     si_order,
     sum_counts,
+)
+from postprocessing.lesion.metrics import (
+    CASE_COLUMNS,
+    PER_LESION_COLUMNS,
+    evaluate_lesion_arrays,
+    evaluate_lesion_case,
+    evaluate_lesions,
     summary_row,
 )
 
@@ -57,14 +60,19 @@ def brute_counts(ref: np.ndarray, pred: np.ndarray, connectivity: int, match: st
         tp = sum(1 for i in range(1, nr + 1) if pred[lr == i].sum() >= 0.1 * (lr == i).sum() - 1e-9)
         fp = sum(1 for j in range(1, np_ + 1) if not ref[lp == j].any())
     else:
-        pairs = []
+        candidates = []
         for i in range(1, nr + 1):
             for j in range(1, np_ + 1):
                 a, b = lr == i, lp == j
                 iou = (a & b).sum() / (a | b).sum()
-                if iou > 0.5:
-                    pairs.append((i, j))
-        tp = len(pairs)
+                if iou >= 0.5:
+                    candidates.append((-iou, i, j))
+        used_i, used_j = set(), set()
+        for _, i, j in sorted(candidates, key=lambda c: c[0]):  # greedy by decreasing IoU, one-to-one
+            if i not in used_i and j not in used_j:
+                used_i.add(i)
+                used_j.add(j)
+        tp = len(used_i)
         fp = np_ - tp
     return {"ref_lesions": nr, "pred_lesions": np_, "tp": tp, "fp": fp, "fn": nr - tp}
 
@@ -128,11 +136,13 @@ def test_overlap_rule_merge_and_split():
 
 
 # --------------------------------------------------------------------------------------------- iou rule
-def test_iou_rule_strictly_above_one_half_one_to_one():
+def test_iou_rule_at_least_one_half_one_to_one():
     shape = (8, 3, 3)
     ref = box(shape, np.s_[0:4, 1, 1])
-    half = box(shape, np.s_[0:2, 1, 1])  # IoU 2/4 = 0.5: not a match
-    assert lesion_counts(ref, half, match="iou") == {"ref_lesions": 1, "pred_lesions": 1, "tp": 0, "fp": 1, "fn": 1}
+    half = box(shape, np.s_[0:2, 1, 1])  # IoU 2/4 = 0.5: a match (panoptica), not with --strict (Kirillov)
+    assert lesion_counts(ref, half, match="iou") == {"ref_lesions": 1, "pred_lesions": 1, "tp": 1, "fp": 0, "fn": 0}
+    strict = MatchRule("iou", strict=True)
+    assert lesion_counts(ref, half, match=strict) == {"ref_lesions": 1, "pred_lesions": 1, "tp": 0, "fp": 1, "fn": 1}
     three = box(shape, np.s_[0:3, 1, 1])  # IoU 0.75
     assert lesion_counts(ref, three, match="iou") == {"ref_lesions": 1, "pred_lesions": 1, "tp": 1, "fp": 0, "fn": 0}
     # one prediction over two equal references: IoU 2/5 each, no match (overlap would count both)
@@ -208,7 +218,7 @@ def test_case_row_and_per_lesion_rows_on_anisotropic_voxels():
     assert row["intersection_mm3"] == pytest.approx(4 * 1.5)
     assert row["volume_error_mm3"] == pytest.approx(-11 * 1.5)
     assert row["dice"] == pytest.approx(2 * 4 / (16 + 5))
-    assert row["match"] == "overlap" and row["connectivity"] == 26 and list(row) == CASE_COLUMNS
+    assert row["match"] == "overlap>=10%" and row["connectivity"] == 26 and list(row) == CASE_COLUMNS
     assert [r["lesion"] for r in lesions] == [1, 2]
     sup, inf = lesions  # numbered superior first: the second box (z 7-8) is lesion 1
     assert sup["centroid_z_mm"] == pytest.approx(7.5 * 3.0) and sup["centroid_x_mm"] == pytest.approx(5.5 * 0.5)
@@ -274,8 +284,10 @@ def test_case_files_labels_and_grid(tmp_path):
     r = save(tmp_path / "ref.nii.gz", ref)
     row = evaluate_lesion_case(p, r, label=2)
     assert (row["tp"], row["fp"], row["fn"], row["dice"]) == (1, 0, 0, 1.0)
-    everything = evaluate_lesion_case(p, r)  # all foreground: the cord is the lesion
-    assert everything["dice"] == pytest.approx(2 * 8 / (8 + 96))
+    with pytest.raises(InputError, match=r"pred.nii.gz: several labels \[1, 2\]; choose the lesion with --label"):
+        evaluate_lesion_case(p, r)  # a cord + lesion prediction is not a lesion mask
+    everything, _ = evaluate_lesions(p, r, all_foreground=True)  # asked for: the cord is the lesion
+    assert everything[0]["dice"] == pytest.approx(2 * 8 / (8 + 96))
     assert evaluate_lesion_case(p, r, label=2, ref_label=2)["ref_lesions"] == 0  # binary ref has no label 2
     moved = save(tmp_path / "moved.nii.gz", ref, affine=np.diag([1, 1, 1.5, 1]))
     with pytest.raises(InputError, match="moved.nii.gz"):
@@ -298,7 +310,7 @@ def test_folders_matched_by_case_name(tmp_path):
         save(anat / f"sub-{sub}_T2w_label-SC_seg.nii.gz", np.ones_like(les))  # must not be taken
     rows, lesions = evaluate_lesions(tmp_path / "pred", tmp_path / "labels")
     by = {r["case"]: r for r in rows}
-    assert list(by) == ["sub-01_T2w", "sub-02_T2w", "ALL"]
+    assert list(by) == ["sub-01_T2w", "sub-02_T2w", "ALL", "MEAN", "SD", "N"]
     assert (by["sub-01_T2w"]["tp"], by["sub-01_T2w"]["dice"]) == (1, 1.0)
     assert (by["sub-02_T2w"]["ref_lesions"], by["sub-02_T2w"]["fp"]) == (0, 1)
     assert (by["ALL"]["ref_lesions"], by["ALL"]["pred_lesions"], by["ALL"]["tp"], by["ALL"]["fp"]) == (1, 2, 1, 1)
@@ -371,7 +383,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_parser_registers_options():
     a = _parser().parse_args(["lesions", "--pred", "p", "--ref", "r"])
-    assert (a.match, a.connectivity, a.label, a.ref_label, a.per_lesion) == ("overlap", 26, "all", None, None)
+    assert (a.match, a.connectivity, a.label, a.ref_label, a.per_lesion) == ("overlap", 26, None, None, None)
     a = _parser().parse_args(
         [
             "lesions",
@@ -417,7 +429,7 @@ def test_parser_run_writes_tables_and_refuses_bad_input(lesion_phantom, tmp_path
     )
     assert a.func(a) == 0
     df = pd.read_csv(out)
-    assert list(df.columns) == CASE_COLUMNS and df["case"].tolist() == ["sub-01_T2w", "ALL"]
+    assert list(df.columns) == CASE_COLUMNS and df["case"].tolist() == ["sub-01_T2w", "ALL", "MEAN", "SD", "N"]
     assert (df.loc[0, "tp"], df.loc[0, "fn"], df.loc[0, "fp"], df.loc[0, "connectivity"]) == (8, 1, 1, 6)
     assert len(pd.read_csv(per)) == 9
     bad = save(tmp_path / "bad" / "sub-01_T2w.nii.gz", np.full((3, 3, 3), np.nan), dtype=np.float32)
@@ -454,7 +466,7 @@ def test_cli_evaluate_lesions_exit_codes(lesion_phantom, tmp_path, capsys):
         )
         == 0
     )
-    assert pd.read_csv(out)["match"].tolist() == ["iou", "iou"]
+    assert pd.read_csv(out)["match"].tolist() == ["iou>=0.5"] * 5
     bad = save(tmp_path / "four.nii.gz", np.zeros((3, 3, 3, 2)))
     out2 = tmp_path / "m2.csv"
     code = main(["evaluate", "lesions", "--pred", str(bad), "--ref", str(bad), "-o", str(out2)])

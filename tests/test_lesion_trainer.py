@@ -265,10 +265,13 @@ def test_final_validation_lesion_metrics_csv_by_hand(tmp_path, regions):
     out = write_validation_lesion_metrics(val, gt, ".nii.gz", target)
     assert out == val / "lesion_metrics.csv"
     table = pd.read_csv(out)
-    assert table["case"].tolist() == ["case_000", "ALL"]
+    assert table["case"].tolist() == ["case_000", "ALL", "MEAN", "SD", "N"]
+    sizes = pd.read_csv(val / "lesion_detection_by_size.csv")
+    assert sizes.columns.tolist() == ["size_bin", "ref_lesions", "detected", "lesion_sensitivity"]
+    assert sizes["ref_lesions"].sum() == 3 and sizes["detected"].sum() == 1
     row = table.iloc[0]
     assert (row.ref_lesions, row.pred_lesions, row.tp, row.fp, row.fn) == (3, 3, 1, 1, 2)
-    assert row.match == "overlap" and row.connectivity == 26
+    assert row.match == "overlap>=10%" and row.connectivity == 26
     assert row.lesion_sensitivity == pytest.approx(1 / 3, abs=1e-5)
     assert row.lesion_precision == pytest.approx(2 / 3, abs=1e-5)
     assert row.lesion_f1 == pytest.approx(4 / 9, abs=1e-5)

@@ -38,15 +38,21 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 from nnunet_extensions.integration.hooks import validation_step_with_output
-from postprocessing.lesion.metrics import (
-    CASE_COLUMNS,
+from postprocessing.lesion.matching import (
     COUNT_KEYS,
     DEFAULT_CONNECTIVITY,
     DEFAULT_MATCH,
-    evaluate_lesion_arrays,
+    MatchRule,
     lesion_counts,
     lesion_scores,
-    summary_row,
+)
+from postprocessing.lesion.metrics import (
+    BY_SIZE_COLUMNS,
+    CASE_COLUMNS,
+    DEFAULT_SIZE_EDGES_MM3,
+    detection_by_size,
+    evaluate_lesion_arrays,
+    summary_rows,
 )
 from trainers.epoch_metrics import Curve, ExtraMetricsLogger, sum_over_validation
 from trainers.lesion_losses import FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss
@@ -54,6 +60,8 @@ from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 
 #: File written by the final validation, in ``<fold>/validation/``.
 LESION_METRICS_CSV = "lesion_metrics.csv"
+#: Detection by reference-lesion volume (bins :data:`~postprocessing.lesion.metrics.DEFAULT_SIZE_EDGES_MM3`), beside it.
+LESION_BY_SIZE_CSV = "lesion_detection_by_size.csv"
 
 
 class LesionLocalLogger(ExtraMetricsLogger):
@@ -125,31 +133,36 @@ def write_validation_lesion_metrics(
     file_ending: str,
     target: LesionTarget,
     connectivity: int = DEFAULT_CONNECTIVITY,
-    match: str = DEFAULT_MATCH,
+    match: str | MatchRule = DEFAULT_MATCH,
 ) -> Path:
     """Lesion-wise metrics of nnU-Net's final validation: one row per predicted case of ``validation_folder``
-    against ``gt_folder/<case><file_ending>`` (nnU-Net's ``gt_segmentations``), then the ``ALL`` row; written to
-    ``validation_folder/lesion_metrics.csv`` (columns of ``nnspine evaluate lesions``, volumes in mm³)."""
+    against ``gt_folder/<case><file_ending>`` (nnU-Net's ``gt_segmentations``), then the ``ALL``, ``MEAN``, ``SD``
+    and ``N`` rows; written to ``validation_folder/lesion_metrics.csv`` (columns of ``nnspine evaluate lesions``,
+    volumes in mm³), and detection by lesion size to ``lesion_detection_by_size.csv``."""
     import pandas as pd
 
     from nnunet_extensions.core.io import check_same_grid, load_image, write_text
 
-    rows = []
+    rows, lesions = [], []
     for pred_file in sorted(validation_folder.glob(f"*{file_ending}")):
         case = pred_file.name[: -len(file_ending)]
         pred = load_image(pred_file, "labels")
         ref = load_image(gt_folder / f"{case}{file_ending}", "labels")
         check_same_grid(ref, pred)
-        row, _ = evaluate_lesion_arrays(
+        row, per = evaluate_lesion_arrays(
             np.isin(ref.data, target.ref_labels),
             pred.data == target.file_label,
             ref.affine,
             case=case,
             match=match,
             connectivity=connectivity,
+            per_lesion=True,
         )
         rows.append(row)
-    table = pd.DataFrame(rows + [summary_row(rows)], columns=CASE_COLUMNS)
+        lesions.extend(per)
+    sizes = pd.DataFrame(detection_by_size(lesions, DEFAULT_SIZE_EDGES_MM3), columns=BY_SIZE_COLUMNS)
+    write_text(validation_folder / LESION_BY_SIZE_CSV, sizes.to_csv(index=False, float_format="%.6g"), overwrite=True)
+    table = pd.DataFrame(rows + summary_rows(rows), columns=CASE_COLUMNS)
     return write_text(
         validation_folder / LESION_METRICS_CSV, table.to_csv(index=False, float_format="%.6g"), overwrite=True
     )
@@ -165,7 +178,8 @@ class nnUNetTrainerLesion(nnUNetTrainer):
     OVERSAMPLE_FOREGROUND = 0.66
     #: Lesion components and matching of the per-epoch and final lesion metrics.
     connectivity = DEFAULT_CONNECTIVITY
-    match = DEFAULT_MATCH
+    #: Matching rule (a kind name or a :class:`~postprocessing.lesion.matching.MatchRule`); subclass to change it.
+    match: str | MatchRule = DEFAULT_MATCH
 
     def __init__(
         self,
@@ -228,7 +242,7 @@ class nnUNetTrainerLesion(nnUNetTrainer):
             "F1",
             np.round(scores["lesion_f1"], 4),
             f"(patches: {counts['ref_lesions']} reference, {counts['pred_lesions']} predicted lesions, "
-            f"tp {counts['tp']} fp {counts['fp']} fn {counts['fn']}; {self.match} rule, "
+            f"tp {counts['tp']} fp {counts['fp']} fn {counts['fn']}; {MatchRule.of(self.match).name} rule, "
             f"{self.connectivity}-connectivity)",
         )
 

@@ -146,7 +146,9 @@ def postprocess_and_evaluate(
     )
     reasons = lesions.loc[lesions["lesion"] != TOTAL, "removed"].dropna()
     raw = evaluate_lesions(prediction, reference, match=MATCH, connectivity=CONNECTIVITY)[0][0]
-    post_rows, per_lesion = evaluate_lesions(out_mask, reference, match=MATCH, connectivity=CONNECTIVITY)
+    post_rows, per_lesion = evaluate_lesions(
+        out_mask, reference, match=MATCH, connectivity=CONNECTIVITY, all_foreground=True
+    )
     return PostprocessEvaluation(
         raw, post_rows[0], per_lesion, {str(k): int(v) for k, v in reasons[reasons != ""].value_counts().items()}
     )

@@ -112,6 +112,10 @@ Outputs ($nnUNet_raw/DatasetID_NAME, ID on 3 digits; the input dataset is never 
 With --regions the cord mask (--cord-suffix) is required; lesion voxels outside the cord are still lesion
 (label 2), and the report counts them.
 
+A lesion mask drawn on another grid can lose small lesions when resampled: lesions and volume before and
+after are written per resampled case to lesion_resampling.csv in the dataset folder, every case that changed
+is printed, and a case that loses a lesion stops the command (exit 2, nothing written) unless
+--allow-lesion-loss.
 A subject missing a sequence or its lesion mask (or its cord mask with --regions) is skipped with a
 one-line warning on stderr; --allow-missing writes an empty lesion mask instead (negative cases). A bad
 file (not 3-D, NaN, non-binary mask, mask on a grid other than its image's) stops the command before
@@ -163,6 +167,11 @@ def register_lesion(conv: argparse._SubParsersAction) -> None:
         "--allow-missing",
         action="store_true",
         help="write an empty lesion mask for subjects without one (instead of skipping them)",
+    )
+    p.add_argument(
+        "--allow-lesion-loss",
+        action="store_true",
+        help="convert even when resampling a lesion mask onto the first channel's grid loses a lesion",
     )
     add_converter_options(p)
     p.set_defaults(func=run_lesion)
@@ -221,4 +230,5 @@ def run_lesion(args: argparse.Namespace) -> int:
         cord_suffix=args.cord_suffix,
         regions=args.regions,
         allow_missing=args.allow_missing,
+        allow_lesion_loss=args.allow_lesion_loss,
     )

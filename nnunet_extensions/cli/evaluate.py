@@ -15,6 +15,7 @@ from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
 from nnunet_extensions.cli.evaluate_compare import register_compare
 from nnunet_extensions.cli.evaluate_instances import register_instances
 from nnunet_extensions.cli.evaluate_lesions import register_lesions
+from nnunet_extensions.cli.evaluate_summary import register_summary
 from nnunet_extensions.core.bids import SPINEPS_INSTANCE_SUFFIXES
 from postprocessing.cord.levels import VERTFILE_KINDS
 
@@ -142,7 +143,14 @@ def register_csa_variability(what: argparse._SubParsersAction) -> None:
 
 #: Register functions of the evaluations, in the order ``nnspine evaluate --help`` lists them. A new
 #: evaluation (e.g. lesion-wise metrics) appends its own ``register_<what>(what_subparsers)``.
-EVALUATIONS = [register_softseg, register_csa_variability, register_compare, register_lesions, register_instances]
+EVALUATIONS = [
+    register_softseg,
+    register_csa_variability,
+    register_compare,
+    register_lesions,
+    register_summary,
+    register_instances,
+]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -20,9 +20,9 @@ Instance masks (default): vertebrae by VerSe id (C1=1 ... L5=24, L6=25, T13=28),
 below vertebra X as 100+X, its endplates as 200+X. One row per case and structure group:
   vertebra (1-25, 28), ivd (101-125, 128), endplate (201-225, 228), sacrum (26), all (every instance).
 Matching (--match, written into the CSV):
-  label  same value = a pair; a true positive when its Dice >= 0.5 (--tp-metric dsc, default) or its
-         IoU >= 0.5 (--tp-metric iou, as panoptica's published matched-instance example)
-  iou    one-to-one pairs with IoU > 0.5, values ignored
+  label  same value = a pair; a true positive when its IoU >= 0.5 (--tp-metric iou, default, as
+         panoptica's NaiveThresholdMatching) or its Dice >= 0.5 (--tp-metric dsc)
+  iou    one-to-one pairs with IoU >= 0.5, values ignored (greedy by decreasing IoU)
 Columns: case, structure, match, ref_instances, pred_instances, tp, fp (= pred - tp), fn (= ref - tp),
 precision (tp/pred), recall (tp/ref), rq (tp / (tp + fp/2 + fn/2), the F1 of the matching), sq (mean IoU
 of the true positives), sq_dsc (their mean Dice), pq (= sq * rq), pq_dsc (= sq_dsc * rq), assd_mm (mean
@@ -71,7 +71,7 @@ def register_instances(what: argparse._SubParsersAction) -> argparse.ArgumentPar
         "--tp-metric",
         choices=TP_METRICS,
         default=None,
-        help="with --match label: a pair is a true positive when this is >= 0.5 (default: dsc)",
+        help="with --match label: a pair is a true positive when this is >= 0.5 (default: iou, as panoptica)",
     )
     s.add_argument(
         "-o",
@@ -124,7 +124,7 @@ def run_instances(args: argparse.Namespace) -> int:
         show = ["label", "structure", "ref_volume_mm3", "pred_volume_mm3", "dice"]
     else:
         rows = evaluate_instances(
-            args.pred, args.ref, match=match, tp_metric=args.tp_metric or "dsc", progress=progress
+            args.pred, args.ref, match=match, tp_metric=args.tp_metric or "iou", progress=progress
         )
         df = pd.DataFrame(rows, columns=INSTANCE_COLUMNS)
         show = ["structure", *COUNT_KEYS, "rq", "sq", "pq", "pq_dsc", "assd_mm", "global_dice"]

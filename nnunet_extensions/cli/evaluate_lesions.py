@@ -1,4 +1,5 @@
-"""``nnspine evaluate lesions``: lesion-wise detection metrics (sensitivity, precision, F1), Dice and volumes.
+"""``nnspine evaluate lesions``: lesion-wise detection (sensitivity, precision, F1), voxel-wise Dice, sensitivity,
+specificity and precision, surface distances and volumes per case, with pooled, mean and SD rows.
 
 Registered under ``nnspine evaluate`` by :func:`register_lesions` (called from :mod:`.evaluate`).
 """
@@ -15,9 +16,10 @@ LESIONS_EXAMPLE = """\
 examples:
   nnspine evaluate lesions --pred pred/ --ref $nnUNet_raw/Dataset201_Lesion/labelsTr --label 2 -o lesions.csv
   nnspine evaluate lesions --pred pred/ --ref bids/derivatives/labels --label 2 --ref-label all \\
-      --match iou --per-lesion per_lesion.csv -o lesions.csv
+      --match iou --per-lesion per_lesion.csv --by-size-mm3 20,100 --by-size-output by_size.csv -o lesions.csv
+  nnspine evaluate lesions --pred pred/ --ref ref/ --match overlap --overlap-fraction 0.1 --anima-fp-limits \\
+      --min-lesion-mm3 3 -o anima_like.csv
 """
-
 
 ALL = "all"
 
@@ -35,28 +37,113 @@ def _label(value: str) -> int | str:
     return n
 
 
+def _pair(value: str) -> tuple[float, float]:
+    """argparse type: ``B,G`` → (β, γ)."""
+    try:
+        beta, gamma = (float(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BETA,GAMMA (e.g. 0.7,0.65), got {value!r}") from None
+    return beta, gamma
+
+
+def add_match_options(s: argparse.ArgumentParser) -> None:
+    """``--match``, ``--overlap-fraction``, ``--anima-fp-limits``, ``--iou-threshold``, ``--strict``,
+    ``--min-lesion-mm3`` and ``--connectivity`` (read back by :func:`match_rule`)."""
+    from postprocessing.lesion.matching import (
+        ANIMA_FP_LIMITS,
+        CONNECTIVITIES,
+        DEFAULT_CONNECTIVITY,
+        DEFAULT_MATCH,
+        IOU_THRESHOLD,
+        MATCH_RULES,
+        OVERLAP_MIN_FRACTION,
+    )
+
+    s.add_argument("--match", choices=MATCH_RULES, default=DEFAULT_MATCH, help="matching rule (default: %(default)s)")
+    s.add_argument(
+        "--overlap-fraction",
+        type=float,
+        default=OVERLAP_MIN_FRACTION,
+        metavar="A",
+        help="overlap rule: fraction of a reference lesion's volume to predict (ANIMA's alpha; default: %(default)s)",
+    )
+    s.add_argument(
+        "--anima-fp-limits",
+        type=_pair,
+        nargs="?",
+        const=ANIMA_FP_LIMITS,
+        default=None,
+        metavar="B,G",
+        help="overlap rule: ANIMA's false-positive ratio limits beta,gamma "
+        f"(without a value: {ANIMA_FP_LIMITS[0]},{ANIMA_FP_LIMITS[1]})",
+    )
+    s.add_argument(
+        "--iou-threshold",
+        type=float,
+        default=IOU_THRESHOLD,
+        metavar="T",
+        help="iou rule: a pair matches when IoU >= T (panoptica; default: %(default)s)",
+    )
+    s.add_argument("--strict", action="store_true", help="iou rule: IoU > T instead of >= T (Kirillov et al.)")
+    s.add_argument(
+        "--min-lesion-mm3",
+        type=float,
+        default=0.0,
+        metavar="MM3",
+        help="drop lesions smaller than this volume (mm³) from both masks before counting (default: keep all)",
+    )
+    s.add_argument(
+        "--connectivity",
+        type=int,
+        choices=CONNECTIVITIES,
+        default=DEFAULT_CONNECTIVITY,
+        help="lesion connectivity (default: %(default)s)",
+    )
+
+
+def match_rule(args: argparse.Namespace):
+    """The :class:`~postprocessing.lesion.matching.MatchRule` of :func:`add_match_options`' options."""
+    from postprocessing.lesion.matching import MatchRule
+
+    return MatchRule(
+        args.match,
+        overlap_fraction=args.overlap_fraction,
+        iou_threshold=args.iou_threshold,
+        strict=args.strict,
+        fp_limits=args.anima_fp_limits,
+        min_lesion_mm3=args.min_lesion_mm3,
+    )
+
+
 def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``lesions`` to the ``nnspine evaluate`` sub-commands; returns its parser."""
-    from postprocessing.lesion.metrics import CONNECTIVITIES, DEFAULT_CONNECTIVITY, DEFAULT_MATCH, MATCH_RULES
+    from postprocessing.lesion.surface import DEFAULT_NSD_TOLERANCE_MM
 
     s = new_parser(
         what,
         "lesions",
-        help="lesion-wise sensitivity, precision, F1, Dice and volumes per case (CSV)",
+        help="lesion-wise detection, voxel-wise Dice/sensitivity/specificity, HD95/ASSD/NSD per case (CSV)",
         description=(
-            "Compare predicted lesion masks with reference masks, lesion by lesion. A lesion is a connected\n"
-            "component (--connectivity, default 26). Matching rules (--match, written into the CSV):\n"
-            "  overlap  a reference lesion is detected when >= 10 % of its volume is predicted; a predicted\n"
-            "           lesion is a false positive when it overlaps no reference voxel (SCT, ATLAS)\n"
-            "  iou      one-to-one matching of lesions with IoU > 0.5 (panoptica)\n"
-            "sensitivity = tp/ref_lesions, precision = (pred_lesions - fp)/pred_lesions, F1 their harmonic\n"
-            "mean. Empty cases are defined: both empty -> 1, 1, 1; reference empty -> sensitivity 1,\n"
-            "precision 0, F1 0; prediction empty -> 0, 0, 0. The ALL row sums counts and volumes over cases\n"
-            "and computes the rates from the sums. Files, or folders matched by case name (the image stem:\n"
-            "sub-01_T2w.nii.gz, sub-01_T2w_label-lesion_seg.nii.gz); masks of a case must share the grid.\n"
+            "Compare predicted lesion masks with reference masks, lesion by lesion and voxel by voxel. A lesion\n"
+            "is a connected component (--connectivity, default 26). Matching rules (--match; the rule and its\n"
+            "parameters are written into the CSV's match column):\n"
+            "  overlap  a reference lesion is detected when >= 10 % of its volume is predicted (ANIMA's alpha,\n"
+            "           --overlap-fraction; ANIMA's false-positive limits with --anima-fp-limits); a predicted\n"
+            "           lesion is a false positive when it overlaps no reference voxel\n"
+            "  any      detected when any voxel is predicted (ATLAS, ISLES)\n"
+            "  iou      one-to-one matching of lesions with IoU >= 0.5 (panoptica; --iou-threshold, --strict)\n"
+            "lesion sensitivity = tp/ref_lesions, precision = (pred_lesions - fp)/pred_lesions, F1 their\n"
+            "harmonic mean; empty cases are defined (both empty -> 1, 1, 1). Voxel-wise: dice, voxel_sensitivity\n"
+            "(NaN for an empty reference), voxel_specificity (over the whole image), voxel_precision (NaN for an\n"
+            "empty prediction); hd95_mm, assd_mm and nsd at --nsd-tolerance-mm as panoptica defines them.\n"
+            "Summary rows: ALL sums counts and volumes over cases and computes rates from the sums; MEAN and SD\n"
+            "(n-1) are over cases, NaN skipped, N counts the cases used (Hille et al. report means over cases).\n"
+            "Files, or folders matched by case name (sub-01_T2w.nii.gz, sub-01_T2w_label-lesion_seg.nii.gz);\n"
+            "masks of a case must share the grid. A prediction with several labels needs --label.\n"
             "Output columns: case, match, connectivity, ref_lesions, pred_lesions, tp, fp, fn,\n"
-            "lesion_sensitivity, lesion_precision, lesion_f1, dice, ref_volume_mm3, pred_volume_mm3,\n"
-            "intersection_mm3, volume_error_mm3 (pred - ref)."
+            "lesion_sensitivity, lesion_precision, lesion_f1, dice, voxel_sensitivity, voxel_specificity,\n"
+            "voxel_precision, hd95_mm, assd_mm, nsd, nsd_tolerance_mm, ref_volume_mm3, pred_volume_mm3,\n"
+            "intersection_mm3, volume_error_mm3 (pred - ref), image_volume_mm3."
         ),
         epilog=LESIONS_EXAMPLE,
     )
@@ -67,9 +154,10 @@ def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParse
     s.add_argument(
         "--label",
         type=_label,
-        default=ALL,
+        default=None,
         metavar="L",
-        help="lesion label of a multi-label or region prediction, or 'all' (default: all foreground)",
+        help="lesion label of a multi-label or region prediction, or 'all' for every non-zero voxel "
+        "(default: the one label of a binary prediction)",
     )
     s.add_argument(
         "--ref-label",
@@ -79,13 +167,13 @@ def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="lesion label of the reference, or 'all' (default: the same as --label; binary BIDS "
         "lesion masks with a region prediction need --ref-label all)",
     )
-    s.add_argument("--match", choices=MATCH_RULES, default=DEFAULT_MATCH, help="matching rule (default: %(default)s)")
+    add_match_options(s)
     s.add_argument(
-        "--connectivity",
-        type=int,
-        choices=CONNECTIVITIES,
-        default=DEFAULT_CONNECTIVITY,
-        help="lesion connectivity (default: %(default)s)",
+        "--nsd-tolerance-mm",
+        type=float,
+        default=DEFAULT_NSD_TOLERANCE_MM,
+        metavar="MM",
+        help="tolerance of the normalized surface Dice (mm; default: %(default)s)",
     )
     s.add_argument(
         "-o",
@@ -101,6 +189,17 @@ def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="CSV",
         help="also write one row per reference lesion (detected, Dice, volume error)",
     )
+    s.add_argument(
+        "--by-size-mm3",
+        metavar="EDGES",
+        help="reference-lesion volume bin edges in mm³ for --by-size-output (e.g. 20,100 -> <20, 20-100, >=100)",
+    )
+    s.add_argument(
+        "--by-size-output",
+        type=Path,
+        metavar="CSV",
+        help="write lesion detection per volume bin (size_bin, ref_lesions, detected, lesion_sensitivity)",
+    )
     add_overwrite(s)
     add_quiet(s)
     s.set_defaults(func=run_lesions)
@@ -110,29 +209,45 @@ def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run_lesions(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from nnunet_extensions.core.io import check_output, write_text
-    from postprocessing.lesion.metrics import CASE_COLUMNS, PER_LESION_COLUMNS, evaluate_lesions
+    from nnunet_extensions.core.io import InputError, check_output, write_text
+    from postprocessing.lesion.metrics import (
+        BY_SIZE_COLUMNS,
+        CASE_COLUMNS,
+        PER_LESION_COLUMNS,
+        detection_by_size,
+        evaluate_lesions,
+        parse_size_edges,
+    )
 
-    check_output(args.output, args.overwrite)
-    if args.per_lesion:
-        check_output(args.per_lesion, args.overwrite)
-    label = None if args.label == ALL else args.label
+    rule = match_rule(args)
+    outputs = [args.output, args.per_lesion, args.by_size_output]
+    for out in filter(None, outputs):
+        check_output(out, args.overwrite)
+    if (args.by_size_mm3 is None) != (args.by_size_output is None):
+        raise InputError("--by-size-mm3 and --by-size-output go together")
+    edges = parse_size_edges(args.by_size_mm3) if args.by_size_mm3 else None
+    label = None if args.label in (None, ALL) else args.label
     ref_label = label if args.ref_label is None else None if args.ref_label == ALL else args.ref_label
     rows, lesions = evaluate_lesions(
         args.pred,
         args.ref,
         label=label,
         ref_label=ref_label,
-        match=args.match,
+        match=rule,
         connectivity=args.connectivity,
+        nsd_tolerance_mm=args.nsd_tolerance_mm,
+        all_foreground=args.label == ALL,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     df = pd.DataFrame(rows, columns=CASE_COLUMNS)
-    text = df.to_csv(index=False)
-    per_text = pd.DataFrame(lesions, columns=PER_LESION_COLUMNS).to_csv(index=False) if args.per_lesion else None
-    write_text(args.output, text, overwrite=args.overwrite)
-    if per_text is not None:
-        write_text(args.per_lesion, per_text, overwrite=args.overwrite)
+    texts = {args.output: df.to_csv(index=False)}
+    if args.per_lesion:
+        texts[args.per_lesion] = pd.DataFrame(lesions, columns=PER_LESION_COLUMNS).to_csv(index=False)
+    if edges:
+        by_size = pd.DataFrame(detection_by_size(lesions, edges), columns=BY_SIZE_COLUMNS)
+        texts[args.by_size_output] = by_size.to_csv(index=False)
+    for out, text in texts.items():
+        write_text(out, text, overwrite=args.overwrite)
     if not args.quiet:
         show = [
             "case",
@@ -145,11 +260,12 @@ def run_lesions(args: argparse.Namespace) -> int:
             "lesion_precision",
             "lesion_f1",
             "dice",
-            "volume_error_mm3",
+            "voxel_sensitivity",
+            "voxel_specificity",
+            "hd95_mm",
         ]
-        print(df[show].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-        print(
-            f"match {args.match}, connectivity {args.connectivity}; wrote {args.output}"
-            + (f" and {args.per_lesion}" if args.per_lesion else "")
-        )
+        print(df[df["case"] != "N"][show].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        if edges:
+            print(by_size.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print(f"match {rule.name}, connectivity {args.connectivity}; wrote {', '.join(map(str, texts))}")
     return 0

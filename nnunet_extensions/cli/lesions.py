@@ -20,22 +20,26 @@ examples:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from postprocessing.lesion.lesions import DEFAULT_CORD_DILATION_MM
-    from postprocessing.lesion.metrics import CONNECTIVITIES, DEFAULT_CONNECTIVITY
+    from postprocessing.lesion.matching import CONNECTIVITIES, DEFAULT_CONNECTIVITY
 
     p = new_parser(
         sub,
         "lesions",
         help="remove small or off-cord lesions, number them S→I, lesion table and QC picture",
         description=(
-            "Lesions are connected components (--connectivity, default 26) of the --label of a prediction\n"
-            "(default: all foreground). Lesions below --min-volume-mm3 (volume from the voxel size) are\n"
-            "removed ('small'); with --cord, lesions with no voxel within --cord-dilation-mm of the cord mask\n"
-            "(Euclidean mm, anisotropic voxels too) are removed ('outside_cord'). Kept lesions are numbered\n"
+            "Lesions are connected components (--connectivity, default 26; SCT uses 18) of the --label of a\n"
+            "prediction (a prediction with several labels needs --label). Lesions below --min-volume-mm3\n"
+            "(volume from the voxel size) are removed ('small'); with --cord, lesions with no voxel within\n"
+            "--cord-dilation-mm of the cord mask (Euclidean mm, anisotropic voxels too) are removed\n"
+            "('outside_cord'). Kept lesions are numbered\n"
             "1..N from superior to inferior (world S of the centroid) in the output image; removed lesions\n"
             "continue N+1.. in the table and QC picture only, so nothing disappears silently.\n"
             "Table (CSV): filename, lesion, volume_mm3, centroid_x_mm, centroid_y_mm, centroid_z_mm (world\n"
             "RAS), extent_si_mm (S-I extent incl. one voxel), max_axial_diameter_mm (largest Feret diameter\n"
             "of the axial cross-sections, voxel corners), vert_level (SCT numbering, with --vertfile),\n"
+            "with --cord SCT's measures (sct_analyze_lesion's definitions, cord-angle corrected):\n"
+            "volume_in_cord_mm3, length_along_cord_mm (slices x thickness / cos angle),\n"
+            "max_equivalent_diameter_mm (2 sqrt(max area x cos angle / pi)),\n"
             "removed (empty, 'small' or 'outside_cord'); then per file a row lesion = total with the count\n"
             "and total volume of the kept lesions.\n"
             "A folder of predictions is processed in one call (outputs: a folder, same file names); cord\n"
@@ -48,9 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--label",
         type=_label,
-        default=ALL,
+        default=None,
         metavar="L",
-        help="lesion label of a multi-label or region prediction (default: all foreground)",
+        help="lesion label of a multi-label or region prediction, or 'all' for every non-zero voxel "
+        "(default: the one label of a binary prediction)",
     )
     p.add_argument("--cord", type=Path, metavar="CORD", help="binary cord mask (file, or folder searched by case)")
     p.add_argument(
@@ -112,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     df = run_lesions(
         jobs,
         args.table,
-        label=None if args.label == ALL else args.label,
+        label=None if args.label in (None, ALL) else args.label,
+        all_foreground=args.label == ALL,
         cord_dilation_mm=args.cord_dilation_mm,
         min_volume_mm3=args.min_volume_mm3,
         connectivity=args.connectivity,

@@ -270,6 +270,21 @@ def check_same_grid(ref: Image, other: Image, atol_mm: float = GRID_ATOL_MM) -> 
         raise InputError(f"{other.name}: affine differs from {ref.name} by up to {diff:.3g} mm (not the same grid)")
 
 
+def read_csv_table(path: str | os.PathLike):
+    """A CSV file as a pandas DataFrame; :class:`InputError` naming the file when it is missing, a folder or not
+    readable as CSV."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: {'is a folder, expected a CSV file' if p.is_dir() else 'file not found'}")
+    try:
+        return pd.read_csv(p)
+    except Exception as exc:  # pandas' parser errors of every kind
+        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(f"{p}: cannot read as CSV ({first})") from None
+
+
 # --------------------------------------------------------------------------------------------- writing
 def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Make sure an output file can be written, before any work is done; returns the path.

@@ -10,13 +10,13 @@ compare methods.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnunet_extensions.core.io import InputError
+from nnunet_extensions.core.stats import wilcoxon_signed_rank
 
 if TYPE_CHECKING:
     import pandas
@@ -101,25 +101,6 @@ def spread(values: np.ndarray) -> tuple[float, float]:
     return sd, (100.0 * sd / mean if mean != 0 else float("nan"))
 
 
-def wilcoxon_signed_rank(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Two-sided Wilcoxon signed-rank test of the paired values (scipy); ``(statistic, p)``.
-
-    Pairs with a NaN are left out. When every difference is zero the methods do not differ:
-    statistic 0, p = 1 (scipy would give NaN).
-    """
-    from scipy.stats import wilcoxon
-
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size == 0:
-        return float("nan"), float("nan")
-    if np.all(x - y == 0):
-        return 0.0, 1.0
-    res = wilcoxon(x, y)
-    return float(res.statistic), float(res.pvalue)
-
-
 def compare_variability(
     a: pandas.DataFrame,
     b: pandas.DataFrame,
@@ -198,18 +179,8 @@ def compare_variability(
 
 def read_variability_table(path) -> pandas.DataFrame:  # noqa: F821
     """Read a ``csa-variability`` CSV; :class:`InputError` naming the file when it is missing or not a table."""
-    from pathlib import Path
+    from nnunet_extensions.core.io import read_csv_table
 
-    import pandas as pd
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: {'is a folder, expected a CSV file' if p.is_dir() else 'file not found'}")
-    try:
-        df = pd.read_csv(p)
-    except Exception as exc:  # pandas' parser errors of every kind
-        raise InputError(
-            f"{p}: cannot read as CSV ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
-        ) from None
-    _per_contrast(df, str(p))  # validates columns and rows
+    df = read_csv_table(path)
+    _per_contrast(df, str(path))  # validates columns and rows
     return df

@@ -1,7 +1,7 @@
 """Lesion postprocessing (``nnspine lesions``): remove small lesions and lesions away from the cord,
 number the kept ones from superior to inferior, and measure every lesion.
 
-Lesions are connected components (:func:`postprocessing.lesion.metrics.label_lesions`, 26-connectivity by
+Lesions are connected components (:func:`postprocessing.lesion.matching.label_lesions`, 26-connectivity by
 default) of the chosen label of a prediction. For each lesion:
 
 * ``volume_mm3``: voxels × voxel volume (``|det|`` of the affine), never a voxel count.
@@ -14,6 +14,9 @@ default) of the chosen label of a prediction. For each lesion:
   0.71 mm and a 3 × 1 row of 1 mm voxels 3.16 mm. (scikit-image's ``feret_diameter_max`` measures a
   marching-squares contour through pixel-edge midpoints, which is neither the voxels' extent nor easy to
   check by hand, so it is not used.)
+* with a cord mask, SCT's measures (:mod:`postprocessing.lesion.sct_measures`): ``volume_in_cord_mm3``,
+  ``length_along_cord_mm`` and ``max_equivalent_diameter_mm``, corrected for the cord's angle as
+  ``sct_analyze_lesion`` does; empty without a cord mask.
 * ``vert_level`` (with a level file, SCT level numbers): the slices the lesion spans get a level by
   :func:`postprocessing.cord.levels.assign_slice_levels` (weights = the lesion's voxels: the level its voxels
   mostly carry, else the level of the slice's labelled voxels); the lesion takes the level holding most of
@@ -24,7 +27,7 @@ Removal (column ``removed``, nothing disappears silently): ``small`` when the vo
 (Euclidean distance in mm on the voxel grid, :func:`scipy.ndimage.distance_transform_edt` with the voxel
 sizes, so anisotropic voxels are handled; 0 mm means overlapping the cord). ``small`` wins when both apply.
 
-Numbering (:func:`postprocessing.lesion.metrics.si_order`): kept lesions 1..N from superior to inferior
+Numbering (:func:`postprocessing.lesion.matching.si_order`): kept lesions 1..N from superior to inferior
 (world S of the centroid); removed lesions continue N+1..M in the same order, in the table and QC picture
 only. The output image holds the kept lesions with their numbers (0 elsewhere).
 """
@@ -39,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_extensions.core.io import Image, InputError
-from postprocessing.lesion.metrics import DEFAULT_CONNECTIVITY, label_lesions, si_order, voxel_volume_mm3
+from postprocessing.lesion.matching import DEFAULT_CONNECTIVITY, label_lesions, si_order, voxel_volume_mm3
+from postprocessing.lesion.sct_measures import SCT_COLUMNS
 
 #: Columns of the lesion table, in order.
 TABLE_COLUMNS = [
@@ -52,6 +56,7 @@ TABLE_COLUMNS = [
     "extent_si_mm",
     "max_axial_diameter_mm",
     "vert_level",
+    *SCT_COLUMNS,
     "removed",
 ]
 #: ``lesion`` value of the per-file summary row (count and total volume of the kept lesions).
@@ -214,7 +219,8 @@ def analyze_lesions(
     (``outside_cord``); ``min_volume_mm3``: lesions below it are removed (``small``); ``levels`` (SCT level
     image, same grid) fills ``vert_level``. See the module docstring for every measure.
     """
-    from postprocessing.lesion.metrics import lesion_voxels
+    from postprocessing.lesion.matching import lesion_voxels
+    from postprocessing.lesion.sct_measures import sct_lesion_measures
 
     check_options(min_volume_mm3, cord_dilation_mm)
     mask = np.asarray(mask)
@@ -224,6 +230,7 @@ def analyze_lesions(
     volumes = np.array([len(v) for v in voxels], float) * vox
     centroids = np.array([v.mean(0) for v in voxels]).reshape(-1, 3)
     near = near_cord(voxels, np.asarray(cord, bool), affine, cord_dilation_mm) if cord is not None else None
+    sct = sct_lesion_measures(comp, n, np.asarray(cord, bool), affine) if cord is not None and n else None
     reason = [
         REMOVED_SMALL if volumes[i] < min_volume_mm3 else REMOVED_OUTSIDE if near is not None and not near[i] else ""
         for i in range(n)
@@ -249,6 +256,7 @@ def analyze_lesions(
                 "extent_si_mm": extent_si_mm(voxels[i], affine),
                 "max_axial_diameter_mm": max_axial_diameter_mm(voxels[i], affine),
                 "vert_level": level if level > 0 else None,
+                **dict(zip(SCT_COLUMNS, sct[i].tolist() if sct is not None else (None,) * len(SCT_COLUMNS))),
                 "removed": reason[i],
             }
         )
@@ -286,14 +294,16 @@ def analyze_file(
     cord_dilation_mm: float = DEFAULT_CORD_DILATION_MM,
     min_volume_mm3: float = 0.0,
     connectivity: int = DEFAULT_CONNECTIVITY,
+    all_foreground: bool = False,
 ) -> tuple[LesionAnalysis, Image]:
     """Read one job's files (prediction; cord mask, level file and background image when given; all on the
-    prediction's grid), and analyse it. Returns the analysis and the prediction image (for its header)."""
+    prediction's grid), and analyse it. Returns the analysis and the prediction image (for its header).
+    A prediction with several labels needs ``label`` (or ``all_foreground``)."""
     from nnunet_extensions.core.io import check_same_grid, load_image
     from postprocessing.cord.levels import load_levels
     from postprocessing.lesion.metrics import load_lesion_mask
 
-    pred = load_lesion_mask(job.pred, label)
+    pred = load_lesion_mask(job.pred, label, single_label=not all_foreground)
     cord = levels = None
     if job.cord is not None:
         cord = _load_binary(job.cord)
@@ -395,13 +405,15 @@ def run_lesions(
     cord_dilation_mm: float = DEFAULT_CORD_DILATION_MM,
     min_volume_mm3: float = 0.0,
     connectivity: int = DEFAULT_CONNECTIVITY,
+    all_foreground: bool = False,
     overwrite: bool = False,
     progress: bool = False,
 ) -> pandas.DataFrame:  # noqa: F821
     """Process every job and write its labelled lesions, QC picture and the table (CSV, :data:`TABLE_COLUMNS`).
 
     All-or-nothing: outputs go to a hidden staging folder beside each output and are moved into place only
-    after every job succeeded, so bad input (:class:`InputError`) leaves nothing written. Returns the table.
+    after every job succeeded, so bad input (:class:`InputError`) leaves nothing written, and so does a ``label``
+    that no prediction contains. Returns the table.
     """
     import shutil
     import tempfile
@@ -425,6 +437,7 @@ def run_lesions(
         return tmp
 
     rows: list[dict] = []
+    seen: set[int] = set()
     try:
         for job in tqdm(jobs, desc="lesions", unit="file", disable=not progress):
             result, pred = analyze_file(
@@ -433,7 +446,9 @@ def run_lesions(
                 cord_dilation_mm=cord_dilation_mm,
                 min_volume_mm3=min_volume_mm3,
                 connectivity=connectivity,
+                all_foreground=all_foreground,
             )
+            seen.update(pred.meta["labels"])
             save_image(result.labels, pred.affine, stage(job.output), like=pred)
             if job.qc is not None:
                 from postprocessing.qc import plot_lesions
@@ -443,6 +458,9 @@ def run_lesions(
                     result.components, result.affine, result.rows, stage(job.qc), background=background, title=job.case
                 )
             rows.extend(result.table_rows(str(job.pred)))
+        if label is not None and seen and label not in seen:
+            where = jobs[0].pred if len(jobs) == 1 else jobs[0].pred.parent
+            raise InputError(f"{where}: no voxel has label {label} (labels present: {sorted(seen)})")
         df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
         df["vert_level"] = df["vert_level"].astype("Int64")
         for tmp, final in staged:

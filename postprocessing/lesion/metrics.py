@@ -1,355 +1,54 @@
-"""Lesion-wise metrics: the one implementation of lesion components and lesion matching.
+"""Lesion-wise and voxel-wise metrics of predicted lesion masks against references: the tables of ``nnspine evaluate
+lesions`` and of the lesion trainers' final validation.
 
-Used by ``nnspine evaluate lesions``, ``nnspine lesions``, the lesion trainer's validation metrics and the
-lesion phantom's truth, so a "lesion", a "detected lesion" and a "false positive" mean the same everywhere.
+Lesion components and the matching rules live in :mod:`postprocessing.lesion.matching` (one definition of a lesion,
+a detected lesion and a false positive); surface distances in :mod:`postprocessing.lesion.surface`.
 
-Definitions
------------
-Lesion
-    A connected component of a binary mask (cc3d), 26-connectivity by default (:data:`DEFAULT_CONNECTIVITY`;
-    6 = faces, 18 = faces + edges, 26 = faces + edges + corners). 2-D arrays are treated as one slice
-    (a trailing axis of length 1), so 6 → 4-connectivity and 18/26 → 8-connectivity in the plane.
-Matching rule ``overlap`` (Spinal Cord Toolbox lesion evaluation, ATLAS challenge; the default)
-    A reference lesion is detected (TP) when at least :data:`OVERLAP_MIN_FRACTION` (10 %) of its volume is
-    covered by the prediction (any predicted voxel, whatever its component); otherwise it is missed (FN).
-    A predicted lesion is a false positive when it touches no reference lesion, "touch" meaning that it
-    shares at least one voxel with the reference mask.
-Matching rule ``iou`` (panoptica)
-    One-to-one matching of components whose intersection over union is > :data:`IOU_THRESHOLD` (0.5).
-    Above 0.5 a component can have at most one partner, so the matching is unique (it is still done
-    greedily by decreasing IoU). TP = matched pairs, FN = unmatched reference lesions, FP = unmatched
-    predicted lesions.
-Counts (:func:`lesion_counts`)
-    ``ref_lesions``, ``pred_lesions``, ``tp`` (detected reference lesions), ``fn = ref_lesions − tp``,
-    ``fp`` (predicted lesions that are false positives). Plain integers: counts of several cases add up
-    (:func:`sum_counts`).
-Scores (:func:`lesion_scores`)
-    sensitivity = tp / ref_lesions, precision = (pred_lesions − fp) / pred_lesions, F1 = harmonic mean of
-    the two. Defined values, never NaN: both empty → 1, 1, 1; reference empty, prediction not →
-    sensitivity 1, precision 0, F1 0; prediction empty, reference not → 0, 0, 0. Computed from summed
-    counts for a group of cases (rates from the sums, not the mean of per-case rates).
-Per-lesion detail (:func:`match_lesions`)
-    Each reference lesion's partners are the predicted lesions matched to it: under ``iou`` its IoU
-    partner; under ``overlap``, when detected, every predicted lesion that overlaps it (a predicted lesion
-    overlapping two reference lesions is a partner of both). Its Dice is computed against the union of its
-    partners (0 when it has none), its volume error is partners' volume − its volume (mm³).
+Per case (:data:`CASE_COLUMNS`)
+    Lesion counts and scores of the chosen rule (``match`` names it, ``f1`` is always
+    :data:`~postprocessing.lesion.matching.F1_DEFINITION`); voxel-wise ``dice``, ``voxel_sensitivity = |R∩P| / |R|``
+    (NaN when the reference is empty), ``voxel_specificity = |¬R∩¬P| / |¬R|`` over the whole image,
+    ``voxel_precision = |R∩P| / |P|`` (NaN when the prediction is empty); HD95, ASSD and NSD (mm); volumes (mm³).
+Summary rows
+    ``ALL``: counts and volumes summed over cases, rates and Dice from the sums (pooled); ``MEAN`` and ``SD``: the
+    mean and sample SD (n − 1) over cases of every per-case number, NaN skipped, with the number of cases used per
+    column in the ``N`` row (Hille et al. report means over cases).
+By size (:func:`detection_by_size`)
+    Reference lesions binned by volume (mm³): ``<a``, ``a-b``, ``>=b``; per bin the number of reference lesions, how
+    many were detected and their ratio, pooled over cases.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from nnunet_extensions.core.io import InputError
+from postprocessing.lesion.matching import (
+    COUNT_KEYS,
+    DEFAULT_CONNECTIVITY,
+    DEFAULT_MATCH,
+    SCORE_KEYS,
+    LesionMatch,
+    MatchRule,
+    check_connectivity,
+    lesion_scores,
+    lesion_voxels,
+    match_lesions,
+    si_order,
+    sum_counts,
+    voxel_volume_mm3,
+)
+from postprocessing.lesion.surface import DEFAULT_NSD_TOLERANCE_MM, SURFACE_KEYS, surface_metrics
 
-#: Connectivity of lesion components unless told otherwise (faces, edges and corners).
-DEFAULT_CONNECTIVITY = 26
-#: Connectivities accepted for 3-D lesion components.
-CONNECTIVITIES = (6, 18, 26)
-#: Matching rules, by the name written into output tables.
-MATCH_RULES = ("overlap", "iou")
-#: The default matching rule.
-DEFAULT_MATCH = "overlap"
-#: ``overlap`` rule: fraction of a reference lesion's volume the prediction must cover to detect it.
-OVERLAP_MIN_FRACTION = 0.10
-#: ``iou`` rule: a pair of components matches when its IoU is strictly above this.
-IOU_THRESHOLD = 0.5
-#: Keys of a counts dictionary, in table order.
-COUNT_KEYS = ("ref_lesions", "pred_lesions", "tp", "fp", "fn")
-#: Keys of a scores dictionary, in table order.
-SCORE_KEYS = ("lesion_sensitivity", "lesion_precision", "lesion_f1")
-
-
-# --------------------------------------------------------------------------------------------- checks
-def check_connectivity(connectivity: int) -> int:
-    """Return ``connectivity`` as int, or raise :class:`InputError` if it is not 6, 18 or 26."""
-    if int(connectivity) not in CONNECTIVITIES:
-        raise InputError(f"connectivity {connectivity}: expected one of {', '.join(map(str, CONNECTIVITIES))}")
-    return int(connectivity)
-
-
-def check_match(match: str) -> str:
-    """Return ``match``, or raise :class:`InputError` if it is not a known matching rule."""
-    if match not in MATCH_RULES:
-        raise InputError(f"matching rule {match!r}: expected one of {', '.join(MATCH_RULES)}")
-    return match
-
-
-def as_binary(mask: np.ndarray, name: str = "<array>") -> np.ndarray:
-    """A 2-D or 3-D binary mask (bool, or numbers that are all 0 or 1) as a 3-D ``bool`` array.
-
-    2-D masks get a trailing axis of length 1. Raises :class:`InputError` naming ``name`` for another
-    dimensionality, NaN / infinite values or values other than 0 and 1.
-    """
-    a = np.asarray(mask)
-    if a.ndim not in (2, 3):
-        raise InputError(f"{name}: expected a 2-D or 3-D mask, got {a.ndim}-D with shape {a.shape}")
-    if a.dtype != bool:
-        if a.dtype.kind not in "biuf":
-            raise InputError(f"{name}: unsupported voxel type {a.dtype}")
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise InputError(f"{name}: contains {int((~np.isfinite(a)).sum())} NaN or infinite voxel(s)")
-        bad = (a != 0) & (a != 1)
-        if bad.any():
-            raise InputError(
-                f"{name}: expected a binary mask (0/1), found values such as {np.unique(a[bad])[:5].tolist()}"
-            )
-        a = a != 0
-    return a[..., None] if a.ndim == 2 else a
-
-
-def _check_pair(ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r, p = as_binary(ref, "reference"), as_binary(pred, "prediction")
-    if r.shape != p.shape:
-        raise InputError(f"prediction: shape {np.shape(pred)} differs from the reference {np.shape(ref)}")
-    return r, p
-
-
-# --------------------------------------------------------------------------------------------- components
-def label_lesions(mask: np.ndarray, connectivity: int = DEFAULT_CONNECTIVITY) -> tuple[np.ndarray, int]:
-    """Connected components of a binary mask: ``(labels, n)`` with lesions numbered 1..n (cc3d order, i.e.
-    by first voxel in memory order) and 0 for background; ``labels`` has the mask's shape (uint32)."""
-    import cc3d
-
-    conn = check_connectivity(connectivity)
-    a = np.asarray(mask)
-    b = as_binary(a, "mask")
-    labels, n = cc3d.connected_components(b.view(np.uint8), connectivity=conn, return_N=True, out_dtype=np.uint32)
-    return labels.reshape(a.shape), int(n)
-
-
-@dataclass
-class LesionMatch:
-    """Components of a reference and a predicted mask and how they match (see the module docstring).
-
-    Arrays indexed by lesion id − 1. Volumes are in voxels; multiply by the voxel volume for mm³.
-    """
-
-    match: str
-    connectivity: int
-    ref_labels: np.ndarray  #: reference lesion ids (0 = background), the input's shape (3-D)
-    pred_labels: np.ndarray  #: predicted lesion ids
-    ref_voxels: np.ndarray  #: (n_ref,) voxels per reference lesion
-    pred_voxels: np.ndarray  #: (n_pred,) voxels per predicted lesion
-    pair_ref: np.ndarray  #: ids of overlapping (reference, predicted) pairs ...
-    pair_pred: np.ndarray
-    pair_voxels: np.ndarray  #: ... and their intersection in voxels
-    ref_covered: np.ndarray  #: (n_ref,) voxels of each reference lesion inside the predicted mask
-    detected: np.ndarray  #: (n_ref,) bool, reference lesion is a TP
-    pred_fp: np.ndarray  #: (n_pred,) bool, predicted lesion is a false positive
-    partners: list  #: per reference lesion, the ids (int array) of its partner predicted lesions
-
-    @property
-    def n_ref(self) -> int:
-        return int(len(self.ref_voxels))
-
-    @property
-    def n_pred(self) -> int:
-        return int(len(self.pred_voxels))
-
-    def counts(self) -> dict[str, int]:
-        """``ref_lesions, pred_lesions, tp, fp, fn`` (ints)."""
-        tp = int(self.detected.sum())
-        return {
-            "ref_lesions": self.n_ref,
-            "pred_lesions": self.n_pred,
-            "tp": tp,
-            "fp": int(self.pred_fp.sum()),
-            "fn": self.n_ref - tp,
-        }
-
-    def per_lesion(self, voxel_mm3: float = 1.0) -> list[dict]:
-        """One dictionary per reference lesion (id order): ``ref_lesion, detected, matched_pred`` (ids
-        joined by ``;``), ``coverage`` (fraction of its volume inside the predicted mask), ``iou`` and
-        ``dice`` against the union of its partners, ``ref_volume_mm3``, ``pred_volume_mm3`` (partners),
-        ``volume_error_mm3`` (pred − ref)."""
-        inter_of = {}
-        for r, p, v in zip(self.pair_ref.tolist(), self.pair_pred.tolist(), self.pair_voxels.tolist()):
-            inter_of[(r, p)] = v
-        rows = []
-        for i in range(self.n_ref):
-            partners = [int(p) for p in self.partners[i]]
-            ref_v = int(self.ref_voxels[i])
-            pred_v = int(sum(int(self.pred_voxels[p - 1]) for p in partners))
-            inter = int(sum(inter_of.get((i + 1, p), 0) for p in partners))
-            union = ref_v + pred_v - inter
-            rows.append(
-                {
-                    "ref_lesion": i + 1,
-                    "detected": bool(self.detected[i]),
-                    "matched_pred": ";".join(map(str, partners)),
-                    "coverage": float(self.ref_covered[i]) / ref_v,
-                    "iou": inter / union if union else 0.0,
-                    "dice": 2.0 * inter / (ref_v + pred_v) if ref_v + pred_v else 0.0,
-                    "ref_volume_mm3": ref_v * voxel_mm3,
-                    "pred_volume_mm3": pred_v * voxel_mm3,
-                    "volume_error_mm3": (pred_v - ref_v) * voxel_mm3,
-                }
-            )
-        return rows
-
-
-def _memory_order(a: np.ndarray) -> str:
-    """``"F"`` for a Fortran-ordered array (nibabel's), else ``"C"``."""
-    return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
-
-
-def _flat(a: np.ndarray, order: str) -> np.ndarray:
-    """1-D view of ``a`` in memory order ``order`` (a copy only when ``a`` is not laid out that way)."""
-    return np.asarray(a, order=order).ravel(order=order)
-
-
-def lesion_voxels(labels: np.ndarray, n: int) -> list[np.ndarray]:
-    """Voxel indices (N×3 ints) of each lesion 1..n of a label map, read from its foreground voxels only
-    (fast on large, sparse images)."""
-    order = _memory_order(labels)
-    flat = _flat(labels, order)
-    fg = np.flatnonzero(flat)
-    values = flat[fg]
-    sort = np.argsort(values, kind="stable")
-    coords = np.stack(np.unravel_index(fg[sort], labels.shape, order=order), axis=1)
-    counts = np.bincount(values, minlength=n + 1)[1:]
-    return np.split(coords, np.cumsum(counts)[:-1]) if n else []
-
-
-def _sparse_volumes(flat_labels: np.ndarray, fg: np.ndarray, n: int) -> np.ndarray:
-    """Voxels per lesion 1..n from the label values at the foreground positions ``fg``."""
-    return np.bincount(flat_labels[fg], minlength=n + 1)[1:].astype(np.int64)
-
-
-def match_lesions(
-    ref: np.ndarray,
-    pred: np.ndarray,
-    *,
-    connectivity: int = DEFAULT_CONNECTIVITY,
-    match: str = DEFAULT_MATCH,
-) -> LesionMatch:
-    """Label both binary masks (same shape, 2-D or 3-D) and match their lesions by rule ``match``.
-
-    Raises :class:`InputError` for masks that are not binary, not 2-/3-D or of different shapes.
-    """
-    check_match(match)
-    conn = check_connectivity(connectivity)
-    r, p = _check_pair(ref, pred)
-    order = _memory_order(r)
-    r, p = np.asarray(r, order=order), np.asarray(p, order=order)
-    lr, nr = label_lesions(r, conn)
-    lp, npr = label_lesions(p, conn)
-    fr, fp_, flr, flp = _flat(r, order), _flat(p, order), _flat(lr, order), _flat(lp, order)
-    ref_vox = _sparse_volumes(flr, np.flatnonzero(fr), nr)
-    pred_vox = _sparse_volumes(flp, np.flatnonzero(fp_), npr)
-    both = np.flatnonzero(fr & fp_)
-    if both.size:
-        keys = flr[both].astype(np.int64) * (npr + 1) + flp[both]
-        uniq, inter = np.unique(keys, return_counts=True)
-        pair_ref, pair_pred = (uniq // (npr + 1)).astype(np.int64), (uniq % (npr + 1)).astype(np.int64)
-    else:
-        pair_ref = pair_pred = inter = np.zeros(0, np.int64)
-    covered = np.bincount(pair_ref, weights=inter, minlength=nr + 1)[1:].astype(np.int64)
-    touched = np.zeros(npr, bool)
-    touched[pair_pred - 1] = True
-    partners: list[np.ndarray] = [np.zeros(0, np.int64) for _ in range(nr)]
-    if match == "overlap":
-        detected = covered >= np.ceil(OVERLAP_MIN_FRACTION * ref_vox - 1e-9)  # ≥ 10 % of its voxels
-        pred_fp = ~touched
-        for a, b in zip(pair_ref.tolist(), pair_pred.tolist()):
-            if detected[a - 1]:
-                partners[a - 1] = np.append(partners[a - 1], b)
-    else:
-        iou = inter / (ref_vox[pair_ref - 1] + pred_vox[pair_pred - 1] - inter) if inter.size else np.zeros(0)
-        detected, matched_pred = np.zeros(nr, bool), np.zeros(npr, bool)
-        for k in np.argsort(-iou, kind="stable"):
-            a, b = int(pair_ref[k]), int(pair_pred[k])
-            if iou[k] <= IOU_THRESHOLD:
-                break
-            if not detected[a - 1] and not matched_pred[b - 1]:
-                detected[a - 1] = matched_pred[b - 1] = True
-                partners[a - 1] = np.array([b], np.int64)
-        pred_fp = ~matched_pred
-    return LesionMatch(
-        match,
-        conn,
-        lr,
-        lp,
-        ref_vox,
-        pred_vox,
-        pair_ref,
-        pair_pred,
-        inter.astype(np.int64),
-        covered,
-        np.asarray(detected, bool),
-        np.asarray(pred_fp, bool),
-        partners,
-    )
-
-
-def lesion_counts(
-    ref: np.ndarray,
-    pred: np.ndarray,
-    *,
-    connectivity: int = DEFAULT_CONNECTIVITY,
-    match: str = DEFAULT_MATCH,
-) -> dict[str, int]:
-    """Lesion-wise counts ``ref_lesions, pred_lesions, tp, fp, fn`` of two binary masks of the same shape
-    (2-D or 3-D; bool or 0/1), under matching rule ``match`` (``overlap`` or ``iou``, see the module
-    docstring). Raises :class:`InputError` for bad masks."""
-    return match_lesions(ref, pred, connectivity=connectivity, match=match).counts()
-
-
-def sum_counts(counts: Iterable[Mapping]) -> dict[str, int]:
-    """Counts of several cases added key by key (``ref_lesions, pred_lesions, tp, fp, fn``)."""
-    total = dict.fromkeys(COUNT_KEYS, 0)
-    for c in counts:
-        for k in COUNT_KEYS:
-            total[k] += int(c[k])
-    return total
-
-
-def lesion_scores(counts: Mapping) -> dict[str, float]:
-    """``lesion_sensitivity, lesion_precision, lesion_f1`` from counts (one case's or summed).
-
-    sensitivity = tp / ref_lesions, precision = (pred_lesions − fp) / pred_lesions, F1 = their harmonic
-    mean (0 when both are 0). Empty cases are defined (never NaN): both empty → 1, 1, 1; reference empty,
-    prediction not → 1, 0, 0; prediction empty, reference not → 0, 0, 0.
-    """
-    n_ref, n_pred = int(counts["ref_lesions"]), int(counts["pred_lesions"])
-    tp, fp = int(counts["tp"]), int(counts["fp"])
-    if n_ref == 0 and n_pred == 0:
-        return {"lesion_sensitivity": 1.0, "lesion_precision": 1.0, "lesion_f1": 1.0}
-    sens = tp / n_ref if n_ref else 1.0
-    prec = (n_pred - fp) / n_pred if n_pred else 0.0
-    if n_ref == 0:
-        prec = 0.0
-    f1 = 2 * sens * prec / (sens + prec) if sens + prec > 0 else 0.0
-    return {"lesion_sensitivity": float(sens), "lesion_precision": float(prec), "lesion_f1": float(f1)}
-
-
-def dice(ref: np.ndarray, pred: np.ndarray) -> float:
-    """Voxel Dice 2|R∩P| / (|R| + |P|) of two binary masks; 1.0 when both are empty (defined, never NaN)."""
-    r, p = _check_pair(ref, pred)
-    s = int(r.sum()) + int(p.sum())
-    return 2.0 * int(np.count_nonzero(r & p)) / s if s else 1.0
-
-
-# --------------------------------------------------------------------------------------------- geometry
-def voxel_volume_mm3(affine: np.ndarray) -> float:
-    """Volume of one voxel (mm³): ``|det|`` of the affine's 3×3 part (any voxel size, any orientation)."""
-    return float(abs(np.linalg.det(np.asarray(affine, float)[:3, :3])))
-
-
-def si_order(centroids_vox: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Order (indices into ``centroids_vox``, N×3 voxel coordinates) from superior to inferior by the
-    world S coordinate (RAS z, mm) of each centroid; ties keep their input order. The one lesion
-    numbering rule: lesion 1 is the most superior."""
-    c = np.asarray(centroids_vox, float).reshape(-1, 3)
-    z = c @ np.asarray(affine, float)[2, :3] + float(np.asarray(affine, float)[2, 3])
-    return np.argsort(-z, kind="stable")
-
+#: Voxel-wise rates written beside ``dice``.
+VOXEL_KEYS = ("voxel_sensitivity", "voxel_specificity", "voxel_precision")
+#: Volumes (mm³) written per case.
+VOLUME_KEYS = ("ref_volume_mm3", "pred_volume_mm3", "intersection_mm3", "volume_error_mm3", "image_volume_mm3")
 
 # --------------------------------------------------------------------------------------------- case tables
-#: Columns of ``nnspine evaluate lesions`` (one row per case, then ``case = ALL``). Volumes in mm³.
+#: Columns of ``nnspine evaluate lesions`` (one row per case, then ``ALL``, ``MEAN``, ``SD`` and ``N``).
 CASE_COLUMNS = [
     "case",
     "match",
@@ -357,10 +56,10 @@ CASE_COLUMNS = [
     *COUNT_KEYS,
     *SCORE_KEYS,
     "dice",
-    "ref_volume_mm3",
-    "pred_volume_mm3",
-    "intersection_mm3",
-    "volume_error_mm3",
+    *VOXEL_KEYS,
+    *SURFACE_KEYS,
+    "nsd_tolerance_mm",
+    *VOLUME_KEYS,
 ]
 #: Columns of ``--per-lesion``: one row per reference lesion, numbered 1..N from superior to inferior
 #: within its case; centroid in world RAS mm.
@@ -381,8 +80,29 @@ PER_LESION_COLUMNS = [
     "pred_volume_mm3",
     "volume_error_mm3",
 ]
-#: ``case`` value of the summary row.
+#: Bin edges (mm³) of the trainers' detection-by-size table (``--by-size-mm3`` has no default).
+DEFAULT_SIZE_EDGES_MM3 = (20.0, 100.0)
+#: Columns of ``--by-size-output``.
+BY_SIZE_COLUMNS = ["size_bin", "ref_lesions", "detected", "lesion_sensitivity"]
+#: ``case`` values of the summary rows: pooled, mean over cases, sample SD over cases, cases used per column.
 SUMMARY_CASE = "ALL"
+MEAN_CASE, SD_CASE, N_CASE = "MEAN", "SD", "N"
+SUMMARY_CASES = (SUMMARY_CASE, MEAN_CASE, SD_CASE, N_CASE)
+#: Per-case numbers that get a MEAN and an SD (everything numeric but the connectivity).
+AVERAGED_KEYS = [c for c in CASE_COLUMNS if c not in ("case", "match", "connectivity", "nsd_tolerance_mm")]
+
+
+def voxel_rates(ref_voxels: int, pred_voxels: int, intersection: int, image_voxels: int) -> dict[str, float]:
+    """``dice`` and :data:`VOXEL_KEYS` from voxel counts (module docstring for the empty-mask values)."""
+    both = ref_voxels + pred_voxels
+    negatives = image_voxels - ref_voxels
+    true_negatives = image_voxels - ref_voxels - pred_voxels + intersection
+    return {
+        "dice": 2.0 * intersection / both if both else 1.0,
+        "voxel_sensitivity": intersection / ref_voxels if ref_voxels else float("nan"),
+        "voxel_specificity": true_negatives / negatives if negatives else float("nan"),
+        "voxel_precision": intersection / pred_voxels if pred_voxels else float("nan"),
+    }
 
 
 def select_label(data: np.ndarray, label: int | None = None) -> np.ndarray:
@@ -391,14 +111,25 @@ def select_label(data: np.ndarray, label: int | None = None) -> np.ndarray:
     return np.asarray(data) != 0 if label is None else np.asarray(data) == label
 
 
-def load_lesion_mask(source, label: int | None = None):
+def present_labels(data: np.ndarray) -> list[int]:
+    """Non-zero values of a label image, ascending."""
+    return [int(v) for v in np.unique(np.asarray(data)) if v != 0]
+
+
+def load_lesion_mask(source, label: int | None = None, *, single_label: bool = False):
     """Read (path) or take (:class:`~nnunet_extensions.core.io.Image`) a lesion mask or label image and return an
-    Image whose data is the bool mask of ``label`` (all foreground when None). Checks: 3-D, finite,
-    non-negative integer values; raises :class:`InputError` naming the file."""
+    Image whose data is the bool mask of ``label`` (all foreground when None) and whose ``meta["labels"]`` lists
+    the labels present. Checks: 3-D, finite, non-negative integer values; with ``single_label`` and no ``label``,
+    an image with more than one non-zero value is refused (a cord + lesion prediction is not a lesion mask).
+    Raises :class:`InputError` naming the file."""
     from nnunet_extensions.core.io import Image, check_3d, check_values, load_image
 
     img = check_values(check_3d(source), "labels") if isinstance(source, Image) else load_image(source, "labels")
-    return Image(data=select_label(img.data, label), affine=img.affine, path=img.path, meta=img.meta)
+    labels = present_labels(img.data)
+    if single_label and label is None and len(labels) > 1:
+        raise InputError(f"{img.path or img.name}: several labels {labels}; choose the lesion with --label")
+    meta = {**(img.meta or {}), "labels": labels}
+    return Image(data=select_label(img.data, label), affine=img.affine, path=img.path, meta=meta)
 
 
 def evaluate_lesion_arrays(
@@ -407,31 +138,41 @@ def evaluate_lesion_arrays(
     affine: np.ndarray,
     *,
     case: str = "",
-    match: str = DEFAULT_MATCH,
+    match: str | MatchRule = DEFAULT_MATCH,
     connectivity: int = DEFAULT_CONNECTIVITY,
     per_lesion: bool = False,
+    surface: bool = True,
+    nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
 ) -> tuple[dict, list[dict]]:
     """One case's row (:data:`CASE_COLUMNS`) from two binary masks on one grid (``affine``: voxel → RAS mm),
     and, with ``per_lesion``, its reference lesions' rows (:data:`PER_LESION_COLUMNS`, superior first).
-
-    ``dice`` is the voxel Dice of the two masks (1 when both are empty); volumes in mm³,
-    ``volume_error_mm3 = pred − ref``.
-    """
-    m = match_lesions(ref, pred, connectivity=connectivity, match=match)
+    Without ``surface`` the surface distances are NaN (the trainers' per-epoch use)."""
+    rule = MatchRule.of(match)
     vox = voxel_volume_mm3(affine)
+    m = match_lesions(ref, pred, connectivity=connectivity, match=rule, voxel_mm3=vox)
     counts = m.counts()
-    ref_v, pred_v, inter = int(m.ref_voxels.sum()), int(m.pred_voxels.sum()), int(m.pair_voxels.sum())
+    r, p = np.asarray(ref, bool), np.asarray(pred, bool)
+    ref_v, pred_v, inter = int(r.sum()), int(p.sum()), int(np.count_nonzero(r & p))
+    zooms = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(0))
+    dist = (
+        surface_metrics(r.reshape(r.shape[:3]), p.reshape(p.shape[:3]), zooms, nsd_tolerance_mm)
+        if surface
+        else dict.fromkeys(SURFACE_KEYS, float("nan"))
+    )
     row = {
         "case": case,
-        "match": match,
+        "match": rule.name,
         "connectivity": m.connectivity,
         **counts,
         **lesion_scores(counts),
-        "dice": 2.0 * inter / (ref_v + pred_v) if ref_v + pred_v else 1.0,
+        **voxel_rates(ref_v, pred_v, inter, r.size),
+        **dist,
+        "nsd_tolerance_mm": float(nsd_tolerance_mm),
         "ref_volume_mm3": ref_v * vox,
         "pred_volume_mm3": pred_v * vox,
         "intersection_mm3": inter * vox,
         "volume_error_mm3": (pred_v - ref_v) * vox,
+        "image_volume_mm3": r.size * vox,
     }
     return row, (_per_lesion_rows(m, affine, case) if per_lesion else [])
 
@@ -472,25 +213,39 @@ def evaluate_lesion_case_detail(
     case: str | None = None,
     label: int | None = None,
     ref_label: int | None = None,
-    match: str = DEFAULT_MATCH,
+    match: str | MatchRule = DEFAULT_MATCH,
     connectivity: int = DEFAULT_CONNECTIVITY,
+    nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
 ) -> tuple[dict, list[dict]]:
     """:func:`evaluate_lesion_case` plus the per-lesion rows of its reference lesions."""
+    return _evaluate_loaded(
+        *_load_pair(pred, ref, label, ref_label),
+        case=case,
+        match=match,
+        connectivity=connectivity,
+        nsd_tolerance_mm=nsd_tolerance_mm,
+    )
+
+
+def _load_pair(pred, ref, label: int | None, ref_label: int | None, *, single_label: bool = True):
     from nnunet_extensions.core.io import check_same_grid
 
-    check_match(match)
-    check_connectivity(connectivity)
     r = load_lesion_mask(ref, ref_label)
-    p = load_lesion_mask(pred, label)
+    p = load_lesion_mask(pred, label, single_label=single_label)
     check_same_grid(r, p)
+    return p, r
+
+
+def _evaluate_loaded(p, r, *, case, match, connectivity, nsd_tolerance_mm) -> tuple[dict, list[dict]]:
     return evaluate_lesion_arrays(
         r.data,
         p.data,
         r.affine,
         case=case if case is not None else p.name,
         match=match,
-        connectivity=connectivity,
+        connectivity=check_connectivity(connectivity),
         per_lesion=True,
+        nsd_tolerance_mm=nsd_tolerance_mm,
     )
 
 
@@ -501,15 +256,15 @@ def evaluate_lesion_case(
     case: str | None = None,
     label: int | None = None,
     ref_label: int | None = None,
-    match: str = DEFAULT_MATCH,
+    match: str | MatchRule = DEFAULT_MATCH,
     connectivity: int = DEFAULT_CONNECTIVITY,
 ) -> dict:
     """Lesion-wise metrics of one predicted mask against its reference (paths or Images): a row with
     :data:`CASE_COLUMNS`.
 
     ``label`` / ``ref_label`` pick the lesion label of a multi-label or region image (None: every non-zero
-    voxel). Both must be on one grid. Raises :class:`InputError` naming the file for 4-D images, NaN,
-    non-integer or negative values, or a grid mismatch.
+    voxel of the reference; a prediction with several labels needs ``label``). Both must be on one grid. Raises
+    :class:`InputError` naming the file for 4-D images, NaN, non-integer or negative values, or a grid mismatch.
     """
     return evaluate_lesion_case_detail(
         pred, ref, case=case, label=label, ref_label=ref_label, match=match, connectivity=connectivity
@@ -517,24 +272,85 @@ def evaluate_lesion_case(
 
 
 def summary_row(rows: Iterable[Mapping]) -> dict:
-    """The ``case = ALL`` row: counts and volumes summed over cases, rates (sensitivity, precision, F1) and
-    Dice (2 Σ intersection / (Σ ref + Σ pred)) computed from the sums."""
+    """The ``case = ALL`` row: counts and volumes summed over cases, rates (lesion and voxel) and Dice from the
+    sums; surface distances are not poolable (NaN)."""
     rows = list(rows)
     counts = sum_counts(rows)
-    vol = {k: float(sum(r[k] for r in rows)) for k in ("ref_volume_mm3", "pred_volume_mm3", "intersection_mm3")}
-    both = vol["ref_volume_mm3"] + vol["pred_volume_mm3"]
+    vol = {k: float(sum(r[k] for r in rows)) for k in VOLUME_KEYS}
+    vox = {k: vol[k] for k in ("ref_volume_mm3", "pred_volume_mm3", "intersection_mm3", "image_volume_mm3")}
     matches = {r["match"] for r in rows}
     conns = {r["connectivity"] for r in rows}
+    tolerances = {r.get("nsd_tolerance_mm") for r in rows}
     return {
         "case": SUMMARY_CASE,
         "match": matches.pop() if len(matches) == 1 else "",
         "connectivity": conns.pop() if len(conns) == 1 else "",
         **counts,
         **lesion_scores(counts),
-        "dice": 2.0 * vol["intersection_mm3"] / both if both else 1.0,
+        **voxel_rates(*vox.values()),  # mm³ ratios equal voxel ratios on any one grid; pooled across grids by volume
+        **dict.fromkeys(SURFACE_KEYS, float("nan")),
+        "nsd_tolerance_mm": tolerances.pop() if len(tolerances) == 1 else float("nan"),
         **vol,
-        "volume_error_mm3": vol["pred_volume_mm3"] - vol["ref_volume_mm3"],
     }
+
+
+def mean_sd_rows(rows: Sequence[Mapping]) -> list[dict]:
+    """The ``MEAN``, ``SD`` (sample, n − 1) and ``N`` (cases used) rows of every :data:`AVERAGED_KEYS` column over
+    the per-case ``rows``, NaN values skipped (a column with one usable case has SD NaN)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=CASE_COLUMNS)[AVERAGED_KEYS].astype(float)
+    first = rows[0] if rows else {}
+    fixed = {k: first.get(k, "") for k in ("match", "connectivity", "nsd_tolerance_mm")}
+    mean = {"case": MEAN_CASE, **fixed, **frame.mean(skipna=True).to_dict()}
+    sd = {"case": SD_CASE, **fixed, **frame.std(ddof=1, skipna=True).to_dict()}
+    n = {"case": N_CASE, **fixed, **frame.count().astype(int).to_dict()}
+    return [mean, sd, n]
+
+
+def summary_rows(rows: Sequence[Mapping]) -> list[dict]:
+    """``ALL`` (pooled), ``MEAN``, ``SD`` and ``N`` rows of the per-case ``rows``."""
+    return [summary_row(rows), *mean_sd_rows(rows)]
+
+
+# --------------------------------------------------------------------------------------------- detection by size
+def parse_size_edges(text: str) -> tuple[float, ...]:
+    """``"20,100"`` → ``(20.0, 100.0)``: increasing, positive bin edges (mm³); raises :class:`InputError`."""
+    try:
+        edges = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--by-size-mm3 {text!r}: expected increasing volumes in mm³, e.g. 20,100") from None
+    if not edges or any(e <= 0 for e in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise InputError(f"--by-size-mm3 {text!r}: expected increasing positive volumes in mm³, e.g. 20,100")
+    return edges
+
+
+def size_bin_names(edges: Sequence[float]) -> list[str]:
+    """Bin names of ``edges`` (mm³): ``<20``, ``20-100``, ``>=100`` for ``(20, 100)``."""
+    e = [f"{v:g}" for v in edges]
+    return [f"<{e[0]}", *(f"{a}-{b}" for a, b in zip(e, e[1:])), f">={e[-1]}"]
+
+
+def detection_by_size(lesion_rows: Iterable[Mapping], edges: Sequence[float]) -> list[dict]:
+    """Lesion-wise detection by reference-lesion volume: one row per bin (:data:`BY_SIZE_COLUMNS`) from the
+    per-lesion rows (:data:`PER_LESION_COLUMNS`) of any number of cases. A lesion of volume v is in bin i when
+    ``edges[i-1] <= v < edges[i]``; ``lesion_sensitivity`` is NaN for an empty bin."""
+    names = size_bin_names(edges)
+    total = np.zeros(len(names), int)
+    found = np.zeros(len(names), int)
+    for row in lesion_rows:
+        i = int(np.searchsorted(np.asarray(edges, float), float(row["ref_volume_mm3"]), side="right"))
+        total[i] += 1
+        found[i] += bool(row["detected"])
+    return [
+        {
+            "size_bin": name,
+            "ref_lesions": int(n),
+            "detected": int(d),
+            "lesion_sensitivity": d / n if n else float("nan"),
+        }
+        for name, n, d in zip(names, total, found)
+    ]
 
 
 # --------------------------------------------------------------------------------------------- files and folders
@@ -558,23 +374,42 @@ def evaluate_lesions(
     *,
     label: int | None = None,
     ref_label: int | None = None,
-    match: str = DEFAULT_MATCH,
+    match: str | MatchRule = DEFAULT_MATCH,
     connectivity: int = DEFAULT_CONNECTIVITY,
+    nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
+    all_foreground: bool = False,
     progress: bool = False,
 ) -> tuple[list[dict], list[dict]]:
     """Evaluate a predicted mask or folder against a reference mask or folder (cases matched by name, see
-    :func:`pair_cases`). Returns ``(case rows + the ALL row, per-lesion rows)``. Every pair is found before
-    any voxel is read; the first bad input raises :class:`InputError` (nothing is returned)."""
+    :func:`pair_cases`). Returns ``(case rows + the ALL, MEAN, SD and N rows, per-lesion rows)``.
+
+    A prediction with several labels needs ``label``, or ``all_foreground`` to score every non-zero voxel.
+
+    Every pair is found before any voxel is read; the first bad input raises :class:`InputError` (nothing is
+    returned), and so does a ``label`` / ``ref_label`` that no mask of the run contains (an empty mask is valid).
+    """
     from tqdm.auto import tqdm
 
-    check_match(match)
+    rule = MatchRule.of(match)
     check_connectivity(connectivity)
     pairs = pair_cases(pred, ref)
     rows, lesions = [], []
-    for case, p, r in tqdm(pairs, desc="evaluate lesions", unit="case", disable=not progress):
-        row, per = evaluate_lesion_case_detail(
-            p, r, case=case, label=label, ref_label=ref_label, match=match, connectivity=connectivity
+    seen_pred: set[int] = set()
+    seen_ref: set[int] = set()
+    for case, p_path, r_path in tqdm(pairs, desc="evaluate lesions", unit="case", disable=not progress):
+        p, r = _load_pair(p_path, r_path, label, ref_label, single_label=not all_foreground)
+        seen_pred.update(p.meta["labels"])
+        seen_ref.update(r.meta["labels"])
+        row, per = _evaluate_loaded(
+            p, r, case=case, match=rule, connectivity=connectivity, nsd_tolerance_mm=nsd_tolerance_mm
         )
         rows.append(row)
         lesions.extend(per)
-    return rows + [summary_row(rows)], lesions
+    _check_label_present(label, seen_pred, "--label", pred)
+    _check_label_present(ref_label, seen_ref, "--ref-label", ref)
+    return rows + summary_rows(rows), lesions
+
+
+def _check_label_present(label: int | None, seen: set[int], option: str, where) -> None:
+    if label is not None and seen and label not in seen:
+        raise InputError(f"{where}: no voxel has label {label} ({option}; labels present: {sorted(seen)})")

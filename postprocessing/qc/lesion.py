@@ -136,3 +136,39 @@ def plot_lesions(
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path, overwrite)
+
+
+def plot_configurations(
+    values: dict[str, dict[str, np.ndarray]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """One panel per metric (``values[metric][config]`` = per-case values, cases in the same order in every
+    configuration): a box per configuration, each case's values joined across configurations by a thin grey
+    line (paired plot). NaN values are left out."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    metrics = list(values)
+    ncols = min(4, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(3.2 * ncols, 3.0 * nrows), dpi=DPI, layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, metric in zip(axes, metrics):
+            configs = list(values[metric])
+            data = np.array([values[metric][c] for c in configs], float)  # configs × cases
+            x = np.arange(1, len(configs) + 1)
+            ax.boxplot([d[~np.isnan(d)] for d in data], positions=x, widths=0.5, showfliers=False)
+            for case in data.T:
+                ax.plot(x, case, color="0.6", linewidth=0.6, marker="o", markersize=2.5, zorder=1)
+            ax.set_xticks(x, configs, rotation=30, ha="right")
+            ax.set_title(metric, fontsize=9)
+            ax.set_ylim(-0.02, 1.02)
+        for ax in axes[len(metrics) :]:
+            ax.set_visible(False)
+        if title:
+            fig.suptitle(title)
+    return _save(fig, path, overwrite)

@@ -12,10 +12,11 @@ Structure groups (:data:`GROUPS`), each evaluated on its own instances only:
 Matching (:data:`MATCH_RULES`):
 
 * ``label``: a reference and a predicted instance with the same value form a pair; the pair is a true
-  positive when its Dice (``tp_metric="dsc"``, the default) or IoU (``tp_metric="iou"``, panoptica's
-  published matched-instance example) is ≥ :data:`TP_THRESHOLD` (0.5);
-* ``iou``: one-to-one matching of instances with IoU > 0.5, whatever their values (above 0.5 an instance
-  has at most one partner, so the matching is unique).
+  positive when its IoU (``tp_metric="iou"``, the default, as panoptica's ``NaiveThresholdMatching`` whose
+  published matched-instance example reproduces only with IoU) or Dice (``tp_metric="dsc"``) is ≥
+  :data:`TP_THRESHOLD` (0.5);
+* ``iou``: one-to-one matching of instances with IoU ≥ 0.5 (panoptica's default ``strict_threshold=False``),
+  whatever their values, greedy by decreasing IoU (at exactly 0.5 an instance could have two partners).
 
 Per group (Kirillov et al., panoptica): ``tp``; ``fp = pred_instances − tp``; ``fn = ref_instances − tp``;
 ``precision = tp / pred_instances``; ``recall = tp / ref_instances``; ``rq = tp / (tp + ½ fp + ½ fn)`` (F1 of
@@ -55,8 +56,8 @@ from nnunet_extensions.core.labels import SACRUM, SEMANTIC_LABELS, disc_instance
 MATCH_RULES = ("label", "iou")
 #: Metrics that decide whether a same-label pair is a true positive (``label`` matching).
 TP_METRICS = ("dsc", "iou")
-#: A same-label pair is a true positive when its Dice (or IoU) is at least this; ``iou`` matching pairs
-#: instances whose IoU is strictly above it.
+#: A same-label pair is a true positive when its IoU (or Dice) is at least this; ``iou`` matching pairs
+#: instances whose IoU is at least this.
 TP_THRESHOLD = 0.5
 #: Largest SPINEPS instance value (endplate of T13) + 1: the size of the per-value tables.
 _N_VALUES = 256
@@ -202,7 +203,7 @@ def instance_metrics(
     spacing_mm: Sequence[float],
     *,
     match: str = "label",
-    tp_metric: str = "dsc",
+    tp_metric: str = "iou",
     groups: Sequence[str] = GROUP_NAMES,
 ) -> list[dict]:
     """Panoptic metrics of a predicted instance mask against a reference (same shape, SPINEPS values),
@@ -240,14 +241,19 @@ def instance_metrics(
             if a in members and b in members:
                 candidates.append((a, b, n))
         pairs = []  # true positives: (ref value, pred value, iou, dice)
-        for a, b, n in candidates:
-            iou = n / (ref_vol[a] + pred_vol[b] - n)
-            dsc = 2.0 * n / (ref_vol[a] + pred_vol[b])
+        used_ref: set[int] = set()
+        used_pred: set[int] = set()
+        scored = [
+            (a, b, n / (ref_vol[a] + pred_vol[b] - n), 2.0 * n / (ref_vol[a] + pred_vol[b])) for a, b, n in candidates
+        ]
+        for a, b, iou, dsc in sorted(scored, key=lambda c: -c[2]):  # greedy by decreasing IoU, one-to-one
             if match == "label":
                 ok = a == b and (dsc if tp_metric == "dsc" else iou) >= TP_THRESHOLD
             else:
-                ok = iou > TP_THRESHOLD
+                ok = iou >= TP_THRESHOLD and a not in used_ref and b not in used_pred
             if ok:
+                used_ref.add(a)
+                used_pred.add(b)
                 pairs.append((a, b, iou, dsc))
         tp = len(pairs)
         n_ref, n_pred = len(refs), len(preds)
@@ -337,7 +343,7 @@ def _load_pair(pred_path, ref_path, kind: str) -> tuple[np.ndarray, np.ndarray, 
 
 
 def evaluate_instance_case(
-    pred_path, ref_path, *, case: str | None = None, match: str = "label", tp_metric: str = "dsc"
+    pred_path, ref_path, *, case: str | None = None, match: str = "label", tp_metric: str = "iou"
 ) -> list[dict]:
     """:func:`instance_metrics` of two instance mask files (rows with ``case``; ASSD in mm)."""
     ref, pred, img = _load_pair(pred_path, ref_path, "instance")
@@ -348,7 +354,7 @@ def evaluate_instance_case(
 
 def evaluate_semantic_case(pred_path, ref_path, *, case: str | None = None) -> list[dict]:
     """:func:`semantic_dice` of two semantic mask files (rows with ``case``)."""
-    from postprocessing.lesion.metrics import voxel_volume_mm3
+    from postprocessing.lesion.matching import voxel_volume_mm3
 
     ref, pred, img = _load_pair(pred_path, ref_path, "semantic")
     case = case if case is not None else _case(Path(pred_path), SPINEPS_SEMANTIC_SUFFIXES)
@@ -370,7 +376,7 @@ def pair_files(pred, ref, suffixes: Sequence[str]) -> list[tuple[str, Path, Path
 
 
 def evaluate_instances(
-    pred, ref, *, match: str = "label", tp_metric: str = "dsc", progress: bool = False
+    pred, ref, *, match: str = "label", tp_metric: str = "iou", progress: bool = False
 ) -> list[dict]:
     """Instance metrics of a prediction file or folder against a reference file or folder: rows per case
     and structure group, then the :func:`summary_rows`. Every file is read and checked before anything is
