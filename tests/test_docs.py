@@ -69,3 +69,11 @@ def test_constants_table_is_generated_from_the_code():
     assert (DOCS / "methods" / "constants.md").read_text() == constants_markdown(pages), (
         "docs/methods/constants.md is stale: run `python -m nnunet_extensions.cli.reference --docs docs`"
     )
+
+
+def test_readme_is_an_entrance_not_a_manual():
+    """The README stays short (issue: ≤ 250 lines) and points into docs/ for each capability."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250, "README.md grew past 250 lines: move the detail into docs/"
+    for page in ("docs/cord.md", "docs/lesions.md", "docs/spine.md", "docs/cli.md"):
+        assert f"({page})" in text, f"README.md does not link {page}"

@@ -171,6 +171,27 @@ def test_configuration_table_refuses_different_cases():
         configuration_table({"T2w": _table({})}, baseline="X")
 
 
+def test_configurations_pair_by_subject_across_sequences():
+    """T1w and T2w datasets name their cases sub-XX_T1w / sub-XX_T2w: pairing by subject (and session) lines
+    them up; pairing by case refuses them; a non-BIDS case cannot be paired by subject."""
+    rng = np.random.default_rng(8)
+    subjects = ("sub-01", "sub-02_ses-1", "sub-02_ses-2", "sub-03", "sub-04", "sub-05")
+    t1 = rng.uniform(0.3, 0.6, 6)
+    t2 = t1 + rng.uniform(0.05, 0.2, 6)
+    order = [3, 0, 5, 1, 4, 2]  # the second table lists its cases in another order
+    tables = {
+        "T1w": _table({"dice": t1.tolist()}, cases=[f"{s}_T1w" for s in subjects]),
+        "T2w": _table({"dice": t2[order].tolist()}, cases=[f"{subjects[i]}_T2w" for i in order]),
+    }
+    with pytest.raises(InputError, match="lacks"):
+        configuration_table(tables)
+    row = configuration_table(tables, pair="subject").set_index("config").loc["T2w"]
+    assert row["wilcoxon_p_dice"] == pytest.approx(stats.wilcoxon(t2, t1).pvalue)
+    assert row["dice_mean"] == pytest.approx(t2.mean())
+    with pytest.raises(InputError, match="not a BIDS name"):
+        configuration_table({"a": _table({}), "b": _table({})}, pair="subject")
+
+
 def test_cli_evaluate_summary_writes_table_and_picture(tmp_path):
     rng = np.random.default_rng(5)
     paths = {}
@@ -204,6 +225,17 @@ def test_surface_distances_equal_panoptica(seed):
     assert ours["hd95_mm"] == pytest.approx(sd._hd95_from_pair(d_ref, d_pred))
     assert ours["assd_mm"] == pytest.approx(sd._assd_from_pair(d_ref, d_pred))
     assert ours["nsd"] == pytest.approx(sd._nsd_from_pair(d_ref, d_pred, zooms, 1.0))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_border_equals_scipy_erosion_including_array_edges(seed):
+    from scipy import ndimage
+
+    from postprocessing.lesion.surface import _border
+
+    mask = np.random.default_rng(seed).random((9, 11, 7)) < 0.7  # dense: many voxels touch the array's faces
+    eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1))
+    assert np.array_equal(_border(mask), mask & ~eroded)
 
 
 # --------------------------------------------------------------------------------------------- matching rules

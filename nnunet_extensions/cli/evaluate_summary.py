@@ -11,8 +11,9 @@ from pathlib import Path
 from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
 
 SUMMARY_EXAMPLE = """\
-example (Hille et al.'s table: three sequence sets x 2D / 3D, T2w 3D as the baseline):
-  nnspine evaluate summary T2w_3d=t2_3d.csv T1w_3d=t1_3d.csv both_3d=both_3d.csv \\
+example (Hille et al.'s table: three sequence sets x 2D / 3D, T2w 3D as the baseline; the datasets name
+their cases sub-01_T2w, sub-01_T1w, so they are paired by subject):
+  nnspine evaluate summary --pair subject T2w_3d=t2_3d.csv T1w_3d=t1_3d.csv both_3d=both_3d.csv \\
       T2w_2d=t2_2d.csv T1w_2d=t1_2d.csv both_2d=both_2d.csv -o table.csv
 """
 
@@ -27,7 +28,7 @@ def _named_csv(value: str) -> tuple[str, Path]:
 
 def register_summary(what: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``summary`` to the ``nnspine evaluate`` sub-commands; returns its parser."""
-    from postprocessing.lesion.configurations import SUMMARY_METRICS
+    from postprocessing.lesion.configurations import PAIRINGS, SUMMARY_METRICS
 
     s = new_parser(
         what,
@@ -47,6 +48,13 @@ def register_summary(what: argparse._SubParsersAction) -> argparse.ArgumentParse
     s.add_argument("tables", nargs="+", type=_named_csv, metavar="NAME=CSV", help="configuration name and its CSV")
     s.add_argument("-o", "--output", type=Path, required=True, metavar="CSV", help="output table (CSV)")
     s.add_argument("--baseline", metavar="NAME", help="configuration the others are tested against (default: first)")
+    s.add_argument(
+        "--pair",
+        choices=PAIRINGS,
+        default="case",
+        help="pair cases across configurations by case name, or by BIDS subject (and session) when the datasets"
+        " name cases after different sequences (sub-01_T1w, sub-01_T2w) (default: case)",
+    )
     s.add_argument("--plot", type=Path, metavar="PNG", help="picture path (default: the output with .png)")
     add_overwrite(s)
     add_quiet(s)
@@ -69,10 +77,10 @@ def run_summary(args: argparse.Namespace) -> int:
     check_output(args.output, args.overwrite)
     check_output(plot, args.overwrite)
     tables = {name: read_csv_table(path) for name, path in args.tables}
-    table = configuration_table(tables, args.baseline)
+    table = configuration_table(tables, args.baseline, pair=args.pair)
     write_text(args.output, table.to_csv(index=False), overwrite=args.overwrite)
     plot_configurations(
-        {m: case_values(tables, m) for m in SUMMARY_METRICS},
+        {m: case_values(tables, m, args.pair) for m in SUMMARY_METRICS},
         plot,
         title=f"{table['n_cases'].iloc[0]} cases per configuration",
         overwrite=args.overwrite,

@@ -3,7 +3,9 @@ mean and SD over cases of each metric of ``nnspine evaluate lesions``, and a pai
 every configuration against a baseline, case by case.
 
 Inputs are the CSVs of ``nnspine evaluate lesions`` (per-case rows; the ``ALL``, ``MEAN``, ``SD`` and ``N`` rows
-are ignored). Every configuration must hold the same cases.
+are ignored). Every configuration must hold the same cases, paired by case name or, with ``pair="subject"``, by the
+BIDS subject (and session) the case name starts with: the T1w, T2w and T1w+T2w datasets of one cohort name their
+cases after their first channel (``sub-01_T1w``, ``sub-01_T2w``), so only the subject pairs them.
 """
 
 from __future__ import annotations
@@ -33,27 +35,49 @@ def summary_columns(metrics=SUMMARY_METRICS) -> list[str]:
     return cols
 
 
-def per_case(table, name: str = "<table>"):
-    """The per-case rows of an ``evaluate lesions`` table (a DataFrame), indexed by case; raises
-    :class:`InputError` naming ``name`` when a metric column is missing or a case repeats."""
+#: How cases of different configurations are paired.
+PAIRINGS = ("case", "subject")
+
+
+def pairing_key(case: str, pair: str = "case") -> str:
+    """The key pairing ``case`` across configurations: the case name itself, or (``pair="subject"``) its BIDS
+    subject and session (``sub-01_ses-2_T1w`` → ``sub-01_ses-2``). Raises :class:`InputError` for a case name
+    without a subject."""
+    from nnunet_extensions.core.bids import parse_name
+
+    if pair == "case":
+        return case
+    parsed = parse_name(case)
+    if parsed is None:
+        raise InputError(f"case {case}: not a BIDS name (sub-<label>_..._<suffix>), cannot pair it by subject")
+    ses = parsed.get("ses")
+    return f"{parsed.subject}_ses-{ses}" if ses else parsed.subject
+
+
+def per_case(table, name: str = "<table>", pair: str = "case"):
+    """The per-case rows of an ``evaluate lesions`` table (a DataFrame), indexed by :func:`pairing_key`; raises
+    :class:`InputError` naming ``name`` when a metric column is missing or a key repeats."""
     from postprocessing.lesion.metrics import SUMMARY_CASES
 
     missing = [c for c in ("case", *SUMMARY_METRICS) if c not in table.columns]
     if missing:
         raise InputError(f"{name}: not an 'nnspine evaluate lesions' table (missing columns {', '.join(missing)})")
     rows = table[~table["case"].astype(str).isin(SUMMARY_CASES)]
-    repeated = rows["case"][rows["case"].duplicated()].tolist()
-    if repeated:
-        raise InputError(f"{name}: case {repeated[0]} appears more than once")
     if rows.empty:
         raise InputError(f"{name}: no case rows")
-    return rows.set_index(rows["case"].astype(str))
+    keys = rows["case"].astype(str).map(lambda c: pairing_key(c, pair))
+    repeated = keys[keys.duplicated()].tolist()
+    if repeated:
+        raise InputError(f"{name}: {'case' if pair == 'case' else 'subject'} {repeated[0]} appears more than once")
+    return rows.set_index(keys)
 
 
-def configuration_table(tables: Mapping[str, object], baseline: str | None = None, metrics=SUMMARY_METRICS):
+def configuration_table(
+    tables: Mapping[str, object], baseline: str | None = None, metrics=SUMMARY_METRICS, pair: str = "case"
+):
     """One row per configuration (a DataFrame with :func:`summary_columns`) from ``{name: evaluate-lesions
     DataFrame}``, in the given order. ``baseline`` (default: the first) gets no p-values; every other row gets
-    ``wilcoxon_p_<m>`` paired by case against it. SDs are sample SDs (n − 1), NaN skipped.
+    ``wilcoxon_p_<m>`` paired against it by :func:`pairing_key` (``pair``: ``"case"`` or ``"subject"``). SDs are sample SDs (n − 1), NaN skipped.
 
     Raises :class:`InputError` when the configurations do not hold the same cases (naming the missing ones) or
     ``baseline`` is not one of them.
@@ -66,7 +90,7 @@ def configuration_table(tables: Mapping[str, object], baseline: str | None = Non
     baseline = names[0] if baseline is None else baseline
     if baseline not in tables:
         raise InputError(f"--baseline {baseline}: not one of the configurations ({', '.join(names)})")
-    cases = {name: per_case(t, name) for name, t in tables.items()}
+    cases = {name: per_case(t, name, pair) for name, t in tables.items()}
     reference = cases[baseline]
     for name, rows in cases.items():
         missing = sorted(set(reference.index) - set(rows.index))
@@ -92,8 +116,8 @@ def configuration_table(tables: Mapping[str, object], baseline: str | None = Non
     return pd.DataFrame(out, columns=summary_columns(metrics))
 
 
-def case_values(tables: Mapping[str, object], metric: str):
+def case_values(tables: Mapping[str, object], metric: str, pair: str = "case"):
     """``{config: per-case values of metric}`` in the case order of the first table (for the picture)."""
-    cases = {name: per_case(t, name) for name, t in tables.items()}
+    cases = {name: per_case(t, name, pair) for name, t in tables.items()}
     order = next(iter(cases.values())).index
     return {name: rows.loc[order, metric].astype(float).to_numpy() for name, rows in cases.items()}

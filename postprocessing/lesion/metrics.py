@@ -112,8 +112,12 @@ def select_label(data: np.ndarray, label: int | None = None) -> np.ndarray:
 
 
 def present_labels(data: np.ndarray) -> list[int]:
-    """Non-zero values of a label image, ascending."""
-    return [int(v) for v in np.unique(np.asarray(data)) if v != 0]
+    """Non-zero values of a label image, ascending (a binary mask is told by its maximum, without sorting)."""
+    a = np.asarray(data)
+    top = a.max() if a.size else 0
+    if top <= 1 and (a.size == 0 or a.min() >= 0):
+        return [1] if top == 1 else []
+    return [int(v) for v in np.unique(a) if v != 0]
 
 
 def load_lesion_mask(source, label: int | None = None, *, single_label: bool = False):
