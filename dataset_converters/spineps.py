@@ -4,7 +4,8 @@ Input: a BIDS dataset (``sub-XX[/ses-YY]/anat/<image>.nii.gz``) or a flat folder
 side, with one SPINEPS semantic mask per image, found by :func:`nnunet_extensions.core.bids.find_spineps_masks`
 under ``derivatives/<pipeline>/`` or beside the image: ``<image stem>_seg-spine_msk.nii.gz`` or SPINEPS' own
 naming (``sub-01_seg-spine_msk``, ``sub-01_mod-T2w_seg-spine_msk``; older ``seg-subreg``). Values are the
-SPINEPS semantic labels (:data:`nnunet_extensions.core.labels.SEMANTIC_LABELS`: 41-49, 26, 60-62, 100).
+SPINEPS semantic labels (:data:`nnunet_extensions.core.labels.SEMANTIC_LABELS`: 41-49, 26, 60-62, 100; and SPINEPS 2.x /
+TPTBox's 50-53, :data:`~nnunet_extensions.core.labels.EXTENDED_SEMANTIC_LABELS`, each kept as its own class).
 
 Output: ``$nnUNet_raw/DatasetXXX_NAME`` with one case per image of the first ``channels`` spec; the case
 identifier is the image's BIDS stem (``sub-01_T2w``). Further channels are the same unit's images of the other
@@ -35,7 +36,7 @@ from dataset_converters.protocol import ConversionReport, bids_subject, check_jo
 from nnunet_extensions.core import bids
 from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY, label_map_entry
 from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image, read_geometry, require_folder
-from nnunet_extensions.core.labels import SEMANTIC_LABELS, semantic_value_problem
+from nnunet_extensions.core.labels import ACCEPTED_SEMANTIC_LABELS, semantic_value_problem
 
 __all__ = [
     "convert",
@@ -157,7 +158,8 @@ def discover(dataset: str | Path, channels: Sequence[str] = SPINEPS_CHANNELS) ->
 # ---------------------------------------------------------------------------------------------- labels
 def load_semantic_mask(path: str | Path) -> Image:
     """Read a SPINEPS semantic mask: integer labels, 3-D, values in
-    :data:`~nnunet_extensions.core.labels.SEMANTIC_LABELS`
+    :data:`~nnunet_extensions.core.labels.ACCEPTED_SEMANTIC_LABELS` (SPINEPS 2.x's 50-53 are kept as classes of
+    their own, so that ``nnspine relabel`` gives them back exactly)
     (:class:`InputError` naming the file and the bad values, saying when it looks like an instance mask)."""
     mask = load_image(path, "labels")
     problem = semantic_value_problem(np.unique(mask.data).tolist())
@@ -170,7 +172,7 @@ def label_mapping(values: Iterable[int]) -> dict[int, int]:
     """nnU-Net label → SPINEPS value for the SPINEPS labels ``values`` (0 ignored): consecutive 1..n in SPINEPS
     value order, plus background 0 → 0. ``ValueError`` for a value that is not a SPINEPS semantic label."""
     present = sorted({int(v) for v in values} - {0})
-    bad = [v for v in present if v not in SEMANTIC_LABELS]
+    bad = [v for v in present if v not in ACCEPTED_SEMANTIC_LABELS]
     if bad:
         raise ValueError(f"values {bad} are not SPINEPS semantic labels")
     return {0: 0, **{i + 1: v for i, v in enumerate(present)}}
@@ -193,7 +195,7 @@ def to_nnunet_labels(semantic: np.ndarray, mapping: Mapping[int, int]) -> np.nda
 
 def dataset_labels(mapping: Mapping[int, int]) -> dict[str, int]:
     """``dataset.json`` labels: ``background`` 0 and each SPINEPS structure name with its nnU-Net label."""
-    return {"background": 0, **{SEMANTIC_LABELS[v]: k for k, v in sorted(mapping.items()) if k}}
+    return {"background": 0, **{ACCEPTED_SEMANTIC_LABELS[v]: k for k, v in sorted(mapping.items()) if k}}
 
 
 # --------------------------------------------------------------------------------------------- convert

@@ -177,9 +177,10 @@ def test_endplates_take_the_nearest_body_centre_above(spine5):
 
 
 def test_numbering_from_the_top_and_centroids(spine5):
-    f = spine5.fuse(top=None)
+    f = spine5.fuse(top=None, labelling="none")
     ref = np.asarray(spine5.ref.data)
     assert f.vertebrae == [1, 2, 3, 4, 5] and not f.named
+    assert "not anatomically labelled" in f.labelling.method
     for n, v in enumerate(spine5.truth["vertebra_ids"], start=1):
         assert dice_per_value(ref == v, f.instance == n, [True])[1] > 0.99
         assert np.allclose(f.centroids_mm[n], spine5.truth["vertebrae"][n - 1]["body_centre_mm"], atol=1.0)
@@ -265,6 +266,7 @@ def test_output_names():
         "spine": "sub-01_T2w_seg-spine_msk.nii.gz",
         "ctd": "sub-01_T2w_seg-spine_ctd.json",
         "snp": "sub-01_T2w_seg-spine_snp.png",
+        "info": "sub-01_T2w_seg-vert_msk.json",
     }
     assert output_names("sub-01_T2w.nii.gz")["vert"] == "sub-01_T2w_seg-vert_msk.nii.gz"
     assert output_names("sub-mri_seg-subreg_label-6_msk.nii.gz")["vert"] == "sub-mri_seg-vert_label-6_msk.nii.gz"
@@ -303,20 +305,22 @@ def fuse_cli(f, *extra, sem=None, pred=None) -> int:
 
 
 def test_cli_fuse_writes_spineps_outputs(files, spine5, capsys):
-    assert fuse_cli(files, "--top-vertebra", "L1") == 0
+    assert fuse_cli(files) == 0  # no option: the sacrum anchors L5
     out = files["out"]
     assert sorted(p.name for p in out.iterdir()) == [
         "sub-01_T2w_seg-spine_ctd.json",
         "sub-01_T2w_seg-spine_msk.nii.gz",
         "sub-01_T2w_seg-spine_snp.png",
+        "sub-01_T2w_seg-vert_msk.json",
         "sub-01_T2w_seg-vert_msk.nii.gz",
     ]
     vert = nib.load(out / "sub-01_T2w_seg-vert_msk.nii.gz")
     assert np.allclose(vert.affine, spine5.sem.affine) and vert.get_data_dtype() == np.uint8
     ref = np.asarray(spine5.ref.data)
     assert min(dice_per_value(ref, np.asarray(vert.dataobj), [20, 21, 22, 23, 24]).values()) > 0.99
-    ctd = json.loads((out / "sub-01_T2w_seg-spine_ctd.json").read_text())
-    rows = {r["id"]: r for r in ctd["centroids"]}
+    side = json.loads((out / "sub-01_T2w_seg-vert_msk.json").read_text())
+    assert side["anatomically_labelled"] and "sacrum" in side["labelling"]["method"]
+    rows = {r["id"]: r for r in side["centroids_mm"]}
     assert sorted(rows) == [20, 21, 22, 23, 24, SACRUM] and rows[20]["name"] == "L1"
     for v in spine5.truth["vertebrae"]:
         r = rows[v["id"]]

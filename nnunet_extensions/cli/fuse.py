@@ -13,20 +13,31 @@ Fuse nnU-Net's predictions on the cutouts of 'nnspine cutouts' (labels 1 = verte
 vertebra, 3 = vertebra below) into one SPINEPS instance mask on the semantic mask's grid.
 
 Each predicted mask is compared by Dice with the predictions of the cutouts up to two above and below;
-masks that agree (Dice > 0.3) are merged by majority vote (union where only two agree), ranked by
-agreement and written first-come-first-served into unclaimed voxels; a candidate more than 60 % covered
-by accepted vertebrae is skipped. Then instance voxels outside the vertebra labels 41-49 are removed,
-instance fragments below 250 mm3 released, and vertebra voxels without an instance join their one
-neighbouring vertebra (or, between several, the nearest one); vertebrae are numbered from the top (1, 2,
-... or VerSe ids with --top-vertebra: C2 gives C2=2, C3=3, ...; L5 is followed by L6=25); the sacrum (26)
-is kept; every disc (100) and endplate (62) component gets 100+X / 200+X from the nearest vertebral-body
-centre above it (SPINEPS' rule). Cutouts without a prediction are named on stderr and the rest is fused.
+masks that agree (Dice > 0.3) form groups, ranked by agreement (ties bottom first) and written
+first-come-first-served into unclaimed voxels: a group of three by majority vote, or by union when its
+agreement is below 0.45, a group of two by union (SPINEPS' rules); a candidate more than 60 % covered by
+accepted vertebrae is skipped; partners that disagree are kept and reported. Then instance voxels outside
+the vertebra labels are removed, instance fragments below 250 mm3 released, and vertebra voxels without
+an instance join their one neighbouring vertebra (or, between several, the nearest one).
+
+Vertebra ids (--labelling auto, the default): --top-vertebra NAME when given (C2 gives C2=2, C3=3, ...;
+L5 is followed by L6=25); else the sacrum (26) directly below the lowest vertebra makes it L5
+(--lumbar-vertebrae 4 or 6 for L4 / L6), and a dens (SPINEPS 2.x label 51) makes its vertebra C2; with
+both, the count between them is checked and one vertebra more or fewer is reported as a transitional
+candidate (T13/L6, or 4 lumbar / 11 thoracic), not guessed. Without an anchor (or --labelling none) ids
+are 1, 2, ... from the top and every output says "not anatomically labelled". A gap in the column (body
+centres much further apart than their neighbours: a missing vertebra) is reported, and anchored ids skip
+it instead of shifting. The sacrum (26) is kept; every disc (100) and endplate component gets 100+X /
+200+X from the nearest vertebral-body centre above it (SPINEPS' rule). Cutouts without a prediction are
+named on stderr and the rest is fused. SPINEPS 2.x semantic masks (50, 51, 52/53) are read as body and
+endplate; --endplates split writes superior (52) and inferior (53) endplates as SPINEPS 2.x does.
 
 Outputs in OUT_DIR, named as SPINEPS names them (sub-01_T2w_seg-spine_msk.nii.gz ->):
   sub-01_T2w_seg-vert_msk.nii.gz    instance mask (uint8): vertebrae, sacrum 26, discs 100+X, endplates 200+X
   sub-01_T2w_seg-spine_msk.nii.gz   cleaned semantic mask (vertebra voxels no vertebra could take removed)
-  sub-01_T2w_seg-spine_ctd.json     vertebral-body centroids in world RAS mm, with ids (and names with
-                                    --top-vertebra), plus the sacrum's centroid
+  sub-01_T2w_seg-spine_ctd.json     vertebral-body centroids in TPTBox's POI format as SPINEPS writes it
+                                    (voxel coordinates, subregion 50; TPTBox.POI.load reads it)
+  sub-01_T2w_seg-vert_msk.json      sidecar: how the ids were found, gaps, anomalies, world centroids
   sub-01_T2w_seg-spine_snp.png      sagittal QC snapshot, one colour and name per vertebra (not with --no-qc)
 OUT_DIR must not be the folder of the semantic mask (its cleaned copy has the same name).
 """
@@ -36,7 +47,7 @@ example:
   nnspine cutouts --semantic sub-01_T2w_seg-spine_msk.nii.gz -o cutouts
   nnUNetv2_predict -i cutouts -o cutouts_pred -d 502 -c 3d_fullres -tr nnUNetTrainerVertebraCutout -f 0
   nnspine fuse --semantic sub-01_T2w_seg-spine_msk.nii.gz --cutouts cutouts --predictions cutouts_pred \\
-      -o instances --top-vertebra C2
+      -o instances                        # ids from the sacrum / dens, or --top-vertebra C2
 """
 
 
@@ -64,15 +75,53 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="nnUNetv2_predict output folder (<case>_<NNN>.nii.gz)",
     )
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR", help="folder for the outputs")
-    p.add_argument(
-        "--top-vertebra",
-        metavar="NAME",
-        help="name of the top vertebra (e.g. C2, T1, L1): VerSe ids instead of 1, 2, ... from the top",
-    )
+    add_labelling_options(p)
     p.add_argument("--no-qc", dest="qc", action="store_false", help="no QC snapshot PNG")
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run)
+
+
+def add_labelling_options(p: argparse.ArgumentParser) -> None:
+    """--top-vertebra, --labelling, --lumbar-vertebrae and --endplates (fuse and instances)."""
+    from postprocessing.spine.labelling import DEFAULT_LUMBAR, LABELLING_MODES
+
+    p.add_argument(
+        "--top-vertebra",
+        metavar="NAME",
+        help="name of the top vertebra (e.g. C2, T1, L1): VerSe ids from it, overriding the anchors",
+    )
+    p.add_argument(
+        "--labelling",
+        choices=LABELLING_MODES,
+        default="auto",
+        help="auto: anatomical ids from the sacrum / dens anchors when present; none: 1, 2, ... from the top "
+        "(default: auto)",
+    )
+    p.add_argument(
+        "--lumbar-vertebrae",
+        type=int,
+        choices=(4, 5, 6),
+        default=DEFAULT_LUMBAR,
+        help=f"lumbar vertebrae above the sacrum anchor (default: {DEFAULT_LUMBAR})",
+    )
+    p.add_argument(
+        "--endplates",
+        choices=("merged", "split"),
+        default="merged",
+        help="endplates in the cleaned semantic mask: merged (62) or split into superior 52 / inferior 53 as "
+        "SPINEPS 2.x (default: merged)",
+    )
+
+
+def report_warnings(command: str, report) -> None:
+    """Anomalies, disagreeing partners and the not-labelled notice on stderr, one line each."""
+    for case, fusion, _ in report.cases:
+        lab = fusion.labelling
+        if lab is not None and not lab.anatomical:
+            print(f"nnspine {command}: warning: {case}: {lab.method}", file=sys.stderr)
+        for line in (lab.anomalies if lab is not None else []) + fusion.disagreements:
+            print(f"nnspine {command}: warning: {case}: {line}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
         args.predictions,
         args.output,
         top_vertebra=args.top_vertebra,
+        labelling=args.labelling,
+        lumbar=args.lumbar_vertebrae,
+        endplates=args.endplates,
         qc=args.qc,
         overwrite=args.overwrite,
     )
@@ -94,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{', '.join(fusion.missing)}; fused the other {len(fusion.used)}",
                 file=sys.stderr,
             )
+    report_warnings("fuse", report)
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0

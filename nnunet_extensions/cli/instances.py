@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_extensions.cli.fuse import add_labelling_options, report_warnings
 
 DESCRIPTION = """\
 The instance phase in one call: 'nnspine cutouts' on the semantic mask (or on every *_seg-spine_msk.nii.gz
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", help="torch device: cuda, cpu or mps (default: cuda when available, else cpu)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR", help="folder for the outputs")
-    p.add_argument("--top-vertebra", metavar="NAME", help="name of the top vertebra (e.g. C2): VerSe ids")
+    add_labelling_options(p)
     p.add_argument("--no-qc", dest="qc", action="store_false", help="no QC snapshot PNG")
     add_overwrite(p)
     add_quiet(p)
@@ -84,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
                 checkpoint=args.checkpoint,
                 device=args.device or _default_device(),
                 top_vertebra=args.top_vertebra,
+                labelling=args.labelling,
+                lumbar=args.lumbar_vertebrae,
+                endplates=args.endplates,
                 qc=args.qc,
                 overwrite=args.overwrite,
                 progress=not args.quiet and sys.stderr.isatty(),
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 f"nnspine instances: warning: {case}: no prediction for cutout(s) {', '.join(fusion.missing)}",
                 file=sys.stderr,
             )
+    report_warnings("instances", report)
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0

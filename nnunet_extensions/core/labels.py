@@ -56,6 +56,11 @@ CORD = 60
 CANAL = 61  #: spinal canal without the cord (CSF space)
 ENDPLATE = 62
 DISC = 100
+#: Labels of TPTBox's ``Location`` that SPINEPS 2.x and TPTBox samples write beside the 14 above.
+CORPUS_CORE = 50  #: "Vertebra_Corpus" (TPTBox CT samples: body core, 49 then being its border)
+DENS = 51  #: "Dens_axis", the dens of C2
+ENDPLATE_SUPERIOR = 52  #: "Vertebral_Body_Endplate_Superior" (SPINEPS 2.x final semantic mask)
+ENDPLATE_INFERIOR = 53  #: "Vertebral_Body_Endplate_Inferior"
 
 #: Semantic label → SPINEPS structure name.
 SEMANTIC_LABELS: dict[int, str] = {
@@ -74,6 +79,38 @@ SEMANTIC_LABELS: dict[int, str] = {
     DISC: "Vertebra_Disc",
     SACRUM: "Sacrum",
 }
+#: SPINEPS 2.x / TPTBox labels accepted wherever a semantic mask is read → their name in TPTBox's ``Location``.
+EXTENDED_SEMANTIC_LABELS: dict[int, str] = {
+    CORPUS_CORE: "Vertebra_Corpus",
+    DENS: "Dens_axis",
+    ENDPLATE_SUPERIOR: "Vertebral_Body_Endplate_Superior",
+    ENDPLATE_INFERIOR: "Vertebral_Body_Endplate_Inferior",
+}
+#: Every semantic label accepted on input: the 14-label scheme and the extended labels.
+ACCEPTED_SEMANTIC_LABELS: dict[int, str] = {**SEMANTIC_LABELS, **EXTENDED_SEMANTIC_LABELS}
+#: The one mapping of the extended labels onto the 14-label scheme, for the steps that work on it (cutouts,
+#: fusion, QC colours, per-structure metrics): body core → body, dens → C2's body, split endplates → endplate.
+TO_SEMANTIC_14: dict[int, int] = {
+    CORPUS_CORE: CORPUS,
+    DENS: CORPUS,
+    ENDPLATE_SUPERIOR: ENDPLATE,
+    ENDPLATE_INFERIOR: ENDPLATE,
+}
+
+
+def to_semantic_14(labels: np.ndarray) -> np.ndarray:
+    """A semantic mask with the extended labels (50–53) mapped by :data:`TO_SEMANTIC_14` (a new array; the
+    input is returned unchanged when it holds none of them)."""
+    a = np.asarray(labels)
+    extended = np.isin(a, list(TO_SEMANTIC_14))
+    if not extended.any():
+        return a
+    out = a.copy()
+    for src, dst in TO_SEMANTIC_14.items():
+        out[a == src] = dst
+    return out
+
+
 #: The nine subregions that make up a vertebra instance, in label order.
 VERTEBRA_SUBREGIONS: tuple[int, ...] = tuple(range(41, 50))
 #: Posterior elements (every subregion except the body).
@@ -327,17 +364,18 @@ def verse_sequence(top: int, n: int) -> list[int]:
 def semantic_value_problem(values: Iterable[int]) -> str | None:
     """Why a set of voxel values is not a SPINEPS semantic mask (``None`` when it is one).
 
-    Values outside :data:`SEMANTIC_LABELS` (and 0) are named, with a hint when they look like instance ids
-    (vertebrae 1–28, discs 101–128, endplates 201–228: an instance mask given where a semantic one belongs).
+    Values outside :data:`ACCEPTED_SEMANTIC_LABELS` (the 14 labels and SPINEPS 2.x's 50–53) and 0 are named,
+    with a hint when they look like instance ids (vertebrae 1–28, discs 101–128, endplates 201–228: an
+    instance mask given where a semantic one belongs).
     """
     vals = sorted(int(v) for v in values if int(v) != 0)
-    bad = [v for v in vals if v not in SEMANTIC_LABELS]
+    bad = [v for v in vals if v not in ACCEPTED_SEMANTIC_LABELS]
     if not bad:
         return None
     hint = ""
     if all(_is_instance_value(v) for v in vals):
         hint = " (looks like an instance mask _seg-vert_msk: vertebrae, discs 100+X, endplates 200+X)"
-    return f"values {bad[:8]} are not SPINEPS semantic labels {sorted(SEMANTIC_LABELS)}{hint}"
+    return f"values {bad[:8]} are not SPINEPS semantic labels {sorted(ACCEPTED_SEMANTIC_LABELS)}{hint}"
 
 
 def instance_value_problem(values: Iterable[int]) -> str | None:

@@ -64,6 +64,31 @@ def is_spineps_instance_name(path: str | os.PathLike | None) -> bool:
     return parsed is not None and parsed.suffix == "msk" and parsed.get("seg") in SPINEPS_INSTANCE_SEGS
 
 
+def refuse_unlabelled_instances(img: Image) -> None:
+    """Raise :class:`InputError` when the instance mask's sidecar (``<mask stem>.json``, written by ``nnspine
+    fuse`` / ``nnspine instances``) says its ids are not anatomical (1..n from the top): such ids are no
+    vertebral levels. A mask without a sidecar (SPINEPS', a reference) is taken as it is."""
+    import json
+
+    from nnunet_extensions.core.io import split_suffix
+
+    if img.path is None:
+        return
+    stem, _ = split_suffix(img.path)
+    sidecar = Path(img.path).with_name(Path(stem).name + ".json")
+    if not sidecar.is_file():
+        return
+    try:
+        info = json.loads(sidecar.read_text())
+    except ValueError:
+        return
+    if isinstance(info, dict) and info.get("anatomically_labelled") is False:
+        raise InputError(
+            f"{img.name}: not anatomically labelled ({sidecar.name}: ids 1..n from the top are no vertebral "
+            "levels); fuse again with --top-vertebra NAME, or with the sacrum or dens in the semantic mask"
+        )
+
+
 def level_file_kind(img: Image, requested: str = "auto") -> tuple[str, str]:
     """How to read a level file (``--vertfile``): returns ``(kind, reason)``, ``kind`` being ``"sct"``
     (labelled levels, SCT numbering: C1=1 … L5=24, S1=25 … Co=30) or ``"spineps"`` (vertebra instance mask,
@@ -78,8 +103,16 @@ def level_file_kind(img: Image, requested: str = "auto") -> tuple[str, str]:
        endplates: :func:`check_level_file_on_cord` refuses it when no cord voxel carries a label.
 
     Raises :class:`InputError` naming the file when the values fit no kind (e.g. a SPINEPS *semantic* mask)
-    or contradict the requested kind.
+    or contradict the requested kind, and for an instance mask whose sidecar marks it not anatomically
+    labelled (:func:`refuse_unlabelled_instances`).
     """
+    kind, reason = _level_file_kind(img, requested)
+    if kind == "spineps":
+        refuse_unlabelled_instances(img)
+    return kind, reason
+
+
+def _level_file_kind(img: Image, requested: str) -> tuple[str, str]:
     from nnunet_extensions.core.labels import (
         instance_value_problem,
     )

@@ -77,7 +77,8 @@ def configuration_table(
 ):
     """One row per configuration (a DataFrame with :func:`summary_columns`) from ``{name: evaluate-lesions
     DataFrame}``, in the given order. ``baseline`` (default: the first) gets no p-values; every other row gets
-    ``wilcoxon_p_<m>`` paired against it by :func:`pairing_key` (``pair``: ``"case"`` or ``"subject"``). SDs are sample SDs (n − 1), NaN skipped.
+    ``wilcoxon_p_<m>`` paired against it by :func:`pairing_key` (``pair``: ``"case"`` or ``"subject"``).
+    SDs are sample SDs (n − 1), NaN skipped.
 
     Raises :class:`InputError` when the configurations do not hold the same cases (naming the missing ones) or
     ``baseline`` is not one of them.

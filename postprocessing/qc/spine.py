@@ -151,6 +151,7 @@ def plot_spine_semantic(
         SEMANTIC_LABELS,
         SPINOSUS,
         semantic_value_problem,
+        to_semantic_14,
     )
 
     seg = semantic if isinstance(semantic, Image) else load_image(semantic, "labels")
@@ -161,7 +162,8 @@ def plot_spine_semantic(
     if img is not None:
         check_same_grid(seg, img)
     codes = ("A", "S", "L")  # voxel axes: towards A (right on screen), S (up), L (slices)
-    lab, aff = reorient(np.asarray(seg.data), np.asarray(seg.affine, float), codes)
+    # SPINEPS 2.x's 50-53 drawn in the colours of the 14-label scheme (body, endplate)
+    lab, aff = reorient(to_semantic_14(np.asarray(seg.data)), np.asarray(seg.affine, float), codes)
     back = (
         reorient(np.asarray(img.data, np.float32), np.asarray(img.affine, float), codes)[0] if img is not None else None
     )

@@ -56,8 +56,12 @@ from nnunet_extensions.core.labels import (
     CORPUS,
     CUTOUT_CHANNEL_LABELS,
     CUTOUT_TARGET_LABELS,
+    DENS,
+    ENDPLATE_INFERIOR,
+    ENDPLATE_SUPERIOR,
     instance_value_problem,
     semantic_value_problem,
+    to_semantic_14,
 )
 
 #: Cutout size in voxels along (P, I, R) and voxel size in mm (SPINEPS' instance model).
@@ -81,16 +85,23 @@ WRITE_THREADS = 4
 
 # --------------------------------------------------------------------------------------------- loading
 def load_semantic(path: str | os.PathLike) -> Image:
-    """Read a SPINEPS semantic mask (values from :data:`labels.SEMANTIC_LABELS`); InputError naming the file
-    when it is not one (e.g. an instance mask) or when it holds no vertebral body (49)."""
+    """Read a SPINEPS semantic mask (values from :data:`labels.ACCEPTED_SEMANTIC_LABELS`) onto the 14-label
+    scheme (:func:`labels.to_semantic_14`: SPINEPS 2.x's body core 50 and dens 51 become body 49, its split
+    endplates 52/53 endplate 62). ``meta["dens"]``: the dens voxels (bool array) when the mask had label 51;
+    ``meta["split_endplates"]``: whether it had 52/53. InputError naming the file when it is not a semantic
+    mask (e.g. an instance mask) or holds no vertebral body."""
     img = load_image(path, "labels")
     values = np.unique(img.data)
     problem = semantic_value_problem(values.tolist())
     if problem:
         raise InputError(f"{img.name}: not a SPINEPS semantic mask: {problem}")
-    if CORPUS not in values:
-        raise InputError(f"{img.name}: no vertebral body (label {CORPUS}) in the semantic mask")
-    img.data = img.data.astype(np.uint8, copy=False)
+    data = img.data.astype(np.uint8, copy=False)
+    img.meta = dict(img.meta or {})
+    img.meta["dens"] = data == DENS if DENS in values else None
+    img.meta["split_endplates"] = bool(np.isin([ENDPLATE_SUPERIOR, ENDPLATE_INFERIOR], values).any())
+    img.data = to_semantic_14(data)
+    if CORPUS not in img.data:
+        raise InputError(f"{img.name}: no vertebral body (label {CORPUS}, or 50/51) in the semantic mask")
     return img
 
 

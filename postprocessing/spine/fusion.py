@@ -8,14 +8,23 @@ Fusion (SPINEPS' rule, with its constants):
 
 1. **Agreement**: each candidate is compared by Dice with every candidate of the cutouts up to two
    positions above and below it; its (at most) two best partners with Dice > :data:`PARTNER_DICE` form a
-   *couple* with it, scored by their mean Dice (0 alone); when the two partners do not agree with each
-   other (Dice ≤ :data:`PARTNER_DICE`) only the better one is kept. Candidates of one vertebra seen from
-   three cutouts all name the same couple.
-2. **Ranking**: couples are ranked by ``(size + 1) × agreement`` (mean over the anchors that named them).
-3. **Merging**: a couple of three becomes the voxels at least two of its members predict (majority vote),
-   a couple of two their union, a lone candidate itself. Instances are written
-   first-come-first-served into unclaimed voxels; a couple whose mask is more than :data:`MAX_COVERED`
-   claimed already is skipped (a duplicate of an accepted vertebra).
+   *couple* with it, scored by their mean Dice (0 alone). When the two partners do not agree with each
+   other (Dice < :data:`PARTNER_DICE`) SPINEPS keeps them and logs it; so do we, and the fuse report lists
+   them (:class:`Disagreement`). Candidates of one vertebra seen from three cutouts all name the same couple.
+2. **Ranking**: couples are ranked by ``(size + 1) × agreement`` (mean over the anchors that named them),
+   a stable sort over the order in which couples were first named, anchors visited from the bottom cutout
+   up: equal-ranked couples are written bottom first, as SPINEPS does.
+3. **Merging**: a couple of three becomes the voxels at least two of its members predict (majority vote)
+   unless its agreement is below :func:`union_threshold` (0.45 for three), when it becomes their union, as
+   do couples of two; a lone candidate is itself. Instances are written first-come-first-served into
+   unclaimed voxels; a couple whose mask is more than :data:`MAX_COVERED` claimed already is skipped (a
+   duplicate of an accepted vertebra).
+
+Steps 1–3 follow SPINEPS' ``phase_instance.py`` (``find_prediction_couple``, ``create_prediction_couples``,
+``merge_coupled_predictions``). Steps 4–5 depart from it on purpose: SPINEPS deletes instance fragments below its
+size threshold (``clean_cc_artifacts(only_delete=True)``) and leaves semantic vertebra voxels without an instance;
+we give such voxels to a neighbouring instance so that the instance and the cleaned semantic mask agree voxel for
+voxel (:func:`labels.consistency_problems`).
 
 Postprocessing, with the semantic mask:
 
@@ -53,7 +62,6 @@ from nnunet_extensions.core.labels import (
     SACRUM,
     VERTEBRA_SUBREGIONS,
     is_vertebra,
-    verse_sequence,
     vertebra_name,
 )
 from postprocessing.spine.cutouts import (
@@ -66,6 +74,7 @@ from postprocessing.spine.cutouts import (
     paste_back,
     to_pir,
 )
+from postprocessing.spine.labelling import DEFAULT_LUMBAR, Labelling, label_column
 
 #: A partner must agree with its anchor by more than this Dice.
 PARTNER_DICE = 0.3
@@ -142,33 +151,57 @@ def dice(a: Candidate, b: Candidate) -> float:
 Key = tuple[int, int]
 
 
-def rank_couples(cands: Mapping[Key, Candidate]) -> list[tuple[tuple[Key, ...], float]]:
-    """Couples (sorted candidate keys) with their agreement, best first (steps 1–2 of the module doc)."""
+@dataclass
+class Disagreement:
+    """An anchor candidate whose two best partners disagree with each other (Dice < :data:`PARTNER_DICE`):
+    SPINEPS keeps the three together and only logs it; we keep them and report it."""
+
+    anchor: Key
+    partners: tuple[Key, Key]
+    partner_dice: float
+
+
+def rank_couples(
+    cands: Mapping[Key, Candidate], disagreements: list[Disagreement] | None = None
+) -> list[tuple[tuple[Key, ...], float]]:
+    """Couples (sorted candidate keys) with their agreement, best first (steps 1–2 of the module doc).
+
+    As SPINEPS (``create_prediction_couples`` / ``find_prediction_couple`` in ``spineps/phase_instance.py``):
+    anchors are visited from the bottom cutout up (SPINEPS orders its cutouts bottom to top) and, within a
+    cutout, above / centre / below; couples keep the order in which they were first named; the ranking by
+    ``(size + 1) × agreement`` is a stable sort, so equal-ranked couples stay bottom first. Partners that do
+    not agree with each other stay in the couple and are appended to ``disagreements`` when given."""
     cache: dict[tuple[Key, Key], float] = {}
+
+    def pair_dice(a: Key, b: Key) -> float:
+        pair = (min(a, b), max(a, b))
+        if pair not in cache:
+            cache[pair] = dice(cands[pair[0]], cands[pair[1]])
+        return cache[pair]
+
     found: dict[tuple[Key, ...], list[float]] = {}
-    for key, cand in cands.items():
+    for key in sorted(cands, key=lambda k: (-k[0], k[1])):  # cutouts are indexed top to bottom
         i = key[0]
-        scores = {}
-        for other_key, other in cands.items():
-            if other_key[0] == i or abs(other_key[0] - i) > NEIGHBOUR_CUTOUTS:
-                continue
-            pair = (min(key, other_key), max(key, other_key))
-            if pair not in cache:
-                cache[pair] = dice(cand, other)
-            scores[other_key] = cache[pair]
-        best = sorted(scores, key=lambda k: (-scores[k], k))[:2]
+        scores = {
+            other: pair_dice(key, other) for other in cands if other[0] != i and abs(other[0] - i) <= NEIGHBOUR_CUTOUTS
+        }
+        best = sorted(scores, key=lambda k: (-scores[k], -k[0], k[1]))[:2]
         partners = [k for k in best if scores[k] > PARTNER_DICE]
-        if len(partners) == 2:  # partners that do not agree with each other are not one vertebra
-            pair = (min(partners), max(partners))
-            if pair not in cache:
-                cache[pair] = dice(cands[pair[0]], cands[pair[1]])
-            if cache[pair] <= PARTNER_DICE:
-                partners = partners[:1]
+        if len(partners) == 2 and disagreements is not None:
+            d = pair_dice(partners[0], partners[1])
+            if d < PARTNER_DICE:
+                disagreements.append(Disagreement(key, (partners[0], partners[1]), d))
         agreement = float(np.mean([scores[k] for k in partners])) if partners else 0.0
         found.setdefault(tuple(sorted(partners + [key])), []).append(agreement)
     ranked = [(couple, float(np.mean(v))) for couple, v in found.items()]
-    ranked.sort(key=lambda cv: (-(len(cv[0]) + 1) * cv[1], cv[0]))
+    ranked.sort(key=lambda cv: -(len(cv[0]) + 1) * cv[1])  # stable: ties keep bottom-first order
     return ranked
+
+
+def union_threshold(size: int) -> float:
+    """Agreement below which a couple of ``size`` members is merged by union rather than majority vote:
+    ``0.3 + 0.15·(4 − size)`` (SPINEPS ``merge_coupled_predictions``); couples of one or two are always unions."""
+    return PARTNER_DICE + 0.15 * (4 - size)
 
 
 def merge_couples(
@@ -184,8 +217,8 @@ def merge_couples(
         counts = np.zeros(tuple(hi - lo), np.uint8)
         for m in members:
             counts[tuple(slice(int(a - b), int(c - b)) for a, b, c in zip(m.lo, lo, m.hi))] += m.mask
-        majority = len(couple) >= 3
-        combined = counts >= (2 if majority else 1)
+        union = len(couple) <= 2 or agreement < union_threshold(len(couple))
+        combined = counts >= (1 if union else 2)
         n = int(np.count_nonzero(combined))
         if n == 0:
             continue
@@ -319,38 +352,53 @@ def _centroids_mm(labels_arr: np.ndarray, affine: np.ndarray, ids: Sequence[int]
 
 
 def number_vertebrae(
-    inst: np.ndarray, sem: np.ndarray, affine: np.ndarray, top_vertebra: int | None = None
-) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """Renumber instances from the top (step 6): returns (uint8 instance array, body centroid per new id).
+    inst: np.ndarray,
+    sem: np.ndarray,
+    affine: np.ndarray,
+    top_vertebra: int | None = None,
+    *,
+    dens: np.ndarray | None = None,
+    labelling: str = "auto",
+    lumbar: int = DEFAULT_LUMBAR,
+) -> tuple[np.ndarray, dict[int, np.ndarray], Labelling]:
+    """Renumber instances (step 6): returns (uint8 instance array, body centroid per new id, the labelling).
 
     Order: S-I position (world z) of each instance's body centroid, or of the whole instance when it has no
-    body voxel. Ids 1, 2, … or VerSe ids from ``top_vertebra`` (InputError past L6)."""
+    body voxel. Ids from :func:`postprocessing.spine.labelling.label_column`: ``top_vertebra``, else the
+    sacrum / dens anchors (``dens``: bool mask of SPINEPS 2.x's dens label on this grid), else 1, 2, … from the
+    top, marked not anatomically labelled."""
     old = [int(v) for v in np.unique(inst) if v]
     body_lab = np.where(sem == CORPUS, inst, 0)
     body_c = _centroids_mm(body_lab, affine, old)
     whole_c = _centroids_mm(inst, affine, [v for v in old if v not in body_c])
-    pos = {v: (body_c.get(v, whole_c.get(v)))[2] for v in old}
-    order = sorted(old, key=lambda v: -pos[v])
-    if top_vertebra is None:
-        if len(order) > MAX_VERTEBRAE:
-            raise InputError(
-                f"the fused predictions hold {len(order)} vertebrae, more than a spine has "
-                f"({MAX_VERTEBRAE}): are they predictions of a cutout model?"
-            )
-        new_ids = list(range(1, len(order) + 1))
-    else:
-        try:
-            new_ids = verse_sequence(top_vertebra, len(order))
-        except ValueError as exc:
-            raise InputError(
-                f"--top-vertebra {vertebra_name(top_vertebra)}: {exc} ({len(order)} vertebrae found)"
-            ) from None
+    centre = {v: body_c.get(v, whole_c.get(v)) for v in old}
+    order = sorted(old, key=lambda v: -centre[v][2])
+    dens_index = None
+    if dens is not None and dens.any():
+        hits = np.bincount(inst[dens].astype(np.int64), minlength=max(old, default=0) + 1)
+        hits[0] = 0
+        if hits.any():
+            dens_index = order.index(int(np.argmax(hits)))
+    sacrum = np.argwhere(sem == SACRUM) @ affine[:3, :3].T + affine[:3, 3] if (sem == SACRUM).any() else None
+    lab = label_column(
+        np.array([centre[v] for v in order]).reshape(-1, 3),
+        top_vertebra=top_vertebra,
+        sacrum_mm=sacrum,
+        dens_index=dens_index,
+        lumbar=lumbar,
+        mode=labelling,
+    )
+    if not lab.anatomical and len(order) > MAX_VERTEBRAE:
+        raise InputError(
+            f"the fused predictions hold {len(order)} vertebrae, more than a spine has "
+            f"({MAX_VERTEBRAE}): are they predictions of a cutout model?"
+        )
     lut = np.zeros(max(old, default=0) + 1, np.uint8)
-    for o, n in zip(order, new_ids):
+    for o, n in zip(order, lab.ids):
         lut[o] = n
     out = lut[inst]
-    centres = {n: body_c[o] for o, n in zip(order, new_ids) if o in body_c}
-    return out, centres
+    centres = {n: body_c[o] for o, n in zip(order, lab.ids) if o in body_c}
+    return out, centres, lab
 
 
 def assign_discs_endplates(
@@ -398,6 +446,34 @@ def assign_discs_endplates(
     return unassigned
 
 
+def split_endplates(sem: np.ndarray, affine: np.ndarray, centres: Mapping[int, np.ndarray]) -> int:
+    """SPINEPS 2.x's endplate split, in place: every endplate (62) component becomes superior (52) when its
+    centroid lies above the body centroid of the nearest vertebra (world mm), else inferior (53). Returns the
+    number of components split."""
+    import cc3d
+
+    from nnunet_extensions.core.labels import ENDPLATE_INFERIOR, ENDPLATE_SUPERIOR
+
+    mask = sem == ENDPLATE
+    if not mask.any() or not centres:
+        return 0
+    ids = [v for v in centres if v != SACRUM]
+    body = np.array([centres[v] for v in ids]).reshape(-1, 3)
+    cc = cc3d.connected_components(mask, connectivity=26)
+    st = cc3d.statistics(cc)
+    n = 0
+    for c in range(1, len(st["voxel_counts"])):
+        if st["voxel_counts"][c] == 0 or not len(body):
+            continue
+        world = np.asarray(st["centroids"][c], float) @ affine[:3, :3].T + affine[:3, 3]
+        nearest = body[int(np.argmin(np.linalg.norm(body - world, axis=1)))]
+        box = st["bounding_boxes"][c]
+        m = cc[box] == c
+        sem[box][m] = ENDPLATE_SUPERIOR if world[2] > nearest[2] else ENDPLATE_INFERIOR
+        n += 1
+    return n
+
+
 # --------------------------------------------------------------------------------------------- one case
 @dataclass
 class Fusion:
@@ -409,7 +485,9 @@ class Fusion:
     used: list[str]  #: cutouts whose prediction was fused
     missing: list[str]  #: cutouts without a prediction
     stats: CleanStats = field(default_factory=CleanStats)
-    named: bool = False  #: ids are VerSe ids (a top vertebra was given)
+    named: bool = False  #: ids are anatomical VerSe ids (an anchor or --top-vertebra), not 1..n from the top
+    labelling: Labelling | None = None  #: how the ids were found, gaps and anomalies
+    disagreements: list[str] = field(default_factory=list)  #: couples whose two partners disagree
 
     @property
     def vertebrae(self) -> list[int]:
@@ -433,11 +511,18 @@ def fuse_arrays(
     predictions: Mapping[str, np.ndarray | None],
     *,
     top_vertebra: int | None = None,
+    labelling: str = "auto",
+    lumbar: int = DEFAULT_LUMBAR,
+    endplates: str = "merged",
     min_fragment_mm3: float = MIN_FRAGMENT_MM3,
     erosion_mm: float = BODY_EROSION_MM,
     min_body_mm3: float = MIN_BODY_MM3,
 ) -> Fusion:
     """Fuse the cutout predictions of one case (arrays on each cutout's grid; None or absent = missing).
+
+    ``top_vertebra`` / ``labelling`` / ``lumbar``: how vertebrae get their ids
+    (:mod:`postprocessing.spine.labelling`); ``endplates="split"`` writes SPINEPS 2.x's superior (52) and
+    inferior (53) endplates in the cleaned semantic mask (:func:`split_endplates`) instead of 62.
 
     InputError when no cutout has a prediction or a prediction has the wrong shape."""
     record.check_grid(semantic)
@@ -456,13 +541,33 @@ def fuse_arrays(
             cands[cand.key] = cand
     if not used:
         raise InputError(f"case {record.case}: no prediction for any of its {len(record.cutouts)} cutouts")
-    fused = merge_couples(rank_couples(cands), cands, sem_pir.shape)
+    disagreements: list[Disagreement] = []
+    fused = merge_couples(rank_couples(cands, disagreements), cands, sem_pir.shape)
+    names = {c.index: c.name for c in record.cutouts}
+    part = {1: "above", 2: "centre", 3: "below"}
+
+    def said(k: Key) -> str:
+        return f"{names.get(k[0], k[0])} ({part.get(k[1], k[1])})"
+
+    disagree = [
+        f"{said(d.anchor)}: its partners {said(d.partners[0])} and {said(d.partners[1])} disagree "
+        f"(Dice {d.partner_dice:.2f}); kept together, as SPINEPS does"
+        for d in disagreements
+    ]
     bodies = find_bodies(sem_pir, aff_pir, erosion_mm=erosion_mm, min_volume_mm3=min_body_mm3)
     inst, dropped, stats = clean_instances(fused, sem_pir, bodies.components, voxel_sizes(aff_pir), min_fragment_mm3)
-    inst, centres = number_vertebrae(inst, sem_pir, aff_pir, top_vertebra)
+    dens = (semantic.meta or {}).get("dens")
+    dens_pir = None if dens is None else to_pir(Image(dens.astype(np.uint8), semantic.affine, None))[0] > 0
+    inst, centres, lab = number_vertebrae(
+        inst, sem_pir, aff_pir, top_vertebra, dens=dens_pir, labelling=labelling, lumbar=lumbar
+    )
     inst[sem_pir == SACRUM] = SACRUM
-    stats.unassigned_discs = assign_discs_endplates(inst, sem_pir, dropped, aff_pir, centres, top_vertebra is not None)
+    stats.unassigned_discs = assign_discs_endplates(inst, sem_pir, dropped, aff_pir, centres, lab.anatomical)
     clean = np.where(dropped, 0, sem_pir).astype(np.uint8)
+    if endplates == "split":
+        split_endplates(clean, aff_pir, centres)
+    elif endplates != "merged":
+        raise InputError(f"--endplates {endplates}: choose merged or split")
     sacrum = _centroids_mm((sem_pir == SACRUM).astype(np.uint8), aff_pir, [1])
     if sacrum:
         centres = {**centres, SACRUM: sacrum[1]}
@@ -473,5 +578,7 @@ def fuse_arrays(
         used,
         missing,
         stats,
-        named=top_vertebra is not None,
+        named=lab.anatomical,
+        labelling=lab,
+        disagreements=disagree,
     )

@@ -39,12 +39,14 @@ from postprocessing.spine.cutouts import (
     write_cutouts,
 )
 from postprocessing.spine.fusion import Fusion, fuse_arrays
+from postprocessing.spine.labelling import DEFAULT_LUMBAR
 
 
 # --------------------------------------------------------------------------------------------- files
 def output_names(semantic_path: str | os.PathLike) -> dict[str, str]:
     """SPINEPS output names for a semantic mask or image name: ``vert`` (instance mask), ``spine`` (cleaned
-    semantic mask), ``ctd`` (centroids JSON) and ``snp`` (QC snapshot).
+    semantic mask), ``ctd`` (centroids, TPTBox's POI JSON), ``snp`` (QC snapshot), and ``info``: our sidecar
+    of the instance mask (same stem, ``.json``, as BIDS sidecars) with the labelling and its anomalies.
 
     ``sub-01_T2w_seg-spine_msk.nii.gz`` → ``sub-01_T2w_seg-vert_msk.nii.gz``, ``sub-01_T2w_seg-spine_msk.nii.gz``,
     ``sub-01_T2w_seg-spine_ctd.json``, ``sub-01_T2w_seg-spine_snp.png``; a ``seg-…`` entity elsewhere in the name
@@ -69,6 +71,7 @@ def output_names(semantic_path: str | os.PathLike) -> dict[str, str]:
         "spine": name("seg-spine", "msk") + ".nii.gz",
         "ctd": name("seg-spine", "ctd") + ".json",
         "snp": name("seg-spine", "snp") + ".png",
+        "info": name("seg-vert", "msk") + ".json",
     }
 
 
@@ -91,24 +94,64 @@ def read_prediction(folder: Path, cutout: Cutout) -> np.ndarray | None:
     return img.data.astype(np.uint8, copy=False)
 
 
-def centroids_json(fusion: Fusion, semantic_name: str) -> str:
-    """The ``_ctd.json`` text: vertebral-body centroids (world RAS mm) with ids and names."""
-    rows = [
-        {
-            "id": int(v),
-            "name": fusion.label_name(v) if fusion.named or v == SACRUM else None,
-            "x_mm": round(float(c[0]), 3),
-            "y_mm": round(float(c[1]), 3),
-            "z_mm": round(float(c[2]), 3),
-            "of": "sacrum" if v == SACRUM else "vertebral body",
-        }
+#: ``level_one_info`` / ``level_two_info`` of the POI file: keys are vertebra ids and TPTBox ``Location`` values.
+POI_LEVELS = ("Vertebra_Instance", "Location")
+#: TPTBox ``Location`` value under which SPINEPS stores a vertebra's body centroid.
+POI_BODY_CENTROID = 50
+
+
+def centroids_json(fusion: Fusion, affine: np.ndarray, shape: Sequence[int]) -> str:
+    """The ``_ctd.json`` text in TPTBox's POI format, as SPINEPS writes it: a header with the image grid
+    (``direction`` = nibabel axis codes, ``zoom``, ``origin``, ``rotation``, ``shape``) and, per vertebra id (and
+    the sacrum, 26), the body centroid under subregion 50 in **voxel** coordinates of that grid
+    (``TPTBox.POI.load(...).to_global()`` gives world RAS mm). Our own facts go to the sidecar
+    (:func:`sidecar_json`), never into this file."""
+    import nibabel as nib
+
+    a = np.asarray(affine, float)
+    zooms = np.sqrt((a[:3, :3] ** 2).sum(axis=0))
+    inv = np.linalg.inv(a)
+    header = {
+        "direction": list(nib.aff2axcodes(a)),
+        "zoom": [round(float(z), 6) for z in zooms],
+        "origin": [round(float(o), 6) for o in a[:3, 3]],
+        "rotation": (a[:3, :3] / zooms).round(8).tolist(),
+        "shape": [int(n) for n in shape],
+        "format": "POI",
+        "level_one_info": POI_LEVELS[0],
+        "level_two_info": POI_LEVELS[1],
+    }
+    points = {
+        str(int(v)): {str(POI_BODY_CENTROID): [round(float(x), 3) for x in (inv[:3, :3] @ c + inv[:3, 3])]}
         for v, c in sorted(fusion.centroids_mm.items())
-    ]
+    }
+    return json.dumps([header, points], indent=1) + "\n"
+
+
+def sidecar_json(fusion: Fusion, semantic_name: str) -> str:
+    """The instance mask's sidecar (``<...>_seg-vert_msk.json``): how the ids were found (anatomical or not,
+    the anchor), gaps and anomalies, cutouts without a prediction, disagreeing partners, and the centroids in
+    world RAS mm with names. ``nnspine csa --vertfile`` reads it to refuse a mask not anatomically labelled."""
+    lab = fusion.labelling
     content = {
-        "space": "world RAS+ mm (nibabel)",
-        "numbering": "VerSe" if fusion.named else "from the top (1 = top)",
+        "generated_by": "nnspine fuse",
         "semantic": semantic_name,
-        "centroids": rows,
+        "numbering": "VerSe" if fusion.named else "from the top (1 = top)",
+        "anatomically_labelled": bool(fusion.named),
+        "labelling": lab.to_dict() if lab is not None else None,
+        "missing_cutouts": fusion.missing,
+        "disagreements": fusion.disagreements,
+        "centroids_mm": [
+            {
+                "id": int(v),
+                "name": fusion.label_name(v),
+                "x_mm": round(float(c[0]), 3),
+                "y_mm": round(float(c[1]), 3),
+                "z_mm": round(float(c[2]), 3),
+                "of": "sacrum" if v == SACRUM else "vertebral body",
+            }
+            for v, c in sorted(fusion.centroids_mm.items())
+        ],
     }
     return json.dumps(content, indent=1) + "\n"
 
@@ -127,6 +170,8 @@ class FuseReport:
                 f"{case}: {len(f.vertebrae)} vertebrae ({names}) from {len(f.used)} cutout prediction(s); "
                 f"{f.stats.reassigned} orphan voxel(s) joined a neighbour, {f.stats.deleted_semantic} removed"
             )
+            if f.labelling is not None:
+                out.append(f"  labelling: {f.labelling.method}")
             out.extend(f"  {k}: {p}" for k, p in paths.items())
         return out
 
@@ -138,6 +183,9 @@ def fuse(
     out_dir: str | os.PathLike,
     *,
     top_vertebra: str | None = None,
+    labelling: str = "auto",
+    lumbar: int = DEFAULT_LUMBAR,
+    endplates: str = "merged",
     qc: bool = True,
     overwrite: bool = False,
 ) -> FuseReport:
@@ -183,6 +231,9 @@ def fuse(
             record,
             preds,
             top_vertebra=top,
+            labelling=labelling,
+            lumbar=lumbar,
+            endplates=endplates,
             erosion_mm=float(content.get("body_erosion_mm", BODY_EROSION_MM)),
             min_body_mm3=float(content.get("min_body_mm3", MIN_BODY_MM3)),
         )
@@ -190,7 +241,8 @@ def fuse(
     for case, fusion, paths, img in results:
         save_image(fusion.instance, img.affine, paths["vert"], overwrite=overwrite, dtype=np.uint8, like=img)
         save_image(fusion.semantic, img.affine, paths["spine"], overwrite=overwrite, dtype=np.uint8, like=img)
-        write_text(paths["ctd"], centroids_json(fusion, str(img.path)), overwrite=overwrite)
+        write_text(paths["ctd"], centroids_json(fusion, img.affine, img.shape), overwrite=overwrite)
+        write_text(paths["info"], sidecar_json(fusion, str(img.path)), overwrite=overwrite)
         if "snp" in paths:
             plot_vertebra_instances(
                 fusion.instance,
@@ -250,6 +302,9 @@ def predict_instances(
     checkpoint: str = "checkpoint_final.pth",
     device: str = "cpu",
     top_vertebra: str | None = None,
+    labelling: str = "auto",
+    lumbar: int = DEFAULT_LUMBAR,
+    endplates: str = "merged",
     qc: bool = True,
     overwrite: bool = False,
     progress: bool = False,
@@ -279,7 +334,18 @@ def predict_instances(
         cut, pred = Path(tmp) / "cutouts", Path(tmp) / "predictions"
         write_cutouts(semantic, cut, size=cm.size, spacing_mm=cm.spacing_mm)
         run_predictor(cm.folder, cut, pred, folds=fold_list, checkpoint=checkpoint, device=device, progress=progress)
-        return fuse(semantic, cut, pred, out, top_vertebra=top_vertebra, qc=qc, overwrite=overwrite)
+        return fuse(
+            semantic,
+            cut,
+            pred,
+            out,
+            top_vertebra=top_vertebra,
+            labelling=labelling,
+            lumbar=lumbar,
+            endplates=endplates,
+            qc=qc,
+            overwrite=overwrite,
+        )
 
 
 def run_predictor(

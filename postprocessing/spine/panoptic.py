@@ -50,7 +50,14 @@ import numpy as np
 
 from nnunet_extensions.core.bids import SPINEPS_INSTANCE_SUFFIXES, SPINEPS_SEMANTIC_SUFFIXES
 from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image, voxel_sizes
-from nnunet_extensions.core.labels import SACRUM, SEMANTIC_LABELS, disc_instance, endplate_instance, instance_kind
+from nnunet_extensions.core.labels import (
+    ACCEPTED_SEMANTIC_LABELS,
+    SACRUM,
+    SEMANTIC_LABELS,
+    disc_instance,
+    endplate_instance,
+    instance_kind,
+)
 
 #: Matching rules, by the name written into the CSV.
 MATCH_RULES = ("label", "iou")
@@ -118,7 +125,7 @@ def looks_like(values: Iterable[int]) -> str | None:
     ``"both"`` when both (only the sacrum, 26), ``None`` when neither."""
     vals = [int(v) for v in values if v]
     inst = all(_is_instance(v) for v in vals)
-    sem = all(v in SEMANTIC_LABELS for v in vals)
+    sem = all(v in ACCEPTED_SEMANTIC_LABELS for v in vals)
     return "both" if inst and sem else "instance" if inst else "semantic" if sem else None
 
 
@@ -132,7 +139,7 @@ def check_mask(img: Image, kind: str) -> np.ndarray:
     seen = looks_like(values)
     if seen in (kind, "both"):
         return data.astype(np.int32, copy=False)
-    allowed = (lambda v: _is_instance(v)) if kind == "instance" else (lambda v: v in SEMANTIC_LABELS)
+    allowed = (lambda v: _is_instance(v)) if kind == "instance" else (lambda v: v in ACCEPTED_SEMANTIC_LABELS)
     bad = [v for v in values if not allowed(v)]
     if seen is not None:  # a valid mask of the other kind
         other = "semantic" if kind == "instance" else "instance"
@@ -289,7 +296,8 @@ def instance_metrics(
 
 def semantic_dice(ref: np.ndarray, pred: np.ndarray, voxel_mm3: float) -> list[dict]:
     """Per SPINEPS semantic label: reference and predicted volume (mm³) and Dice (NaN when the label is in
-    neither mask); one dict per label of :data:`nnunet_extensions.core.labels.SEMANTIC_LABELS`, in label order."""
+    neither mask); one dict per label of :data:`nnunet_extensions.core.labels.SEMANTIC_LABELS`, in label order,
+    and one per SPINEPS 2.x label (50-53) present in either mask."""
     ref = np.asarray(ref).astype(np.int64, copy=False)
     pred = np.asarray(pred).astype(np.int64, copy=False)
     if ref.shape != pred.shape:
@@ -299,12 +307,13 @@ def semantic_dice(ref: np.ndarray, pred: np.ndarray, voxel_mm3: float) -> list[d
     pred_vol = np.bincount(p, minlength=_N_VALUES)
     same = np.bincount(r[r == p], minlength=_N_VALUES)
     rows = []
-    for label in sorted(SEMANTIC_LABELS):
+    extended = [v for v in ACCEPTED_SEMANTIC_LABELS if v not in SEMANTIC_LABELS and ref_vol[v] + pred_vol[v]]
+    for label in sorted([*SEMANTIC_LABELS, *extended]):
         total = int(ref_vol[label] + pred_vol[label])
         rows.append(
             {
                 "label": label,
-                "structure": SEMANTIC_LABELS[label],
+                "structure": ACCEPTED_SEMANTIC_LABELS[label],
                 "ref_volume_mm3": float(ref_vol[label]) * voxel_mm3,
                 "pred_volume_mm3": float(pred_vol[label]) * voxel_mm3,
                 "dice": 2.0 * int(same[label]) / total if total else math.nan,

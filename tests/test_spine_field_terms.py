@@ -1,0 +1,266 @@
+"""Whole spine on SPINEPS' terms: SPINEPS 2.x labels, TPTBox POI centroid files, SPINEPS' fusion rules
+(union below 0.3 + 0.15·(4 − size), ties bottom first, disagreeing partners reported), anatomical ids from the
+sacrum and dens anchors, gaps reported, and ``csa`` refusing a mask not anatomically labelled.
+
+Truth: the spine phantom's own ids and body centres, TPTBox's ``POI.load`` / ``calc_poi_from_subreg_vert``,
+and hand-built candidate masks whose Dice values are computed here with numpy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from test_fuse import Case, dice_per_value
+
+from nnunet_extensions.cli import main
+from nnunet_extensions.core.io import InputError, load_image
+from nnunet_extensions.core.labels import (
+    CORPUS,
+    DENS,
+    DISC,
+    ENDPLATE,
+    ENDPLATE_INFERIOR,
+    ENDPLATE_SUPERIOR,
+    SACRUM,
+    semantic_value_problem,
+    to_semantic_14,
+)
+from postprocessing.spine.cutouts import load_semantic
+from postprocessing.spine.fusion import Candidate, Disagreement, merge_couples, rank_couples, union_threshold
+from postprocessing.spine.labelling import label_column
+
+
+# --------------------------------------------------------------------------------------------- phantoms
+@pytest.fixture(scope="module")
+def lumbar7(tmp_path_factory) -> Case:
+    """Seven vertebrae ending at L5 on the sacrum: T11 … L5 (18 … 24)."""
+    from nnunet_extensions.phantoms.spine import write_spine_dataset
+
+    root = tmp_path_factory.mktemp("lumbar7") / "bids"
+    truth = write_spine_dataset(root, n_subjects=1, seed=2, n_vertebrae=7)["subjects"]["sub-01"]
+    labels = root / "derivatives" / "labels" / "sub-01" / "anat"
+    case = Case(labels / "sub-01_T2w_seg-spine_msk.nii.gz", labels / "sub-01_T2w_seg-vert_msk.nii.gz", "T11")
+    case.truth, case.root, case.labels = truth, root, labels
+    return case
+
+
+def _variant(case: Case, tmp_path, name: str, edit) -> Case:
+    """The case with its semantic (and reference) mask edited by ``edit(sem, ref)`` in place, rewritten."""
+    sem = np.asarray(case.sem.data).copy()
+    ref = np.asarray(case.ref.data).copy()
+    edit(sem, ref)
+    sp, rp = tmp_path / f"{name}_seg-spine_msk.nii.gz", tmp_path / f"{name}_seg-vert_msk.nii.gz"
+    nib.save(nib.Nifti1Image(sem.astype(np.uint8), case.sem.affine), sp)
+    nib.save(nib.Nifti1Image(ref.astype(np.uint8), case.ref.affine), rp)
+    return Case(sp, rp, "T11")
+
+
+# --------------------------------------------------------------------------------------------- §5 labelling
+def test_plain_fuse_labels_a_lumbar_column_from_the_sacrum(lumbar7):
+    f = lumbar7.fuse(top=None)
+    ref = np.asarray(lumbar7.ref.data)
+    assert lumbar7.truth["vertebra_ids"] == list(range(18, 25))
+    assert f.named and f.vertebrae == list(range(18, 25)) and "sacrum" in f.labelling.method
+    assert min(dice_per_value(ref, f.instance, range(18, 25)).values()) > 0.99
+    discs = sorted(int(v) for v in np.unique(f.instance) if 100 < v < 200)
+    assert discs == list(range(118, 125))  # disc below T11 … disc below L5
+    assert f.labelling.anomalies == []
+
+
+def test_no_anchor_is_said_and_numbered_from_the_top(lumbar7, tmp_path):
+    def drop_sacrum(sem, ref):
+        sem[sem == SACRUM] = 0
+        ref[ref == SACRUM] = 0
+
+    f = _variant(lumbar7, tmp_path, "sub-02_T2w", drop_sacrum).fuse(top=None)
+    assert not f.named and f.vertebrae == list(range(1, 8))
+    assert f.labelling.method.startswith("not anatomically labelled")
+
+
+def test_dens_anchor_and_the_count_check(lumbar7, tmp_path):
+    """A dens (51) painted into the top body: alone it makes the top vertebra C2; with the sacrum also present
+    the count C2..L5 (7 vertebrae instead of 23) is reported, not silently obeyed."""
+    ref0 = np.asarray(lumbar7.ref.data)
+
+    def dens_on_top(sem, ref, keep_sacrum):
+        top = (ref == 18) & (sem == CORPUS)
+        sem[top] = DENS
+        if not keep_sacrum:
+            sem[sem == SACRUM] = 0
+            ref[ref == SACRUM] = 0
+
+    only = _variant(lumbar7, tmp_path, "sub-03_T2w", lambda s, r: dens_on_top(s, r, False))
+    assert only.sem.meta["dens"] is not None and DENS not in only.sem.data  # read as body, dens kept aside
+    f = only.fuse(top=None)
+    assert f.named and f.vertebrae == list(range(2, 9)) and f.labelling.method == "dens (C2)"
+    assert dice_per_value((ref0 == 18).astype(np.uint8), (f.instance == 2).astype(np.uint8), [1])[1] > 0.99
+    both = _variant(lumbar7, tmp_path, "sub-04_T2w", lambda s, r: dens_on_top(s, r, True)).fuse(top=None)
+    assert both.vertebrae == list(range(18, 25))  # the sacrum anchor keeps the ids
+    assert any("dens vertebra would be T11" in a and "fewer" in a for a in both.labelling.anomalies)
+
+
+def test_top_vertebra_overrides_the_anchors(lumbar7):
+    f = lumbar7.fuse(top=8)  # T1
+    assert f.vertebrae == list(range(8, 15)) and f.labelling.method.startswith("top vertebra T1")
+
+
+def test_label_column_gap_skips_ids_and_transitional_candidates():
+    z = np.array([0.0, -35, -70, -140, -175])  # a vertebra missing between #3 and #4
+    c = np.stack([np.zeros(5), np.zeros(5), z], axis=1)
+    sacrum = np.array([[0.0, 0.0, -200.0]])
+    lab = label_column(c, sacrum_mm=sacrum)
+    assert lab.ids == [19, 20, 21, 23, 24]  # T12 L1 L2 _ L4 L5: no shift above the gap
+    assert len(lab.gaps) == 1 and lab.gaps[0].above == 2 and lab.gaps[0].missing == 1
+    assert "gap between vertebrae #3 and #4" in lab.anomalies[0]
+    plain = label_column(c)
+    assert plain.ids == [1, 2, 3, 4, 5] and not plain.anatomical and len(plain.anomalies) == 1
+    assert label_column(c, sacrum_mm=sacrum, lumbar=6).ids[-1] == 25  # L6 above the sacrum
+    far = np.array([[0.0, 0.0, -400.0]])
+    assert not label_column(c, sacrum_mm=far).anatomical  # a sacrum far below anchors nothing
+    # 24 evenly spaced vertebrae from the dens to the sacrum: one more than C2..L5 → a transitional candidate
+    col = np.stack([np.zeros(24), np.zeros(24), -25.0 * np.arange(24)], axis=1)
+    lab = label_column(col, sacrum_mm=np.array([[0.0, 0.0, -25.0 * 24]]), dens_index=0)
+    assert lab.ids[-1] == 24 and any("T13 or L6" in a for a in lab.anomalies)
+
+
+# --------------------------------------------------------------------------------------------- §1 labels
+def test_spineps2_labels_accepted_and_mapped():
+    assert semantic_value_problem([41, 49, 50, 51, 52, 53, 60, 100]) is None
+    assert "[54]" in semantic_value_problem([49, 54])
+    a = np.array([50, 51, 52, 53, 49, 62, 100])
+    assert to_semantic_14(a).tolist() == [CORPUS, CORPUS, ENDPLATE, ENDPLATE, CORPUS, ENDPLATE, DISC]
+
+
+def test_spineps2_semantic_mask_runs_through_cutouts_fuse_qc_and_evaluate(lumbar7, tmp_path):
+    """The phantom rewritten with SPINEPS 2.x endplates (52 above / 53 below each body centre) and body core 50:
+    every spine command reads it; fuse gives the same instances; --endplates split writes 52/53 back."""
+
+    def spineps2(sem, ref):
+        inst_z = {}
+        for v in range(18, 25):
+            ijk = np.argwhere((ref == v) & (sem == CORPUS)).mean(axis=0)
+            inst_z[v] = ijk
+        ep = np.argwhere(sem == ENDPLATE)
+        # nearest body centre in voxel space (the phantom grid is PIR: axis 1 points inferior)
+        centres = np.array(list(inst_z.values()))
+        nearest = np.argmin(((ep[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        above = ep[:, 1] < centres[nearest, 1]
+        sem[tuple(ep[above].T)] = ENDPLATE_SUPERIOR
+        sem[tuple(ep[~above].T)] = ENDPLATE_INFERIOR
+        core = (sem == CORPUS) & (ref == 21)
+        sem[core] = 50
+
+    case = _variant(lumbar7, tmp_path, "sub-05_T2w", spineps2)
+    sem_path = case.sem.path
+    raw = np.asarray(nib.load(str(sem_path)).dataobj)
+    assert {50, 52, 53} <= set(np.unique(raw).tolist())
+    assert load_semantic(sem_path).meta["split_endplates"]
+    f = case.fuse(top=None, endplates="split")
+    ref = np.asarray(lumbar7.ref.data)
+    assert f.vertebrae == list(range(18, 25))
+    assert min(dice_per_value(ref, f.instance, range(18, 25)).values()) > 0.99
+    assert {int(v) for v in np.unique(f.semantic)} >= {ENDPLATE_SUPERIOR, ENDPLATE_INFERIOR}
+    assert ENDPLATE not in f.semantic
+    split_back = np.isin(raw, [ENDPLATE_SUPERIOR, ENDPLATE_INFERIOR])
+    agree = np.mean(f.semantic[split_back] == raw[split_back])
+    assert agree > 0.95, agree
+    # every reader of semantic masks takes it
+    assert main(["qc", "spine", "-i", str(sem_path), "-o", str(tmp_path / "qc.png")]) == 0
+    out = tmp_path / "sem_eval.csv"
+    args = ["evaluate", "instances", "--semantic", "--pred", str(sem_path), "--ref", str(sem_path), "-o", str(out)]
+    assert main([*args, "-q"]) == 0
+    rows = [line.split(",") for line in out.read_text().splitlines()]
+    assert any("Vertebral_Body_Endplate_Superior" in r for r in rows)
+
+
+# --------------------------------------------------------------------------------------------- §2 POI
+def test_centroid_file_is_read_by_tptbox_and_equals_its_centroids(lumbar7, tmp_path):
+    poi_mod = pytest.importorskip("TPTBox.core.poi")
+    sem_path = lumbar7.sem.path
+    cut, pred = tmp_path / "cut", tmp_path / "pred"
+    assert main(["cutouts", "--semantic", str(sem_path), "-o", str(cut), "-q"]) == 0
+    pred.mkdir()
+    for c in lumbar7.record.cutouts:
+        nib.save(nib.Nifti1Image(lumbar7.preds[c.name], c.affine), pred / f"{c.name}.nii.gz")
+    out = tmp_path / "out"
+    assert main(["fuse", "--semantic", str(sem_path), "--cutouts", str(cut), "--predictions", str(pred),
+                 "-o", str(out), "-q"]) == 0  # fmt: skip
+    ctd = out / "sub-01_T2w_seg-spine_ctd.json"
+    poi = poi_mod.POI.load(ctd)
+    world = poi.to_global()
+    theirs = poi_mod.calc_poi_from_subreg_vert(
+        str(out / "sub-01_T2w_seg-vert_msk.nii.gz"), str(out / "sub-01_T2w_seg-spine_msk.nii.gz"), subreg_id=50
+    ).to_global()
+    side = json.loads((out / "sub-01_T2w_seg-vert_msk.json").read_text())
+    ours_world = {r["id"]: np.array([r["x_mm"], r["y_mm"], r["z_mm"]]) for r in side["centroids_mm"]}
+    for v in range(18, 25):
+        assert np.allclose(world[v, 50], ours_world[v], atol=1e-2)
+        assert np.linalg.norm(np.asarray(world[v, 50]) - np.asarray(theirs[v, 50])) < 0.1, v
+    truth = {t["id"]: t["body_centre_mm"] for t in lumbar7.truth["vertebrae"]}
+    assert all(np.allclose(world[v, 50], truth[v], atol=1.0) for v in truth)
+    assert "anatomically_labelled" not in ctd.read_text()  # our facts live in the sidecar only
+
+
+def test_csa_refuses_an_instance_mask_marked_not_labelled(tmp_path):
+    from postprocessing.cord.levels import level_file_kind
+
+    data = np.zeros((4, 4, 4), np.uint8)
+    data[1, 1, 1], data[2, 2, 2] = 1, 101
+    p = tmp_path / "sub-01_T2w_seg-vert_msk.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), p)
+    assert level_file_kind(load_image(p, "labels"))[0] == "spineps"  # no sidecar: taken as it is
+    p.with_name("sub-01_T2w_seg-vert_msk.json").write_text(json.dumps({"anatomically_labelled": False}))
+    with pytest.raises(InputError, match="not anatomically labelled"):
+        level_file_kind(load_image(p, "labels"))
+
+
+# --------------------------------------------------------------------------------------------- §3 fusion
+def _cand(cutout: int, label: int, mask: np.ndarray) -> Candidate:
+    return Candidate(cutout, label, np.zeros(3, int), mask, int(mask.sum()))
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def test_low_agreement_triple_is_merged_by_union():
+    shape = (1, 1, 40)
+    m = [np.zeros(shape, bool) for _ in range(3)]
+    m[0][..., 0:20] = True
+    m[1][..., 8:28] = True
+    m[2][..., 16:36] = True
+    cands = {(i, 2): _cand(i, 2, m[i]) for i in range(3)}
+    couple = tuple(sorted(cands))
+    union = np.logical_or.reduce(m).sum()
+    majority = (np.sum(m, axis=0) >= 2).sum()
+    assert union_threshold(3) == pytest.approx(0.45)
+    low = merge_couples([(couple, 0.40)], cands, shape)
+    high = merge_couples([(couple, 0.60)], cands, shape)
+    assert (low > 0).sum() == union == 36 and (high > 0).sum() == majority == 20
+
+
+def test_ties_are_written_bottom_first_and_disagreeing_partners_reported():
+    shape = (1, 1, 30)
+    a = np.zeros(shape, bool)
+    a[..., 0:10] = True
+    b = np.zeros(shape, bool)
+    b[..., 20:30] = True
+    # two identical lone pairs: cutouts 0/1 (top) and 3/4 (bottom), same Dice → same rank
+    cands = {(0, 2): _cand(0, 2, a), (1, 1): _cand(1, 1, a), (3, 2): _cand(3, 2, b), (4, 1): _cand(4, 1, b)}
+    ranked = rank_couples(cands)
+    assert [c for c, _ in ranked] == [((3, 2), (4, 1)), ((0, 2), (1, 1))]  # bottom cutouts first
+    # an anchor overlapping two partners that do not overlap each other
+    anchor = np.zeros(shape, bool)
+    anchor[..., 5:25] = True
+    left, right = np.zeros(shape, bool), np.zeros(shape, bool)
+    left[..., 0:15] = True
+    right[..., 15:30] = True
+    cands = {(1, 2): _cand(1, 2, anchor), (0, 3): _cand(0, 3, left), (2, 1): _cand(2, 1, right)}
+    assert _dice(left, right) == 0 and _dice(anchor, left) > 0.3 and _dice(anchor, right) > 0.3
+    found: list[Disagreement] = []
+    ranked = rank_couples(cands, found)
+    assert ((0, 3), (1, 2), (2, 1)) in [c for c, _ in ranked]  # kept together, as SPINEPS does
+    assert [d.anchor for d in found] == [(1, 2)] and found[0].partner_dice == 0.0
