@@ -98,6 +98,34 @@ def test_spineps_round_trip_relabel_gives_the_original_exactly(phantom, tmp_path
         assert np.allclose(back.affine, orig.affine, atol=1e-5) and back.shape == orig.shape
 
 
+def test_spineps2_labels_round_trip_exactly(phantom, tmp_path):
+    """SPINEPS 2.x masks (body core 50, dens 51, endplates split 52/53) convert and relabel back exactly:
+    each extended label is a class of its own, named as TPTBox's Location names it."""
+    root = Path(shutil.copytree(phantom, tmp_path / "bids"))
+    for sub in ("sub-01", "sub-02"):
+        p = _mask(root, sub)
+        img = nib.load(p)
+        data = np.asarray(img.dataobj).copy()
+        ep = np.argwhere(data == 62)
+        half = ep[:, 1] < np.median(ep[:, 1])
+        data[tuple(ep[half].T)] = 52
+        data[tuple(ep[~half].T)] = 53
+        body = np.argwhere(data == 49)
+        data[tuple(body[: len(body) // 3].T)] = 50
+        data[tuple(body[len(body) // 3 : len(body) // 3 + 20].T)] = 51
+        p.unlink()
+        nib.save(nib.Nifti1Image(data, img.affine, img.header), p)
+    spineps.convert(root, nnunet_dataset=519, name="Spineps2", raw_root=tmp_path / "raw")
+    folder = tmp_path / "raw" / "Dataset519_Spineps2"
+    labels = json.loads((folder / "dataset.json").read_text())["labels"]
+    assert {"Vertebra_Corpus", "Dens_axis", "Vertebral_Body_Endplate_Superior"} <= set(labels)
+    relabel(folder / "labelsTr", tmp_path / "back", folder / "dataset.json")
+    for sub in ("sub-01", "sub-02"):
+        orig = np.asarray(nib.load(_mask(root, sub)).dataobj)
+        back = np.asarray(nib.load(tmp_path / "back" / f"{sub}_T2w.nii.gz").dataobj)
+        assert {50, 51, 52, 53} <= set(np.unique(orig).tolist()) and np.array_equal(back, orig)
+
+
 def test_spineps_round_trip_on_real_tptbox_masks_side_by_side(shared_data, tmp_path):
     src = shared_data / "tptbox_sample_mri"  # flat folder, TPTBox naming sub-mri_seg-subreg_label-6_msk
     report = spineps.convert(src, nnunet_dataset=513, name="Tpt", raw_root=tmp_path / "raw")

@@ -202,6 +202,15 @@ def test_centroid_file_is_read_by_tptbox_and_equals_its_centroids(lumbar7, tmp_p
     truth = {t["id"]: t["body_centre_mm"] for t in lumbar7.truth["vertebrae"]}
     assert all(np.allclose(world[v, 50], truth[v], atol=1.0) for v in truth)
     assert "anatomically_labelled" not in ctd.read_text()  # our facts live in the sidecar only
+    # the fuse output folder (instance + semantic masks side by side) is a valid --pred: instance masks by name
+    table = tmp_path / "panoptic.csv"
+    args = ["evaluate", "instances", "--pred", str(out), "--ref", str(lumbar7.labels), "-o", str(table), "-q"]
+    assert main(args) == 0
+    import pandas as pd
+
+    t = pd.read_csv(table)
+    row = t[(t["case"] == "sub-01_T2w") & (t["structure"] == "vertebra")].iloc[0]
+    assert row["tp"] == 7 and row["fp"] == 0 and row["pq"] > 0.98
 
 
 def test_csa_refuses_an_instance_mask_marked_not_labelled(tmp_path):
@@ -264,3 +273,27 @@ def test_ties_are_written_bottom_first_and_disagreeing_partners_reported():
     ranked = rank_couples(cands, found)
     assert ((0, 3), (1, 2), (2, 1)) in [c for c, _ in ranked]  # kept together, as SPINEPS does
     assert [d.anchor for d in found] == [(1, 2)] and found[0].partner_dice == 0.0
+
+
+def test_fuse_errors_name_the_real_problem(lumbar7, tmp_path):
+    from nnunet_extensions.core.io import Image
+
+    shifted = lumbar7.sem.affine.copy()
+    shifted[0, 3] += 5.0
+    with pytest.raises(InputError, match="affine differs .* by up to 5 mm"):
+        lumbar7.record.check_grid(Image(np.asarray(lumbar7.sem.data), shifted, None))
+    from postprocessing.spine.cutouts import semantic_files
+
+    with pytest.raises(InputError, match="sub-09_T2w_seg-spine_msk.nii.gz: file not found"):
+        semantic_files(tmp_path / "sub-09_T2w_seg-spine_msk.nii.gz")  # not "case ... is not in cutouts.json"
+
+
+def test_qc_spine_colours_and_empty_mask(tmp_path):
+    from postprocessing.qc.spine import SPINEPS_COLOURS, plot_spine_semantic
+
+    canal, endplate = np.array(SPINEPS_COLOURS[61]), np.array(SPINEPS_COLOURS[62])
+    assert np.linalg.norm(canal - endplate) > 100  # told apart at a glance
+    empty = tmp_path / "sub-01_T2w_seg-spine_msk.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.uint8), np.eye(4)), empty)
+    out = plot_spine_semantic(empty, tmp_path / "empty.png")
+    assert out.stat().st_size > 1000

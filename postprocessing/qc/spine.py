@@ -65,9 +65,10 @@ def plot_vertebra_instances(
     for v in np.unique(plane).tolist():
         if v == 0:
             continue
-        base = colours.get(v % 100, to_rgba("0.6"))
-        alpha = 0.85 if v < 100 else 0.45
-        rgba[plane == v] = (*base[:3], alpha)
+        base = np.asarray(colours.get(v % 100, to_rgba("0.6"))[:3])
+        # discs and endplates: their vertebra's colour mixed halfway to white (lighter, not more transparent)
+        rgb = base if v < 100 else 0.5 * base + 0.5
+        rgba[plane == v] = (*rgb, 0.85)
     ax.imshow(rgba, origin="lower", extent=ext, interpolation="nearest")
     sem_k = sem[:, :, k] if sem is not None else None
     for v in vertebrae:  # name at the vertebral body (49) when the slice shows it, else at the vertebra
@@ -96,7 +97,8 @@ def plot_vertebra_instances(
 
 
 #: SPINEPS semantic label → RGB (0-255): the ITK-SNAP label table of TPTBox's snapshots (label k → entry k-1,
-#: wrapping after 64 entries, so the disc 100 is yellow), the colours SPINEPS users see in its snapshots.
+#: wrapping after 64 entries, so the disc 100 is yellow), the colours SPINEPS users see in its snapshots — except
+#: the endplate (62), whose table colour (255, 228, 196) cannot be told from the canal's (61): drawn in red-brown.
 SPINEPS_COLOURS: dict[int, tuple[int, int, int]] = {
     26: (203, 160, 95),
     41: (205, 133, 63),
@@ -110,7 +112,7 @@ SPINEPS_COLOURS: dict[int, tuple[int, int, int]] = {
     49: (221, 160, 221),
     60: (188, 143, 143),
     61: (255, 235, 205),
-    62: (255, 228, 196),
+    62: (178, 34, 34),
     100: (255, 255, 0),
 }
 
@@ -220,6 +222,8 @@ def plot_spine_semantic(
             ax.imshow(np.zeros(plane.shape, np.float32), cmap="gray", origin="lower", extent=ext, vmin=0, vmax=1)
         ax.imshow(lut[plane.astype(np.int64)], origin="lower", extent=ext, interpolation="nearest")
         shown |= set(np.unique(plane).tolist()) - {0}
+        if not fg.any():
+            ax.text(0.5, 0.5, "empty mask", transform=ax.transAxes, ha="center", va="center", color="red")
         x_mm = float((aff @ np.array([0.0, 0.0, k, 1.0]))[0])
         ax.set_title(f"{name}\nx = {x_mm:+.1f} mm (RAS)", fontsize=9)
         ax.set_aspect("equal")

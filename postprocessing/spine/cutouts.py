@@ -138,6 +138,8 @@ def semantic_files(path: str | os.PathLike) -> list[Path]:
     """A semantic mask file, or every NIfTI under a folder whose name marks a semantic mask
     (``*_seg-spine_msk``, ``*_seg-subreg*_msk``); InputError when a folder holds none."""
     p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found")
     if not p.is_dir():
         return [p]
     files = sorted(
@@ -411,13 +413,18 @@ class CaseCutouts:
         )
 
     def check_grid(self, semantic: Image) -> None:
-        """InputError naming the semantic file when it is not the grid these cutouts were cut from."""
-        if tuple(semantic.shape) != self.shape or not np.allclose(
-            semantic.affine, self.affine, atol=GRID_ATOL_MM, rtol=0
-        ):
+        """InputError naming the semantic file and what differs (shape, or the affine by how many mm) when it is
+        not the grid these cutouts were cut from."""
+        if tuple(semantic.shape) != self.shape:
             raise InputError(
-                f"{semantic.name}: grid {tuple(semantic.shape)} differs from the one the cutouts of "
-                f"case {self.case} were cut from {self.shape} (not the same grid)"
+                f"{semantic.name}: shape {tuple(semantic.shape)} differs from the shape {self.shape} the cutouts of "
+                f"case {self.case} were cut from (not the same grid)"
+            )
+        diff = float(np.max(np.abs(np.asarray(semantic.affine, float) - np.asarray(self.affine, float))))
+        if diff > GRID_ATOL_MM:
+            raise InputError(
+                f"{semantic.name}: same shape, but its affine differs from the one the cutouts of case {self.case} "
+                f"were cut from by up to {diff:.3g} mm (moved or resampled; cut it again with nnspine cutouts)"
             )
 
 

@@ -376,12 +376,48 @@ def _case(path: Path, suffixes: Sequence[str]) -> str:
     return case_name(path, suffixes)
 
 
-def pair_files(pred, ref, suffixes: Sequence[str]) -> list[tuple[str, Path, Path]]:
-    """``[(case, pred_path, ref_path)]``: :func:`nnunet_extensions.core.bids.pair_cases` with references named
-    ``<case>.nii[.gz]`` or ``<case><suffix>.nii[.gz]`` (case = the image's BIDS stem)."""
-    from nnunet_extensions.core.bids import pair_cases
+def spineps_output_files(folder: Path, kind: str) -> list[Path] | None:
+    """The masks of one kind in a SPINEPS output folder (one that holds both ``_seg-vert_msk`` instance and
+    ``_seg-spine_msk`` semantic masks, as ``nnspine fuse`` and SPINEPS write); None for any other folder."""
+    from nnunet_extensions.core.bids import (
+        SPINEPS_INSTANCE_SEGS,
+        SPINEPS_SEMANTIC_SEGS,
+        list_nifti,
+        nifti_stem,
+        parse_name,
+    )
 
-    return pair_cases(pred, ref, pred_suffixes=suffixes, ref_suffixes=("", *suffixes))
+    def seg(p: Path) -> str | None:
+        stem = nifti_stem(p)
+        parsed = parse_name(stem) if stem else None
+        return parsed.get("seg") if parsed is not None and parsed.suffix == "msk" else None
+
+    files = list_nifti(folder)
+    inst = [f for f in files if seg(f) in SPINEPS_INSTANCE_SEGS]
+    sem = [f for f in files if seg(f) in SPINEPS_SEMANTIC_SEGS]
+    if not inst or not sem:
+        return None
+    return inst if kind == "instance" else sem
+
+
+def pair_files(pred, ref, suffixes: Sequence[str], kind: str = "instance") -> list[tuple[str, Path, Path]]:
+    """``[(case, pred_path, ref_path)]``: :func:`nnunet_extensions.core.bids.pair_cases` with references named
+    ``<case>.nii[.gz]`` or ``<case><suffix>.nii[.gz]`` (case = the image's BIDS stem). A SPINEPS output folder
+    as ``pred`` (instance and semantic masks side by side) gives its masks of ``kind`` only."""
+    from nnunet_extensions.core.bids import cases_by_name, find_case_file, pair_cases
+
+    chosen = spineps_output_files(Path(pred), kind) if Path(pred).is_dir() else None
+    if chosen is None:
+        return pair_cases(pred, ref, pred_suffixes=suffixes, ref_suffixes=("", *suffixes))
+    ref = Path(ref)
+    if not ref.exists():
+        raise InputError(f"{ref}: file not found")
+    if not ref.is_dir():
+        raise InputError(f"{ref}: is a file; a folder of predictions needs a folder of references")
+    return [
+        (case, p, find_case_file(ref, case, ("", *suffixes), "reference"))
+        for case, p in cases_by_name(chosen, suffixes).items()
+    ]
 
 
 def evaluate_instances(
@@ -406,7 +442,10 @@ def evaluate_semantic(pred, ref, *, progress: bool = False) -> list[dict]:
 
     rows: list[dict] = []
     for case, p, r in tqdm(
-        pair_files(pred, ref, SPINEPS_SEMANTIC_SUFFIXES), desc="evaluate semantic", unit="case", disable=not progress
+        pair_files(pred, ref, SPINEPS_SEMANTIC_SUFFIXES, "semantic"),
+        desc="evaluate semantic",
+        unit="case",
+        disable=not progress,
     ):
         rows.extend(evaluate_semantic_case(p, r, case=case))
     return rows + summary_rows(rows, "label")
@@ -417,7 +456,8 @@ def qc_outputs(pred, ref, folder, *, semantic: bool = False, overwrite: bool = F
     every output path is checked (existing ones need ``overwrite``) before anything is computed or drawn."""
     from nnunet_extensions.core.io import check_output, require_writable_folder
 
-    pairs = pair_files(pred, ref, SPINEPS_SEMANTIC_SUFFIXES if semantic else SPINEPS_INSTANCE_SUFFIXES)
+    suffixes = SPINEPS_SEMANTIC_SUFFIXES if semantic else SPINEPS_INSTANCE_SUFFIXES
+    pairs = pair_files(pred, ref, suffixes, "semantic" if semantic else "instance")
     out_dir = require_writable_folder(folder, "QC folder")
     return [(case, p, check_output(out_dir / f"{case}_qc.png", overwrite)) for case, p, _ in pairs]
 
