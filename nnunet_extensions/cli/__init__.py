@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "cutouts",
     "fuse",
     "instances",
+    "segment",
     "demo",
 ]
 

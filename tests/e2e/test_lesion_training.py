@@ -213,3 +213,29 @@ def test_lesion_pipeline_with_real_console_scripts(tmp_path):
     assert [r["case"] for r in evaluated] == ["sub-01_T2w", "ALL"]
     ref = load_image(test_raw / "labelsTr" / "sub-01_T2w.nii.gz", "labels").data == 2
     assert [int(evaluated[0][k]) for k in keys] == count_by_hand(ref, seg.data == 2)
+
+    # ---- one command: `nnspine segment lesion` on the BIDS test subject (T1w resampled onto T2w as the converter
+    # does) equals nnUNetv2_predict + the cord region + `nnspine lesions --cord`, voxel for voxel and row for row
+    import nibabel as nib
+
+    cord = tmp_path / "pred_cord"
+    cord.mkdir()
+    nib.save(nib.Nifti1Image(np.isin(seg.data, [1, 2]).astype(np.uint8), seg.affine), cord / "sub-01_T2w.nii.gz")
+    nnspine(env, "lesions", "-i", str(tmp_path / "pred"), "--label", "2", "--cord", str(cord),
+            "-o", str(tmp_path / "pred_cordpost"), "--table", str(tmp_path / "lesions_cord.csv"), "-q")  # fmt: skip
+    model = Path(env["nnUNet_results"]) / TRAIN / f"{TRAINER}__{PLANS}__3d_fullres"
+    out = tmp_path / "segment"
+    nnspine(env, "segment", "lesion", "-i", str(tmp_path / "test_bids"), "--channels", "T2w,T1w", "-o", str(out),
+            "--model", str(model), "-f", "all", "--device", "cpu", "-q")  # fmt: skip
+    got = out / "sub-01" / "anat"
+    one = load_image(got / "sub-01_T2w_label-lesion_seg.nii.gz", "labels")
+    multi = load_image(tmp_path / "pred_cordpost" / "sub-01_T2w.nii.gz", "labels")
+    assert np.array_equal(one.data, multi.data) and np.allclose(one.affine, multi.affine)
+    assert np.array_equal(load_image(got / "sub-01_T2w_label-SC_seg.nii.gz", "labels").data, cord_data := (
+        np.isin(seg.data, [1, 2]).astype(np.uint8)
+    )) and cord_data.any()  # fmt: skip
+
+    def rows(path: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "filename"} for r in csv.DictReader(path.open())]
+
+    assert rows(got / "sub-01_T2w_lesions.csv") == rows(tmp_path / "lesions_cord.csv")

@@ -152,3 +152,69 @@ def test_readme_soft_cord_walkthrough_on_cpu(tmp_path):
         dices.append(2 * (p * t).sum() / (p.sum() + t.sum()))
         assert float(row["soft_dice"]) == pytest.approx(dices[-1], abs=1e-4)
     assert float(evaluated[2]["soft_dice"]) == pytest.approx(np.mean(dices), abs=1e-4)
+
+    # ---- one command: `nnspine segment cord` equals nnUNetv2_predict + softmask + csa (voxel for voxel, row for row)
+    model = Path(env["nnUNet_results"]) / DATASET / f"{TRAINER}__{PLANS}__3d_fullres"
+    seg = tmp_path / "segment"
+    common = ["--model", str(model), "-f", "all", "--device", "cpu", "-q"]
+    nnspine(env, "segment", "cord", "-i", str(test_images["T2w"]), "-o", str(seg), *common)
+    one = load_image(seg / "sub-01_T2w_label-SC_softseg.nii.gz", "soft")
+    multi = load_image(tmp_path / "pred_soft" / "sub-01_T2w.nii.gz", "soft")
+    assert np.array_equal(one.data, multi.data) and np.allclose(one.affine, multi.affine)
+
+    def csa_rows(path: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in ("Timestamp", "Filename")} for r in csv.DictReader(path.open())]
+
+    assert csa_rows(seg / "sub-01_T2w_csa_perslice.csv") == csa_rows(tmp_path / "csa_perslice.csv")
+    assert (seg / "sub-01_T2w_csa.png").stat().st_size > 5000
+
+    # ---- cohorts: a BIDS cohort with one unreadable image; 2 parts = 1 part, case by case; failures recorded
+    import shutil
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(tmp_path / "test_bids" / "sub-01", cohort / "sub-01")
+    (cohort / "sub-02" / "anat").mkdir(parents=True)
+    (cohort / "sub-02" / "anat" / "sub-02_T2w.nii.gz").write_bytes(b"not a nifti")
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    bad = subprocess.run(
+        [console_script("nnspine"), "segment", "cord", "-i", str(cohort), "-o", str(whole), *common],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2, bad.stderr
+    failures = list(csv.DictReader((whole / "failures.csv").open()))
+    assert [f["case"] for f in failures] == ["sub-02_T2w"] and "sub-02_T2w.nii.gz" in failures[0]["reason"]
+    summary = list(csv.DictReader((whole / "segment_summary.csv").open()))
+    ok = sorted(r["case"] for r in summary if r["status"] == "ok")
+    assert ok == sorted(f"sub-01_{c}" for c in CONTRASTS)
+    for k in (0, 1):
+        r = subprocess.run(
+            [console_script("nnspine"), "segment", "cord", "-i", str(cohort), "-o", str(parts), *common,
+             "--num-parts", "2", "--part-id", str(k)],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert r.returncode in (0, 2), r.stderr
+    for case in ok:
+        a = load_image(whole / "sub-01" / "anat" / f"{case}_label-SC_softseg.nii.gz", "soft")
+        b = load_image(parts / "sub-01" / "anat" / f"{case}_label-SC_softseg.nii.gz", "soft")
+        assert np.array_equal(a.data, b.data) and np.array_equal(a.affine, b.affine)
+        name = f"{case}_csa_perslice.csv"
+        rows_a, rows_b = (csa_rows(d / "sub-01" / "anat" / name) for d in (whole, parts))
+        assert rows_a == rows_b
+    part_cases = [
+        sorted(r["case"] for r in csv.DictReader((parts / f"segment_summary_part-{k}.csv").open())) for k in (0, 1)
+    ]
+    assert sorted(part_cases[0] + part_cases[1]) == sorted(ok + ["sub-02_T2w"]) and not set(part_cases[0]) & set(
+        part_cases[1]
+    )
+    # resume: finished cases are skipped and left untouched, the failing one is tried again
+    done = whole / "sub-01" / "anat" / "sub-01_T2w_label-SC_softseg.nii.gz"
+    stamp = done.stat().st_mtime_ns
+    again = subprocess.run(
+        [console_script("nnspine"), "segment", "cord", "-i", str(cohort), "-o", str(whole), *common,
+         "--skip-existing"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert again.returncode == 2 and done.stat().st_mtime_ns == stamp
+    assert [r["case"] for r in csv.DictReader((whole / "segment_summary.csv").open())] == ["sub-02_T2w"]

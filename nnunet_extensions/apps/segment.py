@@ -1,0 +1,470 @@
+"""``nnspine segment {cord,lesion,spine}``: one command from image(s) to results with any nnU-Net v2 model.
+
+For every case: nnU-Net's own predictor (``nnUNetPredictor``, loaded once for the whole run, the same settings as
+``nnUNetv2_predict``: tile step 0.5, Gaussian weighting, test-time mirroring on the axes the checkpoint allows)
+writes its usual outputs into a private temporary folder, and the product's own functions turn them into the
+results — exactly what ``nnUNetv2_predict`` followed by ``nnspine softmask`` / ``csa`` / ``lesions`` / ``relabel``
+/ ``instances`` would write (the e2e tests compare them voxel for voxel and row for row):
+
+* ``cord``: the soft mask (models trained with a soft-segmentation trainer: ``--save_probabilities`` →
+  foreground probability on the image's grid) or the binary mask (label 1) → CSA per slice (SCT's CSV), per level
+  with ``--vertfile`` / ``--discfile`` (a folder of level files named ``<case><suffix>``) → the CSA profile QC;
+* ``lesion``: the lesion mask (the ``lesion`` label or region of the model's ``dataset.json``; a region model's
+  cord too) → the lesion table and QC of ``nnspine lesions`` (cord-relative columns with the predicted cord);
+* ``spine``: the semantic model's prediction → SPINEPS label values (the model's label map) → cutouts → the
+  instance model (``--instance-model``) → fusion and labelling → SPINEPS' outputs.
+
+Inputs: one image, a folder of images, or a BIDS dataset (``sub-*/[ses-*/]anat``; ``--channels`` picks the
+sequences, one per model channel, the first naming the case). Outputs go to ``-o`` as BIDS derivatives
+(``sub-XX/anat/<case>_label-SC_softseg.nii.gz`` …; flat for non-BIDS inputs), plus ``segment_summary.csv`` and
+``failures.csv`` (case, step, reason) per run or part. ``num_parts`` / ``part_id`` (nnU-Net's convention: part
+K takes cases K, K + N, K + 2N … of the sorted list) shard a cohort with no coordination; ``skip_existing``
+resumes; a failing case is recorded and the others go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_extensions.core.io import InputError, check_output, load_image, require_folder, write_text
+
+TASKS = ("cord", "lesion", "spine")
+#: Result file names (suffixes after the case name), as the converters and SPINEPS name them.
+CORD_SOFT_SUFFIX = "_label-SC_softseg"
+CORD_SEG_SUFFIX = "_label-SC_seg"
+LESION_SUFFIX = "_label-lesion_seg"
+SEMANTIC_SUFFIX = "_seg-spine_msk"
+SUMMARY_CSV = "segment_summary.csv"
+FAILURES_CSV = "failures.csv"
+FAILURE_COLUMNS = ["case", "step", "reason"]
+SUMMARY_COLUMNS = ["case", "status", "seconds", "outputs"]
+
+
+# --------------------------------------------------------------------------------------------- model
+@dataclass
+class Model:
+    """An nnU-Net v2 results folder (``.../DatasetXXX_NAME/<trainer>__<plans>__<configuration>``)."""
+
+    folder: Path
+    dataset: dict
+    trainer: str
+    channels: list[str]
+    labels: dict
+
+    @property
+    def soft(self) -> bool:
+        """Trained on soft targets (our soft-segmentation trainers): its output is a probability."""
+        return "SoftSeg" in self.trainer
+
+    def label_value(self, name: str) -> int | None:
+        """Value written for label or region ``name`` (a region's value is the last of its labels)."""
+        v = self.labels.get(name)
+        if v is None:
+            return None
+        return int(v[-1]) if isinstance(v, list) else int(v)
+
+
+def read_model(folder: str | Path, folds: Sequence[str] | None, checkpoint: str) -> Model:
+    """Check an nnU-Net results folder and its checkpoints; :class:`InputError` naming what is missing."""
+    f = require_folder(folder, "model folder")
+    ds_path, plans = f / "dataset.json", f / "plans.json"
+    if not ds_path.is_file() or not plans.is_file():
+        raise InputError(
+            f"{f}: not a trained nnU-Net model folder (no dataset.json / plans.json; give "
+            "$nnUNet_results/DatasetXXX_NAME/<trainer>__<plans>__<configuration>)"
+        )
+    try:
+        ds = json.loads(ds_path.read_text())
+    except ValueError as exc:
+        raise InputError(f"{ds_path}: unreadable ({exc})") from None
+    found = sorted(p.name[len("fold_") :] for p in f.glob("fold_*") if (p / checkpoint).is_file())
+    for fold in folds or []:
+        if fold not in found:
+            raise InputError(f"{f / f'fold_{fold}' / checkpoint}: checkpoint not found (folds with it: {found})")
+    if not found:
+        raise InputError(f"{f}: no fold_*/{checkpoint} (train the model or choose --checkpoint)")
+    channels = [str(v) for _, v in sorted(ds.get("channel_names", {}).items(), key=lambda kv: int(kv[0]))]
+    return Model(f, ds, f.name.split("__")[0], channels, dict(ds.get("labels", {})))
+
+
+def check_model_for(model: Model, task: str) -> None:
+    """A model trained on other labels fails here, naming what the task expects."""
+    names = {k for k in model.labels if k != "background"}
+    if task == "cord" and len(names) != 1:
+        raise InputError(
+            f"{model.folder}: a cord model has background and one foreground label; this one has {sorted(names)}"
+        )
+    if task == "lesion" and "lesion" not in names and len(names) != 1:
+        raise InputError(
+            f"{model.folder}: a lesion model has a 'lesion' label or region (or one foreground label); "
+            f"this one has {sorted(names)}"
+        )
+    if task == "spine":
+        from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY
+
+        if model.dataset.get(LABEL_MAP_KEY, {}).get("convention") != "spineps":
+            raise InputError(
+                f"{model.folder}: not a SPINEPS semantic model (its dataset.json has no SPINEPS label map; "
+                "train it on a dataset written by 'nnspine convert spineps')"
+            )
+
+
+# --------------------------------------------------------------------------------------------- cases
+@dataclass
+class Case:
+    """One case: its name (the first channel's stem), images in channel order, output folder (relative)."""
+
+    name: str
+    images: list[Path]
+    rel_dir: str = ""
+
+
+def find_cases(source: str | Path, n_channels: int, channels: Sequence[str] | None = None) -> list[Case]:
+    """Cases of an image, a folder of images or a BIDS dataset (module docstring), sorted by name."""
+    from nnunet_extensions.core import bids
+
+    src = Path(source)
+    if not src.exists():
+        raise InputError(f"{src}: not found")
+    if channels is not None and len(channels) != n_channels:
+        raise InputError(f"--channels {','.join(channels)}: the model has {n_channels} channel(s)")
+    if src.is_file() or not any(p.is_dir() for p in src.glob("sub-*")):
+        files = [src] if src.is_file() else bids.list_nifti(src)
+        if n_channels != 1:
+            raise InputError(
+                f"{src}: the model takes {n_channels} channels; give a BIDS dataset and --channels "
+                "(one sequence per channel)"
+            )
+        if not files:
+            raise InputError(f"{src}: no NIfTI images")
+        return sorted((Case(bids.nifti_stem(p) or p.stem, [p]) for p in files), key=lambda c: c.name)
+    cases = []
+    for unit in bids.find_units(src):
+        images, _ = bids.list_images(unit)
+        if channels is None:
+            if n_channels != 1:
+                raise InputError(f"{src}: the model takes {n_channels} channels; say which with --channels")
+            cases += [Case(im.stem, [im.path], unit.rel_dir) for im in images]
+            continue
+        picked = [bids.select_images(images, spec) for spec in channels]
+        if all(len(p) == 1 for p in picked):
+            cases.append(Case(picked[0][0].stem, [p[0].path for p in picked], unit.rel_dir))
+    if not cases:
+        raise InputError(f"{src}: no case with {'the sequences ' + ','.join(channels) if channels else 'images'}")
+    return sorted(cases, key=lambda c: c.name)
+
+
+def shard(cases: Sequence[Case], num_parts: int = 1, part_id: int = 0) -> list[Case]:
+    """Part ``part_id`` of ``num_parts``: cases ``part_id``, ``part_id + num_parts``, … (nnU-Net's rule)."""
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise InputError(f"--part-id {part_id} --num-parts {num_parts}: need 0 <= part-id < num-parts")
+    return list(cases)[part_id::num_parts]
+
+
+# --------------------------------------------------------------------------------------------- predictor
+def make_predictor(model: Model, folds: Sequence[str] | None, checkpoint: str, device: str, progress: bool):
+    """nnU-Net's predictor with ``nnUNetv2_predict``'s defaults, loaded once."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=True,
+        perform_everything_on_device=True,
+        device=dev,
+        verbose=False,
+        verbose_preprocessing=False,
+        allow_tqdm=progress,
+    )
+    use = tuple(f if f == "all" else int(f) for f in folds) if folds else None
+    import os
+
+    from nnunet_extensions.integration.trainer_lookup import discovery_folder
+
+    # nnU-Net finds a model's trainer class by name; ours live behind nnUNet_extTrainer (set only for this call)
+    before = os.environ.get("nnUNet_extTrainer")
+    os.environ["nnUNet_extTrainer"] = before or str(discovery_folder())
+    try:
+        predictor.initialize_from_trained_model_folder(str(model.folder), use, checkpoint)
+    finally:
+        if before is None:
+            del os.environ["nnUNet_extTrainer"]
+    return predictor
+
+
+def case_inputs(case: Case, n_channels: int, tmp: Path) -> list[Path]:
+    """The case's images in channel order, each read and checked; channels not on the first channel's grid are
+    resampled onto it in world coordinates (linear, 0 outside their view), as ``nnspine convert lesion`` does
+    when it writes training images, and written to ``tmp``."""
+    from nnunet_extensions.core.geometry import resample_to_grid
+    from nnunet_extensions.core.io import same_grid, save_image
+
+    if len(case.images) != n_channels:
+        raise InputError(f"{case.images[0]}: {len(case.images)} image(s), the model takes {n_channels}")
+    ref = load_image(case.images[0], "image")  # a bad image fails here with its name, before the network runs
+    paths = [case.images[0]]
+    for k, p in enumerate(case.images[1:], start=1):
+        img = load_image(p, "image")
+        if same_grid(ref, img):
+            paths.append(p)
+            continue
+        data = resample_to_grid(img.data, img.affine, ref.shape, ref.affine, order=1, cval=0)
+        out = tmp / "inputs" / f"{case.name}_{k:04d}.nii.gz"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(data.astype(np.float32), ref.affine, out, dtype=np.float32)
+        paths.append(out)
+    return paths
+
+
+def predict_case(predictor, model: Model, case: Case, tmp: Path, probabilities: bool) -> Path:
+    """nnU-Net's prediction of one case into ``tmp`` (``<case>.nii.gz``, with ``.npz``/``.pkl`` when asked)."""
+    inputs = case_inputs(case, len(model.channels), tmp)
+    predictor.predict_from_files_sequential(
+        [[str(p) for p in inputs]], [str(tmp / case.name)], save_probabilities=probabilities, overwrite=True
+    )
+    return tmp / f"{case.name}.nii.gz"
+
+
+# --------------------------------------------------------------------------------------------- tasks
+@dataclass
+class Options:
+    """What the task steps need besides the model."""
+
+    vertfiles: Path | None = None
+    vert_suffix: str = "_label-SC_seg_labeled"
+    discfiles: Path | None = None
+    disc_suffix: str = "_label-SC_seg_labeled_discs"
+    min_volume_mm3: float = 0.0
+    instance_model: Path | None = None
+    instance_folds: Sequence[str] | None = None
+    labelling: str = "auto"
+    top_vertebra: str | None = None
+    device: str = "cpu"
+    qc: bool = True
+
+
+def _level_file(folder: Path | None, case: str, suffix: str) -> Path | None:
+    if folder is None:
+        return None
+    from nnunet_extensions.core.bids import find_by_stem
+
+    hit = find_by_stem(folder, f"{case}{suffix}")
+    if hit is None:
+        raise InputError(f"{folder}: no level file {case}{suffix}.nii.gz for case {case}")
+    return hit
+
+
+def outputs_of(task: str, case: Case, out: Path, model: Model) -> list[Path]:
+    """The result files of one case (the first is the one ``--skip-existing`` looks for)."""
+    d = out / case.rel_dir
+    if task == "cord":
+        mask = d / f"{case.name}{CORD_SOFT_SUFFIX if model.soft else CORD_SEG_SUFFIX}.nii.gz"
+        return [mask, d / f"{case.name}_csa_perslice.csv", d / f"{case.name}_csa.png"]
+    if task == "lesion":
+        stem = d / case.name
+        return [Path(f"{stem}{LESION_SUFFIX}.nii.gz"), Path(f"{stem}_lesions.csv"), Path(f"{stem}_lesions.png")]
+    from postprocessing.spine.fusion_files import output_names
+
+    return [d / name for name in output_names(f"{case.name}{SEMANTIC_SUFFIX}.nii.gz").values()]
+
+
+def run_cord(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
+    """Soft or binary cord mask, CSA per slice (SCT CSV) and the CSA profile QC of one case."""
+    from postprocessing.cord import csa, csa_table
+    from postprocessing.cord.softmask import convert_case
+
+    mask, table, plot = outputs_of("cord", case, out, model)
+    seg = predict_case(predictor, model, case, tmp, probabilities=model.soft)
+    mask.parent.mkdir(parents=True, exist_ok=True)
+    if model.soft:
+        convert_case(tmp, case.name, mask.parent, ending=f"{CORD_SOFT_SUFFIX}.nii.gz", overwrite=True)
+    else:
+        img = load_image(seg, "labels")
+        from nnunet_extensions.core.io import save_image
+
+        save_image((img.data == 1).astype(np.uint8), img.affine, mask, overwrite=True, like=img)
+    vertfile = _level_file(opts.vertfiles, case.name, opts.vert_suffix)
+    discfile = _level_file(opts.discfiles, case.name, opts.disc_suffix)
+    columns = csa.measure_file_columns(mask, vertfile=vertfile, discfile=discfile)
+    rows = csa_table.summary_rows(columns, per="slice", filename=str(mask), timestamp=csa_table.now_timestamp())
+    write_text(table, csa_table.csv_text(rows), overwrite=True)
+    written = [mask, table]
+    if opts.qc:
+        import pandas as pd
+
+        from postprocessing.qc import plot_csa_profile
+
+        plot_csa_profile(pd.DataFrame(columns).assign(Filename=str(mask)), plot, overwrite=True, title=case.name)
+        written.append(plot)
+    return written
+
+
+def run_lesion(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
+    """Lesion mask (labelled 1..N), the lesion table and its QC; a region model's cord mask beside them."""
+    from nnunet_extensions.core.io import save_image
+    from postprocessing.lesion.lesions import LesionJob, run_lesions
+
+    lesions, table, qc = outputs_of("lesion", case, out, model)
+    seg_path = predict_case(predictor, model, case, tmp, probabilities=False)
+    seg = load_image(seg_path, "labels")
+    value = model.label_value("lesion")
+    if value is None:  # one foreground label
+        value = next(model.label_value(k) for k in model.labels if k != "background")
+    cord_value = model.label_value("cord")
+    binary = tmp / f"{case.name}_lesion.nii.gz"
+    save_image((seg.data == value).astype(np.uint8), seg.affine, binary, like=seg)
+    cord = None
+    if cord_value is not None:  # a region model: the cord region is every label of it
+        region = model.labels["cord"]
+        values = region if isinstance(region, list) else [region]
+        cord = lesions.parent / f"{case.name}{CORD_SEG_SUFFIX}.nii.gz"
+        cord.parent.mkdir(parents=True, exist_ok=True)
+        save_image(np.isin(seg.data, values).astype(np.uint8), seg.affine, cord, overwrite=True, like=seg)
+    job = LesionJob(case.name, binary, lesions, cord=cord, image=case.images[0], qc=qc if opts.qc else None)
+    run_lesions([job], table, min_volume_mm3=opts.min_volume_mm3, overwrite=True)
+    return [p for p in (lesions, table, qc if opts.qc else None, cord) if p is not None]
+
+
+def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
+    """Semantic mask in SPINEPS values → cutouts → instance model → fusion and labelling → SPINEPS outputs."""
+    from nnunet_extensions.core.dataset_json import read_label_map
+    from nnunet_extensions.core.io import save_image
+    from postprocessing.spine.fusion_files import predict_instances
+    from postprocessing.spine.relabel import relabel_array
+
+    if opts.instance_model is None:
+        raise InputError("segment spine needs --instance-model (a model trained on 'nnspine convert cutouts')")
+    seg_path = predict_case(predictor, model, case, tmp, probabilities=False)
+    seg = load_image(seg_path, "labels")
+    values = read_label_map(model.dataset, "spineps", model.folder / "dataset.json")
+    semantic = tmp / "semantic" / f"{case.name}{SEMANTIC_SUFFIX}.nii.gz"
+    semantic.parent.mkdir(parents=True, exist_ok=True)
+    save_image(relabel_array(seg.data, values).astype(np.uint8), seg.affine, semantic, like=seg)
+    folder = out / case.rel_dir
+    report = predict_instances(
+        semantic,
+        opts.instance_model,
+        folder,
+        folds=opts.instance_folds,
+        device=opts.device,
+        top_vertebra=opts.top_vertebra,
+        labelling=opts.labelling,
+        qc=opts.qc,
+        overwrite=True,
+    )
+    return [p for _, _, paths in report.cases for p in paths.values()]
+
+
+RUNNERS: dict[str, Callable] = {"cord": run_cord, "lesion": run_lesion, "spine": run_spine}
+
+
+# --------------------------------------------------------------------------------------------- the run
+@dataclass
+class SegmentReport:
+    """What a run did: per case ``(case, status, seconds, outputs)``, failures ``(case, step, reason)``."""
+
+    done: list[tuple[str, str, float, list[Path]]] = field(default_factory=list)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    summary: Path | None = None
+    failures_csv: Path | None = None
+
+
+def _csv(rows: Sequence[Sequence], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def segment(
+    task: str,
+    source: str | Path,
+    out: str | Path,
+    model_folder: str | Path,
+    *,
+    folds: Sequence[str] | None = None,
+    checkpoint: str = "checkpoint_final.pth",
+    channels: Sequence[str] | None = None,
+    num_parts: int = 1,
+    part_id: int = 0,
+    skip_existing: bool = False,
+    overwrite: bool = False,
+    options: Options | None = None,
+    progress: bool = False,
+    say: Callable[[str], None] = lambda _: None,
+) -> SegmentReport:
+    """Segment every case of this part (module docstring). Model, inputs and output folder are checked before
+    the network loads; then each case runs on its own: a failure (bad image, a step's refusal) is recorded with
+    its step and the run goes on. Existing results stop the run before any work unless ``skip_existing``
+    (those cases are skipped) or ``overwrite``."""
+    from tqdm.auto import tqdm
+
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
+    opts = options or Options()
+    model = read_model(model_folder, folds, checkpoint)
+    check_model_for(model, task)
+    cases = shard(find_cases(source, len(model.channels), channels), num_parts, part_id)
+    out = Path(out)
+    part = f"_part-{part_id}" if num_parts > 1 else ""
+    summary, failures_csv = out / SUMMARY_CSV.replace(".csv", f"{part}.csv"), out / f"failures{part}.csv"
+    todo = []
+    for c in cases:
+        first = outputs_of(task, c, out, model)[0]
+        if first.exists() and skip_existing:
+            continue
+        if first.exists() and not overwrite:
+            check_output(first, overwrite)  # one line naming it, before any work
+        todo.append(c)
+    for p in (summary, failures_csv):
+        if p.exists() and not (overwrite or skip_existing):
+            check_output(p, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    report = SegmentReport(summary=summary, failures_csv=failures_csv)
+    skipped = len(cases) - len(todo)
+    if skipped:
+        say(f"{skipped} case(s) already segmented: skipped (--skip-existing)")
+    if not todo:
+        write_text(summary, _csv([], SUMMARY_COLUMNS), overwrite=True)
+        write_text(failures_csv, _csv([], FAILURE_COLUMNS), overwrite=True)
+        return report
+    step = "load model"
+    predictor = make_predictor(model, folds, checkpoint, opts.device, progress=False)
+    runner = RUNNERS[task]
+    for case in tqdm(todo, desc=f"segment {task}", unit="case", disable=not progress):
+        t0 = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix="nnspine-segment-"))
+        try:
+            step = task
+            written = runner(predictor, model, case, tmp, out, opts)
+            report.done.append((case.name, "ok", round(time.perf_counter() - t0, 2), written))
+        except InputError as exc:
+            report.failures.append((case.name, step, str(exc)))
+            report.done.append((case.name, "failed", round(time.perf_counter() - t0, 2), []))
+        except Exception as exc:  # noqa: BLE001 - one case's crash must not lose the others; recorded with its type
+            report.failures.append((case.name, step, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+            report.done.append((case.name, "failed", round(time.perf_counter() - t0, 2), []))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    rows = [(c, s, t, ";".join(str(p.relative_to(out)) for p in w)) for c, s, t, w in report.done]
+    write_text(summary, _csv(rows, SUMMARY_COLUMNS), overwrite=True)
+    write_text(failures_csv, _csv(report.failures, FAILURE_COLUMNS), overwrite=True)
+    return report

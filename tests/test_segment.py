@@ -1,0 +1,101 @@
+"""``nnspine segment``: inputs, models and cohorts checked before the network loads (fast; the one-command
+results against the multi-command route, sharding, resume and failure isolation with a trained model are in
+``tests/e2e/test_pipeline.py``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from nnunet_extensions.apps.segment import Case, find_cases, read_model, shard
+
+
+def fake_model(root: Path, labels: dict, channels: int = 1, trainer: str = "nnUNetTrainer") -> Path:
+    """A results folder with dataset.json, plans.json and an (empty) fold_0 checkpoint: enough for the checks
+    that run before nnU-Net loads anything."""
+    folder = root / "Dataset900_X" / f"{trainer}__nnUNetPlans__3d_fullres"
+    (folder / "fold_0").mkdir(parents=True)
+    ds = {"labels": labels, "channel_names": {str(i): f"c{i}" for i in range(channels)}, "file_ending": ".nii.gz"}
+    (folder / "dataset.json").write_text(json.dumps(ds))
+    (folder / "plans.json").write_text("{}")
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
+    return folder
+
+
+def image(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), path)
+    return path
+
+
+def segment(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(["nnspine", "segment", *map(str, args)], capture_output=True, text=True)
+
+
+def test_cases_of_a_file_a_folder_and_a_bids_dataset(tmp_path):
+    one = image(tmp_path / "flat" / "a_T2w.nii.gz")
+    image(tmp_path / "flat" / "b_T2w.nii.gz")
+    assert [c.name for c in find_cases(one, 1)] == ["a_T2w"]
+    assert [c.name for c in find_cases(tmp_path / "flat", 1)] == ["a_T2w", "b_T2w"]
+    bids = tmp_path / "bids"
+    for sub in ("sub-01", "sub-02"):
+        for seq in ("T2w", "T1w"):
+            image(bids / sub / "anat" / f"{sub}_{seq}.nii.gz")
+    image(bids / "sub-03" / "anat" / "sub-03_T2w.nii.gz")  # no T1w: not a two-channel case
+    cases = find_cases(bids, 2, ["T2w", "T1w"])
+    assert [c.name for c in cases] == ["sub-01_T2w", "sub-02_T2w"]
+    assert [p.name for p in cases[0].images] == ["sub-01_T2w.nii.gz", "sub-01_T1w.nii.gz"]
+    assert cases[0].rel_dir == "sub-01/anat"
+    assert len(find_cases(bids, 1)) == 5  # every image a case
+
+
+def test_shards_follow_nnunet_and_cover_every_case_once():
+    cases = [Case(f"c{i}", []) for i in range(7)]
+    parts = [shard(cases, 3, k) for k in range(3)]
+    assert [c.name for c in parts[1]] == ["c1", "c4"]  # nnU-Net: list[part_id::num_parts]
+    assert sorted(c.name for p in parts for c in p) == sorted(c.name for c in cases)
+
+
+def test_model_checks(tmp_path):
+    m = fake_model(tmp_path, {"background": 0, "cord": 1})
+    assert read_model(m, ["0"], "checkpoint_final.pth").channels == ["c0"]
+    with pytest.raises(Exception, match="fold_3"):
+        read_model(m, ["3"], "checkpoint_final.pth")
+
+
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("missing model", "not found"),
+        ("not a model", "not a trained nnU-Net model folder"),
+        ("wrong kind", "a cord model has background and one foreground label"),
+        ("channels", "the model takes 2 channels"),
+        ("spine kind", "not a SPINEPS semantic model"),
+    ],
+)
+def test_bad_inputs_one_line_exit_2_nothing_written(tmp_path, case, needle):
+    img = image(tmp_path / "in" / "sub-01_T2w.nii.gz")
+    out = tmp_path / "out"
+    task, model = "cord", fake_model(tmp_path, {"background": 0, "cord": 1})
+    extra = []
+    if case == "missing model":
+        model = tmp_path / "nope"
+    elif case == "not a model":
+        model = tmp_path / "in"
+    elif case == "wrong kind":
+        model = fake_model(tmp_path / "k", {"background": 0, "a": 1, "b": 2})
+    elif case == "channels":
+        model = fake_model(tmp_path / "c", {"background": 0, "cord": 1}, channels=2)
+    else:
+        task, extra = "spine", ["--instance-model", tmp_path]
+        model = fake_model(tmp_path / "s", {"background": 0, "Vertebra_Corpus_border": 1})
+    r = segment(task, "-i", img, "-o", out, "--model", model, "--device", "cpu", *extra)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+    assert not out.exists()
