@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-cli", dest="cli", action="store_false", help="skip the subprocess timings")
     args = parser.parse_args()
-    from nnunet_extensions.phantoms.spine import write_spine_dataset
+    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPU(s)")
     with tempfile.TemporaryDirectory() as tmp_name:

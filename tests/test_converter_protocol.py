@@ -160,7 +160,7 @@ def test_softgt_splits_keep_each_subjects_contrasts_together(tmp_path):
 
 def test_cutout_splits_keep_every_copy_of_a_subject_together_and_a_user_split_is_kept(tmp_path):
     from dataset_converters.cutouts import convert
-    from nnunet_extensions.phantoms.spine import write_spine_dataset
+    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
     write_spine_dataset(tmp_path / "bids", n_subjects=2, n_vertebrae=3, seed=0)
     size, spacing = (48, 64, 32), (1.5, 1.5, 2.0)

@@ -40,7 +40,7 @@ from postprocessing.spine.cutouts import (
 @pytest.fixture(scope="module")
 def spine5(tmp_path_factory) -> dict:
     """A 5-vertebra spine phantom (L1-L5 + sacrum) with its model truth."""
-    from nnunet_extensions.phantoms.spine import write_spine_dataset
+    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
     root = tmp_path_factory.mktemp("spine5") / "bids"
     truth = write_spine_dataset(root, n_subjects=1, seed=3)["subjects"]["sub-01"]

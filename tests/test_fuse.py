@@ -119,7 +119,7 @@ def panoptica(shared_data) -> Case:
 
 @pytest.fixture(scope="module")
 def spine5(tmp_path_factory) -> Case:
-    from nnunet_extensions.phantoms.spine import write_spine_dataset
+    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
     root = tmp_path_factory.mktemp("fuse_spine5") / "bids"
     truth = write_spine_dataset(root, n_subjects=1, seed=5)["subjects"]["sub-01"]

@@ -30,7 +30,8 @@ from nnunet_extensions.core.labels import (
     vertebra_number,
 )
 from nnunet_extensions.phantoms.lesion import LESION_ROLES, LesionGrid, render_lesion_subject, write_lesion_dataset
-from nnunet_extensions.phantoms.spine import build_spine_model, render_spine, write_spine_dataset
+from nnunet_extensions.phantoms.spine import build_spine_model, render_spine
+from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPINE_SEMANTIC = {0, 26, 41, 42, 43, 44, 45, 46, 47, 48, 49, 60, 61, 62, 100}

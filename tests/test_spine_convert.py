@@ -27,7 +27,7 @@ from postprocessing.spine.relabel import relabel, relabel_array
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory) -> Path:
     """Two-subject spine phantom (BIDS; masks in derivatives/labels). Tests copy it before changing it."""
-    from nnunet_extensions.phantoms.spine import write_spine_dataset
+    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
     root = tmp_path_factory.mktemp("spine_phantom") / "bids"
     write_spine_dataset(root, n_subjects=2, n_vertebrae=2, seed=3)

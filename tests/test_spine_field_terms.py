@@ -37,7 +37,7 @@ from postprocessing.spine.labelling import label_column
 @pytest.fixture(scope="module")
 def lumbar7(tmp_path_factory) -> Case:
     """Seven vertebrae ending at L5 on the sacrum: T11 … L5 (18 … 24)."""
-    from nnunet_extensions.phantoms.spine import write_spine_dataset
+    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
     root = tmp_path_factory.mktemp("lumbar7") / "bids"
     truth = write_spine_dataset(root, n_subjects=1, seed=2, n_vertebrae=7)["subjects"]["sub-01"]
@@ -186,8 +186,10 @@ def test_centroid_file_is_read_by_tptbox_and_equals_its_centroids(lumbar7, tmp_p
     for c in lumbar7.record.cutouts:
         nib.save(nib.Nifti1Image(lumbar7.preds[c.name], c.affine), pred / f"{c.name}.nii.gz")
     out = tmp_path / "out"
+    image = lumbar7.root / "sub-01" / "anat" / "sub-01_T2w.nii.gz"
     assert main(["fuse", "--semantic", str(sem_path), "--cutouts", str(cut), "--predictions", str(pred),
-                 "-o", str(out), "-q"]) == 0  # fmt: skip
+                 "-o", str(out), "-q", "--image", str(image)]) == 0  # fmt: skip
+    assert (out / "sub-01_T2w_seg-spine_snp.png").stat().st_size > 10_000  # labels over the image
     ctd = out / "sub-01_T2w_seg-spine_ctd.json"
     poi = poi_mod.POI.load(ctd)
     world = poi.to_global()

@@ -131,7 +131,7 @@ def spine(tmp_path_factory) -> dict:
     """Two spine phantoms (voxels 2 mm A-P, 1.5 mm S-I and R-L: nnU-Net moves A-P first, so left-right is not
     axis 0), converted and planned with the real nnU-Net."""
     from dataset_converters import spineps
-    from nnunet_extensions.phantoms.spine import write_spine_dataset
+    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
     base = tmp_path_factory.mktemp("spine_trainer")
     env = nnunet_env(base)

@@ -48,7 +48,7 @@ def cutouts(tmp_path_factory) -> dict:
     """Two 3-vertebra spine phantoms → the cutout dataset of ``convert cutouts`` → the real nnU-Net planning and
     preprocessing of ``2d`` and ``3d_fullres``."""
     from dataset_converters.cutouts import convert as convert_cutouts
-    from nnunet_extensions.phantoms.spine import write_spine_dataset
+    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
     base = tmp_path_factory.mktemp("cutout_trainer")
     env = nnunet_env(base)

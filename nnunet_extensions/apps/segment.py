@@ -366,6 +366,7 @@ def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: O
         device=opts.device,
         top_vertebra=opts.top_vertebra,
         labelling=opts.labelling,
+        image=case.images[0],
         qc=opts.qc,
         overwrite=True,
     )

@@ -106,6 +106,12 @@ def add_labelling_options(p: argparse.ArgumentParser) -> None:
         help=f"lumbar vertebrae above the sacrum anchor (default: {DEFAULT_LUMBAR})",
     )
     p.add_argument(
+        "--image",
+        type=Path,
+        metavar="IMG",
+        help="draw the snapshot over this image (a file on the semantic mask's grid, or a folder of <case>.nii.gz)",
+    )
+    p.add_argument(
         "--endplates",
         choices=("merged", "split"),
         default="merged",
@@ -136,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         labelling=args.labelling,
         lumbar=args.lumbar_vertebrae,
         endplates=args.endplates,
+        image=args.image,
         qc=args.qc,
         overwrite=args.overwrite,
     )

@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 labelling=args.labelling,
                 lumbar=args.lumbar_vertebrae,
                 endplates=args.endplates,
+                image=args.image,
                 qc=args.qc,
                 overwrite=args.overwrite,
                 progress=not args.quiet and sys.stderr.isatty(),

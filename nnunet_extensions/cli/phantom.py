@@ -132,7 +132,7 @@ def run(args) -> int:
             args.output, n_subjects=args.subjects, seed=args.seed, overwrite=args.overwrite, progress=progress
         )
     elif args.kind == "spine":
-        from nnunet_extensions.phantoms.spine import write_spine_dataset
+        from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
         result = write_spine_dataset(
             args.output,

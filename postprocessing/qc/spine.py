@@ -16,15 +16,19 @@ def plot_vertebra_instances(
     path: str | os.PathLike,
     *,
     semantic: np.ndarray | None = None,
+    image: np.ndarray | None = None,
     names: dict[int, str] | None = None,
     title: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Sagittal snapshot of a SPINEPS instance mask: one colour per vertebra (discs and endplates in their
-    vertebra's colour, lighter), each vertebra named at its centroid (``names``: id → text, default the id).
+    vertebra's colour, lighter), each vertebra named at its centroid (``names``: id → text, default the id;
+    anatomical names such as L5, or ``#k`` when not anatomically labelled).
 
     The slice is the sagittal one holding the most vertebra voxels; superior up, anterior right, in mm.
-    ``semantic`` (same grid) is drawn underneath in grey, so structures without an instance stay visible.
+    Underneath: the ``image`` (same grid; grey, 1–99 % window) with the labels half transparent over it, as
+    SPINEPS' snapshot shows them, else the ``semantic`` mask in grey, so structures without an instance stay
+    visible.
     """
     import matplotlib
     from matplotlib.colors import to_rgba
@@ -46,7 +50,11 @@ def plot_vertebra_instances(
     with matplotlib.rc_context({**_RC, "axes.grid": False}):
         fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
-    if sem is not None:
+    back = reorient(np.asarray(image, np.float32), np.asarray(affine, float), codes)[0] if image is not None else None
+    if back is not None:
+        lo, hi = (float(v) for v in np.percentile(back[:, :, k], [1, 99]))
+        ax.imshow(back[:, :, k].T, cmap="gray", origin="lower", extent=ext, vmin=lo, vmax=hi or 1.0)
+    elif sem is not None:
         ax.imshow(
             (sem[:, :, k].T > 0).astype(np.float32) * 0.35,
             cmap="gray",
@@ -68,7 +76,7 @@ def plot_vertebra_instances(
         base = np.asarray(colours.get(v % 100, to_rgba("0.6"))[:3])
         # discs and endplates: their vertebra's colour mixed halfway to white (lighter, not more transparent)
         rgb = base if v < 100 else 0.5 * base + 0.5
-        rgba[plane == v] = (*rgb, 0.85)
+        rgba[plane == v] = (*rgb, 0.55 if back is not None else 0.85)
     ax.imshow(rgba, origin="lower", extent=ext, interpolation="nearest")
     sem_k = sem[:, :, k] if sem is not None else None
     for v in vertebrae:  # name at the vertebral body (49) when the slice shows it, else at the vertebra

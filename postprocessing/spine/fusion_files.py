@@ -186,6 +186,7 @@ def fuse(
     labelling: str = "auto",
     lumbar: int = DEFAULT_LUMBAR,
     endplates: str = "merged",
+    image: str | os.PathLike | None = None,
     qc: bool = True,
     overwrite: bool = False,
 ) -> FuseReport:
@@ -249,11 +250,30 @@ def fuse(
                 img.affine,
                 paths["snp"],
                 semantic=fusion.semantic,
+                image=_snapshot_image(image, case, img),
                 names={v: fusion.label_name(v) for v in fusion.vertebra_ids()},
                 title=f"{case}: {len(fusion.vertebrae)} vertebrae",
                 overwrite=overwrite,
             )
     return FuseReport([(case, fusion, paths) for case, fusion, paths, _ in results])
+
+
+def _snapshot_image(image: str | os.PathLike | None, case: str, semantic: Image) -> np.ndarray | None:
+    """The image to draw the snapshot over: ``image`` itself (a file), or ``<case>.nii[.gz]`` in it (a folder);
+    None when not given or not found. An image on another grid than the semantic mask is an InputError."""
+    if image is None:
+        return None
+    from nnunet_extensions.core.bids import find_by_stem
+    from nnunet_extensions.core.io import check_same_grid
+
+    p = Path(image)
+    if p.is_dir():
+        p = find_by_stem(p, case)
+        if p is None:
+            return None
+    img = load_image(p, "image")
+    check_same_grid(semantic, img)
+    return np.asarray(img.data, np.float32)
 
 
 # --------------------------------------------------------------------------------------------- one call
@@ -305,6 +325,7 @@ def predict_instances(
     labelling: str = "auto",
     lumbar: int = DEFAULT_LUMBAR,
     endplates: str = "merged",
+    image: str | os.PathLike | None = None,
     qc: bool = True,
     overwrite: bool = False,
     progress: bool = False,
@@ -343,6 +364,7 @@ def predict_instances(
             labelling=labelling,
             lumbar=lumbar,
             endplates=endplates,
+            image=image,
             qc=qc,
             overwrite=overwrite,
         )

@@ -133,17 +133,18 @@ def test_lesion_pipeline_with_real_console_scripts(tmp_path):
     rows = list(csv.DictReader((validation / "lesion_metrics.csv").open()))
     gt = Path(env["nnUNet_preprocessed"]) / TRAIN / "gt_segmentations"
     cases = sorted(p.name[: -len(".nii.gz")] for p in validation.glob("*.nii.gz"))
-    assert [r["case"] for r in rows] == cases + ["ALL"] and len(cases) == 2
+    assert [r["case"] for r in rows] == cases + ["ALL", "MEAN", "SD", "N"] and len(cases) == 2
+    assert (validation / "lesion_detection_by_size.csv").is_file()
     keys = ("ref_lesions", "pred_lesions", "tp", "fp", "fn")
     total = np.zeros(5, int)
-    for row in rows[:-1]:
+    for row in rows[: len(cases)]:
         pred = load_image(validation / f"{row['case']}.nii.gz", "labels").data == 2
         ref = load_image(gt / f"{row['case']}.nii.gz", "labels").data == 2
         expected = count_by_hand(ref, pred)
         assert [int(row[k]) for k in keys] == expected, row["case"]
         assert expected[0] == 8  # the phantom's 10 lesions are 8 components under 26-connectivity
         total += expected
-    assert [int(rows[-1][k]) for k in keys] == total.tolist()
+    assert [int(rows[len(cases)][k]) for k in keys] == total.tolist()  # the ALL row: counts summed
 
     # prediction of the unseen subject (its converted images: T1w already on the T2w grid)
     test_raw = Path(env["nnUNet_raw"]) / TEST
@@ -210,7 +211,7 @@ def test_lesion_pipeline_with_real_console_scripts(tmp_path):
         "-q",
     )
     evaluated = list(csv.DictReader((tmp_path / "eval.csv").open()))
-    assert [r["case"] for r in evaluated] == ["sub-01_T2w", "ALL"]
+    assert [r["case"] for r in evaluated] == ["sub-01_T2w", "ALL", "MEAN", "SD", "N"]
     ref = load_image(test_raw / "labelsTr" / "sub-01_T2w.nii.gz", "labels").data == 2
     assert [int(evaluated[0][k]) for k in keys] == count_by_hand(ref, seg.data == 2)
 
