@@ -173,40 +173,10 @@ def shard(cases: Sequence[Case], num_parts: int = 1, part_id: int = 0) -> list[C
 
 # --------------------------------------------------------------------------------------------- predictor
 def make_predictor(model: Model, folds: Sequence[str] | None, checkpoint: str, device: str, progress: bool):
-    """nnU-Net's predictor with ``nnUNetv2_predict``'s defaults, loaded once."""
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    """nnU-Net's predictor with ``nnUNetv2_predict``'s defaults, loaded once for the run."""
+    from nnunet_extensions.integration.predictor import load_predictor
 
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"--device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=True,
-        perform_everything_on_device=True,
-        device=dev,
-        verbose=False,
-        verbose_preprocessing=False,
-        allow_tqdm=progress,
-    )
-    use = tuple(f if f == "all" else int(f) for f in folds) if folds else None
-    import os
-
-    from nnunet_extensions.integration.trainer_lookup import discovery_folder
-
-    # nnU-Net finds a model's trainer class by name; ours live behind nnUNet_extTrainer (set only for this call)
-    before = os.environ.get("nnUNet_extTrainer")
-    os.environ["nnUNet_extTrainer"] = before or str(discovery_folder())
-    try:
-        predictor.initialize_from_trained_model_folder(str(model.folder), use, checkpoint)
-    finally:
-        if before is None:
-            del os.environ["nnUNet_extTrainer"]
-    return predictor
+    return load_predictor(model.folder, folds, checkpoint, device, progress)
 
 
 def case_inputs(case: Case, n_channels: int, tmp: Path) -> list[Path]:

@@ -381,24 +381,8 @@ def run_predictor(
     progress: bool,
 ) -> None:
     """nnU-Net's own predictor on a folder of cases (as ``nnUNetv2_predict``; one process, no workers)."""
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunet_extensions.integration.predictor import load_predictor
 
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"--device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=True,
-        perform_everything_on_device=dev.type != "cpu",
-        device=dev,
-        verbose=False,
-        allow_tqdm=progress,
-    )
-    predictor.initialize_from_trained_model_folder(str(model), tuple(folds) if folds else None, checkpoint)
+    predictor = load_predictor(model, folds, checkpoint, device, progress)
     outputs.mkdir(parents=True, exist_ok=True)
     predictor.predict_from_files_sequential(str(inputs), str(outputs), save_probabilities=False, overwrite=True)

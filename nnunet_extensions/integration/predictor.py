@@ -1,0 +1,56 @@
+"""nnU-Net's predictor loaded as ``nnUNetv2_predict`` loads it, in this process (``segment``, ``instances``).
+
+Settings are ``nnUNetv2_predict``'s defaults: tile step 0.5, Gaussian weighting, test-time mirroring on the axes
+the checkpoint allows (``inference_allowed_mirroring_axes``, which our trainers store). The model's trainer class is
+looked up by nnU-Net by name; ours are found through ``nnUNet_extTrainer``, set for the duration of the load when
+the user has not set it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from nnunet_extensions.core.io import InputError
+
+
+def load_predictor(
+    model_folder: str | os.PathLike,
+    folds: Sequence[int | str] | None,
+    checkpoint: str = "checkpoint_final.pth",
+    device: str = "cpu",
+    progress: bool = False,
+):
+    """An initialised ``nnUNetPredictor`` for a results folder; :class:`InputError` for a device this machine
+    lacks (``--device``)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from nnunet_extensions.integration.trainer_lookup import discovery_folder
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=True,
+        perform_everything_on_device=dev.type != "cpu",
+        device=dev,
+        verbose=False,
+        verbose_preprocessing=False,
+        allow_tqdm=progress,
+    )
+    use = tuple(f if f == "all" else int(f) for f in folds) if folds else None
+    before = os.environ.get("nnUNet_extTrainer")
+    os.environ["nnUNet_extTrainer"] = before or str(discovery_folder())
+    try:
+        predictor.initialize_from_trained_model_folder(str(Path(model_folder)), use, checkpoint)
+    finally:
+        if before is None:
+            del os.environ["nnUNet_extTrainer"]
+    return predictor
