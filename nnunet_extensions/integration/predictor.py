@@ -3,7 +3,7 @@
 Settings are ``nnUNetv2_predict``'s defaults: tile step 0.5, Gaussian weighting, test-time mirroring on the axes
 the checkpoint allows (``inference_allowed_mirroring_axes``, which our trainers store). The model's trainer class is
 looked up by nnU-Net by name; ours are found through ``nnUNet_extTrainer``, set for the duration of the load when
-the user has not set it.
+the user has not set it. Torch's thread count follows ``nnUNetv2_predict`` too, so both give the same voxels.
 """
 
 from __future__ import annotations
@@ -35,6 +35,15 @@ def load_predictor(
         raise InputError(f"--device {device!r}: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
+    # thread counts as nnUNetv2_predict sets them (its predict_entry_point): the CPU's cores on CPU, 1 on CUDA;
+    # nnU-Net then caps them at nnUNet_def_n_proc while predicting. Same threads, same sums, same voxels.
+    import multiprocessing
+
+    if dev.type == "cpu":
+        torch.set_num_threads(multiprocessing.cpu_count())
+    elif dev.type == "cuda":
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
     predictor = nnUNetPredictor(
         tile_step_size=0.5,
         use_gaussian=True,
