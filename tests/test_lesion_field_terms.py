@@ -131,6 +131,9 @@ def test_cli_by_size_table_pools_cases(tmp_path):
     assert table.columns.tolist() == ["size_bin", "ref_lesions", "detected", "lesion_sensitivity"]
     assert table.values.tolist() == [["<20", 2, 1, 0.5], ["20-100", 2, 2, 1.0], [">=100", 2, 2, 1.0]]
     assert pd.read_csv(out)["case"].tolist() == ["a", "b", "ALL", "MEAN", "SD", "N"]
+    lines = [line.split(",") for line in out.read_text().splitlines()]
+    tp = lines[0].index("tp")
+    assert all(r[tp].isdigit() for r in lines[1:4])  # counts written as integers in case and ALL rows
     lonely = nnspine("evaluate", "lesions", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref",
                      "-o", tmp_path / "x.csv", "--by-size-mm3", "20")  # fmt: skip
     assert lonely.returncode == 2 and "go together" in lonely.stderr and not (tmp_path / "x.csv").exists()

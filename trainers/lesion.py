@@ -48,8 +48,8 @@ from postprocessing.lesion.matching import (
 )
 from postprocessing.lesion.metrics import (
     BY_SIZE_COLUMNS,
-    CASE_COLUMNS,
     DEFAULT_SIZE_EDGES_MM3,
+    cases_csv,
     detection_by_size,
     evaluate_lesion_arrays,
     summary_rows,
@@ -162,10 +162,7 @@ def write_validation_lesion_metrics(
         lesions.extend(per)
     sizes = pd.DataFrame(detection_by_size(lesions, DEFAULT_SIZE_EDGES_MM3), columns=BY_SIZE_COLUMNS)
     write_text(validation_folder / LESION_BY_SIZE_CSV, sizes.to_csv(index=False, float_format="%.6g"), overwrite=True)
-    table = pd.DataFrame(rows + summary_rows(rows), columns=CASE_COLUMNS)
-    return write_text(
-        validation_folder / LESION_METRICS_CSV, table.to_csv(index=False, float_format="%.6g"), overwrite=True
-    )
+    return write_text(validation_folder / LESION_METRICS_CSV, cases_csv(rows + summary_rows(rows)), overwrite=True)
 
 
 class nnUNetTrainerLesion(nnUNetTrainer):

@@ -212,8 +212,8 @@ def run_lesions(args: argparse.Namespace) -> int:
     from nnunet_extensions.core.io import InputError, check_output, write_text
     from postprocessing.lesion.metrics import (
         BY_SIZE_COLUMNS,
-        CASE_COLUMNS,
         PER_LESION_COLUMNS,
+        cases_csv,
         detection_by_size,
         evaluate_lesions,
         parse_size_edges,
@@ -239,8 +239,7 @@ def run_lesions(args: argparse.Namespace) -> int:
         all_foreground=args.label == ALL,
         progress=not args.quiet and sys.stderr.isatty(),
     )
-    df = pd.DataFrame(rows, columns=CASE_COLUMNS)
-    texts = {args.output: df.to_csv(index=False)}
+    texts = {args.output: cases_csv(rows)}
     if args.per_lesion:
         texts[args.per_lesion] = pd.DataFrame(lesions, columns=PER_LESION_COLUMNS).to_csv(index=False)
     if edges:
@@ -264,6 +263,7 @@ def run_lesions(args: argparse.Namespace) -> int:
             "voxel_specificity",
             "hd95_mm",
         ]
+        df = pd.DataFrame(rows)
         print(df[df["case"] != "N"][show].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         if edges:
             print(by_size.to_string(index=False, float_format=lambda x: f"{x:.3f}"))

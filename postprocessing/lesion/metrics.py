@@ -317,6 +317,14 @@ def summary_rows(rows: Sequence[Mapping]) -> list[dict]:
     return [summary_row(rows), *mean_sd_rows(rows)]
 
 
+def cases_csv(rows: Sequence[Mapping]) -> str:
+    """The CSV text of case and summary rows (:data:`CASE_COLUMNS`): counts stay integers in the case and ``ALL``
+    rows (``8``, not ``8.0``) while the ``MEAN`` and ``SD`` rows hold their fractions in the same columns."""
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=CASE_COLUMNS, dtype=object).to_csv(index=False)
+
+
 # --------------------------------------------------------------------------------------------- detection by size
 def parse_size_edges(text: str) -> tuple[float, ...]:
     """``"20,100"`` → ``(20.0, 100.0)``: increasing, positive bin edges (mm³); raises :class:`InputError`."""
