@@ -229,6 +229,7 @@ def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path):
         "sub-01_T2w_seg-spine_msk.nii.gz",
         "sub-01_T2w_seg-spine_ctd.json",
         "sub-01_T2w_seg-spine_snp.png",
+        "sub-01_T2w_seg-vert_msk.json",  # the sidecar: how the ids were found
     )
     for folder in ("one_call", "two_step"):
         assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(names)
