@@ -299,3 +299,12 @@ def test_qc_spine_colours_and_empty_mask(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.uint8), np.eye(4)), empty)
     out = plot_spine_semantic(empty, tmp_path / "empty.png")
     assert out.stat().st_size > 1000
+
+
+def test_gaps_need_enough_vertebrae_and_never_push_ids_past_l6():
+    three = np.stack([np.zeros(3), np.zeros(3), np.array([0.0, -20.0, -120.0])], axis=1)
+    assert label_column(three, top_vertebra=20).ids == [20, 21, 22]  # too few spacings to call a gap
+    z = np.array([0.0, -35, -70, -105, -400])  # a huge jump at the bottom: 8 "missing" vertebrae
+    c = np.stack([np.zeros(5), np.zeros(5), z], axis=1)
+    lab = label_column(c, top_vertebra=20)  # L1: skipping 8 would run past L6
+    assert lab.ids == [20, 21, 22, 23, 24] and any("not skipped" in a for a in lab.anomalies)

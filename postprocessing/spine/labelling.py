@@ -45,6 +45,8 @@ SACRUM_ADJACENCY = 1.0
 FALLBACK_SPACING_MM = 35.0
 #: Lumbar vertebrae assumed above the sacrum unless told otherwise.
 DEFAULT_LUMBAR = 5
+#: Fewer vertebrae than this give too few spacings to tell a gap from variation: no gap is looked for.
+MIN_VERTEBRAE_FOR_GAPS = 4
 #: Labelling modes of ``fuse`` / ``instances`` (``--labelling``).
 LABELLING_MODES = ("auto", "none")
 #: Said wherever ids are 1..n from the top.
@@ -94,7 +96,7 @@ def canonical_column(lumbar: int = DEFAULT_LUMBAR) -> list[int]:
 def find_gaps(centroids_mm: np.ndarray) -> list[Gap]:
     """Gaps in a column of body centroids (n × 3 world mm, top to bottom): see the module docstring."""
     c = np.asarray(centroids_mm, float).reshape(-1, 3)
-    if len(c) < 3:
+    if len(c) < MIN_VERTEBRAE_FOR_GAPS:
         return []
     spacing = np.linalg.norm(np.diff(c, axis=0), axis=1)
     gaps = []
@@ -114,6 +116,15 @@ def _slots(n: int, gaps: Sequence[Gap]) -> list[int]:
         out.append(pos)
         pos += 1 + skip.get(k, 0)
     return out
+
+
+def _fits(top: int, n: int) -> bool:
+    """Whether ``n`` vertebrae counted down from ``top`` stay within C1 … L6."""
+    try:
+        verse_sequence(top, n)
+    except ValueError:
+        return False
+    return True
 
 
 def sacrum_adjacent(lowest_mm: np.ndarray, sacrum_mm: np.ndarray, spacing_mm: float) -> bool:
@@ -162,6 +173,9 @@ def label_column(
     if n == 0:
         return Labelling([], False, NOT_LABELLED, anomalies, gaps)
     if top_vertebra is not None:
+        if gaps and not _fits(top_vertebra, slots[-1] + 1):
+            anomalies.append("the gaps would run the ids past L6 from the given top vertebra: ids not skipped")
+            slots = list(range(n))
         try:
             seq = verse_sequence(top_vertebra, slots[-1] + 1)
         except ValueError as exc:
@@ -176,6 +190,10 @@ def label_column(
     if sacrum:
         bottom = len(column) - 1
         idx = [bottom - (slots[-1] - p) for p in slots]
+        if idx[0] < 0 and gaps and bottom - (n - 1) >= 0:
+            anomalies.append("the gaps would run the ids above C1 from the sacrum: ids not skipped")
+            slots = list(range(n))
+            idx = [bottom - (n - 1 - p) for p in slots]
         if idx[0] < 0:
             anomalies.append(f"{n} vertebrae above the sacrum: more than C1-{vertebra_name(column[-1])}")
             return Labelling(list(range(1, n + 1)), False, f"{NOT_LABELLED} (too many vertebrae)", anomalies, gaps)
