@@ -239,6 +239,8 @@ def test_border_equals_scipy_erosion_including_array_edges(seed):
     mask = np.random.default_rng(seed).random((9, 11, 7)) < 0.7  # dense: many voxels touch the array's faces
     eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1))
     assert np.array_equal(_border(mask), mask & ~eroded)
+    assert np.array_equal(_border(np.asfortranarray(mask)), mask & ~eroded)  # NIfTI arrays are Fortran-ordered
+    assert np.array_equal(_border(mask[1:-1, 2:, :5]), _border(mask[1:-1, 2:, :5].copy()))  # views
 
 
 # --------------------------------------------------------------------------------------------- matching rules

@@ -45,6 +45,13 @@ DEMO_GPU_MEMORY_TARGET_GB = 1.0
 #: preprocessing, training and prediction fit the demo's time on 2 CPU cores (the cord is ~6 voxels wide).
 DEMO_TARGET_SPACING_MM = 1.6
 CONTRAST_REFERENCE = "T2w"
+#: What benchmarks/bench_softseg_ablation.py's CPU learning curve showed (benchmarks/README.md), said with the verdict.
+LEARNING_CURVE_FINDING = (
+    "On CPU budgets of 80, 400 and 1600 iterations (the ablation benchmark's learning curve) the soft trainers' "
+    "early CSA overestimate was undertraining (a halo of low values outside the cord, shrinking with training) "
+    "and SoftSegDA5's spread across contrasts fell from 2.3x to 0.8x the stock trainer's, not significantly "
+    "(p = 0.44); SoftSeg stayed more variable (p = 0.03). The paper's effect needs its budget."
+)
 #: File marking a demo folder: only such a folder is cleared by ``--overwrite``.
 DEMO_MARKER = ".nnspine_demo"
 
@@ -253,7 +260,7 @@ def verdict(table: pandas.DataFrame, spread: pandas.DataFrame | None) -> list[st
             lines.append(
                 "This short CPU training does not show the method's claim; the soft GT's effect above is "
                 "real. Train nnUNetTrainerSoftSeg (or ...DA5) with nnU-Net's full budget on a GPU, and "
-                "compare models with 'nnspine evaluate compare-variability'."
+                "compare models with 'nnspine evaluate compare-variability'. " + LEARNING_CURVE_FINDING
             )
     return lines
 

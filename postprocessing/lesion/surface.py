@@ -29,15 +29,20 @@ SURFACE_KEYS = ("hd95_mm", "assd_mm", "nsd")
 def _border(mask: np.ndarray) -> np.ndarray:
     """Voxels of a 3-D bool ``mask`` with a face neighbour outside it: ``mask`` minus its erosion by the
     6-neighbour structuring element, voxels beyond the array counting as background (as
-    ``scipy.ndimage.binary_erosion`` with its default border value 0). Six slice comparisons instead of the
-    morphology call: about 3x faster on a 512x512x100 volume."""
-    padded = np.pad(mask, 1)
-    core = mask.copy()
+    ``scipy.ndimage.binary_erosion`` with its default border value 0). Shifted in-place ANDs instead of the
+    morphology call: several times faster on a 512x512x100 volume. The copy keeps the input's memory order (NIfTI
+    arrays are Fortran-ordered; mixing orders makes every shifted AND a strided one, 20x slower)."""
+    core = mask.copy(order="K")
     for axis in range(3):
-        for start in (0, 2):
-            window = [slice(1, -1)] * 3
-            window[axis] = slice(start, start + mask.shape[axis])
-            core &= padded[tuple(window)]
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(1, None), slice(None, -1)
+        core[tuple(lo)] &= mask[tuple(hi)]  # neighbour below along the axis
+        core[tuple(hi)] &= mask[tuple(lo)]  # neighbour above
+        first, last = [slice(None)] * 3, [slice(None)] * 3
+        first[axis], last[axis] = 0, -1
+        core[tuple(first)] = False  # the array's faces border the outside
+        core[tuple(last)] = False
     return mask & ~core
 
 
@@ -47,9 +52,12 @@ def surface_distances_mm(ref: np.ndarray, pred: np.ndarray, zooms_mm: Sequence[f
 
     r, p = np.asarray(ref, bool), np.asarray(pred, bool)
     # crop to the two masks' bounding box plus one voxel, so the erosion sees the masks' own edges only
-    idx = np.argwhere(r | p)
-    lo, hi = np.maximum(idx.min(0) - 1, 0), idx.max(0) + 2
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    either = r | p
+    box = []
+    for axis in range(3):
+        hits = np.flatnonzero(either.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(max(int(hits[0]) - 1, 0), int(hits[-1]) + 2))
+    box = tuple(box)
     scale = np.asarray(zooms_mm, float)
     rb = np.argwhere(_border(r[box])) * scale
     pb = np.argwhere(_border(p[box])) * scale
