@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import shutil
 import tempfile
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.io import InputError, check_output, load_image, require_folder, write_text
+from nnunet_extensions.core.io import InputError, check_output, load_image, write_text
 
 TASKS = ("cord", "lesion", "spine")
 #: Result file names (suffixes after the case name), as the converters and SPINEPS name them.
@@ -76,17 +75,9 @@ class Model:
 
 def read_model(folder: str | Path, folds: Sequence[str] | None, checkpoint: str) -> Model:
     """Check an nnU-Net results folder and its checkpoints; :class:`InputError` naming what is missing."""
-    f = require_folder(folder, "model folder")
-    ds_path, plans = f / "dataset.json", f / "plans.json"
-    if not ds_path.is_file() or not plans.is_file():
-        raise InputError(
-            f"{f}: not a trained nnU-Net model folder (no dataset.json / plans.json; give "
-            "$nnUNet_results/DatasetXXX_NAME/<trainer>__<plans>__<configuration>)"
-        )
-    try:
-        ds = json.loads(ds_path.read_text())
-    except ValueError as exc:
-        raise InputError(f"{ds_path}: unreadable ({exc})") from None
+    from nnunet_extensions.integration.predictor import read_model_folder
+
+    f, ds = read_model_folder(folder)
     found = sorted(p.name[len("fold_") :] for p in f.glob("fold_*") if (p / checkpoint).is_file())
     for fold in folds or []:
         if fold not in found:

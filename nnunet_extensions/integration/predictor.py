@@ -15,6 +15,26 @@ from pathlib import Path
 from nnunet_extensions.core.io import InputError
 
 
+def read_model_folder(folder: str | os.PathLike) -> tuple[Path, dict]:
+    """A trained nnU-Net results folder (``.../DatasetXXX_NAME/<trainer>__<plans>__<configuration>``) and its
+    ``dataset.json``; :class:`InputError` naming the folder when it is not one."""
+    import json
+
+    from nnunet_extensions.core.io import require_folder
+
+    f = require_folder(folder, "model folder")
+    ds_path = f / "dataset.json"
+    if not ds_path.is_file() or not (f / "plans.json").is_file():
+        raise InputError(
+            f"{f}: not a trained nnU-Net model folder (no dataset.json / plans.json; give "
+            "$nnUNet_results/DatasetXXX_NAME/<trainer>__<plans>__<configuration>)"
+        )
+    try:
+        return f, json.loads(ds_path.read_text())
+    except ValueError as exc:
+        raise InputError(f"{ds_path}: unreadable ({exc})") from None
+
+
 def load_predictor(
     model_folder: str | os.PathLike,
     folds: Sequence[int | str] | None,

@@ -290,17 +290,9 @@ def read_cutout_model(folder: str | os.PathLike) -> CutoutModel:
     """Check an nnU-Net results folder (``.../DatasetXXX_NAME/<trainer>__<plans>__<config>``) holds a cutout
     model (9 input channels, labels above/centre/below) and read its cutout size and spacing from its
     ``dataset.json`` (written by ``nnspine convert cutouts``; SPINEPS' defaults when absent)."""
-    f = require_folder(folder, "model folder")
-    p = f / "dataset.json"
-    if not p.is_file() or not (f / "plans.json").is_file():
-        raise InputError(
-            f"{f}: not a trained nnU-Net model folder (no dataset.json / plans.json; give "
-            "$nnUNet_results/DatasetXXX_NAME/<trainer>__<plans>__<configuration>)"
-        )
-    try:
-        ds = json.loads(p.read_text())
-    except ValueError as exc:
-        raise InputError(f"{p}: unreadable ({exc})") from None
+    from nnunet_extensions.integration.predictor import read_model_folder
+
+    f, ds = read_model_folder(folder)
     labels = {str(k): int(v) for k, v in ds.get("labels", {}).items()}
     n_channels = len(ds.get("channel_names", {}))
     if labels != CUTOUT_TARGET_LABELS or n_channels != len(CUTOUT_CHANNEL_LABELS):
