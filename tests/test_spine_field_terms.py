@@ -178,7 +178,8 @@ def test_spineps2_semantic_mask_runs_through_cutouts_fuse_qc_and_evaluate(lumbar
 
 # --------------------------------------------------------------------------------------------- §2 POI
 def test_centroid_file_is_read_by_tptbox_and_equals_its_centroids(lumbar7, tmp_path):
-    poi_mod = pytest.importorskip("TPTBox.core.poi")
+    from TPTBox.core import poi as poi_mod  # a test extra: SPINEPS' own POI reader
+
     sem_path = lumbar7.sem.path
     cut, pred = tmp_path / "cut", tmp_path / "pred"
     assert main(["cutouts", "--semantic", str(sem_path), "-o", str(cut), "-q"]) == 0

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.io import InputError, check_output, load_image, write_text
+from nnunet_extensions.core.io import InputError, check_output, load_image, same_grid, save_image, write_text
 
 TASKS = ("cord", "lesion", "spine")
 #: Result file names (suffixes after the case name), as the converters and SPINEPS name them.
@@ -175,7 +175,6 @@ def case_inputs(case: Case, n_channels: int, tmp: Path) -> list[Path]:
     resampled onto it in world coordinates (linear, 0 outside their view), as ``nnspine convert lesion`` does
     when it writes training images, and written to ``tmp``."""
     from nnunet_extensions.core.geometry import resample_to_grid
-    from nnunet_extensions.core.io import same_grid, save_image
 
     if len(case.images) != n_channels:
         raise InputError(f"{case.images[0]}: {len(case.images)} image(s), the model takes {n_channels}")
@@ -258,8 +257,6 @@ def run_cord(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Op
         convert_case(tmp, case.name, mask.parent, ending=f"{CORD_SOFT_SUFFIX}.nii.gz", overwrite=True)
     else:
         img = load_image(seg, "labels")
-        from nnunet_extensions.core.io import save_image
-
         save_image((img.data == 1).astype(np.uint8), img.affine, mask, overwrite=True, like=img)
     vertfile = _level_file(opts.vertfiles, case.name, opts.vert_suffix)
     discfile = _level_file(opts.discfiles, case.name, opts.disc_suffix)
@@ -279,7 +276,6 @@ def run_cord(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Op
 
 def run_lesion(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
     """Lesion mask (labelled 1..N), the lesion table and its QC; a region model's cord mask beside them."""
-    from nnunet_extensions.core.io import save_image
     from postprocessing.lesion.lesions import LesionJob, run_lesions
 
     lesions, table, qc = outputs_of("lesion", case, out, model)
@@ -306,7 +302,6 @@ def run_lesion(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: 
 def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
     """Semantic mask in SPINEPS values → cutouts → instance model → fusion and labelling → SPINEPS outputs."""
     from nnunet_extensions.core.dataset_json import read_label_map
-    from nnunet_extensions.core.io import save_image
     from postprocessing.spine.fusion_files import predict_instances
     from postprocessing.spine.relabel import relabel_array
 
@@ -388,41 +383,35 @@ def segment(
     out = Path(out)
     part = f"_part-{part_id}" if num_parts > 1 else ""
     summary, failures_csv = out / SUMMARY_CSV.replace(".csv", f"{part}.csv"), out / f"failures{part}.csv"
+    # existing results: skipped with skip_existing, else refused (one line naming the file) unless overwrite
     todo = []
     for c in cases:
         first = outputs_of(task, c, out, model)[0]
-        if first.exists() and skip_existing:
+        if skip_existing and first.exists():
             continue
-        if first.exists() and not overwrite:
-            check_output(first, overwrite)  # one line naming it, before any work
+        if not skip_existing:
+            check_output(first, overwrite)
         todo.append(c)
-    for p in (summary, failures_csv):
-        if p.exists() and not (overwrite or skip_existing):
-            check_output(p, overwrite)
+    if not skip_existing:
+        check_output(summary, overwrite)
+        check_output(failures_csv, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     report = SegmentReport(summary=summary, failures_csv=failures_csv)
-    skipped = len(cases) - len(todo)
-    if skipped:
-        say(f"{skipped} case(s) already segmented: skipped (--skip-existing)")
-    if not todo:
-        write_text(summary, _csv([], SUMMARY_COLUMNS), overwrite=True)
-        write_text(failures_csv, _csv([], FAILURE_COLUMNS), overwrite=True)
-        return report
-    step = "load model"
-    predictor = make_predictor(model, folds, checkpoint, opts.device, progress=False)
+    if len(cases) > len(todo):
+        say(f"{len(cases) - len(todo)} case(s) already segmented: skipped (--skip-existing)")
+    predictor = make_predictor(model, folds, checkpoint, opts.device, progress=False) if todo else None
     runner = RUNNERS[task]
     for case in tqdm(todo, desc=f"segment {task}", unit="case", disable=not progress):
         t0 = time.perf_counter()
         tmp = Path(tempfile.mkdtemp(prefix="nnspine-segment-"))
         try:
-            step = task
             written = runner(predictor, model, case, tmp, out, opts)
             report.done.append((case.name, "ok", round(time.perf_counter() - t0, 2), written))
         except InputError as exc:
-            report.failures.append((case.name, step, str(exc)))
+            report.failures.append((case.name, task, str(exc)))
             report.done.append((case.name, "failed", round(time.perf_counter() - t0, 2), []))
         except Exception as exc:  # noqa: BLE001 - one case's crash must not lose the others; recorded with its type
-            report.failures.append((case.name, step, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+            report.failures.append((case.name, task, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
             report.done.append((case.name, "failed", round(time.perf_counter() - t0, 2), []))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -22,7 +22,7 @@ path) for a missing folder or a file where a folder is expected; nothing here re
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -330,6 +330,16 @@ def is_spineps_mask_of(mask: BidsName, image: BidsName, segs: Sequence[str] = SP
     return own == dict(image.entities) and (mod is None or mod == image.suffix)
 
 
+def spineps_seg(path: str | Path | None) -> str | None:
+    """The ``seg-`` entity of a file named as a SPINEPS mask (suffix ``msk``: ``sub-01_T2w_seg-vert_msk.nii.gz``
+    → ``"vert"``, SPINEPS' own ``sub-01_seg-subreg_label-6_msk.nii.gz`` → ``"subreg"``); None for other names."""
+    if path is None:
+        return None
+    stem = nifti_stem(Path(path))
+    parsed = parse_name(stem) if stem is not None else None
+    return parsed.get("seg") if parsed is not None and parsed.suffix == "msk" else None
+
+
 def find_spineps_masks(root: str | Path, image: BidsImage, segs: Sequence[str] = SPINEPS_SEMANTIC_SEGS) -> list[Path]:
     """Every SPINEPS mask of ``image`` (:func:`is_spineps_mask_of`) under ``<root>/derivatives/<any pipeline>/
     <unit dir>/`` and beside the image, ordered by ``segs`` (first preferred), then by path."""
@@ -406,16 +416,19 @@ def pair_cases(
     pred_suffixes: Sequence[str],
     ref_suffixes: Sequence[str],
     what: str = "reference",
+    select: Callable[[Path], list[Path] | None] | None = None,
 ) -> list[tuple[str, Path, Path]]:
     """``[(case, pred_path, ref_path)]``: a file with a file, a file with its case's file in a folder, or
     every NIfTI file under a prediction folder with its case's file under a reference folder. The case is
     the file name without one of ``pred_suffixes`` (the image's BIDS stem); references are found as
-    ``<case><ref suffix>``. Raises :class:`InputError` naming the path."""
+    ``<case><ref suffix>``. ``select(folder)`` may choose the prediction files of a folder (None: all of them).
+    Raises :class:`InputError` naming the path."""
     pred, ref = Path(pred), Path(ref)
     for p in (pred, ref):
         if not p.exists():
             raise InputError(f"{p}: file not found")
-    preds = list_nifti(pred) if pred.is_dir() else [pred]
+    chosen = select(pred) if select is not None and pred.is_dir() else None
+    preds = chosen if chosen is not None else list_nifti(pred) if pred.is_dir() else [pred]
     if pred.is_dir() and not ref.is_dir():
         raise InputError(f"{ref}: is a file; a folder of predictions needs a folder of {what}s")
     return [

@@ -55,13 +55,9 @@ def load_levels(path: str | os.PathLike, ref: Image) -> Image:
 def is_spineps_instance_name(path: str | os.PathLike | None) -> bool:
     """True when ``path`` is named as a SPINEPS vertebra instance mask: BIDS suffix ``msk`` with
     ``seg-vert`` (``sub-01_T2w_seg-vert_msk.nii.gz``, SPINEPS' own ``sub-01_seg-vert_label-6_msk.nii.gz``)."""
-    from nnunet_extensions.core.bids import SPINEPS_INSTANCE_SEGS, nifti_stem, parse_name
+    from nnunet_extensions.core.bids import SPINEPS_INSTANCE_SEGS, spineps_seg
 
-    if path is None:
-        return False
-    stem = nifti_stem(Path(path))
-    parsed = parse_name(stem) if stem is not None else None
-    return parsed is not None and parsed.suffix == "msk" and parsed.get("seg") in SPINEPS_INSTANCE_SEGS
+    return spineps_seg(path) in SPINEPS_INSTANCE_SEGS
 
 
 def refuse_unlabelled_instances(img: Image) -> None:

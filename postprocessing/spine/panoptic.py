@@ -379,22 +379,11 @@ def _case(path: Path, suffixes: Sequence[str]) -> str:
 def spineps_output_files(folder: Path, kind: str) -> list[Path] | None:
     """The masks of one kind in a SPINEPS output folder (one that holds both ``_seg-vert_msk`` instance and
     ``_seg-spine_msk`` semantic masks, as ``nnspine fuse`` and SPINEPS write); None for any other folder."""
-    from nnunet_extensions.core.bids import (
-        SPINEPS_INSTANCE_SEGS,
-        SPINEPS_SEMANTIC_SEGS,
-        list_nifti,
-        nifti_stem,
-        parse_name,
-    )
-
-    def seg(p: Path) -> str | None:
-        stem = nifti_stem(p)
-        parsed = parse_name(stem) if stem else None
-        return parsed.get("seg") if parsed is not None and parsed.suffix == "msk" else None
+    from nnunet_extensions.core.bids import SPINEPS_INSTANCE_SEGS, SPINEPS_SEMANTIC_SEGS, list_nifti, spineps_seg
 
     files = list_nifti(folder)
-    inst = [f for f in files if seg(f) in SPINEPS_INSTANCE_SEGS]
-    sem = [f for f in files if seg(f) in SPINEPS_SEMANTIC_SEGS]
+    inst = [f for f in files if spineps_seg(f) in SPINEPS_INSTANCE_SEGS]
+    sem = [f for f in files if spineps_seg(f) in SPINEPS_SEMANTIC_SEGS]
     if not inst or not sem:
         return None
     return inst if kind == "instance" else sem
@@ -404,20 +393,11 @@ def pair_files(pred, ref, suffixes: Sequence[str], kind: str = "instance") -> li
     """``[(case, pred_path, ref_path)]``: :func:`nnunet_extensions.core.bids.pair_cases` with references named
     ``<case>.nii[.gz]`` or ``<case><suffix>.nii[.gz]`` (case = the image's BIDS stem). A SPINEPS output folder
     as ``pred`` (instance and semantic masks side by side) gives its masks of ``kind`` only."""
-    from nnunet_extensions.core.bids import cases_by_name, find_case_file, pair_cases
+    from nnunet_extensions.core.bids import pair_cases
 
-    chosen = spineps_output_files(Path(pred), kind) if Path(pred).is_dir() else None
-    if chosen is None:
-        return pair_cases(pred, ref, pred_suffixes=suffixes, ref_suffixes=("", *suffixes))
-    ref = Path(ref)
-    if not ref.exists():
-        raise InputError(f"{ref}: file not found")
-    if not ref.is_dir():
-        raise InputError(f"{ref}: is a file; a folder of predictions needs a folder of references")
-    return [
-        (case, p, find_case_file(ref, case, ("", *suffixes), "reference"))
-        for case, p in cases_by_name(chosen, suffixes).items()
-    ]
+    return pair_cases(
+        pred, ref, pred_suffixes=suffixes, ref_suffixes=("", *suffixes), select=lambda f: spineps_output_files(f, kind)
+    )
 
 
 def evaluate_instances(
