@@ -66,7 +66,7 @@ def run_summary(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from nnunet_extensions.core.io import InputError, check_output, read_csv_table, write_text
-    from postprocessing.lesion.configurations import SUMMARY_METRICS, case_values, configuration_table
+    from postprocessing.lesion.configurations import SUMMARY_METRICS, case_values, configuration_table, per_case
     from postprocessing.qc.lesion import plot_configurations
 
     names = [name for name, _ in args.tables]
@@ -77,6 +77,8 @@ def run_summary(args: argparse.Namespace) -> int:
     check_output(args.output, args.overwrite)
     check_output(plot, args.overwrite)
     tables = {name: read_csv_table(path) for name, path in args.tables}
+    for name, path in args.tables:  # a table that is not one is named by its file
+        per_case(tables[name], f"{path} ({name})", args.pair)
     table = configuration_table(tables, args.baseline, pair=args.pair)
     write_text(args.output, table.to_csv(index=False), overwrite=args.overwrite)
     plot_configurations(
