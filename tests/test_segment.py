@@ -99,3 +99,39 @@ def test_bad_inputs_one_line_exit_2_nothing_written(tmp_path, case, needle):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_crop_box_and_affine_keep_world_positions():
+    from nnunet_extensions.core.geometry import crop_affine, mask_box
+
+    affine = np.array([[0.0, 0, -0.8, 10], [-0.8, 0, 0, 20], [0, 2.0, 0, -5], [0, 0, 0, 1]])  # 0.8, 2.0, 0.8 mm
+    mask = np.zeros((30, 20, 25), bool)
+    mask[10:13, 5:9, 12:14] = True
+    box = mask_box(mask, affine, margin_mm=4.0)
+    # 4 mm is 5 voxels of 0.8 mm and 2 voxels of 2 mm; the box stops at the array's edges
+    assert box == (slice(5, 18), slice(3, 11), slice(7, 19))
+    assert mask_box(mask, affine, margin_mm=100.0) == (slice(0, 30), slice(0, 20), slice(0, 25))
+    assert mask_box(np.zeros_like(mask), affine, 4.0) is None
+    # a voxel of the crop sits where the same voxel of the whole image sits, in world mm
+    cropped = crop_affine(affine, box)
+    for ijk in ([0, 0, 0], [3, 2, 5]):
+        whole = np.array([ijk[0] + 5, ijk[1] + 3, ijk[2] + 7, 1.0])
+        assert np.allclose(cropped @ np.array([*ijk, 1.0]), affine @ whole)
+
+
+@pytest.mark.parametrize(
+    "extra, task, needle",
+    [
+        (["--crop-to-cord", "nope"], "lesion", "--crop-to-cord"),
+        (["--crop-to-cord", "nope"], "cord", "unrecognized arguments"),
+        (["--crop-margin-mm", "-1", "--crop-to-cord", "x"], "lesion", "--crop-margin-mm -1.0: must be >= 0"),
+    ],
+)
+def test_crop_to_cord_bad_inputs(tmp_path, extra, task, needle):
+    img = image(tmp_path / "in" / "sub-01_T2w.nii.gz")
+    model = fake_model(tmp_path, {"background": 0, "lesion": 1})
+    extra = [str(tmp_path / e) if e in ("nope", "x") else e for e in extra]
+    r = segment(task, "-i", img, "-o", tmp_path / "out", "--model", model, "--device", "cpu", *extra)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()

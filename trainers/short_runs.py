@@ -19,6 +19,8 @@ import torch
 DEBUG_BUDGET = (2, 4, 2)
 #: The same for the ``_demo`` variants: 150 iterations, a few minutes on 2 CPU cores.
 DEMO_BUDGET = (6, 25, 3)
+#: The lesion demo's: 200 iterations (150 left one run in three on the all-background solution).
+LESION_DEMO_BUDGET = (8, 25, 3)
 
 
 class ShortRun:

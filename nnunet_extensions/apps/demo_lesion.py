@@ -187,18 +187,23 @@ def run_lesion_demo(
     train: bool = True,
     n_train_subjects: int = N_TRAIN_SUBJECTS,
     trainer: str = DEMO_TRAINER,
+    seed: int = 0,
     overwrite: bool = False,
     say: Callable[[str], None] = print,
 ) -> LesionDemoResult:
     """Run the lesion demo in ``folder`` (created; must be empty unless ``overwrite``). See the module
     docstring. ``trainer``: the nnU-Net trainer of stage 5 (e.g. ``nnUNetTrainerLesion_debug`` for a
-    quicker check)."""
+    quicker check). ``seed`` (0-999) picks the phantoms: training subjects ``TRAIN_SEED + seed``, test subject
+    ``TEST_SEED + seed``; nnU-Net's training itself is not seeded (nnU-Net does not seed), so two runs with one
+    seed differ as two nnU-Net runs do."""
     import pandas as pd
 
     from dataset_converters.lesion import convert
     from nnunet_extensions.core.io import write_text
     from nnunet_extensions.phantoms.lesion import write_lesion_dataset
 
+    if not 0 <= seed < TEST_SEED - TRAIN_SEED:
+        raise ValueError(f"seed {seed}: must be in 0..{TEST_SEED - TRAIN_SEED - 1}")
     folder = prepare_demo_folder(folder, overwrite, command="nnspine demo --lesion")
     log = folder / "nnunet.log"
     raw_dir = folder / "nnUNet_raw"
@@ -220,10 +225,10 @@ def run_lesion_demo(
         + (f" + {n_train_subjects} training subjects" if train else ""),
     )
     test_root = folder / "phantom_test"
-    test = write_lesion_dataset(test_root, n_subjects=1, seed=TEST_SEED)
+    test = write_lesion_dataset(test_root, n_subjects=1, seed=TEST_SEED + seed)
     truth = test["subjects"]["sub-01"]
     if train:
-        write_lesion_dataset(folder / "phantom_train", n_subjects=n_train_subjects, seed=TRAIN_SEED)
+        write_lesion_dataset(folder / "phantom_train", n_subjects=n_train_subjects, seed=TRAIN_SEED + seed)
     done("phantoms", t0)
 
     # 2 ---------------------------------------------------------------------------------------------

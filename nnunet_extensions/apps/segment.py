@@ -193,12 +193,39 @@ def case_inputs(case: Case, n_channels: int, tmp: Path) -> list[Path]:
     return paths
 
 
-def predict_case(predictor, model: Model, case: Case, tmp: Path, probabilities: bool) -> Path:
-    """nnU-Net's prediction of one case into ``tmp`` (``<case>.nii.gz``, with ``.npz``/``.pkl`` when asked)."""
+def predict_case(
+    predictor, model: Model, case: Case, tmp: Path, probabilities: bool, box: tuple[slice, ...] | None = None
+) -> Path:
+    """nnU-Net's prediction of one case into ``tmp`` (``<case>.nii.gz``, with ``.npz``/``.pkl`` when asked).
+
+    ``box`` (voxel slices of the first channel's grid): the network sees only that part of every channel (each
+    written with its shifted affine, :func:`~nnunet_extensions.core.geometry.crop_affine`) and its label map is
+    put back on the whole grid, 0 outside the box. Not with ``probabilities``."""
+    from nnunet_extensions.core.geometry import crop_affine
+
     inputs = case_inputs(case, len(model.channels), tmp)
+    if box is None:
+        predictor.predict_from_files_sequential(
+            [[str(p) for p in inputs]], [str(tmp / case.name)], save_probabilities=probabilities, overwrite=True
+        )
+        return tmp / f"{case.name}.nii.gz"
+    if probabilities:
+        raise ValueError("predict_case: a cropped prediction has no whole-image probabilities")
+    crop_dir = tmp / "cropped"
+    crop_dir.mkdir(parents=True, exist_ok=True)
+    cropped, ref = [], None
+    for k, path in enumerate(inputs):
+        img = load_image(path, "image")
+        ref = img if ref is None else ref
+        cropped.append(crop_dir / f"{case.name}_{k:04d}.nii.gz")
+        save_image(img.data[box].astype(np.float32), crop_affine(img.affine, box), cropped[-1], dtype=np.float32)
     predictor.predict_from_files_sequential(
-        [[str(p) for p in inputs]], [str(tmp / case.name)], save_probabilities=probabilities, overwrite=True
+        [[str(p) for p in cropped]], [str(crop_dir / case.name)], save_probabilities=False, overwrite=True
     )
+    part = load_image(crop_dir / f"{case.name}.nii.gz", "labels")
+    full = np.zeros(ref.shape, dtype=part.data.dtype)
+    full[box] = part.data
+    save_image(full, ref.affine, tmp / f"{case.name}.nii.gz", like=part)
     return tmp / f"{case.name}.nii.gz"
 
 
@@ -218,16 +245,69 @@ class Options:
     top_vertebra: str | None = None
     device: str = "cpu"
     qc: bool = True
+    #: ``lesion``: predict only around the cord: a folder of cord masks ``<case><cord_suffix>``, one mask file
+    #: (one-image input) or a cord model's results folder; the box is the mask's grown by ``crop_margin_mm``.
+    crop_to_cord: Path | None = None
+    cord_suffix: str = CORD_SEG_SUFFIX
+    crop_margin_mm: float = 10.0
+    #: Set by :func:`segment` from ``crop_to_cord`` (masks or a loaded cord model).
+    cord_source: CordSource | None = field(default=None, repr=False)
 
 
-def _level_file(folder: Path | None, case: str, suffix: str) -> Path | None:
+class CordSource:
+    """Where a case's cord mask comes from for ``--crop-to-cord``: a mask file, a folder of masks named
+    ``<case><suffix>``, or a cord model (nnU-Net results folder; loaded once, run on the case's first
+    channel(s) as ``segment cord`` runs it)."""
+
+    def __init__(self, source: Path, suffix: str, folds: Sequence[str] | None, checkpoint: str, device: str):
+        self.source, self.suffix = Path(source), suffix
+        self.model = self.predictor = None
+        if self.source.is_dir() and (self.source / "dataset.json").is_file():
+            self.model = read_model(self.source, None, checkpoint)
+            check_model_for(self.model, "cord")
+            self.predictor = make_predictor(self.model, None, checkpoint, device, progress=False)
+
+    @property
+    def predicted(self) -> bool:
+        """The mask comes from a cord model (and is written as a result)."""
+        return self.model is not None
+
+    def mask(self, case: Case, ref, tmp: Path):
+        """The case's binary cord mask on ``ref``'s grid (nearest-neighbour resampling when another grid)."""
+        from nnunet_extensions.core.geometry import resample_to_grid
+
+        if self.model is not None:
+            n = len(self.model.channels)
+            sub = Case(case.name, case.images[:n], case.rel_dir)
+            (tmp / "cord").mkdir(parents=True, exist_ok=True)
+            seg = load_image(predict_case(self.predictor, self.model, sub, tmp / "cord", self.model.soft), "labels")
+            if self.model.soft:  # the soft mask's foreground probability, binarised at 0.5
+                from postprocessing.cord.softmask import convert_case
+
+                convert_case(tmp / "cord", case.name, tmp / "cord_soft", overwrite=True)
+                data = load_image(tmp / "cord_soft" / f"{case.name}.nii.gz", "soft").data >= 0.5
+            else:
+                data = seg.data == 1
+            img_data, affine = data, seg.affine
+        else:
+            path = self.source
+            if path.is_dir():
+                path = _level_file(self.source, case.name, self.suffix, "cord mask")
+            img = load_image(path, "labels")
+            img_data, affine = img.data != 0, img.affine
+        if img_data.shape != ref.shape or not np.allclose(affine, ref.affine, atol=1e-3):
+            img_data = resample_to_grid(img_data.astype(np.float32), affine, ref.shape, ref.affine, order=0) > 0.5
+        return img_data
+
+
+def _level_file(folder: Path | None, case: str, suffix: str, what: str = "level file") -> Path | None:
     if folder is None:
         return None
     from nnunet_extensions.core.bids import find_by_stem
 
     hit = find_by_stem(folder, f"{case}{suffix}")
     if hit is None:
-        raise InputError(f"{folder}: no level file {case}{suffix}.nii.gz for case {case}")
+        raise InputError(f"{folder}: no {what} {case}{suffix}.nii.gz for case {case}")
     return hit
 
 
@@ -276,10 +356,18 @@ def run_cord(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Op
 
 def run_lesion(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
     """Lesion mask (labelled 1..N), the lesion table and its QC; a region model's cord mask beside them."""
+    from nnunet_extensions.core.geometry import mask_box
     from postprocessing.lesion.lesions import LesionJob, run_lesions
 
     lesions, table, qc = outputs_of("lesion", case, out, model)
-    seg_path = predict_case(predictor, model, case, tmp, probabilities=False)
+    box, crop_cord = None, None
+    if opts.cord_source is not None:
+        ref = load_image(case.images[0], "image")
+        crop_cord = opts.cord_source.mask(case, ref, tmp)
+        box = mask_box(crop_cord, ref.affine, opts.crop_margin_mm)
+        if box is None:
+            raise InputError(f"{case.name}: the cord mask for --crop-to-cord is empty (nothing to crop to)")
+    seg_path = predict_case(predictor, model, case, tmp, probabilities=False, box=box)
     seg = load_image(seg_path, "labels")
     value = model.label_value("lesion")
     if value is None:  # one foreground label
@@ -294,9 +382,14 @@ def run_lesion(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: 
         cord = lesions.parent / f"{case.name}{CORD_SEG_SUFFIX}.nii.gz"
         cord.parent.mkdir(parents=True, exist_ok=True)
         save_image(np.isin(seg.data, values).astype(np.uint8), seg.affine, cord, overwrite=True, like=seg)
+    elif crop_cord is not None:  # the cord the crop used: a result when predicted, else the user's on this grid
+        name = f"{case.name}{CORD_SEG_SUFFIX}.nii.gz"
+        cord = lesions.parent / name if opts.cord_source.predicted else tmp / name
+        cord.parent.mkdir(parents=True, exist_ok=True)
+        save_image(crop_cord.astype(np.uint8), seg.affine, cord, overwrite=True, like=seg)
     job = LesionJob(case.name, binary, lesions, cord=cord, image=case.images[0], qc=qc if opts.qc else None)
     run_lesions([job], table, min_volume_mm3=opts.min_volume_mm3, overwrite=True)
-    return [p for p in (lesions, table, qc if opts.qc else None, cord) if p is not None]
+    return [p for p in (lesions, table, qc if opts.qc else None, cord) if p is not None and p.parent != tmp]
 
 
 def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
@@ -377,8 +470,14 @@ def segment(
     if task not in TASKS:
         raise InputError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
     opts = options or Options()
+    if opts.crop_margin_mm < 0:
+        raise InputError(f"--crop-margin-mm {opts.crop_margin_mm}: must be >= 0")
     model = read_model(model_folder, folds, checkpoint)
     check_model_for(model, task)
+    if opts.crop_to_cord is not None and task != "lesion":
+        raise InputError(f"--crop-to-cord is for 'segment lesion', not 'segment {task}'")
+    if opts.crop_to_cord is not None and not Path(opts.crop_to_cord).exists():
+        raise InputError(f"--crop-to-cord {opts.crop_to_cord}: not found (a cord mask, a folder of them or a model)")
     cases = shard(find_cases(source, len(model.channels), channels), num_parts, part_id)
     out = Path(out)
     part = f"_part-{part_id}" if num_parts > 1 else ""
@@ -395,6 +494,8 @@ def segment(
     if not skip_existing:
         check_output(summary, overwrite)
         check_output(failures_csv, overwrite)
+    if opts.crop_to_cord is not None and todo:
+        opts.cord_source = CordSource(opts.crop_to_cord, opts.cord_suffix, None, checkpoint, opts.device)
     out.mkdir(parents=True, exist_ok=True)
     report = SegmentReport(summary=summary, failures_csv=failures_csv)
     if len(cases) > len(todo):

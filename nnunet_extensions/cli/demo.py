@@ -75,6 +75,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="nnU-Net trainer of the demo (default: nnUNetTrainerSoftSeg_demo, or "
         "nnUNetTrainerLesion_demo with --lesion; the _debug variants for a quicker check)",
     )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --lesion: phantom seed, 0-999 (training subjects N, test subject 1000+N; default: 0); "
+        "nnU-Net's training is not seeded",
+    )
     add_overwrite(p)
     p.set_defaults(func=run)
 
@@ -97,6 +105,10 @@ def _check_trainer(name: str, lesion: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.seed <= 999:
+        from nnunet_extensions.cli import UsageError
+
+        raise UsageError(f"--seed {args.seed}: must be in 0-999")
     if args.trainer:
         _check_trainer(args.trainer, args.lesion)
     if args.lesion:
@@ -139,6 +151,7 @@ def run_lesion(args: argparse.Namespace) -> int:
         folder,
         train=not args.no_train,
         trainer=args.trainer or DEMO_TRAINER,
+        seed=args.seed,
         overwrite=args.overwrite,
         say=lambda s: print(s, flush=True),
     )

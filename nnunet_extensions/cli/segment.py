@@ -22,7 +22,8 @@ whole cohort; the results are exactly those of nnUNetv2_predict followed by the 
           --vertfiles / --discfiles) -> CSA profile QC           <case>_label-SC_softseg.nii.gz (or _seg),
                                                                  <case>_csa_perslice.csv, <case>_csa.png
   lesion  lesion mask (the model's 'lesion' label or region) -> lesions 1..N, table and QC of 'nnspine
-          lesions' (cord-relative columns with a region model's cord)
+          lesions' (cord-relative columns with a region model's cord); --crop-to-cord predicts only
+          around the cord (a mask or a cord model), as SCT's lesion pipelines crop around the cord
                                                                  <case>_label-lesion_seg.nii.gz,
                                                                  <case>_lesions.csv, <case>_lesions.png
   spine   semantic mask (SPINEPS values) -> cutouts -> --instance-model -> fusion and anatomical labelling
@@ -79,6 +80,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     lesion = new_parser(what, "lesion", help="lesion mask -> lesion table", description=DESCRIPTION, epilog=EPILOG)
     _common(lesion)
     lesion.add_argument("--min-volume-mm3", type=float, default=0.0, help="remove smaller lesions (default: 0)")
+    lesion.add_argument(
+        "--crop-to-cord", type=Path, metavar="MASK|DIR|MODEL",
+        help="predict only in a box around the cord: a cord mask (one image), a folder of <case><--cord-suffix> "
+        "masks, or a cord model's results folder; the cord also gives the cord-relative lesion columns",
+    )  # fmt: skip
+    lesion.add_argument("--cord-suffix", default="_label-SC_seg", help="cord mask names (default: _label-SC_seg)")
+    lesion.add_argument(
+        "--crop-margin-mm", type=float, default=10.0, help="box = cord's bounding box grown by this (default: 10 mm)"
+    )
     spine = new_parser(what, "spine", help="semantic -> instances (SPINEPS)", description=DESCRIPTION, epilog=EPILOG)
     _common(spine)
     spine.add_argument("--instance-model", type=Path, required=True, metavar="DIR", help="cutout model folder")
@@ -104,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         opts.discfiles, opts.disc_suffix = args.discfiles, args.disc_suffix
     elif args.task == "lesion":
         opts.min_volume_mm3 = args.min_volume_mm3
+        opts.crop_to_cord, opts.cord_suffix, opts.crop_margin_mm = (
+            args.crop_to_cord, args.cord_suffix, args.crop_margin_mm,
+        )  # fmt: skip
     else:
         opts.instance_model, opts.instance_folds = args.instance_model, args.instance_folds
         opts.labelling, opts.top_vertebra = args.labelling, args.top_vertebra

@@ -91,3 +91,23 @@ def resample_to_grid(
         prefilter=False,
     )
     return out
+
+
+def mask_box(mask: np.ndarray, affine: np.ndarray, margin_mm: float) -> tuple[slice, slice, slice] | None:
+    """Voxel bounding box of a mask's non-zero voxels grown by ``margin_mm`` (world mm, per axis from the voxel
+    sizes) and clipped to the array; ``None`` for an empty mask. As ``sct_crop_image -m`` on a dilated cord mask."""
+    idx = np.argwhere(np.asarray(mask) != 0)
+    if idx.size == 0:
+        return None
+    zooms = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
+    grow = np.ceil(float(margin_mm) / zooms).astype(int)
+    lo = np.maximum(idx.min(0) - grow, 0)
+    hi = np.minimum(idx.max(0) + grow + 1, np.asarray(mask.shape[:3]))
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))  # type: ignore[return-value]
+
+
+def crop_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """Affine of ``data[box]``: the same world points, its voxel (0, 0, 0) at the box's first voxel."""
+    out = np.array(affine, float)
+    out[:3, 3] = out[:3, :3] @ np.array([s.start for s in box[:3]], float) + out[:3, 3]
+    return out

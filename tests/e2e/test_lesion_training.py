@@ -240,3 +240,41 @@ def test_lesion_pipeline_with_real_console_scripts(tmp_path):
         return [{k: v for k, v in r.items() if k != "filename"} for r in csv.DictReader(path.open())]
 
     assert rows(got / "sub-01_T2w_lesions.csv") == rows(tmp_path / "lesions_cord.csv")
+
+    # ---- --crop-to-cord (the phantom's cord masks, box grown 2 mm): equals nnUNetv2_predict on the images cropped
+    # here by hand (bounding box of the cord, 2 mm = 3 voxels of 0.8 mm each side) and pasted back into zeros
+    labels = tmp_path / "test_bids" / "derivatives" / "labels"
+    truth_cord = load_image(labels / "sub-01" / "anat" / "sub-01_T2w_label-SC_seg.nii.gz", "labels")
+    idx = np.argwhere(truth_cord.data > 0)
+    lo, hi = np.maximum(idx.min(0) - 3, 0), np.minimum(idx.max(0) + 4, truth_cord.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    assert any(b - a < n for a, b, n in zip(lo, hi, truth_cord.shape))  # the box is smaller than the image
+    cropped_in, cropped_out = tmp_path / "cropped_in", tmp_path / "cropped_out"
+    cropped_in.mkdir()
+    for k in (0, 1):
+        img = load_image(test_raw / "imagesTr" / f"sub-01_T2w_{k:04d}.nii.gz")
+        shifted = img.affine.copy()
+        shifted[:3, 3] += img.affine[:3, :3] @ lo
+        nib.save(nib.Nifti1Image(img.data[box].astype(np.float32), shifted), cropped_in / f"sub-01_T2w_{k:04d}.nii.gz")
+    run([console_script("nnUNetv2_predict"), "-i", str(cropped_in), "-o", str(cropped_out), "-d", str(TRAIN_ID),
+         "-c", "3d_fullres", "-f", "all", "-tr", TRAINER, "-p", PLANS, "-device", "cpu", "-npp", "1", "-nps", "1"],
+        env)  # fmt: skip
+    pasted = np.zeros(truth_cord.shape, np.uint8)
+    pasted[box] = load_image(cropped_out / "sub-01_T2w.nii.gz", "labels").data
+    out_crop = tmp_path / "segment_crop"
+    nnspine(env, "segment", "lesion", "-i", str(tmp_path / "test_bids"), "--channels", "T2w,T1w", "-o", str(out_crop),
+            "--model", str(model), "-f", "all", "--device", "cpu", "--crop-to-cord", str(labels),
+            "--crop-margin-mm", "2", "-q")  # fmt: skip
+    got = out_crop / "sub-01" / "anat"
+    assert np.array_equal(load_image(got / "sub-01_T2w_label-SC_seg.nii.gz", "labels").data, np.isin(pasted, [1, 2]))
+    # and the lesions equal `nnspine lesions --cord` on the pasted label map, row for row
+    (tmp_path / "pasted").mkdir()
+    (tmp_path / "pasted_cord").mkdir()
+    nib.save(nib.Nifti1Image(pasted, truth_cord.affine), tmp_path / "pasted" / "sub-01_T2w.nii.gz")
+    nib.save(nib.Nifti1Image(np.isin(pasted, [1, 2]).astype(np.uint8), truth_cord.affine),
+             tmp_path / "pasted_cord" / "sub-01_T2w.nii.gz")  # fmt: skip
+    nnspine(env, "lesions", "-i", str(tmp_path / "pasted"), "--label", "2", "--cord", str(tmp_path / "pasted_cord"),
+            "-o", str(tmp_path / "pasted_post"), "--table", str(tmp_path / "lesions_pasted.csv"), "-q")  # fmt: skip
+    one = load_image(got / "sub-01_T2w_label-lesion_seg.nii.gz", "labels")
+    assert np.array_equal(one.data, load_image(tmp_path / "pasted_post" / "sub-01_T2w.nii.gz", "labels").data)
+    assert rows(got / "sub-01_T2w_lesions.csv") == rows(tmp_path / "lesions_pasted.csv")
