@@ -26,3 +26,11 @@ def cord_phantom(tmp_path_factory) -> dict:
     from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
 
     return write_cord_dataset(tmp_path_factory.mktemp("cord_phantom") / "bids", n_subjects=1, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_models() -> dict:
+    """Models trained by slow e2e tests of this session, by name, for later slow tests (``segment spine`` needs
+    the semantic model of ``test_spine_pipeline.py`` and the cutout model of ``test_vertebra_cutout_training.py``;
+    pytest runs those files in that order)."""
+    return {}

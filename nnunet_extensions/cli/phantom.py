@@ -32,8 +32,9 @@ kinds and what each writes per subject (XX = 01, 02, ...):
             derivatives/labels/.../sub-XX_T2w_seg-spine_msk.nii.gz   semantic: 41-49 vertebra subregions,
                                        26 sacrum, 60 cord, 61 canal, 62 endplate, 100 disc
             derivatives/labels/.../sub-XX_T2w_seg-vert_msk.nii.gz    instance: vertebra X (L1=20 ... L5=24),
-                                       sacrum 26, disc below X = 100+X, endplates of X = 200+X;
-                                       cord and canal are 0 (as in SPINEPS)
+                                       sacrum 26, disc below X = 100+X, endplates 200+(vertebra
+                                       above the endplate): X's lower one and the next vertebra's
+                                       upper one are 200+X; cord and canal are 0 (as in SPINEPS)
             truth JSON: vertebra_ids, discs, voxels and volume_mm3 per semantic label and per instance,
                         voxels per (vertebra, subregion)
 

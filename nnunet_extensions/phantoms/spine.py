@@ -6,7 +6,9 @@ vertebra has its own frame: ``u`` (R-L, = x), ``v`` (A-P) and ``w`` (its body ax
 sagittal plane), origin at the body centre. In that frame:
 
 * **body** (49): elliptic cylinder, semi-axes ``a`` (R-L) × ``b`` (A-P), height ``h``; its top and
-  bottom ``endplate_mm`` layers are **endplates** (62, instance 200+X);
+  bottom ``endplate_mm`` layers are **endplates** (62; instances as SPINEPS numbers them, each endplate taking
+  the vertebra above it: the lower endplate of X is 200+X, the upper one 200+(vertebra above X), 200+X for
+  the top vertebra);
 * **canal**: elliptic tube right behind the body (semi-axes ``ca`` × ``cb``), continuous along the
   column down to the sacrum; the **cord** (60) is a smaller tube inside it, ending (conus) at the
   middle of the lowest vertebra; the rest of the canal is label 61;
@@ -435,14 +437,21 @@ def render_spine_labels(
         blk = cv.block(_disc_corners(upper, lower))
         if blk:
             cv.paint(blk[0], _disc_mask(upper, lower, blk[1]), DISC, disc_instance(upper.number))
-    for vert in model.vertebrae:
+    for i, vert in enumerate(model.vertebrae):
         blk = cv.block(vert.to_world(vert.local_box()))
         if not blk:
             continue
         p = vert.to_local(blk[1])
+        # endplates as SPINEPS numbers them: each takes the nearest vertebra above it, so the upper endplate of X
+        # is 200 + (the vertebra above X) and the top vertebra's own (SPINEPS phase_post.add_ivd_ep_vert_label)
+        above = model.vertebrae[i - 1].number if i else vert.number
         for label, mask in vertebra_parts(vert, p, model.endplate_mm):
-            inst = endplate_instance(vert.number) if label == ENDPLATE else vert.number
-            cv.paint(blk[0], mask, label, inst)
+            if label == ENDPLATE:
+                upper = mask & (p[:, 2] > 0)
+                cv.paint(blk[0], upper, label, endplate_instance(above))
+                cv.paint(blk[0], mask & ~upper, label, endplate_instance(vert.number))
+            else:
+                cv.paint(blk[0], mask, label, vert.number)
     ranges = _tube_ranges(model)
     for label in (CANAL, CORD):
         for vert, (lo, hi, cord_lo) in zip(model.vertebrae, ranges):
@@ -572,7 +581,14 @@ def spine_truth(model: SpineModel, semantic: np.ndarray, instance: np.ndarray, a
         "semantic_labels": sorted(int(k) for k in sem_vals if k),
         "vertebrae": vertebrae,
         "discs": discs,
-        "endplates": [{"id": endplate_instance(v.number), "vertebra": v.number} for v in model.vertebrae],
+        "endplates": [
+            {"id": endplate_instance(above), "vertebra": v.number, "side": side}
+            for i, v in enumerate(model.vertebrae)
+            for side, above in (
+                ("superior", model.vertebrae[i - 1].number if i else v.number),
+                ("inferior", v.number),
+            )
+        ],
         "sacrum": {
             "top_centre_mm": [round(c, 4) for c in model.sacrum.top_centre_mm],
             "tilt_deg": round(model.sacrum.tilt_deg, 4),
@@ -587,7 +603,8 @@ def spine_truth(model: SpineModel, semantic: np.ndarray, instance: np.ndarray, a
         "conventions": {
             "instance_of_cord_and_canal": 0,
             "disc": "100 + vertebra above",
-            "endplate": "200 + vertebra",
+            "endplate": "200 + the vertebra above the endplate (SPINEPS): X's inferior endplate 200+X, its "
+            "superior one 200+(vertebra above X); the top vertebra's superior endplate 200+X",
             "left_right": "43/45/47 = subject's left (x < 0 in RAS), 44/46/48 = right",
         },
     }

@@ -272,8 +272,9 @@ def levels_from_instance_mask(
     point is placed at the centreline point nearest to it, as SCT projects disc labels. A vertebra spans
     from the disc above it to the disc below it, each disc placed at its instance's centre of mass; where
     the instance mask has no disc between two neighbouring vertebrae, the boundary lies midway between the
-    vertebrae's centres of mass (vertebra ``X`` with its endplates ``200 + X``). The first and last
-    vertebra, whose outer disc is missing, span symmetrically about their centre of mass, or, when the
+    vertebrae's centres of mass (vertebra ``X``'s own voxels: SPINEPS gives the endplates below ``X`` the id
+    ``200 + X`` and the one above it the id of the vertebra above, so endplates would pull centres off). The
+    first and last vertebra, whose outer disc is missing, span symmetrically about their centre of mass, or, when the
     image's top (bottom) slice cuts them, at least to their farthest voxel along the cord (a lone vertebra:
     the extent of its voxels). VerSe ids become SCT levels via
     :func:`nnunet_extensions.core.labels.verse_to_sct_level` (sacrum 26 → S1 = 25).
@@ -318,7 +319,7 @@ def levels_from_instance_mask(
     def centre_of_mass(members: Sequence[int]) -> np.ndarray:
         return np.argwhere(np.isin(inst, members)).mean(0) * zooms
 
-    verts = {v: centre_of_mass([v, endplate_instance(v)]) for v in vertebrae}
+    verts = {v: centre_of_mass([v]) for v in vertebrae}
     discs = {kinds[v][1]: centre_of_mass([v]) for v in values if kinds[v][0] == "disc"}
     k_vert = dict(zip(verts, project_onto_centreline(np.array(list(verts.values())), slices, centres, step)))
     k_disc = {}

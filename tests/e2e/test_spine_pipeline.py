@@ -35,7 +35,7 @@ def nnspine(env: dict, *args: str):
 
 
 @pytest.mark.slow
-def test_spine_semantic_pipeline_with_real_console_scripts(tmp_path):
+def test_spine_semantic_pipeline_with_real_console_scripts(tmp_path, trained_models):
     import blosc2
     import torch
 
@@ -189,6 +189,8 @@ def test_spine_semantic_pipeline_with_real_console_scripts(tmp_path):
     assert np.array_equal(back.data, lut[pred.data.astype(np.int64)])
     assert set(np.unique(back.data).tolist()) <= set(SEMANTIC_LABELS) | {0}
     np.testing.assert_allclose(back.affine, pred.affine, atol=1e-6)
+    # for `segment spine` (tests/e2e/test_vertebra_cutout_training.py): the model, its input and its SPINEPS mask
+    trained_models["spine_semantic"] = {"model": model, "image": image, "semantic": tmp_path / "spineps"}
     # the prediction folder carries dataset.json (nnU-Net copies it): relabel works from it too
     nnspine(
         env,

@@ -46,7 +46,7 @@ def nnspine(env: dict, *args: str):
 
 
 @pytest.mark.slow
-def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path):
+def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path, trained_models):
     import blosc2
     import torch
 
@@ -141,6 +141,7 @@ def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path):
         env,
     )
     model = Path(env["nnUNet_results"]) / DATASET / f"{TRAINER}__{PLANS}__3d_fullres" / "fold_0"
+    trained_models["vertebra_cutout"] = model.parent  # for test_segment_spine_equals_the_command_route
     ckpt = torch.load(model / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert ckpt["trainer_name"] == TRAINER
     assert ckpt["inference_allowed_mirroring_axes"] is None
@@ -239,3 +240,51 @@ def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path):
     clean = load_image(tmp_path / "one_call" / names[1], "labels")
     assert consistency_problems(clean.data, one.data) == []
     assert any(is_vertebra(v) and v != SACRUM for v in np.unique(one.data))
+
+
+@pytest.mark.slow
+def test_segment_spine_equals_the_command_route(tmp_path, trained_models):
+    """``nnspine segment spine`` (semantic model → SPINEPS values → cutouts → instance model → fusion and labelling)
+    equals ``nnUNetv2_predict`` → ``nnspine relabel`` (done in test_spine_pipeline.py) → ``nnspine instances``, file
+    for file: the same SPINEPS outputs, or, when the briefly trained semantic model gives no usable vertebral body,
+    the same refusal, recorded in failures.csv."""
+    import csv
+    import subprocess
+
+    if "spine_semantic" not in trained_models or "vertebra_cutout" not in trained_models:
+        pytest.skip("needs the models of tests/e2e/test_spine_pipeline.py and the cutout test above (run both files)")
+    semantic, cutout = trained_models["spine_semantic"], trained_models["vertebra_cutout"]
+    env = nnunet_env(tmp_path)
+    env["nnUNet_extTrainer"] = nnspine(env, "trainers", "--export").stdout.strip().split("=", 1)[1].strip("'")
+    case = "sub-01_T2w"
+    # the command route: the relabelled nnUNetv2_predict output under SPINEPS' name, then `nnspine instances`
+    (tmp_path / "sem").mkdir()
+    sem = tmp_path / "sem" / f"{case}_seg-spine_msk.nii.gz"
+    sem.write_bytes((semantic["semantic"] / f"{case}.nii.gz").read_bytes())
+    two = subprocess.run(
+        [console_script("nnspine"), "instances", "--semantic", str(sem), "--model", str(cutout), "-f", "0",
+         "--device", "cpu", "--image", str(semantic["image"]), "-o", str(tmp_path / "two"), "-q"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    one = subprocess.run(
+        [console_script("nnspine"), "segment", "spine", "-i", str(semantic["image"]), "-o", str(tmp_path / "one"),
+         "--model", str(semantic["model"]), "-f", "all", "--instance-model", str(cutout), "--instance-folds", "0",
+         "--device", "cpu", "-q"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    failures = list(csv.DictReader((tmp_path / "one" / "failures.csv").open()))
+    if two.returncode != 0:  # the command route refused: segment records the same reason and goes on
+        reason = two.stderr.strip().splitlines()[-1].split("error: ", 1)[-1]
+        assert one.returncode == 2 and len(failures) == 1 and failures[0]["case"] == case
+        assert reason.split(": ", 1)[-1] in failures[0]["reason"], (reason, failures)
+        return
+    assert one.returncode == 0 and failures == [], one.stderr
+    produced = sorted(p.name for p in (tmp_path / "one").glob(f"{case}_*"))
+    assert produced == sorted(p.name for p in (tmp_path / "two").iterdir())
+    for name in produced:
+        a, b = tmp_path / "one" / name, tmp_path / "two" / name
+        if name.endswith(".nii.gz"):
+            x, y = load_image(a, "labels"), load_image(b, "labels")
+            assert np.array_equal(x.data, y.data) and np.allclose(x.affine, y.affine), name
+        elif name.endswith("_ctd.json"):
+            assert json.loads(a.read_text()) == json.loads(b.read_text()), name
