@@ -100,10 +100,17 @@ def _partner(images: Sequence[bids.BidsImage], primary: bids.BidsImage, spec: st
     return same[0] if len(same) == 1 else None
 
 
-def discover(dataset: str | Path, channels: Sequence[str] = SPINEPS_CHANNELS) -> tuple[list[SpinepsCase], list[str]]:
+def discover(
+    dataset: str | Path,
+    channels: Sequence[str] = SPINEPS_CHANNELS,
+    segs: Sequence[str] = bids.SPINEPS_SEMANTIC_SEGS,
+) -> tuple[list[SpinepsCase], list[str]]:
     """Cases (images of ``channels[0]`` with a SPINEPS semantic mask and every other channel) and warnings
     (images left out and why). No voxel is read. :class:`InputError` for a bad channel spec, a missing folder,
-    several semantic masks for one image or no case at all."""
+    several semantic masks for one image or no case at all. ``segs``: the masks' ``seg`` entity
+    (:data:`~nnunet_extensions.core.bids.SPINEPS_INSTANCE_SEGS` for instance masks, ``_seg-vert_msk``)."""
+    kind = "instance" if tuple(segs) == tuple(bids.SPINEPS_INSTANCE_SEGS) else "semantic"
+    example = f"<image>_seg-{segs[0]}_msk.nii.gz"
     root = require_folder(dataset, "dataset folder")
     specs = list(channels) or list(SPINEPS_CHANNELS)
     for spec in specs:
@@ -117,11 +124,11 @@ def discover(dataset: str | Path, channels: Sequence[str] = SPINEPS_CHANNELS) ->
         images, unit_warnings = bids.list_images(unit)
         warnings += unit_warnings
         for primary in bids.select_images(images, specs[0]):
-            masks = bids.find_spineps_masks(root, primary, bids.SPINEPS_SEMANTIC_SEGS)
+            masks = bids.find_spineps_masks(root, primary, segs)
             if not masks:
                 warnings.append(
-                    f"{primary.path}: no SPINEPS semantic mask (<image>_seg-spine_msk.nii.gz under "
-                    f"derivatives/ or beside the image); not used"
+                    f"{primary.path}: no SPINEPS {kind} mask ({example} under derivatives/ or beside the image); "
+                    "not used"
                 )
                 continue
             best = [
@@ -131,9 +138,7 @@ def discover(dataset: str | Path, channels: Sequence[str] = SPINEPS_CHANNELS) ->
                 == bids.parse_name(bids.nifti_stem(masks[0])).get("seg")
             ]
             if len(best) > 1:
-                raise InputError(
-                    f"{primary.path}: several semantic masks ({', '.join(str(m) for m in best)}); keep one"
-                )
+                raise InputError(f"{primary.path}: several {kind} masks ({', '.join(str(m) for m in best)}); keep one")
             others = []
             for spec in specs[1:]:
                 other = _partner(images, primary, spec)
@@ -145,7 +150,7 @@ def discover(dataset: str | Path, channels: Sequence[str] = SPINEPS_CHANNELS) ->
                 cases.append(SpinepsCase(primary.stem, (primary.path, *others), best[0]))
     if not cases:
         raise InputError(
-            f"{root}: no {specs[0]} image with a SPINEPS semantic mask (<image>_seg-spine_msk.nii.gz)"
+            f"{root}: no {specs[0]} image with a SPINEPS {kind} mask ({example})"
             + (f" and {', '.join(specs[1:])} images" if specs[1:] else "")
         )
     ids = [c.case for c in cases]

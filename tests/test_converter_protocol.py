@@ -15,7 +15,7 @@ import pytest
 from dataset_converters import defaults
 from dataset_converters.splits import SPLITS_FILE, SPLITS_KEY, grouped_folds
 
-CONVERTERS = ("softgt", "lesion", "spineps", "spider", "cutouts")
+CONVERTERS = ("softgt", "lesion", "spineps", "spider", "cutouts", "landmarks")
 #: The protocol's keyword-only parameters and defaults (None: required or converter-specific default allowed).
 PROTOCOL = {
     "nnunet_dataset": None,

@@ -102,6 +102,46 @@ def test_dens_anchor_and_the_count_check(lumbar7, tmp_path):
     assert any("dens vertebra would be T11" in a and "fewer" in a for a in both.labelling.anomalies)
 
 
+def _landmarks(ref: np.ndarray, discs: dict[int, int]) -> np.ndarray:
+    """A perfect landmark prediction: landmark class k on the voxels of disc instance ``discs[k]``."""
+    out = np.zeros(ref.shape, np.uint8)
+    for k, disc in discs.items():
+        out[ref == disc] = k
+    return out
+
+
+def test_landmark_discs_label_a_crop_without_the_sacrum(lumbar7, tmp_path):
+    """A lumbar crop without the sacrum (T11 … L5) has no anchor in its masks; the landmark discs T12-L1 (disc
+    119, class 3) and L5-S1 (124, class 4) of a landmark prediction give the anatomical ids, each alone too.
+    A landmark that disagrees is reported, one too small is ignored and said."""
+
+    def drop_sacrum(sem, ref):
+        sem[sem == SACRUM] = 0
+        ref[ref == SACRUM] = 0
+
+    crop = _variant(lumbar7, tmp_path, "sub-06_T2w", drop_sacrum)
+    ref = np.asarray(crop.ref.data)
+    assert not crop.fuse(top=None).named
+    both = crop.fuse(top=None, landmarks=_landmarks(ref, {3: 119, 4: 124}))
+    assert both.named and both.vertebrae == list(range(18, 25)) and both.labelling.anomalies == []
+    assert both.labelling.method == "landmark L5-S1 (L5 above it)"
+    t12 = crop.fuse(top=None, landmarks=_landmarks(ref, {3: 119}))
+    assert t12.vertebrae == list(range(18, 25)) and t12.labelling.method == "landmark T12-L1 (T12 above it)"
+    # T12-L1 predicted one disc too low (below L1): ids follow the lowest landmark, the other is reported
+    wrong = crop.fuse(top=None, landmarks=_landmarks(ref, {3: 120, 4: 124}))
+    assert wrong.vertebrae == list(range(18, 25))
+    assert any("landmark T12-L1" in a and "counted as L1" in a and "1 vertebra(e) fewer" in a
+               for a in wrong.labelling.anomalies)  # fmt: skip
+    speck = np.zeros(ref.shape, np.uint8)
+    speck[tuple(np.argwhere(ref == 119)[0])] = 3  # one voxel (3 mm³)
+    f = crop.fuse(top=None, landmarks=speck)
+    assert not f.named and any("landmark T12-L1" in a and "ignored" in a for a in f.labelling.anomalies)
+    # with the sacrum present the landmarks are checked against it: L5-S1 on the disc below L4 is reported
+    g = lumbar7.fuse(top=None, landmarks=_landmarks(np.asarray(lumbar7.ref.data), {4: 123}))
+    assert g.vertebrae == list(range(18, 25)) and "sacrum" in g.labelling.method
+    assert any("landmark L5-S1" in a and "counted as L4" in a for a in g.labelling.anomalies)
+
+
 def test_top_vertebra_overrides_the_anchors(lumbar7):
     f = lumbar7.fuse(top=8)  # T1
     assert f.vertebrae == list(range(8, 15)) and f.labelling.method.startswith("top vertebra T1")

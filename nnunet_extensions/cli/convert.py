@@ -14,7 +14,7 @@ from pathlib import Path
 from dataset_converters.defaults import LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
 from nnunet_extensions.cli.common import add_converter_options, new_parser, run_converter
 from nnunet_extensions.cli.convert_cutouts import register_cutouts
-from nnunet_extensions.cli.convert_spine import register_spider, register_spineps
+from nnunet_extensions.cli.convert_spine import register_landmarks, register_spider, register_spineps
 
 SOFTGT_DESCRIPTION = """\
 Soft (partial-volume) spinal cord ground truth from the binary cord masks of several contrasts per subject.
@@ -178,14 +178,14 @@ def register_lesion(conv: argparse._SubParsersAction) -> None:
 
 
 #: Register functions of the converters, in the order ``nnspine convert --help`` lists them.
-CONVERTERS = [register_softgt, register_lesion, register_spineps, register_spider, register_cutouts]
+CONVERTERS = [register_softgt, register_lesion, register_spineps, register_spider, register_cutouts, register_landmarks]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(
         sub,
         "convert",
-        help="dataset converters: softgt, lesion, spineps, spider, cutouts (-> nnU-Net raw datasets)",
+        help="dataset converters: softgt, lesion, spineps, spider, cutouts, landmarks (-> nnU-Net raw datasets)",
         description="Dataset converters. Run 'nnspine convert <converter> --help' for inputs, outputs and units.",
     )
     conv = p.add_subparsers(dest="converter", metavar="<converter>")

@@ -1,4 +1,4 @@
-"""``nnspine convert spineps`` and ``nnspine convert spider``: whole-spine dataset converters.
+"""``nnspine convert spineps``, ``spider`` and ``landmarks``: whole-spine dataset converters.
 
 Registered into the ``convert`` command group by :mod:`nnunet_extensions.cli.convert` (``register_spineps``,
 ``register_spider`` in its ``CONVERTERS`` list); heavy imports stay inside the ``run_*`` functions.
@@ -88,6 +88,47 @@ def register_spineps(conv: argparse._SubParsersAction) -> None:
     )
     add_converter_options(p)
     p.set_defaults(func=run_spineps)
+
+
+LANDMARKS_DESCRIPTION = """\
+Images with SPINEPS instance masks (VerSe ids) -> an nnU-Net raw dataset of landmark discs, for a stock nnU-Net
+landmark model whose prediction anchors the vertebra ids ('nnspine fuse' / 'instances' / 'segment spine'
+--landmarks), as TotalSpineSeg's first step does.
+
+Input (-i): as 'nnspine convert spineps', with one instance mask per image (<image>_seg-vert_msk.nii.gz or
+SPINEPS' naming; the phantom's, SPINEPS' or nnspine fuse's). Targets: the discs C2-C3 (class 1), C7-T1 (2),
+T12-L1 (3) and L5-S1 (4), i.e. instances 102, 107, 119 and 124; all else background. A mask whose sidecar
+says 'not anatomically labelled' is left out (warning); other values, another grid, an existing dataset
+without --overwrite: exit 2, nothing written.
+"""
+
+
+def register_landmarks(conv: argparse._SubParsersAction) -> None:
+    """Add ``nnspine convert landmarks`` to the ``convert`` group."""
+    p = new_parser(
+        conv,
+        "landmarks",
+        help="images + SPINEPS instance masks -> landmark discs C2-C3, C7-T1, T12-L1, L5-S1 (nnU-Net raw)",
+        description=LANDMARKS_DESCRIPTION,
+        epilog="examples:\n  nnspine convert landmarks -i phantom_spine --nnunet-dataset 530 --name Landmarks\n"
+        "  nnUNetv2_plan_and_preprocess -d 530 -c 3d_fullres && nnUNetv2_train 530 3d_fullres 0\n",
+    )
+    p.add_argument("-i", "--input", required=True, type=Path, metavar="DATASET", help="BIDS dataset or folder")
+    p.add_argument(
+        "--channels",
+        nargs="+",
+        default=list(SPINEPS_CHANNELS),
+        metavar="SPEC",
+        help="image contrasts, one per input channel (default: %(default)s); the first names the cases",
+    )
+    add_converter_options(p)
+    p.set_defaults(func=run_landmarks)
+
+
+def run_landmarks(args: argparse.Namespace) -> int:
+    from dataset_converters.landmarks import convert
+
+    return run_converter(args, "landmarks", convert, channels=args.channels)
 
 
 def register_spider(conv: argparse._SubParsersAction) -> None:

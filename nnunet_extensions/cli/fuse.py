@@ -95,8 +95,8 @@ def add_labelling_options(p: argparse.ArgumentParser) -> None:
         "--labelling",
         choices=LABELLING_MODES,
         default="auto",
-        help="auto: anatomical ids from the sacrum / dens anchors when present; none: 1, 2, ... from the top "
-        "(default: auto)",
+        help="auto: anatomical ids from the sacrum / dens / landmark anchors when present; none: 1, 2, ... from "
+        "the top (default: auto)",
     )
     p.add_argument(
         "--lumbar-vertebrae",
@@ -104,6 +104,13 @@ def add_labelling_options(p: argparse.ArgumentParser) -> None:
         choices=(4, 5, 6),
         default=DEFAULT_LUMBAR,
         help=f"lumbar vertebrae above the sacrum anchor (default: {DEFAULT_LUMBAR})",
+    )
+    p.add_argument(
+        "--landmarks",
+        type=Path,
+        metavar="PRED",
+        help="a landmark model's prediction (discs C2-C3, C7-T1, T12-L1, L5-S1 as classes 1-4, 'nnspine convert "
+        "landmarks'): a file, or a folder of <case>.nii.gz; landmark discs anchor the ids",
     )
     p.add_argument(
         "--image",
@@ -143,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         lumbar=args.lumbar_vertebrae,
         endplates=args.endplates,
         image=args.image,
+        landmarks=args.landmarks,
         qc=args.qc,
         overwrite=args.overwrite,
     )

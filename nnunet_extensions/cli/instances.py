@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
                 lumbar=args.lumbar_vertebrae,
                 endplates=args.endplates,
                 image=args.image,
+                landmarks=args.landmarks,
                 qc=args.qc,
                 overwrite=args.overwrite,
                 progress=not args.quiet and sys.stderr.isatty(),

@@ -143,6 +143,13 @@ VERSE_NAMES: dict[int, str] = {v: k for k, v in VERSE_IDS.items()}
 CANONICAL_ORDER: tuple[int, ...] = tuple(range(1, 25)) + (SACRUM,)
 
 
+#: Landmark discs (TotalSpineSeg's step 1 predicts these discs as landmark classes): landmark class of the
+#: ``nnspine convert landmarks`` dataset → name. Each disc lies below the vertebra :data:`LANDMARK_UPPER` names.
+LANDMARK_NAMES: dict[int, str] = {1: "C2-C3", 2: "C7-T1", 3: "T12-L1", 4: "L5-S1"}
+#: Landmark class → VerSe id of the vertebra directly above the landmark disc (its disc instance is 100 + that id).
+LANDMARK_UPPER: dict[int, int] = {1: 2, 2: 7, 3: 19, 4: 24}
+
+
 def vertebra_name(number: int) -> str:
     """VerSe instance id → name: ``20`` → ``"L1"``; ``26`` → ``"S1"`` (the sacrum). ``KeyError`` if unknown."""
     return VERSE_NAMES[int(number)]

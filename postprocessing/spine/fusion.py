@@ -74,7 +74,7 @@ from postprocessing.spine.cutouts import (
     paste_back,
     to_pir,
 )
-from postprocessing.spine.labelling import DEFAULT_LUMBAR, Labelling, label_column
+from postprocessing.spine.labelling import DEFAULT_LUMBAR, Labelling, find_landmarks, label_column
 
 #: A partner must agree with its anchor by more than this Dice.
 PARTNER_DICE = 0.3
@@ -358,6 +358,7 @@ def number_vertebrae(
     top_vertebra: int | None = None,
     *,
     dens: np.ndarray | None = None,
+    landmarks: np.ndarray | None = None,
     labelling: str = "auto",
     lumbar: int = DEFAULT_LUMBAR,
 ) -> tuple[np.ndarray, dict[int, np.ndarray], Labelling]:
@@ -365,8 +366,8 @@ def number_vertebrae(
 
     Order: S-I position (world z) of each instance's body centroid, or of the whole instance when it has no
     body voxel. Ids from :func:`postprocessing.spine.labelling.label_column`: ``top_vertebra``, else the
-    sacrum / dens anchors (``dens``: bool mask of SPINEPS 2.x's dens label on this grid), else 1, 2, … from the
-    top, marked not anatomically labelled."""
+    sacrum / dens / landmark anchors (``dens``: bool mask of SPINEPS 2.x's dens label on this grid; ``landmarks``:
+    a landmark model's label map on this grid), else 1, 2, … from the top, marked not anatomically labelled."""
     old = [int(v) for v in np.unique(inst) if v]
     body_lab = np.where(sem == CORPUS, inst, 0)
     body_c = _centroids_mm(body_lab, affine, old)
@@ -380,14 +381,18 @@ def number_vertebrae(
         if hits.any():
             dens_index = order.index(int(np.argmax(hits)))
     sacrum = np.argwhere(sem == SACRUM) @ affine[:3, :3].T + affine[:3, 3] if (sem == SACRUM).any() else None
+    centres_mm = np.array([centre[v] for v in order]).reshape(-1, 3)
+    anchors, skipped = find_landmarks(landmarks, affine, centres_mm) if landmarks is not None else ([], [])
     lab = label_column(
-        np.array([centre[v] for v in order]).reshape(-1, 3),
+        centres_mm,
         top_vertebra=top_vertebra,
         sacrum_mm=sacrum,
         dens_index=dens_index,
+        landmarks=anchors,
         lumbar=lumbar,
         mode=labelling,
     )
+    lab.anomalies += skipped
     if not lab.anatomical and len(order) > MAX_VERTEBRAE:
         raise InputError(
             f"the fused predictions hold {len(order)} vertebrae, more than a spine has "
@@ -517,11 +522,13 @@ def fuse_arrays(
     min_fragment_mm3: float = MIN_FRAGMENT_MM3,
     erosion_mm: float = BODY_EROSION_MM,
     min_body_mm3: float = MIN_BODY_MM3,
+    landmarks: np.ndarray | None = None,
 ) -> Fusion:
     """Fuse the cutout predictions of one case (arrays on each cutout's grid; None or absent = missing).
 
     ``top_vertebra`` / ``labelling`` / ``lumbar``: how vertebrae get their ids
-    (:mod:`postprocessing.spine.labelling`); ``endplates="split"`` writes SPINEPS 2.x's superior (52) and
+    (:mod:`postprocessing.spine.labelling`); ``landmarks``: a landmark model's label map on the semantic mask's
+    grid (landmark discs as anchors); ``endplates="split"`` writes SPINEPS 2.x's superior (52) and
     inferior (53) endplates in the cleaned semantic mask (:func:`split_endplates`) instead of 62.
 
     InputError when no cutout has a prediction or a prediction has the wrong shape."""
@@ -558,8 +565,9 @@ def fuse_arrays(
     inst, dropped, stats = clean_instances(fused, sem_pir, bodies.components, voxel_sizes(aff_pir), min_fragment_mm3)
     dens = (semantic.meta or {}).get("dens")
     dens_pir = None if dens is None else to_pir(Image(dens.astype(np.uint8), semantic.affine, None))[0] > 0
+    marks_pir = None if landmarks is None else to_pir(Image(landmarks.astype(np.uint8), semantic.affine, None))[0]
     inst, centres, lab = number_vertebrae(
-        inst, sem_pir, aff_pir, top_vertebra, dens=dens_pir, labelling=labelling, lumbar=lumbar
+        inst, sem_pir, aff_pir, top_vertebra, dens=dens_pir, landmarks=marks_pir, labelling=labelling, lumbar=lumbar
     )
     inst[sem_pir == SACRUM] = SACRUM
     stats.unassigned_discs = assign_discs_endplates(inst, sem_pir, dropped, aff_pir, centres, lab.anatomical)

@@ -187,11 +187,13 @@ def fuse(
     lumbar: int = DEFAULT_LUMBAR,
     endplates: str = "merged",
     image: str | os.PathLike | None = None,
+    landmarks: str | os.PathLike | None = None,
     qc: bool = True,
     overwrite: bool = False,
 ) -> FuseReport:
     """``nnspine fuse``: fuse the predictions of every case of ``cutouts.json`` whose semantic mask is given
-    (a file, or a folder of semantic masks) and write the SPINEPS outputs to ``out_dir``.
+    (a file, or a folder of semantic masks) and write the SPINEPS outputs to ``out_dir``. ``landmarks``: a
+    landmark model's prediction (a file, or a folder holding ``<case>.nii.gz`` as ``nnUNetv2_predict`` names it).
 
     Everything is read and checked (grids, prediction values, output paths) before anything is written.
     Cutouts without a prediction are listed in the result (``Fusion.missing``) and the rest is fused; a case
@@ -237,6 +239,7 @@ def fuse(
             endplates=endplates,
             erosion_mm=float(content.get("body_erosion_mm", BODY_EROSION_MM)),
             min_body_mm3=float(content.get("min_body_mm3", MIN_BODY_MM3)),
+            landmarks=_landmark_map(landmarks, case, img),
         )
         results.append((case, fusion, paths, img))
     for case, fusion, paths, img in results:
@@ -274,6 +277,28 @@ def _snapshot_image(image: str | os.PathLike | None, case: str, semantic: Image)
     img = load_image(p, "image")
     check_same_grid(semantic, img)
     return np.asarray(img.data, np.float32)
+
+
+def _landmark_map(landmarks: str | os.PathLike | None, case: str, semantic: Image) -> np.ndarray | None:
+    """The landmark label map of ``case`` on the semantic mask's grid (nearest-neighbour resampling from another
+    grid): ``landmarks`` itself (a file) or ``<case>.nii[.gz]`` in it (a folder); InputError naming what is
+    missing."""
+    if landmarks is None:
+        return None
+    from nnunet_extensions.core.bids import find_by_stem
+    from nnunet_extensions.core.geometry import resample_to_grid
+    from nnunet_extensions.core.io import same_grid
+
+    p = Path(landmarks)
+    if p.is_dir():
+        hit = find_by_stem(p, case)
+        if hit is None:
+            raise InputError(f"{p}: no landmark prediction {case}.nii.gz for case {case} (--landmarks)")
+        p = hit
+    img = load_image(p, "labels")
+    if same_grid(semantic, img):
+        return np.asarray(img.data)
+    return resample_to_grid(np.asarray(img.data, np.float32), img.affine, semantic.shape, semantic.affine, order=0)
 
 
 # --------------------------------------------------------------------------------------------- one call
@@ -318,6 +343,7 @@ def predict_instances(
     lumbar: int = DEFAULT_LUMBAR,
     endplates: str = "merged",
     image: str | os.PathLike | None = None,
+    landmarks: str | os.PathLike | None = None,
     qc: bool = True,
     overwrite: bool = False,
     progress: bool = False,
@@ -357,6 +383,7 @@ def predict_instances(
             lumbar=lumbar,
             endplates=endplates,
             image=image,
+            landmarks=landmarks,
             qc=qc,
             overwrite=overwrite,
         )

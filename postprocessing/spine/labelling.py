@@ -17,6 +17,12 @@ this order of precedence:
    and 5 lumbar ones. One more or one fewer is **reported** as a transitional candidate (T13 = 28 or L6 = 25;
    11 thoracic or 4 lumbar vertebrae), not guessed: the ids then follow the sacrum anchor. (SPINEPS and
    TotalSpineSeg decide such cases with a labelling network; this rule has none.)
+   * **landmark discs** (``--landmarks``: a landmark model's prediction, TotalSpineSeg's idea: the discs C2-C3,
+     C7-T1, T12-L1 and L5-S1, :data:`~nnunet_extensions.core.labels.LANDMARK_NAMES`): a landmark disc lying
+     between two vertebrae names the one above it (C2, C7, T12, L5), so cervical-only, thoracic-only and
+     lumbar crops without the sacrum get ids. They anchor when neither the sacrum nor the dens does (the lowest
+     landmark first) and are checked against whatever anchors: a landmark that disagrees is reported as a
+     transitional candidate, like the dens.
 3. **no anchor** (or ``mode="none"``): ids 1, 2, … from the top, marked *not anatomically labelled*
    (:attr:`Labelling.anatomical` False), never SPINEPS' silent "top vertebra = C2".
 
@@ -49,6 +55,8 @@ DEFAULT_LUMBAR = 5
 MIN_VERTEBRAE_FOR_GAPS = 4
 #: Labelling modes of ``fuse`` / ``instances`` (``--labelling``).
 LABELLING_MODES = ("auto", "none")
+#: A predicted landmark disc smaller than this (mm³, its largest 26-connected component) is ignored.
+LANDMARK_MIN_MM3 = 20.0
 #: Said wherever ids are 1..n from the top.
 NOT_LABELLED = "not anatomically labelled"
 
@@ -145,20 +153,41 @@ def typical_spacing(centroids_mm: np.ndarray, at_bottom: bool = True) -> float:
     return float(np.median(s[-3:] if at_bottom else s[:3]))
 
 
+def landmark_disagreements(ids: Sequence[int], landmarks: Sequence[tuple[int, int, str]], anchor: str) -> list[str]:
+    """Anomalies for the landmarks whose vertebra got another id than the landmark names (a vertebra more or fewer
+    between the landmark and ``anchor``: a transitional candidate, reported, not renumbered)."""
+    out = []
+    for index, vid, name in landmarks:
+        got = ids[index]
+        if got == vid:
+            continue
+        column = canonical_column(6)  # C1 ... L6: positions to count the difference
+        diff = column.index(vid) - column.index(got) if got in column and vid in column else None
+        more = "" if diff is None else f": {abs(diff)} vertebra(e) {'more' if diff > 0 else 'fewer'} than usual"
+        out.append(
+            f"landmark {name} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
+            f"{vertebra_name(vid)}{more} between them; a transitional vertebra (T13, L6, 11 thoracic or 4 lumbar) "
+            "is likely (ids follow the anchor)"
+        )
+    return out
+
+
 def label_column(
     centroids_mm: np.ndarray,
     *,
     top_vertebra: int | None = None,
     sacrum_mm: np.ndarray | None = None,
     dens_index: int | None = None,
+    landmarks: Sequence[tuple[int, int, str]] = (),
     lumbar: int = DEFAULT_LUMBAR,
     mode: str = "auto",
 ) -> Labelling:
     """Ids for the vertebrae whose body centroids (n × 3 world mm) are given top to bottom (module docstring).
 
     ``sacrum_mm``: sacrum voxel centres (world mm; None or empty when absent); ``dens_index``: the vertebra
-    (0-based, top to bottom) holding most of the dens. Raises :class:`InputError` when ``top_vertebra`` runs
-    past L6."""
+    (0-based, top to bottom) holding most of the dens; ``landmarks``: ``(index, VerSe id, name)`` of each
+    plausible landmark disc (the 0-based index of the vertebra directly above it and that vertebra's id, e.g.
+    ``(3, 19, "T12-L1")``). Raises :class:`InputError` when ``top_vertebra`` runs past L6."""
     if mode not in LABELLING_MODES:
         raise InputError(f"--labelling {mode}: choose one of {', '.join(LABELLING_MODES)}")
     c = np.asarray(centroids_mm, float).reshape(-1, 3)
@@ -216,6 +245,7 @@ def label_column(
                     f"{vertebra_name(column[-1])} hold; {what} (ids follow the sacrum anchor)"
                 )
                 method += " (dens disagrees, see anomalies)"
+        anomalies += landmark_disagreements(ids, landmarks, "the sacrum")
         return Labelling(ids, True, method, anomalies, gaps)
     if dens_index is not None:
         first = 1 - (slots[dens_index] - slots[0])  # canonical index of the top vertebra (C2 has index 1)
@@ -227,11 +257,71 @@ def label_column(
         except ValueError as exc:
             anomalies.append(f"counting from the dens: {exc}")
             return Labelling(list(range(1, n + 1)), False, f"{NOT_LABELLED} (too many vertebrae)", anomalies, gaps)
-        return Labelling([seq[p] for p in slots], True, "dens (C2)", anomalies, gaps)
+        ids = [seq[p] for p in slots]
+        return Labelling(ids, True, "dens (C2)", anomalies + landmark_disagreements(ids, landmarks, "the dens"), gaps)
+    if landmarks:
+        index, vid, name = max(landmarks, key=lambda t: t[0])  # the lowest landmark anchors
+        full = canonical_column(6)
+        first = full.index(vid) - (slots[index] - slots[0])
+        try:
+            if first < 0:
+                raise ValueError(f"vertebrae above the {vertebra_name(vid)} of landmark {name} beyond C1")
+            seq = verse_sequence(full[first], slots[-1] + 1)
+        except ValueError as exc:
+            anomalies.append(f"counting from landmark {name}: {exc}")
+            return Labelling(list(range(1, n + 1)), False, f"{NOT_LABELLED} (landmark {name} does not fit)",
+                             anomalies, gaps)  # fmt: skip
+        ids = [seq[p] for p in slots]
+        others = [t for t in landmarks if t[2] != name]
+        anomalies += landmark_disagreements(ids, others, f"landmark {name}")
+        return Labelling(ids, True, f"landmark {name} ({vertebra_name(vid)} above it)", anomalies, gaps)
     return Labelling(
         list(range(1, n + 1)),
         False,
-        f"{NOT_LABELLED}: no anchor (no sacrum below the lowest vertebra, no dens; --top-vertebra names the top one)",
+        f"{NOT_LABELLED}: no anchor (no sacrum below the lowest vertebra, no dens, no landmark disc; "
+        "--top-vertebra names the top one)",
         anomalies,
         gaps,
     )
+
+
+def find_landmarks(
+    landmarks: np.ndarray, affine: np.ndarray, centroids_mm: np.ndarray, min_volume_mm3: float = LANDMARK_MIN_MM3
+) -> tuple[list[tuple[int, int, str]], list[str]]:
+    """Landmark anchors from a landmark label map (classes :data:`~nnunet_extensions.core.labels.LANDMARK_NAMES`)
+    on the grid of ``affine``, for vertebrae whose body centroids (world mm) are given top to bottom.
+
+    Per class, its largest 26-connected component counts when it holds at least ``min_volume_mm3`` and lies in a
+    plausible place: below a vertebral body centre, less than one typical body spacing below it (the disc under
+    that vertebra). Returns ``[(index of the vertebra above, its VerSe id, name)]`` and the landmarks left out,
+    with why."""
+    import cc3d
+
+    from nnunet_extensions.core.labels import LANDMARK_NAMES, LANDMARK_UPPER
+
+    lab = np.rint(np.asarray(landmarks)).astype(np.int64)
+    bad = sorted(set(np.unique(lab).tolist()) - {0, *LANDMARK_NAMES})
+    if bad:
+        raise InputError(f"landmark mask: values {bad[:5]} are not landmark classes {sorted(LANDMARK_NAMES)}")
+    c = np.asarray(centroids_mm, float).reshape(-1, 3)
+    voxel_mm3 = float(abs(np.linalg.det(np.asarray(affine, float)[:3, :3])))
+    spacing = typical_spacing(c) if len(c) else FALLBACK_SPACING_MM
+    found, skipped = [], []
+    for k, name in LANDMARK_NAMES.items():
+        if not (lab == k).any():
+            continue
+        cc = cc3d.connected_components((lab == k).astype(np.uint8), connectivity=26)
+        st = cc3d.statistics(cc)
+        counts = np.asarray(st["voxel_counts"])
+        counts[0] = 0
+        big = int(np.argmax(counts))
+        if counts[big] * voxel_mm3 < min_volume_mm3:
+            skipped.append(f"landmark {name}: {counts[big] * voxel_mm3:.0f} mm³ < {min_volume_mm3:g} mm³, ignored")
+            continue
+        z = float((np.asarray(st["centroids"][big], float) @ np.asarray(affine, float)[:3, :3].T + affine[:3, 3])[2])
+        above = [i for i in range(len(c)) if c[i, 2] > z]
+        if not above or c[above[-1], 2] - z > spacing:
+            skipped.append(f"landmark {name}: not just below a vertebral body (z = {z:.0f} mm), ignored")
+            continue
+        found.append((above[-1], LANDMARK_UPPER[k], name))
+    return found, skipped
