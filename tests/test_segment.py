@@ -135,3 +135,16 @@ def test_crop_to_cord_bad_inputs(tmp_path, extra, task, needle):
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_one_level_or_cord_file_for_several_cases_is_refused(tmp_path):
+    for sub in ("sub-01", "sub-02"):
+        image(tmp_path / "in" / f"{sub}_T2w.nii.gz")
+    one = image(tmp_path / "levels" / "sub-01_T2w_label-SC_seg_labeled.nii.gz")
+    cord = fake_model(tmp_path, {"background": 0, "cord": 1})
+    r = segment("cord", "-i", tmp_path / "in", "-o", tmp_path / "out", "--model", cord, "--vertfiles", one)
+    assert r.returncode == 2 and "--vertfiles" in r.stderr and "one file for 2 cases" in r.stderr
+    lesion = fake_model(tmp_path / "l", {"background": 0, "lesion": 1})
+    r = segment("lesion", "-i", tmp_path / "in", "-o", tmp_path / "out", "--model", lesion, "--crop-to-cord", one)
+    assert r.returncode == 2 and "--crop-to-cord" in r.stderr and "one file for 2 cases" in r.stderr
+    assert not (tmp_path / "out").exists()

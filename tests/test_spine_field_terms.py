@@ -349,3 +349,74 @@ def test_gaps_need_enough_vertebrae_and_never_push_ids_past_l6():
     c = np.stack([np.zeros(5), np.zeros(5), z], axis=1)
     lab = label_column(c, top_vertebra=20)  # L1: skipping 8 would run past L6
     assert lab.ids == [20, 21, 22, 23, 24] and any("not skipped" in a for a in lab.anomalies)
+
+
+# --------------------------------------------------------------------------------------------- §5 variants
+def _variant_case(tmp_path_factory, variant: str, n: int) -> Case:
+    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+
+    root = tmp_path_factory.mktemp(variant) / "bids"
+    truth = write_spine_dataset(root, n_subjects=1, seed=4, n_vertebrae=n, variant=variant)["subjects"]["sub-01"]
+    labels = root / "derivatives" / "labels" / "sub-01" / "anat"
+    case = Case(labels / "sub-01_T2w_seg-spine_msk.nii.gz", labels / "sub-01_T2w_seg-vert_msk.nii.gz", "L1")
+    case.truth = truth
+    return case
+
+
+@pytest.mark.parametrize(
+    "variant, n, plain, options, expected",
+    [
+        # transitional columns on the sacrum: the sacrum anchor alone assumes 5 lumbar vertebrae ...
+        ("L6", 7, list(range(18, 25)), {"lumbar": 6}, [19, 20, 21, 22, 23, 24, 25]),
+        ("4-lumbar", 6, list(range(19, 25)), {"lumbar": 4}, [18, 19, 20, 21, 22, 23]),
+        # cropped fields of view: no anchor in the masks; a landmark disc names the vertebra above it
+        ("lumbar-no-sacrum", 5, None, {"landmarks": {4: 124}}, [20, 21, 22, 23, 24]),
+        ("cervical", 6, None, {"landmarks": {1: 102}}, [2, 3, 4, 5, 6, 7]),
+        ("thoracic", 6, None, {}, None),  # T3-T8: no anchor and no landmark disc in view: not labelled
+    ],
+)
+def test_phantom_variants_get_their_true_ids(tmp_path_factory, variant, n, plain, options, expected):
+    """The phantom's transitional and cropped variants (true ids in their truth JSON): plain fusion numbers them
+    from the sacrum (5 lumbar vertebrae) or not at all; the right option or anchor gives exactly the true ids."""
+    case = _variant_case(tmp_path_factory, variant, n)
+    ref = np.asarray(case.ref.data)
+    assert case.truth["variant"] == variant and (case.truth["sacrum_id"] is None) == (plain is None)
+    f = case.fuse(top=None)
+    if plain is None:
+        assert not f.named and f.labelling.method.startswith("not anatomically labelled")
+    else:
+        assert f.named and f.vertebrae == plain != case.truth["vertebra_ids"]
+    kw = dict(options)
+    if "landmarks" in kw:
+        kw["landmarks"] = _landmarks(ref, kw["landmarks"])
+    g = case.fuse(top=None, **kw)
+    if expected is None:
+        assert not g.named
+        return
+    assert g.named and g.vertebrae == expected == case.truth["vertebra_ids"]
+    assert min(dice_per_value(ref, g.instance, expected).values()) > 0.99
+
+
+@pytest.mark.parametrize("variant, more", [("L6", True), ("4-lumbar", False)])
+def test_transitional_columns_are_reported_by_a_landmark_against_the_sacrum(tmp_path_factory, variant, more):
+    """With the sacrum and the T12-L1 landmark disc (119) the count between them is off by one: reported as a
+    transitional candidate (ids follow the sacrum), never silently renumbered."""
+    case = _variant_case(tmp_path_factory, variant, 7 if variant == "L6" else 6)
+    f = case.fuse(top=None, landmarks=_landmarks(np.asarray(case.ref.data), {3: 119}))
+    assert "sacrum" in f.labelling.method
+    said = [a for a in f.labelling.anomalies if "landmark T12-L1" in a]
+    assert len(said) == 1 and ("1 vertebra(e) more" if more else "1 vertebra(e) fewer") in said[0]
+    assert "transitional" in said[0]
+
+
+def test_t13_and_11_thoracic_columns_are_reported_with_the_dens_and_the_sacrum(tmp_path_factory):
+    """C2 … L5 with T13 (24 vertebrae) or with 11 thoracic ones (22): dens and sacrum disagree by one, reported."""
+    for variant, n, word in (("T13", 24, "more"), ("11-thoracic", 22, "fewer")):
+        case = _variant_case(tmp_path_factory, variant, n)
+        sem = np.asarray(case.sem.data)
+        assert case.truth["vertebra_ids"][0] == 2  # C2 on top
+        body = (np.asarray(case.ref.data) == 2) & (sem == CORPUS)
+        case.sem.meta["dens"] = body  # the dens where C2's body is (SPINEPS 2.x would write 51 there)
+        f = case.fuse(top=None)
+        assert "sacrum" in f.labelling.method and "dens disagrees" in f.labelling.method
+        assert any(f"1 vertebra(e) {word}" in a for a in f.labelling.anomalies), f.labelling.anomalies

@@ -290,9 +290,7 @@ class CordSource:
                 data = seg.data == 1
             img_data, affine = data, seg.affine
         else:
-            path = self.source
-            if path.is_dir():
-                path = _level_file(self.source, case.name, self.suffix, "cord mask")
+            path = _level_file(self.source, case.name, self.suffix, "cord mask")
             img = load_image(path, "labels")
             img_data, affine = img.data != 0, img.affine
         if img_data.shape != ref.shape or not np.allclose(affine, ref.affine, atol=1e-3):
@@ -301,8 +299,11 @@ class CordSource:
 
 
 def _level_file(folder: Path | None, case: str, suffix: str, what: str = "level file") -> Path | None:
+    """``<case><suffix>.nii[.gz]`` anywhere under ``folder``; ``folder`` itself when it is a file (one-image runs)."""
     if folder is None:
         return None
+    if Path(folder).is_file():
+        return Path(folder)
     from nnunet_extensions.core.bids import find_by_stem
 
     hit = find_by_stem(folder, f"{case}{suffix}")
@@ -476,9 +477,16 @@ def segment(
     check_model_for(model, task)
     if opts.crop_to_cord is not None and task != "lesion":
         raise InputError(f"--crop-to-cord is for 'segment lesion', not 'segment {task}'")
-    if opts.crop_to_cord is not None and not Path(opts.crop_to_cord).exists():
-        raise InputError(f"--crop-to-cord {opts.crop_to_cord}: not found (a cord mask, a folder of them or a model)")
     cases = shard(find_cases(source, len(model.channels), channels), num_parts, part_id)
+    for option, given in (
+        ("--vertfiles", opts.vertfiles),
+        ("--discfiles", opts.discfiles),
+        ("--crop-to-cord", opts.crop_to_cord),
+    ):
+        if given is not None and Path(given).is_file() and len(cases) > 1:
+            raise InputError(f"{option} {given}: one file for {len(cases)} cases (give a folder of <case> files)")
+        if given is not None and not Path(given).exists():
+            raise InputError(f"{option} {given}: not found")
     out = Path(out)
     part = f"_part-{part_id}" if num_parts > 1 else ""
     summary, failures_csv = out / SUMMARY_CSV.replace(".csv", f"{part}.csv"), out / f"failures{part}.csv"

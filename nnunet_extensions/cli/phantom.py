@@ -103,6 +103,14 @@ def register(subparsers) -> argparse.ArgumentParser:
         help=f"spine only: mobile vertebrae above the sacrum, counted up from L5, 1-24 "
         f"(default: {DEFAULT_VERTEBRAE} = L1-L5; 17 = T1-L5; 24 = C1-L5)",
     )
+    p.add_argument(
+        "--variant",
+        default=None,
+        metavar="NAME",
+        help="spine only: the column (default: standard, ending at L5 on the sacrum); transitional: L6, 4-lumbar, "
+        "T13, 11-thoracic (as many vertebrae as --vertebrae, ending on the sacrum); field of view cropped above "
+        "the sacrum: lumbar-no-sacrum, cervical (from C2), thoracic (from T3). The truth JSON holds the true ids",
+    )
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run)
@@ -117,6 +125,15 @@ def _check_args(args) -> None:
         raise UsageError(f"--vertebrae applies to --kind spine only (got --kind {args.kind})")
     if args.vertebrae is not None and args.vertebrae > 24:
         raise UsageError(f"--vertebrae must be between 1 and 24 (C1-L5), got {args.vertebrae}")
+    if args.variant is not None:
+        from nnunet_extensions.phantoms.spine_dataset import variant_numbers
+
+        if args.kind != "spine":
+            raise UsageError(f"--variant applies to --kind spine only (got --kind {args.kind})")
+        try:
+            variant_numbers(args.variant, args.vertebrae or DEFAULT_VERTEBRAE)
+        except ValueError as exc:
+            raise UsageError(f"--variant {args.variant}: {exc}") from None
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
@@ -140,6 +157,7 @@ def run(args) -> int:
             n_subjects=args.subjects,
             seed=args.seed,
             n_vertebrae=args.vertebrae or DEFAULT_VERTEBRAE,
+            variant=args.variant or "standard",
             overwrite=args.overwrite,
             progress=progress,
         )
@@ -169,9 +187,10 @@ def summary(kind: str, result: dict, seed: int) -> str:
     elif kind == "spine":
         from nnunet_extensions.core.labels import vertebra_name
 
-        names = "-".join([vertebra_name(first["vertebra_ids"][0]), vertebra_name(first["vertebra_ids"][-1])])
+        names = " ".join(vertebra_name(v) for v in first["vertebra_ids"])
+        sacrum = " + sacrum" if first["sacrum_id"] else " (field of view cropped above the sacrum)"
         lines.append(
-            f"  {subs[0]}: vertebrae {names} + sacrum, {len(first['instance_ids'])} instances, "
+            f"  {subs[0]}: vertebrae {names}{sacrum}, {len(first['instance_ids'])} instances, "
             f"{len(first['semantic_labels'])} semantic labels, voxel {first['voxel_mm']} mm"
         )
     else:

@@ -73,9 +73,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = p.add_subparsers(dest="task", metavar="<task>")
     cord = new_parser(what, "cord", help="cord mask -> CSA", description=DESCRIPTION, epilog=EPILOG)
     _common(cord)
-    cord.add_argument("--vertfiles", type=Path, metavar="DIR", help="level files <case><--vert-suffix>.nii.gz")
+    cord.add_argument(
+        "--vertfiles", type=Path, metavar="DIR|FILE", help="level files <case><--vert-suffix>.nii.gz (or one file)"
+    )
     cord.add_argument("--vert-suffix", default="_label-SC_seg_labeled", help="(default: _label-SC_seg_labeled)")
-    cord.add_argument("--discfiles", type=Path, metavar="DIR", help="disc label files <case><--disc-suffix>.nii.gz")
+    cord.add_argument(
+        "--discfiles", type=Path, metavar="DIR|FILE", help="disc label files <case><--disc-suffix>.nii.gz (or one file)"
+    )
     cord.add_argument("--disc-suffix", default="_label-SC_seg_labeled_discs", help="(default: SCT's)")
     lesion = new_parser(what, "lesion", help="lesion mask -> lesion table", description=DESCRIPTION, epilog=EPILOG)
     _common(lesion)

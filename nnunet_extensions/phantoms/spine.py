@@ -35,6 +35,7 @@ together, so they are consistent by construction.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,14 +53,11 @@ from nnunet_extensions.core.labels import (
     INF_ARTICULAR_RIGHT,
     POSTERIOR_ELEMENTS,
     SACRUM,
-    SEMANTIC_LABELS,
     SPINOSUS,
     SUP_ARTICULAR_LEFT,
     SUP_ARTICULAR_RIGHT,
     disc_instance,
     endplate_instance,
-    instance_kind,
-    instance_name,
     vertebra_name,
 )
 
@@ -100,8 +98,8 @@ REGION_DIMS: dict[str, RegionDims] = {
 
 
 def region_of(number: int) -> str:
-    """``"C"``, ``"T"`` or ``"L"`` for vertebra numbers 1–7, 8–19, 20–25."""
-    return "C" if number <= 7 else "T" if number <= 19 else "L"
+    """``"C"``, ``"T"`` or ``"L"`` for vertebra numbers 1–7, 8–19 and T13 (28), 20–25 (L6 = 25)."""
+    return "C" if number <= 7 else "T" if number <= 19 or number == 28 else "L"
 
 
 def _frame(tilt_rad: float) -> np.ndarray:
@@ -222,17 +220,24 @@ def _arc_points(s: np.ndarray, curvature: float, total: float) -> tuple[np.ndarr
     return np.stack([y, z], -1), t
 
 
-def build_spine_model(n_vertebrae: int = 5, *, seed: int = 0, index: int = 0) -> SpineModel:
+def build_spine_model(
+    n_vertebrae: int = 5, *, seed: int = 0, index: int = 0, numbers: Sequence[int] | None = None
+) -> SpineModel:
     """Seeded spine of ``n_vertebrae`` mobile vertebrae ending at L5 (5: L1–L5; 17: T1–L5; at most 24:
-    C1–L5) on a sacrum. Per subject (``index``) and ``seed``: overall size ×0.93–1.07, each disc height
-    ×0.85–1.15, lordotic curvature 0.0012–0.0025 rad/mm, sacral plate tilted 25–35° more than L5."""
-    if not 1 <= n_vertebrae <= 24:
-        raise ValueError(f"n_vertebrae must be between 1 and 24 (C1–L5), got {n_vertebrae}")
+    C1–L5) on a sacrum, or of the VerSe ids ``numbers`` (top to bottom; e.g. a transitional column ending at L6 =
+    25, or with T13 = 28). Per subject (``index``) and ``seed``: overall size ×0.93–1.07, each disc height
+    ×0.85–1.15, lordotic curvature 0.0012–0.0025 rad/mm, sacral plate tilted 25–35° more than the last one."""
+    if numbers is None:
+        if not 1 <= n_vertebrae <= 24:
+            raise ValueError(f"n_vertebrae must be between 1 and 24 (C1–L5), got {n_vertebrae}")
+        numbers = list(range(25 - n_vertebrae, 25))
+    numbers = [int(n) for n in numbers]
+    if not numbers or any(not (1 <= n <= 25 or n == 28) for n in numbers):
+        raise ValueError(f"numbers must be mobile vertebrae (1-25, 28), got {numbers}")
     rng = np.random.default_rng([seed, index, 11])
     scale = float(rng.uniform(0.93, 1.07))
     curvature = float(rng.uniform(0.0012, 0.0025))
     sacral_extra = float(rng.uniform(25.0, 35.0))
-    numbers = list(range(25 - n_vertebrae, 25))
     dims = [REGION_DIMS[region_of(n)].scaled(scale) for n in numbers]
     discs = [d.disc_height * float(rng.uniform(0.85, 1.15)) for d in dims]
     s_centres, s = [], 0.0
@@ -518,93 +523,4 @@ def render_spine(
         "semantic": semantic,
         "instance": instance,
         "image": render_spine_image(semantic, voxel_mm, rng),
-    }
-
-
-# --------------------------------------------------------------------------------------------- truth
-def spine_truth(model: SpineModel, semantic: np.ndarray, instance: np.ndarray, affine: np.ndarray) -> dict:
-    """Truth dictionary: vertebrae and discs with their geometry, voxel counts and volumes (mm³) per
-    semantic label, per instance and per (vertebra, subregion)."""
-    from nnunet_extensions.core.io import voxel_sizes
-
-    zooms = voxel_sizes(affine)
-    vox_mm3 = float(np.prod(zooms))
-    sem_vals, sem_counts = np.unique(semantic, return_counts=True)
-    ins_vals, ins_counts = np.unique(instance, return_counts=True)
-    semantic_t = {
-        str(int(k)): {"name": SEMANTIC_LABELS[int(k)], "voxels": int(n), "volume_mm3": int(n) * vox_mm3}
-        for k, n in zip(sem_vals, sem_counts)
-        if k
-    }
-    instance_t = {
-        str(int(k)): {
-            "name": instance_name(int(k)),
-            "kind": instance_kind(int(k))[0],
-            "voxels": int(n),
-            "volume_mm3": int(n) * vox_mm3,
-        }
-        for k, n in zip(ins_vals, ins_counts)
-        if k
-    }
-    subregions = {}
-    for vert in model.vertebrae:
-        sel = semantic[instance == vert.number]
-        vals, counts = np.unique(sel, return_counts=True)
-        subregions[str(vert.number)] = {str(int(k)): int(n) for k, n in zip(vals, counts)}
-    vertebrae = [
-        {
-            "id": v.number,
-            "name": v.name,
-            "body_centre_mm": [round(c, 4) for c in v.centre_mm],
-            "tilt_deg": round(v.tilt_deg, 4),
-            "body_height_mm": round(v.dims.body_height, 4),
-            "body_semi_axes_mm": [round(v.dims.half_width, 4), round(v.dims.half_depth, 4)],
-        }
-        for v in model.vertebrae
-    ]
-    lowers = [v.number for v in model.vertebrae[1:]] + [SACRUM]
-    discs = [
-        {
-            "id": disc_instance(v.number),
-            "name": instance_name(disc_instance(v.number)),
-            "upper": v.number,
-            "lower": lo,
-            "height_mm": round(v.disc_below_mm, 4),
-        }
-        for v, lo in zip(model.vertebrae, lowers)
-    ]
-    return {
-        "kind": "spine",
-        "vertebra_ids": [v.number for v in model.vertebrae],
-        "sacrum_id": SACRUM,
-        "instance_ids": sorted(int(k) for k in ins_vals if k),
-        "semantic_labels": sorted(int(k) for k in sem_vals if k),
-        "vertebrae": vertebrae,
-        "discs": discs,
-        "endplates": [
-            {"id": endplate_instance(above), "vertebra": v.number, "side": side}
-            for i, v in enumerate(model.vertebrae)
-            for side, above in (
-                ("superior", model.vertebrae[i - 1].number if i else v.number),
-                ("inferior", v.number),
-            )
-        ],
-        "sacrum": {
-            "top_centre_mm": [round(c, 4) for c in model.sacrum.top_centre_mm],
-            "tilt_deg": round(model.sacrum.tilt_deg, 4),
-            "length_mm": round(model.sacrum.length, 4),
-        },
-        "voxel_mm": [float(z) for z in zooms],
-        "voxel_volume_mm3": vox_mm3,
-        "shape": [int(s) for s in semantic.shape],
-        "semantic": semantic_t,
-        "instance": instance_t,
-        "vertebra_subregion_voxels": subregions,
-        "conventions": {
-            "instance_of_cord_and_canal": 0,
-            "disc": "100 + vertebra above",
-            "endplate": "200 + the vertebra above the endplate (SPINEPS): X's inferior endplate 200+X, its "
-            "superior one 200+(vertebra above X); the top vertebra's superior endplate 200+X",
-            "left_right": "43/45/47 = subject's left (x < 0 in RAS), 44/46/48 = right",
-        },
     }

@@ -218,3 +218,122 @@ def test_spine_semantic_pipeline_with_real_console_scripts(tmp_path, trained_mod
             str(tmp_path / "qc.png"),
         )
         assert (tmp_path / "qc.png").stat().st_size > 1000
+
+
+LANDMARK_ID, LANDMARK_NAME = 984, "LandmarkE2E"
+
+
+@pytest.mark.slow
+def test_landmark_model_and_labelling_a_cropped_phantom(tmp_path):
+    """``convert landmarks`` → plan → ``nnUNetv2_train -tr nnUNetTrainer_budget`` (stock nnU-Net, 8 iterations) →
+    ``nnUNetv2_predict`` on a held-out phantom cropped above L5 (no sacrum: no anchor in its masks) → ``nnspine
+    fuse --landmarks`` with perfect cutout predictions. Truth: the phantom's ids. A perfect landmark map (the crop's
+    own T12-L1 disc) gives T11 … L4; the briefly trained model's map is taken or refused by the rule recomputed
+    here with scipy (largest component ≥ 20 mm³, just below a body centre), and the sidecar says which."""
+    import nibabel as nib
+    from scipy import ndimage
+    from test_fuse import perfect_predictions
+
+    from nnunet_extensions.core.geometry import si_axis
+    from postprocessing.spine.cutouts import cut_case, load_semantic
+
+    export = nnspine(nnunet_env(tmp_path), "trainers", "--export").stdout.strip()
+    env = nnunet_env(tmp_path, nnUNet_extTrainer=export.split("=", 1)[1].strip("'"))
+    for out, subjects, seed in (("train", "2", "0"), ("test", "1", "1")):
+        nnspine(env, "phantom", "--kind", "spine", "-o", str(tmp_path / out), "--subjects", subjects,
+                "--vertebrae", "7", "--seed", seed, "-q")  # fmt: skip
+    nnspine(env, "convert", "landmarks", "-i", str(tmp_path / "train"), "--nnunet-dataset", str(LANDMARK_ID),
+            "--name", LANDMARK_NAME, "-q")  # fmt: skip
+    run([console_script("nnUNetv2_plan_and_preprocess"), "-d", str(LANDMARK_ID), "-c", "3d_fullres", "-np", "1",
+         "-npfp", "1", "--verify_dataset_integrity", "--no_pbar", "-gpu_memory_target", "1",
+         "-overwrite_plans_name", PLANS], {**env, "nnUNet_n_proc_DA": "1"})  # fmt: skip
+    budget = {"NNSPINE_EPOCHS": "2", "NNSPINE_ITERATIONS": "4", "NNSPINE_VAL_ITERATIONS": "2", "NNSPINE_NO_TTA": "1"}
+    run([console_script("nnUNetv2_train"), str(LANDMARK_ID), "3d_fullres", "all", "-tr", "nnUNetTrainer_budget",
+         "-p", PLANS, "-device", "cpu"], {**env, **budget})  # fmt: skip
+
+    # the held-out phantom cropped just above L5's body (L4 = 23 is the lowest whole vertebra)
+    anat = tmp_path / "test" / "sub-01" / "anat"
+    labels = tmp_path / "test" / "derivatives" / "labels" / "sub-01" / "anat"
+    img = nib.load(anat / "sub-01_T2w.nii.gz")
+    sem = np.asarray(nib.load(labels / "sub-01_T2w_seg-spine_msk.nii.gz").dataobj)
+    ref = np.asarray(nib.load(labels / "sub-01_T2w_seg-vert_msk.nii.gz").dataobj)
+    ax = si_axis(img.affine)
+    z_of = img.affine[2, ax] * np.arange(img.shape[ax]) + img.affine[2, 3]  # slice world z (axis-aligned S-I)
+    z_cut = (img.affine[:3, :3] @ np.argwhere((ref == 23) & (sem == 49)).T)[2].min() + img.affine[2, 3] - 1.0
+    keep = np.flatnonzero(z_of >= z_cut)
+    box = [slice(None)] * 3
+    box[ax] = slice(int(keep.min()), int(keep.max()) + 1)
+    box = tuple(box)
+    shift = img.affine.copy()
+    shift[:3, 3] += img.affine[:3, :3] @ np.array([s.start or 0 for s in box])
+    crop = tmp_path / "crop"
+    crop.mkdir()
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[box].astype(np.float32), shift), crop / "sub-01_T2w.nii.gz")
+    sem_c, ref_c = sem[box].astype(np.uint8), ref[box].astype(np.uint8)
+    assert 26 not in sem_c and 24 not in ref_c[sem_c == 49]  # no sacrum, no L5 body: no anchor in the masks
+    sem_path = crop / "sub-01_T2w_seg-spine_msk.nii.gz"
+    nib.save(nib.Nifti1Image(sem_c, shift), sem_path)
+    nib.save(nib.Nifti1Image(ref_c, shift), crop / "sub-01_T2w_seg-vert_msk.nii.gz")
+
+    # the landmark model's prediction on the crop
+    (tmp_path / "lm_in").mkdir()
+    (tmp_path / "lm_in" / "sub-01_T2w_0000.nii.gz").write_bytes((crop / "sub-01_T2w.nii.gz").read_bytes())
+    run([console_script("nnUNetv2_predict"), "-i", str(tmp_path / "lm_in"), "-o", str(tmp_path / "lm"), "-d",
+         str(LANDMARK_ID), "-c", "3d_fullres", "-f", "all", "-tr", "nnUNetTrainer_budget", "-p", PLANS,
+         "-device", "cpu", "-npp", "1", "-nps", "1"], env)  # fmt: skip
+    predicted = nib.load(tmp_path / "lm" / "sub-01_T2w.nii.gz")
+    assert predicted.shape == sem_c.shape and np.allclose(predicted.affine, shift, atol=1e-4)
+
+    # cutouts of the crop and perfect cutout predictions from its instance mask
+    nnspine(env, "cutouts", "--semantic", str(sem_path), "-o", str(tmp_path / "cut"), "-q")
+    semantic = load_semantic(sem_path)
+    record = cut_case(semantic, "sub-01_T2w")[0]
+    (tmp_path / "pred").mkdir()
+    perfect_cutouts = perfect_predictions(
+        semantic, load_image(crop / "sub-01_T2w_seg-vert_msk.nii.gz", "labels"), record
+    )
+    for c in record.cutouts:
+        nib.save(nib.Nifti1Image(perfect_cutouts[c.name], c.affine), tmp_path / "pred" / f"{c.name}.nii.gz")
+
+    def fuse(out: str, *extra: str) -> dict:
+        nnspine(env, "fuse", "--semantic", str(sem_path), "--cutouts", str(tmp_path / "cut"), "--predictions",
+                str(tmp_path / "pred"), "-o", str(tmp_path / out), "--no-qc", "-q", *extra)  # fmt: skip
+        return json.loads((tmp_path / out / "sub-01_T2w_seg-vert_msk.json").read_text())["labelling"]
+
+    assert fuse("plain")["anatomical"] is False  # no anchor
+    perfect = tmp_path / "perfect_landmarks.nii.gz"
+    nib.save(nib.Nifti1Image((ref_c == 119).astype(np.uint8) * 3, shift), perfect)  # T12-L1 disc, class 3
+    lab = fuse("perfect", "--landmarks", str(perfect))
+    truth = json.loads((tmp_path / "test/derivatives/truth/sub-01/sub-01_truth.json").read_text())
+    assert truth["vertebra_ids"][:6] == list(range(18, 24))
+    assert lab["anatomical"] and lab["ids"] == list(range(18, 24)) and lab["method"].startswith("landmark T12-L1")
+    inst = np.asarray(nib.load(tmp_path / "perfect" / "sub-01_T2w_seg-vert_msk.nii.gz").dataobj)
+    for v in range(18, 24):  # each vertebra where the phantom has it
+        a, b = inst == v, ref_c == v
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.99
+
+    # the trained model's landmarks: accepted or refused as the rule says, recomputed here
+    lab = fuse("model", "--landmarks", str(tmp_path / "lm" / "sub-01_T2w.nii.gz"))
+    pm = np.asarray(predicted.dataobj)
+    vox_mm3 = abs(np.linalg.det(shift[:3, :3]))
+    bodies = {v: (shift[:3, :3] @ np.argwhere((ref_c == v) & (sem_c == 49)).mean(0) + shift[:3, 3]) for v in
+              range(18, 24)}  # fmt: skip
+    zs = [bodies[v][2] for v in range(18, 24)]
+    spacing = float(np.median(np.linalg.norm(np.diff([bodies[v] for v in range(18, 24)], axis=0), axis=1)[-3:]))
+    accepted = []
+    for k, name in ((1, "C2-C3"), (2, "C7-T1"), (3, "T12-L1"), (4, "L5-S1")):
+        comps, n = ndimage.label(pm == k, np.ones((3, 3, 3)))
+        if n == 0:
+            continue
+        sizes = ndimage.sum(np.ones_like(comps), comps, range(1, n + 1))
+        big = int(np.argmax(sizes)) + 1
+        z = (shift[:3, :3] @ np.argwhere(comps == big).mean(0) + shift[:3, 3])[2]
+        above = [i for i, zc in enumerate(zs) if zc > z]
+        if sizes[big - 1] * vox_mm3 >= 20 and above and zs[above[-1]] - z <= spacing:
+            accepted.append(name)
+    if accepted:
+        assert lab["anatomical"] and any(lab["method"].startswith(f"landmark {n} ") for n in accepted), (accepted, lab)
+    else:
+        assert lab["anatomical"] is False, (accepted, lab)
+        assert all(f"landmark {n}" in str(lab["anomalies"]) for n in ("C2-C3", "C7-T1", "T12-L1", "L5-S1")
+                   if (pm == ("C2-C3", "C7-T1", "T12-L1", "L5-S1").index(n) + 1).any())  # fmt: skip
