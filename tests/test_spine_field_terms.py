@@ -420,3 +420,33 @@ def test_t13_and_11_thoracic_columns_are_reported_with_the_dens_and_the_sacrum(t
         f = case.fuse(top=None)
         assert "sacrum" in f.labelling.method and "dens disagrees" in f.labelling.method
         assert any(f"1 vertebra(e) {word}" in a for a in f.labelling.anomalies), f.labelling.anomalies
+
+
+def test_spineps_rules_delete_fragments_and_vote_where_ours_give_back_and_split():
+    """``clean_instances(rules=...)`` on a hand-made column (3 mm voxels, every voxel vertebral body): ours give a
+    small fragment back to its vertebra and split a gap between two vertebrae voxel by voxel to the nearest; SPINEPS'
+    rules (clean_cc_artifacts(only_delete=True), assign_missing_cc) delete the fragment from both masks and give
+    the whole gap to the neighbour most voxels of its border touch."""
+    from postprocessing.spine.fusion import clean_instances
+
+    sem = np.full((12, 6, 6), CORPUS, np.uint8)
+    fused = np.zeros(sem.shape, np.uint16)
+    fused[:5] = 1  # vertebra 1: slices 0-4
+    fused[7:, :3] = 2  # vertebra 2: half of slices 7-11 (its other half is background-less vertebra: orphans too)
+    fused[2, 2, 2] = 3  # a one-voxel fragment (27 mm³ < 250 mm³) inside vertebra 1
+    bodies = np.zeros(sem.shape, np.int32)
+    ours, dropped, _ = clean_instances(fused, sem, bodies, (3.0, 3.0, 3.0))
+    assert ours[2, 2, 2] == 1 and not dropped.any()  # released, then taken back by vertebra 1
+    assert ours[5, 0, 0] == 1 and ours[6, 0, 0] == 2  # the gap is split: each voxel to its nearest vertebra
+    theirs, dropped, stats = clean_instances(fused, sem, bodies, (3.0, 3.0, 3.0), rules="spineps")
+    assert theirs[2, 2, 2] == 0 and dropped[2, 2, 2] and stats.deleted_semantic >= 1  # deleted
+    from scipy import ndimage
+
+    gap = (fused == 0) & ~dropped  # one orphan fragment: slices 5-6 and the free half of slices 7-11
+    shell = ndimage.binary_dilation(gap, np.ones((3, 3, 3), bool)) & ~gap
+    votes = np.bincount(np.where(fused == 3, 0, fused)[shell].astype(np.int64))  # the fragment 3 is deleted
+    votes[0] = 0
+    assert set(np.unique(theirs[gap]).tolist()) == {int(votes.argmax())}  # the majority neighbour takes it all
+    assert set(np.unique(ours[gap]).tolist()) == {1, 2}
+    with pytest.raises(ValueError, match="rules"):
+        clean_instances(fused, sem, bodies, (3.0, 3.0, 3.0), rules="other")

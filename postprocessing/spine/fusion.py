@@ -55,10 +55,6 @@ import numpy as np
 from nnunet_extensions.core.io import Image, InputError, voxel_sizes
 from nnunet_extensions.core.labels import (
     CORPUS,
-    DISC,
-    DISC_OFFSET,
-    ENDPLATE,
-    ENDPLATE_OFFSET,
     SACRUM,
     VERTEBRA_SUBREGIONS,
     is_vertebra,
@@ -74,6 +70,7 @@ from postprocessing.spine.cutouts import (
     paste_back,
     to_pir,
 )
+from postprocessing.spine.discs import assign_discs_endplates, split_endplates
 from postprocessing.spine.labelling import DEFAULT_LUMBAR, Labelling, find_landmarks, label_column
 
 #: A partner must agree with its anchor by more than this Dice.
@@ -246,6 +243,8 @@ def _neighbours(
     return grown, m, vals[vals > 0]
 
 
+#: Postprocessing rules of :func:`clean_instances`: ours, or SPINEPS' (to measure the difference).
+FUSION_RULES = ("nnspine", "spineps")
 #: Voxels around an orphan fragment searched for its nearest instances.
 _MARGIN = 3
 
@@ -277,9 +276,16 @@ def clean_instances(
     bodies: np.ndarray,
     zooms: Sequence[float],
     min_fragment_mm3: float = MIN_FRAGMENT_MM3,
+    rules: str = "nnspine",
 ) -> tuple[np.ndarray, np.ndarray, CleanStats]:
     """Steps 4–5 of the module doc on the PIR grid (voxel sizes ``zooms`` mm): returns (instances, voxels to
     drop from the semantic mask, stats).
+
+    ``rules="spineps"`` replaces our two departures by SPINEPS' own rules, to measure them
+    (``benchmarks/bench_fuse_rules.py``): small fragments are deleted from both masks (SPINEPS'
+    ``clean_cc_artifacts(only_delete=True)``) instead of released to a neighbour, and a fragment between several
+    vertebrae joins the most frequent one around it (``assign_missing_cc``'s majority vote) instead of being split
+    voxel by voxel to the nearest.
 
     ``bodies`` are the eroded body components the cutouts were centred on (:class:`cutouts.Bodies`); one
     that is mostly without an instance seeds a new instance (a vertebra no prediction covered). Fragments
@@ -298,11 +304,16 @@ def clean_instances(
     counts = np.asarray(cc3d.statistics(cc)["voxel_counts"])
     small = np.flatnonzero(counts * float(np.prod(zooms)) < min_fragment_mm3)
     small = small[small > 0]
+    if rules not in FUSION_RULES:
+        raise ValueError(f"rules {rules!r}: choose one of {', '.join(FUSION_RULES)}")
     if small.size:
         release = np.isin(cc, small)
         stats.released_fragments = int(np.count_nonzero(release & (inst > 0)))
         inst[release] = 0
-    orphan = vert & (inst == 0)
+        if rules == "spineps":  # deleted, not given back
+            dropped |= release & vert
+            stats.deleted_semantic += int(np.count_nonzero(release & vert))
+    orphan = vert & (inst == 0) & ~dropped
     if not orphan.any():
         return inst, dropped, stats
     # bodies no prediction covered seed new instances
@@ -328,6 +339,9 @@ def clean_instances(
         ids = np.unique(near)
         if ids.size == 1:  # one neighbour: it takes the fragment
             inst[grown][m] = ids[0]
+            stats.reassigned += int(m.sum())
+        elif ids.size > 1 and rules == "spineps":  # the most frequent neighbour takes it all
+            inst[grown][m] = int(np.bincount(near.astype(np.int64)).argmax())
             stats.reassigned += int(m.sum())
         elif ids.size > 1:  # between vertebrae: each voxel joins its nearest one
             inst[grown][m] = _nearest_instance(inst, grown, m, zooms)
@@ -406,80 +420,6 @@ def number_vertebrae(
     return out, centres, lab
 
 
-def assign_discs_endplates(
-    inst: np.ndarray,
-    sem: np.ndarray,
-    dropped: np.ndarray,
-    affine: np.ndarray,
-    centres: Mapping[int, np.ndarray],
-    named: bool,
-) -> int:
-    """Step 7 in place: disc components → 100 + X, endplate components → 200 + X (X: nearest body centre
-    above, world z). A disc above the top body centre gets the id above the top vertebra when the ids are
-    VerSe ids (``named``), else none: disc voxels without an id are marked in ``dropped``; returns their count."""
-    import cc3d
-
-    zs = sorted(((float(c[2]), v) for v, c in centres.items()), reverse=True)  # top first
-    unassigned = 0
-    for label, offset in ((DISC, DISC_OFFSET), (ENDPLATE, ENDPLATE_OFFSET)):
-        mask = sem == label
-        if not mask.any():
-            continue
-        cc = cc3d.connected_components(mask, connectivity=26)
-        st = cc3d.statistics(cc)
-        for c in range(1, len(st["voxel_counts"])):
-            if st["voxel_counts"][c] == 0:
-                continue
-            z = float((np.asarray(st["centroids"][c]) @ affine[:3, :3].T + affine[:3, 3])[2])
-            above = [v for zc, v in zs if zc > z]
-            box = st["bounding_boxes"][c]
-            m = cc[box] == c
-            if above:
-                x = above[-1]
-            elif not zs:
-                x = None
-            elif label == ENDPLATE:
-                x = zs[0][1]
-            else:  # disc above the top vertebra: the VerSe id above it, when there is one
-                x = zs[0][1] - 1 if named else None
-                x = x if x is not None and is_vertebra(x) else None
-            if x is None:
-                dropped[box][m] = True
-                unassigned += int(m.sum())
-            else:
-                inst[box][m] = offset + x
-    return unassigned
-
-
-def split_endplates(sem: np.ndarray, affine: np.ndarray, centres: Mapping[int, np.ndarray]) -> int:
-    """SPINEPS 2.x's endplate split, in place: every endplate (62) component becomes superior (52) when its
-    centroid lies above the body centroid of the nearest vertebra (world mm), else inferior (53). Returns the
-    number of components split."""
-    import cc3d
-
-    from nnunet_extensions.core.labels import ENDPLATE_INFERIOR, ENDPLATE_SUPERIOR
-
-    mask = sem == ENDPLATE
-    if not mask.any() or not centres:
-        return 0
-    ids = [v for v in centres if v != SACRUM]
-    body = np.array([centres[v] for v in ids]).reshape(-1, 3)
-    cc = cc3d.connected_components(mask, connectivity=26)
-    st = cc3d.statistics(cc)
-    n = 0
-    for c in range(1, len(st["voxel_counts"])):
-        if st["voxel_counts"][c] == 0 or not len(body):
-            continue
-        world = np.asarray(st["centroids"][c], float) @ affine[:3, :3].T + affine[:3, 3]
-        nearest = body[int(np.argmin(np.linalg.norm(body - world, axis=1)))]
-        box = st["bounding_boxes"][c]
-        m = cc[box] == c
-        sem[box][m] = ENDPLATE_SUPERIOR if world[2] > nearest[2] else ENDPLATE_INFERIOR
-        n += 1
-    return n
-
-
-# --------------------------------------------------------------------------------------------- one case
 @dataclass
 class Fusion:
     """Result of fusing one case: arrays on the semantic mask's grid (its own voxel order)."""
@@ -523,13 +463,15 @@ def fuse_arrays(
     erosion_mm: float = BODY_EROSION_MM,
     min_body_mm3: float = MIN_BODY_MM3,
     landmarks: np.ndarray | None = None,
+    rules: str = "nnspine",
 ) -> Fusion:
     """Fuse the cutout predictions of one case (arrays on each cutout's grid; None or absent = missing).
 
     ``top_vertebra`` / ``labelling`` / ``lumbar``: how vertebrae get their ids
     (:mod:`postprocessing.spine.labelling`); ``landmarks``: a landmark model's label map on the semantic mask's
-    grid (landmark discs as anchors); ``endplates="split"`` writes SPINEPS 2.x's superior (52) and
-    inferior (53) endplates in the cleaned semantic mask (:func:`split_endplates`) instead of 62.
+    grid (landmark discs as anchors); ``rules``: :func:`clean_instances`' postprocessing rules;
+    ``endplates="split"`` writes SPINEPS 2.x's superior (52) and inferior (53) endplates in the cleaned semantic
+    mask (:func:`split_endplates`) instead of 62.
 
     InputError when no cutout has a prediction or a prediction has the wrong shape."""
     record.check_grid(semantic)
@@ -562,7 +504,9 @@ def fuse_arrays(
         for d in disagreements
     ]
     bodies = find_bodies(sem_pir, aff_pir, erosion_mm=erosion_mm, min_volume_mm3=min_body_mm3)
-    inst, dropped, stats = clean_instances(fused, sem_pir, bodies.components, voxel_sizes(aff_pir), min_fragment_mm3)
+    inst, dropped, stats = clean_instances(
+        fused, sem_pir, bodies.components, voxel_sizes(aff_pir), min_fragment_mm3, rules=rules
+    )
     dens = (semantic.meta or {}).get("dens")
     dens_pir = None if dens is None else to_pir(Image(dens.astype(np.uint8), semantic.affine, None))[0] > 0
     marks_pir = None if landmarks is None else to_pir(Image(landmarks.astype(np.uint8), semantic.affine, None))[0]
