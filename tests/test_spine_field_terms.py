@@ -132,6 +132,10 @@ def test_landmark_discs_label_a_crop_without_the_sacrum(lumbar7, tmp_path):
     assert wrong.vertebrae == list(range(18, 25))
     assert any("landmark T12-L1" in a and "counted as L1" in a and "1 vertebra(e) fewer" in a
                for a in wrong.labelling.anomalies)  # fmt: skip
+    # landmarks four vertebrae apart from what they name: a wrong landmark, not anatomy: no ids from them
+    far = crop.fuse(top=None, landmarks=_landmarks(ref, {1: 119, 4: 124}))  # "C2-C3" on the T12-L1 disc
+    assert not far.named and far.labelling.method.endswith("(landmarks disagree)")
+    assert any("landmark C2-C3" in a and "a wrong landmark" in a for a in far.labelling.anomalies)
     speck = np.zeros(ref.shape, np.uint8)
     speck[tuple(np.argwhere(ref == 119)[0])] = 3  # one voxel (3 mm³)
     f = crop.fuse(top=None, landmarks=speck)

@@ -21,8 +21,9 @@ this order of precedence:
      C7-T1, T12-L1 and L5-S1, :data:`~nnunet_extensions.core.labels.LANDMARK_NAMES`): a landmark disc lying
      between two vertebrae names the one above it (C2, C7, T12, L5), so cervical-only, thoracic-only and
      lumbar crops without the sacrum get ids. They anchor when neither the sacrum nor the dens does (the lowest
-     landmark first) and are checked against whatever anchors: a landmark that disagrees is reported as a
-     transitional candidate, like the dens.
+     landmark first) and are checked against whatever anchors: a landmark one vertebra off is reported as a
+     transitional candidate, like the dens; one more than one vertebra off is a wrong landmark (reported; with
+     landmarks alone the column is then not labelled, since which landmark is wrong cannot be told).
 3. **no anchor** (or ``mode="none"``): ids 1, 2, … from the top, marked *not anatomically labelled*
    (:attr:`Labelling.anatomical` False), never SPINEPS' silent "top vertebra = C2".
 
@@ -55,6 +56,8 @@ DEFAULT_LUMBAR = 5
 MIN_VERTEBRAE_FOR_GAPS = 4
 #: Labelling modes of ``fuse`` / ``instances`` (``--labelling``).
 LABELLING_MODES = ("auto", "none")
+#: A landmark this many vertebrae off its anchor is a transitional candidate; more is a wrong landmark.
+MAX_TRANSITIONAL_OFFSET = 1
 #: A predicted landmark disc smaller than this (mm³, its largest 26-connected component) is ignored.
 LANDMARK_MIN_MM3 = 20.0
 #: Said wherever ids are 1..n from the top.
@@ -153,23 +156,33 @@ def typical_spacing(centroids_mm: np.ndarray, at_bottom: bool = True) -> float:
     return float(np.median(s[-3:] if at_bottom else s[:3]))
 
 
-def landmark_disagreements(ids: Sequence[int], landmarks: Sequence[tuple[int, int, str]], anchor: str) -> list[str]:
-    """Anomalies for the landmarks whose vertebra got another id than the landmark names (a vertebra more or fewer
-    between the landmark and ``anchor``: a transitional candidate, reported, not renumbered)."""
-    out = []
+def landmark_disagreements(
+    ids: Sequence[int], landmarks: Sequence[tuple[int, int, str]], anchor: str
+) -> tuple[list[str], bool]:
+    """Anomalies for the landmarks whose vertebra got another id than the landmark names, and whether one is off by
+    more than :data:`MAX_TRANSITIONAL_OFFSET`. One vertebra more or fewer between the landmark and ``anchor`` is a
+    transitional candidate (reported, not renumbered); more than that is a wrong landmark, not anatomy."""
+    out, wrong = [], False
+    column = canonical_column(6)  # C1 ... L6: positions to count the difference
     for index, vid, name in landmarks:
         got = ids[index]
         if got == vid:
             continue
-        column = canonical_column(6)  # C1 ... L6: positions to count the difference
         diff = column.index(vid) - column.index(got) if got in column and vid in column else None
-        more = "" if diff is None else f": {abs(diff)} vertebra(e) {'more' if diff > 0 else 'fewer'} than usual"
-        out.append(
-            f"landmark {name} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
-            f"{vertebra_name(vid)}{more} between them; a transitional vertebra (T13, L6, 11 thoracic or 4 lumbar) "
-            "is likely (ids follow the anchor)"
-        )
-    return out
+        if diff is not None and abs(diff) <= MAX_TRANSITIONAL_OFFSET:
+            out.append(
+                f"landmark {name} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
+                f"{vertebra_name(vid)}: {abs(diff)} vertebra(e) {'more' if diff > 0 else 'fewer'} than usual between "
+                "them; a transitional vertebra (T13, L6, 11 thoracic or 4 lumbar) is likely (ids follow the anchor)"
+            )
+        else:
+            wrong = True
+            off = f"{abs(diff)} vertebrae" if diff is not None else "an unknown number of vertebrae"
+            out.append(
+                f"landmark {name} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
+                f"{vertebra_name(vid)}: {off} off, more than a transitional vertebra explains (a wrong landmark)"
+            )
+    return out, wrong
 
 
 def label_column(
@@ -245,7 +258,7 @@ def label_column(
                     f"{vertebra_name(column[-1])} hold; {what} (ids follow the sacrum anchor)"
                 )
                 method += " (dens disagrees, see anomalies)"
-        anomalies += landmark_disagreements(ids, landmarks, "the sacrum")
+        anomalies += landmark_disagreements(ids, landmarks, "the sacrum")[0]
         return Labelling(ids, True, method, anomalies, gaps)
     if dens_index is not None:
         first = 1 - (slots[dens_index] - slots[0])  # canonical index of the top vertebra (C2 has index 1)
@@ -258,7 +271,9 @@ def label_column(
             anomalies.append(f"counting from the dens: {exc}")
             return Labelling(list(range(1, n + 1)), False, f"{NOT_LABELLED} (too many vertebrae)", anomalies, gaps)
         ids = [seq[p] for p in slots]
-        return Labelling(ids, True, "dens (C2)", anomalies + landmark_disagreements(ids, landmarks, "the dens"), gaps)
+        return Labelling(
+            ids, True, "dens (C2)", anomalies + landmark_disagreements(ids, landmarks, "the dens")[0], gaps
+        )
     if landmarks:
         index, vid, name = max(landmarks, key=lambda t: t[0])  # the lowest landmark anchors
         full = canonical_column(6)
@@ -273,7 +288,10 @@ def label_column(
                              anomalies, gaps)  # fmt: skip
         ids = [seq[p] for p in slots]
         others = [t for t in landmarks if t[2] != name]
-        anomalies += landmark_disagreements(ids, others, f"landmark {name}")
+        said, wrong = landmark_disagreements(ids, others, f"landmark {name}")
+        anomalies += said
+        if wrong:  # which landmark is wrong cannot be told: no guess
+            return Labelling(list(range(1, n + 1)), False, f"{NOT_LABELLED} (landmarks disagree)", anomalies, gaps)
         return Labelling(ids, True, f"landmark {name} ({vertebra_name(vid)} above it)", anomalies, gaps)
     return Labelling(
         list(range(1, n + 1)),
