@@ -148,3 +148,23 @@ def test_one_level_or_cord_file_for_several_cases_is_refused(tmp_path):
     r = segment("lesion", "-i", tmp_path / "in", "-o", tmp_path / "out", "--model", lesion, "--crop-to-cord", one)
     assert r.returncode == 2 and "--crop-to-cord" in r.stderr and "one file for 2 cases" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_landmark_model_checked_before_anything_runs(tmp_path):
+    img = image(tmp_path / "in" / "sub-01_T2w.nii.gz")
+    sem = fake_model(tmp_path / "s", {"background": 0, "Vertebra_Corpus_border": 1})
+    lesion = fake_model(tmp_path / "l", {"background": 0, "lesion": 1})
+    r = segment("lesion", "-i", img, "-o", tmp_path / "out", "--model", lesion, "--landmark-model", sem)
+    assert r.returncode == 2 and "unrecognized arguments" in r.stderr  # a spine option only
+    r = segment("spine", "-i", img, "-o", tmp_path / "out", "--model", sem, "--instance-model", tmp_path,
+                "--landmark-model", lesion)  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "not a SPINEPS semantic model" in r.stderr  # the semantic model is checked first
+    from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY
+
+    ds = json.loads((sem / "dataset.json").read_text())
+    (sem / "dataset.json").write_text(json.dumps({**ds, LABEL_MAP_KEY: {"convention": "spineps", "map": {"1": 49}}}))
+    r = segment("spine", "-i", img, "-o", tmp_path / "out", "--model", sem, "--instance-model", tmp_path,
+                "--landmark-model", lesion)  # fmt: skip
+    assert r.returncode == 2 and "not a landmark model" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()

@@ -447,9 +447,9 @@ def verdict(result: LesionDemoResult) -> list[str]:
         )
         if int(raw["pred_lesions"]) == 0:
             lines.append(
-                "The short CPU training did not converge this time (150 iterations are sometimes not enough "
-                "to leave the all-background solution): rerun the demo, or train nnUNetTrainerLesion with "
-                "nnU-Net's full budget."
+                "The short CPU training did not converge this time (the network still predicts no lesion: it "
+                "did not leave the all-background solution within its few iterations): rerun the demo, or train "
+                "nnUNetTrainerLesion with nnU-Net's full budget."
             )
         gone = ", ".join(f"{n} {why}" for why, n in sorted(result.removed.items())) or "none"
         lines.append(

@@ -100,6 +100,15 @@ def check_model_for(model: Model, task: str) -> None:
             f"{model.folder}: a lesion model has a 'lesion' label or region (or one foreground label); "
             f"this one has {sorted(names)}"
         )
+    if task == "landmarks":
+        from nnunet_extensions.core.labels import LANDMARK_NAMES
+
+        expected = {"background": 0, **{name: k for k, name in LANDMARK_NAMES.items()}}
+        if {k: v for k, v in model.labels.items()} != expected:
+            raise InputError(
+                f"{model.folder}: not a landmark model (labels {model.labels}; expected {expected}, "
+                "as 'nnspine convert landmarks' writes them)"
+            )
     if task == "spine":
         from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY
 
@@ -243,6 +252,8 @@ class Options:
     instance_folds: Sequence[str] | None = None
     labelling: str = "auto"
     top_vertebra: str | None = None
+    #: ``spine``: a landmark model (``nnspine convert landmarks``) whose prediction anchors the vertebra ids.
+    landmark_model: Path | None = None
     device: str = "cpu"
     qc: bool = True
     #: ``lesion``: predict only around the cord: a folder of cord masks ``<case><cord_suffix>``, one mask file
@@ -252,6 +263,8 @@ class Options:
     crop_margin_mm: float = 10.0
     #: Set by :func:`segment` from ``crop_to_cord`` (masks or a loaded cord model).
     cord_source: CordSource | None = field(default=None, repr=False)
+    #: Set by :func:`segment` from ``landmark_model``: (model, predictor).
+    landmarks: tuple | None = field(default=None, repr=False)
 
 
 class CordSource:
@@ -407,6 +420,12 @@ def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: O
     semantic = tmp / "semantic" / f"{case.name}{SEMANTIC_SUFFIX}.nii.gz"
     semantic.parent.mkdir(parents=True, exist_ok=True)
     save_image(relabel_array(seg.data, values).astype(np.uint8), seg.affine, semantic, like=seg)
+    landmarks = None
+    if opts.landmarks is not None:  # the landmark model on the same image(s)
+        lm_model, lm_predictor = opts.landmarks
+        sub = Case(case.name, case.images[: len(lm_model.channels)], case.rel_dir)
+        (tmp / "landmarks").mkdir(parents=True, exist_ok=True)
+        landmarks = predict_case(lm_predictor, lm_model, sub, tmp / "landmarks", probabilities=False)
     folder = out / case.rel_dir
     report = predict_instances(
         semantic,
@@ -416,6 +435,7 @@ def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: O
         device=opts.device,
         top_vertebra=opts.top_vertebra,
         labelling=opts.labelling,
+        landmarks=landmarks,
         image=case.images[0],
         qc=opts.qc,
         overwrite=True,
@@ -477,6 +497,10 @@ def segment(
     check_model_for(model, task)
     if opts.crop_to_cord is not None and task != "lesion":
         raise InputError(f"--crop-to-cord is for 'segment lesion', not 'segment {task}'")
+    if opts.landmark_model is not None:
+        if task != "spine":
+            raise InputError(f"--landmark-model is for 'segment spine', not 'segment {task}'")
+        check_model_for(read_model(opts.landmark_model, None, checkpoint), "landmarks")
     cases = shard(find_cases(source, len(model.channels), channels), num_parts, part_id)
     for option, given in (
         ("--vertfiles", opts.vertfiles),
@@ -504,6 +528,10 @@ def segment(
         check_output(failures_csv, overwrite)
     if opts.crop_to_cord is not None and todo:
         opts.cord_source = CordSource(opts.crop_to_cord, opts.cord_suffix, None, checkpoint, opts.device)
+    if opts.landmark_model is not None and todo:
+        lm = read_model(opts.landmark_model, None, checkpoint)
+        check_model_for(lm, "landmarks")
+        opts.landmarks = (lm, make_predictor(lm, None, checkpoint, opts.device, progress=False))
     out.mkdir(parents=True, exist_ok=True)
     report = SegmentReport(summary=summary, failures_csv=failures_csv)
     if len(cases) > len(todo):

@@ -99,6 +99,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     spine.add_argument("--instance-folds", nargs="+", metavar="FOLD", help="its folds (default: every fold)")
     spine.add_argument("--labelling", choices=("auto", "none"), default="auto", help="vertebra ids (default: auto)")
     spine.add_argument("--top-vertebra", metavar="NAME", help="name the top vertebra instead of the anchors")
+    spine.add_argument(
+        "--landmark-model", type=Path, metavar="DIR",
+        help="a landmark model ('nnspine convert landmarks'): its predicted discs anchor the vertebra ids",
+    )  # fmt: skip
     for s in (cord, lesion, spine):
         s.set_defaults(func=run)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -124,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         opts.instance_model, opts.instance_folds = args.instance_model, args.instance_folds
         opts.labelling, opts.top_vertebra = args.labelling, args.top_vertebra
+        opts.landmark_model = args.landmark_model
     say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     sink = open(os.devnull, "w") if args.quiet else sys.stderr
     try:

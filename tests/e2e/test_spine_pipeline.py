@@ -224,7 +224,7 @@ LANDMARK_ID, LANDMARK_NAME = 984, "LandmarkE2E"
 
 
 @pytest.mark.slow
-def test_landmark_model_and_labelling_a_cropped_phantom(tmp_path):
+def test_landmark_model_and_labelling_a_cropped_phantom(tmp_path, trained_models):
     """``convert landmarks`` → plan → ``nnUNetv2_train -tr nnUNetTrainer_budget`` (stock nnU-Net, 8 iterations) →
     ``nnUNetv2_predict`` on a held-out phantom cropped above L5 (no sacrum: no anchor in its masks) → ``nnspine
     fuse --landmarks`` with perfect cutout predictions. Truth: the phantom's ids. A perfect landmark map (the crop's
@@ -250,6 +250,8 @@ def test_landmark_model_and_labelling_a_cropped_phantom(tmp_path):
     budget = {"NNSPINE_EPOCHS": "2", "NNSPINE_ITERATIONS": "4", "NNSPINE_VAL_ITERATIONS": "2", "NNSPINE_NO_TTA": "1"}
     run([console_script("nnUNetv2_train"), str(LANDMARK_ID), "3d_fullres", "all", "-tr", "nnUNetTrainer_budget",
          "-p", PLANS, "-device", "cpu"], {**env, **budget})  # fmt: skip
+    landmark_model = Path(env["nnUNet_results"]) / f"Dataset{LANDMARK_ID}_{LANDMARK_NAME}"
+    trained_models["landmarks"] = landmark_model / f"nnUNetTrainer_budget__{PLANS}__3d_fullres"  # segment spine
 
     # the held-out phantom cropped just above L5's body (L4 = 23 is the lowest whole vertebra)
     anat = tmp_path / "test" / "sub-01" / "anat"

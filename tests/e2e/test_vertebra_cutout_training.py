@@ -261,15 +261,24 @@ def test_segment_spine_equals_the_command_route(tmp_path, trained_models):
     (tmp_path / "sem").mkdir()
     sem = tmp_path / "sem" / f"{case}_seg-spine_msk.nii.gz"
     sem.write_bytes((semantic["semantic"] / f"{case}.nii.gz").read_bytes())
+    marks_two, marks_one = [], []
+    if "landmarks" in trained_models:  # the landmark model of test_spine_pipeline.py anchors the ids in both routes
+        (tmp_path / "lm_in").mkdir()
+        (tmp_path / "lm_in" / f"{case}_0000.nii.gz").write_bytes(semantic["image"].read_bytes())
+        run([console_script("nnUNetv2_predict_from_modelfolder"), "-i", str(tmp_path / "lm_in"), "-o",
+             str(tmp_path / "lm"), "-m", str(trained_models["landmarks"]), "-f", "all", "-device", "cpu",
+             "-npp", "1", "-nps", "1"], env)  # fmt: skip
+        marks_two = ["--landmarks", str(tmp_path / "lm" / f"{case}.nii.gz")]
+        marks_one = ["--landmark-model", str(trained_models["landmarks"])]
     two = subprocess.run(
         [console_script("nnspine"), "instances", "--semantic", str(sem), "--model", str(cutout), "-f", "0",
-         "--device", "cpu", "--image", str(semantic["image"]), "-o", str(tmp_path / "two"), "-q"],
+         "--device", "cpu", "--image", str(semantic["image"]), "-o", str(tmp_path / "two"), "-q", *marks_two],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     one = subprocess.run(
         [console_script("nnspine"), "segment", "spine", "-i", str(semantic["image"]), "-o", str(tmp_path / "one"),
          "--model", str(semantic["model"]), "-f", "all", "--instance-model", str(cutout), "--instance-folds", "0",
-         "--device", "cpu", "-q"],
+         "--device", "cpu", "-q", *marks_one],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     failures = list(csv.DictReader((tmp_path / "one" / "failures.csv").open()))
@@ -288,3 +297,5 @@ def test_segment_spine_equals_the_command_route(tmp_path, trained_models):
             assert np.array_equal(x.data, y.data) and np.allclose(x.affine, y.affine), name
         elif name.endswith("_ctd.json"):
             assert json.loads(a.read_text()) == json.loads(b.read_text()), name
+        elif name.endswith("_msk.json"):  # the sidecars: the same labelling (paths aside)
+            assert json.loads(a.read_text())["labelling"] == json.loads(b.read_text())["labelling"], name
