@@ -528,3 +528,19 @@ def test_cli_help_documents_kinds():
         "nnspine phantom --kind",
     ):
         assert word in proc.stdout
+
+
+@pytest.mark.parametrize("seed, index", [(2, 2), (0, 0)])
+def test_every_lesion_is_one_piece_under_6_connectivity(seed, index):
+    """Seed 2's third subject had a 'medium' lesion whose rounded slice centres stepped diagonally: two pieces under
+    6-connectivity, and the phantom refused itself (the lesion demo's seed 2). Each lesion is one component now,
+    counted here with scipy."""
+    from scipy import ndimage
+
+    from nnunet_extensions.phantoms.cord_dataset import subject_model
+    from nnunet_extensions.phantoms.lesion import LESION_ROLES, LesionGrid, render_lesion_subject
+
+    r = render_lesion_subject(subject_model(index, seed), LesionGrid(), np.random.default_rng([seed, index, 17]))
+    inst = np.asarray(r["instances"])
+    for k, role in enumerate(LESION_ROLES, start=1):
+        assert ndimage.label(inst == k)[1] == 1, role

@@ -131,14 +131,35 @@ def _centre(cord: np.ndarray, s: int) -> np.ndarray:
 def _ellipsoid(
     cord: np.ndarray, first: int, last: int, semi: tuple[float, float, float], jitter: np.ndarray
 ) -> np.ndarray:
-    """Voxel indices (N×3) of an ellipsoid centred on the cord slice by slice (sheared with the cord)."""
+    """Voxel indices (N×3) of an ellipsoid centred on the cord slice by slice (sheared with the cord); when the
+    rounded slice centres step so that two slices touch only at an edge (two 6-connected pieces), centred on the
+    middle slice's cord centre instead, so that every lesion is one component under every connectivity."""
+    pts = _ellipsoid_points(cord, first, last, semi, jitter, sheared=True)
+    if not _one_piece(pts):
+        pts = _ellipsoid_points(cord, first, last, semi, jitter, sheared=False)
+    return pts
+
+
+def _one_piece(pts: np.ndarray) -> bool:
+    """The voxels form one 6-connected component."""
+    from scipy import ndimage
+
+    lo = pts.min(0)
+    box = np.zeros(pts.max(0) - lo + 1, bool)
+    box[tuple((pts - lo).T)] = True
+    return ndimage.label(box)[1] == 1
+
+
+def _ellipsoid_points(
+    cord: np.ndarray, first: int, last: int, semi: tuple[float, float, float], jitter: np.ndarray, sheared: bool
+) -> np.ndarray:
     mid = 0.5 * (first + last)
     pts = []
     for s in range(first, last + 1):
         dz = (s - mid) / semi[2]
         if abs(dz) > 1:
             continue
-        c = _centre(cord, s) + jitter
+        c = _centre(cord, s if sheared else int(round(mid))) + jitter
         r = np.sqrt(1 - dz * dz)
         ra, rb = int(np.ceil(semi[0] * r)), int(np.ceil(semi[1] * r))
         for da in range(-ra, ra + 1):
