@@ -168,3 +168,15 @@ def test_landmark_model_checked_before_anything_runs(tmp_path):
                 "--landmark-model", lesion)  # fmt: skip
     assert r.returncode == 2 and "not a landmark model" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_default_folds_are_nnunets_and_all_when_only_all_was_trained(tmp_path):
+    only_all = fake_model(tmp_path / "a", {"background": 0, "cord": 1})
+    (only_all / "fold_0" / "checkpoint_final.pth").rename(only_all / "fold_0" / "x")
+    (only_all / "fold_all").mkdir()
+    (only_all / "fold_all" / "checkpoint_final.pth").write_bytes(b"")
+    assert read_model(only_all, None, "checkpoint_final.pth").default_folds() == ["all"]
+    both = fake_model(tmp_path / "b", {"background": 0, "cord": 1})
+    (both / "fold_all").mkdir()
+    (both / "fold_all" / "checkpoint_final.pth").write_bytes(b"")
+    assert read_model(both, None, "checkpoint_final.pth").default_folds() == ["0"]  # nnU-Net's detection: 0-4

@@ -59,6 +59,13 @@ class Model:
     trainer: str
     channels: list[str]
     labels: dict
+    #: Folds with the checkpoint (``fold_all`` as ``"all"``).
+    folds: list[str] = field(default_factory=list)
+
+    def default_folds(self) -> list[str]:
+        """Folds used when none are chosen: the numbered ones, as nnU-Net's fold detection finds them, else
+        ``all`` (which nnU-Net's detection skips: a model trained on ``all`` only would have none)."""
+        return [f for f in self.folds if f.isdigit()] or self.folds
 
     @property
     def soft(self) -> bool:
@@ -85,7 +92,7 @@ def read_model(folder: str | Path, folds: Sequence[str] | None, checkpoint: str)
     if not found:
         raise InputError(f"{f}: no fold_*/{checkpoint} (train the model or choose --checkpoint)")
     channels = [str(v) for _, v in sorted(ds.get("channel_names", {}).items(), key=lambda kv: int(kv[0]))]
-    return Model(f, ds, f.name.split("__")[0], channels, dict(ds.get("labels", {})))
+    return Model(f, ds, f.name.split("__")[0], channels, dict(ds.get("labels", {})), found)
 
 
 def check_model_for(model: Model, task: str) -> None:
@@ -176,7 +183,7 @@ def make_predictor(model: Model, folds: Sequence[str] | None, checkpoint: str, d
     """nnU-Net's predictor with ``nnUNetv2_predict``'s defaults, loaded once for the run."""
     from nnunet_extensions.integration.predictor import load_predictor
 
-    return load_predictor(model.folder, folds, checkpoint, device, progress)
+    return load_predictor(model.folder, folds or model.default_folds(), checkpoint, device, progress)
 
 
 def case_inputs(case: Case, n_channels: int, tmp: Path) -> list[Path]:
