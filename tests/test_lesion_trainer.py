@@ -156,8 +156,10 @@ def test_short_variants(env, toy):
     demo = _make(env, toy, "nnUNetTrainerLesion_demo", initialize=False)
     full = _make(env, toy, initialize=False)
     assert (dbg.num_epochs, dbg.num_iterations_per_epoch, dbg.num_val_iterations_per_epoch) == (2, 4, 2)
-    assert demo.num_epochs * demo.num_iterations_per_epoch == 150
-    assert full.num_epochs == 1000  # nnU-Net's default kept
+    assert demo.num_epochs * demo.num_iterations_per_epoch == 200
+    # the demo's changes that make it leave the all-background solution every time (bench_lesion_demo.py)
+    assert demo.initial_lr == 0.03 == 3 * full.initial_lr and demo.oversample_foreground_percent == 1.0
+    assert full.num_epochs == 1000 and full.oversample_foreground_percent == 0.66  # nnU-Net's length, ours sampling
     for t in (dbg, demo, full):
         t.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     assert dbg.inference_allowed_mirroring_axes is None and demo.inference_allowed_mirroring_axes is None
