@@ -9,7 +9,7 @@ many seeds found lesions, how many reached lesion F1 >= 0.5, and the median and 
 
     python benchmarks/bench_lesion_demo.py --seeds 10 -o /tmp/lesion_demo_bench
 
-Not run in CI (about 5-6 minutes per seed on 2 idle CPU cores); CI runs the demo once with the _debug trainer.
+Not run in CI (about 6-7 minutes per seed on 2 idle CPU cores); CI runs the demo once with the _debug trainer.
 The runs stay in ``-o`` (``seed-K/``) for inspection; ``results.csv`` there holds the table.
 """
 

@@ -146,6 +146,24 @@ def test_landmark_discs_label_a_crop_without_the_sacrum(lumbar7, tmp_path):
     assert any("landmark L5-S1" in a and "counted as L4" in a for a in g.labelling.anomalies)
 
 
+def test_a_landmark_no_column_fits_is_ignored_even_when_lowest():
+    """Six vertebrae T11 … L4 (35 mm apart). A "C2-C3" landmark under the 3rd would put two vertebrae above C2
+    (beyond C1): wrong, ignored and said, even though it is the lowest landmark (a briefly trained model in CI did
+    this); the landmarks that fit decide. Alone it leaves the column unlabelled."""
+    c = np.stack([np.zeros(6), np.zeros(6), -35.0 * np.arange(6)], axis=1)
+    lab = label_column(c, landmarks=[(1, 19, "T12-L1"), (2, 2, "C2-C3")])  # T12 is the 2nd vertebra: T11 … L4
+    assert lab.anatomical and lab.ids == [18, 19, 20, 21, 22, 23] and lab.method.startswith("landmark T12-L1 ")
+    assert any("landmark C2-C3" in a and "above C1" in a and "ignored" in a for a in lab.anomalies)
+    alone = label_column(c, landmarks=[(2, 2, "C2-C3")])
+    assert not alone.anatomical and alone.ids == list(range(1, 7)) and "does not fit" in alone.method
+    # the fitting ones still disagree (C7-T1 under the 1st vertebra, T12-L1 under the 2nd): refused
+    both = label_column(c, landmarks=[(0, 7, "C7-T1"), (1, 19, "T12-L1"), (2, 2, "C2-C3")])
+    assert not both.anatomical and both.method.endswith("(landmarks disagree)")
+    # past L6: an "L5-S1" under the 1st of six vertebrae
+    low = label_column(c, landmarks=[(0, 24, "L5-S1")])
+    assert not low.anatomical and any("past L6" in a for a in low.anomalies)
+
+
 def test_top_vertebra_overrides_the_anchors(lumbar7):
     f = lumbar7.fuse(top=8)  # T1
     assert f.vertebrae == list(range(8, 15)) and f.labelling.method.startswith("top vertebra T1")

@@ -185,6 +185,34 @@ def landmark_disagreements(
     return out, wrong
 
 
+def _landmark_top(vid: int, index: int, slots: Sequence[int]) -> int:
+    """VerSe id of the top vertebra when vertebra ``index`` (0-based, top to bottom) has id ``vid``; ``ValueError``
+    when the column would run above C1 or past L6."""
+    full = canonical_column(6)
+    first = full.index(vid) - (slots[index] - slots[0])
+    if first < 0:
+        raise ValueError(f"{slots[index] - slots[0]} vertebrae above {vertebra_name(vid)} run above C1")
+    verse_sequence(full[first], slots[-1] + 1)  # raises past L6
+    return full[first]
+
+
+def _fitting_landmarks(
+    landmarks: Sequence[tuple[int, int, str]], slots: Sequence[int]
+) -> tuple[list[tuple[int, int, str]], list[str]]:
+    """The landmarks whose vertebra id leaves every vertebra of the column an id between C1 and L6, and one anomaly
+    for each that does not (a landmark no anatomy explains: a wrong landmark, ignored)."""
+    fitting, said = [], []
+    for index, vid, name in landmarks:
+        try:
+            _landmark_top(vid, index, slots)
+        except ValueError as exc:
+            said.append(f"landmark {name} below vertebra #{index + 1} does not fit the column ({exc}): a wrong "
+                        "landmark, ignored")  # fmt: skip
+            continue
+        fitting.append((index, vid, name))
+    return fitting, said
+
+
 def label_column(
     centroids_mm: np.ndarray,
     *,
@@ -275,19 +303,16 @@ def label_column(
             ids, True, "dens (C2)", anomalies + landmark_disagreements(ids, landmarks, "the dens")[0], gaps
         )
     if landmarks:
-        index, vid, name = max(landmarks, key=lambda t: t[0])  # the lowest landmark anchors
-        full = canonical_column(6)
-        first = full.index(vid) - (slots[index] - slots[0])
-        try:
-            if first < 0:
-                raise ValueError(f"vertebrae above the {vertebra_name(vid)} of landmark {name} beyond C1")
-            seq = verse_sequence(full[first], slots[-1] + 1)
-        except ValueError as exc:
-            anomalies.append(f"counting from landmark {name}: {exc}")
-            return Labelling(list(range(1, n + 1)), False, f"{NOT_LABELLED} (landmark {name} does not fit)",
+        fitting, said = _fitting_landmarks(landmarks, slots)
+        anomalies += said
+        if not fitting:
+            names = ", ".join(t[2] for t in landmarks)
+            return Labelling(list(range(1, n + 1)), False, f"{NOT_LABELLED} (landmark {names} does not fit)",
                              anomalies, gaps)  # fmt: skip
+        index, vid, name = max(fitting, key=lambda t: t[0])  # the lowest landmark that fits anchors
+        seq = verse_sequence(_landmark_top(vid, index, slots), slots[-1] + 1)
         ids = [seq[p] for p in slots]
-        others = [t for t in landmarks if t[2] != name]
+        others = [t for t in fitting if t[2] != name]
         said, wrong = landmark_disagreements(ids, others, f"landmark {name}")
         anomalies += said
         if wrong:  # which landmark is wrong cannot be told: no guess

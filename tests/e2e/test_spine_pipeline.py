@@ -322,8 +322,8 @@ def test_landmark_model_and_labelling_a_cropped_phantom(tmp_path, trained_models
               range(18, 24)}  # fmt: skip
     zs = [bodies[v][2] for v in range(18, 24)]
     spacing = float(np.median(np.linalg.norm(np.diff([bodies[v] for v in range(18, 24)], axis=0), axis=1)[-3:]))
-    accepted = []
-    for k, name in ((1, "C2-C3"), (2, "C7-T1"), (3, "T12-L1"), (4, "L5-S1")):
+    accepted = []  # (index of the vertebra above, its VerSe id, name)
+    for k, name, vid in ((1, "C2-C3", 2), (2, "C7-T1", 7), (3, "T12-L1", 19), (4, "L5-S1", 24)):
         comps, n = ndimage.label(pm == k, np.ones((3, 3, 3)))
         if n == 0:
             continue
@@ -332,11 +332,23 @@ def test_landmark_model_and_labelling_a_cropped_phantom(tmp_path, trained_models
         z = (shift[:3, :3] @ np.argwhere(comps == big).mean(0) + shift[:3, 3])[2]
         above = [i for i, zc in enumerate(zs) if zc > z]
         if sizes[big - 1] * vox_mm3 >= 20 and above and zs[above[-1]] - z <= spacing:
-            accepted.append(name)
-    if accepted:  # anchored by one of them, or refused because they disagree by more than one vertebra
-        anchored = lab["anatomical"] and any(lab["method"].startswith(f"landmark {n} ") for n in accepted)
-        refused = not lab["anatomical"] and lab["method"].endswith("(landmarks disagree)") and len(accepted) > 1
-        assert anchored or refused, (accepted, lab)
+            accepted.append((above[-1], vid, name))
+    if accepted:  # C1 … L6 are positions 0 … 24 (id − 1); six vertebrae, no gap
+        assert lab["gaps"] == []
+        fitting = [t for t in accepted if 0 <= t[1] - 1 - t[0] and t[1] - 1 - t[0] + 5 <= 24]
+        if not fitting:
+            assert not lab["anatomical"] and "does not fit" in lab["method"], (accepted, lab)
+        else:
+            index, vid, name = max(fitting, key=lambda t: t[0])
+            expected = list(range(vid - index, vid - index + 6))
+            off = [abs(v - expected[i]) for i, v, _ in fitting]
+            if max(off) > 1:
+                assert not lab["anatomical"] and lab["method"].endswith("(landmarks disagree)"), (accepted, lab)
+            else:
+                assert lab["anatomical"] and lab["method"].startswith(f"landmark {name} "), (accepted, lab)
+                assert lab["ids"] == expected, (accepted, lab)
+        for t in set(accepted) - set(fitting):
+            assert any(f"landmark {t[2]}" in a and "ignored" in a for a in lab["anomalies"]), (accepted, lab)
     else:
         assert lab["anatomical"] is False, (accepted, lab)
         assert all(f"landmark {n}" in str(lab["anomalies"]) for n in ("C2-C3", "C7-T1", "T12-L1", "L5-S1")
