@@ -95,9 +95,10 @@ def test_quick_lesion_demo_metrics_match_the_phantom_design(quick):
         > 0
     )
     vox = float(np.prod(truth["voxel_mm"]))
+    # the CSV uses the file's float32 voxel (0.8 mm is 0.80000001 mm): equal to 1e-6, not to 1e-3 mm³
     assert row["dice"] == pytest.approx(2 * (ref & pred).sum() / (ref.sum() + pred.sum()), abs=1e-4)
-    assert row["volume_error_mm3"] == pytest.approx((pred.sum() - ref.sum()) * vox, abs=1e-3)
-    assert row["ref_volume_mm3"] == pytest.approx(truth["total_lesion_volume_mm3"], abs=1e-3)
+    assert row["volume_error_mm3"] == pytest.approx((pred.sum() - ref.sum()) * vox, rel=1e-6, abs=1e-3)
+    assert row["ref_volume_mm3"] == pytest.approx(truth["total_lesion_volume_mm3"], rel=1e-6)
 
 
 def test_quick_lesion_demo_lesion_table(quick):
