@@ -1,8 +1,9 @@
 """The trainers this package provides, one module per family, and their one-sentence descriptions.
 
-Each family module (``trainers.softseg``, ...) ends with a ``TRAINERS`` tuple and has a discovery shim in
-``nnunet_extensions/discovery/`` that re-exports exactly those classes for nnU-Net's ``nnUNet_extTrainer``
-lookup. ``nnspine trainers`` lists :func:`all_trainers` with :func:`describe`.
+Each family module (``trainers.softseg``, ...) ends with a ``TRAINERS`` tuple. One discovery shim,
+``nnunet_extensions/integration/discovery/nnspine_trainers.py``, binds the names of :func:`all_trainers` for
+nnU-Net's ``nnUNet_extTrainer`` lookup, so a new trainer needs no change there. ``nnspine trainers`` lists
+:func:`all_trainers` with :func:`describe`.
 """
 
 from __future__ import annotations
