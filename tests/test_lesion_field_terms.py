@@ -386,8 +386,10 @@ def test_sct_measures_of_a_lesion_outside_the_cord_and_without_cord(tmp_path):
                 "--cord-dilation-mm", "100", "-o", tmp_path / "o.nii.gz", "--table", table, "-q")  # fmt: skip
     assert r.returncode == 0, r.stderr
     row = pd.read_csv(table).iloc[0]
-    assert row["volume_in_cord_mm3"] == 0.0 and row["length_along_cord_mm"] == pytest.approx(8.0)
-    assert row["max_equivalent_diameter_mm"] == pytest.approx(2 * math.sqrt(25 * 0.16 / math.pi))
+    # SCT measures lesion ∩ cord (its measure() zeroes lesion voxels outside the cord): empty here, so all three
+    # are 0, not the lesion's own 4 slices × 2 mm = 8 mm and 2 √(25 × 0.16 mm² / π)
+    assert (row["volume_in_cord_mm3"], row["length_along_cord_mm"], row["max_equivalent_diameter_mm"]) == (0, 0, 0)
+    assert row["volume_mm3"] == pytest.approx(5 * 5 * 4 * 0.4 * 0.4 * 2.0)
     plain = tmp_path / "p.csv"
     r = nnspine("lesions", "-i", tmp_path / "lesion.nii.gz", "-o", tmp_path / "p.nii.gz", "--table", plain, "-q")
     assert r.returncode == 0 and pd.read_csv(plain)[["length_along_cord_mm"]].isna().all().all()

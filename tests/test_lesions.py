@@ -254,7 +254,13 @@ def test_cli_folder_mode_matches_cords_by_case(case, tmp_path):
     totals = df[df["lesion"] == "total"]
     assert [Path(f).name for f in totals["filename"]] == ["sub-01_T2w.nii.gz", "sub-02_T2w.nii.gz"]
     assert totals["removed"].tolist() == ["2 kept, 1 removed", "3 kept, 0 removed"]  # sub-02: cord everywhere
-    assert files_under(out) == {"sub-01_T2w.nii.gz", "sub-02_T2w.nii.gz"}
+    # each lesion image with its sidecar (same stem, .json) saying it holds lesion instances
+    assert files_under(out) == {"sub-01_T2w.nii.gz", "sub-01_T2w.json", "sub-02_T2w.nii.gz", "sub-02_T2w.json"}
+    sidecars = {n: json.loads((out / f"{n}.json").read_text()) for n in ("sub-01_T2w", "sub-02_T2w")}
+    assert [(d["LesionInstances"], d["LesionCount"], d["CordDilationMM"]) for d in sidecars.values()] == [
+        (True, 2, 2.0),
+        (True, 3, 2.0),
+    ]
     assert files_under(qc) == {"sub-01_T2w_lesions.png", "sub-02_T2w_lesions.png"}
 
 

@@ -28,17 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="remove small or off-cord lesions, number them S→I, lesion table and QC picture",
         description=(
             "Lesions are connected components (--connectivity, default 26; SCT uses 18) of the --label of a\n"
-            "prediction (a prediction with several labels needs --label). Lesions below --min-volume-mm3\n"
+            "prediction (a prediction with several labels needs --label, unless it is the output of this\n"
+            "command: its JSON sidecar marks lesion instances). Lesions below --min-volume-mm3\n"
             "(volume from the voxel size) are removed ('small'); with --cord, lesions with no voxel within\n"
             "--cord-dilation-mm of the cord mask (Euclidean mm, anisotropic voxels too) are removed\n"
             "('outside_cord'). Kept lesions are numbered\n"
             "1..N from superior to inferior (world S of the centroid) in the output image; removed lesions\n"
-            "continue N+1.. in the table and QC picture only, so nothing disappears silently.\n"
+            "continue N+1.. in the table and QC picture only, so nothing disappears silently. Beside each\n"
+            "output image a JSON sidecar (same stem, .json) says \"LesionInstances\": true, so\n"
+            "'nnspine evaluate lesions' scores the output as it is (every non-zero voxel is lesion).\n"
             "Table (CSV): filename, lesion, volume_mm3, centroid_x_mm, centroid_y_mm, centroid_z_mm (world\n"
             "RAS), extent_si_mm (S-I extent incl. one voxel), max_axial_diameter_mm (largest Feret diameter\n"
             "of the axial cross-sections, voxel corners), vert_level (SCT numbering, with --vertfile),\n"
-            "with --cord SCT's measures (sct_analyze_lesion's definitions, cord-angle corrected):\n"
-            "volume_in_cord_mm3, length_along_cord_mm (slices x thickness / cos angle),\n"
+            "with --cord SCT's measures of the lesion's part inside the cord mask (sct_analyze_lesion -s,\n"
+            "cord-angle corrected; 0 for a lesion entirely outside the cord): volume_in_cord_mm3,\n"
+            "length_along_cord_mm (slices x thickness / cos angle),\n"
             "max_equivalent_diameter_mm (2 sqrt(max area x cos angle / pi)),\n"
             "removed (empty, 'small' or 'outside_cord'); then per file a row lesion = total with the count\n"
             "and total volume of the kept lesions.\n"
@@ -92,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         type=Path,
         metavar="OUT",
-        help="labelled lesions (.nii.gz), or a folder for a folder input",
+        help="labelled lesions (.nii.gz) with a JSON sidecar beside it, or a folder for a folder input",
     )
     p.add_argument("--table", required=True, type=Path, metavar="CSV", help="lesion table (CSV)")
     p.add_argument("--qc", type=Path, metavar="PNG", help="QC picture (a folder for a folder input)")

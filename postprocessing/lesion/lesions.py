@@ -15,8 +15,9 @@ default) of the chosen label of a prediction. For each lesion:
   marching-squares contour through pixel-edge midpoints, which is neither the voxels' extent nor easy to
   check by hand, so it is not used.)
 * with a cord mask, SCT's measures (:mod:`postprocessing.lesion.sct_measures`): ``volume_in_cord_mm3``,
-  ``length_along_cord_mm`` and ``max_equivalent_diameter_mm``, corrected for the cord's angle as
-  ``sct_analyze_lesion`` does; empty without a cord mask.
+  ``length_along_cord_mm`` and ``max_equivalent_diameter_mm`` of the lesion's voxels inside the cord mask,
+  corrected for the cord's angle as ``sct_analyze_lesion -s`` does (0 for a lesion entirely outside the cord);
+  empty without a cord mask.
 * ``vert_level`` (with a level file, SCT level numbers): the slices the lesion spans get a level by
   :func:`postprocessing.cord.levels.assign_slice_levels` (weights = the lesion's voxels: the level its voxels
   mostly carry, else the level of the slice's labelled voxels); the lesion takes the level holding most of
@@ -29,7 +30,9 @@ sizes, so anisotropic voxels are handled; 0 mm means overlapping the cord). ``sm
 
 Numbering (:func:`postprocessing.lesion.matching.si_order`): kept lesions 1..N from superior to inferior
 (world S of the centroid); removed lesions continue N+1..M in the same order, in the table and QC picture
-only. The output image holds the kept lesions with their numbers (0 elsewhere).
+only. The output image holds the kept lesions with their numbers (0 elsewhere); beside it a JSON sidecar (same
+stem, ``.json``; :mod:`postprocessing.lesion.sidecar`) says ``"LesionInstances": true``, so ``nnspine evaluate
+lesions`` and ``nnspine lesions`` read that image as it is: every non-zero voxel is lesion, no ``--label``.
 """
 
 from __future__ import annotations
@@ -346,16 +349,19 @@ def plan_jobs(
     holding the case's file). A folder input (searched recursively): ``output`` and ``qc`` are folders
     (same file names; ``<case>_lesions.png``), companions are folders searched by case name
     (:func:`nnunet_extensions.core.bids.find_case_file`; cord: :data:`CORD_SUFFIXES`; level file:
-    ``<case>_label-SC_seg_labeled``, ``<case>_labeled``, ``<case>``). Outputs are checked (existing ones
-    need ``overwrite``). Raises :class:`InputError` naming the path.
+    ``<case>_label-SC_seg_labeled``, ``<case>_labeled``, ``<case>``). Outputs (each lesion image, its JSON
+    sidecar and QC picture) are checked (existing ones need ``overwrite``). Raises :class:`InputError` naming
+    the path.
     """
     from nnunet_extensions.core.bids import cases_by_name, find_case_file, list_nifti
     from nnunet_extensions.core.io import check_output, require_writable_folder
-    from postprocessing.lesion.metrics import LESION_MASK_SUFFIXES
+    from postprocessing.lesion.metrics import LESION_MASK_SUFFIXES, check_image_file
+    from postprocessing.lesion.sidecar import sidecar_path
 
     inputs, output = Path(inputs), Path(output)
     if not inputs.exists():
         raise InputError(f"{inputs}: file not found")
+    check_image_file(inputs, "-i")
     folder = inputs.is_dir()
     preds = list_nifti(inputs) if folder else [inputs]
     if folder:
@@ -388,7 +394,7 @@ def plan_jobs(
                 found[key] = Path(path)
         out = output / p.name if folder else output
         q = (Path(qc) / f"{case}_lesions.png" if folder else Path(qc)) if qc is not None else None
-        for o in (out, q):
+        for o in (out, sidecar_path(out), q):
             if o is not None:
                 if o.resolve() == p.resolve():
                     raise InputError(f"{o}: output would replace its input")
@@ -409,7 +415,8 @@ def run_lesions(
     overwrite: bool = False,
     progress: bool = False,
 ) -> pandas.DataFrame:  # noqa: F821
-    """Process every job and write its labelled lesions, QC picture and the table (CSV, :data:`TABLE_COLUMNS`).
+    """Process every job and write its labelled lesions with their JSON sidecar
+    (:func:`postprocessing.lesion.sidecar.instances_sidecar`), QC picture and the table (CSV, :data:`TABLE_COLUMNS`).
 
     All-or-nothing: outputs go to a hidden staging folder beside each output and are moved into place only
     after every job succeeded, so bad input (:class:`InputError`) leaves nothing written, and so does a ``label``
@@ -422,6 +429,7 @@ def run_lesions(
     from tqdm.auto import tqdm
 
     from nnunet_extensions.core.io import check_output, save_image, write_text
+    from postprocessing.lesion.sidecar import instances_sidecar, sidecar_path, sidecar_text
 
     check_output(table, overwrite)
     staged: list[tuple[Path, Path]] = []
@@ -450,6 +458,13 @@ def run_lesions(
             )
             seen.update(pred.meta["labels"])
             save_image(result.labels, pred.affine, stage(job.output), like=pred)
+            side = instances_sidecar(
+                result.n_kept,
+                connectivity=connectivity,
+                min_volume_mm3=min_volume_mm3,
+                cord_dilation_mm=None if job.cord is None else cord_dilation_mm,
+            )
+            stage(sidecar_path(job.output)).write_text(sidecar_text(side))
             if job.qc is not None:
                 from postprocessing.qc import plot_lesions
 

@@ -13,6 +13,11 @@ Summary rows
     ``ALL``: counts and volumes summed over cases, rates and Dice from the sums (pooled); ``MEAN`` and ``SD``: the
     mean and sample SD (n − 1) over cases of every per-case number, NaN skipped, with the number of cases used per
     column in the ``N`` row (Hille et al. report means over cases).
+Predictions (:func:`load_lesion_mask`)
+    A binary mask, or the chosen ``label`` of a label image. A prediction with several labels and no ``label`` is
+    refused (a region prediction, cord 1 + lesion 2), unless its JSON sidecar says ``"LesionInstances": true``
+    (``nnspine lesions`` output, lesions numbered 1..N; :mod:`postprocessing.lesion.sidecar`): every non-zero
+    voxel is then lesion.
 By size (:func:`detection_by_size`)
     Reference lesions binned by volume (mm³): ``<a``, ``a-b``, ``>=b``; per bin the number of reference lesions, how
     many were detected and their ratio, pooled over cases.
@@ -124,15 +129,27 @@ def load_lesion_mask(source, label: int | None = None, *, single_label: bool = F
     """Read (path) or take (:class:`~nnunet_extensions.core.io.Image`) a lesion mask or label image and return an
     Image whose data is the bool mask of ``label`` (all foreground when None) and whose ``meta["labels"]`` lists
     the labels present. Checks: 3-D, finite, non-negative integer values; with ``single_label`` and no ``label``,
-    an image with more than one non-zero value is refused (a cord + lesion prediction is not a lesion mask).
-    Raises :class:`InputError` naming the file."""
+    an image with more than one non-zero value is refused (a cord + lesion prediction is not a lesion mask)
+    unless its JSON sidecar says it holds lesion instances (``nnspine lesions`` output,
+    :mod:`postprocessing.lesion.sidecar`): then every non-zero voxel is lesion (``meta["lesion_instances"]``).
+    A ``label`` on such a mask is refused (it would pick one lesion). Raises :class:`InputError` naming the file."""
     from nnunet_extensions.core.io import Image, check_3d, check_values, load_image
+    from postprocessing.lesion.sidecar import INSTANCES_KEY, holds_lesion_instances, sidecar_path
 
     img = check_values(check_3d(source), "labels") if isinstance(source, Image) else load_image(source, "labels")
     labels = present_labels(img.data)
-    if single_label and label is None and len(labels) > 1:
-        raise InputError(f"{img.path or img.name}: several labels {labels}; choose the lesion with --label")
-    meta = {**(img.meta or {}), "labels": labels}
+    name = img.path or img.name
+    # the sidecar is read only where it changes the outcome: a label asked for, or several labels without one
+    asks = label is not None or (single_label and len(labels) > 1)
+    instances = asks and holds_lesion_instances(img.path)
+    if instances and label is not None:
+        raise InputError(
+            f"{name}: holds lesion instances ({INSTANCES_KEY} in {sidecar_path(img.path).name}), every non-zero "
+            f"voxel is lesion; a label would pick one lesion, leave it out"
+        )
+    if single_label and label is None and len(labels) > 1 and not instances:
+        raise InputError(f"{name}: several labels {labels}; choose the lesion with --label")
+    meta = {**(img.meta or {}), "labels": labels, "lesion_instances": bool(instances)}
     return Image(data=select_label(img.data, label), affine=img.affine, path=img.path, meta=meta)
 
 
@@ -377,7 +394,21 @@ def pair_cases(pred, ref, suffixes=REFERENCE_SUFFIXES, what: str = "reference") 
     (:func:`nnunet_extensions.core.bids.pair_cases` with the lesion mask suffixes)."""
     from nnunet_extensions.core.bids import pair_cases as pair
 
+    check_image_file(pred, "--pred")
     return pair(pred, ref, pred_suffixes=LESION_MASK_SUFFIXES, ref_suffixes=suffixes, what=what)
+
+
+def check_image_file(path, option: str) -> None:
+    """Refuse a prediction that is an existing file with no image ending (``notes.txt``), naming that file and
+    ``option``, before its case name is looked up among the references or cord masks (which would blame them)."""
+    from pathlib import Path
+
+    from nnunet_extensions.core.io import IMAGE_SUFFIXES, split_suffix
+
+    p = Path(path)
+    if p.is_file() and not p.name.lower().endswith(IMAGE_SUFFIXES):
+        ending = split_suffix(p)[1] or "without ending"
+        raise InputError(f"{p}: not an image (unsupported file type {ending!r}; {option} expects a mask or a folder)")
 
 
 def evaluate_lesions(
