@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import numpy as np
@@ -55,6 +56,47 @@ def test_demo_output_is_a_file(tmp_path):
     f.write_text("keep")
     _one_line_exit_2(_nnspine("demo", "--no-train", "-o", str(f)), str(f), "is a file")
     assert f.read_text() == "keep"
+
+
+@pytest.mark.parametrize("kind", ["cord", "spine", "lesion"])
+def test_phantom_bad_seed_and_unwritable_output(tmp_path, kind):
+    """A negative seed and an output folder that cannot be created are bad input (exit 2, one line), not internal
+    errors; nothing is written."""
+    out = tmp_path / "out"
+    _one_line_exit_2(_nnspine("phantom", "--kind", kind, "-o", str(out), "--seed", "-1"), "--seed", ">= 0")
+    assert not out.exists()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    _one_line_exit_2(_nnspine("phantom", "--kind", kind, "-o", str(blocker / "ds"), "-q"), str(blocker / "ds"))
+    assert blocker.read_text() == "a file where a folder should be"
+    _one_line_exit_2(_nnspine("phantom", "--kind", kind, "-o", "/proc/nnspine_nowhere/ds", "-q"), "/proc/nnspine_nowhere")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_phantom_read_only_output_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        _one_line_exit_2(_nnspine("phantom", "--kind", "cord", "-o", str(locked / "ds"), "-q"), str(locked / "ds"))
+        _one_line_exit_2(_nnspine("phantom", "--kind", "cord", "-o", str(locked), "-q"), str(locked), "not writable")
+    finally:
+        locked.chmod(0o755)
+    assert not any(locked.iterdir())
+
+
+def test_phantom_library_refuses_a_negative_seed_before_writing(tmp_path):
+    from nnunet_extensions.core.io import InputError
+    from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
+    from nnunet_extensions.phantoms.lesion import write_lesion_dataset
+    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+
+    for i, write in enumerate((write_cord_dataset, write_spine_dataset, write_lesion_dataset)):
+        with pytest.raises(InputError, match="seed must be a whole number >= 0, got -1"):
+            write(tmp_path / f"ds{i}", seed=-1)
+        with pytest.raises(InputError, match="number of subjects"):
+            write(tmp_path / f"ds{i}", n_subjects=0)
+        assert not (tmp_path / f"ds{i}").exists()
 
 
 def test_missing_input_and_usage_errors_are_one_line(tmp_path):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pandas as pd
+import pytest
 
 
 def test_quick_demo_measures_true_csa(tmp_path):
@@ -96,3 +98,81 @@ def test_demo_verdict_states_what_its_own_figures_show():
     lines = verdict(ok_table, good)
     assert "0.30 mm² below" in lines[1] and "(within 3 %)" in lines[1] and len(lines) == 2
     assert verdict(table, None) == []
+
+
+class _StopAtTraining(Exception):
+    pass
+
+
+def test_demo_prints_the_commands_it_runs_with_the_plans_it_planned(tmp_path, monkeypatch):
+    """Every ``$`` line the demo prints is a command it really ran; the training line names the plans the planning
+    wrote (``-overwrite_plans_name``) and runs nnU-Net's train entry point seeded. nnU-Net itself is replaced by a
+    recorder that stops at the training (stages 1-3 run for real, in seconds)."""
+    import shlex
+
+    from nnunet_extensions.apps import demo
+
+    ran: list[list[str]] = []
+
+    def record(cmd, env, log, on_line=None):
+        ran.append(list(cmd))
+        if "train" in cmd and "--seed" in cmd:
+            raise _StopAtTraining
+
+    monkeypatch.setattr(demo, "console", record)
+    said: list[str] = []
+    with pytest.raises(_StopAtTraining):
+        demo.run_demo(tmp_path / "demo", say=said.append)
+    printed = [line.strip()[2:] for line in said if line.strip().startswith("$ ")]
+    assert printed == [demo.shell_line(c) for c in ran] and len(ran) == 3
+    plan, _, train = (shlex.split(p) for p in printed)
+    plans_name = plan[plan.index("-overwrite_plans_name") + 1]
+    assert plans_name == demo.DEMO_PLANS
+    assert train[train.index("-p") + 1] == plans_name and train[train.index("-tr") + 1] == demo.DEMO_TRAINER
+    assert train[:6] == ["python", "-m", "nnunet_extensions.apps.demo", "train", "--seed", str(demo.DEMO_TRAIN_SEED)]
+    assert ran[2][0] == sys.executable
+    # the stage line states the same nnUNetv2_train arguments
+    stage5 = next(line for line in said if line.startswith("[5/6]"))
+    assert f"nnUNetv2_train {shlex.join(train[6:])}, seeded with {demo.DEMO_TRAIN_SEED}" in stage5
+
+
+def test_seeded_train_seeds_random_numpy_and_torch_before_nnunet(monkeypatch):
+    """``python -m nnunet_extensions.apps.demo train --seed S ...`` hands nnUNetv2_train's arguments to nnU-Net's
+    entry point after seeding: the draws nnU-Net then makes are those of generators freshly seeded with S."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from nnunet_extensions.apps import demo
+
+    seen = {}
+
+    def fake_entry():
+        seen["argv"] = list(sys.argv)
+        seen["draws"] = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+
+    monkeypatch.setattr("nnunetv2.run.run_training.run_training_entry", fake_entry)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    random.random(), np.random.rand(), torch.rand(1)  # state before: anything
+    demo.seeded_train(["train", "--seed", "7", "990", "3d_fullres", "all", "-p", "P"])
+    assert seen["argv"] == ["nnUNetv2_train", "990", "3d_fullres", "all", "-p", "P"]
+    expected = (
+        random.Random(7).random(),
+        float(np.random.RandomState(7).rand()),
+        float(torch.rand(1, generator=torch.Generator().manual_seed(7))),
+    )
+    assert seen["draws"] == expected
+    with pytest.raises(ValueError, match="usage"):
+        demo.seeded_train(["990", "3d_fullres"])
+
+
+def test_demo_model_folder_and_segment_line(tmp_path):
+    from nnunet_extensions.apps.demo import DemoResult, model_folder
+
+    m = model_folder(tmp_path / "nnUNet_results", "nnUNetTrainerSoftSeg_demo")
+    assert m == tmp_path / "nnUNet_results/Dataset990_nnspineDemoSoftCord/nnUNetTrainerSoftSeg_demo__nnUNetPlansCPUDemo__3d_fullres"
+    r = DemoResult(tmp_path, pd.DataFrame(), tmp_path / "a.csv", tmp_path / "b.png", True, model=m)
+    line = r.segment_command()
+    assert line.startswith("nnspine segment cord -i ") and f"--model {m}" in line
+    assert DemoResult(tmp_path, pd.DataFrame(), tmp_path / "a.csv", tmp_path / "b.png", False).segment_command() is None

@@ -43,10 +43,38 @@ BODY = CUTOUT_CHANNEL_LABELS.index(CORPUS)
 ABOVE, CENTRE, BELOW = (CUTOUT_TARGET_LABELS[k] for k in ("above", "centre", "below"))
 
 
+#: Foreground voxels nnU-Net's fingerprint samples for its intensity statistics, over the whole dataset. nnU-Net's
+#: 10^8 (``DatasetFingerprintExtractor.num_foreground_voxels_for_intensitystats``), drawn with replacement whatever
+#: the dataset's size, take 10^8 x 9 channels x 4 bytes (several GB, twice while concatenated): this test's peak was
+#: 11.3 GB. The cutout channels are ``noNorm``, so the statistics are not used by the preprocessing or the plans.
+FINGERPRINT_SAMPLES = 100_000
+
+#: ``nnUNetv2_extract_fingerprint`` with a smaller sample: nnU-Net's own extractor and ``run``, only the class
+#: attribute set in a subclass (argv: dataset id, samples). ``nnUNetv2_plan_and_preprocess`` without ``--clean``
+#: then reuses the fingerprint (and still verifies the dataset's integrity first).
+_SMALL_FINGERPRINT = """
+import sys
+from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
+
+
+class SmallSample(DatasetFingerprintExtractor):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_foreground_voxels_for_intensitystats = int(sys.argv[2])
+
+
+if __name__ == "__main__":
+    SmallSample(int(sys.argv[1]), 1).run(overwrite_existing=True)
+"""
+
+
 @pytest.fixture(scope="module")
 def cutouts(tmp_path_factory) -> dict:
     """Two 3-vertebra spine phantoms → the cutout dataset of ``convert cutouts`` → the real nnU-Net planning and
-    preprocessing of ``2d`` and ``3d_fullres``."""
+    preprocessing of ``2d`` and ``3d_fullres`` (fingerprint with :data:`FINGERPRINT_SAMPLES` intensity samples,
+    so the quick tests fit an 8 GB machine)."""
+    import sys
+
     from dataset_converters.cutouts import convert as convert_cutouts
     from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
 
@@ -62,6 +90,9 @@ def cutouts(tmp_path_factory) -> dict:
         spacing_mm=SPACING_MM,
         raw_root=env["nnUNet_raw"],
     )
+    fingerprint_script = base / "small_fingerprint.py"
+    fingerprint_script.write_text(_SMALL_FINGERPRINT)
+    run([sys.executable, str(fingerprint_script), str(DATASET_ID), str(FINGERPRINT_SAMPLES)], env)
     run(
         [
             console_script("nnUNetv2_plan_and_preprocess"),
@@ -90,7 +121,33 @@ def cutouts(tmp_path_factory) -> dict:
         "pre": pre,
         "plans": json.loads((pre / "nnUNetPlans.json").read_text()),
         "dataset_json": json.loads((pre / "dataset.json").read_text()),
+        "fingerprint": json.loads((pre / "dataset_fingerprint.json").read_text()),
+        "raw": Path(env["nnUNet_raw"]) / DATASET,
     }
+
+
+def test_fingerprint_kept_the_small_sample_and_splits_group_subjects(cutouts):
+    """The planning used the fingerprint of :data:`FINGERPRINT_SAMPLES` (one-hot channels: every sampled foreground
+    value is 0 or 1), and, as ``nnspine convert cutouts --help`` says, the converter's subject-grouped
+    ``splits_final.json`` reached nnU-Net's preprocessed folder: each subject's cutouts in one validation fold."""
+    stats = cutouts["fingerprint"]["foreground_intensity_properties_per_channel"]
+    assert len(stats) == len(CUTOUT_CHANNEL_LABELS)
+    assert all(0.0 <= s["min"] <= s["max"] <= 1.0 for s in stats.values())
+    assert cutouts["plans"]["foreground_intensity_properties_per_channel"] == stats
+    cases = sorted(p.name[: -len(".nii.gz")] for p in (cutouts["raw"] / "labelsTr").glob("*.nii.gz"))
+    # by hand from the case names <stem>_<NNN>: the subject is the stem's sub-XX entity
+    subject = {c: c.split("_")[0] for c in cases}
+    assert sorted(set(subject.values())) == ["sub-01", "sub-02"]
+    raw_split = json.loads((cutouts["raw"] / "splits_final.json").read_text())
+    assert json.loads((cutouts["pre"] / "splits_final.json").read_text()) == raw_split
+    assert len(raw_split) == 2
+    for fold in raw_split:
+        assert sorted(fold["train"] + fold["val"]) == cases
+        assert len({subject[c] for c in fold["val"]}) == 1
+        assert not {subject[c] for c in fold["val"]} & {subject[c] for c in fold["train"]}
+    shown = subprocess.run([console_script("nnspine"), "convert", "cutouts", "--help"], capture_output=True, text=True)
+    help_text = " ".join(shown.stdout.split())
+    assert "splits_final.json: folds grouped by subject" in help_text and "random folds mix" not in help_text
 
 
 def _trainer(cutouts, name="nnUNetTrainerVertebraCutout", configuration="3d_fullres", dataset_json=None):

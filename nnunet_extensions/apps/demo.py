@@ -7,13 +7,22 @@ Stages (each prints a header and its duration):
    ground truth the converter builds from its 5 binary masks, vs the true CSA;
 3. soft ground truth of the training subjects → nnU-Net raw dataset (``nnspine convert softgt``);
 4. ``nnUNetv2_plan_and_preprocess`` (small CPU plans) + ``nnspine preprocess-soft``;
-5. ``nnUNetv2_train … -tr nnUNetTrainerSoftSeg_demo`` (150 iterations on CPU, about 4 minutes);
+5. ``nnUNetv2_train … -tr nnUNetTrainerSoftSeg_demo -p nnUNetPlansCPUDemo`` (150 iterations on CPU), run
+   through nnU-Net's own entry point after seeding Python's ``random``, numpy and torch (:func:`seeded_train`);
 6. ``nnUNetv2_predict --save_probabilities`` on the test subject → ``nnspine softmask`` → CSA per level,
    the CSA table and the QC plot, and the spread (SD) of C3 CSA across the 5 contrasts for the binary
    masks, the converter's soft GT and the predicted soft masks.
 
 nnU-Net runs through its real console scripts with ``nnUNet_raw``/``_preprocessed``/``_results`` inside the
-demo folder, so a user's own nnU-Net folders are never touched.
+demo folder, so a user's own nnU-Net folders are never touched. Every command is printed as it is run (``$ …``
+lines, also in ``nnunet.log``); the trained model's results folder (:func:`model_folder`) is what
+``nnspine segment cord --model`` takes.
+
+What the seed does not fix (:data:`UNSEEDED`): the phantoms and the training's random draws (network
+initialization, patch sampling, augmentation with ``nnUNet_n_proc_DA=0``, the demo's default) are the same on
+every run, but PyTorch's multithreaded CPU kernels may sum in a different order from run to run, and with
+``nnUNet_n_proc_DA`` > 0 nnU-Net's background data-loading workers are not seeded and batches arrive in the
+order the workers finish; such small differences can grow over the short training.
 """
 
 from __future__ import annotations
@@ -52,6 +61,14 @@ LEARNING_CURVE_FINDING = (
     "and SoftSegDA5's spread across contrasts fell from 2.3x to 0.8x the stock trainer's, not significantly "
     "(p = 0.44); SoftSeg stayed more variable (p = 0.03). The paper's effect needs its budget."
 )
+#: Seed of the demo's nnU-Net training (Python's ``random``, numpy's global generator, torch).
+DEMO_TRAIN_SEED = 0
+#: What the demo's seed cannot make repeatable; printed with the demo's verdict (see the module docstring).
+UNSEEDED = (
+    "The training is seeded (random, numpy, torch: seed 0), but PyTorch's multithreaded CPU kernels may sum in a "
+    "different order on each run (and with nnUNet_n_proc_DA > 0, nnU-Net's data-loading workers are not seeded by "
+    "it), so the predicted CSA can differ between runs, most at the poorly trained levels."
+)
 #: File marking a demo folder: only such a folder is cleared by ``--overwrite``.
 DEMO_MARKER = ".nnspine_demo"
 
@@ -68,6 +85,33 @@ class DemoResult:
     timings_s: dict = field(default_factory=dict)
     spread: pandas.DataFrame | None = None  # noqa: F821  C3 CSA per contrast and mask kind
     spread_csv: Path | None = None
+    model: Path | None = None  # the trained model's nnU-Net results folder (what ``segment --model`` takes)
+    commands: list = field(default_factory=list)  # every command run, as printed (``shell_line``)
+
+    def segment_command(self) -> str | None:
+        """A ready ``nnspine segment cord`` line on the test subject's T2w with the demo's model (None untrained)."""
+        if self.model is None:
+            return None
+        anat = self.folder / "phantom_test"
+        image = anat / f"sub-01/anat/sub-01_{CONTRAST_REFERENCE}.nii.gz"
+        discs = anat / f"derivatives/labels/sub-01/anat/sub-01_{CONTRAST_REFERENCE}_label-discs_dlabel.nii.gz"
+        return shell_line(
+            [
+                "nnspine",
+                "segment",
+                "cord",
+                "-i",
+                str(image),
+                "-o",
+                str(self.folder / "segment_out"),
+                "--model",
+                str(self.model),
+                "--discfiles",
+                str(discs),
+                "--device",
+                "cpu",
+            ]
+        )
 
     def written(self) -> list[Path]:
         """The result files (beside the intermediate folders)."""
@@ -153,6 +197,53 @@ def epoch_progress(total_epochs: int | None, say: Callable[[str], None]) -> Call
             )
 
     return handle
+
+
+def shell_line(cmd: list[str]) -> str:
+    """A command as a shell line, console scripts beside this Python by name only (as a user types them)."""
+    import shlex
+
+    exe = Path(sys.executable).parent
+    shown = [Path(c).name if Path(c).parent == exe and c != sys.executable else c for c in cmd]
+    if shown and shown[0] == sys.executable:
+        shown[0] = "python"
+    return shlex.join(shown)
+
+
+def model_folder(results_root: str | os.PathLike, trainer: str, plans: str = DEMO_PLANS, configuration: str = DEMO_CONFIG) -> Path:
+    """nnU-Net's results folder of the demo's model: ``<nnUNet_results>/DatasetXXX_NAME/<trainer>__<plans>__<config>``."""
+    return Path(results_root) / f"Dataset{DEMO_DATASET_ID:03d}_{DEMO_DATASET_NAME}" / f"{trainer}__{plans}__{configuration}"
+
+
+def seed_training(seed: int) -> None:
+    """Seed Python's ``random``, numpy's global generator and torch (network initialization, nnU-Net's data loader
+    and augmentation in the main process draw from them)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def seeded_train_command(nnunet_train_args: list[str], seed: int = DEMO_TRAIN_SEED) -> list[str]:
+    """The command the demo trains with: ``nnUNetv2_train <args>`` through nnU-Net's own entry point, seeded
+    (``python -m nnunet_extensions.apps.demo train --seed S <args>``; see :func:`seeded_train`)."""
+    return [sys.executable, "-m", "nnunet_extensions.apps.demo", "train", "--seed", str(seed), *nnunet_train_args]
+
+
+def seeded_train(argv: list[str]) -> None:
+    """``python -m nnunet_extensions.apps.demo train --seed S ARGS...``: :func:`seed_training` (S), then nnU-Net's
+    ``nnUNetv2_train ARGS...`` entry point (``nnunetv2.run.run_training.run_training_entry``) in this process."""
+    if len(argv) < 3 or argv[0] != "train" or argv[1] != "--seed":
+        raise ValueError("usage: python -m nnunet_extensions.apps.demo train --seed S <nnUNetv2_train arguments>")
+    seed_training(int(argv[2]))
+    from nnunetv2.run.run_training import run_training_entry
+
+    sys.argv = ["nnUNetv2_train", *argv[3:]]
+    run_training_entry()
 
 
 def console(cmd: list[str], env: dict, log: Path, on_line: Callable[[str], None] | None = None) -> None:
@@ -313,6 +404,13 @@ def run_demo(
     folder = prepare_demo_folder(folder, overwrite)
     log = folder / "nnunet.log"
     timings: dict[str, float] = {}
+    commands: list[str] = []
+
+    def run(cmd: list[str], env: dict, on_line: Callable[[str], None] | None = None) -> None:
+        """Run a command with :func:`console`, said first as the shell line it is."""
+        commands.append(shell_line(cmd))
+        say(f"      $ {commands[-1]}")
+        console(cmd, env, log, on_line=on_line)
     n_stages = 6 if train else 2
 
     def stage(n: int, text: str):
@@ -390,7 +488,7 @@ def run_demo(
 
         # 4 -----------------------------------------------------------------------------------------
         t0 = stage(4, "nnUNetv2_plan_and_preprocess (small CPU plans) + nnspine preprocess-soft")
-        console(
+        run(
             [
                 script("nnUNetv2_plan_and_preprocess"),
                 "-d",
@@ -411,12 +509,10 @@ def run_demo(
                 DEMO_PLANS,
             ],
             {**env, "nnUNet_n_proc_DA": "1"},
-            log,
         )
-        console(
+        run(
             [script("nnspine"), "preprocess-soft", "-d", str(DEMO_DATASET_ID), "-c", DEMO_CONFIG, "-p", DEMO_PLANS],
             env,
-            log,
         )
         done("preprocess", t0)
 
@@ -424,28 +520,13 @@ def run_demo(
         from trainers.registry import trainer_epochs
 
         epochs = trainer_epochs(trainer)
+        train_args = [str(DEMO_DATASET_ID), DEMO_CONFIG, "all", "-tr", trainer, "-p", DEMO_PLANS, "-device", "cpu"]
         t0 = stage(
             5,
-            f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {trainer} (CPU, {epochs} "
-            f"epochs; nnU-Net's log: {log})",
+            f"nnUNetv2_train {shell_line(train_args)}, seeded with {DEMO_TRAIN_SEED} (CPU, {epochs} epochs; "
+            f"nnU-Net's log: {log})",
         )
-        console(
-            [
-                script("nnUNetv2_train"),
-                str(DEMO_DATASET_ID),
-                DEMO_CONFIG,
-                "all",
-                "-tr",
-                trainer,
-                "-p",
-                DEMO_PLANS,
-                "-device",
-                "cpu",
-            ],
-            env,
-            log,
-            on_line=epoch_progress(epochs, say),
-        )
+        run(seeded_train_command(train_args), env, on_line=epoch_progress(epochs, say))
         done("train", t0)
 
         # 6 -----------------------------------------------------------------------------------------
@@ -454,7 +535,7 @@ def run_demo(
         pred_in.mkdir()
         for image in sorted((test_root / "sub-01/anat").glob("sub-01_*.nii.gz")):
             shutil.copy(image, pred_in / image.name.replace(".nii.gz", "_0000.nii.gz"))
-        console(
+        run(
             [
                 script("nnUNetv2_predict"),
                 "-i",
@@ -481,9 +562,8 @@ def run_demo(
                 "1",
             ],
             env,
-            log,
         )
-        console(
+        run(
             [
                 script("nnspine"),
                 "softmask",
@@ -496,7 +576,6 @@ def run_demo(
                 "-q",
             ],
             env,
-            log,
         )
         pred = load_image(folder / "prediction_soft" / f"sub-01_{ref}.nii.gz", "soft")
         if pred.data.max() >= 0.5:
@@ -539,7 +618,12 @@ def run_demo(
         )
     else:
         spread_csv = None
-    return DemoResult(folder, table, csv, plot, trained, timings, spread, spread_csv)
+    model = model_folder(folder / "nnUNet_results", trainer) if trained else None
+    return DemoResult(folder, table, csv, plot, trained, timings, spread, spread_csv, model, commands)
 
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "model_folder", "run_demo", "seed_training", "seeded_train", "seeded_train_command"]
+
+
+if __name__ == "__main__":  # python -m nnunet_extensions.apps.demo train --seed S <nnUNetv2_train arguments>
+    seeded_train(sys.argv[1:])

@@ -26,8 +26,11 @@ skipped with a warning.
 
 Output: $nnUNet_raw/DatasetID_NAME (ID on 3 digits) with imagesTr/<stem>_<NNN>[s<k>]_<CCCC>.nii.gz,
 labelsTr/<stem>_<NNN>[s<k>].nii.gz and dataset.json (channel names noNorm, labels background/above/
-centre/below, channel_labels). Cutouts of one subject share the <stem>_ prefix: nnU-Net's random folds
-mix them, so write splits_final.json yourself to validate on unseen subjects.
+centre/below, channel_labels) and splits_final.json: folds grouped by subject, every cutout of a subject
+(all its masks and shifted copies, sharing the <stem>_ prefix) in one fold, so validation is on unseen
+subjects (nnUNetv2_plan_and_preprocess copies it to nnUNet_preprocessed, where training uses it instead of
+nnU-Net's random split of the cutouts; with one subject no split is written). A splits_final.json that
+nnspine did not write is left as it is.
 """
 
 EPILOG = """\

@@ -11,20 +11,25 @@ from nnunet_extensions.cli.common import add_overwrite, new_parser
 
 DESCRIPTION = """\
 Run the whole soft spinal-cord pipeline on built-in synthetic data with exact truth, using the real
-nnU-Net console scripts (a few minutes on 2 CPU cores):
+nnU-Net console scripts (about 2.5 min on 2 idle cores, measured: see the README):
 
   1. cord phantoms (2 training subjects + 1 held-out test subject, 5 contrasts each)
   2. CSA per vertebral level of the test subject (exact soft mask, binary mask) vs the true CSA
   3. nnspine convert softgt → nnU-Net raw dataset with soft targets
   4. nnUNetv2_plan_and_preprocess + nnspine preprocess-soft
-  5. nnUNetv2_train ... -tr nnUNetTrainerSoftSeg_demo (150 CPU iterations, about 4 minutes)
+  5. nnUNetv2_train 990 3d_fullres all -tr nnUNetTrainerSoftSeg_demo -p nnUNetPlansCPUDemo -device cpu
+     (150 CPU iterations), through nnU-Net's own entry point with random, numpy and torch seeded (0):
+     python -m nnunet_extensions.apps.demo train --seed 0 <those arguments>
   6. nnUNetv2_predict --save_probabilities → nnspine softmask → CSA of the predicted soft masks, and the
      spread of C3 CSA across the 5 contrasts (binary masks, soft GT, predictions)
 
 Outputs in the demo folder: csa_per_level.csv (mm², error in % of the true CSA), csa_profile.png (CSA
 along S-I with level boundaries), csa_C3_across_contrasts.csv, nnunet.log (nnU-Net's output), and every
-intermediate folder.
+intermediate folder. Every command is printed as it is run; at the end, the trained model's nnU-Net results
+folder and a ready 'nnspine segment cord ... --model <that folder>' line.
 nnU-Net folders are created inside the demo folder; your own nnU-Net environment is not touched.
+The seed does not make runs identical: PyTorch's multithreaded CPU arithmetic (and, with nnUNet_n_proc_DA > 0,
+nnU-Net's unseeded data-loading workers) can change the predicted CSA from run to run.
 
 With --lesion, the lesion pipeline instead (a few minutes on 2 CPU cores):
 
@@ -81,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0,
         metavar="N",
         help="with --lesion: phantom seed, 0-999 (training subjects N, test subject 1000+N; default: 0); "
-        "nnU-Net's training is not seeded",
+        "the soft demo's training is seeded with 0, the lesion demo's training is not seeded",
     )
     add_overwrite(p)
     p.set_defaults(func=run)
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         _check_trainer(args.trainer, args.lesion)
     if args.lesion:
         return run_lesion(args)
-    from nnunet_extensions.apps.demo import DEMO_TRAINER, compact_table, run_demo, verdict
+    from nnunet_extensions.apps.demo import UNSEEDED, DEMO_TRAINER, compact_table, run_demo, verdict
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_demo_"))
     print(f"nnspine demo in {folder}", flush=True)
@@ -135,7 +140,11 @@ def run(args: argparse.Namespace) -> int:
             print(line)
     if result.trained:
         print("(predictions come from a short CPU training run; a full nnUNetTrainerSoftSeg run is the real thing)")
+        print(UNSEEDED)
     print("\nwrote " + "\n      ".join(str(p) for p in result.written()))
+    if result.model is not None:
+        print(f"model (nnU-Net results folder, for 'nnspine segment --model'): {result.model}")
+        print(f"  {result.segment_command()}")
     total = sum(result.timings_s.values())
     print(f"total {total:.0f} s")
     return 0

@@ -75,6 +75,16 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _seed(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {n}")
+    return n
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``phantom`` to the ``nnspine`` subcommands."""
     p = new_parser(
@@ -94,7 +104,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="dataset folder to create (refused if it exists and is not empty, unless --overwrite)",
     )
     p.add_argument("--subjects", type=_positive_int, default=1, metavar="N", help="number of subjects (default: 1)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed; same seed, same files (default: 0)")
+    p.add_argument(
+        "--seed", type=_seed, default=0, metavar="S", help="random seed, >= 0; same seed, same files (default: 0)"
+    )
     p.add_argument(
         "--vertebrae",
         type=_positive_int,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_extensions import __version__
-from nnunet_extensions.core.io import OutputExistsError, save_image, write_text
+from nnunet_extensions.core.io import InputError, OutputExistsError, require_writable_folder, save_image, write_text
 
 
 def start_dataset(root: Path, name: str, subjects: list[str], overwrite: bool = False) -> Path:
@@ -18,9 +18,9 @@ def start_dataset(root: Path, name: str, subjects: list[str], overwrite: bool = 
     Refuses a non-empty existing folder unless ``overwrite``.
     """
     root = Path(root)
-    if root.exists() and any(root.iterdir()) and not overwrite:
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
         raise OutputExistsError(f"{root}: output folder exists and is not empty (use --overwrite)")
-    root.mkdir(parents=True, exist_ok=True)
+    require_writable_folder(root, "output folder")  # a file in the way, no permission: InputError naming the path
     desc = {
         "Name": name,
         "BIDSVersion": "1.9.0",
@@ -56,6 +56,15 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, dtype, overwri
     return save_image(data, affine, path, overwrite=overwrite, dtype=dtype)
 
 
+def check_phantom_args(n_subjects: int, seed: int) -> None:
+    """Raise :class:`InputError` unless ``n_subjects`` >= 1 and ``seed`` is a whole number >= 0 (numpy's seeds
+    are non-negative)."""
+    if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)) or n_subjects < 1:
+        raise InputError(f"number of subjects must be a whole number >= 1, got {n_subjects!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
+
+
 @dataclass(frozen=True)
 class PhantomFolders:
     """Where a phantom dataset's parts go: BIDS root, subject ids, ``derivatives/labels`` and ``derivatives/truth``."""
@@ -73,8 +82,14 @@ def start_phantom_dataset(
     labels_description: str,
     truth_description: str,
     overwrite: bool = False,
+    *,
+    seed: int = 0,
 ) -> PhantomFolders:
-    """Create a phantom BIDS dataset (subjects ``sub-01``, ``sub-02``, …) with its labels and truth derivatives."""
+    """Create a phantom BIDS dataset (subjects ``sub-01``, ``sub-02``, …) with its labels and truth derivatives.
+
+    ``n_subjects`` and the writer's ``seed`` are checked first (:func:`check_phantom_args`), so bad values create
+    nothing."""
+    check_phantom_args(n_subjects, seed)
     root = Path(out_dir)
     subjects = [f"sub-{i + 1:02d}" for i in range(n_subjects)]
     start_dataset(root, name, subjects, overwrite=overwrite)

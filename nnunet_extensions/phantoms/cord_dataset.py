@@ -163,6 +163,7 @@ def write_cord_dataset(
         "Cord masks, level labels and disc labels (phantom)",
         "Exact partial-volume cord fractions and CSA truth (phantom)",
         overwrite,
+        seed=seed,
     )
     root, subjects, labels, truth_dir = folders.root, folders.subjects, folders.labels, folders.truth
     result = {"root": str(root), "subjects": {}}

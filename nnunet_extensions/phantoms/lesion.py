@@ -492,6 +492,7 @@ def write_lesion_dataset(
         "Cord and lesion masks (phantom)",
         "Lesion instance maps and lesion truth (phantom)",
         overwrite,
+        seed=seed,
     )
     root, subjects, labels_dir, truth_dir = folders.root, folders.subjects, folders.labels, folders.truth
     pred_dir = start_derivative(root, "prediction", "A lesion mask with known errors (phantom)")

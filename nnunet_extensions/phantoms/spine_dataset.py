@@ -97,6 +97,7 @@ def write_spine_dataset(
         "SPINEPS-style semantic (seg-spine) and instance (seg-vert) masks (phantom)",
         "Whole-spine phantom truth: ids, voxel counts, volumes (phantom)",
         overwrite,
+        seed=seed,
     )
     root, subjects, labels_dir, truth_dir = folders.root, folders.subjects, folders.labels, folders.truth
     result = {"root": str(root), "subjects": {}}
