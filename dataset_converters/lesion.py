@@ -398,6 +398,130 @@ def resampling_rows(cases: Sequence[CaseReport]) -> list[dict]:
     ]
 
 
+def _check_suffixes(label_suffix: str, cord_suffix: str) -> None:
+    """``--label-suffix`` and ``--cord-suffix`` are file-name suffixes starting with ``_`` (no folder);
+    :class:`InputError` naming the option otherwise."""
+    for option, suffix in (("--label-suffix", label_suffix), ("--cord-suffix", cord_suffix)):
+        if not suffix or not suffix.startswith("_") or "/" in suffix:
+            raise InputError(
+                f"{option}: expected a file-name suffix starting with '_' (e.g. _label-lesion_seg), got {suffix!r}"
+            )
+
+
+def _split_plans(plans: Sequence[_CasePlan], bids_root: Path) -> tuple[list[_CasePlan], dict[str, str]]:
+    """The plans to convert and the skipped units (unit → reason); :class:`InputError` when every unit is
+    skipped."""
+    todo = [p for p in plans if not p.skip]
+    skipped = {p.unit: p.skip for p in plans if p.skip}
+    if not todo:
+        first, why = next(iter(skipped.items()))
+        more = f"; {len(skipped) - 1} more subject(s) skipped" if len(skipped) > 1 else ""
+        raise InputError(f"{bids_root}: nothing to convert, every subject was skipped ({first}: {why}{more})")
+    return todo, skipped
+
+
+def _convert_cases(
+    todo: Sequence[_CasePlan], settings: _Settings, pool: object | None, progress: bool
+) -> list[CaseReport]:
+    """Build and write every case into the staging folder (in ``pool``'s workers, results in ``todo``'s order),
+    with a tqdm bar over cases (stderr) when ``progress``."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc="convert lesion", unit="case", disable=not progress)
+    try:
+        return run_all(_process, todo, settings, pool, bar)
+    finally:
+        bar.close()
+
+
+def _case_sources(cases: Sequence[CaseReport], todo: Sequence[_CasePlan], bids_root: Path) -> dict[str, dict]:
+    """Per case (``dataset.json``'s ``nnspine.cases``): its source files relative to the dataset root and which
+    channels and masks were resampled to the reference grid."""
+    return {
+        c.case: {
+            "images": [p.image.relative_to(bids_root).as_posix() for p in plan.channels],
+            "lesion_mask": c.lesion_mask,
+            "cord_mask": c.cord_mask or None,
+            "resampled": c.resampled,
+            "lesion_mask_resampled": c.lesion_resampled,
+        }
+        for c, plan in zip(cases, todo)
+    }
+
+
+def _check_lesion_loss(cases: Sequence[CaseReport], bids_root: Path, reference: str) -> None:
+    """:class:`InputError` naming the first case whose lesion mask lost lesions when resampled onto the
+    ``reference`` channel's grid (``--allow-lesion-loss`` skips this check)."""
+    lossy = [c for c in cases if c.lost_lesions]
+    if lossy:
+        first = lossy[0]
+        more = f" (and {len(lossy) - 1} more case(s))" if len(lossy) > 1 else ""
+        raise InputError(
+            f"{bids_root / first.lesion_mask}: resampling onto the {reference} grid loses "
+            f"{first.lost_lesions} of {first.source_lesions} lesions{more}; use --allow-lesion-loss to "
+            "convert anyway"
+        )
+
+
+def _write_resampling_csv(stage: Path, cases: Sequence[CaseReport]) -> None:
+    """:data:`RESAMPLING_CSV` in the staging folder, when a lesion mask was resampled (volumes in mm³)."""
+    moved = resampling_rows(cases)
+    if moved:
+        import pandas as pd
+
+        text = pd.DataFrame(moved, columns=RESAMPLING_COLUMNS).to_csv(index=False)
+        (stage / RESAMPLING_CSV).write_text(text)
+
+
+def _write_dataset_json(
+    stage: Path,
+    dataset_name: str,
+    specs: list[str],
+    num_cases: int,
+    sources: dict[str, dict],
+    *,
+    bids_root: Path,
+    label_suffix: str,
+    cord_suffix: str,
+    regions: bool,
+    allow_missing: bool,
+) -> None:
+    """``dataset.json`` of the staged dataset: channels, (region) labels and the converter's settings and
+    per-case ``sources`` under ``nnspine``."""
+    from nnunet_extensions import __version__
+
+    extra = {"regions_class_order": REGIONS_CLASS_ORDER} if regions else {}
+    nnunet_raw.write_dataset_json(
+        stage,
+        channel_names=specs,
+        labels=REGION_LABELS if regions else LABELS,
+        num_training=num_cases,
+        **extra,
+        name=dataset_name,
+        description=(
+            "Lesion segmentation: one channel per sequence (" + ", ".join(specs) + "), resampled to the "
+            f"{specs[0]} grid; "
+            + (
+                "region labels: 1 cord, 2 lesion (lesions outside the cord are still 2)"
+                if regions
+                else "labels: 1 lesion"
+            )
+        ),
+        nnspine={
+            "converter": "lesion",
+            "version": __version__,
+            "channels": specs,
+            "label_suffix": label_suffix,
+            "cord_suffix": cord_suffix if regions else None,
+            "regions": regions,
+            "allow_missing": allow_missing,
+            "resampling": "other channels: linear, masks: nearest; through world coordinates onto the first channel",
+            "source_dataset": str(bids_root.resolve()),
+            "cases": sources,
+        },
+    )
+
+
 def convert(
     source: Path,
     *,
@@ -458,18 +582,10 @@ def convert(
         ``overwrite``, a bad ID/name or an nnU-Net raw folder that cannot be created (one line naming the file or
         option); nothing is written then.
     """
-    from tqdm.auto import tqdm
-
-    from nnunet_extensions import __version__
-
     bids_root = Path(source)
     specs = parse_channels(channels)
     check_jobs(jobs)
-    for option, suffix in (("--label-suffix", label_suffix), ("--cord-suffix", cord_suffix)):
-        if not suffix or not suffix.startswith("_") or "/" in suffix:
-            raise InputError(
-                f"{option}: expected a file-name suffix starting with '_' (e.g. _label-lesion_seg), got {suffix!r}"
-            )
+    _check_suffixes(label_suffix, cord_suffix)
     folder = output_folder(bids_root, nnunet_dataset, name, raw_root)
     plans, stray = discover(
         bids_root,
@@ -478,12 +594,7 @@ def convert(
         cord_suffix=cord_suffix if regions else None,
         allow_missing=allow_missing,
     )
-    todo = [p for p in plans if not p.skip]
-    skipped = {p.unit: p.skip for p in plans if p.skip}
-    if not todo:
-        first, why = next(iter(skipped.items()))
-        more = f"; {len(skipped) - 1} more subject(s) skipped" if len(skipped) > 1 else ""
-        raise InputError(f"{bids_root}: nothing to convert, every subject was skipped ({first}: {why}{more})")
+    todo, skipped = _split_plans(plans, bids_root)
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise OutputExistsError(f"{folder}: nnU-Net dataset exists (use --overwrite to replace it)")
     all_warnings = stray + [f"{unit}: skipped ({why})" for unit, why in skipped.items()]
@@ -495,67 +606,22 @@ def convert(
         with nnunet_raw.staged_dataset(folder, overwrite=overwrite) as stage:
             nnunet_raw.prepare_folder(stage)
             settings = _Settings(bids_root=bids_root, folder=stage, regions=regions)
-            bar = tqdm(total=len(todo), desc="convert lesion", unit="case", disable=not progress)
-            try:
-                cases = run_all(_process, todo, settings, pool, bar)
-            finally:
-                bar.close()
-            sources = {
-                c.case: {
-                    "images": [p.image.relative_to(bids_root).as_posix() for p in plan.channels],
-                    "lesion_mask": c.lesion_mask,
-                    "cord_mask": c.cord_mask or None,
-                    "resampled": c.resampled,
-                    "lesion_mask_resampled": c.lesion_resampled,
-                }
-                for c, plan in zip(cases, todo)
-            }
-            lossy = [c for c in cases if c.lost_lesions]
-            if lossy and not allow_lesion_loss:
-                first = lossy[0]
-                more = f" (and {len(lossy) - 1} more case(s))" if len(lossy) > 1 else ""
-                raise InputError(
-                    f"{bids_root / first.lesion_mask}: resampling onto the {specs[0]} grid loses "
-                    f"{first.lost_lesions} of {first.source_lesions} lesions{more}; use --allow-lesion-loss to "
-                    "convert anyway"
-                )
-            moved = resampling_rows(cases)
-            if moved:
-                import pandas as pd
-
-                text = pd.DataFrame(moved, columns=RESAMPLING_COLUMNS).to_csv(index=False)
-                (stage / RESAMPLING_CSV).write_text(text)
-            extra = {"regions_class_order": REGIONS_CLASS_ORDER} if regions else {}
-            nnunet_raw.write_dataset_json(
+            cases = _convert_cases(todo, settings, pool, progress)
+            sources = _case_sources(cases, todo, bids_root)
+            if not allow_lesion_loss:
+                _check_lesion_loss(cases, bids_root, specs[0])
+            _write_resampling_csv(stage, cases)
+            _write_dataset_json(
                 stage,
-                channel_names=specs,
-                labels=REGION_LABELS if regions else LABELS,
-                num_training=len(cases),
-                **extra,
-                name=folder.name,
-                description=(
-                    "Lesion segmentation: one channel per sequence (" + ", ".join(specs) + "), resampled to the "
-                    f"{specs[0]} grid; "
-                    + (
-                        "region labels: 1 cord, 2 lesion (lesions outside the cord are still 2)"
-                        if regions
-                        else "labels: 1 lesion"
-                    )
-                ),
-                nnspine={
-                    "converter": "lesion",
-                    "version": __version__,
-                    "channels": specs,
-                    "label_suffix": label_suffix,
-                    "cord_suffix": cord_suffix if regions else None,
-                    "regions": regions,
-                    "allow_missing": allow_missing,
-                    "resampling": (
-                        "other channels: linear, masks: nearest; through world coordinates onto the first channel"
-                    ),
-                    "source_dataset": str(bids_root.resolve()),
-                    "cases": sources,
-                },
+                folder.name,
+                specs,
+                len(cases),
+                sources,
+                bids_root=bids_root,
+                label_suffix=label_suffix,
+                cord_suffix=cord_suffix,
+                regions=regions,
+                allow_missing=allow_missing,
             )
             splits = write_dataset_splits(stage, folder, {c.case: bids_subject(c.case) for c in cases})
     return LesionConversionReport(

@@ -295,10 +295,95 @@ def _boundary(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return inner | outer
 
 
-def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
-    """Compute and write the soft masks (and nnU-Net cases) of one subject."""
+def _subject_sources(plan: _SubjectPlan, bids_root: Path) -> list[str]:
+    """The subject's images, then its masks, relative to the dataset root (the sidecars' ``Sources``)."""
+    sources = [c.image.relative_to(bids_root).as_posix() for c in plan.contrasts]
+    sources += [c.mask.relative_to(bids_root).as_posix() for c in plan.contrasts]
+    return sources
+
+
+def _contrast_report(
+    c: _Contrast, image: Image, binary: np.ndarray, soft: np.ndarray, result: SoftResult, out_nii: Path, bids_root: Path
+) -> ContrastReport:
+    """Report of one contrast: its alignment (world mm), the mean soft value on the binary mask's in-plane
+    boundary voxels and the soft and binary volumes (mm³, from the native voxel size)."""
+    voxel_mm3 = float(np.prod(image.zooms))
+    bnd = _boundary(binary, image.affine)
+    return ContrastReport(
+        entities=c.entities,
+        image=c.image.relative_to(bids_root).as_posix(),
+        output=str(out_nii),
+        offset_mm=result.offsets_mm[c.entities],
+        aligned_slices=result.aligned_slices[c.entities],
+        boundary_mean=round(float(soft[bnd].mean()) if bnd.any() else float("nan"), 4),
+        boundary_voxels=int(bnd.sum()),
+        soft_volume_mm3=round(float(soft.sum(dtype=np.float64)) * voxel_mm3, 2),
+        binary_volume_mm3=round(float(binary.sum()) * voxel_mm3, 2),
+    )
+
+
+def _sidecar(
+    plan: _SubjectPlan,
+    c: _Contrast,
+    report: ContrastReport,
+    result: SoftResult,
+    sources: list[str],
+    bids_root: Path,
+    align: bool,
+) -> dict:
+    """The ``.json`` sidecar of one soft mask: sources, reference, method (spacings and offsets in mm) and
+    the package version."""
     from nnunet_extensions import __version__
 
+    return {
+        "Description": "Soft (partial-volume) spinal cord mask: fraction of each voxel inside the consensus "
+        "cord boundary of the subject's cord masks from all contrasts",
+        "Sources": sources,
+        "SpatialReference": report.image,
+        "InputMask": c.mask.relative_to(bids_root).as_posix(),
+        "Reference": plan.reference,
+        "ContrastsUsed": [x.entities for x in plan.contrasts],
+        "Method": {
+            "Name": METHOD_NAME,
+            "Interpolation": "linear (masks into the averaging space, through world coordinates)",
+            "AveragingSpacingMM": list(result.spacing_mm),
+            "Alignment": (
+                "slice-wise in-plane centre of mass vs the reference mask, Gaussian-smoothed along "
+                f"S-I (sigma {ALIGN_SMOOTHING_MM} mm)"
+            )
+            if align
+            else "none (--no-align)",
+            "Weighting": "per-voxel mean over the contrasts whose field of view covers the voxel",
+            "PartialVolume": "fraction of each native voxel inside the 0.5 iso-surface of the average "
+            f"(sub-voxel samples {SUBSAMPLE_MM[0]} mm in-plane, {SUBSAMPLE_MM[1]} mm S-I)",
+            "VolumePreservation": "one outward normal shift of the consensus surface per subject so that the "
+            "soft volumes, summed over contrasts, equal the binary ones",
+        },
+        "BoundaryOffsetMM": result.boundary_offset_mm,
+        "AlignmentOffsetMM": report.offset_mm,
+        "AlignedSlices": report.aligned_slices,
+        "BoundaryMeanSoftValue": report.boundary_mean,
+        "GeneratedBy": [{"Name": "nnunet-spine", "Version": __version__, "Description": "nnspine convert softgt"}],
+    }
+
+
+def _write_nnunet_case(st: _Settings, c: _Contrast, image: Image, soft: np.ndarray) -> None:
+    """The contrast's nnU-Net training case ``<image stem>``: the full image (float64 written as float32),
+    ``labelsTr`` = soft ≥ 0.5 (uint8) and ``labelsTr_soft`` = the soft mask (float32), on the image's grid."""
+    full = load_image(c.image, "image")
+    data = full.data.astype(np.float32) if full.data.dtype == np.float64 else full.data
+    nnunet_raw.write_case(
+        st.nnunet_folder,
+        c.stem,
+        [Image(data=data, affine=image.affine, path=c.image, meta=full.meta)],
+        (soft >= 0.5).astype(np.uint8),
+        extra={LABELS_TR_SOFT: (soft, np.float32)},
+        overwrite=st.overwrite,
+    )
+
+
+def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
+    """Compute and write the soft masks (and nnU-Net cases) of one subject."""
     loaded = {c.entities: _load_contrast(c, full_image=False) for c in plan.contrasts}
     result = soft_ground_truth(
         {n: (mask.data, image.affine) for n, (image, mask) in loaded.items()},
@@ -306,71 +391,19 @@ def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
         align=st.align,
         resolution_mm=st.resolution_mm,
     )
-    sources = [c.image.relative_to(st.bids_root).as_posix() for c in plan.contrasts]
-    sources += [c.mask.relative_to(st.bids_root).as_posix() for c in plan.contrasts]
+    sources = _subject_sources(plan, st.bids_root)
     reports = []
     for c in plan.contrasts:
         image, mask = loaded[c.entities]
         soft = result.soft[c.entities]
-        binary = mask.data > 0
-        voxel_mm3 = float(np.prod(image.zooms))
-        bnd = _boundary(binary, image.affine)
         base = st.soft_root / plan.rel_dir / f"{c.stem}{SOFT_SUFFIX}"
         out_nii = base.with_name(base.name + ".nii.gz")
-        report = ContrastReport(
-            entities=c.entities,
-            image=c.image.relative_to(st.bids_root).as_posix(),
-            output=str(out_nii),
-            offset_mm=result.offsets_mm[c.entities],
-            aligned_slices=result.aligned_slices[c.entities],
-            boundary_mean=round(float(soft[bnd].mean()) if bnd.any() else float("nan"), 4),
-            boundary_voxels=int(bnd.sum()),
-            soft_volume_mm3=round(float(soft.sum(dtype=np.float64)) * voxel_mm3, 2),
-            binary_volume_mm3=round(float(binary.sum()) * voxel_mm3, 2),
-        )
-        sidecar = {
-            "Description": "Soft (partial-volume) spinal cord mask: fraction of each voxel inside the consensus "
-            "cord boundary of the subject's cord masks from all contrasts",
-            "Sources": sources,
-            "SpatialReference": report.image,
-            "InputMask": c.mask.relative_to(st.bids_root).as_posix(),
-            "Reference": plan.reference,
-            "ContrastsUsed": [x.entities for x in plan.contrasts],
-            "Method": {
-                "Name": METHOD_NAME,
-                "Interpolation": "linear (masks into the averaging space, through world coordinates)",
-                "AveragingSpacingMM": list(result.spacing_mm),
-                "Alignment": (
-                    "slice-wise in-plane centre of mass vs the reference mask, Gaussian-smoothed along "
-                    f"S-I (sigma {ALIGN_SMOOTHING_MM} mm)"
-                )
-                if st.align
-                else "none (--no-align)",
-                "Weighting": "per-voxel mean over the contrasts whose field of view covers the voxel",
-                "PartialVolume": "fraction of each native voxel inside the 0.5 iso-surface of the average "
-                f"(sub-voxel samples {SUBSAMPLE_MM[0]} mm in-plane, {SUBSAMPLE_MM[1]} mm S-I)",
-                "VolumePreservation": "one outward normal shift of the consensus surface per subject so that the "
-                "soft volumes, summed over contrasts, equal the binary ones",
-            },
-            "BoundaryOffsetMM": result.boundary_offset_mm,
-            "AlignmentOffsetMM": report.offset_mm,
-            "AlignedSlices": report.aligned_slices,
-            "BoundaryMeanSoftValue": report.boundary_mean,
-            "GeneratedBy": [{"Name": "nnunet-spine", "Version": __version__, "Description": "nnspine convert softgt"}],
-        }
+        report = _contrast_report(c, image, mask.data > 0, soft, result, out_nii, st.bids_root)
+        sidecar = _sidecar(plan, c, report, result, sources, st.bids_root, st.align)
         save_image(soft, image.affine, out_nii, overwrite=st.overwrite, dtype=np.float32, like=image)
         write_text(base.with_name(base.name + ".json"), json.dumps(sidecar, indent=2) + "\n", overwrite=st.overwrite)
         if st.nnunet_folder is not None:
-            full = load_image(c.image, "image")
-            data = full.data.astype(np.float32) if full.data.dtype == np.float64 else full.data
-            nnunet_raw.write_case(
-                st.nnunet_folder,
-                c.stem,
-                [Image(data=data, affine=image.affine, path=c.image, meta=full.meta)],
-                (soft >= 0.5).astype(np.uint8),
-                extra={LABELS_TR_SOFT: (soft, np.float32)},
-                overwrite=st.overwrite,
-            )
+            _write_nnunet_case(st, c, image, soft)
             report.case = c.stem
         reports.append(report)
     return SubjectReport(
@@ -380,6 +413,81 @@ def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
         warnings=list(plan.warnings),
         boundary_offset_mm=result.boundary_offset_mm,
     )
+
+
+def _check_options(reference_resolution: float, nnunet_dataset: int | None, name: str | None) -> None:
+    """``--reference-resolution`` a positive, finite number of mm; the nnU-Net dataset's ID and name given
+    together (or neither); :class:`InputError` otherwise."""
+    if not reference_resolution > 0 or not math.isfinite(reference_resolution):
+        raise InputError(f"--reference-resolution must be a positive number of mm, got {reference_resolution}")
+    if (nnunet_dataset is None) != (name is None):
+        raise InputError("the nnU-Net dataset needs both an ID (--nnunet-dataset) and a name (--name)")
+
+
+def _soft_root(derivatives_out: Path, bids_root: Path) -> Path:
+    """``<derivatives_out>/labels_softseg``, checked: folders (not files), outside the input dataset or under its
+    ``derivatives/``; :class:`InputError` otherwise."""
+    for folder in (derivatives_out, derivatives_out / PIPELINE):
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"{folder}: is a file, expected a folder")
+    soft_root = derivatives_out / PIPELINE
+    # BIDS keeps derivatives inside the dataset: a new pipeline folder under <bids_root>/derivatives adds files
+    # and never touches existing ones (outputs that exist are refused unless overwrite); elsewhere inside the
+    # input dataset is refused.
+    if is_inside(soft_root, bids_root) and not is_inside(soft_root, bids_root / "derivatives"):
+        raise InputError(
+            f"{derivatives_out}: is inside the input dataset {bids_root} but not under its derivatives/ "
+            "folder; choose <dataset>/derivatives or a folder outside the dataset"
+        )
+    return soft_root
+
+
+def _split_plans(plans: list[_SubjectPlan], bids_root: Path) -> tuple[list[_SubjectPlan], dict[str, str], list[str]]:
+    """The validated plans to convert, the skipped subjects (→ reason) and every warning (the plans', then one per
+    skipped subject); :class:`InputError` when every subject is skipped."""
+    todo = [p for p in plans if not p.skip]
+    skipped = {p.subject: p.skip for p in plans if p.skip}
+    all_warnings = [w for p in plans for w in p.warnings]
+    all_warnings += [f"{sub}: skipped ({why})" for sub, why in skipped.items()]
+    if not todo:
+        first, why = next(iter(skipped.items()))
+        more = f"; {len(skipped) - 1} more subject(s) skipped" if len(skipped) > 1 else ""
+        raise InputError(f"{bids_root}: nothing to convert, every subject was skipped ({first}: {why}{more})")
+    return todo, skipped, all_warnings
+
+
+def _refuse_existing_outputs(todo: list[_SubjectPlan], settings: _Settings) -> None:
+    """:class:`OutputExistsError` naming the first soft mask or sidecar that exists already."""
+    for p in todo:
+        for out in _outputs(p, settings):
+            if out.exists():
+                raise OutputExistsError(f"{out}: output exists (use --overwrite to replace it)")
+
+
+def _process_subjects(
+    todo: list[_SubjectPlan], settings: _Settings, pool: object | None, progress: bool
+) -> list[SubjectReport]:
+    """Compute and write every subject (in ``pool``'s workers, results in ``todo``'s order), with a tqdm bar over
+    subjects (stderr) when ``progress``."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc="softgt", unit="subject", disable=not progress)
+    try:
+        return run_all(_process, todo, settings, pool, bar)
+    finally:
+        bar.close()
+
+
+def _finish_nnunet_dataset(report: SoftGTReport, stage: Path, nn_folder: Path, bids_root: Path) -> None:
+    """``dataset.json`` and ``splits_final.json`` (all contrasts of a subject in one fold) of the staged nnU-Net
+    dataset; records its folder, split and number of cases in ``report``."""
+    subjects = report.subjects
+    cases = {c.case: c.image for s in subjects for c in s.contrasts if c.case}
+    _write_dataset_json(stage, nn_folder.name, cases, bids_root, report.reference, report.align)
+    subject_of = {c.case: s.subject.split("_", 1)[0] for s in subjects for c in s.contrasts if c.case}
+    report.splits = write_dataset_splits(stage, nn_folder, subject_of)
+    report.nnunet_dataset = str(nn_folder)
+    report.num_cases = len(cases)
 
 
 def convert(
@@ -442,29 +550,13 @@ def convert(
         folder that cannot be created, no subject left to convert (e.g. no image of the ``reference`` contrast
         anywhere): one-line message naming the file; nothing is written.
     """
-    from tqdm.auto import tqdm
-
     bids_root = Path(source)
     derivatives_out = Path(derivatives_out)
     check_jobs(jobs)
-    if not reference_resolution > 0 or not math.isfinite(reference_resolution):
-        raise InputError(f"--reference-resolution must be a positive number of mm, got {reference_resolution}")
-    if (nnunet_dataset is None) != (name is None):
-        raise InputError("the nnU-Net dataset needs both an ID (--nnunet-dataset) and a name (--name)")
+    _check_options(reference_resolution, nnunet_dataset, name)
     nn_folder = output_folder(bids_root, nnunet_dataset, name, raw_root) if nnunet_dataset is not None else None
     plans = discover(bids_root, reference)
-    for folder in (derivatives_out, derivatives_out / PIPELINE):
-        if folder.exists() and not folder.is_dir():
-            raise InputError(f"{folder}: is a file, expected a folder")
-    soft_root = derivatives_out / PIPELINE
-    # BIDS keeps derivatives inside the dataset: a new pipeline folder under <bids_root>/derivatives adds files
-    # and never touches existing ones (outputs that exist are refused unless overwrite); elsewhere inside the
-    # input dataset is refused.
-    if is_inside(soft_root, bids_root) and not is_inside(soft_root, bids_root / "derivatives"):
-        raise InputError(
-            f"{derivatives_out}: is inside the input dataset {bids_root} but not under its derivatives/ "
-            "folder; choose <dataset>/derivatives or a folder outside the dataset"
-        )
+    soft_root = _soft_root(derivatives_out, bids_root)
     settings = _Settings(
         bids_root=bids_root,
         soft_root=soft_root,
@@ -478,21 +570,11 @@ def convert(
     with process_pool(jobs, len(plans)) as pool:
         # 1. validate every input before writing anything
         plans = run_all(_validate, plans, nn_folder is not None, pool)
-        todo = [p for p in plans if not p.skip]
-        skipped = {p.subject: p.skip for p in plans if p.skip}
-        all_warnings = [w for p in plans for w in p.warnings]
-        all_warnings += [f"{sub}: skipped ({why})" for sub, why in skipped.items()]
-        if not todo:
-            first, why = next(iter(skipped.items()))
-            more = f"; {len(skipped) - 1} more subject(s) skipped" if len(skipped) > 1 else ""
-            raise InputError(f"{bids_root}: nothing to convert, every subject was skipped ({first}: {why}{more})")
+        todo, skipped, all_warnings = _split_plans(plans, bids_root)
         for w in all_warnings:
             warnings.warn(w, SoftGTWarning, stacklevel=2)
         if not overwrite:
-            for p in todo:
-                for out in _outputs(p, settings):
-                    if out.exists():
-                        raise OutputExistsError(f"{out}: output exists (use --overwrite to replace it)")
+            _refuse_existing_outputs(todo, settings)
 
         # 2. compute and write, subject by subject; the nnU-Net dataset all-or-nothing through a staging folder
         staging = (
@@ -504,11 +586,7 @@ def convert(
             if stage is not None:
                 nnunet_raw.prepare_folder(stage, extra_folders=(LABELS_TR_SOFT,))
             _write_description(soft_root, bids_root, overwrite)
-            bar = tqdm(total=len(todo), desc="softgt", unit="subject", disable=not progress)
-            try:
-                subjects = run_all(_process, todo, replace(settings, nnunet_folder=stage), pool, bar)
-            finally:
-                bar.close()
+            subjects = _process_subjects(todo, replace(settings, nnunet_folder=stage), pool, progress)
             report = SoftGTReport(
                 bids_root=str(bids_root),
                 derivatives=str(soft_root),
@@ -519,12 +597,7 @@ def convert(
                 warnings=all_warnings,
             )
             if stage is not None:
-                cases = {c.case: c.image for s in subjects for c in s.contrasts if c.case}
-                _write_dataset_json(stage, nn_folder.name, cases, bids_root, reference, align)
-                subject_of = {c.case: s.subject.split("_", 1)[0] for s in subjects for c in s.contrasts if c.case}
-                report.splits = write_dataset_splits(stage, nn_folder, subject_of)
-                report.nnunet_dataset = str(nn_folder)
-                report.num_cases = len(cases)
+                _finish_nnunet_dataset(report, stage, nn_folder, bids_root)
     return report
 
 

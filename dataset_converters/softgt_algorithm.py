@@ -302,6 +302,187 @@ class SoftResult:
     boundary_offset_mm: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """The reference contrast's voxel axes: world ``origin`` (mm), unit direction columns ``dirs`` (and their
+    inverse), voxel size ``zooms`` (mm), the S-I voxel axis ``s`` and the two ``inplane`` axes."""
+
+    origin: np.ndarray
+    dirs: np.ndarray
+    inv_dirs: np.ndarray
+    zooms: np.ndarray
+    s: int
+    inplane: list[int]
+
+
+def _reference_frame(ref_aff: np.ndarray) -> _Frame:
+    """The frame of the reference contrast's voxel→world affine (RAS+ mm)."""
+    dirs, zooms = _unit_axes(ref_aff)
+    s = si_axis(ref_aff)
+    inplane = [a for a in range(3) if a != s]
+    return _Frame(origin=ref_aff[:3, 3], dirs=dirs, inv_dirs=np.linalg.inv(dirs), zooms=zooms, s=s, inplane=inplane)
+
+
+def _si_planes(
+    arrays: Mapping[str, np.ndarray], affines: Mapping[str, np.ndarray], frame: _Frame
+) -> tuple[np.ndarray, float, int, int]:
+    """S-I sampling of the averaging space: the reference's slice positions, subdivided to at most
+    :data:`MAX_SI_SPACING_MM`, over the S-I union of all masks (plus one plane each side).
+
+    Returns the masks' bounding-box corners (mm along the reference's voxel axes, from its origin), the S-I
+    spacing (mm), the index of the first plane (in spacings from the reference origin) and the number of planes.
+    """
+    s = frame.s
+    si_step = frame.zooms[s] / math.ceil(frame.zooms[s] / MAX_SI_SPACING_MM - 1e-9)
+    q_all = np.concatenate(
+        [(_mask_corners_world(arrays[n], affines[n]) - frame.origin) @ frame.inv_dirs.T for n in arrays]
+    )  # mm along the reference's voxel axes, from its origin
+    k_lo = math.floor(q_all[:, s].min() / si_step) - 1
+    k_hi = math.ceil(q_all[:, s].max() / si_step) + 1
+    return q_all, si_step, k_lo, k_hi - k_lo + 1
+
+
+def _coarse_stack(
+    frame: _Frame, q_all: np.ndarray, resolution_mm: float, si_step: float, k_lo: int, n_s: int
+) -> tuple[_Stack, np.ndarray]:
+    """The coarse averaging space (one global box around every mask's corners ``q_all`` plus margin, in-plane
+    spacing 2 × ``resolution_mm`` or the reference's voxel size up to 1 mm) used for alignment and cord tracking;
+    returns it and its spacing (mm along the reference's voxel axes)."""
+    s, inplane = frame.s, frame.inplane
+    coarse_sp = np.full(3, 2.0 * resolution_mm)
+    coarse_sp[inplane] = np.maximum(np.minimum(frame.zooms[inplane], 1.0), 2.0 * resolution_mm)
+    coarse_sp[s] = si_step
+    q_lo = q_all.min(0) - (MARGIN_MM + 3.0)
+    q_hi = q_all.max(0) + (MARGIN_MM + 3.0)
+    shape0, origin_q = _box(q_lo, q_hi, coarse_sp, inplane, s, n_s)
+    origin_q[s] = k_lo * si_step
+    aff0 = np.eye(4)
+    aff0[:3, :3] = frame.dirs * coarse_sp
+    aff0[:3, 3] = frame.origin + frame.dirs @ origin_q
+    return _Stack(tuple(shape0), aff0, s), coarse_sp
+
+
+def _align_all(
+    coarse: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    reference: str,
+    stack0: _Stack,
+    align: bool,
+    align_smoothing_mm: float,
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Per contrast: smoothed per-slice in-plane offsets (world mm, n_slices×3) relative to the reference on the
+    coarse stack, and the number of slices they were measured on (zero offsets and 0 slices without ``align``
+    and for the reference itself)."""
+    n_s = stack0.shape[stack0.s]
+    offsets = {n: np.zeros((n_s, 3)) for n in coarse}
+    used = {n: 0 for n in coarse}
+    if align:
+        m_ref, cov_ref = coarse[reference]
+        for n in coarse:
+            if n != reference:
+                offsets[n], used[n] = _alignment_offsets(m_ref, cov_ref, *coarse[n], stack0, align_smoothing_mm)
+    return offsets, used
+
+
+def _cord_track(
+    coarse: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    offsets: Mapping[str, np.ndarray],
+    stack0: _Stack,
+    frame: _Frame,
+    si_step: float,
+    coarse_sp: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cord track on the coarse stack: the per-slice centre (world mm, relative to each coarse slice's origin)
+    of the aligned masks, smoothed along S-I, and the in-plane extent of the masks around it (mm along the
+    reference's voxel axes, low and high, with the margin and half a coarse voxel added)."""
+    s = frame.s
+    n_s = stack0.shape[s]
+    aff0 = stack0.affine
+    pos = _inplane_positions(stack0)
+    wsum = np.zeros(n_s)
+    csum = np.zeros((n_s, 3))
+    for n in coarse:
+        mass, com = _slice_com(coarse[n][0], stack0, pos)
+        csum += (com - offsets[n]) * mass[:, None]
+        wsum += mass
+    valid = wsum > 0
+    centre = _smooth_along_si(csum / np.maximum(wsum, 1e-12)[:, None], wsum, valid, si_step, 2.0 * si_step)
+    ext_lo = np.full(3, np.inf)
+    ext_hi = np.full(3, -np.inf)
+    for n in coarse:
+        nz = np.argwhere(coarse[n][0] > 0)
+        if not len(nz):
+            continue
+        world_rel = nz @ aff0[:3, :3].T - centre[nz[:, s]] - offsets[n][nz[:, s]]
+        qrel = world_rel @ frame.inv_dirs.T
+        ext_lo = np.minimum(ext_lo, qrel.min(0))
+        ext_hi = np.maximum(ext_hi, qrel.max(0))
+    # the coarse voxels themselves are ±half a coarse voxel; add the margin
+    ext_lo -= MARGIN_MM + coarse_sp
+    ext_hi += MARGIN_MM + coarse_sp
+    return centre, ext_lo, ext_hi
+
+
+def _fine_stack(
+    frame: _Frame, ext_lo: np.ndarray, ext_hi: np.ndarray, resolution_mm: float, si_step: float, k_lo: int, n_s: int
+) -> tuple[_Stack, np.ndarray]:
+    """The fine averaging space: ``resolution_mm`` in-plane over the extent ``ext_lo..ext_hi`` around the cord
+    track (mm along the reference's voxel axes), the coarse stack's S-I planes; its planes are shifted by the
+    track when used. Returns it and its spacing (mm)."""
+    s = frame.s
+    fine_sp = np.full(3, float(resolution_mm))
+    fine_sp[s] = si_step
+    shape1, origin_q = _box(ext_lo, ext_hi, fine_sp, frame.inplane, s, n_s)
+    aff1 = np.eye(4)
+    aff1[:3, :3] = frame.dirs * fine_sp
+    # slice origin: the coarse stack's slice origin (same S-I positions); in-plane relative to the cord track
+    # voxel (i, j, k) of the fine stack: reference origin + in-plane ext_lo + slice k, plus track[k]
+    aff1[:3, 3] = frame.origin + frame.dirs @ np.where(np.arange(3) == s, k_lo * si_step, origin_q)
+    return _Stack(tuple(shape1), aff1, s), fine_sp
+
+
+def _consensus(fine: Mapping[str, tuple[np.ndarray, np.ndarray]], shape: tuple[int, int, int]) -> np.ndarray:
+    """``f = Σ_c cov_c m_c / Σ_c cov_c`` on the fine stack: each point averaged over the contrasts whose field of
+    view covers it (0 where none does)."""
+    num = np.zeros(shape, np.float32)
+    den = np.zeros(shape, np.float32)
+    for m, cov in fine.values():
+        num += m  # m is already 0 outside the coverage
+        den += cov
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def _volume_preserving_soft(
+    f: np.ndarray,
+    stack1: _Stack,
+    shifts: Mapping[str, np.ndarray],
+    arrays: Mapping[str, np.ndarray],
+    affines: Mapping[str, np.ndarray],
+    resolution_mm: float,
+    inplane: Sequence[int],
+) -> tuple[dict[str, np.ndarray], float]:
+    """Soft masks on each native grid with the consensus surface moved along its normal by one offset ``d``
+    (mm) so that the soft volumes (mm³, summed over contrasts) equal the binary ones; returns them and ``d``.
+
+    ``f + d |grad f|`` has its 0.5 surface moved outward by ``d``. The soft volume is linear in a small ``d``:
+    it is evaluated at 0 and at :data:`VOLUME_PROBE_MM`, then interpolated (``|d|`` at most
+    :data:`MAX_VOLUME_OFFSET_MM`).
+    """
+    grads = [np.gradient(f, float(resolution_mm), axis=ax) for ax in inplane]
+    f_probe = f + np.float32(VOLUME_PROBE_MM) * np.sqrt(grads[0] ** 2 + grads[1] ** 2)
+    names = list(arrays)
+    pairs = {n: _to_native([f, f_probe], stack1, shifts[n], arrays[n].shape, affines[n]) for n in names}
+    vox = {n: float(np.prod(_unit_axes(affines[n])[1])) for n in names}
+    v_bin = sum(float(arrays[n].sum()) * vox[n] for n in names)
+    v0 = sum(float(pairs[n][0].sum(dtype=np.float64)) * vox[n] for n in names)
+    v1 = sum(float(pairs[n][1].sum(dtype=np.float64)) * vox[n] for n in names)
+    t = 0.0
+    if v1 > v0:
+        t_max = MAX_VOLUME_OFFSET_MM / VOLUME_PROBE_MM
+        t = float(np.clip((v_bin - v0) / (v1 - v0), -t_max, t_max))
+    soft = {n: np.clip(a + np.float32(t) * (b - a), 0.0, 1.0) for n, (a, b) in pairs.items()}
+    return soft, t * VOLUME_PROBE_MM
+
+
 def soft_ground_truth(
     masks: Mapping[str, tuple[np.ndarray, np.ndarray]],
     reference: str,
@@ -338,110 +519,30 @@ def soft_ground_truth(
     names = list(masks)
     arrays = {n: np.asarray(masks[n][0]) > 0 for n in names}
     affines = {n: np.asarray(masks[n][1], float) for n in names}
-    ref_aff = affines[reference]
-    dirs, zooms = _unit_axes(ref_aff)
-    s = si_axis(ref_aff)
-    inplane = [a for a in range(3) if a != s]
-    inv_dirs = np.linalg.inv(dirs)
-
-    # S-I sampling: the reference's slice positions, subdivided to at most MAX_SI_SPACING_MM
-    si_step = zooms[s] / math.ceil(zooms[s] / MAX_SI_SPACING_MM - 1e-9)
-    q_all = np.concatenate(
-        [(_mask_corners_world(arrays[n], affines[n]) - ref_aff[:3, 3]) @ inv_dirs.T for n in names]
-    )  # mm along the reference's voxel axes, from its origin
-    k_lo = math.floor(q_all[:, s].min() / si_step) - 1
-    k_hi = math.ceil(q_all[:, s].max() / si_step) + 1
-    n_s = k_hi - k_lo + 1
+    frame = _reference_frame(affines[reference])
+    q_all, si_step, k_lo, n_s = _si_planes(arrays, affines, frame)
 
     # ---- coarse stack (global box) for alignment and cord tracking
-    coarse_sp = np.full(3, 2.0 * resolution_mm)
-    coarse_sp[inplane] = np.maximum(np.minimum(zooms[inplane], 1.0), 2.0 * resolution_mm)
-    coarse_sp[s] = si_step
-    q_lo = q_all.min(0) - (MARGIN_MM + 3.0)
-    q_hi = q_all.max(0) + (MARGIN_MM + 3.0)
-    shape0, origin_q = _box(q_lo, q_hi, coarse_sp, inplane, s, n_s)
-    origin_q[s] = k_lo * si_step
-    aff0 = np.eye(4)
-    aff0[:3, :3] = dirs * coarse_sp
-    aff0[:3, 3] = ref_aff[:3, 3] + dirs @ origin_q
-    stack0 = _Stack(tuple(shape0), aff0, s)
+    stack0, coarse_sp = _coarse_stack(frame, q_all, resolution_mm, si_step, k_lo, n_s)
     zero = np.zeros((n_s, 3))
     coarse = {n: _sample(arrays[n].astype(np.float32), affines[n], stack0, zero) for n in names}
-
-    offsets = {n: np.zeros((n_s, 3)) for n in names}
-    used = {n: 0 for n in names}
-    if align:
-        m_ref, cov_ref = coarse[reference]
-        for n in names:
-            if n != reference:
-                offsets[n], used[n] = _alignment_offsets(m_ref, cov_ref, *coarse[n], stack0, align_smoothing_mm)
-
-    # ---- cord track: per-slice centre of the (aligned) masks, and the in-plane extent around it
-    pos = _inplane_positions(stack0)
-    wsum = np.zeros(n_s)
-    csum = np.zeros((n_s, 3))
-    for n in names:
-        mass, com = _slice_com(coarse[n][0], stack0, pos)
-        csum += (com - offsets[n]) * mass[:, None]
-        wsum += mass
-    valid = wsum > 0
-    centre = _smooth_along_si(csum / np.maximum(wsum, 1e-12)[:, None], wsum, valid, si_step, 2.0 * si_step)
-    ext_lo = np.full(3, np.inf)
-    ext_hi = np.full(3, -np.inf)
-    for n in names:
-        nz = np.argwhere(coarse[n][0] > 0)
-        if not len(nz):
-            continue
-        world_rel = nz @ aff0[:3, :3].T - centre[nz[:, s]] - offsets[n][nz[:, s]]
-        qrel = world_rel @ inv_dirs.T
-        ext_lo = np.minimum(ext_lo, qrel.min(0))
-        ext_hi = np.maximum(ext_hi, qrel.max(0))
-    # the coarse voxels themselves are ±half a coarse voxel; add the margin
-    ext_lo -= MARGIN_MM + coarse_sp
-    ext_hi += MARGIN_MM + coarse_sp
+    offsets, used = _align_all(coarse, reference, stack0, align, align_smoothing_mm)
+    centre, ext_lo, ext_hi = _cord_track(coarse, offsets, stack0, frame, si_step, coarse_sp)
 
     # ---- fine stack: planes shifted to follow the cord
-    fine_sp = np.full(3, float(resolution_mm))
-    fine_sp[s] = si_step
-    shape1, origin_q = _box(ext_lo, ext_hi, fine_sp, inplane, s, n_s)
-    aff1 = np.eye(4)
-    aff1[:3, :3] = dirs * fine_sp
-    # slice origin: the coarse stack's slice origin (same S-I positions); in-plane relative to the cord track
-    # voxel (i, j, k) of the fine stack: reference origin + in-plane ext_lo + slice k, plus track[k]
-    aff1[:3, 3] = ref_aff[:3, 3] + dirs @ np.where(np.arange(3) == s, k_lo * si_step, origin_q)
+    stack1, fine_sp = _fine_stack(frame, ext_lo, ext_hi, resolution_mm, si_step, k_lo, n_s)
     # the track (cord centre) was measured relative to each coarse slice's origin: re-express it
-    track = centre + (aff0[:3, 3] - ref_aff[:3, 3]) - dirs[:, s] * (k_lo * si_step)
-    stack1 = _Stack(tuple(shape1), aff1, s)
-
-    fine = {n: _sample(arrays[n].astype(np.float32), affines[n], stack1, track + offsets[n]) for n in names}
-    num = np.zeros(stack1.shape, np.float32)
-    den = np.zeros(stack1.shape, np.float32)
-    for n in names:
-        m, cov = fine[n]
-        num += m  # m is already 0 outside the coverage
-        den += cov
-    f = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    track = centre + (stack0.affine[:3, 3] - frame.origin) - frame.dirs[:, frame.s] * (k_lo * si_step)
     shifts = {n: track + offsets[n] for n in names}
+    fine = {n: _sample(arrays[n].astype(np.float32), affines[n], stack1, shifts[n]) for n in names}
+    f = _consensus(fine, stack1.shape)
     boundary_offset = 0.0
     if not preserve_volume:
         soft = {n: _to_native([f], stack1, shifts[n], arrays[n].shape, affines[n])[0] for n in names}
     else:
-        # Move the consensus surface along its normal by one offset d (mm) so that the soft volumes (summed
-        # over contrasts) equal the binary ones: f + d |grad f| has its 0.5 surface moved outward by d. The
-        # soft volume is linear in a small d: evaluate at 0 and at VOLUME_PROBE_MM, then interpolate.
-        grads = [np.gradient(f, float(resolution_mm), axis=ax) for ax in inplane]
-        f_probe = f + np.float32(VOLUME_PROBE_MM) * np.sqrt(grads[0] ** 2 + grads[1] ** 2)
-        pairs = {n: _to_native([f, f_probe], stack1, shifts[n], arrays[n].shape, affines[n]) for n in names}
-        vox = {n: float(np.prod(_unit_axes(affines[n])[1])) for n in names}
-        v_bin = sum(float(arrays[n].sum()) * vox[n] for n in names)
-        v0 = sum(float(pairs[n][0].sum(dtype=np.float64)) * vox[n] for n in names)
-        v1 = sum(float(pairs[n][1].sum(dtype=np.float64)) * vox[n] for n in names)
-        t = 0.0
-        if v1 > v0:
-            t_max = MAX_VOLUME_OFFSET_MM / VOLUME_PROBE_MM
-            t = float(np.clip((v_bin - v0) / (v1 - v0), -t_max, t_max))
-        boundary_offset = t * VOLUME_PROBE_MM
-        soft = {n: np.clip(a + np.float32(t) * (b - a), 0.0, 1.0) for n, (a, b) in pairs.items()}
+        soft, boundary_offset = _volume_preserving_soft(
+            f, stack1, shifts, arrays, affines, resolution_mm, frame.inplane
+        )
     return SoftResult(
         soft=soft,
         offsets_mm={n: [round(float(v), 4) for v in offsets[n].mean(0)] for n in names},

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from postprocessing.qc._style import _RC, DPI, _save
+
+if TYPE_CHECKING:  # annotations only: matplotlib and the image I/O are imported when a picture is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from nnunet_extensions.core.io import Image
 
 
 def plot_vertebra_instances(
@@ -125,6 +132,135 @@ SPINEPS_COLOURS: dict[int, tuple[int, int, int]] = {
 }
 
 
+def _load_semantic(semantic, image) -> tuple[Image, Image | None]:
+    """The semantic mask and the optional image (:class:`~nnunet_extensions.core.io.Image` objects or file paths),
+    checked: SPINEPS semantic labels, the image on the mask's grid; :class:`InputError` otherwise."""
+    from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image
+    from nnunet_extensions.core.labels import semantic_value_problem
+
+    seg = semantic if isinstance(semantic, Image) else load_image(semantic, "labels")
+    problem = semantic_value_problem(np.unique(seg.data).tolist())
+    if problem:
+        raise InputError(f"{seg.name}: {problem}")
+    img = image if isinstance(image, Image) or image is None else load_image(image, "image")
+    if img is not None:
+        check_same_grid(seg, img)
+    return seg, img
+
+
+def _sagittal_panels(lab: np.ndarray) -> list[tuple[str, float]]:
+    """(title, slice position in voxels along the L axis) of the three panels: the subject's right parasagittal
+    slice, the mid-sagittal one, the left parasagittal one (``lab``: semantic labels in A, S, L voxel order).
+
+    Mid-sagittal: the centroid of the midline structures (spinous process, body, cord, canal, disc), else the
+    middle of the mask; parasagittal: the centroid of that side's labels (43/45/47, 44/46/48), else 40 % of the
+    way from the middle to the mask's lateral edge.
+    """
+    from nnunet_extensions.core.labels import CANAL, CORD, CORPUS, DISC, SPINOSUS
+
+    n_slices = lab.shape[2]
+
+    def centre(values) -> float | None:
+        counts = np.isin(lab, list(values)).sum(axis=(0, 1))
+        return float((counts * np.arange(n_slices)).sum() / counts.sum()) if counts.sum() else None
+
+    fg = (lab > 0).sum(axis=(0, 1))
+    lo, hi = np.flatnonzero(fg)[[0, -1]] if fg.any() else (0, n_slices - 1)
+    mid = centre((SPINOSUS, CORPUS, CORD, CANAL, DISC))
+    mid = mid if mid is not None else 0.5 * (lo + hi)
+    sides = []  # (name, slice) for the subject's right (low L index) and left
+    for name, values, edge in (("right", (44, 46, 48), lo), ("left", (43, 45, 47), hi)):
+        c = centre(values)
+        sides.append((name, c if c is not None else mid + 0.4 * (edge - mid)))
+    return [
+        (f"{sides[0][0]} parasagittal", sides[0][1]),
+        ("mid-sagittal", mid),
+        (f"{sides[1][0]} parasagittal", sides[1][1]),
+    ]
+
+
+def _crop(lab: np.ndarray, zooms: np.ndarray) -> tuple[tuple[int, int, int, int], list[float]]:
+    """The sagittal box shown: the mask's A-S extent plus 10 mm (voxel index bounds ``a0, a1, s0, s1``, ends
+    excluded; the whole plane for an empty mask), and its imshow extent in mm."""
+    if (lab > 0).any():
+        box = np.argwhere((lab > 0).any(axis=2))
+    else:
+        box = np.array([[0, 0], [lab.shape[0] - 1, lab.shape[1] - 1]])
+    pad = [int(np.ceil(10.0 / z)) for z in zooms[:2]]  # 10 mm around the mask's sagittal extent
+    a0, s0 = np.maximum(box.min(0) - pad, 0)
+    a1, s1 = np.minimum(box.max(0) + pad + 1, lab.shape[:2])
+    ext = [(a0 - 0.5) * zooms[0], (a1 - 0.5) * zooms[0], (s0 - 0.5) * zooms[1], (s1 - 0.5) * zooms[1]]
+    return (a0, a1, s0, s1), ext
+
+
+def _colour_lut(alpha: float) -> np.ndarray:
+    """Label value → RGBA (256×4): :data:`SPINEPS_COLOURS` at opacity ``alpha``, transparent elsewhere."""
+    lut = np.zeros((256, 4), np.float32)
+    for value, rgb in SPINEPS_COLOURS.items():
+        lut[value] = (*(c / 255.0 for c in rgb), alpha)
+    return lut
+
+
+def _draw_panel(
+    ax: Axes,
+    title: str,
+    k: int,
+    lab: np.ndarray,
+    back: np.ndarray | None,
+    window: tuple[float, float],
+    crop: tuple[int, int, int, int],
+    ext: list[float],
+    lut: np.ndarray,
+    aff: np.ndarray,
+    empty: bool,
+) -> set[int]:
+    """One sagittal panel: slice ``k`` (voxels along L) of the cropped labels over the grey image (``window``:
+    its display range) or black, titled with the slice's world x (RAS mm) and marked when the mask is ``empty``;
+    returns the labels it shows."""
+    a0, a1, s0, s1 = crop
+    plane = lab[a0:a1, s0:s1, k].T  # rows: S, cols: A
+    if back is not None:
+        ax.imshow(
+            back[a0:a1, s0:s1, k].T,
+            cmap="gray",
+            origin="lower",
+            extent=ext,
+            vmin=window[0],
+            vmax=window[1] or 1.0,
+            interpolation="nearest",
+        )
+    else:
+        ax.imshow(np.zeros(plane.shape, np.float32), cmap="gray", origin="lower", extent=ext, vmin=0, vmax=1)
+    ax.imshow(lut[plane.astype(np.int64)], origin="lower", extent=ext, interpolation="nearest")
+    if empty:
+        ax.text(0.5, 0.5, "empty mask", transform=ax.transAxes, ha="center", va="center", color="red")
+    x_mm = float((aff @ np.array([0.0, 0.0, k, 1.0]))[0])
+    ax.set_title(f"{title}\nx = {x_mm:+.1f} mm (RAS)", fontsize=9)
+    ax.set_aspect("equal")
+    ax.set_xlabel("P ← → A (mm)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    return set(np.unique(plane).tolist()) - {0}
+
+
+def _add_legend(fig: Figure, shown: set[int]) -> None:
+    """A legend under the panels of the ``shown`` labels (value and name), in :data:`SPINEPS_COLOURS`."""
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import Patch
+
+    from nnunet_extensions.core.labels import SEMANTIC_LABELS
+
+    handles = [
+        Patch(
+            facecolor=to_hex(np.array(SPINEPS_COLOURS[v]) / 255.0),
+            edgecolor="0.4",
+            label=f"{v} {SEMANTIC_LABELS[v].replace('_', ' ')}",
+        )
+        for v in sorted(shown)
+    ]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=7, frameon=False)
+
+
 def plot_spine_semantic(
     semantic,
     path: str | os.PathLike,
@@ -147,30 +283,13 @@ def plot_spine_semantic(
     the way to the mask's lateral edge.
     """
     import matplotlib
-    from matplotlib.colors import to_hex
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
 
     from nnunet_extensions.core.geometry import reorient
-    from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image, voxel_sizes
-    from nnunet_extensions.core.labels import (
-        CANAL,
-        CORD,
-        CORPUS,
-        DISC,
-        SEMANTIC_LABELS,
-        SPINOSUS,
-        semantic_value_problem,
-        to_semantic_14,
-    )
+    from nnunet_extensions.core.io import voxel_sizes
+    from nnunet_extensions.core.labels import to_semantic_14
 
-    seg = semantic if isinstance(semantic, Image) else load_image(semantic, "labels")
-    problem = semantic_value_problem(np.unique(seg.data).tolist())
-    if problem:
-        raise InputError(f"{seg.name}: {problem}")
-    img = image if isinstance(image, Image) or image is None else load_image(image, "image")
-    if img is not None:
-        check_same_grid(seg, img)
+    seg, img = _load_semantic(semantic, image)
     codes = ("A", "S", "L")  # voxel axes: towards A (right on screen), S (up), L (slices)
     # SPINEPS 2.x's 50-53 drawn in the colours of the 14-label scheme (body, endplate)
     lab, aff = reorient(to_semantic_14(np.asarray(seg.data)), np.asarray(seg.affine, float), codes)
@@ -179,75 +298,25 @@ def plot_spine_semantic(
     )
     zooms = voxel_sizes(aff)
     n_slices = lab.shape[2]
-
-    def centre(values) -> float | None:
-        counts = np.isin(lab, list(values)).sum(axis=(0, 1))
-        return float((counts * np.arange(n_slices)).sum() / counts.sum()) if counts.sum() else None
-
-    fg = (lab > 0).sum(axis=(0, 1))
-    lo, hi = np.flatnonzero(fg)[[0, -1]] if fg.any() else (0, n_slices - 1)
-    mid = centre((SPINOSUS, CORPUS, CORD, CANAL, DISC))
-    mid = mid if mid is not None else 0.5 * (lo + hi)
-    sides = []  # (name, slice) for the subject's right (low L index) and left
-    for name, values, edge in (("right", (44, 46, 48), lo), ("left", (43, 45, 47), hi)):
-        c = centre(values)
-        sides.append((name, c if c is not None else mid + 0.4 * (edge - mid)))
-    panels = [
-        (f"{sides[0][0]} parasagittal", sides[0][1]),
-        ("mid-sagittal", mid),
-        (f"{sides[1][0]} parasagittal", sides[1][1]),
-    ]
-    box = np.argwhere((lab > 0).any(axis=2)) if fg.any() else np.array([[0, 0], [lab.shape[0] - 1, lab.shape[1] - 1]])
-    pad = [int(np.ceil(10.0 / z)) for z in zooms[:2]]  # 10 mm around the mask's sagittal extent
-    a0, s0 = np.maximum(box.min(0) - pad, 0)
-    a1, s1 = np.minimum(box.max(0) + pad + 1, lab.shape[:2])
-    ext = [(a0 - 0.5) * zooms[0], (a1 - 0.5) * zooms[0], (s0 - 0.5) * zooms[1], (s1 - 0.5) * zooms[1]]
+    panels = _sagittal_panels(lab)
+    crop, ext = _crop(lab, zooms)
     height = 5.6
     width = min(max(3 * height * (ext[1] - ext[0]) / max(ext[3] - ext[2], 1e-6) + 1.0, 6.0), 14.0)
     with matplotlib.rc_context({**_RC, "axes.grid": False}):
         fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
         axes = fig.subplots(1, 3, squeeze=True)
-    lut = np.zeros((256, 4), np.float32)
-    for value, rgb in SPINEPS_COLOURS.items():
-        lut[value] = (*(c / 255.0 for c in rgb), 0.6 if back is not None else 1.0)
+    empty = not (lab > 0).any()
+    lut = _colour_lut(0.6 if back is not None else 1.0)
+    window = (0.0, 0.0)
     if back is not None:
-        vmin, vmax = (float(v) for v in np.percentile(back[a0:a1, s0:s1], [1, 99]))
+        a0, a1, s0, s1 = crop
+        window = tuple(float(v) for v in np.percentile(back[a0:a1, s0:s1], [1, 99]))
     shown: set[int] = set()
     for ax, (name, position) in zip(axes, panels):
         k = int(np.clip(np.rint(position), 0, n_slices - 1))
-        plane = lab[a0:a1, s0:s1, k].T  # rows: S, cols: A
-        if back is not None:
-            ax.imshow(
-                back[a0:a1, s0:s1, k].T,
-                cmap="gray",
-                origin="lower",
-                extent=ext,
-                vmin=vmin,
-                vmax=vmax or 1.0,
-                interpolation="nearest",
-            )
-        else:
-            ax.imshow(np.zeros(plane.shape, np.float32), cmap="gray", origin="lower", extent=ext, vmin=0, vmax=1)
-        ax.imshow(lut[plane.astype(np.int64)], origin="lower", extent=ext, interpolation="nearest")
-        shown |= set(np.unique(plane).tolist()) - {0}
-        if not fg.any():
-            ax.text(0.5, 0.5, "empty mask", transform=ax.transAxes, ha="center", va="center", color="red")
-        x_mm = float((aff @ np.array([0.0, 0.0, k, 1.0]))[0])
-        ax.set_title(f"{name}\nx = {x_mm:+.1f} mm (RAS)", fontsize=9)
-        ax.set_aspect("equal")
-        ax.set_xlabel("P ← → A (mm)", fontsize=8)
-        ax.tick_params(labelsize=7)
+        shown |= _draw_panel(ax, name, k, lab, back, window, crop, ext, lut, aff, empty)
     axes[0].set_ylabel("I ← → S (mm)", fontsize=8)
-    handles = [
-        Patch(
-            facecolor=to_hex(np.array(SPINEPS_COLOURS[v]) / 255.0),
-            edgecolor="0.4",
-            label=f"{v} {SEMANTIC_LABELS[v].replace('_', ' ')}",
-        )
-        for v in sorted(shown)
-    ]
-    if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=7, frameon=False)
+    _add_legend(fig, shown)
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path, overwrite)

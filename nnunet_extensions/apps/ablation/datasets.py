@@ -92,6 +92,161 @@ def dataset_folder(env: dict, key: str, kind: str) -> Path:
 PREPARED = ".prepared"
 
 
+def _phantom_command(out: Path, subjects: int, seed: int) -> list[str]:
+    """``nnspine phantom`` making a cord phantom of ``subjects`` subjects in ``out``."""
+    return [
+        "nnspine",
+        "phantom",
+        "--kind",
+        "cord",
+        "-o",
+        str(out),
+        "--subjects",
+        str(subjects),
+        "--seed",
+        str(seed),
+        "-q",
+    ]
+
+
+def _softgt_command(phantom: Path, derivatives_out: Path, dataset: tuple[int, str] | None = None) -> list[str]:
+    """``nnspine convert softgt`` of a phantom, with ``dataset`` (ID, name) also writing that nnU-Net raw dataset."""
+    nnunet = ["--nnunet-dataset", str(dataset[0]), "--name", dataset[1]] if dataset is not None else []
+    return [
+        "nnspine",
+        "convert",
+        "softgt",
+        "-i",
+        str(phantom),
+        "--derivatives-out",
+        str(derivatives_out),
+        *nnunet,
+        "-q",
+    ]
+
+
+def _make_phantoms(folder: Path, config: AblationConfig, env: dict, log: Path) -> tuple[Path, Path]:
+    """The training and held-out phantoms (``phantom_train``, ``phantom_test``), made side by side; returns them."""
+    train, test = folder / "phantom_train", folder / "phantom_test"
+    run_together(
+        [
+            _phantom_command(train, config.n_train, config.seed),
+            _phantom_command(test, config.n_test, config.seed + 1000),
+        ],
+        env,
+        log,
+    )
+    return train, test
+
+
+def _make_training_sets(
+    folder: Path, train: Path, config: AblationConfig, env: dict, datasets: list[str], sh: Callable[..., int]
+) -> None:
+    """The training sets' nnU-Net raw datasets: the soft GT of every contrast, and among ``datasets`` each contrast's
+    binary masks (``binary``) and the soft GT of the seen contrasts only (``soft_seen``)."""
+    sh(*_softgt_command(train, folder / "deriv_train", DATASETS["soft"]))
+    soft_raw = dataset_folder(env, "soft", "nnUNet_raw")
+    if "binary" in datasets:
+        write_binary_dataset(soft_raw, train, dataset_folder(env, "binary", "nnUNet_raw"))
+    if "soft_seen" in datasets:
+        seen = copy_contrasts(train, folder / "phantom_train_seen", config.seen_contrasts)
+        sh(*_softgt_command(seen, folder / "deriv_train_seen", DATASETS["soft_seen"]))
+
+
+def _plan_command(config: AblationConfig) -> list[str]:
+    """``nnUNetv2_plan_and_preprocess`` of the soft dataset, with the planner's GPU memory target (GB; 1 GB on CPU
+    unless set) and the isotropic target spacing (mm) when set."""
+    gpu_memory = config.gpu_memory_target_gb or (1.0 if config.device == "cpu" else None)
+    plan = [
+        "nnUNetv2_plan_and_preprocess",
+        "-d",
+        str(DATASETS["soft"][0]),
+        "-c",
+        CONFIG,
+        "-np",
+        "1",
+        "-npfp",
+        "1",
+        "--verify_dataset_integrity",
+        "--no_pbar",
+        "-overwrite_plans_name",
+        PLANS,
+    ]
+    if gpu_memory:
+        plan += ["-gpu_memory_target", str(gpu_memory)]
+    if config.target_spacing_mm:
+        plan += ["-overwrite_target_spacing", *[str(config.target_spacing_mm)] * 3]
+    return plan
+
+
+def _preprocess_with_soft_plans(env: dict, datasets: list[str], others: list[str], sh: Callable[..., int]) -> None:
+    """Every dataset but the soft one (``others``: their IDs): fingerprint, the soft dataset's plans moved to it
+    (with the ``dataset.json`` nnU-Net's planner would have copied), then preprocessed with them."""
+    soft_id = DATASETS["soft"][0]
+    sh(
+        "nnUNetv2_extract_fingerprint",
+        "-d",
+        *others,
+        "-np",
+        "1",
+        "--verify_dataset_integrity",
+        "--no_pbar",
+        extra_env={"nnUNet_n_proc_DA": "1"},
+    )
+    for key in datasets:
+        if key != "soft":
+            sh(
+                "nnUNetv2_move_plans_between_datasets",
+                "-s",
+                str(soft_id),
+                "-t",
+                str(DATASETS[key][0]),
+                "-sp",
+                PLANS,
+                "-tp",
+                PLANS,
+            )
+            # nnU-Net's planner copies dataset.json beside the plans; moved plans come without it
+            shutil.copy(
+                dataset_folder(env, key, "nnUNet_raw") / "dataset.json",
+                dataset_folder(env, key, "nnUNet_preprocessed") / "dataset.json",
+            )
+    sh(
+        "nnUNetv2_preprocess",
+        "-d",
+        *others,
+        "-plans_name",
+        PLANS,
+        "-c",
+        CONFIG,
+        "-np",
+        "1",
+        "--no_pbar",
+        extra_env={"nnUNet_n_proc_DA": "1"},
+    )
+
+
+def _soft_targets_and_splits(env: dict, datasets: list[str], sh: Callable[..., int]) -> None:
+    """Per dataset: the soft targets (``nnspine preprocess-soft``, soft datasets only) and a one-fold split that
+    validates on the case of the smallest image volume (:func:`smallest_case`)."""
+    for key in datasets:
+        if key.startswith("soft"):
+            sh("nnspine", "preprocess-soft", "-d", str(DATASETS[key][0]), "-c", CONFIG, "-p", PLANS, "-q")
+        raw = dataset_folder(env, key, "nnUNet_raw")
+        cases = sorted(p.name[: -len(".nii.gz")] for p in (raw / "labelsTr").glob("*.nii.gz"))
+        write_split(dataset_folder(env, key, "nnUNet_preprocessed"), cases, smallest_case(raw))
+
+
+def _plan_and_preprocess(config: AblationConfig, env: dict, datasets: list[str], sh: Callable[..., int]) -> None:
+    """One set of nnU-Net plans (made on the soft dataset) for every dataset, each preprocessed with it, their soft
+    targets and splits."""
+    sh(*_plan_command(config), extra_env={"nnUNet_n_proc_DA": "1"})
+    others = [str(DATASETS[key][0]) for key in datasets if key != "soft"]
+    if others:  # one command each for all datasets planned with the soft dataset's plans
+        _preprocess_with_soft_plans(env, datasets, others, sh)
+    _soft_targets_and_splits(env, datasets, sh)
+
+
 def prepare(folder: Path, config: AblationConfig, env: dict, log: Path, say: Callable[[str], None]) -> dict:
     """Phantoms (training and held-out subjects), the training sets (soft GT, per-contrast binary masks, soft GT
     of the seen contrasts), the held-out subjects' soft GT (for the radial profile), and one set of plans for
@@ -116,170 +271,32 @@ def prepare(folder: Path, config: AblationConfig, env: dict, log: Path, say: Cal
         timings[name] = time.perf_counter() - t0
         say(f"      {timings[name]:.0f} s")
 
-    # phantoms ----------------------------------------------------------------------------------------------
     t = timed(
         "phantoms",
         f"phantoms: {config.n_train} training and {config.n_test} held-out subjects, "
         f"{len(CONTRASTS)} contrasts each (nnspine phantom)",
     )
-    train, test = folder / "phantom_train", folder / "phantom_test"
-    run_together(
-        [
-            [
-                "nnspine",
-                "phantom",
-                "--kind",
-                "cord",
-                "-o",
-                str(train),
-                "--subjects",
-                str(config.n_train),
-                "--seed",
-                str(config.seed),
-                "-q",
-            ],
-            [
-                "nnspine",
-                "phantom",
-                "--kind",
-                "cord",
-                "-o",
-                str(test),
-                "--subjects",
-                str(config.n_test),
-                "--seed",
-                str(config.seed + 1000),
-                "-q",
-            ],
-        ],
-        env,
-        log,
-    )
+    train, test = _make_phantoms(folder, config, env, log)
     done(t)
 
-    # training datasets ---------------------------------------------------------------------------------------
     t = timed(
         "datasets",
         "training sets: soft GT (nnspine convert softgt), per-contrast binary masks"
         + (f", soft GT of {'+'.join(config.seen_contrasts)} only" if "soft_seen" in datasets else ""),
     )
-    soft_id, soft_name = DATASETS["soft"]
-    sh(
-        "nnspine",
-        "convert",
-        "softgt",
-        "-i",
-        str(train),
-        "--derivatives-out",
-        str(folder / "deriv_train"),
-        "--nnunet-dataset",
-        str(soft_id),
-        "--name",
-        soft_name,
-        "-q",
-    )
-    soft_raw = dataset_folder(env, "soft", "nnUNet_raw")
-    if "binary" in datasets:
-        write_binary_dataset(soft_raw, train, dataset_folder(env, "binary", "nnUNet_raw"))
-    if "soft_seen" in datasets:
-        seen = copy_contrasts(train, folder / "phantom_train_seen", config.seen_contrasts)
-        seen_id, seen_name = DATASETS["soft_seen"]
-        sh(
-            "nnspine",
-            "convert",
-            "softgt",
-            "-i",
-            str(seen),
-            "--derivatives-out",
-            str(folder / "deriv_train_seen"),
-            "--nnunet-dataset",
-            str(seen_id),
-            "--name",
-            seen_name,
-            "-q",
-        )
+    _make_training_sets(folder, train, config, env, datasets, sh)
     done(t)
 
-    # planning / preprocessing: one set of plans for every dataset ------------------------------------------------
     t = timed(
         "preprocess",
         "nnUNetv2_plan_and_preprocess (soft dataset) → plans moved to the others → "
         "nnUNetv2_preprocess; nnspine preprocess-soft",
     )
-    gpu_memory = config.gpu_memory_target_gb or (1.0 if config.device == "cpu" else None)
-    plan = [
-        "nnUNetv2_plan_and_preprocess",
-        "-d",
-        str(soft_id),
-        "-c",
-        CONFIG,
-        "-np",
-        "1",
-        "-npfp",
-        "1",
-        "--verify_dataset_integrity",
-        "--no_pbar",
-        "-overwrite_plans_name",
-        PLANS,
-    ]
-    if gpu_memory:
-        plan += ["-gpu_memory_target", str(gpu_memory)]
-    if config.target_spacing_mm:
-        plan += ["-overwrite_target_spacing", *[str(config.target_spacing_mm)] * 3]
-    sh(*plan, extra_env={"nnUNet_n_proc_DA": "1"})
-    others = [str(DATASETS[key][0]) for key in datasets if key != "soft"]
-    if others:  # one command each for all datasets planned with the soft dataset's plans
-        sh(
-            "nnUNetv2_extract_fingerprint",
-            "-d",
-            *others,
-            "-np",
-            "1",
-            "--verify_dataset_integrity",
-            "--no_pbar",
-            extra_env={"nnUNet_n_proc_DA": "1"},
-        )
-        for key in datasets:
-            if key != "soft":
-                sh(
-                    "nnUNetv2_move_plans_between_datasets",
-                    "-s",
-                    str(soft_id),
-                    "-t",
-                    str(DATASETS[key][0]),
-                    "-sp",
-                    PLANS,
-                    "-tp",
-                    PLANS,
-                )
-                # nnU-Net's planner copies dataset.json beside the plans; moved plans come without it
-                shutil.copy(
-                    dataset_folder(env, key, "nnUNet_raw") / "dataset.json",
-                    dataset_folder(env, key, "nnUNet_preprocessed") / "dataset.json",
-                )
-        sh(
-            "nnUNetv2_preprocess",
-            "-d",
-            *others,
-            "-plans_name",
-            PLANS,
-            "-c",
-            CONFIG,
-            "-np",
-            "1",
-            "--no_pbar",
-            extra_env={"nnUNet_n_proc_DA": "1"},
-        )
-    for key in datasets:
-        if key.startswith("soft"):
-            sh("nnspine", "preprocess-soft", "-d", str(DATASETS[key][0]), "-c", CONFIG, "-p", PLANS, "-q")
-        raw = dataset_folder(env, key, "nnUNet_raw")
-        cases = sorted(p.name[: -len(".nii.gz")] for p in (raw / "labelsTr").glob("*.nii.gz"))
-        write_split(dataset_folder(env, key, "nnUNet_preprocessed"), cases, smallest_case(raw))
+    _plan_and_preprocess(config, env, datasets, sh)
     done(t)
 
     t = timed("soft_gt_test", "soft GT of the held-out subjects (nnspine convert softgt; for the radial profile)")
-    sh("nnspine", "convert", "softgt", "-i", str(test), "--derivatives-out", str(folder / "deriv_test"), "-q")
+    sh(*_softgt_command(test, folder / "deriv_test"))
     done(t)
     (folder / PREPARED).write_text("data and plans ready\n")
     return timings

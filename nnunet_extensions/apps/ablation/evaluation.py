@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -133,6 +134,171 @@ def format_table(table: pandas.DataFrame) -> str:  # noqa: F821
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _Measuring:
+    """How one budget is measured: its output folder ``out`` (``csa/``, ``compare/``), the held-out phantom's
+    labels folder (discs for csa-variability), the vertebral ``level``, the true CSA (mm²) per held-out subject
+    and the command runner ``sh``."""
+
+    out: Path
+    labels: Path
+    level: int
+    truth: dict[str, float]
+    sh: Callable[..., int]
+
+
+def _contrast_files(source: Path, contrasts: tuple[str, ...]) -> list[Path]:
+    """The masks in ``source`` of ``contrasts``, sorted."""
+    return sorted(p for p in source.glob("*.nii.gz") if contrast_of(p) in contrasts)
+
+
+def _csa_table(m: _Measuring, name: str, files: list[Path], contrasts: tuple[str, ...]) -> tuple[Path, int, list[Path]]:
+    """csa-variability of ``files``, then every missing mask filled with CSA 0 (see :func:`fill_missing`);
+    returns the filled table, the number of missing masks and ``files``."""
+    csv = m.out / "csa" / f"{name}.csv"
+    # exit 2: a mask was skipped (empty prediction); the table holds the others
+    m.sh(
+        "nnspine",
+        "evaluate",
+        "csa-variability",
+        "-i",
+        *map(str, files),
+        "--discs",
+        str(m.labels),
+        "--vert",
+        str(m.level),
+        "-o",
+        str(csv),
+        "-q",
+        ok=(0, 2),
+    )
+    return (*fill_missing(csv, sorted(m.truth), contrasts, m.out / "csa" / f"{name}_filled.csv"), files)
+
+
+def _p_vs_a(m: _Measuring, name: str, table: Path, baseline: Path) -> float:
+    """Wilcoxon p of ``nnspine evaluate compare-variability`` against arm a on the same contrasts."""
+    import pandas as pd
+
+    csv = m.out / "compare" / f"{name}_vs_a.csv"
+    m.sh(
+        "nnspine",
+        "evaluate",
+        "compare-variability",
+        str(table),
+        str(baseline),
+        "--names",
+        f"{name},a",
+        "-o",
+        str(csv),
+        "-q",
+    )
+    cmp = pd.read_csv(csv)
+    return float(cmp.loc[cmp["subject"].astype(str) == "ALL", "wilcoxon_p"].iloc[0])
+
+
+def _row(
+    m: _Measuring,
+    baselines: dict[tuple[str, ...], tuple[Path, int, list[Path]]],
+    row: str,
+    name: str,
+    method: str,
+    train_c: str,
+    contrasts: tuple[str, ...],
+    measured: tuple[Path, int, list[Path]],
+) -> dict:
+    """One row of the ablation table from a ``measured`` (filled table, missing masks, files) of
+    :func:`_csa_table`: CSA error (%) and SD across contrasts (mm²), and the p against arm a on the same
+    ``contrasts`` (NaN for arm a's own rows); the files under ``_files``."""
+    table, missing, used = measured
+    p = float("nan") if row.startswith("(a)") else _p_vs_a(m, name, table, baselines[contrasts][0])
+    summary = summarize_row(table, m.truth, p)
+    return {
+        "row": row,
+        "method": method,
+        "train_contrasts": train_c,
+        "test_contrasts": "+".join(contrasts),
+        "n_subjects": summary.pop("n_subjects"),
+        "n_contrasts": summary.pop("n_contrasts"),
+        "n_missing": missing,
+        **summary,
+        "_files": used,
+    }
+
+
+def _arm_rows(
+    m: _Measuring,
+    config: AblationConfig,
+    masks: dict[str, Path],
+    baselines: dict[tuple[str, ...], tuple[Path, int, list[Path]]],
+) -> list[dict]:
+    """The rows of the arms of ``config``; the arm tested on the unseen contrasts adds arm a's row on those
+    contrasts (and its table to ``baselines``) first."""
+    all_c, seen_c = "+".join(CONTRASTS), "+".join(config.seen_contrasts)
+    rows = []
+    for arm in (a for a in ARMS if a.key in config.arms):
+        if arm.unseen_only:
+            unseen = config.unseen_contrasts
+            baselines[unseen] = _csa_table(m, "binary_unseen", _contrast_files(masks["binary"], unseen), unseen)
+            rows.append(
+                _row(
+                    m,
+                    baselines,
+                    "(a) binary, unseen pair",
+                    "binary_unseen",
+                    "arm a on the contrasts arm d did not see",
+                    all_c,
+                    unseen,
+                    baselines[unseen],
+                )
+            )
+            measured = _csa_table(m, arm.name, _contrast_files(masks[arm.name], unseen), unseen)
+            rows.append(
+                _row(m, baselines, f"({arm.key}) {arm.name}", arm.name, arm.description, seen_c, unseen, measured)
+            )
+        elif arm.key == "a":
+            measured = baselines[CONTRASTS]
+            rows.append(_row(m, baselines, f"(a) {arm.name}", arm.name, arm.description, all_c, CONTRASTS, measured))
+        else:
+            measured = _csa_table(m, arm.name, _contrast_files(masks[arm.name], CONTRASTS), CONTRASTS)
+            rows.append(
+                _row(m, baselines, f"({arm.key}) {arm.name}", arm.name, arm.description, all_c, CONTRASTS, measured)
+            )
+    return rows
+
+
+def _reference_rows(
+    m: _Measuring, test: Path, baselines: dict[tuple[str, ...], tuple[Path, int, list[Path]]]
+) -> list[dict]:
+    """The rows of the held-out subjects' GT binary masks and exact partial-volume truth."""
+    references = {
+        "gt_binary": (
+            "GT binary masks of the held-out subjects",
+            sorted(m.labels.glob("sub-*/anat/*_label-SC_seg.nii.gz")),
+        ),
+        "gt_truth": (
+            "exact partial-volume truth of the held-out subjects",
+            sorted((test / "derivatives" / "truth").glob("sub-*/anat/*_label-SC_softseg.nii.gz")),
+        ),
+    }
+    rows = []
+    for name, (description, paths) in references.items():
+        measured = _csa_table(m, name, paths, CONTRASTS)
+        rows.append(_row(m, baselines, f"ref: {name}", name, description, "", CONTRASTS, measured))
+    return rows
+
+
+def _add_halo(rows: list[dict], test: Path, level: int) -> tuple[dict[str, list[Path]], list[dict]]:
+    """Move each row's ``_files`` out (returned as row → files) and add its halo means (%) at ``level``; also
+    returns the per-mask halo rows (areas in mm²)."""
+    halo_rows = []
+    sources = {row["row"]: row.pop("_files") for row in rows}
+    for row in rows:
+        split = halo_table(sources[row["row"]], test, level)
+        halo_rows += [{"row": row["row"], **r} for r in split]
+        row.update(halo_summary(split))
+    return sources, halo_rows
+
+
 def evaluate_budget(
     folder: Path,
     out: Path,
@@ -147,132 +313,20 @@ def evaluate_budget(
 
     from nnunet_extensions.core.io import write_text
 
-    arms = [a for a in ARMS if a.key in config.arms]
     test = folder / "phantom_test"
     (out / "csa").mkdir(parents=True, exist_ok=True)
     (out / "compare").mkdir(exist_ok=True)
-    labels = test / "derivatives" / "labels"
-
-    truth = _truth(test, config.level)
-    subjects = sorted(truth)
-
-    def csa_table(name: str, files: list[Path], contrasts: tuple[str, ...]) -> tuple[Path, int, list[Path]]:
-        """csa-variability of ``files``, then every missing mask filled with CSA 0 (see :func:`fill_missing`);
-        returns the filled table, the number of missing masks and ``files``."""
-        csv = out / "csa" / f"{name}.csv"
-        # exit 2: a mask was skipped (empty prediction); the table holds the others
-        sh(
-            "nnspine",
-            "evaluate",
-            "csa-variability",
-            "-i",
-            *map(str, files),
-            "--discs",
-            str(labels),
-            "--vert",
-            str(config.level),
-            "-o",
-            str(csv),
-            "-q",
-            ok=(0, 2),
-        )
-        return (*fill_missing(csv, subjects, contrasts, out / "csa" / f"{name}_filled.csv"), files)
-
-    def p_vs_a(name: str, table: Path, baseline: Path) -> float:
-        """Wilcoxon p of ``nnspine evaluate compare-variability`` against arm a on the same contrasts."""
-        import pandas as pd
-
-        csv = out / "compare" / f"{name}_vs_a.csv"
-        sh(
-            "nnspine",
-            "evaluate",
-            "compare-variability",
-            str(table),
-            str(baseline),
-            "--names",
-            f"{name},a",
-            "-o",
-            str(csv),
-            "-q",
-        )
-        cmp = pd.read_csv(csv)
-        return float(cmp.loc[cmp["subject"].astype(str) == "ALL", "wilcoxon_p"].iloc[0])
-
-    def files(source: Path, contrasts: tuple[str, ...]) -> list[Path]:
-        return sorted(p for p in source.glob("*.nii.gz") if contrast_of(p) in contrasts)
-
-    all_c, seen_c = "+".join(CONTRASTS), "+".join(config.seen_contrasts)
-    baselines = {CONTRASTS: csa_table("binary", files(masks["binary"], CONTRASTS), CONTRASTS)}
-    rows = []
-
-    def add(row: str, name: str, method: str, train_c: str, contrasts: tuple[str, ...], measured) -> None:
-        table, missing, used = measured
-        p = float("nan") if row.startswith("(a)") else p_vs_a(name, table, baselines[contrasts][0])
-        summary = summarize_row(table, truth, p)
-        rows.append(
-            {
-                "row": row,
-                "method": method,
-                "train_contrasts": train_c,
-                "test_contrasts": "+".join(contrasts),
-                "n_subjects": summary.pop("n_subjects"),
-                "n_contrasts": summary.pop("n_contrasts"),
-                "n_missing": missing,
-                **summary,
-                "_files": used,
-            }
-        )
-
-    for arm in arms:
-        if arm.unseen_only:
-            unseen = config.unseen_contrasts
-            baselines[unseen] = csa_table("binary_unseen", files(masks["binary"], unseen), unseen)
-            add(
-                "(a) binary, unseen pair",
-                "binary_unseen",
-                "arm a on the contrasts arm d did not see",
-                all_c,
-                unseen,
-                baselines[unseen],
-            )
-            add(
-                f"({arm.key}) {arm.name}",
-                arm.name,
-                arm.description,
-                seen_c,
-                unseen,
-                csa_table(arm.name, files(masks[arm.name], unseen), unseen),
-            )
-        elif arm.key == "a":
-            add(f"(a) {arm.name}", arm.name, arm.description, all_c, CONTRASTS, baselines[CONTRASTS])
-        else:
-            add(
-                f"({arm.key}) {arm.name}",
-                arm.name,
-                arm.description,
-                all_c,
-                CONTRASTS,
-                csa_table(arm.name, files(masks[arm.name], CONTRASTS), CONTRASTS),
-            )
-    references = {
-        "gt_binary": (
-            "GT binary masks of the held-out subjects",
-            sorted(labels.glob("sub-*/anat/*_label-SC_seg.nii.gz")),
-        ),
-        "gt_truth": (
-            "exact partial-volume truth of the held-out subjects",
-            sorted((test / "derivatives" / "truth").glob("sub-*/anat/*_label-SC_softseg.nii.gz")),
-        ),
-    }
-    for name, (description, paths) in references.items():
-        add(f"ref: {name}", name, description, "", CONTRASTS, csa_table(name, paths, CONTRASTS))
-
-    halo_rows = []
-    sources = {row["row"]: row.pop("_files") for row in rows}
-    for row in rows:
-        split = halo_table(sources[row["row"]], test, config.level)
-        halo_rows += [{"row": row["row"], **r} for r in split]
-        row.update(halo_summary(split))
+    m = _Measuring(
+        out=out,
+        labels=test / "derivatives" / "labels",
+        level=config.level,
+        truth=_truth(test, config.level),
+        sh=sh,
+    )
+    baselines = {CONTRASTS: _csa_table(m, "binary", _contrast_files(masks["binary"], CONTRASTS), CONTRASTS)}
+    rows = _arm_rows(m, config, masks, baselines)
+    rows += _reference_rows(m, test, baselines)
+    sources, halo_rows = _add_halo(rows, test, config.level)
     table = pd.DataFrame(rows)
     write_text(out / "ablation.csv", table.to_csv(index=False, float_format="%.4g"), overwrite=True)
     write_text(out / "halo.csv", pd.DataFrame(halo_rows).to_csv(index=False, float_format="%.4g"), overwrite=True)
