@@ -52,7 +52,7 @@ from nnunet_extensions.core.io import (
     require_folder,
     same_grid,
 )
-from postprocessing.lesion.matching import label_lesions  # the one lesion definition (tests/test_layers.py)
+from nnunet_extensions.core.lesion_matching import label_lesions  # the one lesion definition (tests/test_layers.py)
 
 #: Labels of ``labelsTr``: plain, and region-based (``--regions``).
 LABELS = {"background": 0, "lesion": 1}

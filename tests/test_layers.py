@@ -48,10 +48,6 @@ ALLOWED_CROSSINGS = {
     ("dataset_converters.cutouts", "postprocessing.spine.cutouts"): "one cutout geometry for training and inference",
     # The lesion trainers' per-epoch and final-validation lesion metrics are those of `nnspine evaluate lesions`.
     ("trainers.lesion", "postprocessing.lesion.metrics"): "one definition of lesion-wise metrics",
-    ("trainers.lesion", "postprocessing.lesion.matching"): "one definition of lesion matching",
-    ("dataset_converters.lesion", "postprocessing.lesion.matching"): "lesions counted before/after resampling",
-    # The instance phase runs nnU-Net's predictor in-process, loaded as `nnspine segment` loads it.
-    ("postprocessing.spine.fusion_files", "nnunet_extensions.integration.predictor"): "one way to load a predictor",
     # The nnUNet_extTrainer shim binds the registry's trainers (nnU-Net imports it as a loose file).
     ("nnunet_extensions.integration.discovery.nnspine_trainers", "trainers.registry"): "trainer discovery",
 }

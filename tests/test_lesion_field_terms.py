@@ -16,7 +16,7 @@ from scipy import ndimage, stats
 
 from nnunet_extensions.core.io import InputError
 from postprocessing.lesion.configurations import SUMMARY_METRICS, configuration_table
-from postprocessing.lesion.matching import MatchRule, lesion_counts
+from nnunet_extensions.core.lesion_matching import MatchRule, lesion_counts
 from postprocessing.lesion.metrics import (
     AVERAGED_KEYS,
     detection_by_size,

@@ -15,7 +15,7 @@ import pytest
 from scipy import ndimage
 
 from nnunet_extensions.core.io import InputError
-from postprocessing.lesion.matching import (
+from nnunet_extensions.core.lesion_matching import (
     COUNT_KEYS,
     DEFAULT_CONNECTIVITY,
     MATCH_RULES,

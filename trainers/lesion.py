@@ -38,7 +38,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 from nnunet_extensions.integration.hooks import validation_step_with_output
-from postprocessing.lesion.matching import (
+from nnunet_extensions.core.lesion_matching import (
     COUNT_KEYS,
     DEFAULT_CONNECTIVITY,
     DEFAULT_MATCH,
@@ -175,7 +175,7 @@ class nnUNetTrainerLesion(nnUNetTrainer):
     OVERSAMPLE_FOREGROUND = 0.66
     #: Lesion components and matching of the per-epoch and final lesion metrics.
     connectivity = DEFAULT_CONNECTIVITY
-    #: Matching rule (a kind name or a :class:`~postprocessing.lesion.matching.MatchRule`); subclass to change it.
+    #: Matching rule (a kind name or a :class:`~nnunet_extensions.core.lesion_matching.MatchRule`); subclass to change it.
     match: str | MatchRule = DEFAULT_MATCH
 
     def __init__(

@@ -49,7 +49,7 @@ def _pair(value: str) -> tuple[float, float]:
 def add_match_options(s: argparse.ArgumentParser) -> None:
     """``--match``, ``--overlap-fraction``, ``--anima-fp-limits``, ``--iou-threshold``, ``--strict``,
     ``--min-lesion-mm3`` and ``--connectivity`` (read back by :func:`match_rule`)."""
-    from postprocessing.lesion.matching import (
+    from nnunet_extensions.core.lesion_matching import (
         ANIMA_FP_LIMITS,
         CONNECTIVITIES,
         DEFAULT_CONNECTIVITY,
@@ -102,8 +102,8 @@ def add_match_options(s: argparse.ArgumentParser) -> None:
 
 
 def match_rule(args: argparse.Namespace):
-    """The :class:`~postprocessing.lesion.matching.MatchRule` of :func:`add_match_options`' options."""
-    from postprocessing.lesion.matching import MatchRule
+    """The :class:`~nnunet_extensions.core.lesion_matching.MatchRule` of :func:`add_match_options`' options."""
+    from nnunet_extensions.core.lesion_matching import MatchRule
 
     return MatchRule(
         args.match,

@@ -20,7 +20,7 @@ examples:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from postprocessing.lesion.lesions import DEFAULT_CORD_DILATION_MM
-    from postprocessing.lesion.matching import CONNECTIVITIES, DEFAULT_CONNECTIVITY
+    from nnunet_extensions.core.lesion_matching import CONNECTIVITIES, DEFAULT_CONNECTIVITY
 
     p = new_parser(
         sub,

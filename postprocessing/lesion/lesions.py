@@ -1,7 +1,7 @@
 """Lesion postprocessing (``nnspine lesions``): remove small lesions and lesions away from the cord,
 number the kept ones from superior to inferior, and measure every lesion.
 
-Lesions are connected components (:func:`postprocessing.lesion.matching.label_lesions`, 26-connectivity by
+Lesions are connected components (:func:`nnunet_extensions.core.lesion_matching.label_lesions`, 26-connectivity by
 default) of the chosen label of a prediction. For each lesion:
 
 * ``volume_mm3``: voxels × voxel volume (``|det|`` of the affine), never a voxel count.
@@ -28,7 +28,7 @@ Removal (column ``removed``, nothing disappears silently): ``small`` when the vo
 (Euclidean distance in mm on the voxel grid, :func:`scipy.ndimage.distance_transform_edt` with the voxel
 sizes, so anisotropic voxels are handled; 0 mm means overlapping the cord). ``small`` wins when both apply.
 
-Numbering (:func:`postprocessing.lesion.matching.si_order`): kept lesions 1..N from superior to inferior
+Numbering (:func:`nnunet_extensions.core.lesion_matching.si_order`): kept lesions 1..N from superior to inferior
 (world S of the centroid); removed lesions continue N+1..M in the same order, in the table and QC picture
 only. The output image holds the kept lesions with their numbers (0 elsewhere); beside it a JSON sidecar (same
 stem, ``.json``; :mod:`postprocessing.lesion.sidecar`) says ``"LesionInstances": true``, so ``nnspine evaluate
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_extensions.core.io import Image, InputError
-from postprocessing.lesion.matching import DEFAULT_CONNECTIVITY, label_lesions, si_order, voxel_volume_mm3
+from nnunet_extensions.core.lesion_matching import DEFAULT_CONNECTIVITY, label_lesions, si_order, voxel_volume_mm3
 from postprocessing.lesion.sct_measures import SCT_COLUMNS
 
 #: Columns of the lesion table, in order.
@@ -222,7 +222,7 @@ def analyze_lesions(
     (``outside_cord``); ``min_volume_mm3``: lesions below it are removed (``small``); ``levels`` (SCT level
     image, same grid) fills ``vert_level``. See the module docstring for every measure.
     """
-    from postprocessing.lesion.matching import lesion_voxels
+    from nnunet_extensions.core.lesion_matching import lesion_voxels
     from postprocessing.lesion.sct_measures import sct_lesion_measures
 
     check_options(min_volume_mm3, cord_dilation_mm)

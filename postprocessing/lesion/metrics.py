@@ -1,12 +1,12 @@
 """Lesion-wise and voxel-wise metrics of predicted lesion masks against references: the tables of ``nnspine evaluate
 lesions`` and of the lesion trainers' final validation.
 
-Lesion components and the matching rules live in :mod:`postprocessing.lesion.matching` (one definition of a lesion,
+Lesion components and the matching rules live in :mod:`nnunet_extensions.core.lesion_matching` (one definition of a lesion,
 a detected lesion and a false positive); surface distances in :mod:`postprocessing.lesion.surface`.
 
 Per case (:data:`CASE_COLUMNS`)
     Lesion counts and scores of the chosen rule (``match`` names it, ``f1`` is always
-    :data:`~postprocessing.lesion.matching.F1_DEFINITION`); voxel-wise ``dice``, ``voxel_sensitivity = |R∩P| / |R|``
+    :data:`~nnunet_extensions.core.lesion_matching.F1_DEFINITION`); voxel-wise ``dice``, ``voxel_sensitivity = |R∩P| / |R|``
     (NaN when the reference is empty), ``voxel_specificity = |¬R∩¬P| / |¬R|`` over the whole image,
     ``voxel_precision = |R∩P| / |P|`` (NaN when the prediction is empty); HD95, ASSD and NSD (mm); volumes (mm³).
 Summary rows
@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from nnunet_extensions.core.io import InputError
-from postprocessing.lesion.matching import (
+from nnunet_extensions.core.lesion_matching import (
     COUNT_KEYS,
     DEFAULT_CONNECTIVITY,
     DEFAULT_MATCH,

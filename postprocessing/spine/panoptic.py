@@ -363,7 +363,7 @@ def evaluate_instance_case(
 
 def evaluate_semantic_case(pred_path, ref_path, *, case: str | None = None) -> list[dict]:
     """:func:`semantic_dice` of two semantic mask files (rows with ``case``)."""
-    from postprocessing.lesion.matching import voxel_volume_mm3
+    from nnunet_extensions.core.lesion_matching import voxel_volume_mm3
 
     ref, pred, img = _load_pair(pred_path, ref_path, "semantic")
     case = case if case is not None else _case(Path(pred_path), SPINEPS_SEMANTIC_SUFFIXES)
