@@ -1,8 +1,8 @@
 """Benchmark: does ``nnspine demo --lesion`` find lesions every time, and how long does it take?
 
 Runs the whole lesion demo (real nnU-Net on CPU, ``nnUNetTrainerLesion_demo`` unless ``--trainer``) once per
-seed, one after the other (``--seed k``: new phantoms for training and test; nnU-Net's own training is not
-seeded, so every run is also a fresh training), and prints per seed: wall time, the demo's stage times, the
+seed, one after the other (``--seed k``: new phantoms for training and test, and the training
+seeded with k, so every seed is also another training), and prints per seed: wall time, the demo's stage times, the
 postprocessed prediction's lesion counts and F1 against the held-out subject, and whether it **found lesions**
 (at least one reference lesion detected, the demo's failure mode being a network that predicts none), then how
 many seeds found lesions, how many reached lesion F1 >= 0.5, and the median and longest wall time.

@@ -110,7 +110,7 @@ def test_demo_prints_the_commands_it_runs_with_the_plans_it_planned(tmp_path, mo
     recorder that stops at the training (stages 1-3 run for real, in seconds)."""
     import shlex
 
-    from nnunet_extensions.apps import demo
+    from nnunet_extensions.apps import demo, demo_steps
 
     ran: list[list[str]] = []
 
@@ -119,7 +119,7 @@ def test_demo_prints_the_commands_it_runs_with_the_plans_it_planned(tmp_path, mo
         if "train" in cmd and "--seed" in cmd:
             raise _StopAtTraining
 
-    monkeypatch.setattr(demo, "console", record)
+    monkeypatch.setattr(demo_steps, "console", record)
     said: list[str] = []
     with pytest.raises(_StopAtTraining):
         demo.run_demo(tmp_path / "demo", say=said.append)
@@ -171,7 +171,11 @@ def test_demo_model_folder_and_segment_line(tmp_path):
     from nnunet_extensions.apps.demo import DemoResult, model_folder
 
     m = model_folder(tmp_path / "nnUNet_results", "nnUNetTrainerSoftSeg_demo")
-    assert m == tmp_path / "nnUNet_results/Dataset990_nnspineDemoSoftCord/nnUNetTrainerSoftSeg_demo__nnUNetPlansCPUDemo__3d_fullres"
+    assert (
+        m
+        == tmp_path
+        / "nnUNet_results/Dataset990_nnspineDemoSoftCord/nnUNetTrainerSoftSeg_demo__nnUNetPlansCPUDemo__3d_fullres"
+    )
     r = DemoResult(tmp_path, pd.DataFrame(), tmp_path / "a.csv", tmp_path / "b.png", True, model=m)
     line = r.segment_command()
     assert line.startswith("nnspine segment cord -i ") and f"--model {m}" in line

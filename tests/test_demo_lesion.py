@@ -199,3 +199,42 @@ def test_progress_line_shows_the_lesion_trainers_lesion_f1():
     for line in buf.getvalue().splitlines():
         handle(line)
     assert unknown[0].startswith("      epoch 1: ") and "left" not in unknown[0]
+
+
+class _StopAtTraining(Exception):
+    pass
+
+
+def test_lesion_demo_trains_seeded_with_its_seed_and_prints_its_commands(tmp_path, monkeypatch):
+    """The lesion demo runs nnU-Net as the soft demo does (the shared steps): every ``$`` line is a command it
+    ran, and the training goes through the seeded launcher with the demo's ``seed`` (which also picks the
+    phantoms). nnU-Net is replaced by a recorder that stops at the training (stages 1-3 run for real)."""
+    import shlex
+    import sys
+
+    from nnunet_extensions.apps import demo_lesion, demo_steps
+
+    ran: list[list[str]] = []
+
+    def record(cmd, env, log, on_line=None):
+        ran.append(list(cmd))
+        if "--seed" in cmd:
+            raise _StopAtTraining
+
+    monkeypatch.setattr(demo_steps, "console", record)
+    said: list[str] = []
+    with pytest.raises(_StopAtTraining):
+        demo_lesion.run_lesion_demo(tmp_path / "demo", seed=7, n_train_subjects=1, say=said.append)
+    printed = [line.strip()[2:] for line in said if line.strip().startswith("$ ")]
+    assert printed == [demo_steps.shell_line(c) for c in ran] and len(ran) == 2
+    plan, train = (shlex.split(p) for p in printed)
+    assert plan[0] == "nnUNetv2_plan_and_preprocess" and plan[plan.index("-d") + 1] == str(demo_lesion.DEMO_DATASET_ID)
+    assert plan[plan.index("-gpu_memory_target") + 1] == str(demo_lesion.GPU_MEMORY_TARGET_GB)
+    assert "-overwrite_target_spacing" not in plan
+    assert train[:6] == ["python", "-m", "nnunet_extensions.apps.demo", "train", "--seed", "7"]
+    assert ran[1][0] == sys.executable
+    assert train[train.index("-tr") + 1] == demo_lesion.DEMO_TRAINER
+    assert train[train.index("-p") + 1] == plan[plan.index("-overwrite_plans_name") + 1]
+    stage5 = next(line for line in said if line.startswith("[5/6]"))
+    assert f"nnUNetv2_train {shlex.join(train[6:])}, seeded with 7" in stage5
+    assert "seed 7" in demo_lesion.unseeded(7) and "not seeded" in demo_lesion.unseeded(7)

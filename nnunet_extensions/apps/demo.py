@@ -13,10 +13,13 @@ Stages (each prints a header and its duration):
    the CSA table and the QC plot, and the spread (SD) of C3 CSA across the 5 contrasts for the binary
    masks, the converter's soft GT and the predicted soft masks.
 
-nnU-Net runs through its real console scripts with ``nnUNet_raw``/``_preprocessed``/``_results`` inside the
-demo folder, so a user's own nnU-Net folders are never touched. Every command is printed as it is run (``$ …``
-lines, also in ``nnunet.log``); the trained model's results folder (:func:`model_folder`) is what
-``nnspine segment cord --model`` takes.
+The folder, the stages, the nnU-Net commands and the seeded training are those of
+:mod:`nnunet_extensions.apps.demo_steps`, shared with ``nnspine demo --lesion``: nnU-Net runs through its real
+console scripts with ``nnUNet_raw``/``_preprocessed``/``_results`` inside the demo folder, so a user's own nnU-Net
+folders are never touched. Every command is printed as it is run (``$ …`` lines, also in ``nnunet.log``); the
+trained model's results folder (:func:`model_folder`) is what ``nnspine segment cord --model`` takes. This module
+is also that training's launcher: ``python -m nnunet_extensions.apps.demo train --seed S <nnUNetv2_train
+arguments>``.
 
 What the seed does not fix (:data:`UNSEEDED`): the phantoms and the training's random draws (network
 initialization, patch sampling, augmentation with ``nnUNet_n_proc_DA=0``, the demo's default) are the same on
@@ -28,27 +31,43 @@ order the workers finish; such small differences can grow over the short trainin
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from nnunet_extensions.core.io import InputError, OutputExistsError
+import numpy as np
+import pandas as pd
 
-if TYPE_CHECKING:
-    import pandas
+from dataset_converters.softgt import convert
+from nnunet_extensions.apps.demo_steps import (
+    DEMO_CONFIG,
+    DEMO_PLANS,
+    DEMO_TRAIN_SEED,
+    DemoRun,
+    console_script,
+    epoch_progress,
+    existing,
+    nnunet_environment,
+    results_folder,
+    seed_training,
+    seeded_train,
+    seeded_train_command,
+    shell_line,
+    unseeded_note,
+)
+from nnunet_extensions.core.io import load_image, write_text
+from nnunet_extensions.core.labels import sct_level_name
+from nnunet_extensions.phantoms.cord_dataset import DEFAULT_ACQUISITIONS, write_cord_dataset
+from postprocessing.cord.csa import compute_csa, measure_file
+from postprocessing.cord.csa_table import summarize
+from postprocessing.cord.soft_metrics import csa_at_levels
+from postprocessing.qc import plot_csa_profile
 
 DEMO_DATASET_ID = 990
 DEMO_DATASET_NAME = "nnspineDemoSoftCord"
 DEMO_TRAINER = "nnUNetTrainerSoftSeg_demo"
-DEMO_CONFIG = "3d_fullres"
-#: Plans planned for a small GPU-memory target: small patches, so CPU iterations take seconds.
-DEMO_PLANS = "nnUNetPlansCPUDemo"
 DEMO_GPU_MEMORY_TARGET_GB = 1.0
 #: Isotropic 3d_fullres spacing (mm) of the demo's plans: about 8x fewer voxels than nnU-Net's 0.8 mm choice, so
 #: preprocessing, training and prediction fit the demo's time on 2 CPU cores (the cord is ~6 voxels wide).
@@ -61,16 +80,13 @@ LEARNING_CURVE_FINDING = (
     "and SoftSegDA5's spread across contrasts fell from 2.3x to 0.8x the stock trainer's, not significantly "
     "(p = 0.44); SoftSeg stayed more variable (p = 0.03). The paper's effect needs its budget."
 )
-#: Seed of the demo's nnU-Net training (Python's ``random``, numpy's global generator, torch).
-DEMO_TRAIN_SEED = 0
 #: What the demo's seed cannot make repeatable; printed with the demo's verdict (see the module docstring).
-UNSEEDED = (
-    "The training is seeded (random, numpy, torch: seed 0), but PyTorch's multithreaded CPU kernels may sum in a "
-    "different order on each run (and with nnUNet_n_proc_DA > 0, nnU-Net's data-loading workers are not seeded by "
-    "it), so the predicted CSA can differ between runs, most at the poorly trained levels."
+UNSEEDED = unseeded_note(
+    DEMO_TRAIN_SEED, "the predicted CSA can differ between runs, most at the poorly trained levels"
 )
-#: File marking a demo folder: only such a folder is cleared by ``--overwrite``.
-DEMO_MARKER = ".nnspine_demo"
+#: The held-out test subject's files, relative to the demo folder.
+TEST_ROOT = "phantom_test"
+TEST_LABELS = f"{TEST_ROOT}/derivatives/labels/sub-01/anat"
 
 
 @dataclass
@@ -78,12 +94,12 @@ class DemoResult:
     """Paths and tables produced by :func:`run_demo`."""
 
     folder: Path
-    table: pandas.DataFrame  # noqa: F821
+    table: pd.DataFrame
     csv: Path
     plot: Path
     trained: bool
     timings_s: dict = field(default_factory=dict)
-    spread: pandas.DataFrame | None = None  # noqa: F821  C3 CSA per contrast and mask kind
+    spread: pd.DataFrame | None = None  # C3 CSA per contrast and mask kind
     spread_csv: Path | None = None
     model: Path | None = None  # the trained model's nnU-Net results folder (what ``segment --model`` takes)
     commands: list = field(default_factory=list)  # every command run, as printed (``shell_line``)
@@ -115,17 +131,15 @@ class DemoResult:
 
     def written(self) -> list[Path]:
         """The result files (beside the intermediate folders)."""
-        return [p for p in (self.csv, self.spread_csv, self.plot, self.folder / "nnunet.log") if p and p.exists()]
+        return existing([self.csv, self.spread_csv, self.plot, self.folder / "nnunet.log"])
 
 
 #: Decimals in the demo's CSVs (mm² and %: 0.001 is far below any difference the demo shows).
 CSV_FLOAT_FORMAT = "%.3f"
 
 
-def compact_table(table: pandas.DataFrame) -> pandas.DataFrame:  # noqa: F821
+def compact_table(table: pd.DataFrame) -> pd.DataFrame:
     """The per-level CSA table for a terminal: one column per mask, each cell ``CSA (error %)``."""
-    import pandas as pd
-
     out = pd.DataFrame({"level": table["level"], "true": table["true CSA"].map(lambda v: f"{v:.2f}")})
     for name in table.columns:
         if name in ("level", "true CSA") or name.endswith(" error %"):
@@ -135,166 +149,7 @@ def compact_table(table: pandas.DataFrame) -> pandas.DataFrame:  # noqa: F821
     return out
 
 
-def nnunet_environment(folder: Path) -> dict:
-    """Environment for nnU-Net console scripts: folders inside the demo folder, small-machine settings,
-    and our trainers (``nnUNet_extTrainer``)."""
-    from nnunet_extensions.integration.trainer_lookup import trainer_environment
-
-    env = dict(os.environ)
-    env.update(
-        nnUNet_raw=str(folder / "nnUNet_raw"),
-        nnUNet_preprocessed=str(folder / "nnUNet_preprocessed"),
-        nnUNet_results=str(folder / "nnUNet_results"),
-        nnUNet_n_proc_DA=env.get("nnUNet_n_proc_DA", "0"),
-        nnUNet_def_n_proc=env.get("nnUNet_def_n_proc", "1"),
-        nnUNet_compile=env.get("nnUNet_compile", "f"),
-        MPLBACKEND="Agg",
-        PYTHONUNBUFFERED="1",  # nnU-Net's epoch lines reach the progress line as they are printed
-    )
-    env.update(trainer_environment())
-    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        Path(env[key]).mkdir(parents=True, exist_ok=True)
-    return env
-
-
-#: nnU-Net log lines the demo turns into one progress line per epoch.
-_EPOCH_RE = re.compile(r"Epoch (\d+)\s*$")
-_VALUE_RE = re.compile(r"(train_loss|val_loss) (-?[\d.]+(?:e-?\d+)?)")
-_TIME_RE = re.compile(r"Epoch time: ([\d.]+) s")
-_DICE_RE = re.compile(r"Pseudo dice \[(.*)\]")
-#: The lesion trainers' per-epoch line (``val lesion sensitivity S precision P F1 F (...)``).
-_LESION_RE = re.compile(r"val lesion sensitivity (\S+) precision (\S+) F1 (\S+)")
-
-
-def epoch_progress(total_epochs: int | None, say: Callable[[str], None]) -> Callable[[str], None]:
-    """A line handler for nnU-Net's training log that calls ``say`` once per finished epoch with the epoch,
-    train/val loss, pseudo Dice (and the lesion trainers' lesion F1 on the validation patches), seconds per
-    epoch and the estimated time left (s; not when ``total_epochs`` is None, i.e. unknown)."""
-    state: dict = {"times": []}
-
-    def handle(line: str) -> None:
-        if m := _EPOCH_RE.search(line):
-            state.update(epoch=int(m.group(1)), values={}, dice="")
-        elif m := _VALUE_RE.search(line):
-            state.setdefault("values", {})[m.group(1)] = float(m.group(2))
-        elif m := _DICE_RE.search(line):  # "Pseudo dice [np.float32(0.81)]" → "0.81"
-            state["dice"] = re.sub(r"np\.float\d+\(([^)]*)\)", r"\1", m.group(1)).strip()
-        elif m := _LESION_RE.search(line):
-            state["lesion"] = f", lesion F1 {m.group(3)}"
-        elif (m := _TIME_RE.search(line)) and "epoch" in state:
-            state["times"].append(float(m.group(1)))
-            epoch, values = state["epoch"] + 1, state.get("values", {})
-            mean = sum(state["times"]) / len(state["times"])
-            losses = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
-            dice = f", pseudo Dice {state['dice']}" if state.get("dice") else ""
-            dice += state.pop("lesion", "")
-            if total_epochs is None:
-                say(f"      epoch {epoch}: {losses}{dice}; {float(m.group(1)):.0f} s/epoch")
-                return
-            say(
-                f"      epoch {epoch}/{total_epochs}: {losses}{dice}; {float(m.group(1)):.0f} s/epoch, "
-                f"about {mean * max(total_epochs - epoch, 0):.0f} s left"
-            )
-
-    return handle
-
-
-def shell_line(cmd: list[str]) -> str:
-    """A command as a shell line, console scripts beside this Python by name only (as a user types them)."""
-    import shlex
-
-    exe = Path(sys.executable).parent
-    shown = [Path(c).name if Path(c).parent == exe and c != sys.executable else c for c in cmd]
-    if shown and shown[0] == sys.executable:
-        shown[0] = "python"
-    return shlex.join(shown)
-
-
-def model_folder(results_root: str | os.PathLike, trainer: str, plans: str = DEMO_PLANS, configuration: str = DEMO_CONFIG) -> Path:
-    """nnU-Net's results folder of the demo's model: ``<nnUNet_results>/DatasetXXX_NAME/<trainer>__<plans>__<config>``."""
-    return Path(results_root) / f"Dataset{DEMO_DATASET_ID:03d}_{DEMO_DATASET_NAME}" / f"{trainer}__{plans}__{configuration}"
-
-
-def seed_training(seed: int) -> None:
-    """Seed Python's ``random``, numpy's global generator and torch (network initialization, nnU-Net's data loader
-    and augmentation in the main process draw from them)."""
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def seeded_train_command(nnunet_train_args: list[str], seed: int = DEMO_TRAIN_SEED) -> list[str]:
-    """The command the demo trains with: ``nnUNetv2_train <args>`` through nnU-Net's own entry point, seeded
-    (``python -m nnunet_extensions.apps.demo train --seed S <args>``; see :func:`seeded_train`)."""
-    return [sys.executable, "-m", "nnunet_extensions.apps.demo", "train", "--seed", str(seed), *nnunet_train_args]
-
-
-def seeded_train(argv: list[str]) -> None:
-    """``python -m nnunet_extensions.apps.demo train --seed S ARGS...``: :func:`seed_training` (S), then nnU-Net's
-    ``nnUNetv2_train ARGS...`` entry point (``nnunetv2.run.run_training.run_training_entry``) in this process."""
-    if len(argv) < 3 or argv[0] != "train" or argv[1] != "--seed":
-        raise ValueError("usage: python -m nnunet_extensions.apps.demo train --seed S <nnUNetv2_train arguments>")
-    seed_training(int(argv[2]))
-    from nnunetv2.run.run_training import run_training_entry
-
-    sys.argv = ["nnUNetv2_train", *argv[3:]]
-    run_training_entry()
-
-
-def console(cmd: list[str], env: dict, log: Path, on_line: Callable[[str], None] | None = None) -> None:
-    """Run a console script, its output appended to ``log`` (each line also given to ``on_line``);
-    raise with the log's tail on failure."""
-    with open(log, "a") as f:
-        f.write(f"\n$ {' '.join(cmd)}\n")
-        f.flush()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            f.write(line)
-            f.flush()
-            if on_line is not None:
-                on_line(line.rstrip("\n"))
-        returncode = proc.wait()
-    if returncode != 0:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
-        raise RuntimeError(f"'{' '.join(cmd[:3])} …' failed (exit {returncode}); see {log}:\n{tail}")
-
-
-def console_script(name: str) -> str:
-    """Path of a console script (``nnUNetv2_train``, ``nnspine``) beside this Python, else its bare name."""
-    exe = Path(sys.executable).parent
-    return str(exe / name) if (exe / name).exists() else name
-
-
-def prepare_demo_folder(folder: str | os.PathLike, overwrite: bool = False, command: str = "nnspine demo") -> Path:
-    """Create the demo folder (absolute path returned) with its :data:`DEMO_MARKER`. An existing non-empty
-    folder needs ``overwrite`` and is cleared only when an earlier demo wrote it (it holds the marker)."""
-    folder = Path(folder).resolve()
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder}: is a file, expected a demo folder (new or empty)")
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"{folder}: demo folder exists and is not empty (use --overwrite)")
-        if not (folder / DEMO_MARKER).is_file():  # --overwrite clears only what an earlier demo wrote
-            raise OutputExistsError(f"{folder}: not an nnspine demo folder (no {DEMO_MARKER}); refusing to delete it")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    from nnunet_extensions.core.io import write_text
-
-    write_text(
-        folder / DEMO_MARKER, f"This folder was written by '{command}'; '{command} --overwrite' may delete it.\n"
-    )
-    return folder
-
-
 def _level_table(per_slice, truth: dict) -> dict[int, float]:
-    from postprocessing.cord.csa_table import summarize
-
     rows = summarize(per_slice, per="level")
     out = {}
     for _, r in rows.iterrows():
@@ -316,13 +171,11 @@ SPREAD_LEVEL = 3  # C3: covered by every contrast of the phantom, axial slabs in
 TARGET_LEVEL_ERROR_PCT = 3.0
 
 
-def verdict(table: pandas.DataFrame, spread: pandas.DataFrame | None) -> list[str]:  # noqa: F821
+def verdict(table: pd.DataFrame, spread: pd.DataFrame | None) -> list[str]:
     """The demo's conclusion in plain sentences, from its own figures: first the soft ground truth's effect on
     the C3 CSA spread across contrasts (vs the binary masks), then whether the trained model reduces that
     spread below the binary masks' and measures every level within :data:`TARGET_LEVEL_ERROR_PCT` of the
     truth. Says plainly when it does not."""
-    import numpy as np
-
     lines: list[str] = []
     if spread is None:
         return lines
@@ -356,15 +209,8 @@ def verdict(table: pandas.DataFrame, spread: pandas.DataFrame | None) -> list[st
     return lines
 
 
-def _contrast_spread(folder: Path, trained: bool) -> pandas.DataFrame | None:  # noqa: F821
+def _contrast_spread(folder: Path, trained: bool) -> pd.DataFrame | None:
     """CSA at C3 (mm²) of each contrast of the test subject, per mask kind, with the SD across contrasts."""
-    import numpy as np
-    import pandas as pd
-
-    from nnunet_extensions.phantoms.cord_dataset import DEFAULT_ACQUISITIONS
-    from postprocessing.cord.csa import measure_file
-    from postprocessing.cord.soft_metrics import csa_at_levels
-
     if not trained:
         return None
     contrasts = [a.entities for a in DEFAULT_ACQUISITIONS]
@@ -382,6 +228,138 @@ def _contrast_spread(folder: Path, trained: bool) -> pandas.DataFrame | None:  #
     return pd.concat([df, pd.DataFrame([sd])], ignore_index=True)
 
 
+def model_folder(
+    results_root: str | os.PathLike, trainer: str, plans: str = DEMO_PLANS, configuration: str = DEMO_CONFIG
+) -> Path:
+    """nnU-Net's results folder of the demo's model:
+    ``<nnUNet_results>/DatasetXXX_NAME/<trainer>__<plans>__<config>``."""
+    dataset = f"Dataset{DEMO_DATASET_ID:03d}_{DEMO_DATASET_NAME}"
+    return results_folder(results_root, dataset, trainer, plans, configuration)
+
+
+@dataclass
+class _Measures:
+    """CSA per vertebral level of the test subject's masks (one column per mask, beside the true CSA) and their
+    CSA profiles along S-I (for the QC plot)."""
+
+    truth: dict
+    columns: dict = field(default_factory=dict)
+    profiles: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.columns["true CSA"] = {int(k): v for k, v in self.truth.items()}
+
+    def add(self, name: str, per_slice: pd.DataFrame) -> None:
+        """A mask's per-slice CSA (``measure_file``/``compute_csa``), as its per-level column and profile."""
+        self.columns[name] = _level_table(per_slice, self.truth)
+        self.profiles.append(per_slice.assign(Filename=name))
+
+    def table(self) -> pd.DataFrame:
+        """The CSA table: level, true CSA, each mask's CSA and its error (% of the true CSA)."""
+        levels = sorted(self.columns["true CSA"])
+        table = pd.DataFrame(
+            {
+                "level": [sct_level_name(int(k)) for k in levels],
+                **{name: [values.get(int(k), float("nan")) for k in levels] for name, values in self.columns.items()},
+            }
+        )
+        for name in self.columns:
+            if name != "true CSA":
+                table[f"{name} error %"] = 100.0 * (table[name] - table["true CSA"]) / table["true CSA"]
+        return table
+
+
+def _discs(folder: Path) -> Path:
+    """The test subject's disc labels on the reference contrast."""
+    return folder / TEST_LABELS / f"sub-01_{CONTRAST_REFERENCE}_label-discs_dlabel.nii.gz"
+
+
+def _measure_test_masks(run: DemoRun, truth: dict, train: bool) -> _Measures:
+    """Stage 2: CSA per level of the test subject's exact soft mask, binary mask and (``train``) the soft GT the
+    converter builds from its 5 binary masks (how close to the truth?)."""
+    ref, folder, measures = CONTRAST_REFERENCE, run.folder, _Measures(truth)
+    text = (
+        f"CSA per level of the test subject's {ref} masks"
+        + (" and of its soft GT (nnspine convert softgt)" if train else "")
+        + " vs the true CSA"
+    )
+    with run.stage(2, "csa", text):
+        soft_truth = folder / TEST_ROOT / f"derivatives/truth/sub-01/anat/sub-01_{ref}_label-SC_softseg.nii.gz"
+        measures.add("exact soft mask", measure_file(soft_truth, discfile=_discs(folder)))
+        binary = folder / TEST_LABELS / f"sub-01_{ref}_label-SC_seg.nii.gz"
+        measures.add("binary mask", measure_file(binary, discfile=_discs(folder)))
+        if train:
+            convert(folder / TEST_ROOT, derivatives_out=folder / "phantom_test_derivatives", reference=ref)
+            soft_gt = (
+                folder / f"phantom_test_derivatives/labels_softseg/sub-01/anat/sub-01_{ref}_label-SC_softseg.nii.gz"
+            )
+            measures.add("soft GT (converter)", measure_file(soft_gt, discfile=_discs(folder)))
+    return measures
+
+
+def _train(run: DemoRun, trainer: str) -> None:
+    """Stages 3-5: the training subjects' soft GT → nnU-Net raw dataset, planned, preprocessed with the soft
+    targets, and ``trainer`` trained (seeded with :data:`DEMO_TRAIN_SEED`)."""
+    dataset = f"Dataset{DEMO_DATASET_ID}_{DEMO_DATASET_NAME}"
+    with run.stage(3, "softgt", f"soft ground truth of the training subjects → nnU-Net raw dataset {dataset}"):
+        convert(
+            run.folder / "phantom_train",
+            derivatives_out=run.folder / "phantom_train_derivatives",
+            reference=CONTRAST_REFERENCE,
+            nnunet_dataset=DEMO_DATASET_ID,
+            name=DEMO_DATASET_NAME,
+            raw_root=run.env["nnUNet_raw"],
+        )
+    preprocess_soft = ["preprocess-soft", "-d", str(DEMO_DATASET_ID), "-c", DEMO_CONFIG, "-p", DEMO_PLANS]
+    run.plan_and_train(
+        DEMO_DATASET_ID,
+        trainer,
+        seed=DEMO_TRAIN_SEED,
+        gpu_memory_target_gb=DEMO_GPU_MEMORY_TARGET_GB,
+        target_spacing_mm=DEMO_TARGET_SPACING_MM,
+        then_preprocess={"nnspine preprocess-soft": [console_script("nnspine"), *preprocess_soft]},
+    )
+
+
+def _predict(run: DemoRun, trainer: str, measures: _Measures) -> None:
+    """Stage 6: the trained model's soft prediction of the test subject's contrasts, and its CSA per level."""
+    folder = run.folder
+    with run.stage(6, "predict", "nnUNetv2_predict --save_probabilities on the test subject → nnspine softmask → CSA"):
+        pred_in = folder / "predict_input"
+        pred_in.mkdir()
+        for image in sorted((folder / TEST_ROOT / "sub-01/anat").glob("sub-01_*.nii.gz")):
+            shutil.copy(image, pred_in / image.name.replace(".nii.gz", "_0000.nii.gz"))
+        run.predict(pred_in, folder / "prediction", DEMO_DATASET_ID, trainer, probabilities=True)
+        softmask = ["softmask", "-i", str(folder / "prediction"), "-o", str(folder / "prediction_soft")]
+        run.run([console_script("nnspine"), *softmask, "--threshold", "0.5", "-q"])
+        pred = load_image(folder / "prediction_soft" / f"sub-01_{CONTRAST_REFERENCE}.nii.gz", "soft")
+        if pred.data.max() >= 0.5:
+            measures.add("predicted soft mask", compute_csa(pred, discs=load_image(_discs(folder), "labels")))
+        else:
+            measures.columns["predicted soft mask"] = {}
+            run.say("      (the briefly trained model found no cord in the test image: no predicted CSA)")
+
+
+def _results(run: DemoRun, measures: _Measures, trainer: str, trained: bool) -> DemoResult:
+    """The demo's tables and plot, written into its folder."""
+    folder, table, spread = run.folder, measures.table(), _contrast_spread(run.folder, trained)
+    csv = write_text(
+        folder / "csa_per_level.csv", table.to_csv(index=False, float_format=CSV_FLOAT_FORMAT), overwrite=True
+    )
+    plot = plot_csa_profile(
+        pd.concat(measures.profiles, ignore_index=True),
+        folder / "csa_profile.png",
+        title=f"Test subject {CONTRAST_REFERENCE}: CSA along S-I",
+        overwrite=True,
+    )
+    spread_csv = None
+    if spread is not None:
+        spread_text = spread.to_csv(index=False, float_format=CSV_FLOAT_FORMAT)
+        spread_csv = write_text(folder / "csa_C3_across_contrasts.csv", spread_text, overwrite=True)
+    model = model_folder(folder / "nnUNet_results", trainer) if trained else None
+    return DemoResult(folder, table, csv, plot, trained, run.timings, spread, spread_csv, model, run.commands)
+
+
 def run_demo(
     folder: str | os.PathLike,
     *,
@@ -393,236 +371,33 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo in ``folder`` (created; must be empty unless ``overwrite``), training ``trainer`` (a soft
     trainer of this package). See the module docstring."""
-    import pandas as pd
-
-    from nnunet_extensions.core.io import load_image, write_text
-    from nnunet_extensions.core.labels import sct_level_name
-    from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
-    from postprocessing.cord.csa import compute_csa, measure_file
-    from postprocessing.qc import plot_csa_profile
-
-    folder = prepare_demo_folder(folder, overwrite)
-    log = folder / "nnunet.log"
-    timings: dict[str, float] = {}
-    commands: list[str] = []
-
-    def run(cmd: list[str], env: dict, on_line: Callable[[str], None] | None = None) -> None:
-        """Run a command with :func:`console`, said first as the shell line it is."""
-        commands.append(shell_line(cmd))
-        say(f"      $ {commands[-1]}")
-        console(cmd, env, log, on_line=on_line)
-    n_stages = 6 if train else 2
-
-    def stage(n: int, text: str):
-        say(f"[{n}/{n_stages}] {text}")
-        return time.perf_counter()
-
-    def done(name: str, t0: float):
-        timings[name] = time.perf_counter() - t0
-        say(f"      done in {timings[name]:.1f} s")
-
-    # 1 ---------------------------------------------------------------------------------------------
-    t0 = stage(
-        1,
-        "phantoms: held-out test subject"
-        + (f" + {n_train_subjects} training subjects" if train else "")
-        + ", 5 contrasts each",
-    )
-    test = write_cord_dataset(folder / "phantom_test", n_subjects=1, seed=1000)
-    truth = test["subjects"]["sub-01"]["csa_per_level_mm2"]
+    run = DemoRun.start(folder, overwrite, 6 if train else 2, say, command="nnspine demo")
+    subjects = f" + {n_train_subjects} training subjects" if train else ""
+    with run.stage(1, "phantoms", f"phantoms: held-out test subject{subjects}, 5 contrasts each"):
+        test = write_cord_dataset(run.folder / TEST_ROOT, n_subjects=1, seed=1000)
+        if train:
+            write_cord_dataset(run.folder / "phantom_train", n_subjects=n_train_subjects, seed=0)
+    measures = _measure_test_masks(run, test["subjects"]["sub-01"]["csa_per_level_mm2"], train)
     if train:
-        write_cord_dataset(folder / "phantom_train", n_subjects=n_train_subjects, seed=0)
-    done("phantoms", t0)
-
-    test_root = folder / "phantom_test"
-    anat_labels = test_root / "derivatives/labels/sub-01/anat"
-    ref = CONTRAST_REFERENCE
-    discs = anat_labels / f"sub-01_{ref}_label-discs_dlabel.nii.gz"
-
-    # 2 ---------------------------------------------------------------------------------------------
-    t0 = stage(
-        2,
-        f"CSA per level of the test subject's {ref} masks"
-        + (" and of its soft GT (nnspine convert softgt)" if train else "")
-        + " vs the true CSA",
-    )
-    soft_truth_path = test_root / f"derivatives/truth/sub-01/anat/sub-01_{ref}_label-SC_softseg.nii.gz"
-    per_truth = measure_file(soft_truth_path, discfile=discs)
-    per_binary = measure_file(anat_labels / f"sub-01_{ref}_label-SC_seg.nii.gz", discfile=discs)
-    columns = {
-        "true CSA": {int(k): v for k, v in truth.items()},
-        "exact soft mask": _level_table(per_truth, truth),
-        "binary mask": _level_table(per_binary, truth),
-    }
-    profiles = [per_truth.assign(Filename="exact soft mask"), per_binary.assign(Filename="binary mask")]
-    if train:  # the converter's soft GT of the test subject, from its 5 binary masks: how close to the truth?
-        from dataset_converters.softgt import convert
-
-        convert(test_root, derivatives_out=folder / "phantom_test_derivatives", reference=ref)
-        soft_gt = folder / f"phantom_test_derivatives/labels_softseg/sub-01/anat/sub-01_{ref}_label-SC_softseg.nii.gz"
-        per_gt = measure_file(soft_gt, discfile=discs)
-        columns["soft GT (converter)"] = _level_table(per_gt, truth)
-        profiles.append(per_gt.assign(Filename="soft GT (converter)"))
-    done("csa", t0)
-
-    trained = False
-    if train:
-        env = nnunet_environment(folder)  # for the child processes only: this process's environment is untouched
-        script = console_script
-
-        # 3 -----------------------------------------------------------------------------------------
-        t0 = stage(
-            3,
-            "soft ground truth of the training subjects → nnU-Net raw dataset "
-            f"Dataset{DEMO_DATASET_ID}_{DEMO_DATASET_NAME}",
-        )
-        convert(
-            folder / "phantom_train",
-            derivatives_out=folder / "phantom_train_derivatives",
-            reference=ref,
-            nnunet_dataset=DEMO_DATASET_ID,
-            name=DEMO_DATASET_NAME,
-            raw_root=env["nnUNet_raw"],
-        )
-        done("softgt", t0)
-
-        # 4 -----------------------------------------------------------------------------------------
-        t0 = stage(4, "nnUNetv2_plan_and_preprocess (small CPU plans) + nnspine preprocess-soft")
-        run(
-            [
-                script("nnUNetv2_plan_and_preprocess"),
-                "-d",
-                str(DEMO_DATASET_ID),
-                "-c",
-                DEMO_CONFIG,
-                "-np",
-                "1",
-                "-npfp",
-                "1",
-                "--verify_dataset_integrity",
-                "--no_pbar",
-                "-gpu_memory_target",
-                str(DEMO_GPU_MEMORY_TARGET_GB),
-                "-overwrite_target_spacing",
-                *[str(DEMO_TARGET_SPACING_MM)] * 3,
-                "-overwrite_plans_name",
-                DEMO_PLANS,
-            ],
-            {**env, "nnUNet_n_proc_DA": "1"},
-        )
-        run(
-            [script("nnspine"), "preprocess-soft", "-d", str(DEMO_DATASET_ID), "-c", DEMO_CONFIG, "-p", DEMO_PLANS],
-            env,
-        )
-        done("preprocess", t0)
-
-        # 5 -----------------------------------------------------------------------------------------
-        from trainers.registry import trainer_epochs
-
-        epochs = trainer_epochs(trainer)
-        train_args = [str(DEMO_DATASET_ID), DEMO_CONFIG, "all", "-tr", trainer, "-p", DEMO_PLANS, "-device", "cpu"]
-        t0 = stage(
-            5,
-            f"nnUNetv2_train {shell_line(train_args)}, seeded with {DEMO_TRAIN_SEED} (CPU, {epochs} epochs; "
-            f"nnU-Net's log: {log})",
-        )
-        run(seeded_train_command(train_args), env, on_line=epoch_progress(epochs, say))
-        done("train", t0)
-
-        # 6 -----------------------------------------------------------------------------------------
-        t0 = stage(6, "nnUNetv2_predict --save_probabilities on the test subject → nnspine softmask → CSA")
-        pred_in = folder / "predict_input"
-        pred_in.mkdir()
-        for image in sorted((test_root / "sub-01/anat").glob("sub-01_*.nii.gz")):
-            shutil.copy(image, pred_in / image.name.replace(".nii.gz", "_0000.nii.gz"))
-        run(
-            [
-                script("nnUNetv2_predict"),
-                "-i",
-                str(pred_in),
-                "-o",
-                str(folder / "prediction"),
-                "-d",
-                str(DEMO_DATASET_ID),
-                "-c",
-                DEMO_CONFIG,
-                "-f",
-                "all",
-                "-tr",
-                trainer,
-                "-p",
-                DEMO_PLANS,
-                "--save_probabilities",
-                "--disable_tta",
-                "-device",
-                "cpu",
-                "-npp",
-                "1",
-                "-nps",
-                "1",
-            ],
-            env,
-        )
-        run(
-            [
-                script("nnspine"),
-                "softmask",
-                "-i",
-                str(folder / "prediction"),
-                "-o",
-                str(folder / "prediction_soft"),
-                "--threshold",
-                "0.5",
-                "-q",
-            ],
-            env,
-        )
-        pred = load_image(folder / "prediction_soft" / f"sub-01_{ref}.nii.gz", "soft")
-        if pred.data.max() >= 0.5:
-            per_pred = compute_csa(pred, discs=load_image(discs, "labels"))
-            columns["predicted soft mask"] = _level_table(per_pred, truth)
-            profiles.append(per_pred.assign(Filename="predicted soft mask"))
-        else:
-            columns["predicted soft mask"] = {}
-            say("      (the briefly trained model found no cord in the test image: no predicted CSA)")
-        trained = True
-        done("predict", t0)
-
-    spread = _contrast_spread(folder, trained)
-    table = pd.DataFrame(
-        {
-            "level": [sct_level_name(int(k)) for k in sorted(columns["true CSA"])],
-            **{
-                name: [values.get(int(k), float("nan")) for k in sorted(columns["true CSA"])]
-                for name, values in columns.items()
-            },
-        }
-    )
-    for name in columns:
-        if name != "true CSA":
-            table[f"{name} error %"] = 100.0 * (table[name] - table["true CSA"]) / table["true CSA"]
-    csv = write_text(
-        folder / "csa_per_level.csv", table.to_csv(index=False, float_format=CSV_FLOAT_FORMAT), overwrite=True
-    )
-    plot = plot_csa_profile(
-        pd.concat(profiles, ignore_index=True),
-        folder / "csa_profile.png",
-        title=f"Test subject {ref}: CSA along S-I",
-        overwrite=True,
-    )
-    if spread is not None:
-        spread_csv = write_text(
-            folder / "csa_C3_across_contrasts.csv",
-            spread.to_csv(index=False, float_format=CSV_FLOAT_FORMAT),
-            overwrite=True,
-        )
-    else:
-        spread_csv = None
-    model = model_folder(folder / "nnUNet_results", trainer) if trained else None
-    return DemoResult(folder, table, csv, plot, trained, timings, spread, spread_csv, model, commands)
+        _train(run, trainer)
+        _predict(run, trainer, measures)
+    return _results(run, measures, trainer, trained=train)
 
 
-__all__ = ["DemoResult", "model_folder", "run_demo", "seed_training", "seeded_train", "seeded_train_command"]
+__all__ = [
+    "DemoResult",
+    "UNSEEDED",
+    "compact_table",
+    "epoch_progress",
+    "model_folder",
+    "nnunet_environment",
+    "run_demo",
+    "seed_training",
+    "seeded_train",
+    "seeded_train_command",
+    "shell_line",
+    "verdict",
+]
 
 
 if __name__ == "__main__":  # python -m nnunet_extensions.apps.demo train --seed S <nnUNetv2_train arguments>

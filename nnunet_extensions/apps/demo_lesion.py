@@ -11,38 +11,34 @@ Stages (each prints a header and its duration):
    1 boundary error) → ``nnspine lesions`` → ``nnspine evaluate lesions``; its counts must equal the
    expected counts stored in the phantom's truth JSON (``--no-train`` stops here);
 4. ``nnUNetv2_plan_and_preprocess`` (small CPU plans);
-5. ``nnUNetv2_train … -tr nnUNetTrainerLesion_demo`` (CPU);
+5. ``nnUNetv2_train … -tr nnUNetTrainerLesion_demo`` (CPU), through nnU-Net's own entry point after seeding
+   Python's ``random``, numpy and torch with the demo's seed (what that cannot fix: :func:`unseeded`);
 6. ``nnUNetv2_predict`` on the test subject → ``nnspine lesions`` (small and off-cord lesions removed,
    numbered S→I, lesion table, QC picture) → ``nnspine evaluate lesions`` of the raw and the
    postprocessed prediction.
 
-nnU-Net runs through its real console scripts with its folders inside the demo folder (the soft-cord
-demo's :func:`~nnunet_extensions.apps.demo.nnunet_environment`), so a user's own nnU-Net folders are never
-touched. Library functions here never print: progress goes through ``say``.
+The folder, the stages, the nnU-Net commands (printed as ``$`` lines as they are run) and the seeded training are
+those of :mod:`nnunet_extensions.apps.demo_steps`, shared with the soft-cord demo: nnU-Net runs through its real
+console scripts with its folders inside the demo folder, so a user's own nnU-Net folders are never touched.
+Library functions here never print: progress goes through ``say``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from nnunet_extensions.apps.demo import (
-    DEMO_CONFIG,
-    DEMO_PLANS,
-    console,
-    console_script,
-    epoch_progress,
-    nnunet_environment,
-    prepare_demo_folder,
-)
+import numpy as np
+import pandas as pd
 
-if TYPE_CHECKING:
-    import pandas
+from dataset_converters.lesion import convert
+from nnunet_extensions.apps.demo_steps import DemoRun, existing, unseeded_note
+from nnunet_extensions.core.io import write_text
+from nnunet_extensions.phantoms.lesion import write_lesion_dataset
+from postprocessing.lesion.lesions import TOTAL, plan_jobs, run_lesions
+from postprocessing.lesion.metrics import evaluate_lesions
 
 DEMO_DATASET_ID = 991
 DEMO_DATASET_NAME = "nnspineDemoLesion"
@@ -89,7 +85,7 @@ class LesionDemoResult:
     """Paths and tables produced by :func:`run_lesion_demo`."""
 
     folder: Path
-    metrics: pandas.DataFrame  # noqa: F821  one row per prediction kind (and the expected counts)
+    metrics: pd.DataFrame  # one row per prediction kind (and the expected counts)
     metrics_csv: Path
     lesion_tables: list[Path]
     qc: list[Path]
@@ -99,11 +95,11 @@ class LesionDemoResult:
     timings_s: dict = field(default_factory=dict)
     missed: list[str] = field(default_factory=list)  #: phantom lesions the network missed ("role (volume mm³)")
     removed: dict[str, int] = field(default_factory=dict)  #: lesions nnspine lesions removed, by reason
+    commands: list = field(default_factory=list)  #: every command run, as printed (``shell_line``)
 
     def written(self) -> list[Path]:
         """The result files (beside the intermediate folders)."""
-        files = [self.metrics_csv, *self.lesion_tables, *self.qc, self.folder / "nnunet.log"]
-        return [p for p in files if p.exists()]
+        return existing([self.metrics_csv, *self.lesion_tables, *self.qc, self.folder / "nnunet.log"])
 
 
 @dataclass
@@ -132,9 +128,6 @@ def postprocess_and_evaluate(
     """``nnspine lesions`` on one prediction (cord proximity, minimum volume, S→I numbering, table, QC)
     and ``nnspine evaluate lesions`` of the prediction before and after, against ``reference``.
     All files on the reference's grid; outputs are overwritten (demo folder)."""
-    from postprocessing.lesion.lesions import TOTAL, plan_jobs, run_lesions
-    from postprocessing.lesion.metrics import evaluate_lesions
-
     jobs = plan_jobs(prediction, out_mask, cord=cord, image=image, qc=qc, overwrite=True)
     lesions = run_lesions(
         jobs,
@@ -157,8 +150,6 @@ def postprocess_and_evaluate(
 def missed_lesions(per_lesion: list[dict], truth: dict) -> list[str]:
     """Names of the reference lesions a prediction missed: for each undetected reference lesion, the
     phantom lesion (role, volume mm³) whose centroid is nearest to it."""
-    import numpy as np
-
     out = []
     for row in per_lesion:
         if row["detected"]:
@@ -181,244 +172,170 @@ def _expected_row(truth: dict, case: str) -> dict:
     }
 
 
+#: The test subject's case (its T2w is the reference grid).
+CASE = "sub-01_T2w"
+
+
+def unseeded(seed: int) -> str:
+    """What the lesion demo's training seed cannot make repeatable (said with its verdict)."""
+    return unseeded_note(seed, "the lesions the network finds can differ between runs")
+
+
+@dataclass
+class _Evaluations:
+    """The metrics table's rows and the ``nnspine lesions`` tables and QC pictures (the network's first), as the
+    stages add them."""
+
+    rows: list[dict] = field(default_factory=list)
+    lesion_tables: list[Path] = field(default_factory=list)
+    qc: list[Path] = field(default_factory=list)
+    counts_match: bool = False
+    missed: list[str] = field(default_factory=list)
+    removed: dict[str, int] = field(default_factory=dict)
+
+
+def _postprocess(
+    run: DemoRun, prediction: Path, test_dataset: Path, evaluations: _Evaluations, *, phantom: bool
+) -> PostprocessEvaluation:
+    """:func:`postprocess_and_evaluate` of the phantom's known-error prediction (``phantom``: no volume threshold,
+    files ``*_phantom_prediction*``) or of the network's (:data:`MIN_VOLUME_MM3`), its table and QC picture added
+    to ``evaluations``."""
+    test_root, suffix = run.folder / "phantom_test", "_phantom_prediction" if phantom else ""
+    labels = test_root / "derivatives/labels/sub-01/anat"
+    table, qc = run.folder / f"lesions{suffix}.csv", run.folder / f"lesions_qc{suffix}.png"
+    evaluation = postprocess_and_evaluate(
+        prediction,
+        test_dataset / "labelsTr" / f"{CASE}.nii.gz",
+        cord=labels / f"{CASE}_label-SC_seg.nii.gz",
+        image=test_root / "sub-01/anat" / f"{CASE}.nii.gz",
+        out_mask=run.folder / f"{'phantom_' if phantom else ''}prediction_lesions" / f"{CASE}.nii.gz",
+        table=table,
+        qc=qc,
+        min_volume_mm3=0.0 if phantom else MIN_VOLUME_MM3,
+    )
+    at = len(evaluations.qc) if phantom else 0  # the network's files come first
+    evaluations.lesion_tables.insert(at, table)
+    evaluations.qc.insert(at, qc)
+    return evaluation
+
+
+def _convert(run: DemoRun, train: bool) -> Path:
+    """Stage 2: the test subject (and, ``train``, the training subjects) → nnU-Net raw datasets; the test
+    subject's dataset folder."""
+    channels, raw_root = ",".join(DEMO_CHANNELS), run.folder / "nnUNet_raw"  # no other nnU-Net folder unless trained
+    text = f"nnspine convert lesion --channels {channels}: test subject → Dataset{DEMO_TEST_DATASET_ID}" + (
+        f", training subjects → Dataset{DEMO_DATASET_ID}" if train else ""
+    )
+    with run.stage(2, "convert", text):
+        test_report = convert(
+            run.folder / "phantom_test",
+            channels=list(DEMO_CHANNELS),
+            nnunet_dataset=DEMO_TEST_DATASET_ID,
+            name=DEMO_TEST_DATASET_NAME,
+            raw_root=raw_root,
+        )
+        if train:
+            convert(
+                run.folder / "phantom_train",
+                channels=list(DEMO_CHANNELS),
+                nnunet_dataset=DEMO_DATASET_ID,
+                name=DEMO_DATASET_NAME,
+                raw_root=raw_root,
+            )
+        resampled = ", ".join(sorted({ch for c in test_report.cases for ch in c.resampled})) or "none"
+        run.say(f"      channels {channels}; resampled onto the {DEMO_CHANNELS[0]} grid: {resampled}")
+    return Path(test_report.nnunet_dataset)
+
+
+def _yardstick(run: DemoRun, test_dataset: Path, truth: dict) -> _Evaluations:
+    """Stage 3: the phantom's prediction with known errors, postprocessed and evaluated; do its counts equal
+    those the truth JSON expects?"""
+    evaluations = _Evaluations()
+    with run.stage(
+        3,
+        "phantom prediction",
+        "the phantom's prediction with known errors → nnspine lesions → nnspine evaluate lesions "
+        "(counts vs the truth JSON)",
+    ):
+        prediction = run.folder / "phantom_test/derivatives/prediction/sub-01/anat" / f"{CASE}_label-lesion_seg.nii.gz"
+        post = _postprocess(run, prediction, test_dataset, evaluations, phantom=True).post
+        expected = _expected_row(truth, CASE)
+        counts = ("ref_lesions", "pred_lesions", "tp", "fp", "fn")
+        evaluations.counts_match = all(int(post[k]) == int(expected[k]) for k in counts)
+        run.say(
+            f"      counts {'equal' if evaluations.counts_match else 'DIFFER FROM'} the truth's expected counts "
+            f"(TP {expected['tp']}, FP {expected['fp']}, FN {expected['fn']})"
+        )
+        evaluations.rows += [{"prediction": PHANTOM_ROW, **post}, expected]
+    return evaluations
+
+
+def _predict(run: DemoRun, trainer: str, test_dataset: Path, truth: dict, evaluations: _Evaluations) -> None:
+    """Stage 6: the trained network's prediction of the test subject, postprocessed and evaluated."""
+    with run.stage(6, "predict", "nnUNetv2_predict on the test subject → nnspine lesions → nnspine evaluate lesions"):
+        prediction = run.folder / "prediction"
+        run.predict(test_dataset / "imagesTr", prediction, DEMO_DATASET_ID, trainer)
+        network = _postprocess(run, prediction / f"{CASE}.nii.gz", test_dataset, evaluations, phantom=False)
+        evaluations.rows += [{"prediction": RAW_ROW, **network.raw}, {"prediction": POST_ROW, **network.post}]
+        evaluations.missed = missed_lesions(network.per_lesion, truth)
+        evaluations.removed = network.removed
+
+
 def run_lesion_demo(
     folder: str | os.PathLike,
     *,
-    train: bool = True,
+    train: bool = True,  # False: stages 1-3 only (no nnU-Net)
     n_train_subjects: int = N_TRAIN_SUBJECTS,
     trainer: str = DEMO_TRAINER,
-    seed: int = 0,
+    seed: int = 0,  # phantoms and training
     overwrite: bool = False,
     say: Callable[[str], None] = print,
 ) -> LesionDemoResult:
     """Run the lesion demo in ``folder`` (created; must be empty unless ``overwrite``). See the module
     docstring. ``trainer``: the nnU-Net trainer of stage 5 (e.g. ``nnUNetTrainerLesion_debug`` for a
-    quicker check). ``seed`` (0-999) picks the phantoms: training subjects ``TRAIN_SEED + seed``, test subject
-    ``TEST_SEED + seed``; nnU-Net's training itself is not seeded (nnU-Net does not seed), so two runs with one
-    seed differ as two nnU-Net runs do."""
-    import pandas as pd
-
-    from dataset_converters.lesion import convert
-    from nnunet_extensions.core.io import write_text
-    from nnunet_extensions.phantoms.lesion import write_lesion_dataset
-
+    quicker check). ``seed`` (0-999) picks the phantoms (training subjects ``TRAIN_SEED + seed``, test subject
+    ``TEST_SEED + seed``) and seeds nnU-Net's training (Python's ``random``, numpy and torch; what that cannot
+    make repeatable: :func:`unseeded`)."""
     if not 0 <= seed < TEST_SEED - TRAIN_SEED:
         raise ValueError(f"seed {seed}: must be in 0..{TEST_SEED - TRAIN_SEED - 1}")
-    folder = prepare_demo_folder(folder, overwrite, command="nnspine demo --lesion")
-    log = folder / "nnunet.log"
-    raw_dir = folder / "nnUNet_raw"
-    timings: dict[str, float] = {}
-    n_stages = 6 if train else 3
-
-    def stage(n: int, text: str) -> float:
-        say(f"[{n}/{n_stages}] {text}")
-        return time.perf_counter()
-
-    def done(name: str, t0: float) -> None:
-        timings[name] = time.perf_counter() - t0
-        say(f"      done in {timings[name]:.1f} s")
-
-    # 1 ---------------------------------------------------------------------------------------------
-    t0 = stage(
-        1,
-        "lesion phantoms (T2w + T1w, 10 lesions each): held-out test subject"
-        + (f" + {n_train_subjects} training subjects" if train else ""),
-    )
-    test_root = folder / "phantom_test"
-    test = write_lesion_dataset(test_root, n_subjects=1, seed=TEST_SEED + seed)
+    run = DemoRun.start(folder, overwrite, 6 if train else 3, say, command="nnspine demo --lesion")
+    subjects = f" + {n_train_subjects} training subjects" if train else ""
+    with run.stage(1, "phantoms", f"lesion phantoms (T2w + T1w, 10 lesions each): held-out test subject{subjects}"):
+        test = write_lesion_dataset(run.folder / "phantom_test", n_subjects=1, seed=TEST_SEED + seed)
+        if train:
+            write_lesion_dataset(run.folder / "phantom_train", n_subjects=n_train_subjects, seed=TRAIN_SEED + seed)
     truth = test["subjects"]["sub-01"]
+    test_dataset = _convert(run, train)
+    evaluations = _yardstick(run, test_dataset, truth)
     if train:
-        write_lesion_dataset(folder / "phantom_train", n_subjects=n_train_subjects, seed=TRAIN_SEED + seed)
-    done("phantoms", t0)
+        run.plan_and_train(DEMO_DATASET_ID, trainer, seed=seed, gpu_memory_target_gb=GPU_MEMORY_TARGET_GB)
+        _predict(run, trainer, test_dataset, truth, evaluations)
+    return _results(run, evaluations, trainer, trained=train)
 
-    # 2 ---------------------------------------------------------------------------------------------
-    channels = ",".join(DEMO_CHANNELS)
-    t0 = stage(
-        2,
-        f"nnspine convert lesion --channels {channels}: test subject → Dataset{DEMO_TEST_DATASET_ID}"
-        + (f", training subjects → Dataset{DEMO_DATASET_ID}" if train else ""),
-    )
-    test_report = convert(
-        test_root,
-        channels=list(DEMO_CHANNELS),
-        nnunet_dataset=DEMO_TEST_DATASET_ID,
-        name=DEMO_TEST_DATASET_NAME,
-        raw_root=raw_dir,
-    )
-    test_ds = Path(test_report.nnunet_dataset)
-    if train:
-        convert(
-            folder / "phantom_train",
-            channels=list(DEMO_CHANNELS),
-            nnunet_dataset=DEMO_DATASET_ID,
-            name=DEMO_DATASET_NAME,
-            raw_root=raw_dir,
-        )
-    resampled = sorted({ch for c in test_report.cases for ch in c.resampled})
-    say(f"      channels {channels}; resampled onto the {DEMO_CHANNELS[0]} grid: {', '.join(resampled) or 'none'}")
-    done("convert", t0)
 
-    case = "sub-01_T2w"
-    reference = test_ds / "labelsTr" / f"{case}.nii.gz"
-    labels = test_root / "derivatives/labels/sub-01/anat"
-    cord, image = labels / f"{case}_label-SC_seg.nii.gz", test_root / "sub-01/anat" / f"{case}.nii.gz"
-    lesion_tables, qcs = [], []
-
-    # 3 ---------------------------------------------------------------------------------------------
-    t0 = stage(
-        3,
-        "the phantom's prediction with known errors → nnspine lesions → nnspine evaluate lesions "
-        "(counts vs the truth JSON)",
-    )
-    phantom_pred = test_root / "derivatives/prediction/sub-01/anat" / f"{case}_label-lesion_seg.nii.gz"
-    table = folder / "lesions_phantom_prediction.csv"
-    qc = folder / "lesions_qc_phantom_prediction.png"
-    phantom_post = postprocess_and_evaluate(
-        phantom_pred,
-        reference,
-        cord=cord,
-        image=image,
-        out_mask=folder / "phantom_prediction_lesions" / f"{case}.nii.gz",
-        table=table,
-        qc=qc,
-        min_volume_mm3=0.0,
-    ).post
-    lesion_tables.append(table)
-    qcs.append(qc)
-    expected = _expected_row(truth, case)
-    counts_match = all(
-        int(phantom_post[k]) == int(expected[k]) for k in ("ref_lesions", "pred_lesions", "tp", "fp", "fn")
-    )
-    say(
-        f"      counts {'equal' if counts_match else 'DIFFER FROM'} the truth's expected counts "
-        f"(TP {expected['tp']}, FP {expected['fp']}, FN {expected['fn']})"
-    )
-    rows = [{"prediction": PHANTOM_ROW, **phantom_post}, expected]
-    done("phantom prediction", t0)
-
-    trained = False
-    missed: list[str] = []
-    removed: dict[str, int] = {}
-    if train:
-        env = nnunet_environment(folder)
-
-        # 4 -----------------------------------------------------------------------------------------
-        t0 = stage(4, "nnUNetv2_plan_and_preprocess (small CPU plans)")
-        console(
-            [
-                console_script("nnUNetv2_plan_and_preprocess"),
-                "-d",
-                str(DEMO_DATASET_ID),
-                "-c",
-                DEMO_CONFIG,
-                "-np",
-                "1",
-                "-npfp",
-                "1",
-                "--verify_dataset_integrity",
-                "--no_pbar",
-                "-gpu_memory_target",
-                str(GPU_MEMORY_TARGET_GB),
-                "-overwrite_plans_name",
-                DEMO_PLANS,
-            ],
-            {**env, "nnUNet_n_proc_DA": "1"},
-            log,
-        )
-        done("preprocess", t0)
-
-        # 5 -----------------------------------------------------------------------------------------
-        from trainers.registry import trainer_epochs
-
-        epochs = trainer_epochs(trainer)
-        t0 = stage(
-            5,
-            f"nnUNetv2_train {DEMO_DATASET_ID} {DEMO_CONFIG} all -tr {trainer} (CPU"
-            + (f", {epochs} epochs" if epochs else "")
-            + f"; nnU-Net's log: {log})",
-        )
-        console(
-            [
-                console_script("nnUNetv2_train"),
-                str(DEMO_DATASET_ID),
-                DEMO_CONFIG,
-                "all",
-                "-tr",
-                trainer,
-                "-p",
-                DEMO_PLANS,
-                "-device",
-                "cpu",
-            ],
-            env,
-            log,
-            on_line=epoch_progress(epochs, say),
-        )
-        done("train", t0)
-
-        # 6 -----------------------------------------------------------------------------------------
-        t0 = stage(6, "nnUNetv2_predict on the test subject → nnspine lesions → nnspine evaluate lesions")
-        prediction = folder / "prediction"
-        console(
-            [
-                console_script("nnUNetv2_predict"),
-                "-i",
-                str(test_ds / "imagesTr"),
-                "-o",
-                str(prediction),
-                "-d",
-                str(DEMO_DATASET_ID),
-                "-c",
-                DEMO_CONFIG,
-                "-f",
-                "all",
-                "-tr",
-                trainer,
-                "-p",
-                DEMO_PLANS,
-                "--disable_tta",
-                "-device",
-                "cpu",
-                "-npp",
-                "1",
-                "-nps",
-                "1",
-            ],
-            env,
-            log,
-        )
-        table, qc = folder / "lesions.csv", folder / "lesions_qc.png"
-        network = postprocess_and_evaluate(
-            prediction / f"{case}.nii.gz",
-            reference,
-            cord=cord,
-            image=image,
-            out_mask=folder / "prediction_lesions" / f"{case}.nii.gz",
-            table=table,
-            qc=qc,
-            min_volume_mm3=MIN_VOLUME_MM3,
-        )
-        lesion_tables.insert(0, table)
-        qcs.insert(0, qc)
-        rows += [{"prediction": RAW_ROW, **network.raw}, {"prediction": POST_ROW, **network.post}]
-        missed = missed_lesions(network.per_lesion, truth)
-        removed = network.removed
-        trained = True
-        done("predict", t0)
-
-    metrics = pd.DataFrame(rows)
+def _results(run: DemoRun, evaluations: _Evaluations, trainer: str, trained: bool) -> LesionDemoResult:
+    """The metrics table (and the stages' durations) written into the demo folder."""
+    metrics = pd.DataFrame(evaluations.rows)
     front = ["prediction", "case", "match", "connectivity"]
     metrics = metrics[[c for c in front if c in metrics] + [c for c in metrics if c not in front]]
     metrics_csv = write_text(
-        folder / "lesion_metrics.csv", metrics.to_csv(index=False, float_format="%.4f"), overwrite=True
+        run.folder / "lesion_metrics.csv", metrics.to_csv(index=False, float_format="%.4f"), overwrite=True
     )
-    write_text(
-        folder / "timings_s.json",
-        json.dumps({k: round(v, 2) for k, v in timings.items()}, indent=2) + "\n",
-        overwrite=True,
-    )
+    run.write_timings()
+    e = evaluations
     return LesionDemoResult(
-        folder, metrics, metrics_csv, lesion_tables, qcs, trained, counts_match, trainer, timings, missed, removed
+        run.folder,
+        metrics,
+        metrics_csv,
+        e.lesion_tables,
+        e.qc,
+        trained,
+        e.counts_match,
+        trainer,
+        run.timings,
+        e.missed,
+        e.removed,
+        run.commands,
     )
 
 
@@ -460,10 +377,8 @@ def verdict(result: LesionDemoResult) -> list[str]:
     return lines
 
 
-def compact_metrics(metrics: pandas.DataFrame) -> pandas.DataFrame:  # noqa: F821
+def compact_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
     """The metrics table for a terminal: the prediction kind and :data:`SHOWN_COLUMNS`, short headers."""
-    import pandas as pd
-
     short = {
         "ref_lesions": "ref",
         "pred_lesions": "pred",
@@ -495,5 +410,6 @@ __all__ = [
     "compact_metrics",
     "postprocess_and_evaluate",
     "missed_lesions",
+    "unseeded",
     "verdict",
 ]

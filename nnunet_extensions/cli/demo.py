@@ -39,7 +39,7 @@ With --lesion, the lesion pipeline instead (a few minutes on 2 CPU cores):
   3. the phantom's prediction with known errors (1 missed, 1 false positive, 1 split, 1 boundary error)
      → nnspine lesions → nnspine evaluate lesions: its lesion counts must equal the truth's
   4. nnUNetv2_plan_and_preprocess (small CPU plans)
-  5. nnUNetv2_train ... -tr nnUNetTrainerLesion_demo
+  5. nnUNetv2_train ... -tr nnUNetTrainerLesion_demo, seeded as above with --seed (default 0)
   6. nnUNetv2_predict → nnspine lesions (lesions < 1 mm³ or > 2 mm from the cord removed, numbered S→I)
      → nnspine evaluate lesions of the raw and the postprocessed prediction
 
@@ -85,8 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="with --lesion: phantom seed, 0-999 (training subjects N, test subject 1000+N; default: 0); "
-        "the soft demo's training is seeded with 0, the lesion demo's training is not seeded",
+        help="with --lesion: seed of the phantoms (training subjects N, test subject 1000+N) and of nnU-Net's "
+        "training, 0-999 (default: 0); the soft demo's training is seeded with 0",
     )
     add_overwrite(p)
     p.set_defaults(func=run)
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         _check_trainer(args.trainer, args.lesion)
     if args.lesion:
         return run_lesion(args)
-    from nnunet_extensions.apps.demo import UNSEEDED, DEMO_TRAINER, compact_table, run_demo, verdict
+    from nnunet_extensions.apps.demo import DEMO_TRAINER, UNSEEDED, compact_table, run_demo, verdict
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_demo_"))
     print(f"nnspine demo in {folder}", flush=True)
@@ -141,18 +141,27 @@ def run(args: argparse.Namespace) -> int:
     if result.trained:
         print("(predictions come from a short CPU training run; a full nnUNetTrainerSoftSeg run is the real thing)")
         print(UNSEEDED)
-    print("\nwrote " + "\n      ".join(str(p) for p in result.written()))
+    _print_written(result)
     if result.model is not None:
         print(f"model (nnU-Net results folder, for 'nnspine segment --model'): {result.model}")
         print(f"  {result.segment_command()}")
-    total = sum(result.timings_s.values())
-    print(f"total {total:.0f} s")
+    _print_total(result)
     return 0
+
+
+def _print_written(result) -> None:
+    """The result files of a demo (``result.written()``), one a line."""
+    print("\nwrote " + "\n      ".join(str(p) for p in result.written()))
+
+
+def _print_total(result) -> None:
+    """A demo's total time over its stages (``result.timings_s``)."""
+    print(f"total {sum(result.timings_s.values()):.0f} s")
 
 
 def run_lesion(args: argparse.Namespace) -> int:
     """``nnspine demo --lesion``: run, then print the metrics table and what was written."""
-    from nnunet_extensions.apps.demo_lesion import DEMO_TRAINER, compact_metrics, run_lesion_demo, verdict
+    from nnunet_extensions.apps.demo_lesion import DEMO_TRAINER, compact_metrics, run_lesion_demo, unseeded, verdict
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_lesion_demo_"))
     print(f"nnspine demo --lesion in {folder}", flush=True)
@@ -179,6 +188,7 @@ def run_lesion(args: argparse.Namespace) -> int:
             f"(the network comes from a short CPU training run, {result.trainer}; a full nnUNetTrainerLesion "
             "run is the real thing)"
         )
-    print("\nwrote " + "\n      ".join(str(p) for p in result.written()))
-    print(f"total {sum(result.timings_s.values()):.0f} s")
+        print(unseeded(args.seed))
+    _print_written(result)
+    _print_total(result)
     return 0 if result.counts_match_truth else 1
