@@ -9,6 +9,14 @@ same soft masks.
 The cohort is ``--subjects`` cord phantoms (5 contrasts each, ``nnspine phantom``). CPU by default
 (``--device cuda`` on a GPU). Any soft-segmentation model of this package works; one trained by
 ``benchmarks/bench_softseg_ablation.py`` or the README walk-through is enough.
+
+``--task spine``: ``nnspine segment spine`` on ``--subjects`` spine phantoms (``nnspine phantom --kind spine``),
+seconds per case with the instance model loaded once for the run (now) and loaded again for every case (before;
+reproduced here by reloading it around each case's instance phase), the number of checkpoint loads of each,
+and whether both wrote the same instance masks:
+
+    python benchmarks/bench_segment.py --task spine --model SEMANTIC_MODEL -f all \
+        --instance-model CUTOUT_MODEL --instance-folds 0 --subjects 10
 """
 
 from __future__ import annotations
@@ -35,13 +43,85 @@ def run(cmd: list[str], env: dict) -> float:
     return time.perf_counter() - t0
 
 
+def bench_spine(args: argparse.Namespace) -> None:
+    """``segment spine`` per case: the instance model loaded once (now) against once per case (before)."""
+    import contextlib
+    import io
+
+    import nibabel as nib
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from nnunet_extensions.apps import instances
+    from nnunet_extensions.apps.segment import Options, segment
+
+    nnspine = shutil.which("nnspine") or sys.exit("nnspine console script not found (pip install -e .)")
+    os.environ.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", nnUNet_compile="f")
+    loads = []
+    init = nnUNetPredictor.initialize_from_trained_model_folder
+
+    def counted(self, folder, *a, **kw):  # the real loading, counted and timed
+        t0 = time.perf_counter()
+        init(self, folder, *a, **kw)
+        loads.append((Path(folder).name, time.perf_counter() - t0))
+
+    nnUNetPredictor.initialize_from_trained_model_folder = counted
+    once = instances.predict_instances
+
+    def per_case(semantic, im, out_dir, **kw):  # before: the instance model loaded for every case
+        fresh = instances.load_instance_model(im.cutouts.folder, im.folds, im.checkpoint, device=args.device)
+        return once(semantic, fresh, out_dir, **kw)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        run([nnspine, "phantom", "--kind", "spine", "-o", str(d / "bids"), "--subjects", str(args.subjects),
+             "--vertebrae", str(args.vertebrae), "--seed", "7", "-q"], dict(os.environ))  # fmt: skip
+        results = {}
+        # the single load first: imports and torch's first use are paid there, not by the per-case route
+        for name, phase in (("now: loaded once", once), ("before: instance model loaded per case", per_case)):
+            instances.predict_instances = phase
+            loads.clear()
+            opts = Options(device=args.device, instance_model=args.instance_model,
+                           instance_folds=args.instance_folds, qc=False)  # fmt: skip
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                report = segment("spine", d / "bids", d / name[:3], args.model, folds=args.folds, channels=["T2w"],
+                                 options=opts, nnunet_log=False)  # fmt: skip
+            wall = time.perf_counter() - t0
+            ok = [c for c, s, _, _ in report.done if s == "ok"]
+            results[name] = (wall, len(report.done), len(ok), loads[:], report.failures)
+        instances.predict_instances = once
+        same = all(
+            np.array_equal(np.asarray(nib.load(a).dataobj), np.asarray(nib.load(d / "now" / a.relative_to(d / "bef"))
+                                                                       .dataobj))
+            for a in sorted((d / "bef").rglob("*_seg-vert_msk.nii.gz"))
+        )  # fmt: skip
+    print(f"cohort: {args.subjects} spine phantoms ({args.vertebrae} vertebrae + sacrum), semantic model "
+          f"{args.model.name}, instance model {args.instance_model.name}, {args.device}")  # fmt: skip
+    for name, (wall, n, ok, loaded, failures) in results.items():
+        t_load = sum(t for _, t in loaded)
+        print(f"{name:40s} {wall:7.1f} s, {wall / n:.2f} s per case ({ok}/{n} ok), {len(loaded)} checkpoint "
+              f"loads taking {t_load:.1f} s ({t_load / n:.2f} s per case)")  # fmt: skip
+        for f in failures[:3]:
+            print(f"    failed: {f}")
+    b, a = results["before: instance model loaded per case"][0], results["now: loaded once"][0]
+    print(f"per-case load / single load: {b / a:.2f}x; same instance masks voxel for voxel: {same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=("cord", "spine"), default="cord")
     ap.add_argument("--model", required=True, type=Path, help="nnU-Net results folder of a soft cord model")
     ap.add_argument("-f", "--folds", nargs="+", default=["0"])
     ap.add_argument("--subjects", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--instance-model", type=Path, help="--task spine: the cutout model's results folder")
+    ap.add_argument("--instance-folds", nargs="+", help="--task spine: its folds (default: every fold)")
+    ap.add_argument("--vertebrae", type=int, default=3, help="--task spine: vertebrae per phantom (default: 3)")
     args = ap.parse_args()
+    if args.task == "spine":
+        if args.instance_model is None:
+            ap.error("--task spine needs --instance-model")
+        return bench_spine(args)
     import nibabel as nib
 
     nnspine = shutil.which("nnspine") or sys.exit("nnspine console script not found (pip install -e .)")

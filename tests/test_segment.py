@@ -27,6 +27,14 @@ def fake_model(root: Path, labels: dict, channels: int = 1, trainer: str = "nnUN
     return folder
 
 
+def cutout_model(root: Path) -> Path:
+    """A fake results folder of an instance-phase cutout model (9 channels, labels above / centre / below)."""
+    from nnunet_extensions.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS
+
+    folder = fake_model(root, CUTOUT_TARGET_LABELS, channels=len(CUTOUT_CHANNEL_LABELS))
+    return folder
+
+
 def image(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), path)
@@ -123,7 +131,7 @@ def test_crop_box_and_affine_keep_world_positions():
     "extra, task, needle",
     [
         (["--crop-to-cord", "nope"], "lesion", "--crop-to-cord"),
-        (["--crop-to-cord", "nope"], "cord", "unrecognized arguments"),
+        (["--crop-to-cord", "nope"], "cord", "--crop-to-cord is an option of 'nnspine segment lesion', not of"),
         (["--crop-margin-mm", "-1", "--crop-to-cord", "x"], "lesion", "--crop-margin-mm -1.0: must be >= 0"),
     ],
 )
@@ -155,7 +163,7 @@ def test_landmark_model_checked_before_anything_runs(tmp_path):
     sem = fake_model(tmp_path / "s", {"background": 0, "Vertebra_Corpus_border": 1})
     lesion = fake_model(tmp_path / "l", {"background": 0, "lesion": 1})
     r = segment("lesion", "-i", img, "-o", tmp_path / "out", "--model", lesion, "--landmark-model", sem)
-    assert r.returncode == 2 and "unrecognized arguments" in r.stderr  # a spine option only
+    assert r.returncode == 2 and "is an option of 'nnspine segment spine'" in r.stderr  # a spine option only
     r = segment("spine", "-i", img, "-o", tmp_path / "out", "--model", sem, "--instance-model", tmp_path,
                 "--landmark-model", lesion)  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -166,6 +174,9 @@ def test_landmark_model_checked_before_anything_runs(tmp_path):
     (sem / "dataset.json").write_text(json.dumps({**ds, LABEL_MAP_KEY: {"convention": "spineps", "map": {"1": 49}}}))
     r = segment("spine", "-i", img, "-o", tmp_path / "out", "--model", sem, "--instance-model", tmp_path,
                 "--landmark-model", lesion)  # fmt: skip
+    assert r.returncode == 2 and "not a trained nnU-Net model folder" in r.stderr  # checked before anything loads
+    r = segment("spine", "-i", img, "-o", tmp_path / "out", "--model", sem, "--instance-model",
+                cutout_model(tmp_path / "cut"), "--landmark-model", lesion)  # fmt: skip
     assert r.returncode == 2 and "not a landmark model" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
 

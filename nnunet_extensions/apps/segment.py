@@ -17,19 +17,24 @@ results — exactly what ``nnUNetv2_predict`` followed by ``nnspine softmask`` /
 Inputs: one image, a folder of images, or a BIDS dataset (``sub-*/[ses-*/]anat``; ``--channels`` picks the
 sequences, one per model channel, the first naming the case). Outputs go to ``-o`` as BIDS derivatives
 (``sub-XX/anat/<case>_label-SC_softseg.nii.gz`` …; flat for non-BIDS inputs), plus ``segment_summary.csv`` and
-``failures.csv`` (case, step, reason) per run or part. ``num_parts`` / ``part_id`` (nnU-Net's convention: part
-K takes cases K, K + N, K + 2N … of the sorted list) shard a cohort with no coordination; ``skip_existing``
-resumes; a failing case is recorded and the others go on.
+``failures.csv`` (case, step, reason) per part, each rewritten atomically as every case ends (a killed run
+leaves valid records of the cases it finished; a resume keeps the earlier rows and replaces those of the cases
+it runs again). ``num_parts`` / ``part_id`` (nnU-Net's convention: part K takes cases K, K + N, K + 2N … of the
+sorted list) shard a cohort with no coordination; ``skip_existing`` resumes: a case is finished when its last
+record says ``ok`` and every output it lists exists, every other case runs again (its old outputs removed
+first). A failing case is recorded with the step that failed, its partial outputs removed, and the others go on.
+nnU-Net's own messages go to ``<out>/logs/nnunet[_part-K].log``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +52,44 @@ SUMMARY_CSV = "segment_summary.csv"
 FAILURES_CSV = "failures.csv"
 FAILURE_COLUMNS = ["case", "step", "reason"]
 SUMMARY_COLUMNS = ["case", "status", "seconds", "outputs"]
+#: Disc label files looked for when ``--disc-suffix`` is not given: SCT's name, then the one BIDS datasets (and
+#: ``nnspine phantom``) write.
+DISC_SUFFIXES = ("_label-SC_seg_labeled_discs", "_label-discs_dlabel")
+#: Names of a lesion model's lesion label or region (``dataset.json``, compared without case).
+LESION_NAMES = ("lesion", "lesions")
+
+
+# --------------------------------------------------------------------------------------------- steps
+class StepFailed(Exception):
+    """A case's step failed: ``step`` names it (``predict``, ``csa``, ``lesions``, ``cutouts``, ``fuse`` …) and
+    ``cause`` is what it raised."""
+
+    def __init__(self, step: str, cause: Exception):
+        super().__init__(f"{step}: {cause}")
+        self.step, self.cause = step, cause
+
+
+@contextlib.contextmanager
+def step(name: str) -> Iterator[None]:
+    """Run a block as the step ``name``: what it raises comes out as :class:`StepFailed` naming the step. The
+    outermost step wins (``landmarks`` around the landmark model's ``predict``)."""
+    try:
+        yield
+    except StepFailed as exc:
+        raise StepFailed(name, exc.cause) from exc.cause
+    except Exception as exc:  # noqa: BLE001 - re-raised with the step's name
+        raise StepFailed(name, exc) from exc
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for ``failures.csv``: an :class:`InputError`'s message, else the exception's type and first
+    line."""
+    if isinstance(exc, StepFailed):
+        exc = exc.cause
+    if isinstance(exc, InputError):
+        return str(exc)
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -71,6 +114,11 @@ class Model:
     def soft(self) -> bool:
         """Trained on soft targets (our soft-segmentation trainers): its output is a probability."""
         return "SoftSeg" in self.trainer
+
+    def lesion_label(self) -> str | None:
+        """The name of the label or region holding the lesions (:data:`LESION_NAMES`, without case), or None."""
+        hits = [k for k in self.labels if k.lower() in LESION_NAMES]
+        return hits[0] if len(hits) == 1 else None
 
     def label_value(self, name: str) -> int | None:
         """Value written for label or region ``name`` (a region's value is the last of its labels)."""
@@ -102,10 +150,10 @@ def check_model_for(model: Model, task: str) -> None:
         raise InputError(
             f"{model.folder}: a cord model has background and one foreground label; this one has {sorted(names)}"
         )
-    if task == "lesion" and "lesion" not in names and len(names) != 1:
+    if task == "lesion" and model.lesion_label() is None:
         raise InputError(
-            f"{model.folder}: a lesion model has a 'lesion' label or region (or one foreground label); "
-            f"this one has {sorted(names)}"
+            f"{model.folder}: a lesion model has a 'lesion' label or region; this one has {sorted(names)} "
+            "(a lesion model whose label has another name: rename it 'lesion' in its dataset.json)"
         )
     if task == "landmarks":
         from nnunet_extensions.core.labels import LANDMARK_NAMES
@@ -136,8 +184,14 @@ class Case:
     rel_dir: str = ""
 
 
-def find_cases(source: str | Path, n_channels: int, channels: Sequence[str] | None = None) -> list[Case]:
-    """Cases of an image, a folder of images or a BIDS dataset (module docstring), sorted by name."""
+def find_cases(
+    source: str | Path,
+    n_channels: int,
+    channels: Sequence[str] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> list[Case]:
+    """Cases of an image, a folder of images or a BIDS dataset (module docstring), sorted by name. A BIDS dataset
+    without ``channels`` makes every image a case, and ``say`` says so with the sequences found."""
     from nnunet_extensions.core import bids
 
     src = Path(source)
@@ -155,19 +209,22 @@ def find_cases(source: str | Path, n_channels: int, channels: Sequence[str] | No
         if not files:
             raise InputError(f"{src}: no NIfTI images")
         return sorted((Case(bids.nifti_stem(p) or p.stem, [p]) for p in files), key=lambda c: c.name)
-    cases = []
+    cases, contrasts = [], set()
     for unit in bids.find_units(src):
         images, _ = bids.list_images(unit)
         if channels is None:
             if n_channels != 1:
                 raise InputError(f"{src}: the model takes {n_channels} channels; say which with --channels")
             cases += [Case(im.stem, [im.path], unit.rel_dir) for im in images]
+            contrasts |= {im.contrast for im in images}
             continue
         picked = [bids.select_images(images, spec) for spec in channels]
         if all(len(p) == 1 for p in picked):
             cases.append(Case(picked[0][0].stem, [p[0].path for p in picked], unit.rel_dir))
     if not cases:
         raise InputError(f"{src}: no case with {'the sequences ' + ','.join(channels) if channels else 'images'}")
+    if channels is None:
+        say(f"no --channels: every image is a case ({', '.join(sorted(contrasts))}; {len(cases)} in all)")
     return sorted(cases, key=lambda c: c.name)
 
 
@@ -219,11 +276,13 @@ def predict_case(
     put back on the whole grid, 0 outside the box. Not with ``probabilities``."""
     from nnunet_extensions.core.geometry import crop_affine
 
-    inputs = case_inputs(case, len(model.channels), tmp)
+    with step("inputs"):
+        inputs = case_inputs(case, len(model.channels), tmp)
     if box is None:
-        predictor.predict_from_files_sequential(
-            [[str(p) for p in inputs]], [str(tmp / case.name)], save_probabilities=probabilities, overwrite=True
-        )
+        with step("predict"):
+            predictor.predict_from_files_sequential(
+                [[str(p) for p in inputs]], [str(tmp / case.name)], save_probabilities=probabilities, overwrite=True
+            )
         return tmp / f"{case.name}.nii.gz"
     if probabilities:
         raise ValueError("predict_case: a cropped prediction has no whole-image probabilities")
@@ -235,9 +294,10 @@ def predict_case(
         ref = img if ref is None else ref
         cropped.append(crop_dir / f"{case.name}_{k:04d}.nii.gz")
         save_image(img.data[box].astype(np.float32), crop_affine(img.affine, box), cropped[-1], dtype=np.float32)
-    predictor.predict_from_files_sequential(
-        [[str(p) for p in cropped]], [str(crop_dir / case.name)], save_probabilities=False, overwrite=True
-    )
+    with step("predict"):
+        predictor.predict_from_files_sequential(
+            [[str(p) for p in cropped]], [str(crop_dir / case.name)], save_probabilities=False, overwrite=True
+        )
     part = load_image(crop_dir / f"{case.name}.nii.gz", "labels")
     full = np.zeros(ref.shape, dtype=part.data.dtype)
     full[box] = part.data
@@ -253,7 +313,8 @@ class Options:
     vertfiles: Path | None = None
     vert_suffix: str = "_label-SC_seg_labeled"
     discfiles: Path | None = None
-    disc_suffix: str = "_label-SC_seg_labeled_discs"
+    #: None: each of :data:`DISC_SUFFIXES`, the first found.
+    disc_suffix: str | None = None
     min_volume_mm3: float = 0.0
     instance_model: Path | None = None
     instance_folds: Sequence[str] | None = None
@@ -272,6 +333,8 @@ class Options:
     cord_source: CordSource | None = field(default=None, repr=False)
     #: Set by :func:`segment` from ``landmark_model``: (model, predictor).
     landmarks: tuple | None = field(default=None, repr=False)
+    #: Set by :func:`segment` from ``instance_model``: the loaded cutout model (``apps.instances``).
+    instances: object | None = field(default=None, repr=False)
 
 
 class CordSource:
@@ -332,8 +395,34 @@ def _level_file(folder: Path | None, case: str, suffix: str, what: str = "level 
     return hit
 
 
+def disc_file(folder: Path | None, case: str, suffix: str | None) -> Path | None:
+    """The case's disc label file: ``<case><suffix>``, or with no ``suffix`` the first of :data:`DISC_SUFFIXES`
+    found; :class:`InputError` naming every name looked for when none is there."""
+    if folder is None or suffix is not None or Path(folder).is_file():
+        return _level_file(folder, case, suffix or DISC_SUFFIXES[0], "disc label file")
+    from nnunet_extensions.core.bids import find_by_stem
+
+    for s in DISC_SUFFIXES:
+        hit = find_by_stem(folder, f"{case}{s}")
+        if hit is not None:
+            return hit
+    names = " or ".join(f"{case}{s}.nii.gz" for s in DISC_SUFFIXES)
+    raise InputError(f"{folder}: no disc label file {names} for case {case} (--disc-suffix)")
+
+
+def disc_suffixes_found(folder: Path, cases: Sequence[Case]) -> list[str]:
+    """Which of :data:`DISC_SUFFIXES` the cases' disc files use in ``folder`` (to say which was found)."""
+    from nnunet_extensions.core.bids import find_by_stem
+
+    found = []
+    for s in DISC_SUFFIXES:
+        if any(find_by_stem(folder, f"{c.name}{s}") is not None for c in cases):
+            found.append(s)
+    return found
+
+
 def outputs_of(task: str, case: Case, out: Path, model: Model) -> list[Path]:
-    """The result files of one case (the first is the one ``--skip-existing`` looks for)."""
+    """The result files of one case (the first is its main result)."""
     d = out / case.rel_dir
     if task == "cord":
         mask = d / f"{case.name}{CORD_SOFT_SUFFIX if model.soft else CORD_SEG_SUFFIX}.nii.gz"
@@ -353,24 +442,28 @@ def run_cord(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Op
 
     mask, table, plot = outputs_of("cord", case, out, model)
     seg = predict_case(predictor, model, case, tmp, probabilities=model.soft)
-    mask.parent.mkdir(parents=True, exist_ok=True)
-    if model.soft:
-        convert_case(tmp, case.name, mask.parent, ending=f"{CORD_SOFT_SUFFIX}.nii.gz", overwrite=True)
-    else:
-        img = load_image(seg, "labels")
-        save_image((img.data == 1).astype(np.uint8), img.affine, mask, overwrite=True, like=img)
-    vertfile = _level_file(opts.vertfiles, case.name, opts.vert_suffix)
-    discfile = _level_file(opts.discfiles, case.name, opts.disc_suffix)
-    columns = csa.measure_file_columns(mask, vertfile=vertfile, discfile=discfile)
-    rows = csa_table.summary_rows(columns, per="slice", filename=str(mask), timestamp=csa_table.now_timestamp())
-    write_text(table, csa_table.csv_text(rows), overwrite=True)
+    with step("mask"):
+        mask.parent.mkdir(parents=True, exist_ok=True)
+        if model.soft:
+            convert_case(tmp, case.name, mask.parent, ending=f"{CORD_SOFT_SUFFIX}.nii.gz", overwrite=True)
+        else:
+            img = load_image(seg, "labels")
+            save_image((img.data == 1).astype(np.uint8), img.affine, mask, overwrite=True, like=img)
+    with step("levels"):
+        vertfile = _level_file(opts.vertfiles, case.name, opts.vert_suffix)
+        discfile = disc_file(opts.discfiles, case.name, opts.disc_suffix)
+    with step("csa"):
+        columns = csa.measure_file_columns(mask, vertfile=vertfile, discfile=discfile)
+        rows = csa_table.summary_rows(columns, per="slice", filename=str(mask), timestamp=csa_table.now_timestamp())
+        write_text(table, csa_table.csv_text(rows), overwrite=True)
     written = [mask, table]
     if opts.qc:
         import pandas as pd
 
         from postprocessing.qc import plot_csa_profile
 
-        plot_csa_profile(pd.DataFrame(columns).assign(Filename=str(mask)), plot, overwrite=True, title=case.name)
+        with step("qc"):
+            plot_csa_profile(pd.DataFrame(columns).assign(Filename=str(mask)), plot, overwrite=True, title=case.name)
         written.append(plot)
     return written
 
@@ -383,69 +476,71 @@ def run_lesion(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: 
     lesions, table, qc = outputs_of("lesion", case, out, model)
     box, crop_cord = None, None
     if opts.cord_source is not None:
-        ref = load_image(case.images[0], "image")
-        crop_cord = opts.cord_source.mask(case, ref, tmp)
-        box = mask_box(crop_cord, ref.affine, opts.crop_margin_mm)
-        if box is None:
-            raise InputError(f"{case.name}: the cord mask for --crop-to-cord is empty (nothing to crop to)")
+        with step("crop-to-cord"):
+            ref = load_image(case.images[0], "image")
+            crop_cord = opts.cord_source.mask(case, ref, tmp)
+            box = mask_box(crop_cord, ref.affine, opts.crop_margin_mm)
+            if box is None:
+                raise InputError(f"{case.name}: the cord mask for --crop-to-cord is empty (nothing to crop to)")
     seg_path = predict_case(predictor, model, case, tmp, probabilities=False, box=box)
-    seg = load_image(seg_path, "labels")
-    value = model.label_value("lesion")
-    if value is None:  # one foreground label
-        value = next(model.label_value(k) for k in model.labels if k != "background")
-    cord_value = model.label_value("cord")
-    binary = tmp / f"{case.name}_lesion.nii.gz"
-    save_image((seg.data == value).astype(np.uint8), seg.affine, binary, like=seg)
-    cord = None
-    if cord_value is not None:  # a region model: the cord region is every label of it
-        region = model.labels["cord"]
-        values = region if isinstance(region, list) else [region]
-        cord = lesions.parent / f"{case.name}{CORD_SEG_SUFFIX}.nii.gz"
-        cord.parent.mkdir(parents=True, exist_ok=True)
-        save_image(np.isin(seg.data, values).astype(np.uint8), seg.affine, cord, overwrite=True, like=seg)
-    elif crop_cord is not None:  # the cord the crop used: a result when predicted, else the user's on this grid
-        name = f"{case.name}{CORD_SEG_SUFFIX}.nii.gz"
-        cord = lesions.parent / name if opts.cord_source.predicted else tmp / name
-        cord.parent.mkdir(parents=True, exist_ok=True)
-        save_image(crop_cord.astype(np.uint8), seg.affine, cord, overwrite=True, like=seg)
-    job = LesionJob(case.name, binary, lesions, cord=cord, image=case.images[0], qc=qc if opts.qc else None)
-    run_lesions([job], table, min_volume_mm3=opts.min_volume_mm3, overwrite=True)
+    with step("lesions"):
+        seg = load_image(seg_path, "labels")
+        value = model.label_value(model.lesion_label())
+        cord_value = model.label_value("cord")
+        binary = tmp / f"{case.name}_lesion.nii.gz"
+        save_image((seg.data == value).astype(np.uint8), seg.affine, binary, like=seg)
+        cord = None
+        if cord_value is not None:  # a region model: the cord region is every label of it
+            region = model.labels["cord"]
+            values = region if isinstance(region, list) else [region]
+            cord = lesions.parent / f"{case.name}{CORD_SEG_SUFFIX}.nii.gz"
+            cord.parent.mkdir(parents=True, exist_ok=True)
+            save_image(np.isin(seg.data, values).astype(np.uint8), seg.affine, cord, overwrite=True, like=seg)
+        elif crop_cord is not None:  # the cord the crop used: a result when predicted, else the user's on this grid
+            name = f"{case.name}{CORD_SEG_SUFFIX}.nii.gz"
+            cord = lesions.parent / name if opts.cord_source.predicted else tmp / name
+            cord.parent.mkdir(parents=True, exist_ok=True)
+            save_image(crop_cord.astype(np.uint8), seg.affine, cord, overwrite=True, like=seg)
+        job = LesionJob(case.name, binary, lesions, cord=cord, image=case.images[0], qc=qc if opts.qc else None)
+        run_lesions([job], table, min_volume_mm3=opts.min_volume_mm3, overwrite=True)
     return [p for p in (lesions, table, qc if opts.qc else None, cord) if p is not None and p.parent != tmp]
 
 
 def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
-    """Semantic mask in SPINEPS values → cutouts → instance model → fusion and labelling → SPINEPS outputs."""
+    """Semantic mask in SPINEPS values → cutouts → the instance model (loaded once for the run, in
+    ``opts.instances``) → fusion and labelling → SPINEPS outputs."""
+    from nnunet_extensions.apps.instances import predict_instances
     from nnunet_extensions.core.dataset_json import read_label_map
-    from postprocessing.spine.fusion_files import predict_instances
     from postprocessing.spine.relabel import relabel_array
 
-    if opts.instance_model is None:
-        raise InputError("segment spine needs --instance-model (a model trained on 'nnspine convert cutouts')")
+    if opts.instances is None:
+        raise ValueError("run_spine: the instance model is not loaded (segment loads it)")
     seg_path = predict_case(predictor, model, case, tmp, probabilities=False)
-    seg = load_image(seg_path, "labels")
-    values = read_label_map(model.dataset, "spineps", model.folder / "dataset.json")
-    semantic = tmp / "semantic" / f"{case.name}{SEMANTIC_SUFFIX}.nii.gz"
-    semantic.parent.mkdir(parents=True, exist_ok=True)
-    save_image(relabel_array(seg.data, values).astype(np.uint8), seg.affine, semantic, like=seg)
+    with step("relabel"):
+        seg = load_image(seg_path, "labels")
+        values = read_label_map(model.dataset, "spineps", model.folder / "dataset.json")
+        semantic = tmp / "semantic" / f"{case.name}{SEMANTIC_SUFFIX}.nii.gz"
+        semantic.parent.mkdir(parents=True, exist_ok=True)
+        save_image(relabel_array(seg.data, values).astype(np.uint8), seg.affine, semantic, like=seg)
     landmarks = None
     if opts.landmarks is not None:  # the landmark model on the same image(s)
         lm_model, lm_predictor = opts.landmarks
         sub = Case(case.name, case.images[: len(lm_model.channels)], case.rel_dir)
         (tmp / "landmarks").mkdir(parents=True, exist_ok=True)
-        landmarks = predict_case(lm_predictor, lm_model, sub, tmp / "landmarks", probabilities=False)
-    folder = out / case.rel_dir
+        with step("landmarks"):
+            landmarks = predict_case(lm_predictor, lm_model, sub, tmp / "landmarks", probabilities=False)
     report = predict_instances(
         semantic,
-        opts.instance_model,
-        folder,
-        folds=opts.instance_folds,
-        device=opts.device,
+        opts.instances,
+        out / case.rel_dir,
         top_vertebra=opts.top_vertebra,
         labelling=opts.labelling,
         landmarks=landmarks,
         image=case.images[0],
         qc=opts.qc,
         overwrite=True,
+        work_dir=tmp / "instances",
+        step=step,
     )
     return [p for _, _, paths in report.cases for p in paths.values()]
 
@@ -456,12 +551,15 @@ RUNNERS: dict[str, Callable] = {"cord": run_cord, "lesion": run_lesion, "spine":
 # --------------------------------------------------------------------------------------------- the run
 @dataclass
 class SegmentReport:
-    """What a run did: per case ``(case, status, seconds, outputs)``, failures ``(case, step, reason)``."""
+    """What a run did: per case ``(case, status, seconds, outputs)``, failures ``(case, step, reason)``, the cases
+    skipped as finished, and where the records and nnU-Net's log are."""
 
     done: list[tuple[str, str, float, list[Path]]] = field(default_factory=list)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     summary: Path | None = None
     failures_csv: Path | None = None
+    log: Path | None = None
 
 
 def _csv(rows: Sequence[Sequence], columns: Sequence[str]) -> str:
@@ -470,6 +568,122 @@ def _csv(rows: Sequence[Sequence], columns: Sequence[str]) -> str:
     w.writerow(columns)
     w.writerows(rows)
     return buf.getvalue()
+
+
+def _read_rows(path: Path, columns: Sequence[str]) -> list[list[str]]:
+    """The rows of one of our CSV records (none when absent); :class:`InputError` when it is not one."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0] != list(columns):
+        raise InputError(f"{path}: not a record of 'nnspine segment' (columns {rows[0] if rows else []})")
+    return [r for r in rows[1:] if r]
+
+
+class Records:
+    """``segment_summary.csv`` and ``failures.csv`` of one part, kept on disk as cases end: each update rewrites
+    both files atomically, so a killed run leaves valid records of every case it finished. Earlier rows are
+    kept (a resume); a case that runs again replaces its rows."""
+
+    def __init__(self, summary: Path, failures: Path, keep_earlier: bool):
+        self.summary, self.failures = summary, failures
+        self.rows = {r[0]: r for r in _read_rows(summary, SUMMARY_COLUMNS)} if keep_earlier else {}
+        self.failed = [r for r in _read_rows(failures, FAILURE_COLUMNS)] if keep_earlier else []
+
+    def finished(self, case: str, out: Path, main: Path) -> bool:
+        """The case's last record says ok and its main result and every output the record lists exist."""
+        row = self.rows.get(case)
+        if row is None or row[1] != "ok" or not main.exists():
+            return False
+        return all((out / rel).exists() for rel in row[3].split(";") if rel)
+
+    def outputs(self, case: str, out: Path) -> list[Path]:
+        """The outputs the case's record lists (an earlier run's)."""
+        row = self.rows.get(case)
+        return [out / rel for rel in row[3].split(";") if rel] if row else []
+
+    def record(self, case: str, status: str, seconds: float, outputs: Sequence[str], failure=None) -> None:
+        """Replace the case's rows with these and write both files."""
+        self.rows[case] = [case, status, f"{seconds:g}", ";".join(outputs)]
+        self.failed = [r for r in self.failed if r[0] != case] + ([list(failure)] if failure else [])
+        self.write()
+
+    def write(self) -> None:
+        """Both files, atomically."""
+        write_text(self.summary, _csv(list(self.rows.values()), SUMMARY_COLUMNS), overwrite=True)
+        write_text(self.failures, _csv(self.failed, FAILURE_COLUMNS), overwrite=True)
+
+
+def possible_outputs(task: str, case: Case, out: Path, model: Model, opts: Options) -> list[Path]:
+    """Every file a run of this case may write (what is removed before it runs again, or when it fails)."""
+    paths = list(outputs_of(task, case, out, model))
+    if task == "lesion" and (model.label_value("cord") is not None or opts.crop_to_cord is not None):
+        paths.append(out / case.rel_dir / f"{case.name}{CORD_SEG_SUFFIX}.nii.gz")
+    return paths
+
+
+def remove_outputs(paths: Sequence[Path], keep: Sequence[Path]) -> None:
+    """Remove the files of ``paths`` that exist, never one of ``keep`` or one under a folder of ``keep`` (the
+    inputs: images, level files, cord masks)."""
+    kept = [Path(k).resolve() for k in keep if k is not None]
+    for p in paths:
+        r = Path(p).resolve()
+        if any(r == k or k in r.parents for k in kept):
+            continue
+        if p.is_file() or p.is_symlink():
+            p.unlink()
+
+
+@contextlib.contextmanager
+def nnunet_output_to(log: Path | None) -> Iterator[None]:
+    """nnU-Net's own prints (stdout and stderr) appended to ``log`` while the block runs; as they are when None."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        yield
+
+
+def check_options(task: str, opts: Options, model: Model, checkpoint: str) -> None:
+    """Options that belong to another task, a bad margin, a missing instance model or landmark model that is not
+    one: :class:`InputError` before anything runs."""
+    from nnunet_extensions.integration.predictor import check_device
+
+    if opts.crop_margin_mm < 0:
+        raise InputError(f"--crop-margin-mm {opts.crop_margin_mm}: must be >= 0")
+    check_device(opts.device)
+    if opts.crop_to_cord is not None and task != "lesion":
+        raise InputError(f"--crop-to-cord is an option of 'nnspine segment lesion', not of 'nnspine segment {task}'")
+    if opts.landmark_model is not None and task != "spine":
+        raise InputError(f"--landmark-model is an option of 'nnspine segment spine', not of 'nnspine segment {task}'")
+    crop = Path(opts.crop_to_cord) if opts.crop_to_cord is not None else None
+    if crop is not None and crop.is_dir() and (crop / "dataset.json").is_file():  # a cord model: checked now
+        check_model_for(read_model(crop, None, checkpoint), "cord")
+    if task == "spine":
+        from nnunet_extensions.apps.instances import check_instance_model
+
+        if opts.instance_model is None:
+            raise InputError("segment spine needs --instance-model (a model trained on 'nnspine convert cutouts')")
+        check_instance_model(opts.instance_model, opts.instance_folds)
+        if opts.landmark_model is not None:
+            check_model_for(read_model(opts.landmark_model, None, checkpoint), "landmarks")
+
+
+def load_helpers(task: str, opts: Options, checkpoint: str) -> None:
+    """The run's other models, each loaded once: the cord model of ``--crop-to-cord``, the landmark model and the
+    instance model of ``segment spine``."""
+    if opts.crop_to_cord is not None:
+        opts.cord_source = CordSource(opts.crop_to_cord, opts.cord_suffix, None, checkpoint, opts.device)
+    if opts.landmark_model is not None:
+        lm = read_model(opts.landmark_model, None, checkpoint)
+        check_model_for(lm, "landmarks")
+        opts.landmarks = (lm, make_predictor(lm, None, checkpoint, opts.device, progress=False))
+    if task == "spine":
+        from nnunet_extensions.apps.instances import load_instance_model
+
+        opts.instances = load_instance_model(opts.instance_model, opts.instance_folds, device=opts.device)
 
 
 def segment(
@@ -488,27 +702,31 @@ def segment(
     options: Options | None = None,
     progress: bool = False,
     say: Callable[[str], None] = lambda _: None,
+    on_failure: Callable[[str, str, str], None] = lambda *_: None,
+    nnunet_log: bool = True,
 ) -> SegmentReport:
     """Segment every case of this part (module docstring). Model, inputs and output folder are checked before
     the network loads; then each case runs on its own: a failure (bad image, a step's refusal) is recorded with
-    its step and the run goes on. Existing results stop the run before any work unless ``skip_existing``
-    (those cases are skipped) or ``overwrite``."""
+    its step, reported to ``on_failure(case, step, reason)`` as it happens, and the run goes on. Existing results
+    stop the run before any work unless ``skip_existing`` (finished cases are skipped) or ``overwrite``.
+    ``say`` gets progress lines; nnU-Net's own prints go to ``<out>/logs/`` (``nnunet_log``). A run interrupted
+    (KeyboardInterrupt, SystemExit: the CLI turns SIGTERM into one) records the case it was in as
+    ``interrupted``, removes its temporary folder and re-raises."""
     from tqdm.auto import tqdm
 
     if task not in TASKS:
         raise InputError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
     opts = options or Options()
-    if opts.crop_margin_mm < 0:
-        raise InputError(f"--crop-margin-mm {opts.crop_margin_mm}: must be >= 0")
     model = read_model(model_folder, folds, checkpoint)
     check_model_for(model, task)
-    if opts.crop_to_cord is not None and task != "lesion":
-        raise InputError(f"--crop-to-cord is for 'segment lesion', not 'segment {task}'")
-    if opts.landmark_model is not None:
-        if task != "spine":
-            raise InputError(f"--landmark-model is for 'segment spine', not 'segment {task}'")
-        check_model_for(read_model(opts.landmark_model, None, checkpoint), "landmarks")
-    cases = shard(find_cases(source, len(model.channels), channels), num_parts, part_id)
+    check_options(task, opts, model, checkpoint)
+    every = find_cases(source, len(model.channels), channels, say=say)
+    cases = shard(every, num_parts, part_id)
+    if not cases:
+        raise InputError(
+            f"{source}: part {part_id} of {num_parts} has no case ({len(every)} case(s) in all; "
+            f"--part-id goes from 0 to {min(num_parts, len(every)) - 1} here)"
+        )
     for option, given in (
         ("--vertfiles", opts.vertfiles),
         ("--discfiles", opts.discfiles),
@@ -518,48 +736,66 @@ def segment(
             raise InputError(f"{option} {given}: one file for {len(cases)} cases (give a folder of <case> files)")
         if given is not None and not Path(given).exists():
             raise InputError(f"{option} {given}: not found")
+    if opts.discfiles is not None and opts.disc_suffix is None and Path(opts.discfiles).is_dir():
+        found = disc_suffixes_found(Path(opts.discfiles), cases)
+        say(
+            f"--discfiles: {' and '.join(f'<case>{s}' for s in found)} found"
+            if found
+            else f"--discfiles: no {' or '.join(f'<case>{s}' for s in DISC_SUFFIXES)} found (--disc-suffix?)"
+        )
     out = Path(out)
     part = f"_part-{part_id}" if num_parts > 1 else ""
     summary, failures_csv = out / SUMMARY_CSV.replace(".csv", f"{part}.csv"), out / f"failures{part}.csv"
-    # existing results: skipped with skip_existing, else refused (one line naming the file) unless overwrite
-    todo = []
-    for c in cases:
-        first = outputs_of(task, c, out, model)[0]
-        if skip_existing and first.exists():
-            continue
-        if not skip_existing:
-            check_output(first, overwrite)
-        todo.append(c)
-    if not skip_existing:
+    if not (skip_existing or overwrite):  # existing results are refused (one line naming the file)
+        for c in cases:
+            for p in possible_outputs(task, c, out, model, opts):
+                check_output(p, overwrite)
         check_output(summary, overwrite)
         check_output(failures_csv, overwrite)
-    if opts.crop_to_cord is not None and todo:
-        opts.cord_source = CordSource(opts.crop_to_cord, opts.cord_suffix, None, checkpoint, opts.device)
-    if opts.landmark_model is not None and todo:
-        lm = read_model(opts.landmark_model, None, checkpoint)
-        check_model_for(lm, "landmarks")
-        opts.landmarks = (lm, make_predictor(lm, None, checkpoint, opts.device, progress=False))
-    out.mkdir(parents=True, exist_ok=True)
+    records = Records(summary, failures_csv, keep_earlier=skip_existing or overwrite)
+    todo = [
+        c for c in cases if not (skip_existing and records.finished(c.name, out, outputs_of(task, c, out, model)[0]))
+    ]
     report = SegmentReport(summary=summary, failures_csv=failures_csv)
-    if len(cases) > len(todo):
-        say(f"{len(cases) - len(todo)} case(s) already segmented: skipped (--skip-existing)")
-    predictor = make_predictor(model, folds, checkpoint, opts.device, progress=False) if todo else None
+    report.skipped = [c.name for c in cases if c not in todo]
+    if report.skipped:
+        say(f"{len(report.skipped)} case(s) already segmented: skipped (--skip-existing)")
+    out.mkdir(parents=True, exist_ok=True)
+    records.write()
+    report.log = out / "logs" / f"nnunet{part}.log" if nnunet_log and todo else None
+    inputs = [opts.vertfiles, opts.discfiles, opts.crop_to_cord]
+    bar = tqdm(todo, desc=f"segment {task}", unit="case", disable=not progress)  # on the user's stderr
     runner = RUNNERS[task]
-    for case in tqdm(todo, desc=f"segment {task}", unit="case", disable=not progress):
-        t0 = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix="nnspine-segment-"))
-        try:
-            written = runner(predictor, model, case, tmp, out, opts)
-            report.done.append((case.name, "ok", round(time.perf_counter() - t0, 2), written))
-        except InputError as exc:
-            report.failures.append((case.name, task, str(exc)))
-            report.done.append((case.name, "failed", round(time.perf_counter() - t0, 2), []))
-        except Exception as exc:  # noqa: BLE001 - one case's crash must not lose the others; recorded with its type
-            report.failures.append((case.name, task, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
-            report.done.append((case.name, "failed", round(time.perf_counter() - t0, 2), []))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    rows = [(c, s, t, ";".join(str(p.relative_to(out)) for p in w)) for c, s, t, w in report.done]
-    write_text(summary, _csv(rows, SUMMARY_COLUMNS), overwrite=True)
-    write_text(failures_csv, _csv(report.failures, FAILURE_COLUMNS), overwrite=True)
+    with nnunet_output_to(report.log):
+        predictor = None
+        if todo:
+            load_helpers(task, opts, checkpoint)
+            predictor = make_predictor(model, folds, checkpoint, opts.device, progress=False)
+        for case in bar:
+            keep = [*case.images, *inputs]
+            remove_outputs([*possible_outputs(task, case, out, model, opts), *records.outputs(case.name, out)], keep)
+            t0 = time.perf_counter()
+            tmp = Path(tempfile.mkdtemp(prefix="nnspine-segment-"))
+            try:
+                written = runner(predictor, model, case, tmp, out, opts)
+                seconds = round(time.perf_counter() - t0, 2)
+                report.done.append((case.name, "ok", seconds, written))
+                records.record(case.name, "ok", seconds, [str(p.relative_to(out)) for p in written])
+            except Exception as exc:  # noqa: BLE001 - one case's failure must not lose the others; recorded
+                where = exc.step if isinstance(exc, StepFailed) else "case"
+                failure = (case.name, where, failure_reason(exc))
+                remove_outputs(possible_outputs(task, case, out, model, opts), keep)
+                seconds = round(time.perf_counter() - t0, 2)
+                report.failures.append(failure)
+                report.done.append((case.name, "failed", seconds, []))
+                records.record(case.name, "failed", seconds, [], failure)
+                on_failure(*failure)
+            except BaseException as exc:  # interrupted: recorded, then on its way
+                seconds = round(time.perf_counter() - t0, 2)
+                why = "SIGTERM" if isinstance(exc, SystemExit) else type(exc).__name__
+                remove_outputs(possible_outputs(task, case, out, model, opts), keep)
+                records.record(case.name, "interrupted", seconds, [], (case.name, "case", f"interrupted ({why})"))
+                raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     return report

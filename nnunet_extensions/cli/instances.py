@@ -15,9 +15,10 @@ DESCRIPTION = """\
 The instance phase in one call: 'nnspine cutouts' on the semantic mask (or on every *_seg-spine_msk.nii.gz
 of a folder), nnU-Net's own predictor run in this process on the cutouts with the trained cutout model
 (--model: the results folder $nnUNet_results/DatasetXXX_NAME/<trainer>__<plans>__<configuration>, folds
--f, default: every fold found), then 'nnspine fuse'. Cutout size and spacing come from the model's
-dataset.json (as 'nnspine convert cutouts' wrote them). Cutouts and predictions are temporary; the
-outputs are those of 'nnspine fuse' (run 'nnspine fuse --help' for the method and the files):
+-f, default: the numbered folds found, else 'all'; loaded once for all masks), then 'nnspine fuse'.
+Cutout size and spacing come from the model's dataset.json (as 'nnspine convert cutouts' wrote them).
+Cutouts and predictions are temporary; the outputs are those of 'nnspine fuse' (run 'nnspine fuse --help'
+for the method and the files):
   OUT_DIR/<stem>_seg-vert_msk.nii.gz, <stem>_seg-spine_msk.nii.gz, <stem>_seg-spine_ctd.json,
   <stem>_seg-spine_snp.png
 nnU-Net's own messages go to stderr (none with -q).
@@ -68,22 +69,36 @@ def _default_device() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_extensions.apps.instances import (
+        check_instance_model,
+        check_instance_outputs,
+        check_landmarks,
+        load_instance_model,
+        predict_instances,
+    )
     from nnunet_extensions.cli import UsageError
-    from postprocessing.spine.fusion_files import predict_instances
 
     for f in args.folds or []:
         if f != "all" and not f.isdigit():
             raise UsageError(f"-f/--folds: expected fold numbers or 'all', got {f!r}")
+    # everything the user gave is checked before the checkpoints load
+    check_instance_model(args.model, args.folds, args.checkpoint)
+    check_landmarks(args.landmarks, args.semantic)
+    check_instance_outputs(args.semantic, args.output, args.overwrite)
     sink = open(os.devnull, "w") if args.quiet else sys.stderr
     try:
         with contextlib.redirect_stdout(sink):
+            model = load_instance_model(
+                args.model,
+                args.folds,
+                args.checkpoint,
+                device=args.device or _default_device(),
+                progress=not args.quiet and sys.stderr.isatty(),
+            )
             report = predict_instances(
                 args.semantic,
-                args.model,
+                model,
                 args.output,
-                folds=args.folds,
-                checkpoint=args.checkpoint,
-                device=args.device or _default_device(),
                 top_vertebra=args.top_vertebra,
                 labelling=args.labelling,
                 lumbar=args.lumbar_vertebrae,
@@ -92,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
                 landmarks=args.landmarks,
                 qc=args.qc,
                 overwrite=args.overwrite,
-                progress=not args.quiet and sys.stderr.isatty(),
             )
     finally:
         if sink is not sys.stderr:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
@@ -32,9 +33,12 @@ whole cohort; the results are exactly those of nnUNetv2_predict followed by the 
 Input (-i): an image, a folder of images, or a BIDS dataset (sub-*/[ses-*/]anat; --channels picks one
 sequence per model channel, the first naming the case). Outputs under -o as BIDS derivatives (flat for
 non-BIDS input), with segment_summary.csv (case, status, seconds, outputs) and failures.csv (case, step,
-reason). A case that fails is recorded and the others go on (exit 2 when any failed). Cohorts: --num-parts N
---part-id K runs part K of N (cases K, K+N, ...: nnU-Net's convention; one scheduler job each, no
-coordination); --skip-existing resumes a run; existing results are refused unless one of them or --overwrite.
+reason), updated as each case ends. A case that fails is recorded with the step that failed, its partial
+outputs removed, and the others go on (exit 2 when any failed). Cohorts: --num-parts N --part-id K runs part K
+of N (cases K, K+N, ...: nnU-Net's convention; one scheduler job each, no coordination); --skip-existing
+resumes a run (a case is finished when its record says ok and its outputs exist; others run again); existing
+results are refused unless one of them or --overwrite. nnU-Net's own messages go to OUT_DIR/logs/; -q hides
+progress, not the errors or the final count.
 """
 
 EPILOG = """\
@@ -80,7 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     cord.add_argument(
         "--discfiles", type=Path, metavar="DIR|FILE", help="disc label files <case><--disc-suffix>.nii.gz (or one file)"
     )
-    cord.add_argument("--disc-suffix", default="_label-SC_seg_labeled_discs", help="(default: SCT's)")
+    cord.add_argument(
+        "--disc-suffix",
+        help="(default: whichever exists of _label-SC_seg_labeled_discs (SCT) and _label-discs_dlabel (BIDS))",
+    )
     lesion = new_parser(what, "lesion", help="lesion mask -> lesion table", description=DESCRIPTION, epilog=EPILOG)
     _common(lesion)
     lesion.add_argument("--min-volume-mm3", type=float, default=0.0, help="remove smaller lesions (default: 0)")
@@ -103,9 +110,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--landmark-model", type=Path, metavar="DIR",
         help="a landmark model ('nnspine convert landmarks'): its predicted discs anchor the vertebra ids",
     )  # fmt: skip
+    # another task's option: accepted here only to name the command it belongs to (one line, exit 2)
+    for s in (cord, spine):
+        s.add_argument("--crop-to-cord", type=Path, help=argparse.SUPPRESS)
+    for s in (cord, lesion):
+        s.add_argument("--landmark-model", type=Path, help=argparse.SUPPRESS)
     for s in (cord, lesion, spine):
         s.set_defaults(func=run)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """SIGTERM (a scheduler's kill, ``timeout``) raises ``SystemExit(143)`` while the block runs, as Ctrl-C raises
+    KeyboardInterrupt, so the run's ``finally`` blocks remove its temporary folders and record the case."""
+
+    def _raise(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread: leave the signal as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _say_when_terminated(err, out: Path) -> Iterator[None]:
+    """One line when SIGTERM ends the run (the exit status stays 143)."""
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code == 128 + signal.SIGTERM:
+            print(f"nnspine segment: terminated (SIGTERM); finished cases are recorded in {out}", file=err)
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,44 +159,47 @@ def run(args: argparse.Namespace) -> int:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     opts = Options(device=device, qc=args.qc)
+    opts.crop_to_cord = getattr(args, "crop_to_cord", None)
+    opts.landmark_model = getattr(args, "landmark_model", None)
     if args.task == "cord":
         opts.vertfiles, opts.vert_suffix = args.vertfiles, args.vert_suffix
         opts.discfiles, opts.disc_suffix = args.discfiles, args.disc_suffix
     elif args.task == "lesion":
         opts.min_volume_mm3 = args.min_volume_mm3
-        opts.crop_to_cord, opts.cord_suffix, opts.crop_margin_mm = (
-            args.crop_to_cord, args.cord_suffix, args.crop_margin_mm,
-        )  # fmt: skip
+        opts.cord_suffix, opts.crop_margin_mm = args.cord_suffix, args.crop_margin_mm
     else:
         opts.instance_model, opts.instance_folds = args.instance_model, args.instance_folds
         opts.labelling, opts.top_vertebra = args.labelling, args.top_vertebra
-        opts.landmark_model = args.landmark_model
-    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
-    sink = open(os.devnull, "w") if args.quiet else sys.stderr
-    try:
-        with contextlib.redirect_stdout(sink):  # nnU-Net prints; our stdout stays for the summary
-            report = segment(
-                args.task,
-                args.input,
-                args.output,
-                args.model,
-                folds=args.folds,
-                checkpoint=args.checkpoint,
-                channels=args.channels.split(",") if args.channels else None,
-                num_parts=args.num_parts,
-                part_id=args.part_id,
-                skip_existing=args.skip_existing,
-                overwrite=args.overwrite,
-                options=opts,
-                progress=not args.quiet and sys.stderr.isatty(),
-                say=say,
-            )
-    finally:
-        if sink is not sys.stderr:
-            sink.close()
-    for case, step, reason in report.failures:
-        print(f"nnspine segment: error: {case} ({step}): {reason}", file=sys.stderr)
-    if not args.quiet:
-        ok = sum(1 for _, s, _, _ in report.done if s == "ok")
-        print(f"{ok} case(s) segmented, {len(report.failures)} failed; {report.summary}, {report.failures_csv}")
+    err = sys.stderr  # ours: nnU-Net's prints go to the log while the cases run
+
+    def say(line: str) -> None:
+        if not args.quiet:
+            print(line, file=err)
+
+    def failed(case: str, step: str, reason: str) -> None:
+        print(f"nnspine segment: error: {case} ({step}): {reason}", file=err, flush=True)
+
+    with terminate_as_exit(), _say_when_terminated(err, args.output):
+        report = segment(
+            args.task,
+            args.input,
+            args.output,
+            args.model,
+            folds=args.folds,
+            checkpoint=args.checkpoint,
+            channels=args.channels.split(",") if args.channels else None,
+            num_parts=args.num_parts,
+            part_id=args.part_id,
+            skip_existing=args.skip_existing,
+            overwrite=args.overwrite,
+            options=opts,
+            progress=not args.quiet and err.isatty(),
+            say=say,
+            on_failure=failed,
+        )
+    ok = sum(1 for _, s, _, _ in report.done if s == "ok")
+    skipped = f", {len(report.skipped)} skipped (finished)" if report.skipped else ""
+    log = f"; nnU-Net's messages: {report.log}" if report.log else ""
+    records = f"{report.summary}, {report.failures_csv}"
+    print(f"{ok} case(s) segmented, {len(report.failures)} failed{skipped}; {records}{log}")
     return 2 if report.failures else 0

@@ -35,6 +35,48 @@ def read_model_folder(folder: str | os.PathLike) -> tuple[Path, dict]:
         raise InputError(f"{ds_path}: unreadable ({exc})") from None
 
 
+#: Device types whose thread counts this process has set (:func:`set_thread_counts`).
+_THREADS_SET: set[str] = set()
+
+
+def set_thread_counts(device_type: str) -> None:
+    """Torch's thread counts as ``nnUNetv2_predict``'s process sets them (its ``predict_entry_point``): the CPU's
+    cores on CPU, 1 (and 1 inter-op thread) on CUDA; nnU-Net then caps them at ``nnUNet_def_n_proc`` while
+    predicting. Same threads, same sums, same voxels.
+
+    Once per process and device type, as in ``nnUNetv2_predict``, where the process loads one model: torch
+    accepts ``set_num_interop_threads`` only once per process (a second call raises RuntimeError), and a run
+    loads several models (``segment spine``: semantic, instance and landmark models)."""
+    import multiprocessing
+
+    import torch
+
+    if device_type in _THREADS_SET:
+        return
+    if device_type == "cpu":
+        torch.set_num_threads(multiprocessing.cpu_count())
+    elif device_type == "cuda":
+        torch.set_num_threads(1)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # set already in this process (by its own code, or after parallel work started)
+            pass
+    _THREADS_SET.add(device_type)
+
+
+def check_device(device: str):
+    """The torch device named by ``--device``; :class:`InputError` when it is not one or this machine lacks it."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
+    return dev
+
+
 def load_predictor(
     model_folder: str | os.PathLike,
     folds: Sequence[int | str] | None,
@@ -43,27 +85,14 @@ def load_predictor(
     progress: bool = False,
 ):
     """An initialised ``nnUNetPredictor`` for a results folder; :class:`InputError` for a device this machine
-    lacks (``--device``)."""
-    import torch
+    lacks (``--device``). Load it once per run and reuse it for every case (loading reads every fold's
+    checkpoint)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     from nnunet_extensions.integration.trainer_lookup import discovery_folder
 
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"--device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
-    # thread counts as nnUNetv2_predict sets them (its predict_entry_point): the CPU's cores on CPU, 1 on CUDA;
-    # nnU-Net then caps them at nnUNet_def_n_proc while predicting. Same threads, same sums, same voxels.
-    import multiprocessing
-
-    if dev.type == "cpu":
-        torch.set_num_threads(multiprocessing.cpu_count())
-    elif dev.type == "cuda":
-        torch.set_num_threads(1)
-        torch.set_num_interop_threads(1)
+    dev = check_device(device)
+    set_thread_counts(dev.type)
     predictor = nnUNetPredictor(
         tile_step_size=0.5,
         use_gaussian=True,

@@ -1,6 +1,7 @@
 """Files in, files out for the instance phase: ``nnspine fuse`` (cutouts + their nnU-Net predictions → SPINEPS
-outputs named as SPINEPS names them) and ``nnspine instances`` (the same with nnU-Net's predictor run
-in-process on the cutouts). The fusion itself, on arrays, is :mod:`postprocessing.spine.fusion`.
+outputs named as SPINEPS names them). The fusion itself, on arrays, is :mod:`postprocessing.spine.fusion`;
+``nnspine instances`` / ``segment spine`` (nnU-Net's predictor run in-process on the cutouts, then :func:`fuse`)
+are in :mod:`nnunet_extensions.apps.instances`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,10 @@ from nnunet_extensions.core.io import (
     split_suffix,
     write_text,
 )
-from nnunet_extensions.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS, SACRUM, vertebra_number
+from nnunet_extensions.core.labels import CUTOUT_TARGET_LABELS, SACRUM, vertebra_number
 from postprocessing.spine.cutouts import (
     BODY_EROSION_MM,
     CUTOUTS_JSON,
-    DEFAULT_SIZE,
-    DEFAULT_SPACING_MM,
     FILE_ENDING,
     MIN_BODY_MM3,
     Cutout,
@@ -36,7 +35,6 @@ from postprocessing.spine.cutouts import (
     load_semantic,
     read_description,
     semantic_files,
-    write_cutouts,
 )
 from postprocessing.spine.fusion import Fusion, fuse_arrays
 from postprocessing.spine.labelling import DEFAULT_LUMBAR
@@ -299,109 +297,3 @@ def _landmark_map(landmarks: str | os.PathLike | None, case: str, semantic: Imag
     if same_grid(semantic, img):
         return np.asarray(img.data)
     return resample_to_grid(np.asarray(img.data, np.float32), img.affine, semantic.shape, semantic.affine, order=0)
-
-
-# --------------------------------------------------------------------------------------------- one call
-@dataclass
-class CutoutModel:
-    """A trained instance-phase model folder and the cutout geometry it was trained on."""
-
-    folder: Path
-    size: tuple[int, int, int]
-    spacing_mm: tuple[float, float, float]
-
-
-def read_cutout_model(folder: str | os.PathLike) -> CutoutModel:
-    """Check an nnU-Net results folder (``.../DatasetXXX_NAME/<trainer>__<plans>__<config>``) holds a cutout
-    model (9 input channels, labels above/centre/below) and read its cutout size and spacing from its
-    ``dataset.json`` (written by ``nnspine convert cutouts``; SPINEPS' defaults when absent)."""
-    from nnunet_extensions.integration.predictor import read_model_folder
-
-    f, ds = read_model_folder(folder)
-    labels = {str(k): int(v) for k, v in ds.get("labels", {}).items()}
-    n_channels = len(ds.get("channel_names", {}))
-    if labels != CUTOUT_TARGET_LABELS or n_channels != len(CUTOUT_CHANNEL_LABELS):
-        raise InputError(
-            f"{f}: not an instance-phase cutout model (labels {labels}, {n_channels} channel(s); "
-            f"expected {CUTOUT_TARGET_LABELS} and {len(CUTOUT_CHANNEL_LABELS)} channels)"
-        )
-    size = tuple(int(n) for n in ds.get("cutout_size", DEFAULT_SIZE))
-    spacing = tuple(float(s) for s in ds.get("cutout_spacing_mm", DEFAULT_SPACING_MM))
-    return CutoutModel(f, size, spacing)  # type: ignore[arg-type]
-
-
-def predict_instances(
-    semantic: str | os.PathLike,
-    model: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    folds: Sequence[int | str] | None = None,
-    checkpoint: str = "checkpoint_final.pth",
-    device: str = "cpu",
-    top_vertebra: str | None = None,
-    labelling: str = "auto",
-    lumbar: int = DEFAULT_LUMBAR,
-    endplates: str = "merged",
-    image: str | os.PathLike | None = None,
-    landmarks: str | os.PathLike | None = None,
-    qc: bool = True,
-    overwrite: bool = False,
-    progress: bool = False,
-) -> FuseReport:
-    """``nnspine instances``: cutouts → nnU-Net's predictor (in this process) → fusion, for a semantic mask or
-    a folder of them. Cutouts and predictions live in a temporary folder; the outputs are :func:`fuse`'s.
-
-    Inputs, the model and the output paths are checked before the network runs."""
-    import tempfile
-
-    cm = read_cutout_model(model)
-    fold_list = [f if f == "all" else int(f) for f in folds] if folds else None
-    for fold in fold_list or []:
-        ck = cm.folder / (f"fold_{fold}") / checkpoint
-        if not ck.is_file():
-            raise InputError(f"{ck}: checkpoint not found (train fold {fold} or choose -f / --checkpoint)")
-    out = Path(out_dir)
-    for f in semantic_files(semantic):  # inputs and outputs first
-        load_semantic(f)
-        for name in output_names(f).values():
-            if (out / name).resolve() == Path(f).resolve():
-                raise InputError(
-                    f"{out / name}: output would replace the input semantic mask (choose another -o folder)"
-                )
-            check_output(out / name, overwrite)
-    with tempfile.TemporaryDirectory(prefix="nnspine_instances_") as tmp:
-        cut, pred = Path(tmp) / "cutouts", Path(tmp) / "predictions"
-        write_cutouts(semantic, cut, size=cm.size, spacing_mm=cm.spacing_mm)
-        run_predictor(cm.folder, cut, pred, folds=fold_list, checkpoint=checkpoint, device=device, progress=progress)
-        return fuse(
-            semantic,
-            cut,
-            pred,
-            out,
-            top_vertebra=top_vertebra,
-            labelling=labelling,
-            lumbar=lumbar,
-            endplates=endplates,
-            image=image,
-            landmarks=landmarks,
-            qc=qc,
-            overwrite=overwrite,
-        )
-
-
-def run_predictor(
-    model: Path,
-    inputs: Path,
-    outputs: Path,
-    *,
-    folds: Sequence[int | str] | None,
-    checkpoint: str,
-    device: str,
-    progress: bool,
-) -> None:
-    """nnU-Net's own predictor on a folder of cases (as ``nnUNetv2_predict``; one process, no workers)."""
-    from nnunet_extensions.integration.predictor import load_predictor
-
-    predictor = load_predictor(model, folds, checkpoint, device, progress)
-    outputs.mkdir(parents=True, exist_ok=True)
-    predictor.predict_from_files_sequential(str(inputs), str(outputs), save_probabilities=False, overwrite=True)

@@ -217,4 +217,6 @@ def test_readme_soft_cord_walkthrough_on_cpu(tmp_path):
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert again.returncode == 2 and done.stat().st_mtime_ns == stamp
-    assert [r["case"] for r in csv.DictReader((whole / "segment_summary.csv").open())] == ["sub-02_T2w"]
+    # the summary keeps every case: the finished ones' earlier rows, the retried one's new row
+    rows = {r["case"]: r["status"] for r in csv.DictReader((whole / "segment_summary.csv").open())}
+    assert rows == {**{c: "ok" for c in ok}, "sub-02_T2w": "failed"}
