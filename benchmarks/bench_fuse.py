@@ -86,7 +86,7 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 
 def bench_case(name: str, sem_path: Path, ref_path: Path, tmp: Path, repeats: int, cli: bool) -> None:
     from nnunet_extensions.core.io import load_image, save_image
-    from postprocessing.spine.cutouts import (
+    from nnunet_extensions.core.cutouts import (
         case_name,
         cut_case,
         iter_inputs,

@@ -71,7 +71,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def measure(name: str, sem_path: Path, ref_path: Path) -> list[dict]:
     from nnunet_extensions.core.io import load_image
     from nnunet_extensions.core.labels import SACRUM, VERTEBRA_SUBREGIONS, is_vertebra
-    from postprocessing.spine.cutouts import case_name, cut_case, load_semantic
+    from nnunet_extensions.core.cutouts import case_name, cut_case, load_semantic
     from postprocessing.spine.fusion import fuse_arrays
 
     sem, ref = load_semantic(sem_path), load_image(ref_path, "labels")

@@ -3,7 +3,7 @@
 Input: a folder holding pairs of SPINEPS masks on one grid, the semantic ``<stem>_seg-spine_msk.nii.gz``
 (or TPTBox's ``_seg-subreg``) and the instance ``<stem>_seg-vert_msk.nii.gz`` beside it (any depth, e.g.
 ``derivatives/labels/sub-XX/anat``). Per vertebral body of each semantic mask, the same cutout as
-``nnspine cutouts`` makes (:mod:`postprocessing.spine.cutouts`: size, spacing, centres, one-hot input channels),
+``nnspine cutouts`` makes (:mod:`nnunet_extensions.core.cutouts`: size, spacing, centres, one-hot input channels),
 plus ``shifts`` copies whose centre is moved by a random vector of at most ``max_shift_mm`` (uniform in
 that ball; seeded, so reruns give the same dataset). Targets, on the cutout grid (nearest neighbour from
 the instance mask, vertebra voxels only): 1 = the vertebra above the centre one, 2 = the centre vertebra
@@ -42,7 +42,7 @@ from nnunet_extensions.core.labels import (
     VERSE_NAMES,
     is_vertebra,
 )
-from postprocessing.spine.cutouts import (
+from nnunet_extensions.core.cutouts import (
     CHANNEL_NAME,
     CUTOUT_ORIENTATION,
     DEFAULT_SIZE,

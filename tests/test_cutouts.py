@@ -19,7 +19,7 @@ from nnunet_extensions.cli import main
 from nnunet_extensions.core.geometry import resample_to_grid
 from nnunet_extensions.core.io import InputError, voxel_sizes
 from nnunet_extensions.core.labels import ARCUS, CORPUS
-from postprocessing.spine.cutouts import (
+from nnunet_extensions.core.cutouts import (
     CUTOUTS_JSON,
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,

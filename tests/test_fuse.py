@@ -31,7 +31,7 @@ from nnunet_extensions.core.labels import (
     is_vertebra,
     vertebra_number,
 )
-from postprocessing.spine.cutouts import CaseCutouts, case_name, cut_case, load_semantic, read_description
+from nnunet_extensions.core.cutouts import CaseCutouts, case_name, cut_case, load_semantic, read_description
 from postprocessing.spine.fusion import Fusion, assign_discs_endplates, fuse_arrays
 from postprocessing.spine.fusion_files import output_names
 

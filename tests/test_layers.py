@@ -44,8 +44,6 @@ MAY_IMPORT = {
 
 #: Imports across the capability layers that are there on purpose: (importing module, imported module) → why.
 ALLOWED_CROSSINGS = {
-    # Training cutouts must be cut exactly as at inference: the converter calls the inference code.
-    ("dataset_converters.cutouts", "postprocessing.spine.cutouts"): "one cutout geometry for training and inference",
     # The lesion trainers' per-epoch and final-validation lesion metrics are those of `nnspine evaluate lesions`.
     ("trainers.lesion", "postprocessing.lesion.metrics"): "one definition of lesion-wise metrics",
     # The nnUNet_extTrainer shim binds the registry's trainers (nnU-Net imports it as a loose file).

@@ -105,7 +105,7 @@ def _oracle_predictions(truth: Path, cutouts: Path, landmarks: Path):
     from test_fuse import perfect_predictions
 
     from nnunet_extensions.core.io import load_image
-    from postprocessing.spine.cutouts import load_semantic, read_description
+    from nnunet_extensions.core.cutouts import load_semantic, read_description
 
     def truth_of(case: str, what: str) -> Path:
         return next(truth.rglob(f"{case}_seg-{what}_msk.nii.gz"))

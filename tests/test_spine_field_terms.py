@@ -28,7 +28,7 @@ from nnunet_extensions.core.labels import (
     semantic_value_problem,
     to_semantic_14,
 )
-from postprocessing.spine.cutouts import load_semantic
+from nnunet_extensions.core.cutouts import load_semantic
 from postprocessing.spine.fusion import Candidate, Disagreement, merge_couples, rank_couples, union_threshold
 from postprocessing.spine.labelling import label_column
 
@@ -347,7 +347,7 @@ def test_fuse_errors_name_the_real_problem(lumbar7, tmp_path):
     shifted[0, 3] += 5.0
     with pytest.raises(InputError, match="affine differs .* by up to 5 mm"):
         lumbar7.record.check_grid(Image(np.asarray(lumbar7.sem.data), shifted, None))
-    from postprocessing.spine.cutouts import semantic_files
+    from nnunet_extensions.core.cutouts import semantic_files
 
     with pytest.raises(InputError, match="sub-09_T2w_seg-spine_msk.nii.gz: file not found"):
         semantic_files(tmp_path / "sub-09_T2w_seg-spine_msk.nii.gz")  # not "case ... is not in cutouts.json"

@@ -19,7 +19,7 @@ from typing import Any
 from nnunet_extensions.apps.segment import Model, make_predictor, read_model
 from nnunet_extensions.core.io import InputError, check_output
 from nnunet_extensions.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS
-from postprocessing.spine.cutouts import (
+from nnunet_extensions.core.cutouts import (
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
     case_name,

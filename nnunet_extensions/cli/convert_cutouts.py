@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS
 from nnunet_extensions.cli.common import add_converter_options, new_parser, run_converter
-from postprocessing.spine.cutouts import DEFAULT_SIZE, DEFAULT_SPACING_MM
+from nnunet_extensions.core.cutouts import DEFAULT_SIZE, DEFAULT_SPACING_MM
 
 DESCRIPTION = """\
 Instance-phase training dataset from SPINEPS masks: per vertebral body, the cutout 'nnspine cutouts'

@@ -53,7 +53,7 @@ def triple(kind: type):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from postprocessing.spine.cutouts import BODY_EROSION_MM, DEFAULT_SIZE, DEFAULT_SPACING_MM, MIN_BODY_MM3
+    from nnunet_extensions.core.cutouts import BODY_EROSION_MM, DEFAULT_SIZE, DEFAULT_SPACING_MM, MIN_BODY_MM3
 
     p = new_parser(
         sub,
@@ -104,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from postprocessing.spine.cutouts import write_cutouts
+    from nnunet_extensions.core.cutouts import write_cutouts
 
     report = write_cutouts(
         args.semantic,

@@ -5,7 +5,7 @@
 writes ``docs/cli.md``, the command-line reference: each command's section is exactly its ``--help`` text at a
 fixed width (:data:`WIDTH` columns), in the order ``nnspine --help`` lists the commands (command groups such as
 ``convert`` and ``evaluate`` list their subcommands); and ``docs/methods/constants.md``: the value and comment of
-every constant the method pages quote by name (``postprocessing.spine.cutouts.BODY_EROSION_MM``), so the pages
+every constant the method pages quote by name (``nnunet_extensions.core.cutouts.BODY_EROSION_MM``), so the pages
 never retype a number. ``tests/test_docs.py`` fails when either file differs from what this module generates.
 """
 

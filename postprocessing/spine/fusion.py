@@ -1,6 +1,6 @@
 """Fusion of instance-phase cutout predictions into one vertebra instance mask (SPINEPS phase 2, on nnU-Net).
 
-Every cutout (:mod:`postprocessing.spine.cutouts`) has a prediction with labels 1 = vertebra above the centre
+Every cutout (:mod:`nnunet_extensions.core.cutouts`) has a prediction with labels 1 = vertebra above the centre
 one, 2 = centre vertebra, 3 = vertebra below. Each such mask is a *candidate*, brought back onto the
 semantic mask's grid (nearest neighbour; all work happens on that grid in PIR voxel order).
 
@@ -60,7 +60,7 @@ from nnunet_extensions.core.labels import (
     is_vertebra,
     vertebra_name,
 )
-from postprocessing.spine.cutouts import (
+from nnunet_extensions.core.cutouts import (
     BODY_EROSION_MM,
     MIN_BODY_MM3,
     CaseCutouts,

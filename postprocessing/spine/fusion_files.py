@@ -25,7 +25,7 @@ from nnunet_extensions.core.io import (
     write_text,
 )
 from nnunet_extensions.core.labels import CUTOUT_TARGET_LABELS, SACRUM, vertebra_number
-from postprocessing.spine.cutouts import (
+from nnunet_extensions.core.cutouts import (
     BODY_EROSION_MM,
     CUTOUTS_JSON,
     FILE_ENDING,
