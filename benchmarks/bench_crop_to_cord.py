@@ -36,9 +36,9 @@ def main() -> None:
 
     import pandas as pd
 
-    from nnunet_extensions.apps.segment import Options, segment
-    from nnunet_extensions.phantoms.lesion import LesionGrid, write_lesion_dataset
-    from postprocessing.lesion.metrics import evaluate_lesions
+    from nnunet_spine.apps.segment import Options, segment
+    from nnunet_spine.phantoms.lesion import LesionGrid, write_lesion_dataset
+    from nnunet_spine.postprocessing.lesion.metrics import evaluate_lesions
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

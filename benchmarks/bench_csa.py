@@ -27,8 +27,8 @@ import numpy as np
 
 
 def make_mask(path: Path) -> None:
-    from nnunet_extensions.core.io import save_image
-    from nnunet_extensions.phantoms.cord import CordModel, render_fraction
+    from nnunet_spine.core.io import save_image
+    from nnunet_spine.phantoms.cord import CordModel, render_fraction
 
     model = CordModel(
         a0=6.0,

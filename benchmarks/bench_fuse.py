@@ -38,8 +38,8 @@ SHARED = ROOT.parent / "shared" / "data"
 
 def perfect_predictions(sem, ref, record) -> dict[str, np.ndarray]:
     """Cutout predictions (1 above, 2 centre, 3 below) from a reference instance mask (scipy resampling)."""
-    from nnunet_extensions.core.geometry import resample_to_grid
-    from nnunet_extensions.core.labels import CORPUS, SACRUM, is_vertebra
+    from nnunet_spine.core.geometry import resample_to_grid
+    from nnunet_spine.core.labels import CORPUS, SACRUM, is_vertebra
 
     r, aff = np.asarray(ref.data), ref.affine
     ids = [int(v) for v in np.unique(r) if is_vertebra(v) and v != SACRUM]
@@ -85,8 +85,8 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 
 
 def bench_case(name: str, sem_path: Path, ref_path: Path, tmp: Path, repeats: int, cli: bool) -> None:
-    from nnunet_extensions.core.io import load_image, save_image
-    from nnunet_extensions.core.cutouts import (
+    from nnunet_spine.core.io import load_image, save_image
+    from nnunet_spine.core.cutouts import (
         case_name,
         cut_case,
         iter_inputs,
@@ -95,7 +95,7 @@ def bench_case(name: str, sem_path: Path, ref_path: Path, tmp: Path, repeats: in
         voxel_sizes,
         write_cutouts,
     )
-    from postprocessing.spine.fusion import fuse_arrays
+    from nnunet_spine.postprocessing.spine.fusion import fuse_arrays
 
     sem = load_semantic(sem_path)
     ref = load_image(ref_path, "labels")
@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-cli", dest="cli", action="store_false", help="skip the subprocess timings")
     args = parser.parse_args()
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPU(s)")
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -69,10 +69,10 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure(name: str, sem_path: Path, ref_path: Path) -> list[dict]:
-    from nnunet_extensions.core.io import load_image
-    from nnunet_extensions.core.labels import SACRUM, VERTEBRA_SUBREGIONS, is_vertebra
-    from nnunet_extensions.core.cutouts import case_name, cut_case, load_semantic
-    from postprocessing.spine.fusion import fuse_arrays
+    from nnunet_spine.core.io import load_image
+    from nnunet_spine.core.labels import SACRUM, VERTEBRA_SUBREGIONS, is_vertebra
+    from nnunet_spine.core.cutouts import case_name, cut_case, load_semantic
+    from nnunet_spine.postprocessing.spine.fusion import fuse_arrays
 
     sem, ref = load_semantic(sem_path), load_image(ref_path, "labels")
     record = cut_case(sem, case_name(sem_path))[0]
@@ -105,7 +105,7 @@ def measure(name: str, sem_path: Path, ref_path: Path) -> list[dict]:
 def main() -> None:
     import pandas as pd
 
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,7 @@ PAIR = ROOT.parent / "shared" / "data" / "panoptica_spine_seg" / "matched_instan
 #: Runs the command through its own parser when ``nnspine evaluate instances`` is not wired in yet.
 _FALLBACK = (
     "import argparse, sys\n"
-    "from nnunet_extensions.cli.evaluate_instances import register_instances\n"
+    "from nnunet_spine.cli.evaluate_instances import register_instances\n"
     "p = argparse.ArgumentParser(); register_instances(p.add_subparsers(dest='what'))\n"
     "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
 )
@@ -54,7 +54,7 @@ def main() -> None:
     if not PAIR.exists():
         sys.exit(f"{PAIR}: panoptica spine pair not found")
     sys.path.insert(0, str(ROOT))
-    from postprocessing.spine.panoptic import evaluate_instances
+    from nnunet_spine.postprocessing.spine.panoptic import evaluate_instances
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.csv"

@@ -66,9 +66,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from dataset_converters.softgt import convert
-    from dataset_converters.softgt_algorithm import soft_ground_truth
-    from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
+    from nnunet_spine.dataset_converters.softgt import convert
+    from nnunet_spine.dataset_converters.softgt_algorithm import soft_ground_truth
+    from nnunet_spine.phantoms.cord_dataset import write_cord_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

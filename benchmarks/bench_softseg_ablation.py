@@ -13,7 +13,7 @@ truth). Printed: one table with, per row, the mean CSA error vs the phantom's tr
 signed and absolute), the SD of CSA across contrasts (mm², mean over subjects) and the Wilcoxon signed-rank
 p-value of the per-subject SDs against arm (a) on the same contrasts (``nnspine evaluate compare-variability``;
 at least 6 held-out subjects are needed for p < 0.05 to be possible). The whole pipeline is
-``nnunet_extensions.apps.ablation.run_ablation``; see its docstring for the details and the folder layout.
+``nnunet_spine.apps.ablation.run_ablation``; see its docstring for the details and the folder layout.
 
 Also per row: where the predicted area lies (inside the true cord vs a halo outside it, % of the true area) and,
 per budget, the radial profile of the predicted values around the true cord edge. With ``--budgets`` the same
@@ -36,7 +36,7 @@ import argparse
 import sys
 import time
 
-from nnunet_extensions.apps.ablation import (
+from nnunet_spine.apps.ablation import (
     ARMS,
     SEEN_CONTRASTS,
     AblationConfig,
@@ -44,7 +44,7 @@ from nnunet_extensions.apps.ablation import (
     parse_budgets,
     run_ablation,
 )
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.core.io import InputError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from trainers.softseg import nnUNetTrainerSoftSeg
+    from nnunet_spine.trainers.softseg import nnUNetTrainerSoftSeg
 
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(0)

@@ -3,7 +3,7 @@
 Input: a folder holding pairs of SPINEPS masks on one grid, the semantic ``<stem>_seg-spine_msk.nii.gz``
 (or TPTBox's ``_seg-subreg``) and the instance ``<stem>_seg-vert_msk.nii.gz`` beside it (any depth, e.g.
 ``derivatives/labels/sub-XX/anat``). Per vertebral body of each semantic mask, the same cutout as
-``nnspine cutouts`` makes (:mod:`nnunet_extensions.core.cutouts`: size, spacing, centres, one-hot input channels),
+``nnspine cutouts`` makes (:mod:`nnunet_spine.core.cutouts`: size, spacing, centres, one-hot input channels),
 plus ``shifts`` copies whose centre is moved by a random vector of at most ``max_shift_mm`` (uniform in
 that ball; seeded, so reruns give the same dataset). Targets, on the cutout grid (nearest neighbour from
 the instance mask, vertebra voxels only): 1 = the vertebra above the centre one, 2 = the centre vertebra
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS, JOBS
-from dataset_converters.nnunet_raw import check_case_id, prepare_folder, staged_dataset, write_case, write_dataset_json
-from dataset_converters.parallel import process_pool, run_all
-from dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
-from nnunet_extensions.core.io import Image, InputError, require_folder
-from nnunet_extensions.core.labels import (
+from nnunet_spine.dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS, JOBS
+from nnunet_spine.dataset_converters.nnunet_raw import check_case_id, prepare_folder, staged_dataset, write_case, write_dataset_json
+from nnunet_spine.dataset_converters.parallel import process_pool, run_all
+from nnunet_spine.dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
+from nnunet_spine.core.io import Image, InputError, require_folder
+from nnunet_spine.core.labels import (
     CORPUS,
     CUTOUT_CHANNEL_LABELS,
     CUTOUT_TARGET_LABELS,
@@ -42,7 +42,7 @@ from nnunet_extensions.core.labels import (
     VERSE_NAMES,
     is_vertebra,
 )
-from nnunet_extensions.core.cutouts import (
+from nnunet_spine.core.cutouts import (
     CHANNEL_NAME,
     CUTOUT_ORIENTATION,
     DEFAULT_SIZE,
@@ -219,7 +219,7 @@ def convert(
     spacing_mm: Sequence[float] = DEFAULT_SPACING_MM,
 ) -> CutoutDatasetReport:
     """Write the cutout training dataset (see the module doc; the converter protocol:
-    :mod:`dataset_converters.protocol`); returns what was written.
+    :mod:`nnunet_spine.dataset_converters.protocol`); returns what was written.
 
     Every pair is read and checked (mask kinds, grids, a body in every semantic mask) before anything is written;
     the dataset is written all-or-nothing, every cutout of a subject (all its masks, all shifted copies) in one

@@ -3,7 +3,7 @@ convert`` commands both read (a light module: building the CLI's parser imports 
 ``tests/test_converter_protocol.py`` checks every CLI default against the converter's signature.
 """
 
-from nnunet_extensions.core import bids
+from nnunet_spine.core import bids
 
 #: ``convert softgt``: the contrast whose S-I axis and slices define the averaging space (``--reference``).
 SOFTGT_REFERENCE = "T2w"

@@ -3,9 +3,9 @@ dataset of **landmark discs**, for a stock nnU-Net landmark model whose predicti
 (``nnspine fuse`` / ``instances --landmarks``).
 
 TotalSpineSeg's first step predicts a few discs as landmark classes and labels the column from them; here the
-landmarks are the discs C2-C3, C7-T1, T12-L1 and L5-S1 (:data:`~nnunet_extensions.core.labels.LANDMARK_NAMES`,
+landmarks are the discs C2-C3, C7-T1, T12-L1 and L5-S1 (:data:`~nnunet_spine.core.labels.LANDMARK_NAMES`,
 classes 1-4): in an instance mask with VerSe ids the disc below vertebra X is ``100 + X``, so the targets are
-the voxels of discs 102, 107, 119 and 124 (:data:`~nnunet_extensions.core.labels.LANDMARK_UPPER`); every other
+the voxels of discs 102, 107, 119 and 124 (:data:`~nnunet_spine.core.labels.LANDMARK_UPPER`); every other
 voxel is background. A case showing none of them stays in the dataset (it teaches where no landmark is).
 
 Input: as ``nnspine convert spineps`` (a BIDS dataset or a folder of BIDS-named files; ``--channels``), with one
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_converters import nnunet_raw
-from dataset_converters.defaults import JOBS, SPINEPS_CHANNELS
-from dataset_converters.parallel import process_pool, run_all
-from dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
-from dataset_converters.spineps import SpinepsCase, discover
-from nnunet_extensions.core import bids
-from nnunet_extensions.core.io import InputError, check_same_grid, load_image, read_geometry
-from nnunet_extensions.core.labels import LANDMARK_NAMES, LANDMARK_UPPER, disc_instance, instance_kind
+from nnunet_spine.dataset_converters import nnunet_raw
+from nnunet_spine.dataset_converters.defaults import JOBS, SPINEPS_CHANNELS
+from nnunet_spine.dataset_converters.parallel import process_pool, run_all
+from nnunet_spine.dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
+from nnunet_spine.dataset_converters.spineps import SpinepsCase, discover
+from nnunet_spine.core import bids
+from nnunet_spine.core.io import InputError, check_same_grid, load_image, read_geometry
+from nnunet_spine.core.labels import LANDMARK_NAMES, LANDMARK_UPPER, disc_instance, instance_kind
 
 __all__ = ["convert", "landmark_targets", "LandmarksReport"]
 
@@ -111,7 +111,7 @@ def convert(
     channels: Sequence[str] = SPINEPS_CHANNELS,
 ) -> LandmarksReport:
     """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` (module docstring; the converter protocol:
-    :mod:`dataset_converters.protocol`). Cases are grouped by BIDS subject in ``splits_final.json``."""
+    :mod:`nnunet_spine.dataset_converters.protocol`). Cases are grouped by BIDS subject in ``splits_final.json``."""
     from tqdm.auto import tqdm
 
     check_jobs(jobs)

@@ -1,6 +1,6 @@
 """``nnspine convert lesion`` / :func:`convert`: a multi-sequence BIDS lesion dataset → an nnU-Net raw dataset.
 
-Input (found by :mod:`nnunet_extensions.core.bids`): per subject (or session) one image per requested sequence
+Input (found by :mod:`nnunet_spine.core.bids`): per subject (or session) one image per requested sequence
 (``channels``: image specs such as ``T2w``, ``T1w``, ``acq-sag_T2w``, ``ce-gd_T1w``) and a binary lesion
 mask ``derivatives/labels/sub-XX[/ses-YY]/anat/<image stem>_label-lesion_seg.nii.gz`` (or beside the
 image) on its image's grid. The mask is looked up for the channels' images in channel order, so it may
@@ -11,7 +11,7 @@ channel's image (its BIDS stem, e.g. ``sub-01_T2w``):
 
 * ``imagesTr/<case>_0000.nii.gz``, ``_0001``, … one file per channel, in the order given; the first
   channel is the reference grid. Another sequence on a different grid is resampled to it through world
-  coordinates (the image affines, :func:`nnunet_extensions.core.geometry.resample_to_grid`) with *linear*
+  coordinates (the image affines, :func:`nnunet_spine.core.geometry.resample_to_grid`) with *linear*
   interpolation (float32; 0 outside its field of view); the report says which were resampled.
 * ``labelsTr/<case>.nii.gz``: the lesion mask on the reference grid (resampled with *nearest neighbour*
   when it was drawn on another channel's grid). Labels ``{"background": 0, "lesion": 1}``; with
@@ -24,7 +24,7 @@ channel's image (its BIDS stem, e.g. ``sub-01_T2w``):
 A subject missing a requested sequence, or its lesion mask, or (with ``regions``) its cord mask, is skipped
 with a one-line warning naming what is missing; with ``allow_missing`` a missing lesion mask is written as
 an empty mask (a negative case). Every image and mask is checked before anything is written (3-D, finite;
-masks binary and on their image's grid): a bad file raises :class:`~nnunet_extensions.core.io.InputError`
+masks binary and on their image's grid): a bad file raises :class:`~nnunet_spine.core.io.InputError`
 naming it, and nothing is written. The input dataset is never modified.
 """
 
@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_converters import nnunet_raw
-from dataset_converters.defaults import JOBS, LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, LESION_VOLUME_TOLERANCE
-from dataset_converters.parallel import process_pool, run_all
-from dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
-from nnunet_extensions.core import bids
-from nnunet_extensions.core.io import (
+from nnunet_spine.dataset_converters import nnunet_raw
+from nnunet_spine.dataset_converters.defaults import JOBS, LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, LESION_VOLUME_TOLERANCE
+from nnunet_spine.dataset_converters.parallel import process_pool, run_all
+from nnunet_spine.dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
+from nnunet_spine.core import bids
+from nnunet_spine.core.io import (
     Image,
     InputError,
     OutputExistsError,
@@ -52,7 +52,7 @@ from nnunet_extensions.core.io import (
     require_folder,
     same_grid,
 )
-from nnunet_extensions.core.lesion_matching import label_lesions  # the one lesion definition (tests/test_layers.py)
+from nnunet_spine.core.lesion_matching import label_lesions  # the one lesion definition (tests/test_layers.py)
 
 #: Labels of ``labelsTr``: plain, and region-based (``--regions``).
 LABELS = {"background": 0, "lesion": 1}
@@ -123,7 +123,7 @@ class CaseReport:
     @property
     def resampling_changed(self) -> bool:
         """Whether resampling the lesion mask changed its lesion count or its volume by more than
-        :data:`~dataset_converters.defaults.LESION_VOLUME_TOLERANCE`."""
+        :data:`~nnunet_spine.dataset_converters.defaults.LESION_VOLUME_TOLERANCE`."""
         if not self.lesion_resampled:
             return False
         tol = LESION_VOLUME_TOLERANCE * max(self.source_volume_mm3, 1e-9)
@@ -188,7 +188,7 @@ class LesionConversionReport(ConversionReport):
 
 # ========================================================================================== discovery
 def parse_channels(channels: str | Sequence[str]) -> list[str]:
-    """``"T1w,T2w"`` or ``["T1w", "T2w"]`` → checked channel specs (:class:`~nnunet_extensions.core.bids.ImageSpec`),
+    """``"T1w,T2w"`` or ``["T1w", "T2w"]`` → checked channel specs (:class:`~nnunet_spine.core.bids.ImageSpec`),
     in order; :class:`InputError` for an empty list, a bad spec or a repeated one."""
     items = [c.strip() for c in (channels.split(",") if isinstance(channels, str) else channels)]
     if not items or any(not c for c in items):
@@ -309,7 +309,7 @@ def _on_reference(img: Image, ref: Image, order: int) -> tuple[np.ndarray, bool]
     resampled."""
     if same_grid(ref, img):
         return img.data, False
-    from nnunet_extensions.core.geometry import resample_to_grid
+    from nnunet_spine.core.geometry import resample_to_grid
 
     return resample_to_grid(img.data, img.affine, ref.shape, ref.affine, order=order, cval=0), True
 
@@ -488,7 +488,7 @@ def _write_dataset_json(
 ) -> None:
     """``dataset.json`` of the staged dataset: channels, (region) labels and the converter's settings and
     per-case ``sources`` under ``nnspine``."""
-    from nnunet_extensions import __version__
+    from nnunet_spine import __version__
 
     extra = {"regions_class_order": REGIONS_CLASS_ORDER} if regions else {}
     nnunet_raw.write_dataset_json(
@@ -539,7 +539,7 @@ def convert(
     allow_lesion_loss: bool = False,
 ) -> LesionConversionReport:
     """Convert a BIDS lesion dataset into ``<nnUNet_raw>/DatasetXXX_NAME`` (see the module docstring; the
-    converter protocol: :mod:`dataset_converters.protocol`).
+    converter protocol: :mod:`nnunet_spine.dataset_converters.protocol`).
 
     Parameters
     ----------

@@ -15,7 +15,7 @@ mapping in ``dataset.json`` under :data:`LABEL_MAP_KEY` (:func:`label_map_entry`
 travels with every model and prediction.
 
 Every file of a case is written with the *first channel's* affine and NIfTI header
-(:func:`nnunet_extensions.core.io.save_image` with ``like=``), so nnU-Net's
+(:func:`nnunet_spine.core.io.save_image` with ``like=``), so nnU-Net's
 ``--verify_dataset_integrity`` sees identical spacing, origin and direction in image and label.
 Writes are atomic and refuse to replace existing files unless ``overwrite=True``.
 """
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.dataset_json import FILE_ENDING, IMAGES_TR, LABELS_TR
-from nnunet_extensions.core.io import (
+from nnunet_spine.core.dataset_json import FILE_ENDING, IMAGES_TR, LABELS_TR
+from nnunet_spine.core.io import (
     Image,
     InputError,
     OutputExistsError,

@@ -10,16 +10,16 @@ Every converter module of this package (``softgt``, ``lesion``, ``spineps``, ``s
 * ``nnunet_dataset``, ``name`` — the dataset ``DatasetXXX_NAME`` (ID 1..999) under ``raw_root`` (default
   ``$nnUNet_raw``). :func:`output_folder` resolves and checks it once, before any input is read: an
   ``nnUNet_raw`` that cannot be created, a file in the way, a folder inside the source, or an ID already used by
-  another name is bad input (:class:`~nnunet_extensions.core.io.InputError`, exit 2 in the CLI).
+  another name is bad input (:class:`~nnunet_spine.core.io.InputError`, exit 2 in the CLI).
 * ``overwrite`` — replace an existing dataset (refused otherwise); ``jobs`` — worker processes
-  (:mod:`dataset_converters.parallel`; results equal ``jobs=1``); ``progress`` — a tqdm bar on stderr.
+  (:mod:`nnunet_spine.dataset_converters.parallel`; results equal ``jobs=1``); ``progress`` — a tqdm bar on stderr.
 * Options specific to a converter are keyword-only too; their defaults live in
-  :mod:`dataset_converters.defaults`, which the CLI reads (``tests/test_converter_protocol.py`` checks both).
+  :mod:`nnunet_spine.dataset_converters.defaults`, which the CLI reads (``tests/test_converter_protocol.py`` checks both).
 
 Writing: every input is checked first; then the whole dataset is written into a staging folder
-(:func:`dataset_converters.nnunet_raw.staged_dataset`) that replaces the dataset's entries only when everything
+(:func:`nnunet_spine.dataset_converters.nnunet_raw.staged_dataset`) that replaces the dataset's entries only when everything
 succeeded. The last step inside the stage is :func:`write_dataset_splits`: ``splits_final.json`` with all cases of
-a subject in one fold (:mod:`dataset_converters.splits`), kept untouched when it is the user's.
+a subject in one fold (:mod:`nnunet_spine.dataset_converters.splits`), kept untouched when it is the user's.
 
 Report: each converter's report extends :class:`ConversionReport` (dataset folder, cases, the split, warnings);
 the CLI prints ``report.lines()``.
@@ -31,9 +31,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataset_converters import nnunet_raw
-from dataset_converters.splits import SPLITS_FILE, SplitsReport, is_nnspine_split, write_splits
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.dataset_converters import nnunet_raw
+from nnunet_spine.dataset_converters.splits import SPLITS_FILE, SplitsReport, is_nnspine_split, write_splits
+from nnunet_spine.core.io import InputError
 
 
 @dataclass(kw_only=True)
@@ -111,7 +111,7 @@ def bids_subject(case: str) -> str:
 
 
 def write_dataset_splits(stage: Path, folder: Path, case_subjects: dict[str, str]) -> SplitsReport:
-    """The subject-grouped split of a staged dataset (:func:`dataset_converters.splits.write_splits`); a split
+    """The subject-grouped split of a staged dataset (:func:`nnunet_spine.dataset_converters.splits.write_splits`); a split
     nnspine wrote earlier that no longer applies (one subject left) is removed when the stage commits."""
     report = write_splits(stage, folder, case_subjects)
     if report.status == "none" and (folder / SPLITS_FILE).is_file() and is_nnspine_split(folder):

@@ -3,10 +3,10 @@ subject of a BIDS dataset (files in, files out).
 
 Input: a BIDS dataset with several contrasts per subject and a binary cord mask per image under
 ``derivatives/labels/sub-XX[/ses-YY]/anat/<image>_label-SC_seg.nii.gz`` (the spine-generic naming), found
-by :mod:`nnunet_extensions.core.bids`. Per subject (or session), every mask is validated (binary, finite, 3-D, on
-its image's grid), the masks are averaged by :func:`~dataset_converters.softgt_algorithm.soft_ground_truth`
-(the method: see :mod:`dataset_converters.softgt_algorithm`) and the soft masks are written with a report.
-Subjects are processed in worker processes with ``jobs > 1`` (:mod:`dataset_converters.parallel`).
+by :mod:`nnunet_spine.core.bids`. Per subject (or session), every mask is validated (binary, finite, 3-D, on
+its image's grid), the masks are averaged by :func:`~nnunet_spine.dataset_converters.softgt_algorithm.soft_ground_truth`
+(the method: see :mod:`nnunet_spine.dataset_converters.softgt_algorithm`) and the soft masks are written with a report.
+Subjects are processed in worker processes with ``jobs > 1`` (:mod:`nnunet_spine.dataset_converters.parallel`).
 
 Outputs (in a new pipeline folder: outside the input dataset or under its ``derivatives/``; the input files are
 never modified and existing outputs are refused unless ``overwrite``):
@@ -32,20 +32,20 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from dataset_converters import nnunet_raw
-from dataset_converters.defaults import JOBS, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
-from dataset_converters.parallel import process_pool, run_all
-from dataset_converters.protocol import ConversionReport, check_jobs, is_inside, output_folder, write_dataset_splits
-from dataset_converters.softgt_algorithm import (
+from nnunet_spine.dataset_converters import nnunet_raw
+from nnunet_spine.dataset_converters.defaults import JOBS, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
+from nnunet_spine.dataset_converters.parallel import process_pool, run_all
+from nnunet_spine.dataset_converters.protocol import ConversionReport, check_jobs, is_inside, output_folder, write_dataset_splits
+from nnunet_spine.dataset_converters.softgt_algorithm import (
     ALIGN_SMOOTHING_MM,
     SUBSAMPLE_MM,
     SoftResult,
     soft_ground_truth,
 )
-from nnunet_extensions.core import bids
-from nnunet_extensions.core.dataset_json import FILE_ENDING, LABELS_TR_SOFT
-from nnunet_extensions.core.geometry import si_axis
-from nnunet_extensions.core.io import (
+from nnunet_spine.core import bids
+from nnunet_spine.core.dataset_json import FILE_ENDING, LABELS_TR_SOFT
+from nnunet_spine.core.geometry import si_axis
+from nnunet_spine.core.io import (
     Image,
     InputError,
     OutputExistsError,
@@ -333,7 +333,7 @@ def _sidecar(
 ) -> dict:
     """The ``.json`` sidecar of one soft mask: sources, reference, method (spacings and offsets in mm) and
     the package version."""
-    from nnunet_extensions import __version__
+    from nnunet_spine import __version__
 
     return {
         "Description": "Soft (partial-volume) spinal cord mask: fraction of each voxel inside the consensus "
@@ -603,7 +603,7 @@ def convert(
 
 def _write_description(soft_root: Path, bids_root: Path, overwrite: bool) -> None:
     """``dataset_description.json`` of the soft-mask derivative (BIDS), unless one exists (or with overwrite)."""
-    from nnunet_extensions import __version__
+    from nnunet_spine import __version__
 
     soft_root.mkdir(parents=True, exist_ok=True)
     desc = soft_root / "dataset_description.json"
@@ -621,7 +621,7 @@ def _write_description(soft_root: Path, bids_root: Path, overwrite: bool) -> Non
 def _write_dataset_json(
     stage: Path, dataset_name: str, cases: dict[str, str], bids_root: Path, reference: str, align: bool
 ) -> None:
-    from nnunet_extensions import __version__
+    from nnunet_spine import __version__
 
     nnunet_raw.write_dataset_json(
         stage,

@@ -1,7 +1,7 @@
 """Soft (partial-volume) spinal-cord ground truth from binary masks of several contrasts of one subject:
 the algorithm (arrays and their affines in, soft arrays out; no file is read or written here).
 
-:func:`soft_ground_truth` is called per subject by :mod:`dataset_converters.softgt` (``nnspine convert
+:func:`soft_ground_truth` is called per subject by :mod:`nnunet_spine.dataset_converters.softgt` (``nnspine convert
 softgt``), which finds the files, validates them, writes the results and reports. Every mask is an
 independent, voxel-quantized delineation of the *same* cord; their disagreements at the boundary carry
 sub-voxel information. Per subject:
@@ -51,8 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from dataset_converters.defaults import SOFTGT_RESOLUTION_MM
-from nnunet_extensions.core.geometry import si_axis
+from nnunet_spine.dataset_converters.defaults import SOFTGT_RESOLUTION_MM
+from nnunet_spine.core.geometry import si_axis
 
 #: Largest S-I spacing (mm) of the averaging space.
 MAX_SI_SPACING_MM = 1.0

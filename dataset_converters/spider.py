@@ -11,11 +11,11 @@ normally L5, is 1), 100 spinal canal, 101-125 partially visible vertebrae (100 +
 201-225 intervertebral discs numbered like the vertebra above them (L5/S1 = 201). The sacrum is not labelled.
 
 Each series is one single-channel case named after its file (``12_t2``); images are read with SimpleITK and
-written as NIfTI with the same voxels and geometry (ITK's LPS converted to RAS by :mod:`nnunet_extensions.core.io`).
+written as NIfTI with the same voxels and geometry (ITK's LPS converted to RAS by :mod:`nnunet_spine.core.io`).
 
 * ``labelsTr``: 1 vertebra (1-25; with ``keep_partial`` also 101-125, otherwise those are background),
   2 disc (201-225), 3 canal (100).
-* ``instancesTr`` (``instances=True``): SPINEPS-format instance masks (:mod:`nnunet_extensions.core.labels`): vertebra
+* ``instancesTr`` (``instances=True``): SPINEPS-format instance masks (:mod:`nnunet_spine.core.labels`): vertebra
   ids, the disc below vertebra X as 100 + X, canal 0 (as SPINEPS' cord and canal); partial vertebrae as in
   ``labelsTr``. Without ``lowest`` the ids count from the top: the highest vertebra number in the mask gets 1
   (not anatomical, like SPINEPS' own unlabelled output). With ``lowest`` (e.g. ``"L5"``, the VerSe name of
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_converters import nnunet_raw
-from dataset_converters.defaults import JOBS
-from dataset_converters.parallel import process_pool, run_all
-from dataset_converters.protocol import ConversionReport, check_jobs, output_folder, write_dataset_splits
-from nnunet_extensions.core.dataset_json import INSTANCES_TR
-from nnunet_extensions.core.io import InputError, check_same_grid, load_image, read_image, split_suffix
-from nnunet_extensions.core.labels import (
+from nnunet_spine.dataset_converters import nnunet_raw
+from nnunet_spine.dataset_converters.defaults import JOBS
+from nnunet_spine.dataset_converters.parallel import process_pool, run_all
+from nnunet_spine.dataset_converters.protocol import ConversionReport, check_jobs, output_folder, write_dataset_splits
+from nnunet_spine.core.dataset_json import INSTANCES_TR
+from nnunet_spine.core.io import InputError, check_same_grid, load_image, read_image, split_suffix
+from nnunet_spine.core.labels import (
     VERSE_NAMES,
     disc_instance,
     instance_value_problem,
@@ -266,7 +266,7 @@ def convert(
     sequences: Sequence[str] | None = None,
 ) -> SpiderReport:
     """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` from a SPIDER folder (module docstring; the converter
-    protocol: :mod:`dataset_converters.protocol`).
+    protocol: :mod:`nnunet_spine.dataset_converters.protocol`).
 
     ``lowest`` (a vertebra name such as ``"L5"``) needs ``instances``. Every mask is checked (SPIDER values,
     same grid as its image, enough names above ``lowest``) before anything is written; the dataset is written

@@ -1,24 +1,24 @@
 """``nnspine convert spineps`` / :func:`convert`: images with SPINEPS-format semantic masks → an nnU-Net raw dataset.
 
 Input: a BIDS dataset (``sub-XX[/ses-YY]/anat/<image>.nii.gz``) or a flat folder of BIDS-named files side by
-side, with one SPINEPS semantic mask per image, found by :func:`nnunet_extensions.core.bids.find_spineps_masks`
+side, with one SPINEPS semantic mask per image, found by :func:`nnunet_spine.core.bids.find_spineps_masks`
 under ``derivatives/<pipeline>/`` or beside the image: ``<image stem>_seg-spine_msk.nii.gz`` or SPINEPS' own
 naming (``sub-01_seg-spine_msk``, ``sub-01_mod-T2w_seg-spine_msk``; older ``seg-subreg``). Values are the
-SPINEPS semantic labels (:data:`nnunet_extensions.core.labels.SEMANTIC_LABELS`: 41-49, 26, 60-62, 100; and SPINEPS 2.x /
-TPTBox's 50-53, :data:`~nnunet_extensions.core.labels.EXTENDED_SEMANTIC_LABELS`, each kept as its own class).
+SPINEPS semantic labels (:data:`nnunet_spine.core.labels.SEMANTIC_LABELS`: 41-49, 26, 60-62, 100; and SPINEPS 2.x /
+TPTBox's 50-53, :data:`~nnunet_spine.core.labels.EXTENDED_SEMANTIC_LABELS`, each kept as its own class).
 
 Output: ``$nnUNet_raw/DatasetXXX_NAME`` with one case per image of the first ``channels`` spec; the case
 identifier is the image's BIDS stem (``sub-01_T2w``). Further channels are the same unit's images of the other
 specs (``--channels T2w T1w``), on the same grid. Labels are renumbered 1..n in SPINEPS-value order over the
 labels present in the dataset (nnU-Net needs consecutive labels); ``dataset.json`` names them after SPINEPS
-(``Arcus_Vertebrae``...) and keeps the mapping under :data:`~nnunet_extensions.core.dataset_json.LABEL_MAP_KEY`
+(``Arcus_Vertebrae``...) and keeps the mapping under :data:`~nnunet_spine.core.dataset_json.LABEL_MAP_KEY`
 (convention ``"spineps"``), which ``nnspine relabel`` reads to map predictions back. Voxels and orientation are
 written unchanged (the image's grid and header); nnU-Net reads the orientation from the header and the trainer
-:mod:`trainers.spine_semantic` derives the left-right axis from it.
+:mod:`nnunet_spine.trainers.spine_semantic` derives the left-right axis from it.
 
 Every mask is checked (SPINEPS semantic values only, with a hint when it looks like an instance mask; same
 grid as its image) before anything is written, and the dataset is written all-or-nothing
-(:func:`~dataset_converters.nnunet_raw.staged_dataset`).
+(:func:`~nnunet_spine.dataset_converters.nnunet_raw.staged_dataset`).
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_converters import nnunet_raw
-from dataset_converters.defaults import JOBS, SPINEPS_CHANNELS
-from dataset_converters.parallel import process_pool, run_all
-from dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
-from nnunet_extensions.core import bids
-from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY, label_map_entry
-from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image, read_geometry, require_folder
-from nnunet_extensions.core.labels import ACCEPTED_SEMANTIC_LABELS, semantic_value_problem
+from nnunet_spine.dataset_converters import nnunet_raw
+from nnunet_spine.dataset_converters.defaults import JOBS, SPINEPS_CHANNELS
+from nnunet_spine.dataset_converters.parallel import process_pool, run_all
+from nnunet_spine.dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
+from nnunet_spine.core import bids
+from nnunet_spine.core.dataset_json import LABEL_MAP_KEY, label_map_entry
+from nnunet_spine.core.io import Image, InputError, check_same_grid, load_image, read_geometry, require_folder
+from nnunet_spine.core.labels import ACCEPTED_SEMANTIC_LABELS, semantic_value_problem
 
 __all__ = [
     "convert",
@@ -108,7 +108,7 @@ def discover(
     """Cases (images of ``channels[0]`` with a SPINEPS semantic mask and every other channel) and warnings
     (images left out and why). No voxel is read. :class:`InputError` for a bad channel spec, a missing folder,
     several semantic masks for one image or no case at all. ``segs``: the masks' ``seg`` entity
-    (:data:`~nnunet_extensions.core.bids.SPINEPS_INSTANCE_SEGS` for instance masks, ``_seg-vert_msk``)."""
+    (:data:`~nnunet_spine.core.bids.SPINEPS_INSTANCE_SEGS` for instance masks, ``_seg-vert_msk``)."""
     kind = "instance" if tuple(segs) == tuple(bids.SPINEPS_INSTANCE_SEGS) else "semantic"
     example = f"<image>_seg-{segs[0]}_msk.nii.gz"
     root = require_folder(dataset, "dataset folder")
@@ -163,7 +163,7 @@ def discover(
 # ---------------------------------------------------------------------------------------------- labels
 def load_semantic_mask(path: str | Path) -> Image:
     """Read a SPINEPS semantic mask: integer labels, 3-D, values in
-    :data:`~nnunet_extensions.core.labels.ACCEPTED_SEMANTIC_LABELS` (SPINEPS 2.x's 50-53 are kept as classes of
+    :data:`~nnunet_spine.core.labels.ACCEPTED_SEMANTIC_LABELS` (SPINEPS 2.x's 50-53 are kept as classes of
     their own, so that ``nnspine relabel`` gives them back exactly)
     (:class:`InputError` naming the file and the bad values, saying when it looks like an instance mask)."""
     mask = load_image(path, "labels")
@@ -235,7 +235,7 @@ def convert(
     channels: Sequence[str] = SPINEPS_CHANNELS,
 ) -> SpinepsReport:
     """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` from images and SPINEPS semantic masks (module docstring;
-    the converter protocol: :mod:`dataset_converters.protocol`).
+    the converter protocol: :mod:`nnunet_spine.dataset_converters.protocol`).
 
     Every case is validated before anything is written; :class:`InputError` (one line naming the file) for
     masks with non-SPINEPS values or on another grid than their image, and for an existing dataset without

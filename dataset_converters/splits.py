@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_extensions.core.io import write_text
+from nnunet_spine.core.io import write_text
 
 #: nnU-Net's split file name (raw and preprocessed dataset folders).
 SPLITS_FILE = "splits_final.json"
@@ -127,7 +127,7 @@ def _user_split_problems(path: Path, cases: set[str]) -> tuple[int, list[str]]:
 
 def write_splits(stage: Path, folder: Path, case_subjects: Mapping[str, str]) -> SplitsReport:
     """Write the subject-grouped ``splits_final.json`` into ``stage`` (the staging folder of
-    :func:`dataset_converters.nnunet_raw.staged_dataset`, whose ``dataset.json`` is already written) unless
+    :func:`nnunet_spine.dataset_converters.nnunet_raw.staged_dataset`, whose ``dataset.json`` is already written) unless
     ``folder`` (the dataset being replaced) holds a user's split, which is then kept; records the written
     file's hash in the staged ``dataset.json`` under :data:`SPLITS_KEY`."""
     cases = set(case_subjects)

@@ -1,6 +1,6 @@
 """nnunet-spine: nnU-Net v2 plugin and dataset-conversion suite for spinal MRI.
 
-Top-level packages: ``nnunet_extensions`` (I/O, geometry, phantoms, nnU-Net integration, CLI),
+Top-level packages: ``nnunet_spine`` (I/O, geometry, phantoms, nnU-Net integration, CLI),
 ``dataset_converters``, ``trainers``, ``postprocessing``.
 """
 

@@ -20,10 +20,10 @@ def shared_data() -> Path:
 def cord_phantom(tmp_path_factory) -> dict:
     """One default 5-contrast cord phantom subject (BIDS), generated once per test session.
 
-    Returns the truth dict of :func:`~nnunet_extensions.phantoms.cord_dataset.write_cord_dataset`, whose
+    Returns the truth dict of :func:`~nnunet_spine.phantoms.cord_dataset.write_cord_dataset`, whose
     ``root`` is the dataset folder. Tests must not modify it.
     """
-    from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
+    from nnunet_spine.phantoms.cord_dataset import write_cord_dataset
 
     return write_cord_dataset(tmp_path_factory.mktemp("cord_phantom") / "bids", n_subjects=1, seed=0)
 

@@ -149,8 +149,8 @@ def parse_only_parser():
     import argparse
     from pathlib import Path as _Path
 
-    from nnunet_extensions.cli import build_parser
-    from nnunet_extensions.cli.common import existing_path
+    from nnunet_spine.cli import build_parser
+    from nnunet_spine.cli.common import existing_path
 
     parser = build_parser()
     todo = [parser]

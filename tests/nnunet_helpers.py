@@ -1,6 +1,6 @@
 """Test helpers for the nnU-Net soft-target tests: a tiny toy dataset and runs of the real console scripts.
 
-The toy dataset follows the converter's contract (see :mod:`nnunet_extensions.integration.soft_targets`): single-channel
+The toy dataset follows the converter's contract (see :mod:`nnunet_spine.integration.soft_targets`): single-channel
 images, integer labels = soft mask binarized at 0.5, and float soft masks in ``labelsTr_soft``.
 
 It is built so that nnU-Net's preprocessing has real work to do, which the soft preprocessing must copy:
@@ -364,7 +364,7 @@ def assert_validation_loss_is_soft_target_loss(
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    from nnunet_extensions.integration.soft_targets.layout import load_soft_target
+    from nnunet_spine.integration.soft_targets.layout import load_soft_target
 
     trainer_name = torch.load(checkpoint, map_location="cpu", weights_only=False)["trainer_name"]
     with environ({**env, "nnUNet_n_proc_DA": "0"}):

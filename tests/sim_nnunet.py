@@ -50,6 +50,6 @@ def install(truth: str | os.PathLike, setattr=setattr) -> None:
 
 if __name__ == "__main__":
     install(sys.argv[1])
-    from nnunet_extensions.cli import main
+    from nnunet_spine.cli import main
 
     sys.exit(main(sys.argv[2:]))

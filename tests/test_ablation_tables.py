@@ -1,4 +1,4 @@
-"""The ablation's own bookkeeping (nnunet_extensions.apps.ablation), checked by hand: which contrast a phantom file
+"""The ablation's own bookkeeping (nnunet_spine.apps.ablation), checked by hand: which contrast a phantom file
 belongs to, copying a phantom's subset of contrasts, filling missed masks with CSA 0 and the summary figures.
 The end-to-end run through nnU-Net is tests/e2e/test_ablation.py (slow)."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_extensions.apps.ablation import (
+from nnunet_spine.apps.ablation import (
     ARMS,
     AblationConfig,
     contrast_of,
@@ -18,7 +18,7 @@ from nnunet_extensions.apps.ablation import (
     fill_missing,
     summarize_row,
 )
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.core.io import InputError
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ def test_config_refuses_what_cannot_run(change, message):
 
 # ------------------------------------------------------------------------------------- halo split (issue 17)
 def _image(data: np.ndarray, voxel=(0.5, 0.5, 2.0)):
-    from nnunet_extensions.core.io import Image
+    from nnunet_spine.core.io import Image
 
     return Image(data=np.asarray(data, np.float32), affine=np.diag([*voxel, 1.0]))
 
@@ -123,7 +123,7 @@ def _image(data: np.ndarray, voxel=(0.5, 0.5, 2.0)):
 def test_halo_split_on_a_hand_case():
     """Two slices; truth: a 2x2 block (fractions 1) plus a voxel of fraction 0.5; prediction: the block at 0.9, the
     half voxel at 0.6 and a halo of 0.2 on four outside voxels. Voxel area 0.25 mm²."""
-    from postprocessing.cord.halo import halo_split
+    from nnunet_spine.postprocessing.cord.halo import halo_split
 
     truth = np.zeros((6, 6, 2))
     truth[2:4, 2:4, :] = 1.0
@@ -147,7 +147,7 @@ def test_radial_profile_reads_a_halo_outside_the_edge():
     """A 1-D-like cord (a slab x < 10 in a 20-voxel row, 1 mm voxels): the truth edge lies between x = 9 and 10.
     A prediction of 1 inside and 0.3 on the first two outside voxels gives 1 in the inside bins, 0.3 at
     0.5-1.5 mm outside and 0 beyond."""
-    from postprocessing.cord.halo import radial_profile, signed_edge_distance_mm
+    from nnunet_spine.postprocessing.cord.halo import radial_profile, signed_edge_distance_mm
 
     truth = np.zeros((20, 3, 3))
     truth[:10] = 1.0
@@ -162,7 +162,7 @@ def test_radial_profile_reads_a_halo_outside_the_edge():
 
 # ---------------------------------------------------------------------------- budgets and resume (issue 17)
 def test_budgets_parse_and_run_smallest_first():
-    from nnunet_extensions.apps.ablation import budget_name, parse_budgets
+    from nnunet_spine.apps.ablation import budget_name, parse_budgets
 
     assert parse_budgets("4x100, 4x20,16X100") == ((4, 100), (4, 20), (16, 100))
     for bad in ("4x", "4*20", "0x10", ""):
@@ -175,8 +175,8 @@ def test_budgets_parse_and_run_smallest_first():
 
 
 def test_a_folder_resumes_only_with_the_same_data_settings(tmp_path):
-    from nnunet_extensions.apps.ablation.run import SETTINGS_FILE, _open_folder
-    from nnunet_extensions.core.io import OutputExistsError
+    from nnunet_spine.apps.ablation.run import SETTINGS_FILE, _open_folder
+    from nnunet_spine.core.io import OutputExistsError
 
     folder = tmp_path / "abl"
     _open_folder(folder, AblationConfig(), overwrite=False)
@@ -202,8 +202,8 @@ def test_a_folder_resumes_only_with_the_same_data_settings(tmp_path):
 def test_finished_arms_are_reused_and_a_half_finished_one_is_redone(tmp_path):
     """An arm with its final checkpoint and complete predictions runs nothing; an arm whose predictions were
     interrupted is predicted again from scratch (here nnU-Net fails: no dataset, which the log shows)."""
-    from nnunet_extensions.apps.ablation.commands import environment
-    from nnunet_extensions.apps.ablation.run import DONE, _checkpoint, train_and_predict
+    from nnunet_spine.apps.ablation.commands import environment
+    from nnunet_spine.apps.ablation.run import DONE, _checkpoint, train_and_predict
 
     folder = tmp_path / "abl"
     for sub in ("phantom_test/sub-01/anat",):
@@ -233,7 +233,7 @@ def test_finished_arms_are_reused_and_a_half_finished_one_is_redone(tmp_path):
 
 
 def test_learning_curve_stacks_the_budgets():
-    from nnunet_extensions.apps.ablation import learning_curve
+    from nnunet_spine.apps.ablation import learning_curve
 
     t = pd.DataFrame({"row": ["(a) binary", "(b) soft"], "csa_error_pct": [1.0, 2.0]})
     curve = learning_curve({"4x20": t, "4x100": t.assign(csa_error_pct=[0.5, 0.7])})

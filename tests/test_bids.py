@@ -1,4 +1,4 @@
-"""nnunet_extensions.core.bids: BIDS name parsing and discovery on hand-built tiny trees."""
+"""nnunet_spine.core.bids: BIDS name parsing and discovery on hand-built tiny trees."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_extensions.core.bids import (
+from nnunet_spine.core.bids import (
     CORD_SEG,
     LESION_SEG,
     ImageSpec,
@@ -22,7 +22,7 @@ from nnunet_extensions.core.bids import (
     select_images,
     split_subject,
 )
-from nnunet_extensions.core.io import InputError, require_folder
+from nnunet_spine.core.io import InputError, require_folder
 
 
 def touch(path: Path) -> Path:

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from nnunet_extensions.core.io import save_image
+from nnunet_spine.core.io import save_image
 
 
 def _nnspine(*args: str) -> subprocess.CompletedProcess:
@@ -86,10 +86,10 @@ def test_phantom_read_only_output_folder(tmp_path):
 
 
 def test_phantom_library_refuses_a_negative_seed_before_writing(tmp_path):
-    from nnunet_extensions.core.io import InputError
-    from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
-    from nnunet_extensions.phantoms.lesion import write_lesion_dataset
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.core.io import InputError
+    from nnunet_spine.phantoms.cord_dataset import write_cord_dataset
+    from nnunet_spine.phantoms.lesion import write_lesion_dataset
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     for i, write in enumerate((write_cord_dataset, write_spine_dataset, write_lesion_dataset)):
         with pytest.raises(InputError, match="seed must be a whole number >= 0, got -1"):
@@ -108,7 +108,7 @@ def test_missing_input_and_usage_errors_are_one_line(tmp_path):
 
 def test_every_command_module_is_registered():
     """No command is silently left out of `nnspine --help` (a broken module fails loudly instead)."""
-    from nnunet_extensions.cli import COMMAND_MODULES, build_parser
+    from nnunet_spine.cli import COMMAND_MODULES, build_parser
 
     help_text = build_parser().format_help()
     for name in COMMAND_MODULES:

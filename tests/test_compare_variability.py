@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy.stats import wilcoxon
 
-from nnunet_extensions.core.io import InputError
-from postprocessing.cord.variability import compare_variability
+from nnunet_spine.core.io import InputError
+from nnunet_spine.postprocessing.cord.variability import compare_variability
 
 
 def _table(csa: dict[str, list[float]], contrasts=("T1w", "T2w"), levels="3") -> pd.DataFrame:
@@ -139,8 +139,8 @@ def test_command(tmp_path):
 
 def test_spread_of_all_zero_csa_has_no_cv():
     """A subject whose every contrast measured 0 mm² (no cord found): SD 0, CV undefined (NaN), no crash."""
-    from postprocessing.cord.soft_metrics import variability_table
-    from postprocessing.cord.variability import spread
+    from nnunet_spine.postprocessing.cord.soft_metrics import variability_table
+    from nnunet_spine.postprocessing.cord.variability import spread
 
     sd, cv = spread(np.zeros(3))
     assert sd == 0.0 and np.isnan(cv)

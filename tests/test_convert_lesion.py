@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from nibabel.processing import resample_from_to
 
-from dataset_converters.lesion import LesionConversionWarning, convert
-from nnunet_extensions.core.io import InputError, OutputExistsError
+from nnunet_spine.dataset_converters.lesion import LesionConversionWarning, convert
+from nnunet_spine.core.io import InputError, OutputExistsError
 
 
 # ============================================================================================== helpers
@@ -79,7 +79,7 @@ def verify_with_nnunet(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory) -> Path:
-    from nnunet_extensions.phantoms.lesion import write_lesion_dataset
+    from nnunet_spine.phantoms.lesion import write_lesion_dataset
 
     return Path(write_lesion_dataset(tmp_path_factory.mktemp("lesion_phantom") / "bids", n_subjects=2, seed=0)["root"])
 

@@ -1,4 +1,4 @@
-"""The converter protocol (dataset_converters.protocol): one signature, CLI defaults read from the library, the
+"""The converter protocol (nnunet_spine.dataset_converters.protocol): one signature, CLI defaults read from the library, the
 output root checked once, all-or-nothing writing, and subject-grouped splits that nnU-Net's planner picks up."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dataset_converters import defaults
-from dataset_converters.splits import SPLITS_FILE, SPLITS_KEY, grouped_folds
+from nnunet_spine.dataset_converters import defaults
+from nnunet_spine.dataset_converters.splits import SPLITS_FILE, SPLITS_KEY, grouped_folds
 
 CONVERTERS = ("softgt", "lesion", "spineps", "spider", "cutouts", "landmarks")
 #: The protocol's keyword-only parameters and defaults (None: required or converter-specific default allowed).
@@ -50,7 +50,7 @@ def test_every_converter_has_the_protocol_signature(module):
 
 
 def _subparser(command: str):
-    from nnunet_extensions.cli import build_parser
+    from nnunet_spine.cli import build_parser
 
     def children(parser):
         for action in parser._actions:
@@ -140,8 +140,8 @@ def _check_grouped(folder: Path, n_subjects: int) -> list[dict]:
 
 
 def test_softgt_splits_keep_each_subjects_contrasts_together(tmp_path):
-    from dataset_converters.softgt import convert
-    from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
+    from nnunet_spine.dataset_converters.softgt import convert
+    from nnunet_spine.phantoms.cord_dataset import write_cord_dataset
 
     write_cord_dataset(tmp_path / "bids", n_subjects=3, seed=3)
     report = convert(
@@ -159,8 +159,8 @@ def test_softgt_splits_keep_each_subjects_contrasts_together(tmp_path):
 
 
 def test_cutout_splits_keep_every_copy_of_a_subject_together_and_a_user_split_is_kept(tmp_path):
-    from dataset_converters.cutouts import convert
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.dataset_converters.cutouts import convert
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     write_spine_dataset(tmp_path / "bids", n_subjects=2, n_vertebrae=3, seed=0)
     size, spacing = (48, 64, 32), (1.5, 1.5, 2.0)
@@ -184,8 +184,8 @@ def test_cutout_splits_keep_every_copy_of_a_subject_together_and_a_user_split_is
 
 
 def test_lesion_datasets_of_one_cohort_share_their_folds(tmp_path):
-    from dataset_converters.lesion import convert
-    from nnunet_extensions.phantoms.lesion import write_lesion_dataset
+    from nnunet_spine.dataset_converters.lesion import convert
+    from nnunet_spine.phantoms.lesion import write_lesion_dataset
 
     write_lesion_dataset(tmp_path / "bids", n_subjects=3, seed=5)
     for dataset_id, channels in ((963, "T2w"), (964, "T1w"), (965, "T1w,T2w")):
@@ -200,8 +200,8 @@ def test_lesion_datasets_of_one_cohort_share_their_folds(tmp_path):
 @pytest.mark.slow
 def test_nnunet_planner_copies_our_split_to_preprocessed(tmp_path):
     """nnU-Net 2.8's planner copies the raw split to nnUNet_preprocessed, where nnUNetTrainer.do_split reads it."""
-    from dataset_converters.lesion import convert
-    from nnunet_extensions.phantoms.lesion import write_lesion_dataset
+    from nnunet_spine.dataset_converters.lesion import convert
+    from nnunet_spine.phantoms.lesion import write_lesion_dataset
 
     write_lesion_dataset(tmp_path / "bids", n_subjects=2, seed=1)
     raw, pre = tmp_path / "raw", tmp_path / "pre"
@@ -239,7 +239,7 @@ def test_nnunet_planner_copies_our_split_to_preprocessed(tmp_path):
 
 # ----------------------------------------------------------------------------------- all-or-nothing
 def test_a_failing_rename_leaves_the_old_dataset_intact(tmp_path, monkeypatch):
-    from dataset_converters import nnunet_raw
+    from nnunet_spine.dataset_converters import nnunet_raw
 
     folder = tmp_path / "Dataset001_X"
     (folder / "imagesTr").mkdir(parents=True)

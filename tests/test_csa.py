@@ -1,4 +1,4 @@
-"""``nnspine csa`` / ``postprocessing.cord.csa``: accuracy against phantom truth and SCT, levels, CLI behaviour."""
+"""``nnspine csa`` / ``nnunet_spine.postprocessing.cord.csa``: accuracy against phantom truth and SCT, levels, CLI behaviour."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_extensions.core.geometry import axcodes, reorient
-from nnunet_extensions.core.io import Image, InputError, load_image, save_image
-from nnunet_extensions.phantoms.cord import (
+from nnunet_spine.core.geometry import axcodes, reorient
+from nnunet_spine.core.io import Image, InputError, load_image, save_image
+from nnunet_spine.phantoms.cord import (
     CordModel,
     default_cervical_model,
     disc_points,
     level_map,
     render_fraction,
 )
-from postprocessing.cord import csa, csa_table
-from postprocessing.cord.centreline import fit_centreline
-from postprocessing.cord.levels import assign_slice_levels
+from nnunet_spine.postprocessing.cord import csa, csa_table
+from nnunet_spine.postprocessing.cord.centreline import fit_centreline
+from nnunet_spine.postprocessing.cord.levels import assign_slice_levels
 
 ISO = (0.8, 0.8, 0.8)
 ANISO = (0.5, 0.5, 3.0)
@@ -452,7 +452,7 @@ def test_cli_plot_with_levels(tmp_path):
     _, frac, levels, discs, affine = _cervical()
     seg = save_image(frac, affine, tmp_path / "seg.nii.gz")
     disc_file = save_image(discs, affine, tmp_path / "discs.nii.gz")
-    from nnunet_extensions.cli import main
+    from nnunet_spine.cli import main
 
     rc = main(
         [

@@ -11,8 +11,8 @@ from scipy.interpolate import make_lsq_spline
 from scipy.spatial import ConvexHull
 from skimage.measure import find_contours
 
-from postprocessing.cord.centreline import KNOT_SPACING_MM, fit_centreline, project_onto_centreline
-from postprocessing.cord.csa import _hull_areas, convex_hull_area
+from nnunet_spine.postprocessing.cord.centreline import KNOT_SPACING_MM, fit_centreline, project_onto_centreline
+from nnunet_spine.postprocessing.cord.csa import _hull_areas, convex_hull_area
 
 
 # ============================================================================================ convex hull

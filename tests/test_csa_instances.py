@@ -1,7 +1,7 @@
 """CSA per vertebral level with a SPINEPS vertebra instance mask as the level source (issue 9 §4):
 ``nnspine csa --vertfile <..._seg-vert_msk> --perlevel`` and ``nnspine evaluate csa-variability``.
 
-Truth is computed here, independently of :mod:`postprocessing.cord.levels`: in every axial slice holding cord,
+Truth is computed here, independently of :mod:`nnunet_spine.postprocessing.cord.levels`: in every axial slice holding cord,
 the vertebral body (semantic 49 + endplates 62, one connected component per body) whose voxels lie
 nearest to the cord's centre in that same slice is the body "at the cord's height"; where a disc (100)
 lies nearer than any body the slice is in a disc gap and may belong to either neighbour.
@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from nnunet_extensions.core.io import Image, InputError, save_image
-from postprocessing.cord.levels import check_level_file_on_cord, is_spineps_instance_name, level_file_kind
+from nnunet_spine.core.io import Image, InputError, save_image
+from nnunet_spine.postprocessing.cord.levels import check_level_file_on_cord, is_spineps_instance_name, level_file_kind
 
 TPTBOX = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tptbox_sample_mri"
 VERSE_TO_SCT = {**{v: v for v in range(1, 25)}, 26: 25}  # written out here, not taken from labels.py
@@ -365,7 +365,7 @@ def test_csa_variability_with_instance_masks(spine, tmp_path):
     assert sd == pytest.approx(np.std([got["T2w"], got["acq-thin_T2w"]]), rel=1e-9)
     assert (table["n_slices"][table["contrast"] != "ALL"] > 0).all()
     # the same through the library, explicit kind; --vertfile-kind sct refuses the instance masks
-    from postprocessing.cord.soft_metrics import csa_variability
+    from nnunet_spine.postprocessing.cord.soft_metrics import csa_variability
 
     lib = csa_variability([masks], [22], vertfiles=levels, suffix="_seg-vert_msk", vertfile_kind="spineps")
     assert lib.table.set_index("contrast")["csa_mm2"]["T2w"] == pytest.approx(got["T2w"], rel=1e-12)

@@ -15,11 +15,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_extensions.cli import main
-from nnunet_extensions.core.geometry import resample_to_grid
-from nnunet_extensions.core.io import InputError, voxel_sizes
-from nnunet_extensions.core.labels import ARCUS, CORPUS
-from nnunet_extensions.core.cutouts import (
+from nnunet_spine.cli import main
+from nnunet_spine.core.geometry import resample_to_grid
+from nnunet_spine.core.io import InputError, voxel_sizes
+from nnunet_spine.core.labels import ARCUS, CORPUS
+from nnunet_spine.core.cutouts import (
     CUTOUTS_JSON,
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
@@ -40,7 +40,7 @@ from nnunet_extensions.core.cutouts import (
 @pytest.fixture(scope="module")
 def spine5(tmp_path_factory) -> dict:
     """A 5-vertebra spine phantom (L1-L5 + sacrum) with its model truth."""
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     root = tmp_path_factory.mktemp("spine5") / "bids"
     truth = write_spine_dataset(root, n_subjects=1, seed=3)["subjects"]["sub-01"]
@@ -194,7 +194,7 @@ def test_cli_cutouts_bad_input_exit_2_nothing_written(spine5, shared_data, tmp_p
 
 # ------------------------------------------------------------------------------------------- dataset
 def test_convert_cutouts_targets_follow_the_instance_mask(spine5, tmp_path):
-    from dataset_converters.cutouts import convert
+    from nnunet_spine.dataset_converters.cutouts import convert
 
     raw = tmp_path / "raw"
     report = convert(spine5["root"], nnunet_dataset=503, name="Cut", shifts=1, max_shift_mm=8.0, seed=1, raw_root=raw)
@@ -230,7 +230,7 @@ def test_convert_cutouts_targets_follow_the_instance_mask(spine5, tmp_path):
 
 
 def test_convert_cutouts_cli_and_bad_pairs(spine5, tmp_path, capsys, monkeypatch):
-    from nnunet_extensions.cli.convert_cutouts import register_cutouts
+    from nnunet_spine.cli.convert_cutouts import register_cutouts
 
     parser = argparse.ArgumentParser()
     register_cutouts(parser.add_subparsers())
@@ -245,7 +245,7 @@ def test_convert_cutouts_cli_and_bad_pairs(spine5, tmp_path, capsys, monkeypatch
     bad.mkdir()
     (bad / "sub-02_T2w_seg-spine_msk.nii.gz").write_bytes(spine5["instance"].read_bytes())
     (bad / "sub-02_T2w_seg-vert_msk.nii.gz").write_bytes(spine5["semantic"].read_bytes())
-    from dataset_converters.cutouts import convert
+    from nnunet_spine.dataset_converters.cutouts import convert
 
     with pytest.raises(InputError, match="instance mask"):
         convert(bad, nnunet_dataset=505, name="Bad", raw_root=tmp_path / "raw")

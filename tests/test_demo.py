@@ -46,7 +46,7 @@ def test_demo_progress_line_reads_nnunet_epoch_output():
 
     import numpy as np
 
-    from nnunet_extensions.apps.demo import epoch_progress
+    from nnunet_spine.apps.demo import epoch_progress
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):  # the way nnUNetTrainer.on_epoch_end prints (numpy scalars)
@@ -70,7 +70,7 @@ def test_demo_progress_line_reads_nnunet_epoch_output():
 
 def test_demo_verdict_states_what_its_own_figures_show():
     """The demo's conclusion follows its numbers: soft GT effect first, then the model, 'NOT' when it fails."""
-    from nnunet_extensions.apps.demo import verdict
+    from nnunet_spine.apps.demo import verdict
 
     table = pd.DataFrame(
         {
@@ -110,7 +110,7 @@ def test_demo_prints_the_commands_it_runs_with_the_plans_it_planned(tmp_path, mo
     recorder that stops at the training (stages 1-3 run for real, in seconds)."""
     import shlex
 
-    from nnunet_extensions.apps import demo, demo_steps
+    from nnunet_spine.apps import demo, demo_steps
 
     ran: list[list[str]] = []
 
@@ -129,7 +129,7 @@ def test_demo_prints_the_commands_it_runs_with_the_plans_it_planned(tmp_path, mo
     plans_name = plan[plan.index("-overwrite_plans_name") + 1]
     assert plans_name == demo.DEMO_PLANS
     assert train[train.index("-p") + 1] == plans_name and train[train.index("-tr") + 1] == demo.DEMO_TRAINER
-    assert train[:6] == ["python", "-m", "nnunet_extensions.apps.demo", "train", "--seed", str(demo.DEMO_TRAIN_SEED)]
+    assert train[:6] == ["python", "-m", "nnunet_spine.apps.demo", "train", "--seed", str(demo.DEMO_TRAIN_SEED)]
     assert ran[2][0] == sys.executable
     # the stage line states the same nnUNetv2_train arguments
     stage5 = next(line for line in said if line.startswith("[5/6]"))
@@ -137,14 +137,14 @@ def test_demo_prints_the_commands_it_runs_with_the_plans_it_planned(tmp_path, mo
 
 
 def test_seeded_train_seeds_random_numpy_and_torch_before_nnunet(monkeypatch):
-    """``python -m nnunet_extensions.apps.demo train --seed S ...`` hands nnUNetv2_train's arguments to nnU-Net's
+    """``python -m nnunet_spine.apps.demo train --seed S ...`` hands nnUNetv2_train's arguments to nnU-Net's
     entry point after seeding: the draws nnU-Net then makes are those of generators freshly seeded with S."""
     import random
 
     import numpy as np
     import torch
 
-    from nnunet_extensions.apps import demo
+    from nnunet_spine.apps import demo
 
     seen = {}
 
@@ -168,7 +168,7 @@ def test_seeded_train_seeds_random_numpy_and_torch_before_nnunet(monkeypatch):
 
 
 def test_demo_model_folder_and_segment_line(tmp_path):
-    from nnunet_extensions.apps.demo import DemoResult, model_folder
+    from nnunet_spine.apps.demo import DemoResult, model_folder
 
     m = model_folder(tmp_path / "nnUNet_results", "nnUNetTrainerSoftSeg_demo")
     assert (

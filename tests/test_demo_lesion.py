@@ -121,8 +121,8 @@ def test_quick_lesion_demo_lesion_table(quick):
 
 def test_missed_lesions_are_named_by_the_phantom_truth(quick):
     """The phantom's prediction misses the lesion the truth lists under ``prediction.missed`` ('medium')."""
-    from nnunet_extensions.apps.demo_lesion import missed_lesions
-    from postprocessing.lesion.metrics import evaluate_lesions
+    from nnunet_spine.apps.demo_lesion import missed_lesions
+    from nnunet_spine.postprocessing.lesion.metrics import evaluate_lesions
 
     out, _ = quick
     truth = json.loads((out / "phantom_test/derivatives/truth/sub-01/sub-01_truth.json").read_text())
@@ -152,8 +152,8 @@ def test_lesion_demo_folder_rules_and_options(quick, tmp_path):
 
 
 def test_trainer_epochs_reads_the_trainer_class():
-    from trainers.registry import trainer_epochs
-    from trainers.softseg import nnUNetTrainerSoftSeg_demo
+    from nnunet_spine.trainers.registry import trainer_epochs
+    from nnunet_spine.trainers.softseg import nnUNetTrainerSoftSeg_demo
 
     # the demo trainer trains the 150 iterations the README and --help promise
     assert trainer_epochs("nnUNetTrainerSoftSeg_demo") * nnUNetTrainerSoftSeg_demo.NUM_ITERATIONS == 150
@@ -167,7 +167,7 @@ def test_progress_line_shows_the_lesion_trainers_lesion_f1():
     import contextlib
     import io
 
-    from nnunet_extensions.apps.demo import epoch_progress
+    from nnunet_spine.apps.demo import epoch_progress
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -212,7 +212,7 @@ def test_lesion_demo_trains_seeded_with_its_seed_and_prints_its_commands(tmp_pat
     import shlex
     import sys
 
-    from nnunet_extensions.apps import demo_lesion, demo_steps
+    from nnunet_spine.apps import demo_lesion, demo_steps
 
     ran: list[list[str]] = []
 
@@ -231,7 +231,7 @@ def test_lesion_demo_trains_seeded_with_its_seed_and_prints_its_commands(tmp_pat
     assert plan[0] == "nnUNetv2_plan_and_preprocess" and plan[plan.index("-d") + 1] == str(demo_lesion.DEMO_DATASET_ID)
     assert plan[plan.index("-gpu_memory_target") + 1] == str(demo_lesion.GPU_MEMORY_TARGET_GB)
     assert "-overwrite_target_spacing" not in plan
-    assert train[:6] == ["python", "-m", "nnunet_extensions.apps.demo", "train", "--seed", "7"]
+    assert train[:6] == ["python", "-m", "nnunet_spine.apps.demo", "train", "--seed", "7"]
     assert ran[1][0] == sys.executable
     assert train[train.index("-tr") + 1] == demo_lesion.DEMO_TRAINER
     assert train[train.index("-p") + 1] == plan[plan.index("-overwrite_plans_name") + 1]

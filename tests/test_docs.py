@@ -14,11 +14,11 @@ DOCS = ROOT / "docs"
 
 
 def test_cli_reference_is_generated_from_the_current_parsers():
-    from nnunet_extensions.cli.reference import reference_markdown
+    from nnunet_spine.cli.reference import reference_markdown
 
     current = (DOCS / "cli.md").read_text()
     assert current == reference_markdown(), (
-        "docs/cli.md is stale: run `python -m nnunet_extensions.cli.reference --docs docs`"
+        "docs/cli.md is stale: run `python -m nnunet_spine.cli.reference --docs docs`"
     )
 
 
@@ -27,7 +27,7 @@ def _markdown_files() -> list[Path]:
 
 
 #: `package.module.NAME` quoted in the docs (a constant, function or class of ours).
-_QUALIFIED = re.compile(r"`((?:nnunet_extensions|postprocessing|dataset_converters|trainers)(?:\.\w+)+)`")
+_QUALIFIED = re.compile(r"`(nnunet_spine(?:\.\w+)+)`")
 
 
 def _resolve(dotted: str) -> bool:
@@ -63,11 +63,11 @@ def test_local_links_resolve(doc):
 
 
 def test_constants_table_is_generated_from_the_code():
-    from nnunet_extensions.cli.reference import constants_markdown
+    from nnunet_spine.cli.reference import constants_markdown
 
     pages = [p for p in (DOCS / "methods").glob("*.md") if p.name != "constants.md"]
     assert (DOCS / "methods" / "constants.md").read_text() == constants_markdown(pages), (
-        "docs/methods/constants.md is stale: run `python -m nnunet_extensions.cli.reference --docs docs`"
+        "docs/methods/constants.md is stale: run `python -m nnunet_spine.cli.reference --docs docs`"
     )
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_extensions.core.io import load_image, save_image
-from postprocessing.cord.soft_metrics import dice_at, evaluate_softseg_case, mse, soft_dice
+from nnunet_spine.core.io import load_image, save_image
+from nnunet_spine.postprocessing.cord.soft_metrics import dice_at, evaluate_softseg_case, mse, soft_dice
 
 CONTRASTS = ["T2w", "T1w", "T2starw", "flip-1_mt-on_MTS", "flip-2_mt-off_MTS"]
 

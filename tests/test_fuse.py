@@ -16,10 +16,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_extensions.cli import main
-from nnunet_extensions.core.geometry import resample_to_grid
-from nnunet_extensions.core.io import InputError, load_image, voxel_sizes
-from nnunet_extensions.core.labels import (
+from nnunet_spine.cli import main
+from nnunet_spine.core.geometry import resample_to_grid
+from nnunet_spine.core.io import InputError, load_image, voxel_sizes
+from nnunet_spine.core.labels import (
     CORPUS,
     DISC,
     ENDPLATE,
@@ -31,9 +31,9 @@ from nnunet_extensions.core.labels import (
     is_vertebra,
     vertebra_number,
 )
-from nnunet_extensions.core.cutouts import CaseCutouts, case_name, cut_case, load_semantic, read_description
-from postprocessing.spine.fusion import Fusion, assign_discs_endplates, fuse_arrays
-from postprocessing.spine.fusion_files import output_names
+from nnunet_spine.core.cutouts import CaseCutouts, case_name, cut_case, load_semantic, read_description
+from nnunet_spine.postprocessing.spine.fusion import Fusion, assign_discs_endplates, fuse_arrays
+from nnunet_spine.postprocessing.spine.fusion_files import output_names
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -119,7 +119,7 @@ def panoptica(shared_data) -> Case:
 
 @pytest.fixture(scope="module")
 def spine5(tmp_path_factory) -> Case:
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     root = tmp_path_factory.mktemp("fuse_spine5") / "bids"
     truth = write_spine_dataset(root, n_subjects=1, seed=5)["subjects"]["sub-01"]
@@ -246,7 +246,7 @@ def test_perturbed_predictions_still_recover_every_vertebra(which, request):
 
 def test_instance_metrics_yardstick(panoptica):
     """``nnspine evaluate instances``' metrics (label matching): every vertebra a true positive."""
-    from postprocessing.spine import panoptic as metrics
+    from nnunet_spine.postprocessing.spine import panoptic as metrics
 
     f = panoptica.fuse(perturbations(panoptica)["shifted boundaries"])
     rows = {

@@ -1,4 +1,4 @@
-"""``postprocessing.spine.panoptic`` / ``nnspine evaluate instances``: panoptic metrics by hand, panoptica's
+"""``nnunet_spine.postprocessing.spine.panoptic`` / ``nnspine evaluate instances``: panoptic metrics by hand, panoptica's
 published figures on its spine example, per-label Dice, and bad input."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_extensions.core.io import InputError, load_image, save_image
-from postprocessing.spine.panoptic import (
+from nnunet_spine.core.io import InputError, load_image, save_image
+from nnunet_spine.postprocessing.spine.panoptic import (
     GROUP_NAMES,
     INSTANCE_COLUMNS,
     MATCH_RULES,
@@ -172,7 +172,7 @@ def test_panoptica_published_spine_example():
 
 def _cli(tmp_path, *args):
     parser = argparse.ArgumentParser()
-    from nnunet_extensions.cli.evaluate_instances import register_instances
+    from nnunet_spine.cli.evaluate_instances import register_instances
 
     register_instances(parser.add_subparsers(dest="what"))
     ns = parser.parse_args(["instances", *map(str, args)])

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from nnunet_extensions.core.geometry import axcodes, reorient, resample_to_grid, si_axis
-from nnunet_extensions.core.io import (
+from nnunet_spine.core.geometry import axcodes, reorient, resample_to_grid, si_axis
+from nnunet_spine.core.io import (
     InputError,
     OutputExistsError,
     atomic_output,
@@ -132,7 +132,7 @@ def test_reorient_and_resample_preserve_world_positions():
 
 
 def test_unwritable_outputs_are_bad_input(tmp_path):
-    from nnunet_extensions.core.io import check_output, require_folder, write_text
+    from nnunet_spine.core.io import check_output, require_folder, write_text
 
     a_file = tmp_path / "a_file"
     a_file.write_text("x")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nnunet_extensions.core.labels import (
+from nnunet_spine.core.labels import (
     SCT_LEVELS,
     VERSE_IDS,
     parse_levels,

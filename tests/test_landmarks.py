@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("nnunet_extensions", "dataset_converters", "trainers", "postprocessing")
+#: Installed package -> repository folder (setup.py's namespace mapping).
+FOLDERS = {
+    "nnunet_spine": "nnunet_extensions",
+    "nnunet_spine.dataset_converters": "dataset_converters",
+    "nnunet_spine.trainers": "trainers",
+    "nnunet_spine.postprocessing": "postprocessing",
+}
 
 #: Layer of a module, by the longest matching prefix.
 LAYER_OF_PREFIX = {
-    "nnunet_extensions": "root",  # the package root holds only __version__
-    "nnunet_extensions.core": "core",
-    "nnunet_extensions.integration": "integration",
-    "nnunet_extensions.phantoms": "phantoms",
-    "nnunet_extensions.apps": "apps",
-    "nnunet_extensions.cli": "cli",
-    "dataset_converters": "converters",
-    "trainers": "trainers",
-    "postprocessing": "postprocessing",
+    "nnunet_spine": "root",  # the package root holds only __version__
+    "nnunet_spine.core": "core",
+    "nnunet_spine.integration": "integration",
+    "nnunet_spine.phantoms": "phantoms",
+    "nnunet_spine.apps": "apps",
+    "nnunet_spine.cli": "cli",
+    "nnunet_spine.dataset_converters": "converters",
+    "nnunet_spine.trainers": "trainers",
+    "nnunet_spine.postprocessing": "postprocessing",
 }
 
 #: Which layers each layer may import.
@@ -45,17 +51,26 @@ MAY_IMPORT = {
 #: Imports across the capability layers that are there on purpose: (importing module, imported module) → why.
 ALLOWED_CROSSINGS = {
     # The lesion trainers' per-epoch and final-validation lesion metrics are those of `nnspine evaluate lesions`.
-    ("trainers.lesion", "postprocessing.lesion.metrics"): "one definition of lesion-wise metrics",
+    ("nnunet_spine.trainers.lesion", "nnunet_spine.postprocessing.lesion.metrics"): "one definition of lesion-wise metrics",
     # The nnUNet_extTrainer shim binds the registry's trainers (nnU-Net imports it as a loose file).
-    ("nnunet_extensions.integration.discovery.nnspine_trainers", "trainers.registry"): "trainer discovery",
+    ("nnunet_spine.integration.discovery.nnspine_trainers", "nnunet_spine.trainers.registry"): "trainer discovery",
 }
 
 
 def _module_name(path: Path) -> str:
+    """The installed module name of a repository file (``postprocessing/cord/csa.py`` →
+    ``nnunet_spine.postprocessing.cord.csa``)."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts)
+    package = next(p for p, folder in FOLDERS.items() if folder == parts[0])
+    return ".".join([package, *parts[1:]])
+
+
+def _module_path(module: str) -> Path:
+    """The repository path (without ``.py``) of an installed module name, by the longest mapped package."""
+    package = max((p for p in FOLDERS if module == p or module.startswith(p + ".")), key=len)
+    return ROOT / FOLDERS[package] / module[len(package) :].lstrip(".").replace(".", "/")
 
 
 def _layer(module: str) -> str | None:
@@ -78,14 +93,17 @@ def _imports(path: Path) -> list[tuple[int, str]]:
             out += [
                 (node.lineno, f"{node.module}.{a.name}")
                 for a in node.names
-                if (ROOT / node.module.replace(".", "/") / f"{a.name}.py").is_file()
-                or (ROOT / node.module.replace(".", "/") / a.name / "__init__.py").is_file()
+                if node.module.split(".")[0] == "nnunet_spine"
+                and (
+                    (_module_path(node.module) / f"{a.name}.py").is_file()
+                    or (_module_path(node.module) / a.name / "__init__.py").is_file()
+                )
             ]
-    return [(line, m) for line, m in out if m.split(".")[0] in PACKAGES]
+    return [(line, m) for line, m in out if m.split(".")[0] == "nnunet_spine"]
 
 
 def _sources() -> list[Path]:
-    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if "build" not in p.parts)
+    return sorted(p for folder in FOLDERS.values() for p in (ROOT / folder).rglob("*.py") if "build" not in p.parts)
 
 
 def _violations() -> list[str]:
@@ -128,10 +146,10 @@ def test_allowed_crossings_are_still_needed():
 @pytest.mark.parametrize(
     "layer,source,target",
     [
-        ("core", "nnunet_extensions.core.io", "nnunet_extensions.cli"),
-        ("postprocessing", "postprocessing.cord.csa", "dataset_converters.softgt"),
-        ("converters", "dataset_converters.lesion", "nnunet_extensions.apps.demo"),
-        ("trainers", "trainers.softseg", "nnunet_extensions.cli.trainers"),
+        ("core", "nnunet_spine.core.io", "nnunet_spine.cli"),
+        ("postprocessing", "nnunet_spine.postprocessing.cord.csa", "nnunet_spine.dataset_converters.softgt"),
+        ("converters", "nnunet_spine.dataset_converters.lesion", "nnunet_spine.apps.demo"),
+        ("trainers", "nnunet_spine.trainers.softseg", "nnunet_spine.cli.trainers"),
     ],
 )
 def test_the_rules_refuse_an_upward_import(layer, source, target):

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from scipy import ndimage, stats
 
-from nnunet_extensions.core.io import InputError
-from postprocessing.lesion.configurations import SUMMARY_METRICS, configuration_table
-from nnunet_extensions.core.lesion_matching import MatchRule, lesion_counts
-from postprocessing.lesion.metrics import (
+from nnunet_spine.core.io import InputError
+from nnunet_spine.postprocessing.lesion.configurations import SUMMARY_METRICS, configuration_table
+from nnunet_spine.core.lesion_matching import MatchRule, lesion_counts
+from nnunet_spine.postprocessing.lesion.metrics import (
     AVERAGED_KEYS,
     detection_by_size,
     evaluate_lesion_arrays,
@@ -220,7 +220,7 @@ def test_cli_evaluate_summary_writes_table_and_picture(tmp_path):
 def test_surface_distances_equal_panoptica(seed):
     from panoptica.metrics import _surface_distances as sd  # a test extra: the reference definitions
 
-    from postprocessing.lesion.surface import surface_metrics
+    from nnunet_spine.postprocessing.lesion.surface import surface_metrics
 
     ref, pred = random_pair(seed)
     zooms = (0.5, 0.7, 1.5)
@@ -235,7 +235,7 @@ def test_surface_distances_equal_panoptica(seed):
 def test_border_equals_scipy_erosion_including_array_edges(seed):
     from scipy import ndimage
 
-    from postprocessing.lesion.surface import _border
+    from nnunet_spine.postprocessing.lesion.surface import _border
 
     mask = np.random.default_rng(seed).random((9, 11, 7)) < 0.7  # dense: many voxels touch the array's faces
     eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1))

@@ -1,4 +1,4 @@
-"""Voxel losses of the lesion trainer variants (:mod:`trainers.lesion_losses`) against numpy written from the
+"""Voxel losses of the lesion trainer variants (:mod:`nnunet_spine.trainers.lesion_losses`) against numpy written from the
 definitions (focal: Lin et al. 2017, FL = −(1 − p_t)^γ log p_t; top-k: mean of the k % largest voxel losses)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.lesion_losses import FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss
+from nnunet_spine.trainers.lesion_losses import FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss
 
 
 def _softmax_ce(z: np.ndarray, t: np.ndarray) -> np.ndarray:

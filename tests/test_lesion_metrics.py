@@ -1,4 +1,4 @@
-"""Lesion-wise metrics (postprocessing.lesion.metrics, ``nnspine evaluate lesions``) against hand-computed
+"""Lesion-wise metrics (nnunet_spine.postprocessing.lesion.metrics, ``nnspine evaluate lesions``) against hand-computed
 cases, an independent brute-force implementation (scipy.ndimage.label + Python loops) and the lesion
 phantom's truth."""
 
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from nnunet_extensions.core.io import InputError
-from nnunet_extensions.core.lesion_matching import (
+from nnunet_spine.core.io import InputError
+from nnunet_spine.core.lesion_matching import (
     COUNT_KEYS,
     DEFAULT_CONNECTIVITY,
     MATCH_RULES,
@@ -26,7 +26,7 @@ from nnunet_extensions.core.lesion_matching import (
     si_order,
     sum_counts,
 )
-from postprocessing.lesion.metrics import (
+from nnunet_spine.postprocessing.lesion.metrics import (
     CASE_COLUMNS,
     PER_LESION_COLUMNS,
     evaluate_lesion_arrays,
@@ -323,7 +323,7 @@ def test_folders_matched_by_case_name(tmp_path):
 # --------------------------------------------------------------------------------------------- phantom truth
 @pytest.fixture(scope="module")
 def lesion_phantom(tmp_path_factory):
-    from nnunet_extensions.phantoms.lesion import write_lesion_dataset
+    from nnunet_spine.phantoms.lesion import write_lesion_dataset
 
     root = tmp_path_factory.mktemp("lesion_metrics") / "ds"
     write_lesion_dataset(root, seed=0)
@@ -374,7 +374,7 @@ def test_phantom_per_lesion_volumes(lesion_phantom):
 
 # --------------------------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
-    from nnunet_extensions.cli.evaluate_lesions import register_lesions
+    from nnunet_spine.cli.evaluate_lesions import register_lesions
 
     p = argparse.ArgumentParser()
     register_lesions(p.add_subparsers(dest="what"))
@@ -444,7 +444,7 @@ def test_parser_run_writes_tables_and_refuses_bad_input(lesion_phantom, tmp_path
 
 def test_cli_evaluate_lesions_exit_codes(lesion_phantom, tmp_path, capsys):
     """Through ``nnspine evaluate lesions`` (needs :func:`register_lesions` wired into cli/evaluate.py)."""
-    from nnunet_extensions.cli import main
+    from nnunet_spine.cli import main
 
     root = lesion_phantom[0]
     out = tmp_path / "m.csv"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.core.io import InputError
 
 CASE = "sub-01_T2w"
 MASK = f"{CASE}_label-lesion_seg"
@@ -136,8 +136,8 @@ def test_sidecar_respects_overwrite(phantom, tmp_path):
 
 def test_run_lesions_writes_the_sidecar_for_segment(tmp_path):
     """``segment lesion`` builds a LesionJob itself and calls run_lesions with overwrite: the sidecar comes too."""
-    from postprocessing.lesion.lesions import LesionJob, run_lesions
-    from postprocessing.lesion.metrics import load_lesion_mask
+    from nnunet_spine.postprocessing.lesion.lesions import LesionJob, run_lesions
+    from nnunet_spine.postprocessing.lesion.metrics import load_lesion_mask
 
     mask = np.zeros((12, 12, 12), np.uint8)
     mask[1:3, 1:3, 8:10] = 1  # superior
@@ -158,7 +158,7 @@ def test_run_lesions_writes_the_sidecar_for_segment(tmp_path):
 def test_region_mask_beside_an_unrelated_or_broken_sidecar(tmp_path):
     """Only ``"LesionInstances": true`` lifts the refusal; a sidecar without it changes nothing, a broken one is
     named."""
-    from postprocessing.lesion.metrics import load_lesion_mask
+    from nnunet_spine.postprocessing.lesion.metrics import load_lesion_mask
 
     region = np.zeros((6, 6, 6), np.uint8)
     region[1:5, 1:5, :] = 1

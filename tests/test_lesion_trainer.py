@@ -1,4 +1,4 @@
-"""Lesion trainers (:mod:`trainers.lesion`): nnU-Net's Dice + CE / BCE without Dice smoothing, foreground
+"""Lesion trainers (:mod:`nnunet_spine.trainers.lesion`): nnU-Net's Dice + CE / BCE without Dice smoothing, foreground
 oversampling, lesion-wise validation per epoch and after training, variants; plain and region labels.
 
 Uses a toy lesion dataset planned and preprocessed by the real nnU-Net once per session
@@ -104,7 +104,7 @@ def test_loss_is_nnunet_dice_and_ce_without_dice_smoothing(env, toy, regions):
     from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
-    from trainers.lesion import LesionTarget
+    from nnunet_spine.trainers.lesion import LesionTarget
 
     t = _make(env, toy, labels=LESION_LABELS_REGIONS if regions else None)
     assert isinstance(t.loss, DeepSupervisionWrapper)
@@ -133,7 +133,7 @@ def test_loss_is_nnunet_dice_and_ce_without_dice_smoothing(env, toy, regions):
 
 @pytest.mark.parametrize("regions", [False, True])
 def test_variants_replace_only_the_voxel_term(env, toy, regions):
-    from trainers.lesion_losses import FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss
+    from nnunet_spine.trainers.lesion_losses import FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss
 
     labels = LESION_LABELS_REGIONS if regions else None
     focal = _make(env, toy, "nnUNetTrainerLesion_DiceFocal", labels).loss.loss
@@ -168,7 +168,7 @@ def test_short_variants(env, toy):
 
 # ================================================================================ lesion masks of patches
 def test_patch_masks_plain_and_regions_with_ignore_label():
-    from trainers.lesion import LesionTarget
+    from nnunet_spine.trainers.lesion import LesionTarget
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, size=(2, 1, 5, 6, 7))
@@ -244,7 +244,7 @@ def test_final_validation_lesion_metrics_csv_by_hand(tmp_path, regions):
     and 3 predicted lesions, tp 1, fp 1, fn 2; sensitivity 1/3, precision 2/3, F1 4/9; voxels 0.8 × 1 × 2 mm."""
     import pandas as pd
 
-    from trainers.lesion import LesionTarget, write_validation_lesion_metrics
+    from nnunet_spine.trainers.lesion import LesionTarget, write_validation_lesion_metrics
 
     shape = (30, 12, 12)
     ref = np.zeros(shape, np.uint8)

@@ -1,4 +1,4 @@
-"""``nnspine lesions`` (postprocessing.lesion.lesions): removal by volume in mm³ and by distance to the cord in mm,
+"""``nnspine lesions`` (nnunet_spine.postprocessing.lesion.lesions): removal by volume in mm³ and by distance to the cord in mm,
 superior→inferior numbering, the lesion table, the QC picture, folder mode and bad input; hand-computed
 cases, the lesion phantom's truth and the real SCT fake-lesion image."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_extensions.cli import main
-from postprocessing.lesion.lesions import TABLE_COLUMNS, analyze_lesions, feret_diameter_mm
+from nnunet_spine.cli import main
+from nnunet_spine.postprocessing.lesion.lesions import TABLE_COLUMNS, analyze_lesions, feret_diameter_mm
 
 
 def save(path: Path, data: np.ndarray, affine=None, dtype=np.uint8) -> Path:
@@ -334,7 +334,7 @@ def test_cli_refuses_negative_volume_and_existing_output(case, tmp_path, capsys)
 
 # --------------------------------------------------------------------------------------------- phantom and real data
 def test_phantom_lesion_volumes_and_centroids(tmp_path):
-    from nnunet_extensions.phantoms.lesion import write_lesion_dataset
+    from nnunet_spine.phantoms.lesion import write_lesion_dataset
 
     root = tmp_path / "ds"
     write_lesion_dataset(root, seed=0)

@@ -1,4 +1,4 @@
-"""``postprocessing.cord.levels``: slice → SCT level from a vertebra instance mask (SPINEPS ``seg-vert``)."""
+"""``nnunet_spine.postprocessing.cord.levels``: slice → SCT level from a vertebra instance mask (SPINEPS ``seg-vert``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from nnunet_extensions.core.geometry import SCT_RPI, reorient
-from nnunet_extensions.core.io import Image, InputError
-from nnunet_extensions.phantoms.spine import _frame, build_spine_model, render_spine
-from postprocessing.cord import csa
-from postprocessing.cord.levels import levels_from_instance_mask
+from nnunet_spine.core.geometry import SCT_RPI, reorient
+from nnunet_spine.core.io import Image, InputError
+from nnunet_spine.phantoms.spine import _frame, build_spine_model, render_spine
+from nnunet_spine.postprocessing.cord import csa
+from nnunet_spine.postprocessing.cord.levels import levels_from_instance_mask
 
 
 def _column(nz: int = 30) -> tuple[np.ndarray, np.ndarray]:

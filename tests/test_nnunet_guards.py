@@ -1,8 +1,8 @@
 """Guards on the nnU-Net internals our trainers and loader build on.
 
 Nothing of nnU-Net is copied; instead our code calls nnU-Net's methods and changes one thing they use (see
-:mod:`nnunet_extensions.integration.hooks`, :mod:`nnunet_extensions.integration.soft_targets.loader` and
-:mod:`trainers.lesion`). That relies on how the installed
+:mod:`nnunet_spine.integration.hooks`, :mod:`nnunet_spine.integration.soft_targets.loader` and
+:mod:`nnunet_spine.trainers.lesion`). That relies on how the installed
 nnU-Net's methods are written. Each entry below pins the source of one nnU-Net function (SHA-256 of
 ``inspect.getsource``) and names the code of ours that relies on it: when an nnU-Net update changes that source,
 the test fails naming what to re-check; after re-checking (and adapting our code), update the hash here.
@@ -24,77 +24,77 @@ import torch
 GUARDED = {
     "nnunetv2.preprocessing.resampling.default_resampling:resample_data_or_seg_to_shape": (
         "8a1a616bf8a1287f",
-        "nnunet_extensions.integration.soft_targets.preprocess.preprocess_soft_array (default plans)",
+        "nnunet_spine.integration.soft_targets.preprocess.preprocess_soft_array (default plans)",
         "called with is_seg=False, order=1 and the plans' order_z / force_separate_z for soft targets; the "
         "signature (data, new_shape, current_spacing, new_spacing, is_seg, order, order_z, force_separate_z) must hold",
     ),
     "nnunetv2.preprocessing.resampling.resample_torch:resample_torch_fornnunet": (
         "889e263ceafc42b8",
-        "nnunet_extensions.integration.soft_targets.preprocess.soft_resampling (*_torchres plans)",
+        "nnunet_spine.integration.soft_targets.preprocess.soft_resampling (*_torchres plans)",
         "soft targets follow the plans' torch resampling as the images do: it must stay linear for data "
         "(mode='linear', is_seg=False) and take (data, new_shape, current_spacing, new_spacing, **kwargs)",
     ),
     "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer.get_dataloaders": (
         "5f59e2b907cfa2d1",
-        "trainers.softseg.nnUNetTrainerSoftSeg.get_dataloaders",
+        "nnunet_spine.trainers.softseg.nnUNetTrainerSoftSeg.get_dataloaders",
         "it runs nnU-Net's get_dataloaders with the module-level name nnUNetDataLoader bound to our loader class "
-        "(nnunet_extensions.integration.hooks.with_global); both loaders must still be built through that name",
+        "(nnunet_spine.integration.hooks.with_global); both loaders must still be built through that name",
     ),
     "nnunetv2.training.dataloading.data_loader:nnUNetDataLoader.generate_train_batch": (
         "0a430703c66ec9b8",
-        "nnunet_extensions.integration.soft_targets.loader.nnUNetDataLoaderSoft",
+        "nnunet_spine.integration.soft_targets.loader.nnUNetDataLoaderSoft",
         "its hooks assume: get_indices() once per batch, then per sample get_bbox() followed by exactly one "
         "self.transforms(image=..., segmentation=...) call, image padded with 0, 2-D patches squeezed on axis 1",
     ),
     "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer.validation_step": (
         "3d415b41f6f7cd90",
-        "nnunet_extensions.integration.hooks.validation_step_with_output (validation_step of "
-        "trainers.softseg.nnUNetTrainerSoftSeg and trainers.lesion.nnUNetTrainerLesion)",
+        "nnunet_spine.integration.hooks.validation_step_with_output (validation_step of "
+        "nnunet_spine.trainers.softseg.nnUNetTrainerSoftSeg and nnunet_spine.trainers.lesion.nnUNetTrainerLesion)",
         "it swaps self.loss for the call: nnU-Net must call self.loss(output, target) once with the network's full "
         "(deep-supervision) output and compute the pseudo Dice from batch['target']",
     ),
     "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer.train_step": (
         "c8993de84c8c419f",
-        "trainers.softseg.nnUNetTrainerSoftSeg.train_step",
+        "nnunet_spine.trainers.softseg.nnUNetTrainerSoftSeg.train_step",
         "it passes the soft target as batch['target']: nnU-Net must use batch['target'] only as the loss target",
     ),
     "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer._build_loss": (
         "ba86dfb893faddc1",
-        "nnunet_extensions.integration.hooks.replace_inner_loss (soft trainers' _build_loss) and "
-        "trainers.lesion.nnUNetTrainerLesion._build_loss",
+        "nnunet_spine.integration.hooks.replace_inner_loss (soft trainers' _build_loss) and "
+        "nnunet_spine.trainers.lesion.nnUNetTrainerLesion._build_loss",
         "the soft trainers keep nnU-Net's DeepSupervisionWrapper and replace its .loss; the lesion trainers keep "
         "nnU-Net's DC_and_CE_loss (plain labels) / DC_and_BCE_loss (regions) with .dc and .ce members",
     ),
     "nnunetv2.training.loss.compound_losses:DC_and_CE_loss.forward": (
         "b930a80c9c95bb40",
-        "trainers.lesion (Dice smoothing set to 0; variants replace .ce with "
-        "trainers.lesion_losses.FocalCELoss / TopKCELoss)",
+        "nnunet_spine.trainers.lesion (Dice smoothing set to 0; variants replace .ce with "
+        "nnunet_spine.trainers.lesion_losses.FocalCELoss / TopKCELoss)",
         "the voxel term must still be self.ce(net_output, target[:, 0]) and the Dice term self.dc",
     ),
     "nnunetv2.training.loss.compound_losses:DC_and_BCE_loss.__init__": (
         "5fa891fd16dfc5f8",
-        "trainers.lesion variants (FocalBCEWithLogitsLoss reduction)",
+        "nnunet_spine.trainers.lesion variants (FocalBCEWithLogitsLoss reduction)",
         "with an ignore label nnU-Net builds its BCE with reduction='none' and masks it; the replacement follows",
     ),
     "nnunetv2.training.loss.compound_losses:DC_and_BCE_loss.forward": (
         "74d26e1ae3d5acd6",
-        "trainers.lesion variants (FocalBCEWithLogitsLoss / TopKBCEWithLogitsLoss as .ce)",
+        "nnunet_spine.trainers.lesion variants (FocalBCEWithLogitsLoss / TopKBCEWithLogitsLoss as .ce)",
         "the voxel term must still be self.ce(net_output, target_regions), masked when an ignore label is used",
     ),
     "nnunetv2.training.loss.dice:MemoryEfficientSoftDiceLoss.forward": (
         "acbac5796c028f82",
-        "trainers.lesion.nnUNetTrainerLesion._build_loss (Dice without smoothing)",
+        "nnunet_spine.trainers.lesion.nnUNetTrainerLesion._build_loss (Dice without smoothing)",
         "it sets .smooth = 0; the Dice must still read self.smooth, in numerator and denominator",
     ),
     "nnunetv2.training.nnUNetTrainer.nnUNetTrainer:nnUNetTrainer.perform_actual_validation": (
         "2bd52ada76cd3185",
-        "trainers.lesion.nnUNetTrainerLesion.perform_actual_validation",
+        "nnunet_spine.trainers.lesion.nnUNetTrainerLesion.perform_actual_validation",
         "lesion_metrics.csv reads the exported predictions output_folder/validation/<case><file_ending> and the "
         "references in <preprocessed dataset>/gt_segmentations",
     ),
     "nnunetv2.training.logging.nnunet_logger:LocalLogger.load_checkpoint": (
         "ac9f390349751af3",
-        "trainers.softseg.SoftLocalLogger.load_checkpoint",
+        "nnunet_spine.trainers.softseg.SoftLocalLogger.load_checkpoint",
         "it pads missing soft keys of stock checkpoints before nnU-Net's load_checkpoint copies the logging dict",
     ),
 }
@@ -130,7 +130,7 @@ def test_with_global_substitutes_only_in_the_returned_function():
     import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
     from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
-    from nnunet_extensions.integration.hooks import with_global
+    from nnunet_spine.integration.hooks import with_global
 
     original = trainer_module.nnUNetTrainer.get_dataloaders
     sentinel = object()
@@ -144,7 +144,7 @@ def test_with_global_substitutes_only_in_the_returned_function():
 def test_replace_inner_loss_keeps_nnunet_deep_supervision_weights():
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
-    from nnunet_extensions.integration.hooks import replace_inner_loss
+    from nnunet_spine.integration.hooks import replace_inner_loss
 
     wrapper = DeepSupervisionWrapper(torch.nn.L1Loss(), [0.5, 0.25, 0.0])
     inner = torch.nn.MSELoss()
@@ -163,8 +163,8 @@ def test_soft_loader_follows_nnunet_call_order_on_a_toy_dataset(tmp_path):
     from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-    from nnunet_extensions.integration.soft_targets.layout import save_soft_target
-    from nnunet_extensions.integration.soft_targets.loader import nnUNetDataLoaderSoft
+    from nnunet_spine.integration.soft_targets.layout import save_soft_target
+    from nnunet_spine.integration.soft_targets.loader import nnUNetDataLoaderSoft
 
     shape = (6, 20, 24)
     z, y, x = np.indices(shape)

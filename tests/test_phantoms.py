@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from nnunet_extensions.core.labels import (
+from nnunet_spine.core.labels import (
     LEFT_RIGHT_PAIRS,
     SEMANTIC_LABELS,
     VERSE_NAMES,
@@ -29,9 +29,9 @@ from nnunet_extensions.core.labels import (
     vertebra_name,
     vertebra_number,
 )
-from nnunet_extensions.phantoms.lesion import LESION_ROLES, LesionGrid, render_lesion_subject, write_lesion_dataset
-from nnunet_extensions.phantoms.spine import build_spine_model, render_spine
-from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+from nnunet_spine.phantoms.lesion import LESION_ROLES, LesionGrid, render_lesion_subject, write_lesion_dataset
+from nnunet_spine.phantoms.spine import build_spine_model, render_spine
+from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPINE_SEMANTIC = {0, 26, 41, 42, 43, 44, 45, 46, 47, 48, 49, 60, 61, 62, 100}
@@ -457,7 +457,7 @@ def test_lesion_deterministic(lesion_ds, tmp_path):
         a, aa = load(root / rel)
         b, bb = load(tmp_path / "again" / rel)
         assert np.array_equal(a, b) and np.array_equal(aa, bb), key
-    from nnunet_extensions.phantoms.cord_dataset import subject_model
+    from nnunet_spine.phantoms.cord_dataset import subject_model
 
     other = render_lesion_subject(subject_model(0, 1), LesionGrid(), np.random.default_rng([1, 0, 17]))
     assert not np.array_equal(other["instances"], f["instances"][0])
@@ -537,8 +537,8 @@ def test_every_lesion_is_one_piece_under_6_connectivity(seed, index):
     counted here with scipy."""
     from scipy import ndimage
 
-    from nnunet_extensions.phantoms.cord_dataset import subject_model
-    from nnunet_extensions.phantoms.lesion import LESION_ROLES, LesionGrid, render_lesion_subject
+    from nnunet_spine.phantoms.cord_dataset import subject_model
+    from nnunet_spine.phantoms.lesion import LESION_ROLES, LesionGrid, render_lesion_subject
 
     r = render_lesion_subject(subject_model(index, seed), LesionGrid(), np.random.default_rng([seed, index, 17]))
     inst = np.asarray(r["instances"])

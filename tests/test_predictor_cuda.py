@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_segment import cutout_model, fake_model  # noqa: E402
 
-from nnunet_extensions.core.labels import LANDMARK_NAMES, SEMANTIC_LABELS  # noqa: E402
+from nnunet_spine.core.labels import LANDMARK_NAMES, SEMANTIC_LABELS  # noqa: E402
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def simulated_cuda(monkeypatch):
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from nnunet_extensions.integration import predictor as predictor_module
+    from nnunet_spine.integration import predictor as predictor_module
 
     calls = {"interop": 0, "threads": []}
 
@@ -70,7 +70,7 @@ def landmark_model(root: Path) -> Path:
 
 def semantic_model(root: Path) -> Path:
     """A fake results folder of a SPINEPS semantic model whose nnU-Net labels are the SPINEPS values."""
-    from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY
+    from nnunet_spine.core.dataset_json import LABEL_MAP_KEY
 
     labels = {"background": 0, **{f"label_{v}": int(v) for v in SEMANTIC_LABELS}}
     folder = fake_model(root, labels)
@@ -83,8 +83,8 @@ def semantic_model(root: Path) -> Path:
 def test_several_models_load_in_one_cuda_process(tmp_path, simulated_cuda):
     """segment's model, the instance model and the landmark model, loaded one after the other on CUDA, as
     ``segment spine --landmark-model`` loads them (and a second run in the same process): no RuntimeError."""
-    from nnunet_extensions.apps.instances import load_instance_model
-    from nnunet_extensions.apps.segment import make_predictor, read_model
+    from nnunet_spine.apps.instances import load_instance_model
+    from nnunet_spine.apps.segment import make_predictor, read_model
 
     sem, lm = read_model(semantic_model(tmp_path / "s"), None, "checkpoint_final.pth"), None
     lm = read_model(landmark_model(tmp_path / "l"), None, "checkpoint_final.pth")
@@ -104,8 +104,8 @@ def _oracle_predictions(truth: Path, cutouts: Path, landmarks: Path):
     semantic model, perfect cutout predictions for the cutout model, no landmark for the landmark model."""
     from test_fuse import perfect_predictions
 
-    from nnunet_extensions.core.io import load_image
-    from nnunet_extensions.core.cutouts import load_semantic, read_description
+    from nnunet_spine.core.io import load_image
+    from nnunet_spine.core.cutouts import load_semantic, read_description
 
     def truth_of(case: str, what: str) -> Path:
         return next(truth.rglob(f"{case}_seg-{what}_msk.nii.gz"))
@@ -140,7 +140,7 @@ def test_segment_spine_loads_each_model_once_for_a_cohort(tmp_path, simulated_cu
     failed on a GPU)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from nnunet_extensions.apps.segment import Options, segment
+    from nnunet_spine.apps.segment import Options, segment
 
     subprocess.run(
         ["nnspine", "phantom", "--kind", "spine", "-o", str(tmp_path / "bids"), "--subjects", "3",
@@ -165,7 +165,7 @@ def test_spine_outputs_feed_evaluate_instances_and_csa(tmp_path, simulated_cuda,
     phantom's masks, and → ``nnspine csa --vertfile`` (the instance mask as the level file of a cord mask)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from nnunet_extensions.apps.segment import Options, segment
+    from nnunet_spine.apps.segment import Options, segment
 
     subprocess.run(
         ["nnspine", "phantom", "--kind", "spine", "-o", str(tmp_path / "bids"), "--subjects", "1",

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from postprocessing.lesion.lesions import analyze_lesions
+from nnunet_spine.postprocessing.lesion.lesions import analyze_lesions
 
 ZOOMS = (0.5, 0.7, 2.0)
 SHAPE = (40, 60, 30)

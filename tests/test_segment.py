@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_extensions.apps.segment import Case, find_cases, read_model, shard
+from nnunet_spine.apps.segment import Case, find_cases, read_model, shard
 
 
 def fake_model(root: Path, labels: dict, channels: int = 1, trainer: str = "nnUNetTrainer") -> Path:
@@ -29,7 +29,7 @@ def fake_model(root: Path, labels: dict, channels: int = 1, trainer: str = "nnUN
 
 def cutout_model(root: Path) -> Path:
     """A fake results folder of an instance-phase cutout model (9 channels, labels above / centre / below)."""
-    from nnunet_extensions.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS
+    from nnunet_spine.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS
 
     folder = fake_model(root, CUTOUT_TARGET_LABELS, channels=len(CUTOUT_CHANNEL_LABELS))
     return folder
@@ -110,7 +110,7 @@ def test_bad_inputs_one_line_exit_2_nothing_written(tmp_path, case, needle):
 
 
 def test_crop_box_and_affine_keep_world_positions():
-    from nnunet_extensions.core.geometry import crop_affine, mask_box
+    from nnunet_spine.core.geometry import crop_affine, mask_box
 
     affine = np.array([[0.0, 0, -0.8, 10], [-0.8, 0, 0, 20], [0, 2.0, 0, -5], [0, 0, 0, 1]])  # 0.8, 2.0, 0.8 mm
     mask = np.zeros((30, 20, 25), bool)
@@ -168,7 +168,7 @@ def test_landmark_model_checked_before_anything_runs(tmp_path):
                 "--landmark-model", lesion)  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "not a SPINEPS semantic model" in r.stderr  # the semantic model is checked first
-    from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY
+    from nnunet_spine.core.dataset_json import LABEL_MAP_KEY
 
     ds = json.loads((sem / "dataset.json").read_text())
     (sem / "dataset.json").write_text(json.dumps({**ds, LABEL_MAP_KEY: {"convention": "spineps", "map": {"1": 49}}}))

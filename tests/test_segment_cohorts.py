@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sim_nnunet  # noqa: E402
 from test_segment import cutout_model, fake_model  # noqa: E402
 
-from nnunet_extensions.apps.segment import Options, check_model_for, read_model, segment  # noqa: E402
-from nnunet_extensions.core.io import InputError  # noqa: E402
+from nnunet_spine.apps.segment import Options, check_model_for, read_model, segment  # noqa: E402
+from nnunet_spine.core.io import InputError  # noqa: E402
 
 CASES = ["sub-01_T1w", "sub-01_T2starw", "sub-01_T2w", "sub-01_flip-1_mt-on_MTS", "sub-01_flip-2_mt-off_MTS"]
 
@@ -188,7 +188,7 @@ def test_a_lesion_model_has_a_lesion_label(tmp_path, labels, ok):
 
 
 def test_instances_finds_fold_all_and_checks_landmarks_first(sim, tmp_path):
-    from nnunet_extensions.cli import main
+    from nnunet_spine.cli import main
 
     model = cutout_model(tmp_path / "c")
     (model / "fold_0" / "checkpoint_final.pth").unlink()

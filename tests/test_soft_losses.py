@@ -1,4 +1,4 @@
-"""Soft-target losses and per-epoch metrics (:mod:`trainers.soft_losses`) against independently computed values."""
+"""Soft-target losses and per-epoch metrics (:mod:`nnunet_spine.trainers.soft_losses`) against independently computed values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from nnunet_helpers import soft_blob
 
-from trainers.soft_losses import (
+from nnunet_spine.trainers.soft_losses import (
     SoftTargetLoss,
     adaptive_wing_loss,
     foreground_probability,
@@ -87,7 +87,7 @@ def test_mse_against_soft_target_differs_from_mse_against_binarized_target():
     m = soft_metrics_from_sums(sums)
     assert m["mse_soft"] < 1e-8 and m["mse_binary"] > 1e-3
     # the logged soft Dice is the one `nnspine evaluate softseg` reports (2 Σps / (Σp + Σs))
-    from postprocessing.cord.soft_metrics import soft_dice
+    from nnunet_spine.postprocessing.cord.soft_metrics import soft_dice
 
     p_np = foreground_probability(_logits_for(s)).double().numpy().reshape(s.shape)
     assert m["soft_dice"] == pytest.approx(soft_dice(p_np, s.double().numpy()), rel=1e-5)

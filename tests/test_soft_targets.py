@@ -16,10 +16,10 @@ import pytest
 import torch
 from nnunet_helpers import TOY_ID, TOY_NAME, environ, prepared_toy, soft_blob
 
-from nnunet_extensions.cli import main as nnspine
-from nnunet_extensions.core.io import InputError
-from nnunet_extensions.integration.soft_targets import layout, preprocess
-from nnunet_extensions.integration.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
+from nnunet_spine.cli import main as nnspine
+from nnunet_spine.core.io import InputError
+from nnunet_spine.integration.soft_targets import layout, preprocess
+from nnunet_spine.integration.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_extensions.core.io import load_image, save_image
-from postprocessing.cord.softmask import convert_case
+from nnunet_spine.core.io import load_image, save_image
+from nnunet_spine.postprocessing.cord.softmask import convert_case
 
 
 def _oblique_psr_affine() -> np.ndarray:

@@ -24,8 +24,8 @@ from batchgeneratorsv2.transforms.utils.random import OneOfTransform, RandomTran
 from nnunet_helpers import environ, prepared_toy
 from scipy import ndimage
 
-from nnunet_extensions.integration.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
-from trainers.softseg_da5 import nnUNetTrainerSoftSegDA5
+from nnunet_spine.integration.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
+from nnunet_spine.trainers.softseg_da5 import nnUNetTrainerSoftSegDA5
 
 DA5_MODULE = "nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerDA5"
 
@@ -33,7 +33,7 @@ DA5_MODULE = "nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetT
 GUARDED = {
     f"{DA5_MODULE}:nnUNetTrainerDA5.get_training_transforms": (
         "0c1a25ffd6b290b9",
-        "trainers.softseg_da5.nnUNetTrainerSoftSegDA5.get_training_transforms calls it and appends the soft DS "
+        "nnunet_spine.trainers.softseg_da5.nnUNetTrainerSoftSegDA5.get_training_transforms calls it and appends the soft DS "
         "pyramid: every spatial transform in it must move regression_target exactly as the image and every other "
         "transform must be image- or segmentation-only (test_soft_target_follows_the_image_edge_through_da5)",
     ),
@@ -191,7 +191,7 @@ def test_pipeline_is_nnunet_da5_plus_the_soft_pyramid_and_carries_the_target_eve
     them either is image-only (leaves the target alone), segmentation-only, or moves ``regression_target``."""
     from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerDA5 import nnUNetTrainerDA5
 
-    from trainers.softseg import nnUNetTrainerSoftSeg
+    from nnunet_spine.trainers.softseg import nnUNetTrainerSoftSeg
 
     rotation = (-0.5, 0.5)
     ours = nnUNetTrainerSoftSegDA5.get_training_transforms(PATCH, rotation, DS_SCALES, (0, 1, 2), False)
@@ -282,7 +282,7 @@ def toy(tmp_path_factory):
 def _make(toy, tmp_path, name: str, extra_env: dict | None = None):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    from nnunet_extensions.integration.trainer_lookup import discovery_folder
+    from nnunet_spine.integration.trainer_lookup import discovery_folder
 
     env = {
         "nnUNet_raw": toy["env"]["nnUNet_raw"],
@@ -305,7 +305,7 @@ def _make(toy, tmp_path, name: str, extra_env: dict | None = None):
 def test_da5_trainer_batches_keep_soft_target_on_the_label(toy, tmp_path):
     """The trainer's own loader and DA5 transforms on nnU-Net-preprocessed data: in every sample the soft
     target's 0.5 surface matches nnU-Net's label, fractional values survive, all pyramid levels match in shape."""
-    from nnunet_extensions.integration.soft_targets.loader import nnUNetDataLoaderSoft
+    from nnunet_spine.integration.soft_targets.loader import nnUNetDataLoaderSoft
 
     trainer, env = _make(toy, tmp_path, "nnUNetTrainerSoftSegDA5")
     with environ(env):
@@ -340,7 +340,7 @@ def test_short_variants_and_budget_trainers(toy, tmp_path):
     trainers take epochs / iterations / TTA from the environment and refuse bad values naming the variable."""
     from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerDA5 import nnUNetTrainerDA5
 
-    from trainers.softseg import nnUNetTrainerSoftSeg_debug, nnUNetTrainerSoftSeg_demo
+    from nnunet_spine.trainers.softseg import nnUNetTrainerSoftSeg_debug, nnUNetTrainerSoftSeg_demo
 
     for name, parent in (
         ("nnUNetTrainerSoftSegDA5_debug", nnUNetTrainerSoftSeg_debug),

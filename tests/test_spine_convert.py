@@ -15,19 +15,19 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from dataset_converters import spider, spineps
-from nnunet_extensions.core import bids
-from nnunet_extensions.core.dataset_json import INSTANCES_TR, LABEL_MAP_KEY, label_map_entry, read_label_map
-from nnunet_extensions.core.io import InputError, OutputExistsError
-from nnunet_extensions.core.labels import SEMANTIC_LABELS, VERSE_IDS, instance_name
-from postprocessing.spine.relabel import relabel, relabel_array
+from nnunet_spine.dataset_converters import spider, spineps
+from nnunet_spine.core import bids
+from nnunet_spine.core.dataset_json import INSTANCES_TR, LABEL_MAP_KEY, label_map_entry, read_label_map
+from nnunet_spine.core.io import InputError, OutputExistsError
+from nnunet_spine.core.labels import SEMANTIC_LABELS, VERSE_IDS, instance_name
+from nnunet_spine.postprocessing.spine.relabel import relabel, relabel_array
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory) -> Path:
     """Two-subject spine phantom (BIDS; masks in derivatives/labels). Tests copy it before changing it."""
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     root = tmp_path_factory.mktemp("spine_phantom") / "bids"
     write_spine_dataset(root, n_subjects=2, n_vertebrae=2, seed=3)
@@ -208,7 +208,7 @@ def test_spineps_bad_masks_are_named_and_nothing_is_written(phantom, tmp_path, m
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
     assert _nothing_written(tmp_path / "raw")
     # the same through the CLI function
-    from nnunet_extensions.cli.convert_spine import register_spineps
+    from nnunet_spine.cli.convert_spine import register_spineps
 
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
     with pytest.raises(InputError, match=message):
@@ -217,7 +217,7 @@ def test_spineps_bad_masks_are_named_and_nothing_is_written(phantom, tmp_path, m
 
 
 def test_spineps_refuses_existing_dataset_and_overwrite_keeps_other_folders(phantom, tmp_path, monkeypatch):
-    from nnunet_extensions.cli.convert_spine import register_spineps
+    from nnunet_spine.cli.convert_spine import register_spineps
 
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
     argv = ["spineps", "-i", str(phantom), "--nnunet-dataset", "516", "--name", "Again", "-q"]
@@ -289,7 +289,7 @@ def test_relabel_keeps_header_and_checks_inputs(phantom, tmp_path, monkeypatch):
 
 
 def test_relabel_cli_exit_codes(phantom, tmp_path):
-    from nnunet_extensions.cli import main
+    from nnunet_spine.cli import main
 
     spineps.convert(phantom, nnunet_dataset=518, name="Cli", raw_root=tmp_path / "raw")
     folder = tmp_path / "raw" / "Dataset518_Cli"
@@ -449,7 +449,7 @@ def test_spider_bad_input(tmp_path, change, kwargs, message):
 
 
 def test_spider_cli(tmp_path, monkeypatch):
-    from nnunet_extensions.cli.convert_spine import register_spider
+    from nnunet_spine.cli.convert_spine import register_spider
 
     _write_spider(tmp_path / "SPIDER", stems=("3_t2",))
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))

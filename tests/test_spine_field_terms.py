@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from test_fuse import Case, dice_per_value
 
-from nnunet_extensions.cli import main
-from nnunet_extensions.core.io import InputError, load_image
-from nnunet_extensions.core.labels import (
+from nnunet_spine.cli import main
+from nnunet_spine.core.io import InputError, load_image
+from nnunet_spine.core.labels import (
     CORPUS,
     DENS,
     DISC,
@@ -28,16 +28,16 @@ from nnunet_extensions.core.labels import (
     semantic_value_problem,
     to_semantic_14,
 )
-from nnunet_extensions.core.cutouts import load_semantic
-from postprocessing.spine.fusion import Candidate, Disagreement, merge_couples, rank_couples, union_threshold
-from postprocessing.spine.labelling import label_column
+from nnunet_spine.core.cutouts import load_semantic
+from nnunet_spine.postprocessing.spine.fusion import Candidate, Disagreement, merge_couples, rank_couples, union_threshold
+from nnunet_spine.postprocessing.spine.labelling import label_column
 
 
 # --------------------------------------------------------------------------------------------- phantoms
 @pytest.fixture(scope="module")
 def lumbar7(tmp_path_factory) -> Case:
     """Seven vertebrae ending at L5 on the sacrum: T11 … L5 (18 … 24)."""
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     root = tmp_path_factory.mktemp("lumbar7") / "bids"
     truth = write_spine_dataset(root, n_subjects=1, seed=2, n_vertebrae=7)["subjects"]["sub-01"]
@@ -279,7 +279,7 @@ def test_centroid_file_is_read_by_tptbox_and_equals_its_centroids(lumbar7, tmp_p
 
 
 def test_csa_refuses_an_instance_mask_marked_not_labelled(tmp_path):
-    from postprocessing.cord.levels import level_file_kind
+    from nnunet_spine.postprocessing.cord.levels import level_file_kind
 
     data = np.zeros((4, 4, 4), np.uint8)
     data[1, 1, 1], data[2, 2, 2] = 1, 101
@@ -341,20 +341,20 @@ def test_ties_are_written_bottom_first_and_disagreeing_partners_reported():
 
 
 def test_fuse_errors_name_the_real_problem(lumbar7, tmp_path):
-    from nnunet_extensions.core.io import Image
+    from nnunet_spine.core.io import Image
 
     shifted = lumbar7.sem.affine.copy()
     shifted[0, 3] += 5.0
     with pytest.raises(InputError, match="affine differs .* by up to 5 mm"):
         lumbar7.record.check_grid(Image(np.asarray(lumbar7.sem.data), shifted, None))
-    from nnunet_extensions.core.cutouts import semantic_files
+    from nnunet_spine.core.cutouts import semantic_files
 
     with pytest.raises(InputError, match="sub-09_T2w_seg-spine_msk.nii.gz: file not found"):
         semantic_files(tmp_path / "sub-09_T2w_seg-spine_msk.nii.gz")  # not "case ... is not in cutouts.json"
 
 
 def test_qc_spine_colours_and_empty_mask(tmp_path):
-    from postprocessing.qc.spine import SPINEPS_COLOURS, plot_spine_semantic
+    from nnunet_spine.postprocessing.qc.spine import SPINEPS_COLOURS, plot_spine_semantic
 
     canal, endplate = np.array(SPINEPS_COLOURS[61]), np.array(SPINEPS_COLOURS[62])
     assert np.linalg.norm(canal - endplate) > 100  # told apart at a glance
@@ -375,7 +375,7 @@ def test_gaps_need_enough_vertebrae_and_never_push_ids_past_l6():
 
 # --------------------------------------------------------------------------------------------- §5 variants
 def _variant_case(tmp_path_factory, variant: str, n: int) -> Case:
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     root = tmp_path_factory.mktemp(variant) / "bids"
     truth = write_spine_dataset(root, n_subjects=1, seed=4, n_vertebrae=n, variant=variant)["subjects"]["sub-01"]
@@ -449,7 +449,7 @@ def test_spineps_rules_delete_fragments_and_vote_where_ours_give_back_and_split(
     small fragment back to its vertebra and split a gap between two vertebrae voxel by voxel to the nearest; SPINEPS'
     rules (clean_cc_artifacts(only_delete=True), assign_missing_cc) delete the fragment from both masks and give
     the whole gap to the neighbour most voxels of its border touch."""
-    from postprocessing.spine.fusion import clean_instances
+    from nnunet_spine.postprocessing.spine.fusion import clean_instances
 
     sem = np.full((12, 6, 6), CORPUS, np.uint8)
     fused = np.zeros(sem.shape, np.uint16)

@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_extensions.core.io import InputError, OutputExistsError
-from nnunet_extensions.core.labels import CORPUS, SUP_ARTICULAR_LEFT, SUP_ARTICULAR_RIGHT
-from postprocessing.qc import SPINEPS_COLOURS, plot_spine_semantic
+from nnunet_spine.core.io import InputError, OutputExistsError
+from nnunet_spine.core.labels import CORPUS, SUP_ARTICULAR_LEFT, SUP_ARTICULAR_RIGHT
+from nnunet_spine.postprocessing.qc import SPINEPS_COLOURS, plot_spine_semantic
 
 
 def _mask(path, codes_affine: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ def test_panels_are_right_mid_left(tmp_path, flip_x):
 
 
 def test_refusals(tmp_path):
-    from nnunet_extensions.cli import main
+    from nnunet_spine.cli import main
 
     _mask(tmp_path / "seg.nii.gz", np.eye(4))
     plot_spine_semantic(tmp_path / "seg.nii.gz", tmp_path / "qc.png")

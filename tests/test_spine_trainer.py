@@ -19,8 +19,8 @@ import pytest
 import torch
 from nnunet_helpers import console_script, environ, nnunet_env, plan_and_preprocess
 
-from nnunet_extensions.core.labels import COSTAL_LEFT, COSTAL_RIGHT, LEFT_RIGHT_PAIRS, SEMANTIC_LABELS
-from trainers.spine_semantic import (
+from nnunet_spine.core.labels import COSTAL_LEFT, COSTAL_RIGHT, LEFT_RIGHT_PAIRS, SEMANTIC_LABELS
+from nnunet_spine.trainers.spine_semantic import (
     MIN_LR_COSINE,
     TRAINERS,
     LateralityMirrorTransform,
@@ -130,8 +130,8 @@ def test_guard_copied_mirror_parameters():
 def spine(tmp_path_factory) -> dict:
     """Two spine phantoms (voxels 2 mm A-P, 1.5 mm S-I and R-L: nnU-Net moves A-P first, so left-right is not
     axis 0), converted and planned with the real nnU-Net."""
-    from dataset_converters import spineps
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.dataset_converters import spineps
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     base = tmp_path_factory.mktemp("spine_trainer")
     env = nnunet_env(base)

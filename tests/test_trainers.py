@@ -21,10 +21,10 @@ import pytest
 import torch
 from nnunet_helpers import TOY_NAME, console_script, crop_zero_padded, environ, prepared_toy, reference_soft_loss
 
-import nnunet_extensions
-from nnunet_extensions.integration.soft_targets import layout
-from nnunet_extensions.integration.soft_targets.loader import nnUNetDataLoaderSoft
-from trainers.soft_losses import SoftTargetLoss
+import nnunet_spine
+from nnunet_spine.integration.soft_targets import layout
+from nnunet_spine.integration.soft_targets.loader import nnUNetDataLoaderSoft
+from nnunet_spine.trainers.soft_losses import SoftTargetLoss
 
 TRAINER_NAMES = [
     "nnUNetTrainerSoftSeg",
@@ -87,7 +87,7 @@ def trainer(env, toy):
 
 # ========================================================================================= discovery
 def test_cli_lists_every_family_with_one_clean_sentence_and_exports_discovery_folder():
-    from trainers.registry import all_trainers
+    from nnunet_spine.trainers.registry import all_trainers
 
     out = subprocess.run([console_script("nnspine"), "trainers"], capture_output=True, text=True, check=True).stdout
     lines = [ln for ln in out.splitlines() if ln.strip()]
@@ -105,14 +105,14 @@ def test_cli_lists_every_family_with_one_clean_sentence_and_exports_discovery_fo
         "test-time mirroring."
     )
     folder = Path(_export_folder())
-    assert folder.is_dir() and folder.is_relative_to(Path(nnunet_extensions.__file__).parent)
+    assert folder.is_dir() and folder.is_relative_to(Path(nnunet_spine.__file__).parent)
 
 
 def test_describe_joins_the_first_sentence_and_drops_rest_markup():
-    from trainers.registry import describe
+    from nnunet_spine.trainers.registry import describe
 
     class T:
-        """Trainer for ``nnspine demo`` with :class:`~trainers.soft_losses.SoftTargetLoss` (Wang et al. 2019)
+        """Trainer for ``nnspine demo`` with :class:`~nnunet_spine.trainers.soft_losses.SoftTargetLoss` (Wang et al. 2019)
         and :func:`f`, on `CPU`. A second sentence.
 
         Details."""
@@ -130,7 +130,7 @@ def test_discovery_folder_holds_one_shim_that_binds_every_registered_trainer():
     nnU-Net imports it (a top-level module from that folder), binds exactly the registry's trainers by name."""
     import importlib.util
 
-    from trainers.registry import all_trainers
+    from nnunet_spine.trainers.registry import all_trainers
 
     folder = Path(_export_folder())
     shims = sorted(folder.glob("*.py"))
@@ -150,7 +150,7 @@ def test_nnunet_train_lookup_finds_trainers_via_extTrainer(tmp_path):
     """Stock ``nnUNetv2_train``'s lookup (``recursive_find_trainer_class_by_name``) finds every registered trainer
     through ``nnUNet_extTrainer``; the classes come from the installed package, so they pickle into spawned
     workers."""
-    from trainers.registry import all_trainers
+    from nnunet_spine.trainers.registry import all_trainers
 
     expected = {t.__name__: t.__module__ for t in all_trainers()}
     assert set(TRAINER_NAMES) <= set(expected)
@@ -378,7 +378,7 @@ def test_validation_logs_independently_computed_soft_metrics(trainer, env, toy):
 
 
 def test_logger_accepts_checkpoints_of_stock_trainers():
-    from trainers.softseg import SoftLocalLogger
+    from nnunet_spine.trainers.softseg import SoftLocalLogger
 
     lg = SoftLocalLogger()
     stock = {
@@ -401,7 +401,7 @@ def test_logger_accepts_checkpoints_of_stock_trainers():
 
 
 def test_trainer_classes_pickle_by_reference():
-    from trainers import softseg
+    from nnunet_spine.trainers import softseg
 
     for name in TRAINER_NAMES:
         cls = getattr(softseg, name)

@@ -19,14 +19,14 @@ import pytest
 import torch
 from nnunet_helpers import console_script, environ, nnunet_env, run
 
-from nnunet_extensions.core.labels import (
+from nnunet_spine.core.labels import (
     CORPUS,
     COSTAL_LEFT,
     COSTAL_RIGHT,
     CUTOUT_CHANNEL_LABELS,
     CUTOUT_TARGET_LABELS,
 )
-from trainers.vertebra_cutout import (
+from nnunet_spine.trainers.vertebra_cutout import (
     CHANNEL_LABELS_KEY,
     TRAINERS,
     CutoutMirrorTransform,
@@ -75,8 +75,8 @@ def cutouts(tmp_path_factory) -> dict:
     so the quick tests fit an 8 GB machine)."""
     import sys
 
-    from dataset_converters.cutouts import convert as convert_cutouts
-    from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+    from nnunet_spine.dataset_converters.cutouts import convert as convert_cutouts
+    from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
     base = tmp_path_factory.mktemp("cutout_trainer")
     env = nnunet_env(base)

@@ -1,5 +1,5 @@
 """Trainers whose training length is read from the environment: one budget for every arm of a comparison
-(``benchmarks/bench_softseg_ablation.py``). They are :class:`~trainers.short_runs.ShortRun` variants with
+(``benchmarks/bench_softseg_ablation.py``). They are :class:`~nnunet_spine.trainers.short_runs.ShortRun` variants with
 ``FROM_ENVIRONMENT = True``; the variables are listed there::
 
     NNSPINE_EPOCHS=10 NNSPINE_ITERATIONS=50 NNSPINE_VAL_ITERATIONS=5 NNSPINE_NO_TTA=1 \\
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from trainers.short_runs import ShortRun
-from trainers.softseg import nnUNetTrainerSoftSeg
-from trainers.softseg_da5 import nnUNetTrainerSoftSegDA5
+from nnunet_spine.trainers.short_runs import ShortRun
+from nnunet_spine.trainers.softseg import nnUNetTrainerSoftSeg
+from nnunet_spine.trainers.softseg_da5 import nnUNetTrainerSoftSegDA5
 
 
 class nnUNetTrainer_budget(ShortRun, nnUNetTrainer):

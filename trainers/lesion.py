@@ -15,7 +15,7 @@ What changes against ``nnUNetTrainer`` (everything else, network and predictor i
 * **Sampling**: ``oversample_foreground_percent = 0.66``, drawn per sample (probabilistic), so almost every batch
   has patches centred on a lesion (or another foreground class).
 * **Lesion-wise validation**: every epoch, beside nnU-Net's pseudo Dice, the lesion sensitivity, precision and F1
-  on the validation patches (summed counts of the epoch; :mod:`postprocessing.lesion.metrics`, the definitions
+  on the validation patches (summed counts of the epoch; :mod:`nnunet_spine.postprocessing.lesion.metrics`, the definitions
   of ``nnspine evaluate lesions``: 26-connected components, the ``overlap`` rule) go to the log, the checkpoint
   and ``progress_lesion.png``. The final validation adds ``validation/lesion_metrics.csv`` (one row per case and
   an ``ALL`` row, columns of ``nnspine evaluate lesions``) next to nnU-Net's ``summary.json``.
@@ -37,8 +37,8 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
-from nnunet_extensions.integration.hooks import validation_step_with_output
-from nnunet_extensions.core.lesion_matching import (
+from nnunet_spine.integration.hooks import validation_step_with_output
+from nnunet_spine.core.lesion_matching import (
     COUNT_KEYS,
     DEFAULT_CONNECTIVITY,
     DEFAULT_MATCH,
@@ -46,7 +46,7 @@ from nnunet_extensions.core.lesion_matching import (
     lesion_counts,
     lesion_scores,
 )
-from postprocessing.lesion.metrics import (
+from nnunet_spine.postprocessing.lesion.metrics import (
     BY_SIZE_COLUMNS,
     DEFAULT_SIZE_EDGES_MM3,
     cases_csv,
@@ -54,13 +54,13 @@ from postprocessing.lesion.metrics import (
     evaluate_lesion_arrays,
     summary_rows,
 )
-from trainers.epoch_metrics import Curve, ExtraMetricsLogger, sum_over_validation
-from trainers.lesion_losses import FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss
-from trainers.short_runs import DEBUG_BUDGET, LESION_DEMO_BUDGET, ShortRun
+from nnunet_spine.trainers.epoch_metrics import Curve, ExtraMetricsLogger, sum_over_validation
+from nnunet_spine.trainers.lesion_losses import FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss
+from nnunet_spine.trainers.short_runs import DEBUG_BUDGET, LESION_DEMO_BUDGET, ShortRun
 
 #: File written by the final validation, in ``<fold>/validation/``.
 LESION_METRICS_CSV = "lesion_metrics.csv"
-#: Detection by reference-lesion volume (bins :data:`~postprocessing.lesion.metrics.DEFAULT_SIZE_EDGES_MM3`), beside it.
+#: Detection by reference-lesion volume (bins :data:`~nnunet_spine.postprocessing.lesion.metrics.DEFAULT_SIZE_EDGES_MM3`), beside it.
 LESION_BY_SIZE_CSV = "lesion_detection_by_size.csv"
 
 
@@ -141,7 +141,7 @@ def write_validation_lesion_metrics(
     volumes in mm³), and detection by lesion size to ``lesion_detection_by_size.csv``."""
     import pandas as pd
 
-    from nnunet_extensions.core.io import check_same_grid, load_image, write_text
+    from nnunet_spine.core.io import check_same_grid, load_image, write_text
 
     rows, lesions = [], []
     for pred_file in sorted(validation_folder.glob(f"*{file_ending}")):
@@ -175,7 +175,7 @@ class nnUNetTrainerLesion(nnUNetTrainer):
     OVERSAMPLE_FOREGROUND = 0.66
     #: Lesion components and matching of the per-epoch and final lesion metrics.
     connectivity = DEFAULT_CONNECTIVITY
-    #: Matching rule (a kind name or a :class:`~nnunet_extensions.core.lesion_matching.MatchRule`); subclass to change it.
+    #: Matching rule (a kind name or a :class:`~nnunet_spine.core.lesion_matching.MatchRule`); subclass to change it.
     match: str | MatchRule = DEFAULT_MATCH
 
     def __init__(

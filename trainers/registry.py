@@ -1,6 +1,6 @@
 """The trainers this package provides, one module per family, and their one-sentence descriptions.
 
-Each family module (``trainers.softseg``, ...) ends with a ``TRAINERS`` tuple. One discovery shim,
+Each family module (``nnunet_spine.trainers.softseg``, ...) ends with a ``TRAINERS`` tuple. One discovery shim,
 ``nnunet_extensions/integration/discovery/nnspine_trainers.py``, binds the names of :func:`all_trainers` for
 nnU-Net's ``nnUNet_extTrainer`` lookup, so a new trainer needs no change there. ``nnspine trainers`` lists
 :func:`all_trainers` with :func:`describe`.
@@ -13,12 +13,12 @@ import re
 
 #: Trainer families, in listing order; each module defines ``TRAINERS``.
 TRAINER_MODULES = (
-    "trainers.softseg",
-    "trainers.lesion",
-    "trainers.spine_semantic",
-    "trainers.vertebra_cutout",
-    "trainers.softseg_da5",
-    "trainers.budget",
+    "nnunet_spine.trainers.softseg",
+    "nnunet_spine.trainers.lesion",
+    "nnunet_spine.trainers.spine_semantic",
+    "nnunet_spine.trainers.vertebra_cutout",
+    "nnunet_spine.trainers.softseg_da5",
+    "nnunet_spine.trainers.budget",
 )
 
 
@@ -47,7 +47,7 @@ def describe(cls: type) -> str:
 
 
 def trainer_epochs(name: str) -> int | None:
-    """Epochs the named trainer of this package runs (its :class:`trainers.short_runs.ShortRun` ``NUM_EPOCHS``);
+    """Epochs the named trainer of this package runs (its :class:`nnunet_spine.trainers.short_runs.ShortRun` ``NUM_EPOCHS``);
     ``None`` for an unknown trainer or one that keeps nnU-Net's default."""
     for cls in all_trainers():
         if cls.__name__ == name:

@@ -11,13 +11,13 @@ The network is nnU-Net's, with its usual 2-channel (background, cord) softmax he
 works unchanged: the exported integer map is the soft mask thresholded at 0.5, and ``--save_probabilities``
 writes the soft mask itself (channel 1 of the ``.npz``). Only the training target changes: the cord
 probability is fitted to the soft mask that ``nnspine preprocess-soft`` stored beside the preprocessed cases
-(see :mod:`nnunet_extensions.integration.soft_targets` for the file layout and data loading, :mod:`trainers.soft_losses`
+(see :mod:`nnunet_spine.integration.soft_targets` for the file layout and data loading, :mod:`nnunet_spine.trainers.soft_losses`
 for the losses). Deep supervision is kept (soft targets area-downsampled per scale). Every epoch the validation
 logs, besides nnU-Net's pseudo Dice (which still selects ``checkpoint_best``), the soft Dice and the MSE against
 the soft target and the MSE against the binarized label.
 
 Nothing of nnU-Net's trainer or data loader is copied: each override calls nnU-Net's method and changes one thing
-it uses (the loader class, the per-scale loss, the loss target; see :mod:`nnunet_extensions.integration.hooks`), and
+it uses (the loader class, the per-scale loss, the loss target; see :mod:`nnunet_spine.integration.hooks`), and
 ``tests/test_nnunet_guards.py`` fails, naming the override to re-check, when the installed nnU-Net's source of
 those methods changes. Datasets the soft trainers cannot train (region-based labels, an ignore label, several
 foreground labels, cascades) are refused when the trainer is built, with a message naming the problem.
@@ -32,13 +32,13 @@ import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_extensions.integration.hooks import replace_inner_loss, validation_step_with_output, with_global
-from nnunet_extensions.integration.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
-from nnunet_extensions.integration.soft_targets.layout import missing_soft_targets
-from nnunet_extensions.integration.soft_targets.loader import nnUNetDataLoaderSoft
-from trainers.epoch_metrics import Curve, ExtraMetricsLogger, sum_over_validation
-from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
-from trainers.soft_losses import SoftTargetLoss, soft_metric_sums, soft_metrics_from_sums
+from nnunet_spine.integration.hooks import replace_inner_loss, validation_step_with_output, with_global
+from nnunet_spine.integration.soft_targets.deep_supervision import DownsampleSoftTargetForDSTransform
+from nnunet_spine.integration.soft_targets.layout import missing_soft_targets
+from nnunet_spine.integration.soft_targets.loader import nnUNetDataLoaderSoft
+from nnunet_spine.trainers.epoch_metrics import Curve, ExtraMetricsLogger, sum_over_validation
+from nnunet_spine.trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
+from nnunet_spine.trainers.soft_losses import SoftTargetLoss, soft_metric_sums, soft_metrics_from_sums
 
 
 class SoftLocalLogger(ExtraMetricsLogger):
@@ -96,7 +96,7 @@ def _to_device(x, device):
 class nnUNetTrainerSoftSeg(nnUNetTrainer):
     """Soft cord segmentation: stock 2-class head; cord probability fitted to soft masks with MSE + soft Dice."""
 
-    #: weights of :class:`~trainers.soft_losses.SoftTargetLoss` (variants change only these)
+    #: weights of :class:`~nnunet_spine.trainers.soft_losses.SoftTargetLoss` (variants change only these)
     soft_loss_weights = {"weight_mse": 1.0, "weight_dice": 1.0, "weight_adapwing": 0.0}
     dataloader_class = nnUNetDataLoaderSoft
 

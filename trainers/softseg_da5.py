@@ -10,11 +10,11 @@ sharpening. ::
 
     nnUNetv2_train 501 3d_fullres 0 -tr nnUNetTrainerSoftSegDA5
 
-:class:`nnUNetTrainerSoftSegDA5` is both an :class:`~trainers.softseg.nnUNetTrainerSoftSeg` (soft target, loss,
+:class:`nnUNetTrainerSoftSegDA5` is both an :class:`~nnunet_spine.trainers.softseg.nnUNetTrainerSoftSeg` (soft target, loss,
 loader, metrics) and an ``nnUNetTrainerDA5`` (its augmentation parameters, via the method resolution order), and
 overrides one method: the training transforms are DA5's own, followed by the soft target's deep-supervision
 pyramid. Nothing of DA5 is copied. The soft target travels through them as batchgeneratorsv2's
-``regression_target`` (see :mod:`nnunet_extensions.integration.soft_targets.loader`): every spatial transform in DA5
+``regression_target`` (see :mod:`nnunet_spine.integration.soft_targets.loader`): every spatial transform in DA5
 (``SpatialTransform``, ``Rot90Transform``, ``TransposeAxesTransform``, ``MirrorTransform``, the 2-D/3-D
 conversions) moves it exactly as the image (linear interpolation, zero padding), and every intensity transform is
 image-only, so it leaves the target untouched. ``tests/test_softseg_da5.py`` checks this on a sharp-edged
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerDA5 import nnUNetTrainerDA5
 
-from trainers.softseg import (
+from nnunet_spine.trainers.softseg import (
     _append_soft_ds,
     nnUNetTrainerSoftSeg,
     nnUNetTrainerSoftSeg_debug,

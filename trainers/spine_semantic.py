@@ -9,7 +9,7 @@ Use with stock nnU-Net (``eval "$(nnspine trainers --export)"`` sets ``nnUNet_ex
     nnspine relabel -i OUT -o OUT_spineps --dataset 510
 
 **Why.** SPINEPS labels left and right structures differently (costal 43/44, superior articular 45/46, inferior
-articular 47/48; :data:`nnunet_extensions.core.labels.LEFT_RIGHT_PAIRS`). A mirror image of a spine is again a
+articular 47/48; :data:`nnunet_spine.core.labels.LEFT_RIGHT_PAIRS`). A mirror image of a spine is again a
 plausible spine, so a network can tell the subject's left only from the array position, in the orientation of
 its training data. nnU-Net mirrors every axis in training augmentation and in test-time augmentation (TTA) and
 keeps the labels: a sample flipped along the left-right axis then teaches "left" on the right, and a TTA pass
@@ -49,23 +49,23 @@ from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY
-from nnunet_extensions.core.labels import LEFT_RIGHT_PAIRS, SEMANTIC_LABELS
-from nnunet_extensions.integration.hooks import WrappedTrainingTransforms
-from trainers.mirror_axes import (  # noqa: F401  (the geometry helpers, shared; re-exported here)
+from nnunet_spine.core.dataset_json import LABEL_MAP_KEY
+from nnunet_spine.core.labels import LEFT_RIGHT_PAIRS, SEMANTIC_LABELS
+from nnunet_spine.integration.hooks import WrappedTrainingTransforms
+from nnunet_spine.trainers.mirror_axes import (  # noqa: F401  (the geometry helpers, shared; re-exported here)
     MIN_LR_COSINE,
     dataset_lr_axis,
     lr_axis_after_transpose,
     lr_axis_of_properties,
     patch_lr_axis,
 )
-from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
+from nnunet_spine.trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
 
 
 # --------------------------------------------------------------------------------------------- labels
 def lateral_label_pairs(dataset_json: Mapping) -> tuple[tuple[int, int], ...]:
     """(left, right) pairs of nnU-Net labels: from the SPINEPS mapping ``convert spineps`` stored in
-    ``dataset.json`` (:data:`~nnunet_extensions.core.dataset_json.LABEL_MAP_KEY`), else from SPINEPS structure names in
+    ``dataset.json`` (:data:`~nnunet_spine.core.dataset_json.LABEL_MAP_KEY`), else from SPINEPS structure names in
     ``labels``. Empty when the dataset has no left/right labels; ``ValueError`` when only one side of a pair exists
     (a mirrored sample would need the missing class)."""
     entry = dataset_json.get(LABEL_MAP_KEY)

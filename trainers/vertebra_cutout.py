@@ -10,9 +10,9 @@ Use with stock nnU-Net (``eval "$(nnspine trainers --export)"`` sets ``nnUNet_ex
     nnUNetv2_predict -i CUTS -o PRED -d 502 -c 3d_fullres -f 0 -tr nnUNetTrainerVertebraCutout
     nnspine fuse --semantic SEM.nii.gz --cutouts CUTS --predictions PRED -o OUT
 
-The dataset is the one ``nnspine convert cutouts`` writes (:mod:`dataset_converters.cutouts`): nine one-hot input
-channels, channel ``c`` the semantic subregion :data:`nnunet_extensions.core.labels.CUTOUT_CHANNEL_LABELS` ``[c]``
-(41-49), and targets :data:`~nnunet_extensions.core.labels.CUTOUT_TARGET_LABELS` (1 above, 2 centre, 3 below).
+The dataset is the one ``nnspine convert cutouts`` writes (:mod:`nnunet_spine.dataset_converters.cutouts`): nine one-hot input
+channels, channel ``c`` the semantic subregion :data:`nnunet_spine.core.labels.CUTOUT_CHANNEL_LABELS` ``[c]``
+(41-49), and targets :data:`~nnunet_spine.core.labels.CUTOUT_TARGET_LABELS` (1 above, 2 centre, 3 below).
 The trainer checks both tables in ``dataset.json`` and refuses other datasets.
 
 **No intensity augmentation.** The input is labels: noise, blur, brightness, contrast, gamma and simulated low
@@ -27,10 +27,10 @@ sagittal plane turns "above" into "below".
 
 * *Left-right* flips keep the targets' meaning (above stays above) and give a plausible mirrored subject, provided
   the left/right subregion channels (43↔44, 45↔46, 47↔48) trade places with the flip
-  (:class:`CutoutMirrorTransform`, :func:`nnunet_extensions.core.labels.cutout_mirror_channels`): the left processes of
+  (:class:`CutoutMirrorTransform`, :func:`nnunet_spine.core.labels.cutout_mirror_channels`): the left processes of
   the flipped patch lie on the subject's left again. The left-right axis of the patches is derived from each case's
-  geometry and the plans' transpose (:mod:`trainers.mirror_axes`, shared with
-  :mod:`trainers.spine_semantic`), never assumed.
+  geometry and the plans' transpose (:mod:`nnunet_spine.trainers.mirror_axes`, shared with
+  :mod:`nnunet_spine.trainers.spine_semantic`), never assumed.
 * *Superior-inferior* flips are not used. Flipped alone they teach that the vertebra above lies below; with labels
   1↔3 swapped the target would stay consistent, but the input would show an upside-down vertebra (superior
   articular processes pointing down, the spinous process sloping upwards), which SPINEPS' semantic input never
@@ -69,11 +69,11 @@ from batchgeneratorsv2.transforms.utils.random import RandomTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_extensions.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS, cutout_mirror_channels
-from nnunet_extensions.integration.hooks import WrappedTrainingTransforms
-from trainers.mirror_axes import dataset_lr_axis, patch_lr_axis
-from trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
-from trainers.spine_semantic import LateralityMirrorTransform
+from nnunet_spine.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS, cutout_mirror_channels
+from nnunet_spine.integration.hooks import WrappedTrainingTransforms
+from nnunet_spine.trainers.mirror_axes import dataset_lr_axis, patch_lr_axis
+from nnunet_spine.trainers.short_runs import DEBUG_BUDGET, DEMO_BUDGET, ShortRun
+from nnunet_spine.trainers.spine_semantic import LateralityMirrorTransform
 
 #: Largest rotation of the spatial augmentation, degrees about any axis (nnU-Net's 3-D default range).
 MAX_ROTATION_DEG = 30.0
@@ -102,10 +102,10 @@ SPATIAL_AND_LABEL_STEPS = (
 
 # ---------------------------------------------------------------------------------------------- dataset
 def cutout_channel_order(dataset_json: Mapping) -> list[int]:
-    """Input channel order after a left-right flip (:func:`nnunet_extensions.core.labels.cutout_mirror_channels`), once
+    """Input channel order after a left-right flip (:func:`nnunet_spine.core.labels.cutout_mirror_channels`), once
     ``dataset_json`` is checked to be a cutout dataset: targets
-    :data:`~nnunet_extensions.core.labels.CUTOUT_TARGET_LABELS`
-    and one channel per :data:`~nnunet_extensions.core.labels.CUTOUT_CHANNEL_LABELS` entry, in that order (from
+    :data:`~nnunet_spine.core.labels.CUTOUT_TARGET_LABELS`
+    and one channel per :data:`~nnunet_spine.core.labels.CUTOUT_CHANNEL_LABELS` entry, in that order (from
     ``channel_labels`` when recorded). ``ValueError`` naming what differs."""
     labels = {str(k): v for k, v in dataset_json.get("labels", {}).items()}
     if labels != dict(CUTOUT_TARGET_LABELS):

@@ -14,11 +14,11 @@ Stages (each prints a header and its duration):
    masks, the converter's soft GT and the predicted soft masks.
 
 The folder, the stages, the nnU-Net commands and the seeded training are those of
-:mod:`nnunet_extensions.apps.demo_steps`, shared with ``nnspine demo --lesion``: nnU-Net runs through its real
+:mod:`nnunet_spine.apps.demo_steps`, shared with ``nnspine demo --lesion``: nnU-Net runs through its real
 console scripts with ``nnUNet_raw``/``_preprocessed``/``_results`` inside the demo folder, so a user's own nnU-Net
 folders are never touched. Every command is printed as it is run (``$ …`` lines, also in ``nnunet.log``); the
 trained model's results folder (:func:`model_folder`) is what ``nnspine segment cord --model`` takes. This module
-is also that training's launcher: ``python -m nnunet_extensions.apps.demo train --seed S <nnUNetv2_train
+is also that training's launcher: ``python -m nnunet_spine.apps.demo train --seed S <nnUNetv2_train
 arguments>``.
 
 What the seed does not fix (:data:`UNSEEDED`): the phantoms and the training's random draws (network
@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dataset_converters.softgt import convert
-from nnunet_extensions.apps.demo_steps import (
+from nnunet_spine.dataset_converters.softgt import convert
+from nnunet_spine.apps.demo_steps import (
     DEMO_CONFIG,
     DEMO_PLANS,
     DEMO_TRAIN_SEED,
@@ -57,13 +57,13 @@ from nnunet_extensions.apps.demo_steps import (
     shell_line,
     unseeded_note,
 )
-from nnunet_extensions.core.io import load_image, write_text
-from nnunet_extensions.core.labels import sct_level_name
-from nnunet_extensions.phantoms.cord_dataset import DEFAULT_ACQUISITIONS, write_cord_dataset
-from postprocessing.cord.csa import compute_csa, measure_file
-from postprocessing.cord.csa_table import summarize
-from postprocessing.cord.soft_metrics import csa_at_levels
-from postprocessing.qc import plot_csa_profile
+from nnunet_spine.core.io import load_image, write_text
+from nnunet_spine.core.labels import sct_level_name
+from nnunet_spine.phantoms.cord_dataset import DEFAULT_ACQUISITIONS, write_cord_dataset
+from nnunet_spine.postprocessing.cord.csa import compute_csa, measure_file
+from nnunet_spine.postprocessing.cord.csa_table import summarize
+from nnunet_spine.postprocessing.cord.soft_metrics import csa_at_levels
+from nnunet_spine.postprocessing.qc import plot_csa_profile
 
 DEMO_DATASET_ID = 990
 DEMO_DATASET_NAME = "nnspineDemoSoftCord"
@@ -400,5 +400,5 @@ __all__ = [
 ]
 
 
-if __name__ == "__main__":  # python -m nnunet_extensions.apps.demo train --seed S <nnUNetv2_train arguments>
+if __name__ == "__main__":  # python -m nnunet_spine.apps.demo train --seed S <nnUNetv2_train arguments>
     seeded_train(sys.argv[1:])

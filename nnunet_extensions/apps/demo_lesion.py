@@ -18,7 +18,7 @@ Stages (each prints a header and its duration):
    postprocessed prediction.
 
 The folder, the stages, the nnU-Net commands (printed as ``$`` lines as they are run) and the seeded training are
-those of :mod:`nnunet_extensions.apps.demo_steps`, shared with the soft-cord demo: nnU-Net runs through its real
+those of :mod:`nnunet_spine.apps.demo_steps`, shared with the soft-cord demo: nnU-Net runs through its real
 console scripts with its folders inside the demo folder, so a user's own nnU-Net folders are never touched.
 Library functions here never print: progress goes through ``say``.
 """
@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dataset_converters.lesion import convert
-from nnunet_extensions.apps.demo_steps import DemoRun, existing, unseeded_note
-from nnunet_extensions.core.io import write_text
-from nnunet_extensions.phantoms.lesion import write_lesion_dataset
-from postprocessing.lesion.lesions import TOTAL, plan_jobs, run_lesions
-from postprocessing.lesion.metrics import evaluate_lesions
+from nnunet_spine.dataset_converters.lesion import convert
+from nnunet_spine.apps.demo_steps import DemoRun, existing, unseeded_note
+from nnunet_spine.core.io import write_text
+from nnunet_spine.phantoms.lesion import write_lesion_dataset
+from nnunet_spine.postprocessing.lesion.lesions import TOTAL, plan_jobs, run_lesions
+from nnunet_spine.postprocessing.lesion.metrics import evaluate_lesions
 
 DEMO_DATASET_ID = 991
 DEMO_DATASET_NAME = "nnspineDemoLesion"
@@ -105,7 +105,7 @@ class LesionDemoResult:
 @dataclass
 class PostprocessEvaluation:
     """:func:`postprocess_and_evaluate`'s result: case rows (``CASE_COLUMNS`` of
-    :mod:`postprocessing.lesion.metrics`) before and after ``nnspine lesions``, the per-reference-lesion rows
+    :mod:`nnunet_spine.postprocessing.lesion.metrics`) before and after ``nnspine lesions``, the per-reference-lesion rows
     after it, and how many lesions ``nnspine lesions`` removed, by reason (``small``, ``outside_cord``)."""
 
     raw: dict

@@ -8,7 +8,7 @@ demo folder (:func:`nnunet_environment`), so a user's own nnU-Net folders are ne
 demo is :meth:`DemoRun.plan_and_train` (small CPU plans, then the seeded training) and
 :meth:`DemoRun.predict`; each demo adds its own data, conversion, postprocessing and measures.
 
-The training runs nnU-Net's ``nnUNetv2_train`` entry point in ``python -m nnunet_extensions.apps.demo train --seed S
+The training runs nnU-Net's ``nnUNetv2_train`` entry point in ``python -m nnunet_spine.apps.demo train --seed S
 …`` (:func:`seeded_train`), after seeding Python's ``random``, numpy and torch. What the seed cannot fix is said
 with each demo's verdict (:func:`unseeded_note`). Library functions here never print: progress goes through
 ``say``.
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from nnunet_extensions.core.io import InputError, OutputExistsError, write_text
-from nnunet_extensions.integration.trainer_lookup import trainer_environment
-from trainers.registry import trainer_epochs
+from nnunet_spine.core.io import InputError, OutputExistsError, write_text
+from nnunet_spine.integration.trainer_lookup import trainer_environment
+from nnunet_spine.trainers.registry import trainer_epochs
 
 DEMO_CONFIG = "3d_fullres"
 #: Plans planned for a small GPU-memory target: small patches, so CPU iterations take seconds.
@@ -42,7 +42,7 @@ DEMO_TRAIN_SEED = 0
 #: File marking a demo folder: only such a folder is cleared by ``--overwrite``.
 DEMO_MARKER = ".nnspine_demo"
 #: The module whose ``python -m … train --seed S`` runs :func:`seeded_train` (the command the demos print).
-TRAIN_LAUNCHER = "nnunet_extensions.apps.demo"
+TRAIN_LAUNCHER = "nnunet_spine.apps.demo"
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 
@@ -179,12 +179,12 @@ def seed_training(seed: int) -> None:
 
 def seeded_train_command(nnunet_train_args: list[str], seed: int = DEMO_TRAIN_SEED) -> list[str]:
     """The command the demos train with: ``nnUNetv2_train <args>`` through nnU-Net's own entry point, seeded
-    (``python -m nnunet_extensions.apps.demo train --seed S <args>``; see :func:`seeded_train`)."""
+    (``python -m nnunet_spine.apps.demo train --seed S <args>``; see :func:`seeded_train`)."""
     return [sys.executable, "-m", TRAIN_LAUNCHER, "train", "--seed", str(seed), *nnunet_train_args]
 
 
 def seeded_train(argv: list[str]) -> None:
-    """``python -m nnunet_extensions.apps.demo train --seed S ARGS...``: :func:`seed_training` (S), then nnU-Net's
+    """``python -m nnunet_spine.apps.demo train --seed S ARGS...``: :func:`seed_training` (S), then nnU-Net's
     ``nnUNetv2_train ARGS...`` entry point (``nnunetv2.run.run_training.run_training_entry``) in this process."""
     if len(argv) < 3 or argv[0] != "train" or argv[1] != "--seed":
         raise ValueError(f"usage: python -m {TRAIN_LAUNCHER} train --seed S <nnUNetv2_train arguments>")

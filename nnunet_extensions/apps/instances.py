@@ -1,9 +1,9 @@
 """The instance phase with a trained cutout model: semantic mask(s) → cutouts → nnU-Net's predictor (in this
-process) → :func:`postprocessing.spine.fusion_files.fuse` (``nnspine instances``, and ``segment spine`` per case).
+process) → :func:`nnunet_spine.postprocessing.spine.fusion_files.fuse` (``nnspine instances``, and ``segment spine`` per case).
 
 The model is read, checked and loaded once (:func:`load_instance_model`) and then used for any number of
 semantic masks (:func:`predict_instances`): a run over a cohort loads its checkpoints once, not once per case.
-Folds are found as ``segment`` finds them (:meth:`nnunet_extensions.apps.segment.Model.default_folds`: the
+Folds are found as ``segment`` finds them (:meth:`nnunet_spine.apps.segment.Model.default_folds`: the
 numbered folds, else ``all``).
 """
 
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nnunet_extensions.apps.segment import Model, make_predictor, read_model
-from nnunet_extensions.core.io import InputError, check_output
-from nnunet_extensions.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS
-from nnunet_extensions.core.cutouts import (
+from nnunet_spine.apps.segment import Model, make_predictor, read_model
+from nnunet_spine.core.io import InputError, check_output
+from nnunet_spine.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS
+from nnunet_spine.core.cutouts import (
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
     case_name,
@@ -27,8 +27,8 @@ from nnunet_extensions.core.cutouts import (
     semantic_files,
     write_cutouts,
 )
-from postprocessing.spine.fusion_files import FuseReport, fuse, output_names
-from postprocessing.spine.labelling import DEFAULT_LUMBAR
+from nnunet_spine.postprocessing.spine.fusion_files import FuseReport, fuse, output_names
+from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR
 
 
 @dataclass
@@ -44,7 +44,7 @@ def read_cutout_model(folder: str | os.PathLike) -> CutoutModel:
     """Check an nnU-Net results folder (``.../DatasetXXX_NAME/<trainer>__<plans>__<config>``) holds a cutout
     model (9 input channels, labels above/centre/below) and read its cutout size and spacing from its
     ``dataset.json`` (written by ``nnspine convert cutouts``; SPINEPS' defaults when absent)."""
-    from nnunet_extensions.integration.predictor import read_model_folder
+    from nnunet_spine.integration.predictor import read_model_folder
 
     f, ds = read_model_folder(folder)
     labels = {str(k): int(v) for k, v in ds.get("labels", {}).items()}
@@ -99,7 +99,7 @@ def check_landmarks(landmarks: str | os.PathLike | None, semantic: str | os.Path
     every case; :class:`InputError` naming what is missing."""
     if landmarks is None:
         return
-    from nnunet_extensions.core.bids import find_by_stem
+    from nnunet_spine.core.bids import find_by_stem
 
     p = Path(landmarks)
     if not p.exists():

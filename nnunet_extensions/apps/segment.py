@@ -8,7 +8,7 @@ results — exactly what ``nnUNetv2_predict`` followed by ``nnspine softmask`` /
 
 * ``cord``: the soft mask (models trained with a soft-segmentation trainer: ``--save_probabilities`` →
   foreground probability on the image's grid) or the binary mask (label 1) → CSA per slice (SCT's CSV), per level
-  with ``--vertfile`` / ``--discfile`` (a folder of level files named ``<case><suffix>``) → the CSA profile QC;
+  with ``--vertfiles`` / ``--discfiles`` (a folder of level files named ``<case><suffix>``) → the CSA profile QC;
 * ``lesion``: the lesion mask (the ``lesion`` label or region of the model's ``dataset.json``; a region model's
   cord too) → the lesion table and QC of ``nnspine lesions`` (cord-relative columns with the predicted cord);
 * ``spine``: the semantic model's prediction → SPINEPS label values (the model's label map) → cutouts → the
@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.io import InputError, check_output, load_image, same_grid, save_image, write_text
+from nnunet_spine.core.io import InputError, check_output, load_image, same_grid, save_image, write_text
+from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR
 
 TASKS = ("cord", "lesion", "spine")
 #: Result file names (suffixes after the case name), as the converters and SPINEPS name them.
@@ -130,7 +131,7 @@ class Model:
 
 def read_model(folder: str | Path, folds: Sequence[str] | None, checkpoint: str) -> Model:
     """Check an nnU-Net results folder and its checkpoints; :class:`InputError` naming what is missing."""
-    from nnunet_extensions.integration.predictor import read_model_folder
+    from nnunet_spine.integration.predictor import read_model_folder
 
     f, ds = read_model_folder(folder)
     found = sorted(p.name[len("fold_") :] for p in f.glob("fold_*") if (p / checkpoint).is_file())
@@ -156,7 +157,7 @@ def check_model_for(model: Model, task: str) -> None:
             "(a lesion model whose label has another name: rename it 'lesion' in its dataset.json)"
         )
     if task == "landmarks":
-        from nnunet_extensions.core.labels import LANDMARK_NAMES
+        from nnunet_spine.core.labels import LANDMARK_NAMES
 
         expected = {"background": 0, **{name: k for k, name in LANDMARK_NAMES.items()}}
         if {k: v for k, v in model.labels.items()} != expected:
@@ -165,7 +166,7 @@ def check_model_for(model: Model, task: str) -> None:
                 "as 'nnspine convert landmarks' writes them)"
             )
     if task == "spine":
-        from nnunet_extensions.core.dataset_json import LABEL_MAP_KEY
+        from nnunet_spine.core.dataset_json import LABEL_MAP_KEY
 
         if model.dataset.get(LABEL_MAP_KEY, {}).get("convention") != "spineps":
             raise InputError(
@@ -192,7 +193,7 @@ def find_cases(
 ) -> list[Case]:
     """Cases of an image, a folder of images or a BIDS dataset (module docstring), sorted by name. A BIDS dataset
     without ``channels`` makes every image a case, and ``say`` says so with the sequences found."""
-    from nnunet_extensions.core import bids
+    from nnunet_spine.core import bids
 
     src = Path(source)
     if not src.exists():
@@ -238,7 +239,7 @@ def shard(cases: Sequence[Case], num_parts: int = 1, part_id: int = 0) -> list[C
 # --------------------------------------------------------------------------------------------- predictor
 def make_predictor(model: Model, folds: Sequence[str] | None, checkpoint: str, device: str, progress: bool):
     """nnU-Net's predictor with ``nnUNetv2_predict``'s defaults, loaded once for the run."""
-    from nnunet_extensions.integration.predictor import load_predictor
+    from nnunet_spine.integration.predictor import load_predictor
 
     return load_predictor(model.folder, folds or model.default_folds(), checkpoint, device, progress)
 
@@ -247,7 +248,7 @@ def case_inputs(case: Case, n_channels: int, tmp: Path) -> list[Path]:
     """The case's images in channel order, each read and checked; channels not on the first channel's grid are
     resampled onto it in world coordinates (linear, 0 outside their view), as ``nnspine convert lesion`` does
     when it writes training images, and written to ``tmp``."""
-    from nnunet_extensions.core.geometry import resample_to_grid
+    from nnunet_spine.core.geometry import resample_to_grid
 
     if len(case.images) != n_channels:
         raise InputError(f"{case.images[0]}: {len(case.images)} image(s), the model takes {n_channels}")
@@ -272,9 +273,9 @@ def predict_case(
     """nnU-Net's prediction of one case into ``tmp`` (``<case>.nii.gz``, with ``.npz``/``.pkl`` when asked).
 
     ``box`` (voxel slices of the first channel's grid): the network sees only that part of every channel (each
-    written with its shifted affine, :func:`~nnunet_extensions.core.geometry.crop_affine`) and its label map is
+    written with its shifted affine, :func:`~nnunet_spine.core.geometry.crop_affine`) and its label map is
     put back on the whole grid, 0 outside the box. Not with ``probabilities``."""
-    from nnunet_extensions.core.geometry import crop_affine
+    from nnunet_spine.core.geometry import crop_affine
 
     with step("inputs"):
         inputs = case_inputs(case, len(model.channels), tmp)
@@ -320,6 +321,9 @@ class Options:
     instance_folds: Sequence[str] | None = None
     labelling: str = "auto"
     top_vertebra: str | None = None
+    #: ``spine``: lumbar vertebrae above the sacrum anchor, and endplates merged (62) or split (52/53), as ``fuse``.
+    lumbar: int = DEFAULT_LUMBAR
+    endplates: str = "merged"
     #: ``spine``: a landmark model (``nnspine convert landmarks``) whose prediction anchors the vertebra ids.
     landmark_model: Path | None = None
     device: str = "cpu"
@@ -357,7 +361,7 @@ class CordSource:
 
     def mask(self, case: Case, ref, tmp: Path):
         """The case's binary cord mask on ``ref``'s grid (nearest-neighbour resampling when another grid)."""
-        from nnunet_extensions.core.geometry import resample_to_grid
+        from nnunet_spine.core.geometry import resample_to_grid
 
         if self.model is not None:
             n = len(self.model.channels)
@@ -365,7 +369,7 @@ class CordSource:
             (tmp / "cord").mkdir(parents=True, exist_ok=True)
             seg = load_image(predict_case(self.predictor, self.model, sub, tmp / "cord", self.model.soft), "labels")
             if self.model.soft:  # the soft mask's foreground probability, binarised at 0.5
-                from postprocessing.cord.softmask import convert_case
+                from nnunet_spine.postprocessing.cord.softmask import convert_case
 
                 convert_case(tmp / "cord", case.name, tmp / "cord_soft", overwrite=True)
                 data = load_image(tmp / "cord_soft" / f"{case.name}.nii.gz", "soft").data >= 0.5
@@ -387,7 +391,7 @@ def _level_file(folder: Path | None, case: str, suffix: str, what: str = "level 
         return None
     if Path(folder).is_file():
         return Path(folder)
-    from nnunet_extensions.core.bids import find_by_stem
+    from nnunet_spine.core.bids import find_by_stem
 
     hit = find_by_stem(folder, f"{case}{suffix}")
     if hit is None:
@@ -400,7 +404,7 @@ def disc_file(folder: Path | None, case: str, suffix: str | None) -> Path | None
     found; :class:`InputError` naming every name looked for when none is there."""
     if folder is None or suffix is not None or Path(folder).is_file():
         return _level_file(folder, case, suffix or DISC_SUFFIXES[0], "disc label file")
-    from nnunet_extensions.core.bids import find_by_stem
+    from nnunet_spine.core.bids import find_by_stem
 
     for s in DISC_SUFFIXES:
         hit = find_by_stem(folder, f"{case}{s}")
@@ -412,7 +416,7 @@ def disc_file(folder: Path | None, case: str, suffix: str | None) -> Path | None
 
 def disc_suffixes_found(folder: Path, cases: Sequence[Case]) -> list[str]:
     """Which of :data:`DISC_SUFFIXES` the cases' disc files use in ``folder`` (to say which was found)."""
-    from nnunet_extensions.core.bids import find_by_stem
+    from nnunet_spine.core.bids import find_by_stem
 
     found = []
     for s in DISC_SUFFIXES:
@@ -430,15 +434,15 @@ def outputs_of(task: str, case: Case, out: Path, model: Model) -> list[Path]:
     if task == "lesion":
         stem = d / case.name
         return [Path(f"{stem}{LESION_SUFFIX}.nii.gz"), Path(f"{stem}_lesions.csv"), Path(f"{stem}_lesions.png")]
-    from postprocessing.spine.fusion_files import output_names
+    from nnunet_spine.postprocessing.spine.fusion_files import output_names
 
     return [d / name for name in output_names(f"{case.name}{SEMANTIC_SUFFIX}.nii.gz").values()]
 
 
 def run_cord(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
     """Soft or binary cord mask, CSA per slice (SCT CSV) and the CSA profile QC of one case."""
-    from postprocessing.cord import csa, csa_table
-    from postprocessing.cord.softmask import convert_case
+    from nnunet_spine.postprocessing.cord import csa, csa_table
+    from nnunet_spine.postprocessing.cord.softmask import convert_case
 
     mask, table, plot = outputs_of("cord", case, out, model)
     seg = predict_case(predictor, model, case, tmp, probabilities=model.soft)
@@ -460,7 +464,7 @@ def run_cord(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Op
     if opts.qc:
         import pandas as pd
 
-        from postprocessing.qc import plot_csa_profile
+        from nnunet_spine.postprocessing.qc import plot_csa_profile
 
         with step("qc"):
             plot_csa_profile(pd.DataFrame(columns).assign(Filename=str(mask)), plot, overwrite=True, title=case.name)
@@ -470,8 +474,8 @@ def run_cord(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Op
 
 def run_lesion(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
     """Lesion mask (labelled 1..N), the lesion table and its QC; a region model's cord mask beside them."""
-    from nnunet_extensions.core.geometry import mask_box
-    from postprocessing.lesion.lesions import LesionJob, run_lesions
+    from nnunet_spine.core.geometry import mask_box
+    from nnunet_spine.postprocessing.lesion.lesions import LesionJob, run_lesions
 
     lesions, table, qc = outputs_of("lesion", case, out, model)
     box, crop_cord = None, None
@@ -509,9 +513,9 @@ def run_lesion(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: 
 def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
     """Semantic mask in SPINEPS values → cutouts → the instance model (loaded once for the run, in
     ``opts.instances``) → fusion and labelling → SPINEPS outputs."""
-    from nnunet_extensions.apps.instances import predict_instances
-    from nnunet_extensions.core.dataset_json import read_label_map
-    from postprocessing.spine.relabel import relabel_array
+    from nnunet_spine.apps.instances import predict_instances
+    from nnunet_spine.core.dataset_json import read_label_map
+    from nnunet_spine.postprocessing.spine.relabel import relabel_array
 
     if opts.instances is None:
         raise ValueError("run_spine: the instance model is not loaded (segment loads it)")
@@ -535,6 +539,8 @@ def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: O
         out / case.rel_dir,
         top_vertebra=opts.top_vertebra,
         labelling=opts.labelling,
+        lumbar=opts.lumbar,
+        endplates=opts.endplates,
         landmarks=landmarks,
         image=case.images[0],
         qc=opts.qc,
@@ -649,7 +655,7 @@ def nnunet_output_to(log: Path | None) -> Iterator[None]:
 def check_options(task: str, opts: Options, model: Model, checkpoint: str) -> None:
     """Options that belong to another task, a bad margin, a missing instance model or landmark model that is not
     one: :class:`InputError` before anything runs."""
-    from nnunet_extensions.integration.predictor import check_device
+    from nnunet_spine.integration.predictor import check_device
 
     if opts.crop_margin_mm < 0:
         raise InputError(f"--crop-margin-mm {opts.crop_margin_mm}: must be >= 0")
@@ -662,7 +668,7 @@ def check_options(task: str, opts: Options, model: Model, checkpoint: str) -> No
     if crop is not None and crop.is_dir() and (crop / "dataset.json").is_file():  # a cord model: checked now
         check_model_for(read_model(crop, None, checkpoint), "cord")
     if task == "spine":
-        from nnunet_extensions.apps.instances import check_instance_model
+        from nnunet_spine.apps.instances import check_instance_model
 
         if opts.instance_model is None:
             raise InputError("segment spine needs --instance-model (a model trained on 'nnspine convert cutouts')")
@@ -681,7 +687,7 @@ def load_helpers(task: str, opts: Options, checkpoint: str) -> None:
         check_model_for(lm, "landmarks")
         opts.landmarks = (lm, make_predictor(lm, None, checkpoint, opts.device, progress=False))
     if task == "spine":
-        from nnunet_extensions.apps.instances import load_instance_model
+        from nnunet_spine.apps.instances import load_instance_model
 
         opts.instances = load_instance_model(opts.instance_model, opts.instance_folds, device=opts.device)
 

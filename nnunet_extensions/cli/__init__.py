@@ -15,8 +15,8 @@ import os
 import sys
 import traceback
 
-from nnunet_extensions import __version__
-from nnunet_extensions.core.io import InputError
+from nnunet_spine import __version__
+from nnunet_spine.core.io import InputError
 
 #: Subcommand modules, in the order ``nnspine --help`` lists them.
 COMMAND_MODULES = [
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nnspine (nnunet-spine) {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"nnunet_extensions.cli.{name}").register(sub)
+        importlib.import_module(f"nnunet_spine.cli.{name}").register(sub)
     return parser
 
 

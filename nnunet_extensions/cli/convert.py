@@ -11,10 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from dataset_converters.defaults import LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
-from nnunet_extensions.cli.common import add_converter_options, new_parser, run_converter
-from nnunet_extensions.cli.convert_cutouts import register_cutouts
-from nnunet_extensions.cli.convert_spine import register_landmarks, register_spider, register_spineps
+from nnunet_spine.dataset_converters.defaults import LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
+from nnunet_spine.cli.common import add_converter_options, new_parser, run_converter
+from nnunet_spine.cli.convert_cutouts import register_cutouts
+from nnunet_spine.cli.convert_spine import register_landmarks, register_spider, register_spineps
 
 SOFTGT_DESCRIPTION = """\
 Soft (partial-volume) spinal cord ground truth from the binary cord masks of several contrasts per subject.
@@ -200,8 +200,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_softgt(args: argparse.Namespace) -> int:
-    from dataset_converters.softgt import SoftGTWarning, convert
-    from nnunet_extensions.cli import UsageError
+    from nnunet_spine.dataset_converters.softgt import SoftGTWarning, convert
+    from nnunet_spine.cli import UsageError
 
     if (args.nnunet_dataset is None) != (args.name is None):
         raise UsageError("--nnunet-dataset and --name go together")
@@ -218,7 +218,7 @@ def run_softgt(args: argparse.Namespace) -> int:
 
 
 def run_lesion(args: argparse.Namespace) -> int:
-    from dataset_converters.lesion import LesionConversionWarning, convert
+    from nnunet_spine.dataset_converters.lesion import LesionConversionWarning, convert
 
     return run_converter(
         args,

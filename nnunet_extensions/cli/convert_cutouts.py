@@ -1,6 +1,6 @@
 """``nnspine convert cutouts``: the instance-phase (cutout) nnU-Net training dataset.
 
-Exposes :func:`register_cutouts` for the ``convert`` command group (:mod:`nnunet_extensions.cli.convert`).
+Exposes :func:`register_cutouts` for the ``convert`` command group (:mod:`nnunet_spine.cli.convert`).
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS
-from nnunet_extensions.cli.common import add_converter_options, new_parser, run_converter
-from nnunet_extensions.core.cutouts import DEFAULT_SIZE, DEFAULT_SPACING_MM
+from nnunet_spine.dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS
+from nnunet_spine.cli.common import add_converter_options, new_parser, run_converter
+from nnunet_spine.core.cutouts import DEFAULT_SIZE, DEFAULT_SPACING_MM
 
 DESCRIPTION = """\
 Instance-phase training dataset from SPINEPS masks: per vertebral body, the cutout 'nnspine cutouts'
@@ -50,7 +50,7 @@ def register_cutouts(conv: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         epilog=EPILOG,
     )
-    from nnunet_extensions.cli.cutouts import triple
+    from nnunet_spine.cli.cutouts import triple
 
     p.add_argument("-i", "--input", required=True, type=Path, metavar="DATASET", help="folder with SPINEPS mask pairs")
     p.add_argument(
@@ -87,7 +87,7 @@ def register_cutouts(conv: argparse._SubParsersAction) -> None:
 
 
 def run_cutouts(args: argparse.Namespace) -> int:
-    from dataset_converters.cutouts import CutoutWarning, convert
+    from nnunet_spine.dataset_converters.cutouts import CutoutWarning, convert
 
     return run_converter(
         args,

@@ -1,6 +1,6 @@
 """``nnspine convert spineps``, ``spider`` and ``landmarks``: whole-spine dataset converters.
 
-Registered into the ``convert`` command group by :mod:`nnunet_extensions.cli.convert` (``register_spineps``,
+Registered into the ``convert`` command group by :mod:`nnunet_spine.cli.convert` (``register_spineps``,
 ``register_spider`` in its ``CONVERTERS`` list); heavy imports stay inside the ``run_*`` functions.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dataset_converters.defaults import SPINEPS_CHANNELS
-from nnunet_extensions.cli.common import add_converter_options, new_parser, run_converter
+from nnunet_spine.dataset_converters.defaults import SPINEPS_CHANNELS
+from nnunet_spine.cli.common import add_converter_options, new_parser, run_converter
 
 SPINEPS_DESCRIPTION = """\
 Images with SPINEPS-format semantic masks -> an nnU-Net raw dataset for whole-spine semantic segmentation.
@@ -126,7 +126,7 @@ def register_landmarks(conv: argparse._SubParsersAction) -> None:
 
 
 def run_landmarks(args: argparse.Namespace) -> int:
-    from dataset_converters.landmarks import convert
+    from nnunet_spine.dataset_converters.landmarks import convert
 
     return run_converter(args, "landmarks", convert, channels=args.channels)
 
@@ -165,13 +165,13 @@ def register_spider(conv: argparse._SubParsersAction) -> None:
 
 
 def run_spineps(args: argparse.Namespace) -> int:
-    from dataset_converters.spineps import convert
+    from nnunet_spine.dataset_converters.spineps import convert
 
     return run_converter(args, "spineps", convert, channels=args.channels)
 
 
 def run_spider(args: argparse.Namespace) -> int:
-    from dataset_converters.spider import convert
+    from nnunet_spine.dataset_converters.spider import convert
 
     return run_converter(
         args,

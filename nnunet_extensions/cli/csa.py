@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, existing_path, new_parser
-from postprocessing.cord.levels import VERTFILE_KINDS
+from nnunet_spine.cli.common import add_overwrite, add_quiet, existing_path, new_parser
+from nnunet_spine.postprocessing.cord.levels import VERTFILE_KINDS
 
 DESCRIPTION = """\
 Measure the spinal cord cross-sectional area (CSA) and shape, slice by slice, from cord masks, and
@@ -81,8 +81,8 @@ examples:
 
 
 def _levels(text: str) -> list[int]:
-    """argparse type for ``--vert`` (:func:`nnunet_extensions.core.labels.parse_levels`)."""
-    from nnunet_extensions.core.labels import parse_levels
+    """argparse type for ``--vert`` (:func:`nnunet_spine.core.labels.parse_levels`)."""
+    from nnunet_spine.core.labels import parse_levels
 
     try:
         return parse_levels(text)
@@ -186,8 +186,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from nnunet_extensions.cli import UsageError
-    from nnunet_extensions.core.io import InputError, check_output
+    from nnunet_spine.cli import UsageError
+    from nnunet_spine.core.io import InputError, check_output
 
     has_levels = args.vertfile is not None or args.discfile is not None
     if (args.vert or args.perlevel) and not has_levels:
@@ -200,12 +200,12 @@ def run(args) -> int:
     if args.plot is not None:
         check_output(args.plot, args.overwrite)
 
-    from postprocessing.cord import csa, csa_table
-    from postprocessing.cord.levels import level_file_kind, select_levels
+    from nnunet_spine.postprocessing.cord import csa, csa_table
+    from nnunet_spine.postprocessing.cord.levels import level_file_kind, select_levels
 
     vertfile_note = None
     if args.vertfile is not None:  # decided once, before any work; said on the last line
-        from nnunet_extensions.core.io import load_image
+        from nnunet_spine.core.io import load_image
 
         kind, reason = level_file_kind(load_image(args.vertfile, "labels"), args.vertfile_kind)
         vertfile_note = (
@@ -262,13 +262,13 @@ def run(args) -> int:
     if to_stdout:
         sys.stdout.write(text)
     else:
-        from nnunet_extensions.core.io import write_text
+        from nnunet_spine.core.io import write_text
 
         write_text(args.output, text, overwrite=args.overwrite)
     if args.plot is not None:
         import pandas as pd
 
-        from postprocessing.qc import plot_csa_profile
+        from nnunet_spine.postprocessing.qc import plot_csa_profile
 
         table = pd.concat([pd.DataFrame(cols).assign(Filename=name) for name, cols in per_slices], ignore_index=True)
         plot_csa_profile(table, args.plot, overwrite=args.overwrite, title="Cord CSA along S-I")

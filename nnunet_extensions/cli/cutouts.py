@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
 
 DESCRIPTION = """\
 Cut a SPINEPS semantic mask (--semantic: a file, or a folder of *_seg-spine_msk.nii.gz files) into one
@@ -53,7 +53,7 @@ def triple(kind: type):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nnunet_extensions.core.cutouts import BODY_EROSION_MM, DEFAULT_SIZE, DEFAULT_SPACING_MM, MIN_BODY_MM3
+    from nnunet_spine.core.cutouts import BODY_EROSION_MM, DEFAULT_SIZE, DEFAULT_SPACING_MM, MIN_BODY_MM3
 
     p = new_parser(
         sub,
@@ -104,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_extensions.core.cutouts import write_cutouts
+    from nnunet_spine.core.cutouts import write_cutouts
 
     report = write_cutouts(
         args.semantic,

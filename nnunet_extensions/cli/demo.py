@@ -7,7 +7,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, new_parser
+from nnunet_spine.cli.common import add_overwrite, new_parser
 
 DESCRIPTION = """\
 Run the whole soft spinal-cord pipeline on built-in synthetic data with exact truth, using the real
@@ -19,7 +19,7 @@ nnU-Net console scripts (about 2.5 min on 2 idle cores, measured: see the README
   4. nnUNetv2_plan_and_preprocess + nnspine preprocess-soft
   5. nnUNetv2_train 990 3d_fullres all -tr nnUNetTrainerSoftSeg_demo -p nnUNetPlansCPUDemo -device cpu
      (150 CPU iterations), through nnU-Net's own entry point with random, numpy and torch seeded (0):
-     python -m nnunet_extensions.apps.demo train --seed 0 <those arguments>
+     python -m nnunet_spine.apps.demo train --seed 0 <those arguments>
   6. nnUNetv2_predict --save_probabilities → nnspine softmask → CSA of the predicted soft masks, and the
      spread of C3 CSA across the 5 contrasts (binary masks, soft GT, predictions)
 
@@ -94,13 +94,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _check_trainer(name: str, lesion: bool) -> None:
     """Refuse a trainer that is not one of this package's soft (or, with --lesion, lesion) trainers."""
-    from nnunet_extensions.cli import UsageError
-    from trainers.registry import all_trainers
+    from nnunet_spine.cli import UsageError
+    from nnunet_spine.trainers.registry import all_trainers
 
     if lesion:
-        from trainers.lesion import nnUNetTrainerLesion as family
+        from nnunet_spine.trainers.lesion import nnUNetTrainerLesion as family
     else:
-        from trainers.softseg import nnUNetTrainerSoftSeg as family
+        from nnunet_spine.trainers.softseg import nnUNetTrainerSoftSeg as family
     names = [t.__name__ for t in all_trainers() if issubclass(t, family)]
     if name not in names:
         raise UsageError(
@@ -111,14 +111,14 @@ def _check_trainer(name: str, lesion: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.seed <= 999:
-        from nnunet_extensions.cli import UsageError
+        from nnunet_spine.cli import UsageError
 
         raise UsageError(f"--seed {args.seed}: must be in 0-999")
     if args.trainer:
         _check_trainer(args.trainer, args.lesion)
     if args.lesion:
         return run_lesion(args)
-    from nnunet_extensions.apps.demo import DEMO_TRAINER, UNSEEDED, compact_table, run_demo, verdict
+    from nnunet_spine.apps.demo import DEMO_TRAINER, UNSEEDED, compact_table, run_demo, verdict
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_demo_"))
     print(f"nnspine demo in {folder}", flush=True)
@@ -161,7 +161,7 @@ def _print_total(result) -> None:
 
 def run_lesion(args: argparse.Namespace) -> int:
     """``nnspine demo --lesion``: run, then print the metrics table and what was written."""
-    from nnunet_extensions.apps.demo_lesion import DEMO_TRAINER, compact_metrics, run_lesion_demo, unseeded, verdict
+    from nnunet_spine.apps.demo_lesion import DEMO_TRAINER, compact_metrics, run_lesion_demo, unseeded, verdict
 
     folder = args.output or Path(tempfile.mkdtemp(prefix="nnspine_lesion_demo_"))
     print(f"nnspine demo --lesion in {folder}", flush=True)

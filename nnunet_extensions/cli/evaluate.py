@@ -2,7 +2,7 @@
 
 A command group: each evaluation is a sub-subcommand registered by a function of :data:`EVALUATIONS` that
 adds its parser and sets ``func``. The work is done by one library function per evaluation
-(:mod:`postprocessing.cord.soft_metrics`); this module parses, calls it, writes the table and reports.
+(:mod:`nnunet_spine.postprocessing.cord.soft_metrics`); this module parses, calls it, writes the table and reports.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
-from nnunet_extensions.cli.evaluate_compare import register_compare
-from nnunet_extensions.cli.evaluate_instances import register_instances
-from nnunet_extensions.cli.evaluate_lesions import register_lesions
-from nnunet_extensions.cli.evaluate_summary import register_summary
-from nnunet_extensions.core.bids import SPINEPS_INSTANCE_SUFFIXES
-from postprocessing.cord.levels import VERTFILE_KINDS
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.evaluate_compare import register_compare
+from nnunet_spine.cli.evaluate_instances import register_instances
+from nnunet_spine.cli.evaluate_lesions import register_lesions
+from nnunet_spine.cli.evaluate_summary import register_summary
+from nnunet_spine.core.bids import SPINEPS_INSTANCE_SUFFIXES
+from nnunet_spine.postprocessing.cord.levels import VERTFILE_KINDS
 
 #: ``--vert-suffix`` defaults of ``evaluate csa-variability`` per ``--vertfile-kind`` (tried in order).
 VERT_SUFFIXES = {
@@ -178,8 +178,8 @@ def _report_skipped(command: str, skipped: list[str]) -> int:
 
 
 def run_softseg(args: argparse.Namespace) -> int:
-    from nnunet_extensions.core.io import check_output, write_text
-    from postprocessing.cord.soft_metrics import evaluate_softseg
+    from nnunet_spine.core.io import check_output, write_text
+    from nnunet_spine.postprocessing.cord.soft_metrics import evaluate_softseg
 
     check_output(args.output, args.overwrite)
     result = evaluate_softseg(args.pred, args.ref, progress=_show_progress(args))
@@ -192,16 +192,16 @@ def run_softseg(args: argparse.Namespace) -> int:
 
 
 def run_variability(args: argparse.Namespace) -> int:
-    from nnunet_extensions.core.io import InputError, check_output, write_text
-    from nnunet_extensions.core.labels import parse_levels
-    from postprocessing.cord.soft_metrics import csa_variability
+    from nnunet_spine.core.io import InputError, check_output, write_text
+    from nnunet_spine.core.labels import parse_levels
+    from nnunet_spine.postprocessing.cord.soft_metrics import csa_variability
 
     try:
         levels = parse_levels(args.vert)
     except ValueError as exc:
         raise InputError(f"--vert: {exc}") from None
     if args.discs and args.vertfile_kind != "auto":
-        from nnunet_extensions.cli import UsageError
+        from nnunet_spine.cli import UsageError
 
         raise UsageError("--vertfile-kind goes with --vertfiles, not --discs")
     check_output(args.output, args.overwrite)
@@ -221,7 +221,7 @@ def run_variability(args: argparse.Namespace) -> int:
     )
     write_text(args.output, result.table.to_csv(index=False), overwrite=args.overwrite)
     if args.plot:
-        from postprocessing.qc import plot_csa_variability
+        from nnunet_spine.postprocessing.qc import plot_csa_variability
 
         plot_csa_variability(result.table, args.plot, levels_text=args.vert, overwrite=args.overwrite)
     code = _report_skipped("csa-variability", result.skipped)

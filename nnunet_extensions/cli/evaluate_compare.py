@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
 
 DESCRIPTION = """\
 Compare two methods' CSA variability across contrasts, subject by subject, from two tables written by
@@ -70,8 +70,8 @@ def register_compare(what: argparse._SubParsersAction) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from nnunet_extensions.core.io import check_output, write_text
-    from postprocessing.cord.variability import compare_variability, read_variability_table
+    from nnunet_spine.core.io import check_output, write_text
+    from nnunet_spine.postprocessing.cord.variability import compare_variability, read_variability_table
 
     check_output(args.output, args.overwrite)
     if args.plot:
@@ -80,7 +80,7 @@ def run_compare(args: argparse.Namespace) -> int:
     result = compare_variability(a, b, names=args.names, sources=tuple(str(t) for t in args.tables))
     write_text(args.output, result.table.to_csv(index=False, float_format="%.4g"), overwrite=args.overwrite)
     if args.plot:
-        from postprocessing.qc import plot_paired_variability
+        from nnunet_spine.postprocessing.qc import plot_paired_variability
 
         plot_paired_variability(result, args.plot, overwrite=args.overwrite)
     if not args.quiet:

@@ -2,7 +2,7 @@
 ASSD, global Dice per structure group), or per-label Dice of semantic masks with ``--semantic``.
 
 Registered under ``nnspine evaluate`` by :func:`register_instances` (called from :mod:`.evaluate`); the work
-is done by :mod:`postprocessing.spine.panoptic`.
+is done by :mod:`nnunet_spine.postprocessing.spine.panoptic`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
 
 DESCRIPTION = """\
 Compare predicted SPINEPS-format masks with reference masks, case by case.
@@ -52,7 +52,7 @@ examples:
 
 def register_instances(what: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``instances`` to the ``nnspine evaluate`` sub-commands; returns its parser."""
-    from postprocessing.spine.panoptic import MATCH_RULES, TP_METRICS
+    from nnunet_spine.postprocessing.spine.panoptic import MATCH_RULES, TP_METRICS
 
     s = new_parser(
         what,
@@ -93,9 +93,9 @@ def register_instances(what: argparse._SubParsersAction) -> argparse.ArgumentPar
 def run_instances(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from nnunet_extensions.cli import UsageError
-    from nnunet_extensions.core.io import check_output, write_text
-    from postprocessing.spine.panoptic import (
+    from nnunet_spine.cli import UsageError
+    from nnunet_spine.core.io import check_output, write_text
+    from nnunet_spine.postprocessing.spine.panoptic import (
         COUNT_KEYS,
         INSTANCE_COLUMNS,
         SEMANTIC_COLUMNS,

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
 
 LESIONS_EXAMPLE = """\
 examples:
@@ -49,7 +49,7 @@ def _pair(value: str) -> tuple[float, float]:
 def add_match_options(s: argparse.ArgumentParser) -> None:
     """``--match``, ``--overlap-fraction``, ``--anima-fp-limits``, ``--iou-threshold``, ``--strict``,
     ``--min-lesion-mm3`` and ``--connectivity`` (read back by :func:`match_rule`)."""
-    from nnunet_extensions.core.lesion_matching import (
+    from nnunet_spine.core.lesion_matching import (
         ANIMA_FP_LIMITS,
         CONNECTIVITIES,
         DEFAULT_CONNECTIVITY,
@@ -102,8 +102,8 @@ def add_match_options(s: argparse.ArgumentParser) -> None:
 
 
 def match_rule(args: argparse.Namespace):
-    """The :class:`~nnunet_extensions.core.lesion_matching.MatchRule` of :func:`add_match_options`' options."""
-    from nnunet_extensions.core.lesion_matching import MatchRule
+    """The :class:`~nnunet_spine.core.lesion_matching.MatchRule` of :func:`add_match_options`' options."""
+    from nnunet_spine.core.lesion_matching import MatchRule
 
     return MatchRule(
         args.match,
@@ -117,7 +117,7 @@ def match_rule(args: argparse.Namespace):
 
 def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``lesions`` to the ``nnspine evaluate`` sub-commands; returns its parser."""
-    from postprocessing.lesion.surface import DEFAULT_NSD_TOLERANCE_MM
+    from nnunet_spine.postprocessing.lesion.surface import DEFAULT_NSD_TOLERANCE_MM
 
     s = new_parser(
         what,
@@ -210,8 +210,8 @@ def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run_lesions(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from nnunet_extensions.core.io import InputError, check_output, write_text
-    from postprocessing.lesion.metrics import (
+    from nnunet_spine.core.io import InputError, check_output, write_text
+    from nnunet_spine.postprocessing.lesion.metrics import (
         BY_SIZE_COLUMNS,
         PER_LESION_COLUMNS,
         cases_csv,

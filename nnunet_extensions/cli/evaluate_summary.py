@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
 
 SUMMARY_EXAMPLE = """\
 example (Hille et al.'s table: three sequence sets x 2D / 3D, T2w 3D as the baseline; the datasets name
@@ -28,7 +28,7 @@ def _named_csv(value: str) -> tuple[str, Path]:
 
 def register_summary(what: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``summary`` to the ``nnspine evaluate`` sub-commands; returns its parser."""
-    from postprocessing.lesion.configurations import PAIRINGS, SUMMARY_METRICS
+    from nnunet_spine.postprocessing.lesion.configurations import PAIRINGS, SUMMARY_METRICS
 
     s = new_parser(
         what,
@@ -65,9 +65,9 @@ def register_summary(what: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run_summary(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from nnunet_extensions.core.io import InputError, check_output, read_csv_table, write_text
-    from postprocessing.lesion.configurations import SUMMARY_METRICS, case_values, configuration_table, per_case
-    from postprocessing.qc.lesion import plot_configurations
+    from nnunet_spine.core.io import InputError, check_output, read_csv_table, write_text
+    from nnunet_spine.postprocessing.lesion.configurations import SUMMARY_METRICS, case_values, configuration_table, per_case
+    from nnunet_spine.postprocessing.qc.lesion import plot_configurations
 
     names = [name for name, _ in args.tables]
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
 
 DESCRIPTION = """\
 Fuse nnU-Net's predictions on the cutouts of 'nnspine cutouts' (labels 1 = vertebra above, 2 = centre
@@ -82,9 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_labelling_options(p: argparse.ArgumentParser) -> None:
-    """--top-vertebra, --labelling, --lumbar-vertebrae and --endplates (fuse and instances)."""
-    from postprocessing.spine.labelling import DEFAULT_LUMBAR, LABELLING_MODES
+def add_id_options(p: argparse.ArgumentParser) -> None:
+    """--top-vertebra, --labelling, --lumbar-vertebrae and --endplates: one spelling for fuse, instances and
+    segment spine."""
+    from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR, LABELLING_MODES
 
     p.add_argument(
         "--top-vertebra",
@@ -106,6 +107,18 @@ def add_labelling_options(p: argparse.ArgumentParser) -> None:
         help=f"lumbar vertebrae above the sacrum anchor (default: {DEFAULT_LUMBAR})",
     )
     p.add_argument(
+        "--endplates",
+        choices=("merged", "split"),
+        default="merged",
+        help="endplates in the cleaned semantic mask: merged (62) or split into superior 52 / inferior 53 as "
+        "SPINEPS 2.x (default: merged)",
+    )
+
+
+def add_labelling_options(p: argparse.ArgumentParser) -> None:
+    """:func:`add_id_options`, --landmarks and --image (fuse and instances)."""
+    add_id_options(p)
+    p.add_argument(
         "--landmarks",
         type=Path,
         metavar="PRED",
@@ -117,13 +130,6 @@ def add_labelling_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="IMG",
         help="draw the snapshot over this image (a file on the semantic mask's grid, or a folder of <case>.nii.gz)",
-    )
-    p.add_argument(
-        "--endplates",
-        choices=("merged", "split"),
-        default="merged",
-        help="endplates in the cleaned semantic mask: merged (62) or split into superior 52 / inferior 53 as "
-        "SPINEPS 2.x (default: merged)",
     )
 
 
@@ -138,7 +144,7 @@ def report_warnings(command: str, report) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from postprocessing.spine.fusion_files import fuse
+    from nnunet_spine.postprocessing.spine.fusion_files import fuse
 
     report = fuse(
         args.semantic,

@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
-from nnunet_extensions.cli.fuse import add_labelling_options, report_warnings
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.fuse import add_labelling_options, report_warnings
 
 DESCRIPTION = """\
 The instance phase in one call: 'nnspine cutouts' on the semantic mask (or on every *_seg-spine_msk.nii.gz
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=Path, metavar="RESULTS_FOLDER", help="trained cutout model folder")
     p.add_argument("-f", "--folds", nargs="+", metavar="FOLD", help="folds to ensemble, e.g. 0 or 0 1 2 3 4 or all")
     p.add_argument(
-        "--checkpoint", default="checkpoint_final.pth", help="checkpoint file (default: checkpoint_final.pth)"
+        "-chk", "--checkpoint", default="checkpoint_final.pth", help="checkpoint file (default: checkpoint_final.pth)"
     )
     p.add_argument("--device", help="torch device: cuda, cpu or mps (default: cuda when available, else cpu)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR", help="folder for the outputs")
@@ -69,14 +69,14 @@ def _default_device() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_extensions.apps.instances import (
+    from nnunet_spine.apps.instances import (
         check_instance_model,
         check_instance_outputs,
         check_landmarks,
         load_instance_model,
         predict_instances,
     )
-    from nnunet_extensions.cli import UsageError
+    from nnunet_spine.cli import UsageError
 
     for f in args.folds or []:
         if f != "all" and not f.isdigit():

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
-from nnunet_extensions.cli.evaluate_lesions import ALL, _label
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.evaluate_lesions import ALL, _label
 
 EXAMPLE = """\
 examples:
@@ -19,8 +19,8 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from postprocessing.lesion.lesions import DEFAULT_CORD_DILATION_MM
-    from nnunet_extensions.core.lesion_matching import CONNECTIVITIES, DEFAULT_CONNECTIVITY
+    from nnunet_spine.postprocessing.lesion.lesions import DEFAULT_CORD_DILATION_MM
+    from nnunet_spine.core.lesion_matching import CONNECTIVITIES, DEFAULT_CONNECTIVITY
 
     p = new_parser(
         sub,
@@ -106,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from postprocessing.lesion.lesions import check_options, plan_jobs, run_lesions
+    from nnunet_spine.postprocessing.lesion.lesions import check_options, plan_jobs, run_lesions
 
     check_options(args.min_volume_mm3, args.cord_dilation_mm)
     jobs = plan_jobs(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
 
 KINDS = ("cord", "spine", "lesion")
 DEFAULT_VERTEBRAE = 5
@@ -130,15 +130,15 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _check_args(args) -> None:
-    from nnunet_extensions.cli import UsageError
-    from nnunet_extensions.core.io import InputError
+    from nnunet_spine.cli import UsageError
+    from nnunet_spine.core.io import InputError
 
     if args.vertebrae is not None and args.kind != "spine":
         raise UsageError(f"--vertebrae applies to --kind spine only (got --kind {args.kind})")
     if args.vertebrae is not None and args.vertebrae > 24:
         raise UsageError(f"--vertebrae must be between 1 and 24 (C1-L5), got {args.vertebrae}")
     if args.variant is not None:
-        from nnunet_extensions.phantoms.spine_dataset import variant_numbers
+        from nnunet_spine.phantoms.spine_dataset import variant_numbers
 
         if args.kind != "spine":
             raise UsageError(f"--variant applies to --kind spine only (got --kind {args.kind})")
@@ -156,13 +156,13 @@ def run(args) -> int:
     _check_args(args)
     progress = not args.quiet
     if args.kind == "cord":
-        from nnunet_extensions.phantoms.cord_dataset import write_cord_dataset
+        from nnunet_spine.phantoms.cord_dataset import write_cord_dataset
 
         result = write_cord_dataset(
             args.output, n_subjects=args.subjects, seed=args.seed, overwrite=args.overwrite, progress=progress
         )
     elif args.kind == "spine":
-        from nnunet_extensions.phantoms.spine_dataset import write_spine_dataset
+        from nnunet_spine.phantoms.spine_dataset import write_spine_dataset
 
         result = write_spine_dataset(
             args.output,
@@ -174,7 +174,7 @@ def run(args) -> int:
             progress=progress,
         )
     else:
-        from nnunet_extensions.phantoms.lesion import write_lesion_dataset
+        from nnunet_spine.phantoms.lesion import write_lesion_dataset
 
         result = write_lesion_dataset(
             args.output, n_subjects=args.subjects, seed=args.seed, overwrite=args.overwrite, progress=progress
@@ -197,7 +197,7 @@ def summary(kind: str, result: dict, seed: int) -> str:
         csa = ", ".join(f"{k}: {v:.1f}" for k, v in first["csa_per_level_mm2"].items())
         lines.append(f"  {subs[0]}: contrasts {', '.join(first['acquisitions'])}; CSA per level (mm²) {csa}")
     elif kind == "spine":
-        from nnunet_extensions.core.labels import vertebra_name
+        from nnunet_spine.core.labels import vertebra_name
 
         names = " ".join(vertebra_name(v) for v in first["vertebra_ids"])
         sacrum = " + sacrum" if first["sacrum_id"] else " (field of view cropped above the sacrum)"

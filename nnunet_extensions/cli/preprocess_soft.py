@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from nnunet_extensions.cli.common import add_jobs, add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_jobs, add_overwrite, add_quiet, new_parser
 
 DESCRIPTION = """\
 Crop and resample the soft masks of an nnU-Net dataset exactly as nnU-Net preprocessed its images, so that
@@ -58,10 +58,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from nnunet_extensions.integration.soft_targets.preprocess import preprocess_soft
+    from nnunet_spine.integration.soft_targets.preprocess import preprocess_soft
 
     if args.jobs < 1:
-        from nnunet_extensions.cli import UsageError
+        from nnunet_spine.cli import UsageError
 
         raise UsageError("--jobs must be at least 1")
     results = preprocess_soft(

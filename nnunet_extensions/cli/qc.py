@@ -1,5 +1,5 @@
 """``nnspine qc <picture>``: quality-control pictures from files (a command group; pictures from
-:mod:`postprocessing.qc`). Add pictures by appending their register function to :data:`QC_PICTURES`."""
+:mod:`nnunet_spine.postprocessing.qc`). Add pictures by appending their register function to :data:`QC_PICTURES`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, new_parser
+from nnunet_spine.cli.common import add_overwrite, new_parser
 
 SPINE_DESCRIPTION = """\
 Sagittal snapshot of a SPINEPS semantic mask: the mid-sagittal slice and one parasagittal slice through each
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_spine(args: argparse.Namespace) -> int:
-    from postprocessing.qc import plot_spine_semantic
+    from nnunet_spine.postprocessing.qc import plot_spine_semantic
 
     out = plot_spine_semantic(
         args.input, args.output, image=args.image, title=args.title or args.input.name, overwrite=args.overwrite

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
 
 DESCRIPTION = """\
 Map nnU-Net predictions (labels 1..n) back to the label values of the dataset they were trained on.
@@ -51,7 +51,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from postprocessing.spine.relabel import relabel
+    from nnunet_spine.postprocessing.spine.relabel import relabel
 
     report = relabel(args.input, args.output, args.dataset, to=args.to, overwrite=args.overwrite)
     if not args.quiet:

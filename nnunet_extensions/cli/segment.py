@@ -1,6 +1,6 @@
 """``nnspine segment {cord,lesion,spine}``: one command from image(s) to results.
 
-Parses the options and calls :func:`nnunet_extensions.apps.segment.segment`.
+Parses the options and calls :func:`nnunet_spine.apps.segment.segment`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.fuse import add_id_options
 
 DESCRIPTION = """\
 One command from image(s) to results with any trained nnU-Net v2 model (ours or a published one in nnU-Net
@@ -104,8 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(spine)
     spine.add_argument("--instance-model", type=Path, required=True, metavar="DIR", help="cutout model folder")
     spine.add_argument("--instance-folds", nargs="+", metavar="FOLD", help="its folds (default: every fold)")
-    spine.add_argument("--labelling", choices=("auto", "none"), default="auto", help="vertebra ids (default: auto)")
-    spine.add_argument("--top-vertebra", metavar="NAME", help="name the top vertebra instead of the anchors")
+    add_id_options(spine)
     spine.add_argument(
         "--landmark-model", type=Path, metavar="DIR",
         help="a landmark model ('nnspine convert landmarks'): its predicted discs anchor the vertebra ids",
@@ -151,7 +151,7 @@ def _say_when_terminated(err, out: Path) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_extensions.apps.segment import Options, segment
+    from nnunet_spine.apps.segment import Options, segment
 
     device = args.device
     if device is None:
@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         opts.instance_model, opts.instance_folds = args.instance_model, args.instance_folds
         opts.labelling, opts.top_vertebra = args.labelling, args.top_vertebra
+        opts.lumbar, opts.endplates = args.lumbar_vertebrae, args.endplates
     err = sys.stderr  # ours: nnU-Net's prints go to the log while the cases run
 
     def say(line: str) -> None:

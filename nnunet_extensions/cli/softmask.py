@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_extensions.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
 
 EXAMPLE = """\
 example:
@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from nnunet_extensions.cli import UsageError
-    from postprocessing.cord.softmask import convert_case, find_cases, seg_file_ending
+    from nnunet_spine.cli import UsageError
+    from nnunet_spine.postprocessing.cord.softmask import convert_case, find_cases, seg_file_ending
 
     if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
         raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from nnunet_extensions.cli.common import new_parser
+from nnunet_spine.cli.common import new_parser
 
 DESCRIPTION = """\
 List the nnU-Net trainers this package provides (name and a one-sentence description), or, with --export, print
@@ -45,12 +45,12 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     if args.export:
-        from nnunet_extensions.integration.trainer_lookup import trainer_environment
+        from nnunet_spine.integration.trainer_lookup import trainer_environment
 
         for key, value in trainer_environment().items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
-    from trainers.registry import all_trainers, describe
+    from nnunet_spine.trainers.registry import all_trainers, describe
 
     trainers = all_trainers()
     width = max(len(t.__name__) for t in trainers)

@@ -15,7 +15,7 @@ Layout read (``<unit dir>`` is ``sub-XX/anat`` or ``sub-XX/ses-YY/anat``)::
 Images are chosen by an :class:`ImageSpec` such as ``T2w``, ``acq-sag_T2w`` or ``ce-gd_T1w``: a BIDS
 suffix optionally preceded by entity-value pairs, which must all be present in the image's name.
 
-Functions that read the file system raise :class:`~nnunet_extensions.core.io.InputError` (one line naming the
+Functions that read the file system raise :class:`~nnunet_spine.core.io.InputError` (one line naming the
 path) for a missing folder or a file where a folder is expected; nothing here reads voxels.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_extensions.core.io import NIFTI_SUFFIXES, InputError, require_folder, split_suffix
+from nnunet_spine.core.io import NIFTI_SUFFIXES, InputError, require_folder, split_suffix
 
 #: Derivative suffixes (appended to the image stem) used by the project.
 CORD_SEG = "_label-SC_seg"  #: binary spinal-cord mask (spine-generic naming)
@@ -377,7 +377,7 @@ def flat_units(folder: str | Path) -> list[Unit]:
 def list_nifti(folder: str | Path) -> list[Path]:
     """NIfTI files anywhere under ``folder`` (a flat nnU-Net folder or a BIDS tree), sorted by path;
     hidden files skipped. :class:`InputError` when the folder is missing or holds none."""
-    from nnunet_extensions.core.io import is_nifti
+    from nnunet_spine.core.io import is_nifti
 
     root = require_folder(folder, "folder")
     found = sorted(p for p in Path(root).rglob("*") if p.is_file() and is_nifti(p) and not p.name.startswith("."))

@@ -15,7 +15,7 @@ label channel holding 41–49 (SPINEPS' own choice)? nnU-Net treats every channe
 it z-scores it and, when spacings differ, resamples it with cubic splines, which would invent
 in-between "labels" at every boundary and give the network an arbitrary ordering of unrelated
 structures. One-hot channels need no normalisation (``noNorm``), resample to partial-volume fractions,
-and make left-right mirroring a channel swap (:func:`nnunet_extensions.core.labels.cutout_mirror_channels`),
+and make left-right mirroring a channel swap (:func:`nnunet_spine.core.labels.cutout_mirror_channels`),
 which the cutout trainer needs. The price is 9 files per cutout (uint8, mostly zeros, small on disk).
 Sacrum, cord, canal, endplates and discs are not part of the input (as in SPINEPS).
 
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.bids import SPINEPS_SEMANTIC_SUFFIXES
-from nnunet_extensions.core.io import (
+from nnunet_spine.core.bids import SPINEPS_SEMANTIC_SUFFIXES
+from nnunet_spine.core.io import (
     GRID_ATOL_MM,
     NIFTI_SUFFIXES,
     Image,
@@ -52,7 +52,7 @@ from nnunet_extensions.core.io import (
     voxel_sizes,
     write_text,
 )
-from nnunet_extensions.core.labels import (
+from nnunet_spine.core.labels import (
     CORPUS,
     CUTOUT_CHANNEL_LABELS,
     CUTOUT_TARGET_LABELS,
@@ -166,7 +166,7 @@ def pir_affine(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 def to_pir(img: Image) -> tuple[np.ndarray, np.ndarray]:
     """The image's voxels in PIR order (a view when possible) and their affine."""
-    from nnunet_extensions.core.geometry import reorient
+    from nnunet_spine.core.geometry import reorient
 
     return reorient(img.data, img.affine, CUTOUT_ORIENTATION)
 
@@ -175,7 +175,7 @@ def from_pir(data_pir: np.ndarray, affine_pir: np.ndarray, like: Image) -> np.nd
     """Bring a PIR array (from :func:`to_pir` of ``like``) back to ``like``'s voxel order."""
     import nibabel as nib
 
-    from nnunet_extensions.core.geometry import reorient
+    from nnunet_spine.core.geometry import reorient
 
     out, _ = reorient(data_pir, affine_pir, tuple(nib.aff2axcodes(like.affine)))
     return np.ascontiguousarray(out)
@@ -223,7 +223,7 @@ def sample_labels(data: np.ndarray, affine: np.ndarray, dst_affine: np.ndarray, 
     dst_shape = tuple(int(n) for n in dst_shape)
     axis_map = _axis_map(affine, dst_affine)
     if axis_map is None:
-        from nnunet_extensions.core.geometry import resample_to_grid
+        from nnunet_spine.core.geometry import resample_to_grid
 
         return resample_to_grid(data, affine, dst_shape, dst_affine, order=0)
     scale, offset = axis_map

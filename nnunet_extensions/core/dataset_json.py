@@ -1,7 +1,7 @@
 """The dataset.json contract between nnspine's converters and every later step (nnU-Net raw folder names,
 file ending, and the label mapping a converter records in ``dataset.json``).
 
-Converters write it (:mod:`dataset_converters.nnunet_raw`); soft-target preprocessing, trainers and
+Converters write it (:mod:`nnunet_spine.dataset_converters.nnunet_raw`); soft-target preprocessing, trainers and
 postprocessing read it. It lives in the core so readers need not import a converter. nnU-Net copies
 ``dataset.json`` into its results and prediction folders, so the mapping travels with every model and prediction.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.core.io import InputError
 
 #: File ending used by the converters (NIfTI, read by nnU-Net's SimpleITKIO).
 FILE_ENDING = ".nii.gz"

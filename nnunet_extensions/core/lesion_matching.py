@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.core.io import InputError
 
 #: Connectivity of lesion components unless told otherwise (faces, edges and corners).
 DEFAULT_CONNECTIVITY = 26

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.core.io import InputError
 
 
 def require_env(name: str) -> Path:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.core.io import InputError
 
 
 def read_model_folder(folder: str | os.PathLike) -> tuple[Path, dict]:
@@ -20,7 +20,7 @@ def read_model_folder(folder: str | os.PathLike) -> tuple[Path, dict]:
     ``dataset.json``; :class:`InputError` naming the folder when it is not one."""
     import json
 
-    from nnunet_extensions.core.io import require_folder
+    from nnunet_spine.core.io import require_folder
 
     f = require_folder(folder, "model folder")
     ds_path = f / "dataset.json"
@@ -89,7 +89,7 @@ def load_predictor(
     checkpoint)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from nnunet_extensions.integration.trainer_lookup import discovery_folder
+    from nnunet_spine.integration.trainer_lookup import discovery_folder
 
     dev = check_device(device)
     set_thread_counts(dev.type)

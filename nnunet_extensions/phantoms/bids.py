@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions import __version__
-from nnunet_extensions.core.io import InputError, OutputExistsError, require_writable_folder, save_image, write_text
+from nnunet_spine import __version__
+from nnunet_spine.core.io import InputError, OutputExistsError, require_writable_folder, save_image, write_text
 
 
 def start_dataset(root: Path, name: str, subjects: list[str], overwrite: bool = False) -> Path:

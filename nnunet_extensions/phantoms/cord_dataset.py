@@ -1,6 +1,6 @@
 """Multi-contrast cord phantom subjects written as a BIDS dataset, with exact truth.
 
-Each subject is one :class:`~nnunet_extensions.phantoms.cord.CordModel` seen in several acquisitions
+Each subject is one :class:`~nnunet_spine.phantoms.cord.CordModel` seen in several acquisitions
 (contrasts) that differ in intensity profile (cord / CSF / tissue), voxel size, orientation, field of
 view (axial slabs cover only part of the cord) and inter-scan shift (the subject moved a little between
 scans). Written per subject::
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.io import write_text
-from nnunet_extensions.phantoms.bids import anat_path, start_phantom_dataset, write_nifti
-from nnunet_extensions.phantoms.cord import CordModel, default_cervical_model, disc_points, level_map, render_fraction
+from nnunet_spine.core.io import write_text
+from nnunet_spine.phantoms.bids import anat_path, start_phantom_dataset, write_nifti
+from nnunet_spine.phantoms.cord import CordModel, default_cervical_model, disc_points, level_map, render_fraction
 
 _AXIS_VECTORS = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
 

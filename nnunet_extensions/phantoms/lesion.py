@@ -1,8 +1,8 @@
 """Cord lesion phantom: a T2w cord image with a known set of lesions and a "prediction" with known errors.
 
-The cord is the cord phantom's (:mod:`nnunet_extensions.phantoms.cord`, one seeded subject model,
+The cord is the cord phantom's (:mod:`nnunet_spine.phantoms.cord`, one seeded subject model,
 rendered on a sagittal 0.8 mm isotropic ``PSR`` grid by
-:func:`~nnunet_extensions.phantoms.cord_dataset.render_acquisition`). Lesions are sets of voxels inside
+:func:`~nnunet_spine.phantoms.cord_dataset.render_acquisition`). Lesions are sets of voxels inside
 the binary cord mask, so their volumes are exact: ``voxels × voxel volume`` (mm³). Each lesion sits in
 its own stretch of slices along S-I, with at least :data:`MIN_GAP` empty slices between stretches, so
 nothing touches unless designed to. The design (:data:`LESION_ROLES`, ids 1–10 in this order):
@@ -48,8 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.io import write_text
-from nnunet_extensions.phantoms.bids import anat_path, start_derivative, start_phantom_dataset, write_nifti
+from nnunet_spine.core.io import write_text
+from nnunet_spine.phantoms.bids import anat_path, start_derivative, start_phantom_dataset, write_nifti
 
 #: Lesion roles, in id order (id = position + 1).
 LESION_ROLES: tuple[str, ...] = (
@@ -279,8 +279,8 @@ def render_lesion_subject(model, grid: LesionGrid, rng: np.random.Generator) -> 
     """Image, cord mask, lesion instance map, predicted mask and the design of one subject."""
     from scipy import ndimage
 
-    from nnunet_extensions.core.geometry import si_axis
-    from nnunet_extensions.phantoms.cord_dataset import Acquisition, render_acquisition
+    from nnunet_spine.core.geometry import si_axis
+    from nnunet_spine.phantoms.cord_dataset import Acquisition, render_acquisition
 
     acq = Acquisition("T2w", grid.voxel_mm, grid.axcodes, grid.z_range_mm, grid.fov_mm, intensities=(0.45, 1.0, 0.3))
     r = render_acquisition(acq, model, rng)
@@ -325,8 +325,8 @@ def render_t1w(model, grid: LesionGrid, t2w: dict, rng: np.random.Generator) -> 
     own grid (:data:`T1W_ACQUISITION`, the T2w's coverage), the cord mask rendered there, and the lesion
     mask resampled from the T2w grid (nearest neighbour); the lesions' signal is their linearly resampled
     fraction times the lesion-to-cord contrast."""
-    from nnunet_extensions.core.geometry import resample_to_grid
-    from nnunet_extensions.phantoms.cord_dataset import Acquisition, render_acquisition
+    from nnunet_spine.core.geometry import resample_to_grid
+    from nnunet_spine.phantoms.cord_dataset import Acquisition, render_acquisition
 
     acq = Acquisition(
         "T1w",
@@ -349,7 +349,7 @@ def lesion_truth(r: dict) -> dict:
     """Truth dictionary of one rendered subject (see :func:`write_lesion_dataset`)."""
     import cc3d
 
-    from nnunet_extensions.core.io import voxel_sizes
+    from nnunet_spine.core.io import voxel_sizes
 
     affine, inst, cord = r["affine"], r["instances"], r["cord"].astype(bool)
     vox_mm3 = float(np.prod(voxel_sizes(affine)))
@@ -483,7 +483,7 @@ def write_lesion_dataset(
     """
     from tqdm.auto import tqdm
 
-    from nnunet_extensions.phantoms.cord_dataset import subject_model
+    from nnunet_spine.phantoms.cord_dataset import subject_model
 
     folders = start_phantom_dataset(
         out_dir,

@@ -23,7 +23,7 @@ sagittal plane), origin at the body centre. In that frame:
 * **sacrum** (26 in both masks): a tapered, more steeply tilted elliptic block below the last disc.
 
 Left/right: label 43/45/47 (subject's left) lie at x < 0, 44/46/48 at x > 0. Cord and canal are 0 in
-the instance mask, as in SPINEPS outputs (see :mod:`nnunet_extensions.core.labels`). The voxel grid is
+the instance mask, as in SPINEPS outputs (see :mod:`nnunet_spine.core.labels`). The voxel grid is
 sagittal ``PIR`` (voxel axes: Posterior, Inferior, Right), like SPINEPS inputs; the default voxel is
 1 mm (A-P) × 1 mm (S-I) × 3 mm (R-L slices), with the midsagittal plane x = 0 on a slice centre so that
 left and right structures are voxel-symmetric.
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnunet_extensions.core.labels import (
+from nnunet_spine.core.labels import (
     ARCUS,
     CANAL,
     CORD,

@@ -1,6 +1,6 @@
 """The whole-spine phantom written as a BIDS dataset (:func:`write_spine_dataset`), with its truth JSON.
 
-The phantom itself (geometry, rendering) is :mod:`nnunet_extensions.phantoms.spine`; its truth (:func:`spine_truth`)
+The phantom itself (geometry, rendering) is :mod:`nnunet_spine.phantoms.spine`; its truth (:func:`spine_truth`)
 and the column variants (:data:`SPINE_VARIANTS`: transitional vertebrae, cropped fields of view) are here.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.io import write_text
-from nnunet_extensions.core.labels import (
+from nnunet_spine.core.io import write_text
+from nnunet_spine.core.labels import (
     SACRUM,
     SEMANTIC_LABELS,
     disc_instance,
@@ -20,8 +20,8 @@ from nnunet_extensions.core.labels import (
     instance_kind,
     instance_name,
 )
-from nnunet_extensions.phantoms.bids import anat_path, start_phantom_dataset, write_nifti
-from nnunet_extensions.phantoms.spine import SpineModel, build_spine_model, render_spine
+from nnunet_spine.phantoms.bids import anat_path, start_phantom_dataset, write_nifti
+from nnunet_spine.phantoms.spine import SpineModel, build_spine_model, render_spine
 
 _C1_L5 = list(range(1, 25))
 #: Column variants (``nnspine phantom --kind spine --variant``): name -> (VerSe ids of ``n`` mobile vertebrae top
@@ -131,7 +131,7 @@ def write_spine_dataset(
 def spine_truth(model: SpineModel, semantic: np.ndarray, instance: np.ndarray, affine: np.ndarray) -> dict:
     """Truth dictionary: vertebrae and discs with their geometry, voxel counts and volumes (mm³) per
     semantic label, per instance and per (vertebra, subregion)."""
-    from nnunet_extensions.core.io import voxel_sizes
+    from nnunet_spine.core.io import voxel_sizes
 
     zooms = voxel_sizes(affine)
     vox_mm3 = float(np.prod(zooms))

@@ -1,6 +1,6 @@
 """Smooth cord centreline through per-slice centres of mass: a least-squares cubic B-spline in mm.
 
-Used by :mod:`postprocessing.cord.csa` for the obliquity (angle) correction and reusable wherever a smooth
+Used by :mod:`nnunet_spine.postprocessing.cord.csa` for the obliquity (angle) correction and reusable wherever a smooth
 S-I curve through slice centres is needed (e.g. projecting points onto the cord).
 """
 

@@ -2,7 +2,7 @@
 ``sct_process_segmentation``.
 
 Everything is computed in SCT's RPI frame: the mask is reoriented without interpolation
-(:func:`nnunet_extensions.core.geometry.reorient`) so that voxel axis 0 runs R→L, axis 1 P→A and axis 2 I→S;
+(:func:`nnunet_spine.core.geometry.reorient`) so that voxel axis 0 runs R→L, axis 1 P→A and axis 2 I→S;
 the slice axis is therefore the voxel axis closest to the subject's S-I axis, and slices are numbered from
 inferior to superior whatever the orientation on disk. Any orientation of the same image gives the same
 numbers.
@@ -12,7 +12,7 @@ Per slice (``compute_csa``):
 * ``area`` (mm²): sum of voxel fractions × in-plane voxel area × cos θ, where θ is the angle between the
   cord centreline and the slice normal. Binary and soft (partial-volume) masks are both measured this way,
   so partial volume counts. The centreline is a least-squares cubic B-spline
-  (:func:`postprocessing.cord.centreline.fit_centreline`) through the per-slice centres of mass in mm, and θ
+  (:func:`nnunet_spine.postprocessing.cord.centreline.fit_centreline`) through the per-slice centres of mass in mm, and θ
   comes from its exact tangent: for a straight tilted tube the correction is exact.
 * ``angle_AP``, ``angle_RL`` (degrees), as SCT names them: ``angle_AP`` is the rotation about the A-P axis,
   i.e. the centreline's inclination in the coronal plane, positive when the cord runs toward the subject's
@@ -35,7 +35,7 @@ Soft masks are partial-volume fractions, i.e. the true shape blurred by the voxe
 (diameters, eccentricity, orientation) are corrected for that blur. Areas need no correction.
 
 Aggregation into SCT's CSV rows and columns (``summarize``, :data:`SCT_COLUMNS`) is
-:mod:`postprocessing.cord.csa_table`.
+:mod:`nnunet_spine.postprocessing.cord.csa_table`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnunet_extensions.core.io import (
+from nnunet_spine.core.io import (
     Image,
     InputError,
     check_3d,
@@ -56,8 +56,8 @@ from nnunet_extensions.core.io import (
     load_image,
     voxel_sizes,
 )
-from postprocessing.cord.centreline import fit_centreline, slice_weights
-from postprocessing.cord.levels import (
+from nnunet_spine.postprocessing.cord.centreline import fit_centreline, slice_weights
+from nnunet_spine.postprocessing.cord.levels import (
     NEAR_ZERO,
     VertfileKind,
     assign_slice_levels,
@@ -134,7 +134,7 @@ def load_mask(path: str | os.PathLike, threshold: float | None = None, label: in
 
 # ============================================================================================ measuring
 def _to_rpi(img: Image) -> tuple[np.ndarray, np.ndarray]:
-    from nnunet_extensions.core.geometry import SCT_RPI, reorient
+    from nnunet_spine.core.geometry import SCT_RPI, reorient
 
     data, affine = reorient(np.asarray(img.data), img.affine, SCT_RPI)
     return data, affine
@@ -205,15 +205,15 @@ def compute_csa(
         Labelled vertebral levels on the same grid (e.g. SCT's ``*_labeled.nii.gz``).
     discs : Image, optional
         Disc point labels on the same grid (SCT convention, see
-        :func:`postprocessing.cord.levels.assign_slice_levels`).
+        :func:`nnunet_spine.postprocessing.cord.levels.assign_slice_levels`).
     instances : Image, optional
         Vertebra instance mask on the same grid (SPINEPS ``seg-vert``, VerSe ids), see
-        :func:`postprocessing.cord.levels.levels_from_instance_mask`.
+        :func:`nnunet_spine.postprocessing.cord.levels.levels_from_instance_mask`.
     vertfile, vertfile_kind : Image, "auto" | "sct" | "spineps"
         A level file of either kind (``--vertfile``): read as ``levels`` (``sct``) or ``instances``
         (``spineps``), ``auto`` deciding from its name and values
-        (:func:`postprocessing.cord.levels.level_file_kind`,
-        :func:`~postprocessing.cord.levels.check_level_file_on_cord`).
+        (:func:`nnunet_spine.postprocessing.cord.levels.level_file_kind`,
+        :func:`~nnunet_spine.postprocessing.cord.levels.check_level_file_on_cord`).
     threshold : float, optional
         Binarize the mask first (voxels ``>= threshold`` become 1).
     angle_correction : bool
@@ -459,7 +459,7 @@ def measure_file_columns(
     """Read a mask (and optionally a level or disc file on its grid) and return :func:`per_slice_columns`.
 
     ``vertfile``: labelled levels (SCT) or a SPINEPS vertebra instance mask, read as ``vertfile_kind``
-    says (``auto``: :func:`postprocessing.cord.levels.level_file_kind`). ``label``: the cord is that label of a
+    says (``auto``: :func:`nnunet_spine.postprocessing.cord.levels.level_file_kind`). ``label``: the cord is that label of a
     label mask (e.g. 60 of a SPINEPS semantic mask). Raises :class:`InputError` naming the offending file.
     """
     mask = load_mask(path, threshold, label)
@@ -504,7 +504,7 @@ def expand_inputs(paths: Sequence[str | os.PathLike], exclude: Iterable[str | os
     Paths in ``exclude`` (e.g. the level file sitting in the same folder) are left out. A folder without
     NIfTI files raises :class:`InputError`.
     """
-    from nnunet_extensions.core.io import is_nifti
+    from nnunet_spine.core.io import is_nifti
 
     skip = {Path(p).resolve() for p in exclude}
     out: list[Path] = []

@@ -1,4 +1,4 @@
-"""SCT's CSV for CSA: aggregation of per-slice metrics (:mod:`postprocessing.cord.csa`) into the rows and columns of
+"""SCT's CSV for CSA: aggregation of per-slice metrics (:mod:`nnunet_spine.postprocessing.cord.csa`) into the rows and columns of
 SCT 7.x's default ``sct_process_segmentation`` output, and the CSV text.
 
 ``summarize`` / ``summary_rows`` produce all columns of SCT's default CSV in SCT's order (:data:`SCT_COLUMNS`): one
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from postprocessing.cord.csa import METRICS
-from postprocessing.cord.levels import select_levels
+from nnunet_spine.postprocessing.cord.csa import METRICS
+from nnunet_spine.postprocessing.cord.levels import select_levels
 
 if TYPE_CHECKING:
     import pandas
@@ -45,7 +45,7 @@ def now_timestamp() -> str:
 
 def tool_version() -> str:
     """Value of the ``SCT Version`` column: this tool and its version (``nnunet-spine 0.1.0``), not SCT."""
-    from nnunet_extensions import __version__
+    from nnunet_spine import __version__
 
     return f"nnunet-spine {__version__}"
 

@@ -8,7 +8,7 @@ phantom's exact fractions) on the same grid, per axial slice (SCT's RPI frame, s
 * ``true_mm2    = Σ t · a`` — the true area; ``inside_mm2 + halo_mm2`` is the predicted area,
 
 with ``a`` the in-plane voxel area (mm²). These are areas in the slice plane, without the obliquity correction of
-:mod:`postprocessing.cord.csa` (the same factor multiplies all three, so their ratios are those of the corrected
+:mod:`nnunet_spine.postprocessing.cord.csa` (the same factor multiplies all three, so their ratios are those of the corrected
 CSA). A prediction that overestimates the CSA by a halo has ``inside ≈ true`` and ``halo > 0``; one that is too
 wide everywhere has both ``inside ≈ true`` and a large halo of high values — the radial profile tells them apart:
 :func:`radial_profile` is the mean predicted value in bins of signed distance (mm) from the true cord edge
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnunet_extensions.core.geometry import reorient
-from nnunet_extensions.core.io import Image, check_same_grid, voxel_sizes
+from nnunet_spine.core.geometry import reorient
+from nnunet_spine.core.io import Image, check_same_grid, voxel_sizes
 
 #: Default bin edges (mm) of the radial profile: from 3 mm inside to 5 mm outside the true cord edge.
 PROFILE_EDGES_MM: tuple[float, ...] = tuple(np.round(np.arange(-3.0, 5.0001, 0.25), 2))

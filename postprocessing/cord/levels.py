@@ -1,8 +1,8 @@
 """Which vertebral level each axial slice of a cord mask belongs to (the one home of that rule).
 
 All arrays are in SCT's RPI voxel order (axis 0 R→L, axis 1 P→A, axis 2 I→S: slices last), as
-:mod:`postprocessing.cord.csa` measures them; levels are **SCT level numbers** (C1=1 … L5=24, S1=25, see
-:mod:`nnunet_extensions.core.labels`), 0 meaning "no level known".
+:mod:`nnunet_spine.postprocessing.cord.csa` measures them; levels are **SCT level numbers** (C1=1 … L5=24, S1=25, see
+:mod:`nnunet_spine.core.labels`), 0 meaning "no level known".
 
 Level sources:
 
@@ -19,7 +19,7 @@ the cases where the decision would silently read one numbering as the other.
 
 All rules are reached through :func:`assign_slice_levels`. :func:`select_levels` keeps the rows of a per-slice table
 that belong to chosen levels. Library functions never print or exit; bad input raises
-:class:`~nnunet_extensions.core.io.InputError` naming the file.
+:class:`~nnunet_spine.core.io.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image
+from nnunet_spine.core.io import Image, InputError, check_same_grid, load_image
 
 #: Voxel values at or below this count as background (resampling leaves ~1e-16 noise).
 NEAR_ZERO = 1e-6
@@ -55,7 +55,7 @@ def load_levels(path: str | os.PathLike, ref: Image) -> Image:
 def is_spineps_instance_name(path: str | os.PathLike | None) -> bool:
     """True when ``path`` is named as a SPINEPS vertebra instance mask: BIDS suffix ``msk`` with
     ``seg-vert`` (``sub-01_T2w_seg-vert_msk.nii.gz``, SPINEPS' own ``sub-01_seg-vert_label-6_msk.nii.gz``)."""
-    from nnunet_extensions.core.bids import SPINEPS_INSTANCE_SEGS, spineps_seg
+    from nnunet_spine.core.bids import SPINEPS_INSTANCE_SEGS, spineps_seg
 
     return spineps_seg(path) in SPINEPS_INSTANCE_SEGS
 
@@ -66,7 +66,7 @@ def refuse_unlabelled_instances(img: Image) -> None:
     vertebral levels. A mask without a sidecar (SPINEPS', a reference) is taken as it is."""
     import json
 
-    from nnunet_extensions.core.io import split_suffix
+    from nnunet_spine.core.io import split_suffix
 
     if img.path is None:
         return
@@ -109,7 +109,7 @@ def level_file_kind(img: Image, requested: str = "auto") -> tuple[str, str]:
 
 
 def _level_file_kind(img: Image, requested: str) -> tuple[str, str]:
-    from nnunet_extensions.core.labels import (
+    from nnunet_spine.core.labels import (
         instance_value_problem,
     )
 
@@ -268,7 +268,7 @@ def levels_from_instance_mask(
     grid (slices last), ``zooms_mm`` its voxel size (mm).
 
     Rule: each cord slice belongs to the vertebra at its height *along the cord*. Positions are fractional
-    slice indices on the cord's smooth centreline (:func:`postprocessing.cord.centreline.cord_centreline`); a
+    slice indices on the cord's smooth centreline (:func:`nnunet_spine.postprocessing.cord.centreline.cord_centreline`); a
     point is placed at the centreline point nearest to it, as SCT projects disc labels. A vertebra spans
     from the disc above it to the disc below it, each disc placed at its instance's centre of mass; where
     the instance mask has no disc between two neighbouring vertebrae, the boundary lies midway between the
@@ -277,18 +277,18 @@ def levels_from_instance_mask(
     first and last vertebra, whose outer disc is missing, span symmetrically about their centre of mass, or, when the
     image's top (bottom) slice cuts them, at least to their farthest voxel along the cord (a lone vertebra:
     the extent of its voxels). VerSe ids become SCT levels via
-    :func:`nnunet_extensions.core.labels.verse_to_sct_level` (sacrum 26 → S1 = 25).
+    :func:`nnunet_spine.core.labels.verse_to_sct_level` (sacrum 26 → S1 = 25).
 
     Returns one SCT level per slice, 0 for slices without cord or outside every vertebra. Raises
     :class:`InputError` naming ``name`` when the mask holds values that are not SPINEPS instances, no
     vertebra, or a vertebra without an SCT level number (L6, T13).
     """
-    from nnunet_extensions.core.labels import (
+    from nnunet_spine.core.labels import (
         endplate_instance,
         instance_kind,
         verse_to_sct_level,
     )
-    from postprocessing.cord.centreline import cord_centreline, project_onto_centreline
+    from nnunet_spine.postprocessing.cord.centreline import cord_centreline, project_onto_centreline
 
     inst = np.rint(np.asarray(instance)).astype(np.int64)
     nz = inst.shape[2]
@@ -369,7 +369,7 @@ def levels_from_instance_mask(
 
 
 def _is_instance_value(value: int) -> bool:
-    from nnunet_extensions.core.labels import (
+    from nnunet_spine.core.labels import (
         instance_kind,
     )
 

@@ -5,7 +5,7 @@
 * Dice at 0.5: Dice of both masks binarized at 0.5.
 
 Folder-level evaluations (:func:`evaluate_softseg`, :func:`csa_variability`) match files by their BIDS
-names (:mod:`nnunet_extensions.core.bids`), measure every case, and return an :class:`Evaluation`: the table
+names (:mod:`nnunet_spine.core.bids`), measure every case, and return an :class:`Evaluation`: the table
 (with its summary rows) and one line per case left out. They never print; ``nnspine evaluate`` reports.
 """
 
@@ -84,11 +84,11 @@ def evaluate_softseg_case(pred_path, ref_path, case: str | None = None) -> dict:
     """Soft Dice, MSE, Dice at 0.5 and mean-CSA error of one predicted soft mask against its reference.
 
     Both masks must be on the same grid (values in [0, 1]; binary references are fine). CSA is the mean
-    per-slice area (angle-corrected, :mod:`postprocessing.cord.csa`) over the slices where the reference holds
+    per-slice area (angle-corrected, :mod:`nnunet_spine.postprocessing.cord.csa`) over the slices where the reference holds
     cord; the error is ``pred − ref`` in mm² and in % of the reference.
     """
-    from nnunet_extensions.core.io import check_same_grid, load_image
-    from postprocessing.cord.csa import compute_csa
+    from nnunet_spine.core.io import check_same_grid, load_image
+    from nnunet_spine.postprocessing.cord.csa import compute_csa
 
     ref = load_image(ref_path, "soft", allow_empty=False)
     pred = load_image(pred_path, "soft")
@@ -114,7 +114,7 @@ def evaluate_softseg_case(pred_path, ref_path, case: str | None = None) -> dict:
 
 def evaluate_softseg(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, *, progress: bool = False) -> Evaluation:
     """:func:`evaluate_softseg_case` for every NIfTI file of ``pred_dir`` against the file of the same name in
-    ``ref_dir``; the case is the file's image stem (:func:`nnunet_extensions.core.bids.case_name`).
+    ``ref_dir``; the case is the file's image stem (:func:`nnunet_spine.core.bids.case_name`).
 
     Returns the table (:data:`SOFTSEG_COLUMNS`, one row per case sorted by file name, then a ``MEAN`` row)
     and the cases skipped (no reference, unreadable, other grid...). Raises :class:`InputError` for a
@@ -122,9 +122,9 @@ def evaluate_softseg(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, *,
     """
     import pandas as pd
 
-    from nnunet_extensions.core.bids import case_name
-    from nnunet_extensions.core.io import InputError, require_folder
-    from postprocessing.cord.csa import expand_inputs
+    from nnunet_spine.core.bids import case_name
+    from nnunet_spine.core.io import InputError, require_folder
+    from nnunet_spine.postprocessing.cord.csa import expand_inputs
 
     pred_dir, ref_dir = require_folder(pred_dir), require_folder(ref_dir)
     rows, skipped = [], []
@@ -170,7 +170,7 @@ def variability_table(rows: list[dict]) -> pandas.DataFrame:  # noqa: F821
     """
     import pandas as pd
 
-    from postprocessing.cord.variability import spread
+    from nnunet_spine.postprocessing.cord.variability import spread
 
     df = pd.DataFrame(rows)
     out = []
@@ -210,17 +210,17 @@ def csa_variability(
     each subject's contrasts (:func:`variability_table`).
 
     ``masks``: files or folders of cord masks named ``sub-XX_<contrast>[<mask suffix>].nii.gz``
-    (:data:`nnunet_extensions.core.bids.CORD_MASK_SUFFIXES` are stripped to get the image stem). Levels come
+    (:data:`nnunet_spine.core.bids.CORD_MASK_SUFFIXES` are stripped to get the image stem). Levels come
     from ``<image stem><suffix>.nii[.gz]`` found anywhere under exactly one of ``discs`` (disc point
     labels) or ``vertfiles`` (labelled-level masks or SPINEPS vertebra instance masks, read as
-    ``vertfile_kind`` says: :func:`postprocessing.cord.levels.level_file_kind`); ``suffix`` may be several,
+    ``vertfile_kind`` says: :func:`nnunet_spine.postprocessing.cord.levels.level_file_kind`); ``suffix`` may be several,
     tried in order. ``levels`` are SCT level numbers (an instance mask's VerSe ids are converted).
     ``levels_text`` is written in the ``levels`` column (default: the levels joined by commas). Masks that
     cannot be measured are skipped (one line each); :class:`InputError` when none can.
     """
-    from nnunet_extensions.core.bids import case_name, find_by_stem, split_subject
-    from nnunet_extensions.core.io import InputError, require_folder
-    from postprocessing.cord.csa import expand_inputs, measure_file
+    from nnunet_spine.core.bids import case_name, find_by_stem, split_subject
+    from nnunet_spine.core.io import InputError, require_folder
+    from nnunet_spine.postprocessing.cord.csa import expand_inputs, measure_file
 
     if (discs is None) == (vertfiles is None):
         raise ValueError("give exactly one of discs and vertfiles")

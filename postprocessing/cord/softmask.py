@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.geometry import axcodes, reorient
-from nnunet_extensions.core.io import Image, InputError, affine_from_itk, check_output, require_folder, save_image
+from nnunet_spine.core.geometry import axcodes, reorient
+from nnunet_spine.core.io import Image, InputError, affine_from_itk, check_output, require_folder, save_image
 
 
 def _load_pickle(path: Path) -> dict:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnunet_extensions.core.io import InputError
-from nnunet_extensions.core.stats import wilcoxon_signed_rank
+from nnunet_spine.core.io import InputError
+from nnunet_spine.core.stats import wilcoxon_signed_rank
 
 if TYPE_CHECKING:
     import pandas
@@ -179,7 +179,7 @@ def compare_variability(
 
 def read_variability_table(path) -> pandas.DataFrame:  # noqa: F821
     """Read a ``csa-variability`` CSV; :class:`InputError` naming the file when it is missing or not a table."""
-    from nnunet_extensions.core.io import read_csv_table
+    from nnunet_spine.core.io import read_csv_table
 
     df = read_csv_table(path)
     _per_contrast(df, str(path))  # validates columns and rows

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nnunet_extensions.core.io import InputError
-from nnunet_extensions.core.stats import wilcoxon_signed_rank
+from nnunet_spine.core.io import InputError
+from nnunet_spine.core.stats import wilcoxon_signed_rank
 
 #: Metrics summarised per configuration, in column order.
 SUMMARY_METRICS = (
@@ -43,7 +43,7 @@ def pairing_key(case: str, pair: str = "case") -> str:
     """The key pairing ``case`` across configurations: the case name itself, or (``pair="subject"``) its BIDS
     subject and session (``sub-01_ses-2_T1w`` → ``sub-01_ses-2``). Raises :class:`InputError` for a case name
     without a subject."""
-    from nnunet_extensions.core.bids import parse_name
+    from nnunet_spine.core.bids import parse_name
 
     if pair == "case":
         return case
@@ -57,7 +57,7 @@ def pairing_key(case: str, pair: str = "case") -> str:
 def per_case(table, name: str = "<table>", pair: str = "case"):
     """The per-case rows of an ``evaluate lesions`` table (a DataFrame), indexed by :func:`pairing_key`; raises
     :class:`InputError` naming ``name`` when a metric column is missing or a key repeats."""
-    from postprocessing.lesion.metrics import SUMMARY_CASES
+    from nnunet_spine.postprocessing.lesion.metrics import SUMMARY_CASES
 
     missing = [c for c in ("case", *SUMMARY_METRICS) if c not in table.columns]
     if missing:

@@ -1,7 +1,7 @@
 """Lesion postprocessing (``nnspine lesions``): remove small lesions and lesions away from the cord,
 number the kept ones from superior to inferior, and measure every lesion.
 
-Lesions are connected components (:func:`nnunet_extensions.core.lesion_matching.label_lesions`, 26-connectivity by
+Lesions are connected components (:func:`nnunet_spine.core.lesion_matching.label_lesions`, 26-connectivity by
 default) of the chosen label of a prediction. For each lesion:
 
 * ``volume_mm3``: voxels × voxel volume (``|det|`` of the affine), never a voxel count.
@@ -9,17 +9,17 @@ default) of the chosen label of a prediction. For each lesion:
 * ``extent_si_mm``: extent along the world S-I axis: the span of its voxel centres' S coordinates plus the
   S-I size of one voxel (``Σ_a |A[2, a]|``), i.e. slices × slice thickness on an axial-aligned grid.
 * ``max_axial_diameter_mm``: the largest Feret diameter of its cross-sections on the axial slices (the
-  voxel axis closest to S-I, :func:`nnunet_extensions.core.geometry.si_axis`): the largest distance between two
+  voxel axis closest to S-I, :func:`nnunet_spine.core.geometry.si_axis`): the largest distance between two
   corners of its in-plane voxel squares (in mm, in-plane voxel sizes), so one 0.5 × 0.5 mm voxel measures
   0.71 mm and a 3 × 1 row of 1 mm voxels 3.16 mm. (scikit-image's ``feret_diameter_max`` measures a
   marching-squares contour through pixel-edge midpoints, which is neither the voxels' extent nor easy to
   check by hand, so it is not used.)
-* with a cord mask, SCT's measures (:mod:`postprocessing.lesion.sct_measures`): ``volume_in_cord_mm3``,
+* with a cord mask, SCT's measures (:mod:`nnunet_spine.postprocessing.lesion.sct_measures`): ``volume_in_cord_mm3``,
   ``length_along_cord_mm`` and ``max_equivalent_diameter_mm`` of the lesion's voxels inside the cord mask,
   corrected for the cord's angle as ``sct_analyze_lesion -s`` does (0 for a lesion entirely outside the cord);
   empty without a cord mask.
 * ``vert_level`` (with a level file, SCT level numbers): the slices the lesion spans get a level by
-  :func:`postprocessing.cord.levels.assign_slice_levels` (weights = the lesion's voxels: the level its voxels
+  :func:`nnunet_spine.postprocessing.cord.levels.assign_slice_levels` (weights = the lesion's voxels: the level its voxels
   mostly carry, else the level of the slice's labelled voxels); the lesion takes the level holding most of
   its voxels. Empty when none is known.
 
@@ -28,10 +28,10 @@ Removal (column ``removed``, nothing disappears silently): ``small`` when the vo
 (Euclidean distance in mm on the voxel grid, :func:`scipy.ndimage.distance_transform_edt` with the voxel
 sizes, so anisotropic voxels are handled; 0 mm means overlapping the cord). ``small`` wins when both apply.
 
-Numbering (:func:`nnunet_extensions.core.lesion_matching.si_order`): kept lesions 1..N from superior to inferior
+Numbering (:func:`nnunet_spine.core.lesion_matching.si_order`): kept lesions 1..N from superior to inferior
 (world S of the centroid); removed lesions continue N+1..M in the same order, in the table and QC picture
 only. The output image holds the kept lesions with their numbers (0 elsewhere); beside it a JSON sidecar (same
-stem, ``.json``; :mod:`postprocessing.lesion.sidecar`) says ``"LesionInstances": true``, so ``nnspine evaluate
+stem, ``.json``; :mod:`nnunet_spine.postprocessing.lesion.sidecar`) says ``"LesionInstances": true``, so ``nnspine evaluate
 lesions`` and ``nnspine lesions`` read that image as it is: every non-zero voxel is lesion, no ``--label``.
 """
 
@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.io import Image, InputError
-from nnunet_extensions.core.lesion_matching import DEFAULT_CONNECTIVITY, label_lesions, si_order, voxel_volume_mm3
-from postprocessing.lesion.sct_measures import SCT_COLUMNS
+from nnunet_spine.core.io import Image, InputError
+from nnunet_spine.core.lesion_matching import DEFAULT_CONNECTIVITY, label_lesions, si_order, voxel_volume_mm3
+from nnunet_spine.postprocessing.lesion.sct_measures import SCT_COLUMNS
 
 #: Columns of the lesion table, in order.
 TABLE_COLUMNS = [
@@ -121,8 +121,8 @@ def feret_diameter_mm(points_2d: np.ndarray, spacing_mm: Sequence[float]) -> flo
 def max_axial_diameter_mm(voxels: np.ndarray, affine: np.ndarray) -> float:
     """Largest :func:`feret_diameter_mm` over the axial slices of one lesion (voxel indices N×3); the axial
     slices are those across the voxel axis closest to S-I, pixels sized by the other two voxel sizes."""
-    from nnunet_extensions.core.geometry import si_axis
-    from nnunet_extensions.core.io import voxel_sizes
+    from nnunet_spine.core.geometry import si_axis
+    from nnunet_spine.core.io import voxel_sizes
 
     s = si_axis(affine)
     plane = [a for a in range(3) if a != s]
@@ -149,7 +149,7 @@ def near_cord(voxels: Sequence[np.ndarray], cord: np.ndarray, affine: np.ndarray
     box grown by the distance, which holds every cord voxel that close."""
     from scipy import ndimage
 
-    from nnunet_extensions.core.io import voxel_sizes
+    from nnunet_spine.core.io import voxel_sizes
 
     zooms = voxel_sizes(affine)
     margin = np.ceil(dilation_mm / zooms).astype(int) + 1
@@ -170,8 +170,8 @@ def near_cord(voxels: Sequence[np.ndarray], cord: np.ndarray, affine: np.ndarray
 
 def lesion_level(voxels: np.ndarray, levels: np.ndarray, affine: np.ndarray) -> int:
     """SCT level of one lesion (voxel indices N×3) from a level image on its grid; 0 when unknown."""
-    from nnunet_extensions.core.geometry import si_axis
-    from postprocessing.cord.levels import assign_slice_levels
+    from nnunet_spine.core.geometry import si_axis
+    from nnunet_spine.postprocessing.cord.levels import assign_slice_levels
 
     s = si_axis(affine)
     k0, k1 = int(voxels[:, s].min()), int(voxels[:, s].max()) + 1
@@ -222,8 +222,8 @@ def analyze_lesions(
     (``outside_cord``); ``min_volume_mm3``: lesions below it are removed (``small``); ``levels`` (SCT level
     image, same grid) fills ``vert_level``. See the module docstring for every measure.
     """
-    from nnunet_extensions.core.lesion_matching import lesion_voxels
-    from postprocessing.lesion.sct_measures import sct_lesion_measures
+    from nnunet_spine.core.lesion_matching import lesion_voxels
+    from nnunet_spine.postprocessing.lesion.sct_measures import sct_lesion_measures
 
     check_options(min_volume_mm3, cord_dilation_mm)
     mask = np.asarray(mask)
@@ -283,7 +283,7 @@ class LesionJob:
 
 
 def _load_binary(path: Path) -> Image:
-    from nnunet_extensions.core.io import load_image
+    from nnunet_spine.core.io import load_image
 
     img = load_image(path, "binary", allow_empty=False)
     img.data = img.data != 0
@@ -302,9 +302,9 @@ def analyze_file(
     """Read one job's files (prediction; cord mask, level file and background image when given; all on the
     prediction's grid), and analyse it. Returns the analysis and the prediction image (for its header).
     A prediction with several labels needs ``label`` (or ``all_foreground``)."""
-    from nnunet_extensions.core.io import check_same_grid, load_image
-    from postprocessing.cord.levels import load_levels
-    from postprocessing.lesion.metrics import load_lesion_mask
+    from nnunet_spine.core.io import check_same_grid, load_image
+    from nnunet_spine.postprocessing.cord.levels import load_levels
+    from nnunet_spine.postprocessing.lesion.metrics import load_lesion_mask
 
     pred = load_lesion_mask(job.pred, label, single_label=not all_foreground)
     cord = levels = None
@@ -348,15 +348,15 @@ def plan_jobs(
     A file input: ``output`` and ``qc`` are files and ``cord`` / ``vertfile`` / ``image`` files (or folders
     holding the case's file). A folder input (searched recursively): ``output`` and ``qc`` are folders
     (same file names; ``<case>_lesions.png``), companions are folders searched by case name
-    (:func:`nnunet_extensions.core.bids.find_case_file`; cord: :data:`CORD_SUFFIXES`; level file:
+    (:func:`nnunet_spine.core.bids.find_case_file`; cord: :data:`CORD_SUFFIXES`; level file:
     ``<case>_label-SC_seg_labeled``, ``<case>_labeled``, ``<case>``). Outputs (each lesion image, its JSON
     sidecar and QC picture) are checked (existing ones need ``overwrite``). Raises :class:`InputError` naming
     the path.
     """
-    from nnunet_extensions.core.bids import cases_by_name, find_case_file, list_nifti
-    from nnunet_extensions.core.io import check_output, require_writable_folder
-    from postprocessing.lesion.metrics import LESION_MASK_SUFFIXES, check_image_file
-    from postprocessing.lesion.sidecar import sidecar_path
+    from nnunet_spine.core.bids import cases_by_name, find_case_file, list_nifti
+    from nnunet_spine.core.io import check_output, require_writable_folder
+    from nnunet_spine.postprocessing.lesion.metrics import LESION_MASK_SUFFIXES, check_image_file
+    from nnunet_spine.postprocessing.lesion.sidecar import sidecar_path
 
     inputs, output = Path(inputs), Path(output)
     if not inputs.exists():
@@ -416,7 +416,7 @@ def run_lesions(
     progress: bool = False,
 ) -> pandas.DataFrame:  # noqa: F821
     """Process every job and write its labelled lesions with their JSON sidecar
-    (:func:`postprocessing.lesion.sidecar.instances_sidecar`), QC picture and the table (CSV, :data:`TABLE_COLUMNS`).
+    (:func:`nnunet_spine.postprocessing.lesion.sidecar.instances_sidecar`), QC picture and the table (CSV, :data:`TABLE_COLUMNS`).
 
     All-or-nothing: outputs go to a hidden staging folder beside each output and are moved into place only
     after every job succeeded, so bad input (:class:`InputError`) leaves nothing written, and so does a ``label``
@@ -428,8 +428,8 @@ def run_lesions(
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from nnunet_extensions.core.io import check_output, save_image, write_text
-    from postprocessing.lesion.sidecar import instances_sidecar, sidecar_path, sidecar_text
+    from nnunet_spine.core.io import check_output, save_image, write_text
+    from nnunet_spine.postprocessing.lesion.sidecar import instances_sidecar, sidecar_path, sidecar_text
 
     check_output(table, overwrite)
     staged: list[tuple[Path, Path]] = []
@@ -466,7 +466,7 @@ def run_lesions(
             )
             stage(sidecar_path(job.output)).write_text(sidecar_text(side))
             if job.qc is not None:
-                from postprocessing.qc import plot_lesions
+                from nnunet_spine.postprocessing.qc import plot_lesions
 
                 background = _background(result)
                 plot_lesions(

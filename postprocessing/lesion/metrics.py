@@ -1,12 +1,12 @@
 """Lesion-wise and voxel-wise metrics of predicted lesion masks against references: the tables of ``nnspine evaluate
 lesions`` and of the lesion trainers' final validation.
 
-Lesion components and the matching rules live in :mod:`nnunet_extensions.core.lesion_matching` (one definition of a lesion,
-a detected lesion and a false positive); surface distances in :mod:`postprocessing.lesion.surface`.
+Lesion components and the matching rules live in :mod:`nnunet_spine.core.lesion_matching` (one definition of a lesion,
+a detected lesion and a false positive); surface distances in :mod:`nnunet_spine.postprocessing.lesion.surface`.
 
 Per case (:data:`CASE_COLUMNS`)
     Lesion counts and scores of the chosen rule (``match`` names it, ``f1`` is always
-    :data:`~nnunet_extensions.core.lesion_matching.F1_DEFINITION`); voxel-wise ``dice``, ``voxel_sensitivity = |R∩P| / |R|``
+    :data:`~nnunet_spine.core.lesion_matching.F1_DEFINITION`); voxel-wise ``dice``, ``voxel_sensitivity = |R∩P| / |R|``
     (NaN when the reference is empty), ``voxel_specificity = |¬R∩¬P| / |¬R|`` over the whole image,
     ``voxel_precision = |R∩P| / |P|`` (NaN when the prediction is empty); HD95, ASSD and NSD (mm); volumes (mm³).
 Summary rows
@@ -16,7 +16,7 @@ Summary rows
 Predictions (:func:`load_lesion_mask`)
     A binary mask, or the chosen ``label`` of a label image. A prediction with several labels and no ``label`` is
     refused (a region prediction, cord 1 + lesion 2), unless its JSON sidecar says ``"LesionInstances": true``
-    (``nnspine lesions`` output, lesions numbered 1..N; :mod:`postprocessing.lesion.sidecar`): every non-zero
+    (``nnspine lesions`` output, lesions numbered 1..N; :mod:`nnunet_spine.postprocessing.lesion.sidecar`): every non-zero
     voxel is then lesion.
 By size (:func:`detection_by_size`)
     Reference lesions binned by volume (mm³): ``<a``, ``a-b``, ``>=b``; per bin the number of reference lesions, how
@@ -29,8 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from nnunet_extensions.core.io import InputError
-from nnunet_extensions.core.lesion_matching import (
+from nnunet_spine.core.io import InputError
+from nnunet_spine.core.lesion_matching import (
     COUNT_KEYS,
     DEFAULT_CONNECTIVITY,
     DEFAULT_MATCH,
@@ -45,7 +45,7 @@ from nnunet_extensions.core.lesion_matching import (
     sum_counts,
     voxel_volume_mm3,
 )
-from postprocessing.lesion.surface import DEFAULT_NSD_TOLERANCE_MM, SURFACE_KEYS, surface_metrics
+from nnunet_spine.postprocessing.lesion.surface import DEFAULT_NSD_TOLERANCE_MM, SURFACE_KEYS, surface_metrics
 
 #: Voxel-wise rates written beside ``dice``.
 VOXEL_KEYS = ("voxel_sensitivity", "voxel_specificity", "voxel_precision")
@@ -126,15 +126,15 @@ def present_labels(data: np.ndarray) -> list[int]:
 
 
 def load_lesion_mask(source, label: int | None = None, *, single_label: bool = False):
-    """Read (path) or take (:class:`~nnunet_extensions.core.io.Image`) a lesion mask or label image and return an
+    """Read (path) or take (:class:`~nnunet_spine.core.io.Image`) a lesion mask or label image and return an
     Image whose data is the bool mask of ``label`` (all foreground when None) and whose ``meta["labels"]`` lists
     the labels present. Checks: 3-D, finite, non-negative integer values; with ``single_label`` and no ``label``,
     an image with more than one non-zero value is refused (a cord + lesion prediction is not a lesion mask)
     unless its JSON sidecar says it holds lesion instances (``nnspine lesions`` output,
-    :mod:`postprocessing.lesion.sidecar`): then every non-zero voxel is lesion (``meta["lesion_instances"]``).
+    :mod:`nnunet_spine.postprocessing.lesion.sidecar`): then every non-zero voxel is lesion (``meta["lesion_instances"]``).
     A ``label`` on such a mask is refused (it would pick one lesion). Raises :class:`InputError` naming the file."""
-    from nnunet_extensions.core.io import Image, check_3d, check_values, load_image
-    from postprocessing.lesion.sidecar import INSTANCES_KEY, holds_lesion_instances, sidecar_path
+    from nnunet_spine.core.io import Image, check_3d, check_values, load_image
+    from nnunet_spine.postprocessing.lesion.sidecar import INSTANCES_KEY, holds_lesion_instances, sidecar_path
 
     img = check_values(check_3d(source), "labels") if isinstance(source, Image) else load_image(source, "labels")
     labels = present_labels(img.data)
@@ -249,7 +249,7 @@ def evaluate_lesion_case_detail(
 
 
 def _load_pair(pred, ref, label: int | None, ref_label: int | None, *, single_label: bool = True):
-    from nnunet_extensions.core.io import check_same_grid
+    from nnunet_spine.core.io import check_same_grid
 
     r = load_lesion_mask(ref, ref_label)
     p = load_lesion_mask(pred, label, single_label=single_label)
@@ -391,8 +391,8 @@ REFERENCE_SUFFIXES = ("_label-lesion_seg", "", "_seg")
 
 def pair_cases(pred, ref, suffixes=REFERENCE_SUFFIXES, what: str = "reference") -> list[tuple]:
     """``[(case, pred_path, ref_path)]`` of lesion masks, matched by case name
-    (:func:`nnunet_extensions.core.bids.pair_cases` with the lesion mask suffixes)."""
-    from nnunet_extensions.core.bids import pair_cases as pair
+    (:func:`nnunet_spine.core.bids.pair_cases` with the lesion mask suffixes)."""
+    from nnunet_spine.core.bids import pair_cases as pair
 
     check_image_file(pred, "--pred")
     return pair(pred, ref, pred_suffixes=LESION_MASK_SUFFIXES, ref_suffixes=suffixes, what=what)
@@ -403,7 +403,7 @@ def check_image_file(path, option: str) -> None:
     ``option``, before its case name is looked up among the references or cord masks (which would blame them)."""
     from pathlib import Path
 
-    from nnunet_extensions.core.io import IMAGE_SUFFIXES, split_suffix
+    from nnunet_spine.core.io import IMAGE_SUFFIXES, split_suffix
 
     p = Path(path)
     if p.is_file() and not p.name.lower().endswith(IMAGE_SUFFIXES):

@@ -22,7 +22,7 @@ thinner here than in ``extent_si_mm`` / ``max_axial_diameter_mm``). A lesion ent
 intersection: all three columns are 0 (SCT's formulas on an empty lesion; SCT itself stops on such a mask, its
 lesion count no longer matching after the restriction). Without a cord mask the three columns are empty.
 
-The centreline is ours (:func:`postprocessing.cord.centreline.cord_centreline`, a cubic B-spline through the
+The centreline is ours (:func:`nnunet_spine.postprocessing.cord.centreline.cord_centreline`, a cubic B-spline through the
 cord's slice centres), not SCT's ``get_centerline``; the measured slices all hold cord, so no angle is extrapolated.
 """
 
@@ -39,7 +39,7 @@ SCT_COLUMNS = ("volume_in_cord_mm3", "length_along_cord_mm", "max_equivalent_dia
 def slice_cosines(cord_rpi: np.ndarray, zooms_mm: Sequence[float]) -> np.ndarray:
     """``cos θ_k`` for every slice ``k`` of a binary cord mask in RPI voxel order (slices last): the cosine of the
     angle between the centreline's tangent and the S-I axis; slices without cord take the nearest cord slice's."""
-    from postprocessing.cord.centreline import cord_centreline
+    from nnunet_spine.postprocessing.cord.centreline import cord_centreline
 
     slices, _, step = cord_centreline(np.asarray(cord_rpi, np.float32), zooms_mm)
     cos_cord = step[:, 2] / np.linalg.norm(step, axis=1)
@@ -55,8 +55,8 @@ def sct_lesion_measures(components: np.ndarray, n: int, cord: np.ndarray, affine
     orientation) with a binary cord mask on the same grid (``affine``: voxel → RAS mm): each lesion measured by its
     voxels inside the cord, as ``sct_analyze_lesion``'s ``measure()`` does (module docstring); 0, 0, 0 for a lesion
     with no voxel in the cord. Raises ``ValueError`` for an empty cord."""
-    from nnunet_extensions.core.geometry import reorient
-    from nnunet_extensions.core.io import voxel_sizes
+    from nnunet_spine.core.geometry import reorient
+    from nnunet_spine.core.io import voxel_sizes
 
     comp_rpi, rpi_affine = reorient(np.asarray(components), affine)
     cord_rpi, _ = reorient(np.asarray(cord, bool), affine)

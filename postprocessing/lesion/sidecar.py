@@ -3,7 +3,7 @@
 ``nnspine lesions`` (and ``nnspine segment lesion``, which writes through it) numbers the kept lesions 1..N, so its
 mask holds several values although every non-zero voxel is lesion. Beside each such mask it writes a BIDS-style
 sidecar (same stem, ``.json``: ``sub-01_T2w.nii.gz`` → ``sub-01_T2w.json``) with ``"LesionInstances": true``.
-Every reader of lesion masks (:func:`postprocessing.lesion.metrics.load_lesion_mask`) then takes such a mask as
+Every reader of lesion masks (:func:`nnunet_spine.postprocessing.lesion.metrics.load_lesion_mask`) then takes such a mask as
 binary foreground (all non-zero = lesion) without ``--label``; a multi-label mask without that sidecar (a region
 prediction, cord 1 + lesion 2) is still refused without ``--label``.
 """
@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.core.io import InputError
 
 #: Sidecar key whose value ``true`` says the mask holds lesion instances (every non-zero voxel is lesion).
 INSTANCES_KEY = "LesionInstances"
@@ -24,7 +24,7 @@ GENERATOR_NAME = "nnunet-spine lesions"
 
 def sidecar_path(mask: str | os.PathLike) -> Path:
     """The sidecar of a mask: the same folder and stem, ending ``.json`` (``a/x.nii.gz`` → ``a/x.json``)."""
-    from nnunet_extensions.core.io import split_suffix
+    from nnunet_spine.core.io import split_suffix
 
     p = Path(mask)
     return p.with_name(split_suffix(p)[0] + ".json")
@@ -40,7 +40,7 @@ def instances_sidecar(
     """The sidecar content of a lesion-instance mask with ``n_lesions`` kept lesions (numbered 1..N, superior
     first), the connectivity that defined them, the minimum volume (mm³) and the cord dilation (mm; None when no
     cord mask was used) that removed others."""
-    from nnunet_extensions import __version__
+    from nnunet_spine import __version__
 
     return {
         "Description": "Lesion instances: kept lesions numbered 1..N from superior to inferior, 0 elsewhere; "

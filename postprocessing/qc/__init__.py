@@ -3,7 +3,7 @@
 Shared look: white background, light grid, 10-pt text, the measured quantity in black/``tab:`` colours,
 reference marks (level boundaries...) as thin grey dashed lines with their labels along the top edge.
 Figures are built with matplotlib's object API (no pyplot, no global state, no display needed) and written
-atomically through :func:`nnunet_extensions.core.io.atomic_output`, so an existing picture is never replaced
+atomically through :func:`nnunet_spine.core.io.atomic_output`, so an existing picture is never replaced
 unless ``overwrite=True``. matplotlib is imported only when a picture is drawn.
 
 Pictures:
@@ -17,16 +17,16 @@ Pictures:
 * :func:`plot_spine_semantic`: mid-sagittal and both parasagittal slices of a SPINEPS semantic mask, SPINEPS colours.
 """
 
-from postprocessing.qc._style import COLOURS, DPI, FIGSIZE
-from postprocessing.qc.cord import (
+from nnunet_spine.postprocessing.qc._style import COLOURS, DPI, FIGSIZE
+from nnunet_spine.postprocessing.qc.cord import (
     plot_csa_profile,
     plot_csa_variability,
     plot_learning_curve,
     plot_paired_variability,
     plot_radial_profiles,
 )
-from postprocessing.qc.lesion import LESION_KEPT_COLOUR, LESION_REMOVED_COLOUR, plot_lesions
-from postprocessing.qc.spine import SPINEPS_COLOURS, plot_spine_semantic, plot_vertebra_instances
+from nnunet_spine.postprocessing.qc.lesion import LESION_KEPT_COLOUR, LESION_REMOVED_COLOUR, plot_lesions
+from nnunet_spine.postprocessing.qc.spine import SPINEPS_COLOURS, plot_spine_semantic, plot_vertebra_instances
 
 __all__ = [
     "COLOURS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nnunet_extensions.core.io import atomic_output, split_suffix
+from nnunet_spine.core.io import atomic_output, split_suffix
 
 #: Figure size (inches) and resolution shared by all pictures.
 FIGSIZE = (8.0, 4.0)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.labels import sct_level_name
-from postprocessing.qc._style import COLOURS, _mark, _new_figure, _save
+from nnunet_spine.core.labels import sct_level_name
+from nnunet_spine.postprocessing.qc._style import COLOURS, _mark, _new_figure, _save
 
 
 def plot_csa_profile(
@@ -23,13 +23,13 @@ def plot_csa_profile(
     Parameters
     ----------
     per_slice : pandas.DataFrame
-        Per-slice table(s) from :func:`postprocessing.cord.csa.compute_csa` (columns ``z_mm``, ``area``,
+        Per-slice table(s) from :func:`nnunet_spine.postprocessing.cord.csa.compute_csa` (columns ``z_mm``, ``area``,
         ``level``); several files may be stacked with a ``Filename`` column, one curve each.
     path : path
         Output picture (``.png``); refused if it exists unless ``overwrite``.
 
     Level boundaries are drawn midway between consecutive slices whose level differs, and each level's
-    name (:func:`nnunet_extensions.core.labels.sct_level_name`) is written at its inferior boundary, along the top edge.
+    name (:func:`nnunet_spine.core.labels.sct_level_name`) is written at its inferior boundary, along the top edge.
     """
     fig, ax = _new_figure()
     groups = list(per_slice.groupby("Filename", sort=False)) if "Filename" in per_slice else [("", per_slice)]
@@ -64,7 +64,7 @@ def plot_csa_variability(
 ) -> Path:
     """CSA of each contrast (one colour per contrast) for each subject, with the subject mean ± SD.
 
-    ``table`` is :func:`postprocessing.cord.soft_metrics.variability_table`'s output (rows per contrast plus an
+    ``table`` is :func:`nnunet_spine.postprocessing.cord.soft_metrics.variability_table`'s output (rows per contrast plus an
     ``ALL`` row per subject); subjects along x, CSA (mm²) along y.
     """
     fig, ax = _new_figure()
@@ -111,7 +111,7 @@ def plot_paired_variability(
     """Paired plot of two methods' CSA SD across contrasts: one grey line per subject from method A to
     method B, the mean SD of each method in black, and the Wilcoxon p-value in the title.
 
-    ``comparison`` is :func:`postprocessing.cord.variability.compare_variability`'s result.
+    ``comparison`` is :func:`nnunet_spine.postprocessing.cord.variability.compare_variability`'s result.
     """
     fig, ax = _new_figure((5.0, 4.0))
     na, nb = comparison.names
@@ -146,7 +146,7 @@ def plot_paired_variability(
 def plot_radial_profiles(profiles, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Mean predicted value vs signed distance to the true cord edge (mm, negative inside), one panel per
     contrast, one line per row of ``profiles`` (a table with ``row, contrast, distance_mm, value``, as
-    :func:`nnunet_extensions.apps.ablation.evaluation.radial_profiles` writes); ``truth`` drawn in black, the
+    :func:`nnunet_spine.apps.ablation.evaluation.radial_profiles` writes); ``truth`` drawn in black, the
     soft GT dashed. A halo shows as values above the truth's outside the edge (x > 0)."""
     contrasts = list(dict.fromkeys(profiles["contrast"]))
     rows = list(dict.fromkeys(profiles["row"]))

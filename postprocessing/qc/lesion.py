@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from postprocessing.qc._style import _RC, DPI, _save
+from nnunet_spine.postprocessing.qc._style import _RC, DPI, _save
 
 #: Outline colours of :func:`plot_lesions`: kept and removed lesions.
 LESION_KEPT_COLOUR, LESION_REMOVED_COLOUR = "tab:green", "tab:red"
@@ -39,7 +39,7 @@ def plot_lesions(
     """A sagittal (top) and an axial (bottom) view through each of the ``n_largest`` lesions by volume (the
     last one replaced by the largest removed lesion when none of them was removed).
 
-    ``components`` holds every lesion with its table number (:class:`postprocessing.lesion.lesions.LesionAnalysis`),
+    ``components`` holds every lesion with its table number (:class:`nnunet_spine.postprocessing.lesion.lesions.LesionAnalysis`),
     ``lesions`` the table rows (``lesion``, ``volume_mm3``, ``centroid_*_mm``, ``removed``). Kept lesions are
     outlined in :data:`LESION_KEPT_COLOUR`, removed ones in :data:`LESION_REMOVED_COLOUR`, each numbered as
     in the table. Views in SCT's RPI frame, in mm: sagittal with superior up and anterior right, axial with
@@ -50,8 +50,8 @@ def plot_lesions(
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from nnunet_extensions.core.geometry import reorient, world_to_voxel
-    from nnunet_extensions.core.io import voxel_sizes
+    from nnunet_spine.core.geometry import reorient, world_to_voxel
+    from nnunet_spine.core.io import voxel_sizes
 
     comp, aff = reorient(np.asarray(components), np.asarray(affine, float))
     bg = reorient(np.asarray(background, np.float32), np.asarray(affine, float))[0] if background is not None else None

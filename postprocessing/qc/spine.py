@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from postprocessing.qc._style import _RC, DPI, _save
+from nnunet_spine.postprocessing.qc._style import _RC, DPI, _save
 
 if TYPE_CHECKING:  # annotations only: matplotlib and the image I/O are imported when a picture is drawn
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from nnunet_extensions.core.io import Image
+    from nnunet_spine.core.io import Image
 
 
 def plot_vertebra_instances(
@@ -41,8 +41,8 @@ def plot_vertebra_instances(
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from nnunet_extensions.core.geometry import reorient
-    from nnunet_extensions.core.io import voxel_sizes
+    from nnunet_spine.core.geometry import reorient
+    from nnunet_spine.core.io import voxel_sizes
 
     codes = ("A", "S", "L")  # voxel axes: towards A (right on screen), S (up), L (slices)
     inst, aff = reorient(np.asarray(instance), np.asarray(affine, float), codes)
@@ -133,10 +133,10 @@ SPINEPS_COLOURS: dict[int, tuple[int, int, int]] = {
 
 
 def _load_semantic(semantic, image) -> tuple[Image, Image | None]:
-    """The semantic mask and the optional image (:class:`~nnunet_extensions.core.io.Image` objects or file paths),
+    """The semantic mask and the optional image (:class:`~nnunet_spine.core.io.Image` objects or file paths),
     checked: SPINEPS semantic labels, the image on the mask's grid; :class:`InputError` otherwise."""
-    from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image
-    from nnunet_extensions.core.labels import semantic_value_problem
+    from nnunet_spine.core.io import Image, InputError, check_same_grid, load_image
+    from nnunet_spine.core.labels import semantic_value_problem
 
     seg = semantic if isinstance(semantic, Image) else load_image(semantic, "labels")
     problem = semantic_value_problem(np.unique(seg.data).tolist())
@@ -156,7 +156,7 @@ def _sagittal_panels(lab: np.ndarray) -> list[tuple[str, float]]:
     middle of the mask; parasagittal: the centroid of that side's labels (43/45/47, 44/46/48), else 40 % of the
     way from the middle to the mask's lateral edge.
     """
-    from nnunet_extensions.core.labels import CANAL, CORD, CORPUS, DISC, SPINOSUS
+    from nnunet_spine.core.labels import CANAL, CORD, CORPUS, DISC, SPINOSUS
 
     n_slices = lab.shape[2]
 
@@ -247,7 +247,7 @@ def _add_legend(fig: Figure, shown: set[int]) -> None:
     from matplotlib.colors import to_hex
     from matplotlib.patches import Patch
 
-    from nnunet_extensions.core.labels import SEMANTIC_LABELS
+    from nnunet_spine.core.labels import SEMANTIC_LABELS
 
     handles = [
         Patch(
@@ -274,10 +274,10 @@ def plot_spine_semantic(
     :data:`SPINEPS_COLOURS` with a legend; superior up, anterior right, in mm, each panel titled with its
     world x (RAS mm).
 
-    ``semantic`` and ``image`` are :class:`~nnunet_extensions.core.io.Image` objects or file paths. The mask must hold
-    SPINEPS semantic labels (:func:`nnunet_extensions.core.labels.semantic_value_problem`; an instance mask is named
+    ``semantic`` and ``image`` are :class:`~nnunet_spine.core.io.Image` objects or file paths. The mask must hold
+    SPINEPS semantic labels (:func:`nnunet_spine.core.labels.semantic_value_problem`; an instance mask is named
     as such) and ``image`` (drawn in grey under labels at 60 % opacity; without it the labels are opaque on
-    black) must share its grid: :class:`~nnunet_extensions.core.io.InputError` otherwise. The mid-sagittal slice is
+    black) must share its grid: :class:`~nnunet_spine.core.io.InputError` otherwise. The mid-sagittal slice is
     the one through the centroid of the midline structures (spinous process, body, cord, canal, disc); each
     parasagittal slice the one through the centroid of that side's labels (43/45/47, 44/46/48), else 40 % of
     the way to the mask's lateral edge.
@@ -285,9 +285,9 @@ def plot_spine_semantic(
     import matplotlib
     from matplotlib.figure import Figure
 
-    from nnunet_extensions.core.geometry import reorient
-    from nnunet_extensions.core.io import voxel_sizes
-    from nnunet_extensions.core.labels import to_semantic_14
+    from nnunet_spine.core.geometry import reorient
+    from nnunet_spine.core.io import voxel_sizes
+    from nnunet_spine.core.labels import to_semantic_14
 
     seg, img = _load_semantic(semantic, image)
     codes = ("A", "S", "L")  # voxel axes: towards A (right on screen), S (up), L (slices)

@@ -1,4 +1,4 @@
-"""Discs and endplates of a fused column (step 7 of :mod:`postprocessing.spine.fusion`), and SPINEPS 2.x's
+"""Discs and endplates of a fused column (step 7 of :mod:`nnunet_spine.postprocessing.spine.fusion`), and SPINEPS 2.x's
 endplate split.
 
 Every disc (100) and endplate (62) component gets ``100 + X`` / ``200 + X`` with X the vertebra whose body
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from nnunet_extensions.core.labels import DISC, DISC_OFFSET, ENDPLATE, ENDPLATE_OFFSET, SACRUM, is_vertebra
+from nnunet_spine.core.labels import DISC, DISC_OFFSET, ENDPLATE, ENDPLATE_OFFSET, SACRUM, is_vertebra
 
 
 def assign_discs_endplates(
@@ -66,7 +66,7 @@ def split_endplates(sem: np.ndarray, affine: np.ndarray, centres: Mapping[int, n
     number of components split."""
     import cc3d
 
-    from nnunet_extensions.core.labels import ENDPLATE_INFERIOR, ENDPLATE_SUPERIOR
+    from nnunet_spine.core.labels import ENDPLATE_INFERIOR, ENDPLATE_SUPERIOR
 
     mask = sem == ENDPLATE
     if not mask.any() or not centres:

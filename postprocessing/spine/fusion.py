@@ -1,6 +1,6 @@
 """Fusion of instance-phase cutout predictions into one vertebra instance mask (SPINEPS phase 2, on nnU-Net).
 
-Every cutout (:mod:`nnunet_extensions.core.cutouts`) has a prediction with labels 1 = vertebra above the centre
+Every cutout (:mod:`nnunet_spine.core.cutouts`) has a prediction with labels 1 = vertebra above the centre
 one, 2 = centre vertebra, 3 = vertebra below. Each such mask is a *candidate*, brought back onto the
 semantic mask's grid (nearest neighbour; all work happens on that grid in PIR voxel order).
 
@@ -42,7 +42,7 @@ Postprocessing, with the semantic mask:
    endplates take the top vertebra, discs the id above the top one (when it exists: removed otherwise).
 
 The results satisfy :func:`labels.consistency_problems` with the cleaned semantic mask. Reading and writing
-files (``nnspine fuse`` / ``nnspine instances``) is :mod:`postprocessing.spine.fusion_files`.
+files (``nnspine fuse`` / ``nnspine instances``) is :mod:`nnunet_spine.postprocessing.spine.fusion_files`.
 """
 
 from __future__ import annotations
@@ -52,15 +52,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnunet_extensions.core.io import Image, InputError, voxel_sizes
-from nnunet_extensions.core.labels import (
+from nnunet_spine.core.io import Image, InputError, voxel_sizes
+from nnunet_spine.core.labels import (
     CORPUS,
     SACRUM,
     VERTEBRA_SUBREGIONS,
     is_vertebra,
     vertebra_name,
 )
-from nnunet_extensions.core.cutouts import (
+from nnunet_spine.core.cutouts import (
     BODY_EROSION_MM,
     MIN_BODY_MM3,
     CaseCutouts,
@@ -70,8 +70,8 @@ from nnunet_extensions.core.cutouts import (
     paste_back,
     to_pir,
 )
-from postprocessing.spine.discs import assign_discs_endplates, split_endplates
-from postprocessing.spine.labelling import DEFAULT_LUMBAR, Labelling, find_landmarks, label_column
+from nnunet_spine.postprocessing.spine.discs import assign_discs_endplates, split_endplates
+from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR, Labelling, find_landmarks, label_column
 
 #: A partner must agree with its anchor by more than this Dice.
 PARTNER_DICE = 0.3
@@ -379,7 +379,7 @@ def number_vertebrae(
     """Renumber instances (step 6): returns (uint8 instance array, body centroid per new id, the labelling).
 
     Order: S-I position (world z) of each instance's body centroid, or of the whole instance when it has no
-    body voxel. Ids from :func:`postprocessing.spine.labelling.label_column`: ``top_vertebra``, else the
+    body voxel. Ids from :func:`nnunet_spine.postprocessing.spine.labelling.label_column`: ``top_vertebra``, else the
     sacrum / dens / landmark anchors (``dens``: bool mask of SPINEPS 2.x's dens label on this grid; ``landmarks``:
     a landmark model's label map on this grid), else 1, 2, … from the top, marked not anatomically labelled."""
     old = [int(v) for v in np.unique(inst) if v]
@@ -468,7 +468,7 @@ def fuse_arrays(
     """Fuse the cutout predictions of one case (arrays on each cutout's grid; None or absent = missing).
 
     ``top_vertebra`` / ``labelling`` / ``lumbar``: how vertebrae get their ids
-    (:mod:`postprocessing.spine.labelling`); ``landmarks``: a landmark model's label map on the semantic mask's
+    (:mod:`nnunet_spine.postprocessing.spine.labelling`); ``landmarks``: a landmark model's label map on the semantic mask's
     grid (landmark discs as anchors); ``rules``: :func:`clean_instances`' postprocessing rules;
     ``endplates="split"`` writes SPINEPS 2.x's superior (52) and inferior (53) endplates in the cleaned semantic
     mask (:func:`split_endplates`) instead of 62.

@@ -1,7 +1,7 @@
 """Files in, files out for the instance phase: ``nnspine fuse`` (cutouts + their nnU-Net predictions → SPINEPS
-outputs named as SPINEPS names them). The fusion itself, on arrays, is :mod:`postprocessing.spine.fusion`;
+outputs named as SPINEPS names them). The fusion itself, on arrays, is :mod:`nnunet_spine.postprocessing.spine.fusion`;
 ``nnspine instances`` / ``segment spine`` (nnU-Net's predictor run in-process on the cutouts, then :func:`fuse`)
-are in :mod:`nnunet_extensions.apps.instances`.
+are in :mod:`nnunet_spine.apps.instances`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.io import (
+from nnunet_spine.core.io import (
     Image,
     InputError,
     check_output,
@@ -24,8 +24,8 @@ from nnunet_extensions.core.io import (
     split_suffix,
     write_text,
 )
-from nnunet_extensions.core.labels import CUTOUT_TARGET_LABELS, SACRUM, vertebra_number
-from nnunet_extensions.core.cutouts import (
+from nnunet_spine.core.labels import CUTOUT_TARGET_LABELS, SACRUM, vertebra_number
+from nnunet_spine.core.cutouts import (
     BODY_EROSION_MM,
     CUTOUTS_JSON,
     FILE_ENDING,
@@ -36,8 +36,8 @@ from nnunet_extensions.core.cutouts import (
     read_description,
     semantic_files,
 )
-from postprocessing.spine.fusion import Fusion, fuse_arrays
-from postprocessing.spine.labelling import DEFAULT_LUMBAR
+from nnunet_spine.postprocessing.spine.fusion import Fusion, fuse_arrays
+from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR
 
 
 # --------------------------------------------------------------------------------------------- files
@@ -196,7 +196,7 @@ def fuse(
     Everything is read and checked (grids, prediction values, output paths) before anything is written.
     Cutouts without a prediction are listed in the result (``Fusion.missing``) and the rest is fused; a case
     with no prediction at all is an InputError."""
-    from postprocessing.qc import plot_vertebra_instances
+    from nnunet_spine.postprocessing.qc import plot_vertebra_instances
 
     top = None
     if top_vertebra is not None:
@@ -264,8 +264,8 @@ def _snapshot_image(image: str | os.PathLike | None, case: str, semantic: Image)
     None when not given or not found. An image on another grid than the semantic mask is an InputError."""
     if image is None:
         return None
-    from nnunet_extensions.core.bids import find_by_stem
-    from nnunet_extensions.core.io import check_same_grid
+    from nnunet_spine.core.bids import find_by_stem
+    from nnunet_spine.core.io import check_same_grid
 
     p = Path(image)
     if p.is_dir():
@@ -283,9 +283,9 @@ def _landmark_map(landmarks: str | os.PathLike | None, case: str, semantic: Imag
     missing."""
     if landmarks is None:
         return None
-    from nnunet_extensions.core.bids import find_by_stem
-    from nnunet_extensions.core.geometry import resample_to_grid
-    from nnunet_extensions.core.io import same_grid
+    from nnunet_spine.core.bids import find_by_stem
+    from nnunet_spine.core.geometry import resample_to_grid
+    from nnunet_spine.core.io import same_grid
 
     p = Path(landmarks)
     if p.is_dir():

@@ -4,7 +4,7 @@ The fused vertebrae are ordered top to bottom by their body centroids (world RAS
 this order of precedence:
 
 1. ``top_vertebra`` (``--top-vertebra NAME``): the user names the top vertebra; ids run down from it
-   (:func:`nnunet_extensions.core.labels.verse_sequence`, L5 followed by L6 = 25).
+   (:func:`nnunet_spine.core.labels.verse_sequence`, L5 followed by L6 = 25).
 2. **anchors found in the masks** (``mode="auto"``, the default):
 
    * the **sacrum** (26) directly below the lowest vertebra — the nearest sacrum voxel lies within
@@ -18,7 +18,7 @@ this order of precedence:
    11 thoracic or 4 lumbar vertebrae), not guessed: the ids then follow the sacrum anchor. (SPINEPS and
    TotalSpineSeg decide such cases with a labelling network; this rule has none.)
    * **landmark discs** (``--landmarks``: a landmark model's prediction, TotalSpineSeg's idea: the discs C2-C3,
-     C7-T1, T12-L1 and L5-S1, :data:`~nnunet_extensions.core.labels.LANDMARK_NAMES`): a landmark disc lying
+     C7-T1, T12-L1 and L5-S1, :data:`~nnunet_spine.core.labels.LANDMARK_NAMES`): a landmark disc lying
      between two vertebrae names the one above it (C2, C7, T12, L5), so cervical-only, thoracic-only and
      lumbar crops without the sacrum get ids. They anchor when neither the sacrum nor the dens does (the lowest
      landmark first) and are checked against whatever anchors: a landmark one vertebra off is reported as a
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnunet_extensions.core.io import InputError
-from nnunet_extensions.core.labels import VERSE_IDS, verse_sequence, vertebra_name
+from nnunet_spine.core.io import InputError
+from nnunet_spine.core.labels import VERSE_IDS, verse_sequence, vertebra_name
 
 #: A spacing above this multiple of the neighbouring spacings' median is a gap (a missing vertebra).
 GAP_FACTOR = 1.6
@@ -331,7 +331,7 @@ def label_column(
 def find_landmarks(
     landmarks: np.ndarray, affine: np.ndarray, centroids_mm: np.ndarray, min_volume_mm3: float = LANDMARK_MIN_MM3
 ) -> tuple[list[tuple[int, int, str]], list[str]]:
-    """Landmark anchors from a landmark label map (classes :data:`~nnunet_extensions.core.labels.LANDMARK_NAMES`)
+    """Landmark anchors from a landmark label map (classes :data:`~nnunet_spine.core.labels.LANDMARK_NAMES`)
     on the grid of ``affine``, for vertebrae whose body centroids (world mm) are given top to bottom.
 
     Per class, its largest 26-connected component counts when it holds at least ``min_volume_mm3`` and lies in a
@@ -340,7 +340,7 @@ def find_landmarks(
     with why."""
     import cc3d
 
-    from nnunet_extensions.core.labels import LANDMARK_NAMES, LANDMARK_UPPER
+    from nnunet_spine.core.labels import LANDMARK_NAMES, LANDMARK_UPPER
 
     lab = np.rint(np.asarray(landmarks)).astype(np.int64)
     bad = sorted(set(np.unique(lab).tolist()) - {0, *LANDMARK_NAMES})

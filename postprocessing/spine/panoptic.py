@@ -1,6 +1,6 @@
 """Instance (panoptic) metrics of SPINEPS-format vertebra instance masks, and per-label Dice of semantic masks.
 
-Instance masks hold the values of :mod:`nnunet_extensions.core.labels`: vertebrae by VerSe id (1–25, T13 = 28,
+Instance masks hold the values of :mod:`nnunet_spine.core.labels`: vertebrae by VerSe id (1–25, T13 = 28,
 coccyx 27), the sacrum 26, the disc below vertebra X as ``100 + X`` and its endplates as ``200 + X``.
 
 Structure groups (:data:`GROUPS`), each evaluated on its own instances only:
@@ -34,7 +34,7 @@ Dice (NaN when the label is in neither mask).
 Summary rows (``case = ALL``): counts and volumes summed over cases, every other value the mean over cases
 (NaN left out).
 
-Bad input raises :class:`~nnunet_extensions.core.io.InputError` naming the file: values outside the SPINEPS set
+Bad input raises :class:`~nnunet_spine.core.io.InputError` naming the file: values outside the SPINEPS set
 (with a hint when an instance mask was given where a semantic one is expected, or the reverse), masks on
 different grids, missing files. Library functions never print.
 """
@@ -48,9 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.bids import SPINEPS_INSTANCE_SUFFIXES, SPINEPS_SEMANTIC_SUFFIXES
-from nnunet_extensions.core.io import Image, InputError, check_same_grid, load_image, voxel_sizes
-from nnunet_extensions.core.labels import (
+from nnunet_spine.core.bids import SPINEPS_INSTANCE_SUFFIXES, SPINEPS_SEMANTIC_SUFFIXES
+from nnunet_spine.core.io import Image, InputError, check_same_grid, load_image, voxel_sizes
+from nnunet_spine.core.labels import (
     ACCEPTED_SEMANTIC_LABELS,
     SACRUM,
     SEMANTIC_LABELS,
@@ -296,7 +296,7 @@ def instance_metrics(
 
 def semantic_dice(ref: np.ndarray, pred: np.ndarray, voxel_mm3: float) -> list[dict]:
     """Per SPINEPS semantic label: reference and predicted volume (mm³) and Dice (NaN when the label is in
-    neither mask); one dict per label of :data:`nnunet_extensions.core.labels.SEMANTIC_LABELS`, in label order,
+    neither mask); one dict per label of :data:`nnunet_spine.core.labels.SEMANTIC_LABELS`, in label order,
     and one per SPINEPS 2.x label (50-53) present in either mask."""
     ref = np.asarray(ref).astype(np.int64, copy=False)
     pred = np.asarray(pred).astype(np.int64, copy=False)
@@ -363,7 +363,7 @@ def evaluate_instance_case(
 
 def evaluate_semantic_case(pred_path, ref_path, *, case: str | None = None) -> list[dict]:
     """:func:`semantic_dice` of two semantic mask files (rows with ``case``)."""
-    from nnunet_extensions.core.lesion_matching import voxel_volume_mm3
+    from nnunet_spine.core.lesion_matching import voxel_volume_mm3
 
     ref, pred, img = _load_pair(pred_path, ref_path, "semantic")
     case = case if case is not None else _case(Path(pred_path), SPINEPS_SEMANTIC_SUFFIXES)
@@ -371,7 +371,7 @@ def evaluate_semantic_case(pred_path, ref_path, *, case: str | None = None) -> l
 
 
 def _case(path: Path, suffixes: Sequence[str]) -> str:
-    from nnunet_extensions.core.bids import case_name
+    from nnunet_spine.core.bids import case_name
 
     return case_name(path, suffixes)
 
@@ -379,7 +379,7 @@ def _case(path: Path, suffixes: Sequence[str]) -> str:
 def spineps_output_files(folder: Path, kind: str) -> list[Path] | None:
     """The masks of one kind in a SPINEPS output folder (one that holds both ``_seg-vert_msk`` instance and
     ``_seg-spine_msk`` semantic masks, as ``nnspine fuse`` and SPINEPS write); None for any other folder."""
-    from nnunet_extensions.core.bids import SPINEPS_INSTANCE_SEGS, SPINEPS_SEMANTIC_SEGS, list_nifti, spineps_seg
+    from nnunet_spine.core.bids import SPINEPS_INSTANCE_SEGS, SPINEPS_SEMANTIC_SEGS, list_nifti, spineps_seg
 
     files = list_nifti(folder)
     inst = [f for f in files if spineps_seg(f) in SPINEPS_INSTANCE_SEGS]
@@ -390,10 +390,10 @@ def spineps_output_files(folder: Path, kind: str) -> list[Path] | None:
 
 
 def pair_files(pred, ref, suffixes: Sequence[str], kind: str = "instance") -> list[tuple[str, Path, Path]]:
-    """``[(case, pred_path, ref_path)]``: :func:`nnunet_extensions.core.bids.pair_cases` with references named
+    """``[(case, pred_path, ref_path)]``: :func:`nnunet_spine.core.bids.pair_cases` with references named
     ``<case>.nii[.gz]`` or ``<case><suffix>.nii[.gz]`` (case = the image's BIDS stem). A SPINEPS output folder
     as ``pred`` (instance and semantic masks side by side) gives its masks of ``kind`` only."""
-    from nnunet_extensions.core.bids import pair_cases
+    from nnunet_spine.core.bids import pair_cases
 
     return pair_cases(
         pred, ref, pred_suffixes=suffixes, ref_suffixes=("", *suffixes), select=lambda f: spineps_output_files(f, kind)
@@ -434,7 +434,7 @@ def evaluate_semantic(pred, ref, *, progress: bool = False) -> list[dict]:
 def qc_outputs(pred, ref, folder, *, semantic: bool = False, overwrite: bool = False) -> list[tuple[str, Path, Path]]:
     """``[(case, predicted mask, folder/<case>_qc.png)]`` for :func:`write_qc`, cases paired as by the metrics;
     every output path is checked (existing ones need ``overwrite``) before anything is computed or drawn."""
-    from nnunet_extensions.core.io import check_output, require_writable_folder
+    from nnunet_spine.core.io import check_output, require_writable_folder
 
     suffixes = SPINEPS_SEMANTIC_SUFFIXES if semantic else SPINEPS_INSTANCE_SUFFIXES
     pairs = pair_files(pred, ref, suffixes, "semantic" if semantic else "instance")
@@ -444,11 +444,11 @@ def qc_outputs(pred, ref, folder, *, semantic: bool = False, overwrite: bool = F
 
 def write_qc(jobs: Sequence[tuple[str, Path, Path]], *, semantic: bool = False, overwrite: bool = False) -> list[Path]:
     """One sagittal QC snapshot per predicted mask (:func:`qc_outputs`' jobs): the semantic labels in SPINEPS'
-    colours (:func:`postprocessing.qc.plot_spine_semantic`) or the vertebra instances with their VerSe names
-    (:func:`postprocessing.qc.plot_vertebra_instances`)."""
-    from nnunet_extensions.core.io import load_image
-    from nnunet_extensions.core.labels import VERSE_NAMES
-    from postprocessing.qc import plot_spine_semantic, plot_vertebra_instances
+    colours (:func:`nnunet_spine.postprocessing.qc.plot_spine_semantic`) or the vertebra instances with their VerSe names
+    (:func:`nnunet_spine.postprocessing.qc.plot_vertebra_instances`)."""
+    from nnunet_spine.core.io import load_image
+    from nnunet_spine.core.labels import VERSE_NAMES
+    from nnunet_spine.postprocessing.qc import plot_spine_semantic, plot_vertebra_instances
 
     for case, p, out in jobs:
         if semantic:

@@ -1,7 +1,7 @@
 """``nnspine relabel`` / :func:`relabel`: predictions in nnU-Net's consecutive labels → the original label values.
 
 ``nnspine convert spineps`` renumbers the SPINEPS semantic labels (41-49, 26, 60-62, 100) to 1..n and records
-the mapping in ``dataset.json`` (:data:`nnunet_extensions.core.dataset_json.LABEL_MAP_KEY`). nnU-Net copies that
+the mapping in ``dataset.json`` (:data:`nnunet_spine.core.dataset_json.LABEL_MAP_KEY`). nnU-Net copies that
 ``dataset.json`` into its model and prediction folders, so any of them (or the raw dataset, or its id) tells how
 to map a prediction back. The back-mapping is a lookup table on the voxel values: voxel-exact, on the same grid,
 with the prediction's NIfTI header (only the data type may change, to uint8).
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.dataset_json import read_label_map
-from nnunet_extensions.core.io import (
+from nnunet_spine.core.dataset_json import read_label_map
+from nnunet_spine.core.io import (
     NIFTI_SUFFIXES,
     Image,
     InputError,
@@ -26,7 +26,7 @@ from nnunet_extensions.core.io import (
     load_image,
     save_image,
 )
-from nnunet_extensions.core.nnunet_folders import find_dataset_json
+from nnunet_spine.core.nnunet_folders import find_dataset_json
 
 #: Label conventions ``--to`` accepts (the ``convention`` recorded by the converter).
 CONVENTIONS = ("spineps",)
@@ -52,7 +52,7 @@ class RelabelReport:
 
 def load_mapping(dataset: str | Path | int, to: str = "spineps") -> tuple[dict[int, int], Path]:
     """nnU-Net label → ``to`` value from the ``dataset.json`` of ``dataset`` (a file, a folder holding one, or an
-    id / name: :func:`~nnunet_extensions.core.nnunet_folders.find_dataset_json`); returns it with the file's path."""
+    id / name: :func:`~nnunet_spine.core.nnunet_folders.find_dataset_json`); returns it with the file's path."""
     if to not in CONVENTIONS:
         raise InputError(f"--to {to}: unknown label convention (choose from {', '.join(CONVENTIONS)})")
     path = find_dataset_json(dataset)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_extensions.apps.ablation import ARMS, CONFIG, CONTRASTS, DATASETS, PLANS, AblationConfig, run_ablation
+from nnunet_spine.apps.ablation import ARMS, CONFIG, CONTRASTS, DATASETS, PLANS, AblationConfig, run_ablation
 
 
 @pytest.mark.slow

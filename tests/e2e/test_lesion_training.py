@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nnunet_helpers import console_script, nnunet_env, run  # noqa: E402
 
-from nnunet_extensions.core.io import load_image  # noqa: E402
+from nnunet_spine.core.io import load_image  # noqa: E402
 
 TRAIN_ID, TEST_ID = 981, 982
 TRAIN, TEST = f"Dataset{TRAIN_ID}_LesionE2E", f"Dataset{TEST_ID}_LesionE2ETest"

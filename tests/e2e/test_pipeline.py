@@ -27,7 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nnunet_helpers import assert_validation_loss_is_soft_target_loss, console_script, run  # noqa: E402
 
-from nnunet_extensions.core.io import load_image  # noqa: E402
+from nnunet_spine.core.io import load_image  # noqa: E402
 
 WALKTHROUGH = Path(__file__).with_name("readme_walkthrough.sh")
 DATASET_ID, NAME = 101, "SoftCord"

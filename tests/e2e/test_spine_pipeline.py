@@ -21,8 +21,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nnunet_helpers import console_script, nnunet_env, run  # noqa: E402
 
-from nnunet_extensions.core.io import load_image  # noqa: E402
-from nnunet_extensions.core.labels import SEMANTIC_LABELS
+from nnunet_spine.core.io import load_image  # noqa: E402
+from nnunet_spine.core.labels import SEMANTIC_LABELS
 
 DATASET_ID, NAME = 993, "PipelineSpine"
 DATASET = f"Dataset{DATASET_ID}_{NAME}"
@@ -234,8 +234,8 @@ def test_landmark_model_and_labelling_a_cropped_phantom(tmp_path, trained_models
     from scipy import ndimage
     from test_fuse import perfect_predictions
 
-    from nnunet_extensions.core.geometry import si_axis
-    from nnunet_extensions.core.cutouts import cut_case, load_semantic
+    from nnunet_spine.core.geometry import si_axis
+    from nnunet_spine.core.cutouts import cut_case, load_semantic
 
     export = nnspine(nnunet_env(tmp_path), "trainers", "--export").stdout.strip()
     env = nnunet_env(tmp_path, nnUNet_extTrainer=export.split("=", 1)[1].strip("'"))

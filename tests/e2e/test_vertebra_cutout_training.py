@@ -24,8 +24,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nnunet_helpers import console_script, nnunet_env, run  # noqa: E402
 
-from nnunet_extensions.core.io import load_image  # noqa: E402
-from nnunet_extensions.core.labels import (
+from nnunet_spine.core.io import load_image  # noqa: E402
+from nnunet_spine.core.labels import (
     COSTAL_LEFT,
     CUTOUT_CHANNEL_LABELS,
     CUTOUT_TARGET_LABELS,

@@ -8,7 +8,7 @@ What Bédard et al. claim, measured with this package's own tools on subjects th
 * arm **d** (generalisation): as c, trained on three contrasts only (soft GT from those three), tested on the
   two contrasts it never saw.
 
-Every arm trains the ``_budget`` variant of its trainer (:mod:`trainers.budget`) with the same epochs and
+Every arm trains the ``_budget`` variant of its trainer (:mod:`nnunet_spine.trainers.budget`) with the same epochs and
 iterations, on the same preprocessed images (one set of plans, planned on the soft dataset and moved to the
 others with ``nnUNetv2_move_plans_between_datasets``), fold 0 of a split whose training set is every case (the
 validation case, the smallest image, is one of them: nnU-Net's own validation only picks ``checkpoint_best``,
@@ -25,7 +25,7 @@ counted in the table's ``n_missing``.
 
 Where the predicted area lies (issue: the soft arms overestimate CSA): with the phantom's exact partial-volume
 truth, each held-out mask's area at the level is split into the part inside the true cord and a halo outside it
-(:mod:`postprocessing.cord.halo`), and the mean predicted value is profiled against the signed distance to the
+(:mod:`nnunet_spine.postprocessing.cord.halo`), and the mean predicted value is profiled against the signed distance to the
 true cord edge (beside the converter's soft GT and the truth itself).
 
 Budgets and the learning curve: the data and the plans are prepared once; every budget (epochs x iterations per
@@ -38,7 +38,7 @@ Folder layout (``folder``): ``phantom_train*/``, ``phantom_test/``, ``deriv_*/``
 ``timings.json`` and ``nnunet.log`` (every command with its output).
 """
 
-from nnunet_extensions.apps.ablation.config import (
+from nnunet_spine.apps.ablation.config import (
     ARMS,
     CONFIG,
     CONTRASTS,
@@ -50,9 +50,9 @@ from nnunet_extensions.apps.ablation.config import (
     budget_name,
     parse_budgets,
 )
-from nnunet_extensions.apps.ablation.datasets import contrast_of, copy_contrasts
-from nnunet_extensions.apps.ablation.evaluation import fill_missing, format_table, summarize_row
-from nnunet_extensions.apps.ablation.run import AblationResult, learning_curve, run_ablation
+from nnunet_spine.apps.ablation.datasets import contrast_of, copy_contrasts
+from nnunet_spine.apps.ablation.evaluation import fill_missing, format_table, summarize_row
+from nnunet_spine.apps.ablation.run import AblationResult, learning_curve, run_ablation
 
 __all__ = [
     "ARMS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from nnunet_extensions.apps.ablation.config import AblationConfig, budget_name
+from nnunet_spine.apps.ablation.config import AblationConfig, budget_name
 
 
 def script(name: str) -> str:
@@ -51,8 +51,8 @@ def run_together(cmds: list[list[str]], env: dict, log: Path) -> None:
 
 def environment(folder: Path, config: AblationConfig, budget: tuple[int, int] | None = None) -> dict:
     """nnU-Net folders inside ``folder`` (with a budget, its own ``nnUNet_results`` under ``budget_<EXI>/``), our
-    trainers, small-machine settings, and the training budget (read by :mod:`trainers.budget`)."""
-    from nnunet_extensions.apps.demo import nnunet_environment
+    trainers, small-machine settings, and the training budget (read by :mod:`nnunet_spine.trainers.budget`)."""
+    from nnunet_spine.apps.demo import nnunet_environment
 
     env = nnunet_environment(folder)
     epochs, iterations = budget or (config.epochs, config.iterations)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.core.io import InputError
 
 #: The phantom's five contrasts (BIDS name after ``sub-XX_``), reference first.
 CONTRASTS = ("T2w", "T1w", "T2starw", "flip-1_mt-on_MTS", "flip-2_mt-off_MTS")

@@ -8,9 +8,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from nnunet_extensions.apps.ablation.commands import run, run_together
-from nnunet_extensions.apps.ablation.config import ARMS, CONFIG, CONTRASTS, DATASETS, PLANS, AblationConfig
-from nnunet_extensions.core.io import InputError
+from nnunet_spine.apps.ablation.commands import run, run_together
+from nnunet_spine.apps.ablation.config import ARMS, CONFIG, CONTRASTS, DATASETS, PLANS, AblationConfig
+from nnunet_spine.core.io import InputError
 
 _BIDS_FILE_RE = re.compile(r"^(sub-[A-Za-z0-9]+)_(.+?)(_label-.*)?$")
 
@@ -40,7 +40,7 @@ def copy_contrasts(src: Path, dst: Path, contrasts: tuple[str, ...]) -> Path:
 def write_binary_dataset(soft_raw: Path, phantom: Path, folder: Path) -> Path:
     """nnU-Net raw dataset with the images of ``soft_raw`` and, as labels, each contrast's own binary cord mask
     from the phantom (``derivatives/labels/sub-XX/anat/<case>_label-SC_seg.nii.gz``, on the image's grid)."""
-    from nnunet_extensions.core.dataset_json import IMAGES_TR, LABELS_TR
+    from nnunet_spine.core.dataset_json import IMAGES_TR, LABELS_TR
 
     (folder / IMAGES_TR).mkdir(parents=True)
     (folder / LABELS_TR).mkdir()
@@ -66,7 +66,7 @@ def smallest_case(raw: Path) -> str:
     """The training case whose image covers the smallest volume (mm³): the cheapest for nnU-Net's final validation."""
     import numpy as np
 
-    from nnunet_extensions.core.io import read_geometry, voxel_sizes
+    from nnunet_spine.core.io import read_geometry, voxel_sizes
 
     def volume_mm3(image: Path) -> float:
         geometry = read_geometry(image)

@@ -3,7 +3,7 @@
 Per budget: ``nnspine evaluate csa-variability`` at one level on every arm's (and reference's) masks, missing
 masks filled with CSA 0 (:func:`fill_missing`), ``nnspine evaluate compare-variability`` against arm a (Wilcoxon
 signed-rank on the per-subject SDs), and, with the phantom's exact truth, where the predicted area lies
-(:mod:`postprocessing.cord.halo`: inside the true cord or in a halo outside it) and the radial profile of the
+(:mod:`nnunet_spine.postprocessing.cord.halo`: inside the true cord or in a halo outside it) and the radial profile of the
 predicted values around the true cord edge.
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nnunet_extensions.apps.ablation.config import ARMS, CONTRASTS, AblationConfig
-from nnunet_extensions.apps.ablation.datasets import contrast_of
+from nnunet_spine.apps.ablation.config import ARMS, CONTRASTS, AblationConfig
+from nnunet_spine.apps.ablation.datasets import contrast_of
 
 if TYPE_CHECKING:
     import pandas
@@ -51,7 +51,7 @@ def fill_missing(csa_csv: Path, subjects: list[str], contrasts: tuple[str, ...],
     import numpy as np
     import pandas as pd
 
-    from postprocessing.cord.soft_metrics import VARIABILITY_COLUMNS
+    from nnunet_spine.postprocessing.cord.soft_metrics import VARIABILITY_COLUMNS
 
     rows = read_rows(csa_csv)
     levels = str(rows["levels"].iloc[0]) if len(rows) else ""
@@ -311,7 +311,7 @@ def evaluate_budget(
     ``out/radial_profile.csv`` + ``.png``. ``masks``: arm name → folder of its held-out masks."""
     import pandas as pd
 
-    from nnunet_extensions.core.io import write_text
+    from nnunet_spine.core.io import write_text
 
     test = folder / "phantom_test"
     (out / "csa").mkdir(parents=True, exist_ok=True)
@@ -337,7 +337,7 @@ def evaluate_budget(
         config.level,
     )
     write_text(out / "radial_profile.csv", profiles.to_csv(index=False, float_format="%.4g"), overwrite=True)
-    from postprocessing.qc import plot_radial_profiles
+    from nnunet_spine.postprocessing.qc import plot_radial_profiles
 
     plot_radial_profiles(profiles, out / "radial_profile.png", overwrite=True)
     return table
@@ -356,8 +356,8 @@ def _rpi_image(path: Path):
     """An image reoriented (no interpolation) to SCT's RPI voxel order, with its new affine."""
     import numpy as np
 
-    from nnunet_extensions.core.geometry import reorient
-    from nnunet_extensions.core.io import Image, load_image
+    from nnunet_spine.core.geometry import reorient
+    from nnunet_spine.core.io import Image, load_image
 
     img = load_image(path)
     data, affine = reorient(np.asarray(img.data), img.affine)
@@ -369,7 +369,7 @@ def _truth_and_slices(test: Path, subject: str, contrast: str, level: int):
     phantom's labelled cord)."""
     import numpy as np
 
-    from postprocessing.cord.levels import assign_slice_levels
+    from nnunet_spine.postprocessing.cord.levels import assign_slice_levels
 
     anat = Path(subject) / "anat"
     truth = _rpi_image(test / "derivatives/truth" / anat / f"{subject}_{contrast}_label-SC_softseg.nii.gz")
@@ -381,7 +381,7 @@ def _truth_and_slices(test: Path, subject: str, contrast: str, level: int):
 def halo_table(files: list[Path], test: Path, level: int) -> list[dict]:
     """Per mask of ``files``: subject, contrast, and the halo split at ``level`` (mean per slice, mm²) with
     ``inside_error_pct = 100 (inside - true) / true`` and ``halo_pct = 100 halo / true``."""
-    from postprocessing.cord.halo import halo_split
+    from nnunet_spine.postprocessing.cord.halo import halo_split
 
     out = []
     for f in files:
@@ -415,14 +415,14 @@ def halo_summary(split: list[dict]) -> dict:
 
 def radial_profiles(sources: dict[str, list[Path]], test: Path, level: int) -> pandas.DataFrame:  # noqa: F821
     """Mean predicted value vs signed distance (mm) to the true cord edge, per row and contrast, over the
-    held-out subjects and the slices of ``level`` (:func:`postprocessing.cord.halo.radial_profile`); the truth's
+    held-out subjects and the slices of ``level`` (:func:`nnunet_spine.postprocessing.cord.halo.radial_profile`); the truth's
     own profile as row ``truth``. Columns ``row, contrast, distance_mm, value``."""
     import warnings
 
     import numpy as np
     import pandas as pd
 
-    from postprocessing.cord.halo import PROFILE_EDGES_MM, radial_profile
+    from nnunet_spine.postprocessing.cord.halo import PROFILE_EDGES_MM, radial_profile
 
     warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)  # a bin no voxel of a contrast reaches
 

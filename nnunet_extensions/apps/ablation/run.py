@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nnunet_extensions.apps.ablation.commands import environment, run
-from nnunet_extensions.apps.ablation.config import (
+from nnunet_spine.apps.ablation.commands import environment, run
+from nnunet_spine.apps.ablation.config import (
     ARMS,
     CONFIG,
     CONTRASTS,
@@ -24,9 +24,9 @@ from nnunet_extensions.apps.ablation.config import (
     Arm,
     budget_name,
 )
-from nnunet_extensions.apps.ablation.datasets import PREPARED, contrast_of, prepare
-from nnunet_extensions.apps.ablation.evaluation import evaluate_budget
-from nnunet_extensions.core.io import OutputExistsError
+from nnunet_spine.apps.ablation.datasets import PREPARED, contrast_of, prepare
+from nnunet_spine.apps.ablation.evaluation import evaluate_budget
+from nnunet_spine.core.io import OutputExistsError
 
 if TYPE_CHECKING:
     import pandas
@@ -75,7 +75,7 @@ def _open_folder(folder: Path, config: AblationConfig, overwrite: bool) -> None:
                 if entry.name not in (MARKER, SETTINGS_FILE):
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MARKER).write_text("written by nnunet_extensions.apps.ablation (benchmarks/bench_softseg_ablation.py)\n")
+    (folder / MARKER).write_text("written by nnunet_spine.apps.ablation (benchmarks/bench_softseg_ablation.py)\n")
     (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
 
@@ -185,13 +185,13 @@ def run_ablation(
     halo_pct`` — CSA errors in % of the true CSA, signed and absolute, mean over every held-out mask; SD across
     contrasts in mm², mean over subjects; p of the two-sided Wilcoxon signed-rank test of the per-subject SDs
     against arm a on the same contrasts; the predicted area inside the true cord minus the true area, and the
-    area outside it, in % of the true area, see :mod:`postprocessing.cord.halo`), ``halo.csv`` per contrast,
+    area outside it, in % of the true area, see :mod:`nnunet_spine.postprocessing.cord.halo`), ``halo.csv`` per contrast,
     and the radial profile (``radial_profile.csv``/``.png``). ``n_missing`` masks had no cord at the level
     (e.g. an empty prediction): they count as CSA 0 mm² in every figure, as a user of that model would measure.
     The learning curve over the budgets is ``learning_curve.csv``/``.png`` in ``folder``.
     """
 
-    from nnunet_extensions.core.io import write_text
+    from nnunet_spine.core.io import write_text
 
     config = config or AblationConfig()
     config.check()
@@ -216,7 +216,7 @@ def run_ablation(
     curve_csv = write_text(
         folder / "learning_curve.csv", curve.to_csv(index=False, float_format="%.4g"), overwrite=True
     )
-    from postprocessing.qc import plot_learning_curve
+    from nnunet_spine.postprocessing.qc import plot_learning_curve
 
     plot_learning_curve(curve, folder / "learning_curve.png", overwrite=True)
     timings_json = folder / "timings.json"

@@ -4,7 +4,7 @@ nnU-Net only knows integer label maps: its preprocessing casts labels to int8/in
 as a label would silently be binarized. Soft targets therefore travel *beside* the integer labels:
 
 1. **Raw data** (written by the dataset converter): ``$nnUNet_raw/DatasetXXX_NAME/labelsTr_soft/<case><ending>``
-   (folder name :data:`nnunet_extensions.core.dataset_json.LABELS_TR_SOFT`), float masks in [0, 1] on the grid of
+   (folder name :data:`nnunet_spine.core.dataset_json.LABELS_TR_SOFT`), float masks in [0, 1] on the grid of
    ``labelsTr/<case><ending>`` (which holds the mask binarized at 0.5).
 2. **Preprocessing** (:mod:`.preprocess`, CLI ``nnspine preprocess-soft``, run after
    ``nnUNetv2_plan_and_preprocess``): every soft mask is transposed, cropped and resampled (linearly) exactly as
@@ -16,9 +16,9 @@ as a label would silently be binarized. Soft targets therefore travel *beside* t
    ``regression_target`` (spatial transforms apply to it exactly as to the image; intensity transforms leave it
    alone). :mod:`.deep_supervision` builds its deep-supervision pyramid by area averaging. Batches carry
    ``soft_target`` (list of float tensors, one per scale) beside nnU-Net's ``target``.
-4. **Losses and per-epoch metrics** live with the trainers (:mod:`trainers.soft_losses`).
+4. **Losses and per-epoch metrics** live with the trainers (:mod:`nnunet_spine.trainers.soft_losses`).
 
 Submodules are imported explicitly
-(``from nnunet_extensions.integration.soft_targets.preprocess import preprocess_soft``); this package module imports
+(``from nnunet_spine.integration.soft_targets.preprocess import preprocess_soft``); this package module imports
 nothing, so the CLI starts without loading torch.
 """

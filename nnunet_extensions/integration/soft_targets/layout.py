@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_extensions.core.dataset_json import LABELS_TR_SOFT
+from nnunet_spine.core.dataset_json import LABELS_TR_SOFT
 
 #: Sub-folder of a preprocessed configuration folder holding the preprocessed soft targets.
 PREPROCESSED_SOFT_FOLDER = "soft_targets"

@@ -24,7 +24,7 @@ import torch
 from acvl_utils.cropping_and_padding.bounding_boxes import crop_and_pad_nd
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
-from nnunet_extensions.integration.soft_targets.layout import load_soft_target
+from nnunet_spine.integration.soft_targets.layout import load_soft_target
 
 
 class nnUNetDataLoaderSoft(nnUNetDataLoader):

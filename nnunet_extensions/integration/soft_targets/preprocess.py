@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnunet_extensions.core.dataset_json import LABELS_TR_SOFT
-from nnunet_extensions.core.io import InputError, check_3d, check_same_grid, load_image, read_image
-from nnunet_extensions.core.nnunet_folders import resolve_dataset
-from nnunet_extensions.integration.soft_targets.layout import (
+from nnunet_spine.core.dataset_json import LABELS_TR_SOFT
+from nnunet_spine.core.io import InputError, check_3d, check_same_grid, load_image, read_image
+from nnunet_spine.core.nnunet_folders import resolve_dataset
+from nnunet_spine.integration.soft_targets.layout import (
     MANIFEST_NAME,
     PREPROCESSED_SOFT_FOLDER,
     raw_soft_file,
