@@ -32,6 +32,21 @@ def new_parser(sub, name: str, help: str, description: str, epilog: str | None =
     )
 
 
+def int_at_least(minimum: int):
+    """argparse type: a whole number >= ``minimum`` (one clear message otherwise)."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {n}")
+        return n
+
+    return parse
+
+
 def existing_path(value: str) -> Path:
     """argparse type: a path that exists (file or folder); otherwise argparse's one-line usage error naming it
     (exit 2). What the path must contain is checked by the I/O layer, which names the file."""
