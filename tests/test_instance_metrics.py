@@ -311,3 +311,55 @@ def test_qc_snapshot_of_each_prediction(tmp_path):
     with pytest.raises(InputError, match="pred_qc.png: output exists"):
         _cli(tmp_path, *args, "-o", tmp_path / "b.csv")
     assert not (tmp_path / "b.csv").exists()  # refused before anything was written
+
+
+# --------------------------------------------------------------------------------------------- labelling warning
+def test_label_matching_warns_when_the_sidecar_says_ids_are_not_anatomical_or_not_verified(tmp_path, capsys):
+    """Three predicted cases equal to their references: one whose sidecar says ids 1..n from the top, one whose ids
+    came from one anchor (not verified), one verified. Label matching warns (CSV column and one stderr line per
+    case) for the first two only; iou matching (values ignored) does not warn."""
+    import json
+
+    from nnunet_spine.postprocessing.spine.panoptic import LABELLING_WARNING
+
+    ref = np.zeros((6, 6, 6), np.uint8)
+    ref[0:2] = 20
+    ref[3:5] = 21
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "ref").mkdir()
+    sidecars = {
+        "sub-01_T2w": {"anatomically_labelled": False, "labelling": {"method": "not anatomically labelled: no anchor"}},
+        "sub-02_T2w": {
+            "anatomically_labelled": True,
+            "labelling": {"verified": False, "reason": "one anchor only (sacrum): the count is not checked"},
+        },
+        "sub-03_T2w": {"anatomically_labelled": True, "labelling": {"verified": True, "reason": "sacrum and dens"}},
+    }
+    for case, side in sidecars.items():
+        _write(tmp_path / "pred" / f"{case}_seg-vert_msk.nii.gz", ref)
+        (tmp_path / "pred" / f"{case}_seg-vert_msk.json").write_text(json.dumps(side))
+        _write(tmp_path / "ref" / f"{case}_seg-vert_msk.nii.gz", ref)
+    out = tmp_path / "m.csv"
+    assert _cli(tmp_path, "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "-o", out, "-q") == 0
+    err = capsys.readouterr().err.splitlines()
+    df = pd.read_csv(out, keep_default_na=False)
+    assert list(df.columns) == INSTANCE_COLUMNS
+    said = df.groupby("case")[LABELLING_WARNING].agg(set).to_dict()
+    assert said["sub-01_T2w"] == {
+        "ids are not anatomical (not anatomically labelled: no anchor): 1..n from the top compared by value with the "
+        "reference's VerSe ids"
+    }
+    assert said["sub-02_T2w"] == {"ids not verified: one anchor only (sacrum): the count is not checked"}
+    assert said["sub-03_T2w"] == {""} and said[SUMMARY_CASE] == {"2 of 3 case(s) warned"}
+    assert err == [
+        f"nnspine evaluate instances: warning: sub-01_T2w: {next(iter(said['sub-01_T2w']))}",
+        f"nnspine evaluate instances: warning: sub-02_T2w: {next(iter(said['sub-02_T2w']))}",
+    ]
+    vertebra = df[(df["case"] == "sub-01_T2w") & (df["structure"] == "vertebra")].iloc[0]
+    assert vertebra["tp"] == 2  # the metrics themselves are unchanged
+    out2 = tmp_path / "iou.csv"
+    assert (
+        _cli(tmp_path, "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--match", "iou", "-o", out2, "-q") == 0
+    )
+    assert capsys.readouterr().err == ""
+    assert set(pd.read_csv(out2, keep_default_na=False)[LABELLING_WARNING]) == {""}

@@ -158,6 +158,15 @@ def test_segment_spine_loads_each_model_once_for_a_cohort(tmp_path, simulated_cu
         got = np.asarray(nib.load(unit / f"{case}_seg-vert_msk.nii.gz").dataobj)
         truth = next((tmp_path / "bids" / "derivatives").rglob(f"{case}_seg-vert_msk.nii.gz"))
         assert np.array_equal(got, np.asarray(nib.load(truth).dataobj)), case
+    # the summary carries each case's labelling status, the same as the instance mask's sidecar says
+    import csv
+    import json
+
+    for row in csv.DictReader((tmp_path / "out" / "segment_summary.csv").open()):
+        unit = tmp_path / "out" / row["case"].split("_")[0] / "anat"
+        side = json.loads((unit / f"{row['case']}_seg-vert_msk.json").read_text())["labelling"]
+        assert row["labelling"] == ("anatomical" if side["anatomical"] else "not anatomical")
+        assert row["verified"] == str(side["verified"]).lower() and row["reason"] == side["reason"] != ""
 
 
 def test_spine_outputs_feed_evaluate_instances_and_csa(tmp_path, simulated_cuda, monkeypatch):

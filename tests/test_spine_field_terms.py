@@ -266,7 +266,13 @@ def test_centroid_file_is_read_by_tptbox_and_equals_its_centroids(lumbar7, tmp_p
         assert np.linalg.norm(np.asarray(world[v, 50]) - np.asarray(theirs[v, 50])) < 0.1, v
     truth = {t["id"]: t["body_centre_mm"] for t in lumbar7.truth["vertebrae"]}
     assert all(np.allclose(world[v, 50], truth[v], atol=1.0) for v in truth)
-    assert "anatomically_labelled" not in ctd.read_text()  # our facts live in the sidecar only
+    # the labelling verdict rides in the POI header, and TPTBox's own loader keeps it in POI.info: the sacrum is the
+    # only anchor of this column, so its ids are anatomical but not verified, said as in the sidecar
+    assert poi.info["nnspine_anatomically_labelled"] is True and poi.info["nnspine_labelling_verified"] is False
+    assert poi.info["nnspine_labelling_reason"] == side["labelling"]["reason"]
+    assert poi.info["nnspine_labelling_reason"].startswith("one anchor only (sacrum)")
+    assert poi.info["nnspine_labelling_method"] == side["labelling"]["method"]
+    assert side["labelling"]["verified"] is False and side["labelling_verified"] is False
     # the fuse output folder (instance + semantic masks side by side) is a valid --pred: instance masks by name
     table = tmp_path / "panoptic.csv"
     args = ["evaluate", "instances", "--pred", str(out), "--ref", str(lumbar7.labels), "-o", str(table), "-q"]
@@ -472,3 +478,55 @@ def test_spineps_rules_delete_fragments_and_vote_where_ours_give_back_and_split(
     assert set(np.unique(ours[gap]).tolist()) == {1, 2}
     with pytest.raises(ValueError, match="rules"):
         clean_instances(fused, sem, bodies, (3.0, 3.0, 3.0), rules="other")
+
+
+# ------------------------------------------------------------------------------------- §4 SPINEPS 2.x labels kept
+def _fuse_files(case: Case, tmp_path, name: str):
+    """``nnspine cutouts`` and ``nnspine fuse`` on the case's semantic mask with its perfect predictions; the
+    output folder."""
+    cut, pred, out = tmp_path / f"{name}_cut", tmp_path / f"{name}_pred", tmp_path / f"{name}_out"
+    assert main(["cutouts", "--semantic", str(case.sem.path), "-o", str(cut), "-q"]) == 0
+    pred.mkdir()
+    for c in case.record.cutouts:
+        nib.save(nib.Nifti1Image(case.preds[c.name], c.affine), pred / f"{c.name}.nii.gz")
+    args = ["fuse", "--semantic", str(case.sem.path), "--cutouts", str(cut), "--predictions", str(pred)]
+    assert main([*args, "-o", str(out), "-q", "--no-qc"]) == 0
+    return out
+
+
+def test_spineps2_labels_survive_fuse_voxel_for_voxel_and_the_dens_is_c2s(lumbar7, tmp_path, capsys):
+    """A SPINEPS 2.x mask without the sacrum: body core 50 inside L2's body, the dens 51 on the top body, endplates
+    split into 52 (above the nearest body centre) and 53 (below). fuse's cleaned semantic mask holds 50, 51, 52, 53
+    on exactly the input's voxels; the dens anchors the top vertebra as C2 and every dens voxel is in C2's
+    instance; one anchor only: said on stderr and in the POI header TPTBox reads."""
+    from scipy import ndimage
+    from TPTBox.core import poi as poi_mod
+
+    def spineps2(sem, ref):
+        sem[sem == SACRUM] = 0
+        ref[ref == SACRUM] = 0
+        centres = np.array([np.argwhere((ref == v) & (sem == CORPUS)).mean(axis=0) for v in range(18, 25)])
+        ep = np.argwhere(sem == ENDPLATE)
+        nearest = np.argmin(((ep[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        above = ep[:, 1] < centres[nearest, 1]  # PIR grid: axis 1 points inferior
+        sem[tuple(ep[above].T)] = ENDPLATE_SUPERIOR
+        sem[tuple(ep[~above].T)] = ENDPLATE_INFERIOR
+        sem[ndimage.binary_erosion((ref == 21) & (sem == CORPUS), iterations=2)] = 50
+        top = np.argwhere((ref == 18) & (sem == CORPUS))
+        upper = top[top[:, 1] <= np.median(top[:, 1])]  # the upper half of the top body
+        sem[tuple(upper.T)] = DENS
+
+    case = _variant(lumbar7, tmp_path, "sub-07_T2w", spineps2)
+    raw = np.asarray(nib.load(str(case.sem.path)).dataobj)
+    out = _fuse_files(case, tmp_path, "s2")
+    err = capsys.readouterr().err
+    cleaned = np.asarray(nib.load(str(out / "sub-07_T2w_seg-spine_msk.nii.gz")).dataobj)
+    for v in (50, DENS, ENDPLATE_SUPERIOR, ENDPLATE_INFERIOR):
+        assert (raw == v).sum() > 0 and np.array_equal(cleaned == v, raw == v), v
+    assert not np.isin(cleaned, [CORPUS, ENDPLATE])[np.isin(raw, [50, DENS, 52, 53])].any()
+    inst = np.asarray(nib.load(str(out / "sub-07_T2w_seg-vert_msk.nii.gz")).dataobj)
+    assert set(np.unique(inst[raw == DENS]).tolist()) == {2}  # the whole dens is C2's
+    assert np.array_equal(inst > 0, np.isin(raw, [41, 42, 43, 44, 45, 46, 47, 48, 49, 50, DENS, 52, 53, 100]))
+    assert "labelling not verified: one anchor only (dens)" in err
+    poi = poi_mod.POI.load(out / "sub-07_T2w_seg-spine_ctd.json")
+    assert poi.info["nnspine_anatomically_labelled"] is True and poi.info["nnspine_labelling_verified"] is False

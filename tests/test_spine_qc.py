@@ -69,3 +69,34 @@ def test_refusals(tmp_path):
     assert not (tmp_path / "qc2.png").exists() and not (tmp_path / "qc3.png").exists()
     assert main(["qc", "spine", "-i", str(tmp_path / "seg.nii.gz"), "-o", str(tmp_path / "qc4.png")]) == 0
     assert (tmp_path / "qc4.png").stat().st_size > 1000
+
+
+def test_legend_names_spineps2_labels_as_the_mask_holds_them(tmp_path, monkeypatch):
+    """A midline body with a core (50), a dens (51) and split endplates (52 above, 53 below): the legend lists the
+    labels the drawn slices hold, named with TPTBox's names in the colours they are drawn in (body, endplate)."""
+    from nnunet_spine.postprocessing.qc import spine as qc_spine
+
+    data = np.zeros((40, 30, 50), np.uint8)
+    data[17:24, 10:25, 8:42] = CORPUS
+    data[19:22, 13:22, 12:38] = 50  # body core
+    data[17:24, 10:25, 42:45] = 52  # superior endplate
+    data[17:24, 10:25, 5:8] = 53  # inferior endplate
+    data[18:23, 12:20, 45:49] = 51  # dens above
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "seg.nii.gz"))
+    seen: list[set[int]] = []
+    real = qc_spine._add_legend
+    monkeypatch.setattr(qc_spine, "_add_legend", lambda fig, shown: (seen.append(set(shown)), real(fig, shown)))
+    out = plot_spine_semantic(tmp_path / "seg.nii.gz", tmp_path / "qc.png")
+    assert seen == [{CORPUS, 50, 51, 52, 53}]
+    entries = dict(qc_spine.legend_entries(seen[0]))
+    assert entries == {
+        "49 Vertebra Corpus border": SPINEPS_COLOURS[CORPUS],
+        "50 Vertebra Corpus": SPINEPS_COLOURS[CORPUS],
+        "51 Dens axis": SPINEPS_COLOURS[CORPUS],
+        "52 Vertebral Body Endplate Superior": SPINEPS_COLOURS[62],
+        "53 Vertebral Body Endplate Inferior": SPINEPS_COLOURS[62],
+    }
+    assert _thirds_with(out, 62)[1] > 50  # the endplates are drawn in the endplate colour, midline panel
+    from TPTBox.core.vert_constants import Location  # the names are TPTBox's own
+
+    assert [f"{v} {Location(v).name.replace('_', ' ')}" for v in (50, 51, 52, 53)] == list(entries)[1:]

@@ -52,7 +52,8 @@ SEMANTIC_SUFFIX = "_seg-spine_msk"
 SUMMARY_CSV = "segment_summary.csv"
 FAILURES_CSV = "failures.csv"
 FAILURE_COLUMNS = ["case", "step", "reason"]
-SUMMARY_COLUMNS = ["case", "status", "seconds", "outputs"]
+#: ``labelling``, ``verified``, ``reason``: a spine case's vertebra labelling (empty for the other tasks).
+SUMMARY_COLUMNS = ["case", "status", "seconds", "outputs", "labelling", "verified", "reason"]
 #: Disc label files looked for when ``--disc-suffix`` is not given: SCT's name, then the one BIDS datasets (and
 #: ``nnspine phantom``) write.
 DISC_SUFFIXES = ("_label-SC_seg_labeled_discs", "_label-discs_dlabel")
@@ -510,7 +511,17 @@ def run_lesion(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: 
     return [p for p in (lesions, table, qc if opts.qc else None, cord) if p is not None and p.parent != tmp]
 
 
-def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> list[Path]:
+class Written(list):
+    """A case's written paths (a list), with the summary fields a task adds (:data:`SUMMARY_COLUMNS` after
+    ``outputs``) and lines worth a warning."""
+
+    def __init__(self, paths, fields: dict[str, str] | None = None, warnings: Sequence[str] = ()):
+        super().__init__(paths)
+        self.fields = dict(fields or {})
+        self.warnings = list(warnings)
+
+
+def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: Options) -> Written:
     """Semantic mask in SPINEPS values → cutouts → the instance model (loaded once for the run, in
     ``opts.instances``) → fusion and labelling → SPINEPS outputs."""
     from nnunet_spine.apps.instances import predict_instances
@@ -548,7 +559,10 @@ def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: O
         work_dir=tmp / "instances",
         step=step,
     )
-    return [p for _, _, paths in report.cases for p in paths.values()]
+    paths = [p for _, _, paths in report.cases for p in paths.values()]
+    fields = report.summary_rows()[0] if report.cases else {}
+    warnings = [f"labelling not verified: {fields['reason']}"] if fields.get("verified") == "false" else []
+    return Written(paths, {k: v for k, v in fields.items() if k != "case"}, warnings)
 
 
 RUNNERS: dict[str, Callable] = {"cord": run_cord, "lesion": run_lesion, "spine": run_spine}
@@ -609,9 +623,12 @@ class Records:
         row = self.rows.get(case)
         return [out / rel for rel in row[3].split(";") if rel] if row else []
 
-    def record(self, case: str, status: str, seconds: float, outputs: Sequence[str], failure=None) -> None:
-        """Replace the case's rows with these and write both files."""
-        self.rows[case] = [case, status, f"{seconds:g}", ";".join(outputs)]
+    def record(
+        self, case: str, status: str, seconds: float, outputs: Sequence[str], failure=None, fields=None
+    ) -> None:
+        """Replace the case's rows with these and write both files (``fields``: the task's extra columns)."""
+        extra = [(fields or {}).get(c, "") for c in SUMMARY_COLUMNS[4:]]
+        self.rows[case] = [case, status, f"{seconds:g}", ";".join(outputs), *extra]
         self.failed = [r for r in self.failed if r[0] != case] + ([list(failure)] if failure else [])
         self.write()
 
@@ -786,7 +803,10 @@ def segment(
                 written = runner(predictor, model, case, tmp, out, opts)
                 seconds = round(time.perf_counter() - t0, 2)
                 report.done.append((case.name, "ok", seconds, written))
-                records.record(case.name, "ok", seconds, [str(p.relative_to(out)) for p in written])
+                fields = getattr(written, "fields", None)
+                records.record(case.name, "ok", seconds, [str(p.relative_to(out)) for p in written], None, fields)
+                for line in getattr(written, "warnings", []):
+                    say(f"warning: {case.name}: {line}")
             except Exception as exc:  # noqa: BLE001 - one case's failure must not lose the others; recorded
                 where = exc.step if isinstance(exc, StepFailed) else "case"
                 failure = (case.name, where, failure_reason(exc))

@@ -27,7 +27,10 @@ Columns: case, structure, match, ref_instances, pred_instances, tp, fp (= pred -
 precision (tp/pred), recall (tp/ref), rq (tp / (tp + fp/2 + fn/2), the F1 of the matching), sq (mean IoU
 of the true positives), sq_dsc (their mean Dice), pq (= sq * rq), pq_dsc (= sq_dsc * rq), assd_mm (mean
 over true positives of the average symmetric surface distance, mm from the voxel size), global_dice
-(Dice of the union of the group's reference instances with the union of its predicted ones).
+(Dice of the union of the group's reference instances with the union of its predicted ones),
+pred_labelling_warning (--match label: the prediction's sidecar from 'nnspine fuse', <stem>.json beside it,
+says its ids are not anatomical, 1..n from the top, or not verified by two anchors; also one line per case
+on stderr; empty without a sidecar).
 Undefined values are empty: precision without predicted instances, recall without reference ones, rq
 without either, sq/sq_dsc/assd_mm without true positives, global_dice with both unions empty.
 
@@ -98,6 +101,7 @@ def run_instances(args: argparse.Namespace) -> int:
     from nnunet_spine.postprocessing.spine.panoptic import (
         COUNT_KEYS,
         INSTANCE_COLUMNS,
+        LABELLING_WARNING,
         SEMANTIC_COLUMNS,
         SUMMARY_CASE,
         evaluate_instances,
@@ -128,6 +132,9 @@ def run_instances(args: argparse.Namespace) -> int:
         )
         df = pd.DataFrame(rows, columns=INSTANCE_COLUMNS)
         show = ["structure", *COUNT_KEYS, "rq", "sq", "pq", "pq_dsc", "assd_mm", "global_dice"]
+        warned = {r["case"]: r[LABELLING_WARNING] for r in rows if r["case"] != SUMMARY_CASE and r[LABELLING_WARNING]}
+        for case, warning in warned.items():
+            print(f"nnspine evaluate instances: warning: {case}: {warning}", file=sys.stderr)
     write_text(args.output, df.to_csv(index=False), overwrite=args.overwrite)
     pictures = write_qc(qc_jobs, semantic=args.semantic, overwrite=args.overwrite)
     if not args.quiet:

@@ -24,20 +24,26 @@ Vertebra ids (--labelling auto, the default): --top-vertebra NAME when given (C2
 L5 is followed by L6=25); else the sacrum (26) directly below the lowest vertebra makes it L5
 (--lumbar-vertebrae 4 or 6 for L4 / L6), and a dens (SPINEPS 2.x label 51) makes its vertebra C2; with
 both, the count between them is checked and one vertebra more or fewer is reported as a transitional
-candidate (T13/L6, or 4 lumbar / 11 thoracic), not guessed. Without an anchor (or --labelling none) ids
+candidate (T13/L6, or 4 lumbar / 11 thoracic), not guessed. Ids are "verified" only when two independent
+anchors (sacrum, dens, a landmark disc, --top-vertebra) agree on them; ids from one anchor are "not
+verified" (a transitional column would be one off), said on stderr, in the sidecar and in the POI header.
+Without an anchor (or --labelling none) ids
 are 1, 2, ... from the top and every output says "not anatomically labelled". A gap in the column (body
 centres much further apart than their neighbours: a missing vertebra) is reported, and anchored ids skip
 it instead of shifting. The sacrum (26) is kept; every disc (100) and endplate component gets 100+X /
 200+X from the nearest vertebral-body centre above it (SPINEPS' rule). Cutouts without a prediction are
 named on stderr and the rest is fused. SPINEPS 2.x semantic masks (50, 51, 52/53) are read as body and
-endplate; --endplates split writes superior (52) and inferior (53) endplates as SPINEPS 2.x does.
+endplate for the fusion and keep their labels in the cleaned semantic mask; every dens (51) voxel is C2's, as
+SPINEPS assigns it; --endplates split writes superior (52) and inferior (53) endplates as SPINEPS 2.x does.
 
 Outputs in OUT_DIR, named as SPINEPS names them (sub-01_T2w_seg-spine_msk.nii.gz ->):
   sub-01_T2w_seg-vert_msk.nii.gz    instance mask (uint8): vertebrae, sacrum 26, discs 100+X, endplates 200+X
   sub-01_T2w_seg-spine_msk.nii.gz   cleaned semantic mask (vertebra voxels no vertebra could take removed)
   sub-01_T2w_seg-spine_ctd.json     vertebral-body centroids in TPTBox's POI format as SPINEPS writes it
-                                    (voxel coordinates, subregion 50; TPTBox.POI.load reads it)
-  sub-01_T2w_seg-vert_msk.json      sidecar: how the ids were found, gaps, anomalies, world centroids
+                                    (voxel coordinates, subregion 50; TPTBox.POI.load reads it); header keys
+                                    nnspine_anatomically_labelled, nnspine_labelling_verified, _reason, _method
+  sub-01_T2w_seg-vert_msk.json      sidecar: how the ids were found, verified or not and why, gaps, anomalies,
+                                    world centroids
   sub-01_T2w_seg-spine_snp.png      sagittal QC snapshot, one colour and name per vertebra (not with --no-qc)
 OUT_DIR must not be the folder of the semantic mask (its cleaned copy has the same name).
 """
@@ -134,11 +140,14 @@ def add_labelling_options(p: argparse.ArgumentParser) -> None:
 
 
 def report_warnings(command: str, report) -> None:
-    """Anomalies, disagreeing partners and the not-labelled notice on stderr, one line each."""
+    """Anomalies, disagreeing partners, the not-labelled notice and the not-verified notice (ids from one
+    anchor, or anchors that disagree: :attr:`Labelling.reason`) on stderr, one line each."""
     for case, fusion, _ in report.cases:
         lab = fusion.labelling
         if lab is not None and not lab.anatomical:
             print(f"nnspine {command}: warning: {case}: {lab.method}", file=sys.stderr)
+        elif lab is not None and not lab.verified:
+            print(f"nnspine {command}: warning: {case}: labelling not verified: {lab.reason}", file=sys.stderr)
         for line in (lab.anomalies if lab is not None else []) + fusion.disagreements:
             print(f"nnspine {command}: warning: {case}: {line}", file=sys.stderr)
 

@@ -33,7 +33,8 @@ whole cohort; the results are exactly those of nnUNetv2_predict followed by the 
 
 Input (-i): an image, a folder of images, or a BIDS dataset (sub-*/[ses-*/]anat; --channels picks one
 sequence per model channel, the first naming the case). Outputs under -o as BIDS derivatives (flat for
-non-BIDS input), with segment_summary.csv (case, status, seconds, outputs) and failures.csv (case, step,
+non-BIDS input), with segment_summary.csv (case, status, seconds, outputs;
+for spine: labelling, verified, reason) and failures.csv (case, step,
 reason), updated as each case ends. A case that fails is recorded with the step that failed, its partial
 outputs removed, and the others go on (exit 2 when any failed). Cohorts: --num-parts N --part-id K runs part K
 of N (cases K, K+N, ...: nnU-Net's convention; one scheduler job each, no coordination); --skip-existing

@@ -242,20 +242,28 @@ def _draw_panel(
     return set(np.unique(plane).tolist()) - {0}
 
 
+def legend_entries(shown: set[int]) -> list[tuple[str, tuple[int, int, int]]]:
+    """``(text, RGB 0-255)`` per label of ``shown`` in value order, as the mask holds them: value and name
+    (:data:`~nnunet_spine.core.labels.ACCEPTED_SEMANTIC_LABELS`), colour from :data:`SPINEPS_COLOURS`. SPINEPS 2.x /
+    TPTBox's 50 (Vertebra_Corpus), 51 (Dens_axis), 52 / 53 (Vertebral_Body_Endplate_Superior / _Inferior; TPTBox's
+    ``Location`` names in ``TPTBox.core.vert_constants``) are named as such, in the colour of the label they are
+    drawn as (:data:`~nnunet_spine.core.labels.TO_SEMANTIC_14`: body 49, endplate 62)."""
+    from nnunet_spine.core.labels import ACCEPTED_SEMANTIC_LABELS, TO_SEMANTIC_14
+
+    return [
+        (f"{v} {ACCEPTED_SEMANTIC_LABELS[v].replace('_', ' ')}", SPINEPS_COLOURS[TO_SEMANTIC_14.get(v, v)])
+        for v in sorted(shown)
+    ]
+
+
 def _add_legend(fig: Figure, shown: set[int]) -> None:
-    """A legend under the panels of the ``shown`` labels (value and name), in :data:`SPINEPS_COLOURS`."""
+    """A legend under the panels of the ``shown`` labels (:func:`legend_entries`)."""
     from matplotlib.colors import to_hex
     from matplotlib.patches import Patch
 
-    from nnunet_spine.core.labels import SEMANTIC_LABELS
-
     handles = [
-        Patch(
-            facecolor=to_hex(np.array(SPINEPS_COLOURS[v]) / 255.0),
-            edgecolor="0.4",
-            label=f"{v} {SEMANTIC_LABELS[v].replace('_', ' ')}",
-        )
-        for v in sorted(shown)
+        Patch(facecolor=to_hex(np.array(rgb) / 255.0), edgecolor="0.4", label=text)
+        for text, rgb in legend_entries(shown)
     ]
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=7, frameon=False)
@@ -291,8 +299,9 @@ def plot_spine_semantic(
 
     seg, img = _load_semantic(semantic, image)
     codes = ("A", "S", "L")  # voxel axes: towards A (right on screen), S (up), L (slices)
-    # SPINEPS 2.x's 50-53 drawn in the colours of the 14-label scheme (body, endplate)
-    lab, aff = reorient(to_semantic_14(np.asarray(seg.data)), np.asarray(seg.affine, float), codes)
+    # SPINEPS 2.x's 50-53 drawn in the colours of the 14-label scheme (body, endplate), named in the legend
+    raw, aff = reorient(np.asarray(seg.data), np.asarray(seg.affine, float), codes)
+    lab = to_semantic_14(raw)
     back = (
         reorient(np.asarray(img.data, np.float32), np.asarray(img.affine, float), codes)[0] if img is not None else None
     )
@@ -314,7 +323,8 @@ def plot_spine_semantic(
     shown: set[int] = set()
     for ax, (name, position) in zip(axes, panels):
         k = int(np.clip(np.rint(position), 0, n_slices - 1))
-        shown |= _draw_panel(ax, name, k, lab, back, window, crop, ext, lut, aff, empty)
+        _draw_panel(ax, name, k, lab, back, window, crop, ext, lut, aff, empty)
+        shown |= set(np.unique(raw[crop[0] : crop[1], crop[2] : crop[3], k]).tolist()) - {0}
     axes[0].set_ylabel("I ← → S (mm)", fontsize=8)
     _add_legend(fig, shown)
     if title:

@@ -21,19 +21,22 @@ Fusion (SPINEPS' rule, with its constants):
    duplicate of an accepted vertebra).
 
 Steps 1–3 follow SPINEPS' ``phase_instance.py`` (``find_prediction_couple``, ``create_prediction_couples``,
-``merge_coupled_predictions``). Steps 4–5 depart from it on purpose: SPINEPS deletes instance fragments below its
-size threshold (``clean_cc_artifacts(only_delete=True)``) and leaves semantic vertebra voxels without an instance;
-we give such voxels to a neighbouring instance so that the instance and the cleaned semantic mask agree voxel for
-voxel (:func:`labels.consistency_problems`).
+``merge_coupled_predictions``). Step 5's first part is SPINEPS' own (``phase_post.assign_missing_cc`` with
+``proc_assign_missing_dilate_first=True``, its default). The rest of steps 4–5 departs from it on purpose: SPINEPS
+deletes instance fragments below its size threshold (``clean_cc_artifacts(only_delete=True)``); we release them to
+step 5, and split a gap left between several vertebrae voxel by voxel instead of giving it to the most frequent
+neighbour, so that the instance and the cleaned semantic mask agree voxel for voxel
+(:func:`labels.consistency_problems`).
 
 Postprocessing, with the semantic mask:
 
 4. instance voxels outside the vertebra subregions (41–49) are removed; fragments of an instance smaller
    than ``min_fragment_mm3`` (26-connected) are released;
-5. semantic vertebra voxels without an instance (26-connected fragments) take the most frequent instance
-   among their face/edge/corner neighbours; a fragment holding most of a vertebral body that no prediction
-   covered becomes an instance of its own; fragments with no instance around are removed from the
-   cleaned semantic mask;
+5. a vertebral body mostly without an instance (no prediction covered it) becomes an instance of its own; then,
+   as SPINEPS, every instance grows :data:`GROW_VOXELS` voxels (face neighbours, one voxel a round, the lowest id
+   first where two meet) into the semantic vertebra voxels without an instance (:func:`grow_instances`); what is
+   still without an instance (26-connected fragments) joins its one neighbouring instance, or between several,
+   voxel by voxel, the nearest one; fragments with no instance around are removed from the cleaned semantic mask;
 6. vertebrae are numbered from the top (by the S-I position of their body centroid): 1, 2, … or VerSe ids
    from ``top_vertebra`` (:func:`labels.verse_sequence`); the sacrum (26) is copied from the semantic mask;
 7. every disc (100) and endplate (62) component gets ``100 + X`` / ``200 + X`` with X the vertebra whose
@@ -83,6 +86,9 @@ MIN_FRAGMENT_MM3 = 250.0
 NEIGHBOUR_CUTOUTS = 2
 #: Most vertebrae numbered from the top (C1-L5 and one transitional vertebra; 26 would be the sacrum's id).
 MAX_VERTEBRAE = 25
+#: Instances grow this many voxels into semantic vertebra voxels no instance covers (SPINEPS' ``assign_missing_cc``:
+#: ``np_dilate_msk(n_pixel=2, connectivity=1, mask=...)``).
+GROW_VOXELS = 2
 
 
 # --------------------------------------------------------------------------------------------- candidates
@@ -258,12 +264,51 @@ def _nearest_instance(inst: np.ndarray, box: tuple[slice, ...], m: np.ndarray, z
     return sub[tuple(i[m] for i in idx)]
 
 
+def grow_instances(inst: np.ndarray, free: np.ndarray, steps: int = GROW_VOXELS) -> int:
+    """Grow the instances of ``inst`` (in place) into the ``free`` voxels (bool, updated in place): ``steps`` rounds in
+    each of which every free voxel with an instance among its 6 face neighbours (as the round began) takes the lowest
+    such id. Returns the voxels taken.
+
+    This is SPINEPS' first step for voxels no instance covers (``assign_missing_cc``, ``proc_assign_missing_dilate_first``:
+    ``np_dilate_msk(target, n_pixel=2, connectivity=1, mask=semantic vertebra)``, which dilates label after label in
+    increasing order into zero voxels, so that where two meet the lower id wins), computed on the free voxels only."""
+    if steps <= 0 or not free.any():
+        return 0
+    nz = [np.flatnonzero(free.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+    box = tuple(slice(max(int(n[0]) - 1, 0), min(int(n[-1]) + 2, s)) for n, s in zip(nz, inst.shape))
+    pad = np.pad(inst[box], 1)
+    idx = np.flatnonzero(np.pad(free[box], 1))
+    n0, n1, n2 = pad.shape
+    offsets = np.array([1, -1, n2, -n2, n1 * n2, -n1 * n2])
+    none = np.iinfo(np.int64).max
+    taken = []
+    flat = pad.reshape(-1)
+    for _ in range(steps):
+        vals = flat[idx[None, :] + offsets[:, None]].astype(np.int64)
+        vals[vals == 0] = none
+        best = vals.min(axis=0)
+        take = best < none
+        if not take.any():
+            break
+        flat[idx[take]] = best[take]
+        taken.append(idx[take])
+        idx = idx[~take]
+    inst[box] = pad[1:-1, 1:-1, 1:-1]
+    got = np.concatenate(taken) if taken else np.zeros(0, np.int64)
+    if got.size:
+        f = np.zeros(pad.shape, bool)
+        f.reshape(-1)[got] = True
+        free[box] &= ~f[1:-1, 1:-1, 1:-1]
+    return int(got.size)
+
+
 @dataclass
 class CleanStats:
     """Voxel counts of the postprocessing steps."""
 
     removed_outside: int = 0
     released_fragments: int = 0
+    grown: int = 0  #: voxels taken by growing instances (counted in ``reassigned`` too)
     reassigned: int = 0
     new_instances: int = 0
     deleted_semantic: int = 0
@@ -281,16 +326,17 @@ def clean_instances(
     """Steps 4–5 of the module doc on the PIR grid (voxel sizes ``zooms`` mm): returns (instances, voxels to
     drop from the semantic mask, stats).
 
-    ``rules="spineps"`` replaces our two departures by SPINEPS' own rules, to measure them
-    (``benchmarks/bench_fuse_rules.py``): small fragments are deleted from both masks (SPINEPS'
-    ``clean_cc_artifacts(only_delete=True)``) instead of released to a neighbour, and a fragment between several
-    vertebrae joins the most frequent one around it (``assign_missing_cc``'s majority vote) instead of being split
-    voxel by voxel to the nearest.
+    ``rules="spineps"`` is the earlier reading of SPINEPS' rules, kept to show what they change without its growth
+    step: small fragments are deleted from both masks (``clean_cc_artifacts(only_delete=True)``) instead of released,
+    no instance grows (:func:`grow_instances` is left out), and a fragment between several vertebrae joins the most
+    frequent one around it (``assign_missing_cc``'s majority vote) instead of being split voxel by voxel to the
+    nearest. ``benchmarks/bench_fuse_rules.py`` compares ours with SPINEPS' own code, not with this variant.
 
     ``bodies`` are the eroded body components the cutouts were centred on (:class:`cutouts.Bodies`); one
-    that is mostly without an instance seeds a new instance (a vertebra no prediction covered). Fragments
-    without an instance that touch one instance join it; fragments between several join, voxel by voxel,
-    the nearest one (mm), so a fragment spanning two vertebrae is split between them."""
+    that is mostly without an instance seeds a new instance (a vertebra no prediction covered). Then instances grow
+    :data:`GROW_VOXELS` voxels into the vertebra voxels without an instance (:func:`grow_instances`, as SPINEPS).
+    Fragments still without an instance that touch one instance join it; fragments between several join, voxel by
+    voxel, the nearest one (mm), so a fragment spanning two vertebrae is split between them."""
     import cc3d
 
     zooms = np.asarray(zooms, float)
@@ -328,6 +374,11 @@ def clean_instances(
             next_id += 1
             stats.new_instances += 1
         orphan &= inst == 0
+    if rules == "nnspine":  # SPINEPS' first step: every instance grows two voxels into the uncovered vertebra
+        stats.grown = grow_instances(inst, orphan)
+        stats.reassigned += stats.grown  # they joined a neighbour too
+        if not orphan.any():
+            return inst, dropped, stats
     # orphans: vertebra voxels without an instance
     occ = cc3d.connected_components(orphan, connectivity=26)
     ost = cc3d.statistics(occ)

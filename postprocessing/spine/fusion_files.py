@@ -14,17 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_spine.core.io import (
-    Image,
-    InputError,
-    check_output,
-    load_image,
-    require_folder,
-    save_image,
-    split_suffix,
-    write_text,
-)
-from nnunet_spine.core.labels import CUTOUT_TARGET_LABELS, SACRUM, vertebra_number
 from nnunet_spine.core.cutouts import (
     BODY_EROSION_MM,
     CUTOUTS_JSON,
@@ -36,8 +25,26 @@ from nnunet_spine.core.cutouts import (
     read_description,
     semantic_files,
 )
+from nnunet_spine.core.io import (
+    Image,
+    InputError,
+    check_output,
+    load_image,
+    require_folder,
+    save_image,
+    split_suffix,
+    write_text,
+)
+from nnunet_spine.core.labels import (
+    CUTOUT_TARGET_LABELS,
+    EXTENDED_SEMANTIC_LABELS,
+    SACRUM,
+    is_vertebra,
+    to_semantic_14,
+    vertebra_number,
+)
 from nnunet_spine.postprocessing.spine.fusion import Fusion, fuse_arrays
-from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR
+from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR, NOT_LABELLED
 
 
 # --------------------------------------------------------------------------------------------- files
@@ -92,6 +99,51 @@ def read_prediction(folder: Path, cutout: Cutout) -> np.ndarray | None:
     return img.data.astype(np.uint8, copy=False)
 
 
+def input_extended_labels(path: str | os.PathLike) -> np.ndarray | None:
+    """The semantic mask's own values (uint8) when it holds SPINEPS 2.x / TPTBox labels 50–53
+    (:data:`~nnunet_spine.core.labels.EXTENDED_SEMANTIC_LABELS`), which :func:`load_semantic` maps onto the
+    14-label scheme for the fusion; None when it holds none of them."""
+    data = np.asarray(load_image(path, "labels").data)
+    if not np.isin(data, list(EXTENDED_SEMANTIC_LABELS)).any():
+        return None
+    return data.astype(np.uint8, copy=False)
+
+
+def keep_input_labels(cleaned: np.ndarray, input_labels: np.ndarray | None) -> np.ndarray:
+    """The cleaned semantic mask with the input's labels 50–53 back on the voxels it kept (the input's body core 50,
+    dens 51 and split endplates 52/53 stay what they were; 0 stays 0): a new array, or ``cleaned`` itself when
+    ``input_labels`` is None. A voxel the cleaning changed otherwise (``--endplates split`` of an input 62) keeps
+    the cleaned value."""
+    if input_labels is None:
+        return cleaned
+    back = (
+        np.isin(input_labels, list(EXTENDED_SEMANTIC_LABELS))
+        & (cleaned != 0)
+        & (to_semantic_14(cleaned) == to_semantic_14(input_labels))
+    )
+    out = np.array(cleaned, copy=True)
+    out[back] = input_labels[back]
+    return out
+
+
+def dens_to_its_vertebra(instance: np.ndarray, dens: np.ndarray | None) -> int:
+    """In place: every dens voxel (bool mask, SPINEPS 2.x label 51) that belongs to a vertebra instance joins the
+    vertebra holding most of the dens — the one the labelling names C2 from the dens anchor — so that the whole
+    dens is C2's, as SPINEPS sets every dens voxel to C2 (``phase_postprocess_combined`` in ``spineps/phase_post.py``:
+    ``whole_vert_nii_cleaned[seg_nii_cleaned == Location.Dens_axis.value] = C2_INSTANCE_LABEL``). Returns the number
+    of voxels that changed vertebra."""
+    if dens is None or not dens.any():
+        return 0
+    held = instance[dens]
+    vertebrae = [v for v in np.unique(held).tolist() if is_vertebra(v) and v != SACRUM]
+    if not vertebrae:
+        return 0
+    owner = max(vertebrae, key=lambda v: int(np.count_nonzero(held == v)))
+    move = dens & np.isin(instance, vertebrae) & (instance != owner)
+    instance[move] = owner
+    return int(move.sum())
+
+
 #: ``level_one_info`` / ``level_two_info`` of the POI file: keys are vertebra ids and TPTBox ``Location`` values.
 POI_LEVELS = ("Vertebra_Instance", "Location")
 #: TPTBox ``Location`` value under which SPINEPS stores a vertebra's body centroid.
@@ -102,8 +154,13 @@ def centroids_json(fusion: Fusion, affine: np.ndarray, shape: Sequence[int]) -> 
     """The ``_ctd.json`` text in TPTBox's POI format, as SPINEPS writes it: a header with the image grid
     (``direction`` = nibabel axis codes, ``zoom``, ``origin``, ``rotation``, ``shape``) and, per vertebra id (and
     the sacrum, 26), the body centroid under subregion 50 in **voxel** coordinates of that grid
-    (``TPTBox.POI.load(...).to_global()`` gives world RAS mm). Our own facts go to the sidecar
-    (:func:`sidecar_json`), never into this file."""
+    (``TPTBox.POI.load(...).to_global()`` gives world RAS mm).
+
+    The header also carries :func:`labelling_header` (``nnspine_anatomically_labelled``,
+    ``nnspine_labelling_verified``, ``nnspine_labelling_reason``, ``nnspine_labelling_method``): TPTBox keeps
+    header keys it does not know in ``POI.info`` (and writes them back on ``POI.save``), so a TPTBox user sees that
+    ids 1..n are not C1..Cn, or that a count was not checked. Everything else of ours goes to the sidecar
+    (:func:`sidecar_json`)."""
     import nibabel as nib
 
     a = np.asarray(affine, float)
@@ -118,6 +175,7 @@ def centroids_json(fusion: Fusion, affine: np.ndarray, shape: Sequence[int]) -> 
         "format": "POI",
         "level_one_info": POI_LEVELS[0],
         "level_two_info": POI_LEVELS[1],
+        **labelling_header(fusion),
     }
     points = {
         str(int(v)): {str(POI_BODY_CENTROID): [round(float(x), 3) for x in (inv[:3, :3] @ c + inv[:3, 3])]}
@@ -126,16 +184,49 @@ def centroids_json(fusion: Fusion, affine: np.ndarray, shape: Sequence[int]) -> 
     return json.dumps([header, points], indent=1) + "\n"
 
 
+#: Prefix of our keys in the POI header (TPTBox keeps unknown header keys in ``POI.info``).
+POI_HEADER_PREFIX = "nnspine_"
+#: Columns a summary CSV (``segment_summary.csv``) carries per case: :func:`labelling_fields`.
+LABELLING_COLUMNS = ("labelling", "verified", "reason")
+
+
+def labelling_header(fusion: Fusion) -> dict[str, bool | str]:
+    """Our keys of the POI header: whether the ids are anatomical (VerSe) ids, whether two anchors verified
+    them, why (:attr:`Labelling.reason`) and how they were found (:attr:`Labelling.method`)."""
+    lab = fusion.labelling
+    return {
+        f"{POI_HEADER_PREFIX}anatomically_labelled": bool(fusion.named),
+        f"{POI_HEADER_PREFIX}labelling_verified": bool(lab is not None and lab.verified),
+        f"{POI_HEADER_PREFIX}labelling_reason": lab.reason if lab is not None else NOT_LABELLED,
+        f"{POI_HEADER_PREFIX}labelling_method": lab.method if lab is not None else NOT_LABELLED,
+    }
+
+
+def labelling_fields(fusion: Fusion) -> dict[str, str]:
+    """One case's :data:`LABELLING_COLUMNS` as CSV text: ``labelling`` ``anatomical`` or ``not anatomical``
+    (ids 1..n from the top), ``verified`` ``true`` / ``false`` (two anchors agree), ``reason`` (why)."""
+    lab = fusion.labelling
+    return {
+        "labelling": "anatomical" if fusion.named else "not anatomical",
+        "verified": "true" if lab is not None and lab.verified else "false",
+        "reason": lab.reason if lab is not None else NOT_LABELLED,
+    }
+
+
 def sidecar_json(fusion: Fusion, semantic_name: str) -> str:
     """The instance mask's sidecar (``<...>_seg-vert_msk.json``): how the ids were found (anatomical or not,
     the anchor), gaps and anomalies, cutouts without a prediction, disagreeing partners, and the centroids in
-    world RAS mm with names. ``nnspine csa --vertfile`` reads it to refuse a mask not anatomically labelled."""
+    world RAS mm with names. ``labelling`` holds ``anatomical``, ``verified`` (two independent anchors agree on
+    the count), ``reason``, ``anchors`` (:meth:`Labelling.to_dict`). ``nnspine csa --vertfile`` reads it to refuse
+    a mask not anatomically labelled; ``nnspine evaluate instances`` to warn about ids not anatomical or not
+    verified."""
     lab = fusion.labelling
     content = {
         "generated_by": "nnspine fuse",
         "semantic": semantic_name,
         "numbering": "VerSe" if fusion.named else "from the top (1 = top)",
         "anatomically_labelled": bool(fusion.named),
+        "labelling_verified": bool(lab is not None and lab.verified),
         "labelling": lab.to_dict() if lab is not None else None,
         "missing_cutouts": fusion.missing,
         "disagreements": fusion.disagreements,
@@ -170,8 +261,14 @@ class FuseReport:
             )
             if f.labelling is not None:
                 out.append(f"  labelling: {f.labelling.method}")
+                out.append(f"  verified: {'yes' if f.labelling.verified else 'no'} ({f.labelling.reason})")
             out.extend(f"  {k}: {p}" for k, p in paths.items())
         return out
+
+    def summary_rows(self) -> list[dict[str, str]]:
+        """Per case ``{"case": ..., **labelling_fields}``: the columns a summary CSV carries
+        (:data:`LABELLING_COLUMNS`)."""
+        return [{"case": case, **labelling_fields(f)} for case, f, _ in self.cases]
 
 
 def fuse(
@@ -195,7 +292,9 @@ def fuse(
 
     Everything is read and checked (grids, prediction values, output paths) before anything is written.
     Cutouts without a prediction are listed in the result (``Fusion.missing``) and the rest is fused; a case
-    with no prediction at all is an InputError."""
+    with no prediction at all is an InputError. The cleaned semantic mask keeps the input's SPINEPS 2.x labels
+    50–53 (:func:`keep_input_labels`; the fusion works on the 14-label scheme) and every dens voxel is C2's
+    (:func:`dens_to_its_vertebra`)."""
     from nnunet_spine.postprocessing.qc import plot_vertebra_instances
 
     top = None
@@ -239,10 +338,12 @@ def fuse(
             min_body_mm3=float(content.get("min_body_mm3", MIN_BODY_MM3)),
             landmarks=_landmark_map(landmarks, case, img),
         )
-        results.append((case, fusion, paths, img))
-    for case, fusion, paths, img in results:
+        dens_to_its_vertebra(fusion.instance, (img.meta or {}).get("dens"))
+        results.append((case, fusion, paths, img, input_extended_labels(f)))
+    for case, fusion, paths, img, extended in results:
+        cleaned = keep_input_labels(fusion.semantic, extended)
         save_image(fusion.instance, img.affine, paths["vert"], overwrite=overwrite, dtype=np.uint8, like=img)
-        save_image(fusion.semantic, img.affine, paths["spine"], overwrite=overwrite, dtype=np.uint8, like=img)
+        save_image(cleaned, img.affine, paths["spine"], overwrite=overwrite, dtype=np.uint8, like=img)
         write_text(paths["ctd"], centroids_json(fusion, img.affine, img.shape), overwrite=overwrite)
         write_text(paths["info"], sidecar_json(fusion, str(img.path)), overwrite=overwrite)
         if "snp" in paths:
@@ -256,7 +357,7 @@ def fuse(
                 title=f"{case}: {len(fusion.vertebrae)} vertebrae",
                 overwrite=overwrite,
             )
-    return FuseReport([(case, fusion, paths) for case, fusion, paths, _ in results])
+    return FuseReport([(case, fusion, paths) for case, fusion, paths, _, _ in results])
 
 
 def _snapshot_image(image: str | os.PathLike | None, case: str, semantic: Image) -> np.ndarray | None:

@@ -31,6 +31,13 @@ this order of precedence:
 spacing well above its neighbours' (more than :data:`GAP_FACTOR` × the median of the up to four neighbouring
 spacings). Gaps are reported, and an anchored numbering skips the ids of the missing vertebrae instead of
 shifting every id beyond the gap (``round(spacing / median) − 1`` ids skipped).
+
+**Verified or not** (:attr:`Labelling.verified`, :func:`verify_labelling`). Anatomical ids are *verified* only
+when at least two independent anchors — the sacrum, the dens, a landmark disc, the user's ``--top-vertebra`` —
+put the same id on their vertebra, i.e. agree on the count between them, and no anchor present disagrees. Ids
+numbered from one anchor alone are ``verified: false`` with the reason: one anchor cannot tell a transitional
+column (L6, 4 lumbar, T13, 11 thoracic vertebrae) from the usual one, so the ids may be one off. Ids 1..n from
+the top are never verified (:data:`NOT_LABELLED`). :attr:`Labelling.reason` says why in either case.
 """
 
 from __future__ import annotations
@@ -84,10 +91,19 @@ class Labelling:
     method: str
     anomalies: list[str] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
+    #: two independent anchors agree on the ids (module docstring); False for one anchor and when not anatomical
+    verified: bool = False
+    #: why the ids are verified or not (one line)
+    reason: str = ""
+    #: the anchors that agree with the ids (``sacrum``, ``dens``, ``landmark T12-L1``, ``--top-vertebra C2``)
+    anchors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "anatomical": self.anatomical,
+            "verified": self.verified,
+            "reason": self.reason,
+            "anchors": self.anchors,
             "method": self.method,
             "ids": self.ids,
             "names": [vertebra_name(v) if self.anatomical else f"#{v}" for v in self.ids],
@@ -223,12 +239,111 @@ def label_column(
     lumbar: int = DEFAULT_LUMBAR,
     mode: str = "auto",
 ) -> Labelling:
-    """Ids for the vertebrae whose body centroids (n × 3 world mm) are given top to bottom (module docstring).
+    """Ids for the vertebrae whose body centroids (n × 3 world mm) are given top to bottom (module docstring),
+    with :attr:`Labelling.verified` / :attr:`Labelling.reason` from :func:`verify_labelling`.
 
     ``sacrum_mm``: sacrum voxel centres (world mm; None or empty when absent); ``dens_index``: the vertebra
     (0-based, top to bottom) holding most of the dens; ``landmarks``: ``(index, VerSe id, name)`` of each
     plausible landmark disc (the 0-based index of the vertebra directly above it and that vertebra's id, e.g.
     ``(3, 19, "T12-L1")``). Raises :class:`InputError` when ``top_vertebra`` runs past L6."""
+    lab = _label_ids(
+        centroids_mm,
+        top_vertebra=top_vertebra,
+        sacrum_mm=sacrum_mm,
+        dens_index=dens_index,
+        landmarks=landmarks,
+        lumbar=lumbar,
+        mode=mode,
+    )
+    c = np.asarray(centroids_mm, float).reshape(-1, 3)
+    sacrum = bool(len(c)) and sacrum_mm is not None and sacrum_adjacent(c[-1], sacrum_mm, typical_spacing(c))
+    return verify_labelling(
+        lab, top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar
+    )
+
+
+def anchor_checks(
+    ids: Sequence[int],
+    *,
+    top_vertebra: int | None = None,
+    sacrum: bool = False,
+    dens_index: int | None = None,
+    landmarks: Sequence[tuple[int, int, str]] = (),
+    lumbar: int = DEFAULT_LUMBAR,
+) -> tuple[list[str], list[str]]:
+    """Each anchor present, checked against anatomical ``ids`` (top to bottom): returns (the anchors that put
+    the same id on their vertebra, one line per anchor that puts another). ``sacrum``: the sacrum lies directly
+    below the lowest vertebra (:func:`sacrum_adjacent`), which then is the last lumbar one (``lumbar`` 4, 5, 6);
+    the dens vertebra is C2; a landmark ``(index, id, name)`` names its vertebra; ``top_vertebra`` the top one."""
+    agree: list[str] = []
+    disagree: list[str] = []
+
+    def check(anchor: str, index: int, expected: int) -> None:
+        got = ids[index]
+        if got == expected:
+            agree.append(anchor)
+        else:
+            disagree.append(f"{anchor} says {vertebra_name(expected)} where the ids say {vertebra_name(got)}")
+
+    if not ids:
+        return agree, disagree
+    if top_vertebra is not None:
+        check(f"--top-vertebra {vertebra_name(top_vertebra)}", 0, top_vertebra)
+    if sacrum:
+        check("sacrum", len(ids) - 1, canonical_column(lumbar)[-1])
+    if dens_index is not None:
+        check("dens", dens_index, VERSE_IDS["C2"])
+    for index, vid, name in landmarks:
+        if 0 <= index < len(ids):
+            check(f"landmark {name}", index, vid)
+    return agree, disagree
+
+
+def verify_labelling(
+    lab: Labelling,
+    *,
+    top_vertebra: int | None = None,
+    sacrum: bool = False,
+    dens_index: int | None = None,
+    landmarks: Sequence[tuple[int, int, str]] = (),
+    lumbar: int = DEFAULT_LUMBAR,
+) -> Labelling:
+    """``lab`` with :attr:`~Labelling.verified`, :attr:`~Labelling.reason` and :attr:`~Labelling.anchors` set
+    (in place; returned): verified when at least two anchors agree with the ids (:func:`anchor_checks`) and none
+    disagrees. Ids not anatomical are never verified."""
+    if not lab.anatomical:
+        lab.verified, lab.anchors = False, []
+        lab.reason = f"{lab.method}: ids 1..{len(lab.ids)} count from the top, they are not VerSe ids"
+        return lab
+    agree, disagree = anchor_checks(
+        lab.ids, top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar
+    )
+    lab.anchors = agree
+    lab.verified = len(agree) >= 2 and not disagree
+    if lab.verified:
+        span = f"{vertebra_name(lab.ids[0])}-{vertebra_name(lab.ids[-1])}"
+        lab.reason = f"{' and '.join(agree)} agree on the count ({span})"
+    elif disagree:
+        lab.reason = "anchors disagree: " + "; ".join(disagree) + " (a transitional vertebra or a wrong anchor)"
+    else:
+        lab.reason = (
+            f"one anchor only ({agree[0] if agree else lab.method}): the count is not checked by a second anchor; "
+            "a transitional column (L6, 4 lumbar, T13 or 11 thoracic vertebrae) would be numbered one off"
+        )
+    return lab
+
+
+def _label_ids(
+    centroids_mm: np.ndarray,
+    *,
+    top_vertebra: int | None = None,
+    sacrum_mm: np.ndarray | None = None,
+    dens_index: int | None = None,
+    landmarks: Sequence[tuple[int, int, str]] = (),
+    lumbar: int = DEFAULT_LUMBAR,
+    mode: str = "auto",
+) -> Labelling:
+    """The ids of :func:`label_column`, not yet verified."""
     if mode not in LABELLING_MODES:
         raise InputError(f"--labelling {mode}: choose one of {', '.join(LABELLING_MODES)}")
     c = np.asarray(centroids_mm, float).reshape(-1, 3)

@@ -34,6 +34,12 @@ Dice (NaN when the label is in neither mask).
 Summary rows (``case = ALL``): counts and volumes summed over cases, every other value the mean over cases
 (NaN left out).
 
+Labelling warning (``label`` matching, column :data:`LABELLING_WARNING`): a prediction written by ``nnspine
+fuse`` has a sidecar (``<mask stem>.json``) saying whether its ids are anatomical VerSe ids and whether two
+anchors verified them. Ids 1..n from the top compared by value with VerSe ids, or ids from one anchor (a
+transitional column is one off), make the metrics of ``label`` matching meaningless or doubtful:
+:func:`labelling_warning` says so per case (empty when the sidecar is absent or raises no doubt).
+
 Bad input raises :class:`~nnunet_spine.core.io.InputError` naming the file: values outside the SPINEPS set
 (with a hint when an instance mask was given where a semantic one is expected, or the reverse), masks on
 different grids, missing files. Library functions never print.
@@ -106,7 +112,10 @@ INSTANCE_COLUMNS = [
     "pq_dsc",
     "assd_mm",
     "global_dice",
+    "pred_labelling_warning",
 ]
+#: Column of :data:`INSTANCE_COLUMNS` with :func:`labelling_warning` (``label`` matching; empty otherwise).
+LABELLING_WARNING = "pred_labelling_warning"
 #: Columns of ``nnspine evaluate instances --semantic``.
 SEMANTIC_COLUMNS = ["case", "label", "structure", "ref_volume_mm3", "pred_volume_mm3", "dice"]
 #: Value of ``case`` in the summary rows.
@@ -332,6 +341,9 @@ def summary_rows(rows: Sequence[Mapping], key: str) -> list[dict]:
         for col, value in members[0].items():
             if col == "case":
                 row[col] = SUMMARY_CASE
+            elif col == LABELLING_WARNING:
+                warned = sum(1 for m in members if m[col])
+                row[col] = f"{warned} of {len(members)} case(s) warned" if warned else ""
             elif col == key or isinstance(value, str):
                 row[col] = value
             elif col in COUNT_KEYS or col.endswith("_mm3"):
@@ -351,14 +363,51 @@ def _load_pair(pred_path, ref_path, kind: str) -> tuple[np.ndarray, np.ndarray, 
     return ref, pred, ref_img
 
 
+def sidecar_path(mask_path: str | os.PathLike) -> Path:
+    """The sidecar ``nnspine fuse`` writes beside an instance mask: ``X_seg-vert_msk.nii.gz`` →
+    ``X_seg-vert_msk.json``."""
+    from nnunet_spine.core.io import split_suffix
+
+    return Path(mask_path).with_name(split_suffix(mask_path)[0] + ".json")
+
+
+def labelling_warning(pred_path: str | os.PathLike) -> str:
+    """Why the ids of a predicted instance mask should not be compared by value, from its sidecar
+    (:func:`sidecar_path`): ids not anatomical (1..n from the top), or anatomical but not verified by two anchors
+    (the sidecar's ``labelling.reason``), or a sidecar too old to say. Empty when there is no sidecar (SPINEPS'
+    own outputs, hand-made masks) or it raises no doubt; a sidecar that cannot be read is said, not raised."""
+    import json
+
+    side = sidecar_path(pred_path)
+    if not side.is_file():
+        return ""
+    try:
+        content = json.loads(side.read_text())
+    except (OSError, ValueError) as exc:
+        return f"sidecar {side.name} unreadable ({exc}): labelling unknown"
+    if not isinstance(content, dict) or "anatomically_labelled" not in content:
+        return ""
+    lab = content.get("labelling") if isinstance(content.get("labelling"), dict) else {}
+    if not content["anatomically_labelled"]:
+        how = lab.get("method", "not anatomically labelled")
+        return f"ids are not anatomical ({how}): 1..n from the top compared by value with the reference's VerSe ids"
+    if "verified" not in lab:
+        return f"sidecar {side.name} does not say whether the ids were verified (written before nnspine checked it)"
+    if not lab["verified"]:
+        return f"ids not verified: {lab.get('reason', 'one anchor only')}"
+    return ""
+
+
 def evaluate_instance_case(
     pred_path, ref_path, *, case: str | None = None, match: str = "label", tp_metric: str = "iou"
 ) -> list[dict]:
-    """:func:`instance_metrics` of two instance mask files (rows with ``case``; ASSD in mm)."""
+    """:func:`instance_metrics` of two instance mask files (rows with ``case``; ASSD in mm) and, with ``label``
+    matching, the prediction's :func:`labelling_warning` in :data:`LABELLING_WARNING`."""
     ref, pred, img = _load_pair(pred_path, ref_path, "instance")
     case = case if case is not None else _case(Path(pred_path), SPINEPS_INSTANCE_SUFFIXES)
     rows = instance_metrics(ref, pred, voxel_sizes(img.affine), match=match, tp_metric=tp_metric)
-    return [{"case": case, **r} for r in rows]
+    warning = labelling_warning(pred_path) if match == "label" else ""
+    return [{"case": case, **r, LABELLING_WARNING: warning} for r in rows]
 
 
 def evaluate_semantic_case(pred_path, ref_path, *, case: str | None = None) -> list[dict]:
