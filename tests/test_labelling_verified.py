@@ -110,6 +110,17 @@ def test_landmark_discs_verify_and_a_transitional_landmark_does_not():
     assert "landmark T12-L1 says T12 where the ids say L1" in one_off.reason
 
 
+def test_anchors_on_one_vertebra_are_one_anchor():
+    """The sacrum and the L5-S1 disc both name the lowest vertebra: together they check no count (a T13 column
+    numbered from them would be one off), so they do not verify; a second vertebra's anchor does."""
+    c, sacrum = column(7)  # T11 … L5
+    same = label_column(c, sacrum_mm=sacrum, landmarks=[(6, 24, "L5-S1")])
+    assert same.ids == list(range(18, 25)) and not same.verified
+    assert same.anchors == ["sacrum = landmark L5-S1"] and "one anchor only" in same.reason
+    apart = label_column(c, sacrum_mm=sacrum, landmarks=[(6, 24, "L5-S1"), (1, 19, "T12-L1")])
+    assert apart.verified and apart.anchors == ["sacrum = landmark L5-S1", "landmark T12-L1"]
+
+
 @pytest.mark.parametrize("kw", [{}, {"mode": "none"}])
 def test_not_labelled_is_neither_anatomical_nor_verified(kw):
     c, sacrum = column(5)

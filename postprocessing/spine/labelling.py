@@ -274,13 +274,19 @@ def anchor_checks(
     """Each anchor present, checked against anatomical ``ids`` (top to bottom): returns (the anchors that put
     the same id on their vertebra, one line per anchor that puts another). ``sacrum``: the sacrum lies directly
     below the lowest vertebra (:func:`sacrum_adjacent`), which then is the last lumbar one (``lumbar`` 4, 5, 6);
-    the dens vertebra is C2; a landmark ``(index, id, name)`` names its vertebra; ``top_vertebra`` the top one."""
+    the dens vertebra is C2; a landmark ``(index, id, name)`` names its vertebra; ``top_vertebra`` the top one.
+    An agreeing anchor on a vertebra that an earlier one already named is listed with it (``sacrum = landmark
+    L5-S1``): two anchors on one vertebra say nothing about the count between vertebrae."""
     agree: list[str] = []
     disagree: list[str] = []
+    named: dict[int, int] = {}  # vertebra index -> its entry in ``agree``
 
     def check(anchor: str, index: int, expected: int) -> None:
         got = ids[index]
-        if got == expected:
+        if got == expected and index in named:
+            agree[named[index]] += f" = {anchor}"
+        elif got == expected:
+            named[index] = len(agree)
             agree.append(anchor)
         else:
             disagree.append(f"{anchor} says {vertebra_name(expected)} where the ids say {vertebra_name(got)}")
@@ -309,8 +315,8 @@ def verify_labelling(
     lumbar: int = DEFAULT_LUMBAR,
 ) -> Labelling:
     """``lab`` with :attr:`~Labelling.verified`, :attr:`~Labelling.reason` and :attr:`~Labelling.anchors` set
-    (in place; returned): verified when at least two anchors agree with the ids (:func:`anchor_checks`) and none
-    disagrees. Ids not anatomical are never verified."""
+    (in place; returned): verified when anchors on at least two different vertebrae agree with the ids
+    (:func:`anchor_checks`) and none disagrees. Ids not anatomical are never verified."""
     if not lab.anatomical:
         lab.verified, lab.anchors = False, []
         lab.reason = f"{lab.method}: ids 1..{len(lab.ids)} count from the top, they are not VerSe ids"
