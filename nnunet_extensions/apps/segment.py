@@ -29,8 +29,6 @@ nnU-Net's own messages go to ``<out>/logs/nnunet[_part-K].log``.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import shutil
 import tempfile
 import time
@@ -41,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_spine.core.io import InputError, check_output, load_image, same_grid, save_image, write_text
+from nnunet_spine.apps.segment_records import SUMMARY_CSV, Records, remove_outputs
 from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR
 
 TASKS = ("cord", "lesion", "spine")
@@ -49,11 +48,6 @@ CORD_SOFT_SUFFIX = "_label-SC_softseg"
 CORD_SEG_SUFFIX = "_label-SC_seg"
 LESION_SUFFIX = "_label-lesion_seg"
 SEMANTIC_SUFFIX = "_seg-spine_msk"
-SUMMARY_CSV = "segment_summary.csv"
-FAILURES_CSV = "failures.csv"
-FAILURE_COLUMNS = ["case", "step", "reason"]
-#: ``labelling``, ``verified``, ``reason``: a spine case's vertebra labelling (empty for the other tasks).
-SUMMARY_COLUMNS = ["case", "status", "seconds", "outputs", "labelling", "verified", "reason"]
 #: Disc label files looked for when ``--disc-suffix`` is not given: SCT's name, then the one BIDS datasets (and
 #: ``nnspine phantom``) write.
 DISC_SUFFIXES = ("_label-SC_seg_labeled_discs", "_label-discs_dlabel")
@@ -512,7 +506,7 @@ def run_lesion(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: 
 
 
 class Written(list):
-    """A case's written paths (a list), with the summary fields a task adds (:data:`SUMMARY_COLUMNS` after
+    """A case's written paths (a list), with the summary fields a task adds (:data:`~nnunet_spine.apps.segment_records.SUMMARY_COLUMNS` after
     ``outputs``) and lines worth a warning."""
 
     def __init__(self, paths, fields: dict[str, str] | None = None, warnings: Sequence[str] = ()):
@@ -582,80 +576,12 @@ class SegmentReport:
     log: Path | None = None
 
 
-def _csv(rows: Sequence[Sequence], columns: Sequence[str]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-def _read_rows(path: Path, columns: Sequence[str]) -> list[list[str]]:
-    """The rows of one of our CSV records (none when absent); :class:`InputError` when it is not one."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or rows[0] != list(columns):
-        raise InputError(f"{path}: not a record of 'nnspine segment' (columns {rows[0] if rows else []})")
-    return [r for r in rows[1:] if r]
-
-
-class Records:
-    """``segment_summary.csv`` and ``failures.csv`` of one part, kept on disk as cases end: each update rewrites
-    both files atomically, so a killed run leaves valid records of every case it finished. Earlier rows are
-    kept (a resume); a case that runs again replaces its rows."""
-
-    def __init__(self, summary: Path, failures: Path, keep_earlier: bool):
-        self.summary, self.failures = summary, failures
-        self.rows = {r[0]: r for r in _read_rows(summary, SUMMARY_COLUMNS)} if keep_earlier else {}
-        self.failed = [r for r in _read_rows(failures, FAILURE_COLUMNS)] if keep_earlier else []
-
-    def finished(self, case: str, out: Path, main: Path) -> bool:
-        """The case's last record says ok and its main result and every output the record lists exist."""
-        row = self.rows.get(case)
-        if row is None or row[1] != "ok" or not main.exists():
-            return False
-        return all((out / rel).exists() for rel in row[3].split(";") if rel)
-
-    def outputs(self, case: str, out: Path) -> list[Path]:
-        """The outputs the case's record lists (an earlier run's)."""
-        row = self.rows.get(case)
-        return [out / rel for rel in row[3].split(";") if rel] if row else []
-
-    def record(
-        self, case: str, status: str, seconds: float, outputs: Sequence[str], failure=None, fields=None
-    ) -> None:
-        """Replace the case's rows with these and write both files (``fields``: the task's extra columns)."""
-        extra = [(fields or {}).get(c, "") for c in SUMMARY_COLUMNS[4:]]
-        self.rows[case] = [case, status, f"{seconds:g}", ";".join(outputs), *extra]
-        self.failed = [r for r in self.failed if r[0] != case] + ([list(failure)] if failure else [])
-        self.write()
-
-    def write(self) -> None:
-        """Both files, atomically."""
-        write_text(self.summary, _csv(list(self.rows.values()), SUMMARY_COLUMNS), overwrite=True)
-        write_text(self.failures, _csv(self.failed, FAILURE_COLUMNS), overwrite=True)
-
-
 def possible_outputs(task: str, case: Case, out: Path, model: Model, opts: Options) -> list[Path]:
     """Every file a run of this case may write (what is removed before it runs again, or when it fails)."""
     paths = list(outputs_of(task, case, out, model))
     if task == "lesion" and (model.label_value("cord") is not None or opts.crop_to_cord is not None):
         paths.append(out / case.rel_dir / f"{case.name}{CORD_SEG_SUFFIX}.nii.gz")
     return paths
-
-
-def remove_outputs(paths: Sequence[Path], keep: Sequence[Path]) -> None:
-    """Remove the files of ``paths`` that exist, never one of ``keep`` or one under a folder of ``keep`` (the
-    inputs: images, level files, cord masks)."""
-    kept = [Path(k).resolve() for k in keep if k is not None]
-    for p in paths:
-        r = Path(p).resolve()
-        if any(r == k or k in r.parents for k in kept):
-            continue
-        if p.is_file() or p.is_symlink():
-            p.unlink()
 
 
 @contextlib.contextmanager
