@@ -7,6 +7,7 @@ import functools
 import math
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -237,7 +238,9 @@ def test_format_ranges_and_summaries():
     )
     per_slice.attrs["filename"] = "x.nii.gz"
     one = csa_table.summarize(per_slice)
-    assert list(one.columns) == csa_table.SCT_COLUMNS
+    assert list(one.columns)[: len(csa_table.SCT_COLUMNS)] == csa_table.SCT_COLUMNS
+    assert list(one.columns)[len(csa_table.SCT_COLUMNS) :] == ["subject", "session"]
+    assert (one.iloc[0]["subject"], one.iloc[0]["session"]) == ("", "")  # not a BIDS name
     row = one.iloc[0]
     assert row["SCT Version"].startswith("nnunet-spine ") and row["DistancePMJ"] == ""
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row["Timestamp"])
@@ -360,10 +363,26 @@ def test_folder_input_per_slice_to_stdout(tmp_path):
     proc = _nnspine("-i", folder, "--perslice", "-o", "-")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == ",".join(csa_table.SCT_COLUMNS)
+    assert lines[0] == ",".join([*csa_table.SCT_COLUMNS, "subject", "session"])
     assert len(lines) == 1 + 2 * 4
     row = next(csv.DictReader(lines))
     assert (row["Filename"], row["Slice (I->S)"], row["VertLevel"]) == (str(folder / "m1.nii.gz"), "0", "")
+
+
+def test_subject_and_session_columns_follow_scts(tmp_path):
+    """BIDS names give the subject and session columns (of the image a derivative belongs to); SCT's columns keep
+    their names and order before them."""
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    names = ["sub-03_ses-2_T2w_label-SC_seg.nii.gz", "sub-9709Ses1_run-1_T2starw_seg-manual.nii.gz", "cord.nii.gz"]
+    for name in names:
+        _save_mask(folder / name, _ellipse_mask(shape=(24, 24, 4)), zooms=(0.5, 0.5, 2.0))
+    proc = _nnspine("-i", folder, "-o", "-")
+    assert proc.returncode == 0, proc.stderr
+    header, *_ = proc.stdout.splitlines()
+    assert header.split(",")[:6] == ["Timestamp", "SCT Version", "Filename", "Slice (I->S)", "VertLevel", "DistancePMJ"]
+    rows = {Path(r["Filename"]).name: (r["subject"], r["session"]) for r in csv.DictReader(proc.stdout.splitlines())}
+    assert rows == {names[0]: ("sub-03", "ses-2"), names[1]: ("sub-9709Ses1", ""), names[2]: ("", "")}
 
 
 def _four_d(p):

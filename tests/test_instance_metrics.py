@@ -197,7 +197,7 @@ def test_cli_on_the_panoptica_pair_in_mm(tmp_path, capsys):
         == 0
     )
     df = pd.read_csv(out)
-    assert list(df.columns) == INSTANCE_COLUMNS
+    assert list(df.columns) == [*INSTANCE_COLUMNS, "subject", "session"]
     assert df["structure"].tolist() == [*GROUP_NAMES, *GROUP_NAMES]  # the case, then ALL
     everything = df[(df["structure"] == "all") & (df["case"] == "pred")].iloc[0]
     assert (everything["tp"], everything["pq"]) == (19, pytest.approx(0.7192522800512963, rel=1e-9))
@@ -240,7 +240,8 @@ def test_semantic_dice_by_hand(tmp_path):
         == 0
     )
     df = pd.read_csv(tmp_path / "d.csv")
-    assert list(df.columns) == SEMANTIC_COLUMNS and set(df["case"]) == {"sub-01_T2w", SUMMARY_CASE}
+    assert list(df.columns) == [*SEMANTIC_COLUMNS, "subject", "session"]
+    assert set(df["case"]) == {"sub-01_T2w", SUMMARY_CASE} and set(df["subject"].fillna("")) == {"sub-01", ""}
     assert df.set_index(["case", "label"]).loc[("sub-01_T2w", 49), "dice"] == pytest.approx(2 / 3)
 
 
@@ -343,7 +344,7 @@ def test_label_matching_warns_when_the_sidecar_says_ids_are_not_anatomical_or_no
     assert _cli(tmp_path, "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "-o", out, "-q") == 0
     err = capsys.readouterr().err.splitlines()
     df = pd.read_csv(out, keep_default_na=False)
-    assert list(df.columns) == INSTANCE_COLUMNS
+    assert list(df.columns) == [*INSTANCE_COLUMNS, "subject", "session"]
     said = df.groupby("case")[LABELLING_WARNING].agg(set).to_dict()
     assert said["sub-01_T2w"] == {
         "ids are not anatomical (not anatomically labelled: no anchor): 1..n from the top compared by value with the "

@@ -429,7 +429,9 @@ def test_parser_run_writes_tables_and_refuses_bad_input(lesion_phantom, tmp_path
     )
     assert a.func(a) == 0
     df = pd.read_csv(out)
-    assert list(df.columns) == CASE_COLUMNS and df["case"].tolist() == ["sub-01_T2w", "ALL", "MEAN", "SD", "N"]
+    assert list(df.columns) == [*CASE_COLUMNS, "subject", "session"]
+    assert df["case"].tolist() == ["sub-01_T2w", "ALL", "MEAN", "SD", "N"]
+    assert df["subject"].fillna("").tolist() == ["sub-01", "", "", "", ""]  # parsed from the case's BIDS name
     assert (df.loc[0, "tp"], df.loc[0, "fn"], df.loc[0, "fp"], df.loc[0, "connectivity"]) == (8, 1, 1, 6)
     assert len(pd.read_csv(per)) == 9
     bad = save(tmp_path / "bad" / "sub-01_T2w.nii.gz", np.full((3, 3, 3), np.nan), dtype=np.float32)

@@ -204,7 +204,7 @@ def test_cli_file_mode_table_image_and_qc(case, tmp_path):
     )
     assert code == 0
     df = pd.read_csv(table, keep_default_na=False)
-    assert list(df.columns) == TABLE_COLUMNS
+    assert list(df.columns) == [*TABLE_COLUMNS, "subject", "session"]
     assert df["lesion"].tolist() == ["1", "2", "3", "total"]
     assert df["removed"].tolist()[:3] == ["", "small", "outside_cord"]
     assert df["volume_mm3"].astype(float).tolist() == pytest.approx([16.0, 2.0, 4.0, 16.0])

@@ -9,13 +9,18 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from nnunet_spine.core.bids import SUBJECT_COLUMNS, subject_session
 from nnunet_spine.core.io import InputError, write_text
 
 SUMMARY_CSV = "segment_summary.csv"
 FAILURES_CSV = "failures.csv"
-FAILURE_COLUMNS = ["case", "step", "reason"]
+#: ``subject``, ``session``: the case's BIDS entities (:func:`nnunet_spine.core.bids.subject_session`), last as in
+#: every result table.
+FAILURE_COLUMNS = ["case", "step", "reason", *SUBJECT_COLUMNS]
 #: ``labelling``, ``verified``, ``reason``: a spine case's vertebra labelling (empty for the other tasks).
-SUMMARY_COLUMNS = ["case", "status", "seconds", "outputs", "labelling", "verified", "reason"]
+SUMMARY_COLUMNS = ["case", "status", "seconds", "outputs", "labelling", "verified", "reason", *SUBJECT_COLUMNS]
+#: The columns a task fills through ``fields``.
+TASK_COLUMNS = ("labelling", "verified", "reason")
 
 
 def _csv(rows: Sequence[Sequence], columns: Sequence[str]) -> str:
@@ -63,9 +68,10 @@ class Records:
         self, case: str, status: str, seconds: float, outputs: Sequence[str], failure=None, fields=None
     ) -> None:
         """Replace the case's rows with these and write both files (``fields``: the task's extra columns)."""
-        extra = [(fields or {}).get(c, "") for c in SUMMARY_COLUMNS[4:]]
-        self.rows[case] = [case, status, f"{seconds:g}", ";".join(outputs), *extra]
-        self.failed = [r for r in self.failed if r[0] != case] + ([list(failure)] if failure else [])
+        extra = [(fields or {}).get(c, "") for c in TASK_COLUMNS]
+        names = list(subject_session(case))
+        self.rows[case] = [case, status, f"{seconds:g}", ";".join(outputs), *extra, *names]
+        self.failed = [r for r in self.failed if r[0] != case] + ([[*failure, *names]] if failure else [])
         self.write()
 
     def write(self) -> None:

@@ -39,6 +39,11 @@ COMMAND_MODULES = [
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
+#: Commands whose NIfTI and CSV results get a provenance sidecar (:mod:`nnunet_spine.core.provenance`); the
+#: converters (nnU-Net datasets carry their own dataset.json), cutouts (nnU-Net inputs), phantoms, demos and QC
+#: pictures do not.
+PROVENANCE_COMMANDS = frozenset({"csa", "softmask", "relabel", "lesions", "evaluate", "fuse", "instances", "segment"})
+
 
 class UsageError(InputError):
     """Bad combination of options (reported like bad input: exit 2)."""
@@ -70,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _provenance(command: str, argv: list[str]):
+    """Record what a results command reads and writes, for its provenance sidecars; nothing for other commands."""
+    import contextlib
+
+    from nnunet_spine.core.provenance import recording
+
+    return recording(argv, __version__) if command in PROVENANCE_COMMANDS else contextlib.nullcontext()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``nnspine``; returns the exit code."""
     parser = build_parser()
@@ -78,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return int(args.func(args) or 0)
+        with _provenance(args.command, sys.argv[1:] if argv is None else argv):
+            return int(args.func(args) or 0)
     except InputError as exc:
         print(f"nnspine {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -178,12 +178,14 @@ def _report_skipped(command: str, skipped: list[str]) -> int:
 
 
 def run_softseg(args: argparse.Namespace) -> int:
+    from nnunet_spine.core.bids import with_subject_columns
     from nnunet_spine.core.io import check_output, write_text
     from nnunet_spine.postprocessing.cord.soft_metrics import evaluate_softseg
 
     check_output(args.output, args.overwrite)
     result = evaluate_softseg(args.pred, args.ref, progress=_show_progress(args))
-    write_text(args.output, result.table.to_csv(index=False), overwrite=args.overwrite)
+    table = with_subject_columns(result.table, "case")
+    write_text(args.output, table.to_csv(index=False), overwrite=args.overwrite)
     code = _report_skipped("softseg", result.skipped)
     if not args.quiet:
         print(result.table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))

@@ -11,7 +11,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import (
+    add_exclude_options,
+    add_overwrite,
+    add_qc_report_option,
+    add_quiet,
+    new_parser,
+    read_case_lists,
+    say_skipped,
+)
 
 DESCRIPTION = """\
 Compare predicted SPINEPS-format masks with reference masks, case by case.
@@ -87,6 +95,8 @@ def register_instances(what: argparse._SubParsersAction) -> argparse.ArgumentPar
     s.add_argument(
         "--qc", type=Path, metavar="DIR", help="also write a sagittal QC snapshot of each prediction, DIR/<case>_qc.png"
     )
+    add_exclude_options(s)
+    add_qc_report_option(s)
     add_overwrite(s)
     add_quiet(s)
     s.set_defaults(func=run_instances)
@@ -97,6 +107,7 @@ def run_instances(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from nnunet_spine.cli import UsageError
+    from nnunet_spine.core.bids import with_subject_columns
     from nnunet_spine.core.io import check_output, write_text
     from nnunet_spine.postprocessing.spine.panoptic import (
         COUNT_KEYS,
@@ -122,21 +133,27 @@ def run_instances(args: argparse.Namespace) -> int:
         else []
     )
     progress = not args.quiet and sys.stderr.isatty()
+    from nnunet_spine.apps.qc_report import report_instance_evaluation, selected_inputs
+
+    with selected_inputs(args.pred, *read_case_lists(args)) as (pred, skipped):
+        if args.semantic:
+            rows = evaluate_semantic(pred, args.ref, progress=progress)
+        else:
+            rows = evaluate_instances(pred, args.ref, match=match, tp_metric=args.tp_metric or "iou", progress=progress)
+    say_skipped("evaluate instances", skipped, args)
     if args.semantic:
-        rows = evaluate_semantic(args.pred, args.ref, progress=progress)
         df = pd.DataFrame(rows, columns=SEMANTIC_COLUMNS)
         show = ["label", "structure", "ref_volume_mm3", "pred_volume_mm3", "dice"]
     else:
-        rows = evaluate_instances(
-            args.pred, args.ref, match=match, tp_metric=args.tp_metric or "iou", progress=progress
-        )
         df = pd.DataFrame(rows, columns=INSTANCE_COLUMNS)
         show = ["structure", *COUNT_KEYS, "rq", "sq", "pq", "pq_dsc", "assd_mm", "global_dice"]
         warned = {r["case"]: r[LABELLING_WARNING] for r in rows if r["case"] != SUMMARY_CASE and r[LABELLING_WARNING]}
         for case, warning in warned.items():
             print(f"nnspine evaluate instances: warning: {case}: {warning}", file=sys.stderr)
-    write_text(args.output, df.to_csv(index=False), overwrite=args.overwrite)
+    write_text(args.output, with_subject_columns(df, "case").to_csv(index=False), overwrite=args.overwrite)
     pictures = write_qc(qc_jobs, semantic=args.semantic, overwrite=args.overwrite)
+    if args.qc_report is not None:
+        report_instance_evaluation(args.qc_report, args.pred, args.ref, rows, semantic=args.semantic)
     if not args.quiet:
         summary = df[df["case"] == SUMMARY_CASE]
         n_cases = df.loc[df["case"] != SUMMARY_CASE, "case"].nunique()

@@ -10,7 +10,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import (
+    add_exclude_options,
+    add_overwrite,
+    add_qc_report_option,
+    add_quiet,
+    new_parser,
+    read_case_lists,
+    say_skipped,
+)
 
 LESIONS_EXAMPLE = """\
 examples:
@@ -201,6 +209,8 @@ def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="CSV",
         help="write lesion detection per volume bin (size_bin, ref_lesions, detected, lesion_sensitivity)",
     )
+    add_exclude_options(s)
+    add_qc_report_option(s)
     add_overwrite(s)
     add_quiet(s)
     s.set_defaults(func=run_lesions)
@@ -210,6 +220,7 @@ def register_lesions(what: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run_lesions(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from nnunet_spine.core.bids import with_subject_columns
     from nnunet_spine.core.io import InputError, check_output, write_text
     from nnunet_spine.postprocessing.lesion.metrics import (
         BY_SIZE_COLUMNS,
@@ -229,25 +240,32 @@ def run_lesions(args: argparse.Namespace) -> int:
     edges = parse_size_edges(args.by_size_mm3) if args.by_size_mm3 else None
     label = None if args.label in (None, ALL) else args.label
     ref_label = label if args.ref_label is None else None if args.ref_label == ALL else args.ref_label
-    rows, lesions = evaluate_lesions(
-        args.pred,
-        args.ref,
-        label=label,
-        ref_label=ref_label,
-        match=rule,
-        connectivity=args.connectivity,
-        nsd_tolerance_mm=args.nsd_tolerance_mm,
-        all_foreground=args.label == ALL,
-        progress=not args.quiet and sys.stderr.isatty(),
-    )
+    from nnunet_spine.apps.qc_report import report_lesion_evaluation, selected_inputs
+
+    with selected_inputs(args.pred, *read_case_lists(args)) as (pred, skipped):
+        rows, lesions = evaluate_lesions(
+            pred,
+            args.ref,
+            label=label,
+            ref_label=ref_label,
+            match=rule,
+            connectivity=args.connectivity,
+            nsd_tolerance_mm=args.nsd_tolerance_mm,
+            all_foreground=args.label == ALL,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
+    say_skipped("evaluate lesions", skipped, args)
     texts = {args.output: cases_csv(rows)}
     if args.per_lesion:
-        texts[args.per_lesion] = pd.DataFrame(lesions, columns=PER_LESION_COLUMNS).to_csv(index=False)
+        per_lesion = pd.DataFrame(lesions, columns=PER_LESION_COLUMNS)
+        texts[args.per_lesion] = with_subject_columns(per_lesion, "case").to_csv(index=False)
     if edges:
         by_size = pd.DataFrame(detection_by_size(lesions, edges), columns=BY_SIZE_COLUMNS)
         texts[args.by_size_output] = by_size.to_csv(index=False)
     for out, text in texts.items():
         write_text(out, text, overwrite=args.overwrite)
+    if args.qc_report is not None:
+        report_lesion_evaluation(args.qc_report, args.pred, args.ref, rows)
     if not args.quiet:
         show = [
             "case",

@@ -24,6 +24,8 @@ from typing import Literal
 
 import numpy as np
 
+from nnunet_spine.core.provenance import note_input, note_output
+
 #: File endings treated as NIfTI (read/written with nibabel).
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: Tolerance (mm) for "same grid": affine entries may differ by this much.
@@ -170,6 +172,7 @@ def read_image(path: str | os.PathLike) -> Image:
         data = np.asarray(data)  # forces the full (possibly compressed) read: truncation shows here
     except Exception as exc:  # nibabel / SimpleITK / gzip / zlib errors of every kind
         raise _read_error(p, exc) from None
+    note_input(p)
     return Image(data=data, affine=affine, path=p, meta=meta)
 
 
@@ -194,6 +197,7 @@ def read_geometry(path: str | os.PathLike) -> Image:
     if len(shape) != 3:
         raise InputError(f"{p}: expected a 3-D image, got {len(shape)}-D with shape {tuple(img.shape)}")
     data = np.broadcast_to(np.zeros((), np.uint8), shape)
+    note_input(p)
     return Image(data=data, affine=affine, path=p, meta={"header": header, "format": "nifti"})
 
 
@@ -279,10 +283,12 @@ def read_csv_table(path: str | os.PathLike):
     if not p.is_file():
         raise InputError(f"{p}: {'is a folder, expected a CSV file' if p.is_dir() else 'file not found'}")
     try:
-        return pd.read_csv(p)
+        table = pd.read_csv(p)
     except Exception as exc:  # pandas' parser errors of every kind
         first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise InputError(f"{p}: cannot read as CSV ({first})") from None
+    note_input(p)
+    return table
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -370,6 +376,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
             raise InputError(f"{p}: is a folder, expected an output file path") from None
         except OSError as exc:
             raise InputError(f"{p}: cannot write the output ({exc.strerror or exc})") from None
+        note_output(p)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -89,6 +89,7 @@ def load_predictor(
     checkpoint)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+    from nnunet_spine.core.provenance import note_model
     from nnunet_spine.integration.trainer_lookup import discovery_folder
 
     dev = check_device(device)
@@ -111,4 +112,5 @@ def load_predictor(
     finally:
         if before is None:
             del os.environ["nnUNet_extTrainer"]
+    note_model(model_folder, [str(f) for f in use] if use else None, checkpoint)
     return predictor

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from nnunet_spine.core.bids import subject_session
 from nnunet_spine.postprocessing.cord.csa import METRICS
 from nnunet_spine.postprocessing.cord.levels import select_levels
 
@@ -34,6 +35,9 @@ SCT_COLUMNS = [
     *(f"{stat}({m})" for m in METRICS[:-1] for stat in ("MEAN", "STD")),
     "SUM(length)",
 ]
+#: Our CSV: SCT's columns, names and order kept, then the BIDS ``subject`` and ``session`` of ``Filename`` (empty
+#: when the name is not BIDS; SCT's CSV has none, SCT issue #3888).
+CSV_COLUMNS = [*SCT_COLUMNS, "subject", "session"]
 
 
 def now_timestamp() -> str:
@@ -74,7 +78,7 @@ def summary_rows(
     filename: str | None = None,
     timestamp: str | None = None,
 ) -> list[dict]:
-    """:func:`summarize` without pandas: a list of row dicts keyed by :data:`SCT_COLUMNS`.
+    """:func:`summarize` without pandas: a list of row dicts keyed by :data:`CSV_COLUMNS`.
 
     ``per_slice`` is a DataFrame from :func:`compute_csa` or a dict from :func:`per_slice_columns`.
     ``timestamp``: value of the ``Timestamp`` column (default: now, local time, as SCT writes it).
@@ -129,6 +133,7 @@ def summary_rows(
         slice_text = [format_ranges(slices[m]) for m in parts]
         level_text = [format_ranges(v for v in levels[m] if v > 0) for m in parts]
     lists = {key: value.tolist() for key, value in stats.items()}
+    subject, session = subject_session(filename or "")
     return [
         {
             "Timestamp": timestamp,
@@ -138,6 +143,8 @@ def summary_rows(
             "VertLevel": level_text[g],
             "DistancePMJ": "",
             **{key: lists[key][g] for key in lists},
+            "subject": subject,
+            "session": session,
         }
         for g in range(n_groups)
     ]
@@ -151,7 +158,8 @@ def summarize(
     filename: str | None = None,
     timestamp: str | None = None,
 ) -> pandas.DataFrame:  # noqa: F821
-    """Aggregate a per-slice table (from :func:`compute_csa`) into SCT's CSV columns (:data:`SCT_COLUMNS`).
+    """Aggregate a per-slice table (from :func:`compute_csa`) into SCT's CSV columns, then ``subject`` and
+    ``session`` (:data:`CSV_COLUMNS`).
 
     Parameters
     ----------
@@ -171,13 +179,13 @@ def summarize(
     import pandas as pd
 
     return pd.DataFrame(
-        summary_rows(per_slice, per=per, vert=vert, filename=filename, timestamp=timestamp), columns=SCT_COLUMNS
+        summary_rows(per_slice, per=per, vert=vert, filename=filename, timestamp=timestamp), columns=CSV_COLUMNS
     )
 
 
 def csv_text(rows: Sequence[dict] | pandas.DataFrame) -> str:  # noqa: F821
-    """CSV text with :data:`SCT_COLUMNS` quoted as SCT writes them: text in double quotes, numbers bare
-    (full precision); NaN as an empty text field."""
+    """CSV text with :data:`CSV_COLUMNS` (SCT's, then ``subject`` and ``session``) quoted as SCT writes them: text
+    in double quotes, numbers bare (full precision); NaN as an empty text field."""
     import csv
     import io
 
@@ -185,7 +193,7 @@ def csv_text(rows: Sequence[dict] | pandas.DataFrame) -> str:  # noqa: F821
         rows = rows.to_dict("records")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
-    buf.write(",".join(SCT_COLUMNS) + "\n")  # header bare, as SCT's
+    buf.write(",".join(CSV_COLUMNS) + "\n")  # header bare, as SCT's
     for row in rows:
-        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in (row[c] for c in SCT_COLUMNS)])
+        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in (row[c] for c in CSV_COLUMNS)])
     return buf.getvalue()

@@ -44,7 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_spine.core.bids import with_subject_columns
 from nnunet_spine.core.io import Image, InputError
+from nnunet_spine.core.provenance import note_output
 from nnunet_spine.core.lesion_matching import DEFAULT_CONNECTIVITY, label_lesions, si_order, voxel_volume_mm3
 from nnunet_spine.postprocessing.lesion.sct_measures import SCT_COLUMNS
 
@@ -482,7 +484,8 @@ def run_lesions(
             check_output(final, overwrite)
         for tmp, final in staged:
             os.replace(tmp, final)
-        write_text(table, df.to_csv(index=False), overwrite=overwrite)
+            note_output(final)
+        write_text(table, with_subject_columns(df, "filename").to_csv(index=False), overwrite=overwrite)
     finally:
         for d in stage_dirs.values():
             shutil.rmtree(d, ignore_errors=True)

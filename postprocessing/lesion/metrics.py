@@ -335,11 +335,15 @@ def summary_rows(rows: Sequence[Mapping]) -> list[dict]:
 
 
 def cases_csv(rows: Sequence[Mapping]) -> str:
-    """The CSV text of case and summary rows (:data:`CASE_COLUMNS`): counts stay integers in the case and ``ALL``
-    rows (``8``, not ``8.0``) while the ``MEAN`` and ``SD`` rows hold their fractions in the same columns."""
+    """The CSV text of case and summary rows (:data:`CASE_COLUMNS`, then ``subject`` and ``session``): counts stay
+    integers in the case and ``ALL`` rows (``8``, not ``8.0``) while the ``MEAN`` and ``SD`` rows hold their fractions
+    in the same columns."""
     import pandas as pd
 
-    return pd.DataFrame(list(rows), columns=CASE_COLUMNS, dtype=object).to_csv(index=False)
+    from nnunet_spine.core.bids import with_subject_columns
+
+    table = pd.DataFrame(list(rows), columns=CASE_COLUMNS, dtype=object)
+    return with_subject_columns(table, "case").to_csv(index=False)
 
 
 # --------------------------------------------------------------------------------------------- detection by size
