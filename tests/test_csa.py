@@ -189,7 +189,10 @@ def test_discfile_levels_match_level_map_truth():
     from_discs = csa.compute_csa(Image(frac, affine), discs=Image(discs, affine))
     from_map = csa.compute_csa(Image(frac, affine), levels=Image(levels, affine))
     a, b = from_discs["level"].to_numpy(), from_map["level"].to_numpy()
-    assert set(np.unique(a[a > 0])) == {2, 3, 4, 5, 6}
+    # SCT's rule also labels the cord above the top disc (top - 1) and below the lowest disc (its value):
+    # compare on the slices the level map labels
+    a = np.where(b > 0, a, 0)
+    assert set(np.unique(a[a > 0])) >= {2, 3, 4, 5, 6}
     differ = np.flatnonzero(a != b)
     boundaries = np.flatnonzero(np.diff(b) != 0)  # last slice before each change in the truth
     for k in differ:  # only right at a level boundary, and by one slice at most
@@ -218,11 +221,15 @@ def test_slice_level_rule_majority_and_discs():
     discs[2, 2, 10] = 2
     discs[2, 2, 6] = 3
     discs[2, 2, 0] = 5  # disc 4 missing: placed halfway, at slice 3
-    got = assign_slice_levels(np.zeros((4, 4, 12)), disc_data=discs)
-    np.testing.assert_array_equal(got, [0, 4, 4, 4, 3, 3, 3, 2, 2, 2, 2, 0])
+    cord = np.zeros((4, 4, 12))
+    cord[1, 1, :] = 1.0  # a straight cord: each disc goes to its own slice (SCT's projection)
+    got = assign_slice_levels(cord, disc_data=discs, zooms_mm=(1.0, 1.0, 1.0))
+    # SCT's rule: no interpolation of disc 4 (its slices take level 3), below the lowest disc its value,
+    # above the top disc its value - 1
+    np.testing.assert_array_equal(got, [5, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 1])
     discs[2, 2, 0], discs[2, 2, 10] = 2, 5  # upside down
     with pytest.raises(InputError, match="superior"):
-        assign_slice_levels(np.zeros((4, 4, 12)), disc_data=discs, name="d.nii.gz")
+        assign_slice_levels(cord, disc_data=discs, zooms_mm=(1.0, 1.0, 1.0), name="d.nii.gz")
 
 
 def test_format_ranges_and_summaries():
@@ -310,13 +317,14 @@ def test_real_perlevel_cli_agrees_with_sct(shared_data, tmp_path):
     ours = pd.read_csv(out, dtype={"Slice (I->S)": str}, keep_default_na=False)
     ref_path = shared_data / "reference" / "sct_csa_t2_seg-manual_perlevel.csv"
     ref = pd.read_csv(ref_path, dtype={"Slice (I->S)": str}, keep_default_na=False)
-    assert out.read_text().splitlines()[0] == ref_path.read_text().splitlines()[0]  # SCT's columns, SCT's order
+    ref_header = ref_path.read_text().splitlines()[0]
+    assert out.read_text().splitlines()[0] == ref_header + ",subject,session"  # SCT's columns, SCT's order, then ours
     assert (ours["DistancePMJ"] == "").all() and (ref["DistancePMJ"] == "").all()
     assert set(ours["SCT Version"]) == {csa_table.tool_version()}
     # quoting as SCT's: text fields in double quotes, numbers bare
     first = next(csv.reader([out.read_text().splitlines()[1]], quoting=csv.QUOTE_NONNUMERIC))
     ref_first = next(csv.reader([ref_path.read_text().splitlines()[1]], quoting=csv.QUOTE_NONNUMERIC))
-    assert [type(v) for v in first] == [type(v) for v in ref_first]
+    assert [type(v) for v in first[: len(ref_first)]] == [type(v) for v in ref_first]
     assert ours["Slice (I->S)"].tolist() == ref["Slice (I->S)"].tolist() == ["1:3", "4:17", "18:35", "36:52"]
     assert ours["VertLevel"].tolist() == ref["VertLevel"].tolist()
     np.testing.assert_allclose(ours["MEAN(area)"], ref["MEAN(area)"], rtol=0.02)
@@ -489,5 +497,5 @@ def test_cli_plot_with_levels(tmp_path):
     )
     assert rc == 0
     table = pd.read_csv(tmp_path / "l.csv")
-    assert table["VertLevel"].tolist() == [6, 5, 4, 3, 2]
+    assert table["VertLevel"].tolist() == [7, 6, 5, 4, 3, 2, 1]  # SCT's rule: below disc 7 is 7, above disc 2 is 1
     assert (tmp_path / "qc.png").stat().st_size > 10_000

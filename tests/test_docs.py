@@ -71,6 +71,19 @@ def test_constants_table_is_generated_from_the_code():
     )
 
 
+def test_label_crosswalk_in_spine_md_is_generated_from_the_code():
+    """docs/spine.md's cross-walk table (SCT level, SCT disc value, SPINEPS/VerSe id, TotalSpineSeg id) is
+    :func:`nnunet_spine.core.labels.crosswalk_markdown` between its markers."""
+    from nnunet_spine.core.labels import crosswalk_markdown
+
+    page = (DOCS / "spine.md").read_text()
+    found = re.search(r"<!-- crosswalk:begin -->\n(.*?)<!-- crosswalk:end -->", page, re.S)
+    assert found, "docs/spine.md: no <!-- crosswalk:begin --> ... <!-- crosswalk:end --> section"
+    assert found.group(1) == crosswalk_markdown(), (
+        "docs/spine.md's cross-walk is stale: paste nnunet_spine.core.labels.crosswalk_markdown() between its markers"
+    )
+
+
 def test_readme_is_an_entrance_not_a_manual():
     """The README stays short (issue: ≤ 250 lines) and points into docs/ for each capability."""
     text = (ROOT / "README.md").read_text()

@@ -422,3 +422,108 @@ def cutout_mirror_channels() -> list[int]:
         a, b = CUTOUT_CHANNEL_LABELS.index(left), CUTOUT_CHANNEL_LABELS.index(right)
         order[a], order[b] = b, a
     return order
+
+
+# ------------------------------------------------------------------------------ SCT disc labels
+#: SPINEPS disc instance (``100 + X``, the disc below vertebra X) → SCT disc value ``X + 1`` (disc ``n`` = top of
+#: SCT level ``n``): 101 → 2 (C1-C2), 102 → 3 (C2-C3) … 119 → 20 (T12-L1) … 124 → 25 (L5-S1). SPINEPS'
+#: ``spineps/utils/generate_disc_labels.py`` (``DISCS_MAP``) maps 102–124 the same way; it has no 101 (it places
+#: 2 midway between label 1, the top of C2, and disc 3). The discs below T13 (128) and L6 (125) have no SCT value.
+SCT_DISC_VALUES: dict[int, int] = {DISC_OFFSET + x: x + 1 for x in range(1, 25)}
+
+
+def sct_disc_value(instance: int) -> int | None:
+    """SCT disc value of a SPINEPS disc instance (:data:`SCT_DISC_VALUES`), None when it has none."""
+    return SCT_DISC_VALUES.get(int(instance))
+
+
+# ------------------------------------------------------------------------------ TotalSpineSeg ids
+#: TotalSpineSeg's label ids (``totalspineseg/resources/labels_maps/tss_map.json``; step-2 output): 1 cord,
+#: 2 canal (CSF), 11–17 C1–C7, 21–32 T1–T12, 41–47 L1–L7, 50 sacrum, discs 63–67 C2-C3…C6-C7,
+#: 71–82 C7-T1…T11-T12, 91–95 T12-L1…L4-L5, 100 L5-S.
+TOTALSPINESEG_LABELS: dict[int, str] = {
+    1: "SC",
+    2: "CSF",
+    **{10 + n: f"C{n}" for n in range(1, 8)},
+    **{20 + n: f"T{n}" for n in range(1, 13)},
+    **{40 + n: f"L{n}" for n in range(1, 8)},
+    50: "sacrum",
+    **{61 + n: f"C{n}-C{n + 1}" for n in range(2, 7)},
+    71: "C7-T1",
+    **{71 + n: f"T{n}-T{n + 1}" for n in range(1, 12)},
+    91: "T12-L1",
+    **{91 + n: f"L{n}-L{n + 1}" for n in range(1, 5)},
+    100: "L5-S",
+}
+
+
+def _spineps_to_totalspineseg() -> dict[int, int]:
+    out = {CORD: 1, CANAL: 2, SACRUM: 50}
+    for tss, name in TOTALSPINESEG_LABELS.items():
+        if name in VERSE_IDS and tss < 60:
+            out[VERSE_IDS[name]] = tss
+    for x in range(2, 25):  # discs below C2 … L5 (SPINEPS 102–124)
+        out[disc_instance(x)] = 61 + x if x <= 6 else 64 + x if x <= 18 else 72 + x if x <= 23 else 100
+    return out
+
+
+#: SPINEPS value → TotalSpineSeg id: vertebra instances (VerSe ids 1–25, sacrum 26), discs 102–124, and the
+#: semantic cord 60 / canal 61. No counterpart: T13 (28), coccyx (27), discs 101, 125, 128, endplates 200+X.
+SPINEPS_TO_TOTALSPINESEG: dict[int, int] = _spineps_to_totalspineseg()
+#: TotalSpineSeg id → SPINEPS value (1 → cord 60, 2 → canal 61; L7 = 47 has no VerSe id).
+TOTALSPINESEG_TO_SPINEPS: dict[int, int] = {v: k for k, v in SPINEPS_TO_TOTALSPINESEG.items()}
+
+
+# ------------------------------------------------------------------------------ cross-walk
+def crosswalk_rows() -> list[tuple[str, str, str, str, str]]:
+    """The label cross-walk, one row per structure, top to bottom: ``(name, SCT level, SCT disc value,
+    SPINEPS/VerSe id, TotalSpineSeg id)`` as strings, ``—`` where a convention has no counterpart. The
+    transitional T13, L6 and L7 follow the vertebra they come after; in such a column the disc below T12 (119) is
+    T12-T13 and the disc below L5 (124) is L5-L6, with the same ids."""
+
+    def cell(v) -> str:
+        return "—" if v is None else str(v)
+
+    rows = [
+        ("spinal cord", None, None, f"{CORD} (semantic)", 1),
+        ("spinal canal", None, None, f"{CANAL} (semantic)", 2),
+    ]
+    tss = {v: k for k, v in TOTALSPINESEG_LABELS.items()}
+
+    def vert(name: str, verse: int | None):
+        key = {"sacrum": "S1", "coccyx": "COCC"}.get(name, name)
+        sct = SCT_LEVELS.get(key) if name not in ("L6", "T13", "L7") else None
+        rows.append((name, sct, None, verse, tss.get(name)))
+
+    def disc(name: str, instance: int | None, tss_name: str | None = None):
+        rows.append(
+            (f"{name} disc", None, sct_disc_value(instance) if instance else None, instance, tss.get(tss_name or name))
+        )
+
+    order = [VERSE_NAMES[v] for v in range(1, 20)] + ["T13"] + [VERSE_NAMES[v] for v in range(20, 26)] + ["L7"]
+    for name in order:
+        vert(name, VERSE_IDS.get(name) if name != "L7" else None)
+        if name == "T12":
+            disc("T12-L1", disc_instance(19))
+        elif name == "T13":
+            disc("T13-L1", disc_instance(VERSE_IDS["T13"]))
+        elif name == "L5":
+            disc("L5-S1", disc_instance(24), "L5-S")
+        elif name == "L6":
+            disc("L6-S1", disc_instance(VERSE_IDS["L6"]))
+        elif name == "L7":
+            pass
+        else:
+            below = VERSE_NAMES[VERSE_IDS[name] + 1]
+            disc(f"{name}-{below}", disc_instance(VERSE_IDS[name]))
+    vert("sacrum", SACRUM)
+    vert("coccyx", VERSE_IDS["COCC"])
+    return [tuple(cell(v) for v in row) for row in rows]
+
+
+def crosswalk_markdown() -> str:
+    """:func:`crosswalk_rows` as a Markdown table (generated into ``docs/spine.md``)."""
+    head = "| structure | SCT level | SCT disc value | SPINEPS / VerSe id | TotalSpineSeg id |"
+    lines = [head, "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in crosswalk_rows()]
+    return "\n".join(lines) + "\n"

@@ -8,8 +8,8 @@ Level sources:
 
 * a labelled-level image (SCT's ``*_labeled`` cord, ``PAM50_levels``): a slice takes the level its cord
   voxels mostly carry;
-* disc point labels (SCT convention: disc value ``n`` is the top of vertebra ``n``; slices between disc
-  ``n`` and disc ``n + 1`` are level ``n``);
+* disc point labels (SCT convention: disc value ``n`` is the top of vertebra ``n``), read by SCT's rule
+  (:func:`levels_from_discs`: each label projected onto the cord centreline, slices between projected discs);
 * a vertebra instance mask (SPINEPS ``seg-vert``, VerSe ids): a slice takes the SCT level of the vertebra
   at its height along the cord (:func:`levels_from_instance_mask`).
 
@@ -193,10 +193,8 @@ def assign_slice_levels(
     * ``level_data`` (labelled levels, e.g. SCT's ``*_labeled`` cord or ``PAM50_levels``): a slice belongs to
       the level that its cord voxels mostly carry, weighted by the mask value. A slice whose cord voxels
       carry no level at all takes the level most of the slice's labelled voxels carry.
-    * ``disc_data`` (disc point labels, SCT convention: value ``n`` marks the top of vertebra ``n``):
-      slice ``k`` is level ``n`` when ``k_{n+1} < k <= k_n``, where ``k_n`` is the slice of disc ``n``.
-      Discs missing between two labelled ones are placed evenly between them. Slices above the highest or
-      below the lowest disc get no level.
+    * ``disc_data`` (disc point labels, SCT convention: value ``n`` marks the top of vertebra ``n``; needs
+      ``zooms_mm``): SCT's rule, see :func:`levels_from_discs`.
     * ``instance_data`` (a SPINEPS / VerSe vertebra instance mask; needs ``zooms_mm``, the RPI voxel size):
       see :func:`levels_from_instance_mask`.
 
@@ -204,7 +202,9 @@ def assign_slice_levels(
     """
     nz = weights.shape[2]
     if disc_data is not None:
-        return _levels_from_discs(disc_data, nz, name)
+        if zooms_mm is None:
+            raise ValueError("disc_data needs zooms_mm (the RPI voxel size)")
+        return levels_from_discs(weights, disc_data, zooms_mm, name=name)
     if instance_data is not None:
         if zooms_mm is None:
             raise ValueError("instance_data needs zooms_mm (the RPI voxel size)")
@@ -229,21 +229,88 @@ def assign_slice_levels(
     return out.astype(np.int64)
 
 
-def _levels_from_discs(disc_data: np.ndarray, nz: int, name: str) -> np.ndarray:
+#: SCT landmark labels that are not discs (pontomedullary groove 49, junction 50; SCT's
+#: ``labeling-conventions.rst``): ignored when reading a disc file.
+SCT_NON_DISC_LABELS: tuple[int, ...] = (49, 50)
+
+
+#: SCT's default centreline smoothing (``ParamCenterline(smooth=20)``, ``spinalcordtoolbox/centerline/core.py``).
+SCT_CENTRELINE_SMOOTH = 20.0
+
+
+def sct_centreline(weights: np.ndarray, zooms_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The cord centreline as SCT's ``get_centerline`` draws it by default (``algo_fitting='bspline'``,
+    ``minmax=True``; ``spinalcordtoolbox/centerline/core.py`` and ``curve_fitting.bspline``): the centre of mass of
+    the nonzero voxels of each slice (unweighted, ``find_and_sort_coord``), fitted in voxel units by a cubic
+    smoothing spline (``scipy.interpolate.splrep``) with SCT's smoothing budget
+    ``s = (n_slices_with_cord / n_slices_spanned)² · smooth · dz / 3`` and evaluated on every slice from the
+    lowest to the highest cord slice. RPI voxel order (slices last), ``zooms_mm`` its voxel size.
+
+    Returns the slice indices (I→S) and their centreline points (N×3, RPI voxel-aligned mm: index × voxel size).
+    """
+    from scipy import interpolate
+
+    i, j, k = np.nonzero(np.asarray(weights) > NEAR_ZERO)
+    ks = np.unique(k)
+    cx = np.bincount(k, i, ks.max() + 1)[ks] / np.bincount(k, None, ks.max() + 1)[ks]
+    cy = np.bincount(k, j, ks.max() + 1)[ks] / np.bincount(k, None, ks.max() + 1)[ks]
+    k_line = np.arange(ks[0], ks[-1] + 1)
+    deg = 3 if ks.size > 3 else 1
+    if ks.size < 2:
+        fx, fy = np.full(k_line.size, cx[0]), np.full(k_line.size, cy[0])
+    else:
+        smooth = (ks.size / k_line.size) ** 2 * SCT_CENTRELINE_SMOOTH * float(zooms_mm[2]) / 3.0
+        fx = interpolate.splev(k_line, interpolate.splrep(ks, cx, s=smooth, k=deg))
+        fy = interpolate.splev(k_line, interpolate.splrep(ks, cy, s=smooth, k=deg))
+    zooms = np.asarray([float(z) for z in zooms_mm])
+    return k_line, np.column_stack([fx, fy, k_line]) * zooms
+
+
+def levels_from_discs(
+    weights: np.ndarray, disc_data: np.ndarray, zooms_mm: Sequence[float], *, name: str = "<discs>"
+) -> np.ndarray:
+    """SCT level of each axial slice from disc point labels, by SCT's rule (``sct_process_segmentation
+    -discfile``: ``spinalcordtoolbox/labels.py`` ``project_centerline`` then ``label_regions_from_reference``
+    with ``centerline=True``; the slice's level is the value of its centreline voxel,
+    ``template.py`` ``get_vertebral_level_from_slice``). Both arrays on one RPI grid (slices last),
+    ``zooms_mm`` its voxel size (mm).
+
+    1. Centreline: :func:`sct_centreline`, one point per slice from the cord's lowest to its highest slice.
+    2. Each nonzero disc voxel goes to the slice of the centreline point nearest to it in physical space (mm).
+    3. Sorted by that slice index ``k``, a slice ``j`` takes the value of the first label with ``k >= j``
+       (``np.searchsorted``): a slice at or below disc ``n`` and above disc ``n + 1`` is level ``n``, slices
+       at or below the lowest disc take its value, and slices above the highest disc ``t`` take ``t - 1``.
+       A missing disc is not interpolated: its level's slices take the level above it.
+
+    SCT's landmarks 49/50 (:data:`SCT_NON_DISC_LABELS`) are ignored. Returns one level per slice, 0 outside the
+    cord's slice range. Raises :class:`InputError` naming ``name`` when no disc label is left or the discs are
+    not ordered superior (small values) to inferior along the cord.
+    """
     labels = np.rint(np.asarray(disc_data)).astype(np.int64)
-    _, _, k = np.nonzero(labels > 0)
-    values = labels[labels > 0]
-    if values.size == 0:
+    labels[np.isin(labels, SCT_NON_DISC_LABELS)] = 0
+    vox = np.argwhere(labels > 0)
+    if vox.shape[0] == 0:
         raise InputError(f"{name}: disc file holds no disc label (all zero)")
-    discs = np.unique(values)
-    k_disc = np.array([k[values == n].mean() for n in discs])
-    if discs.size > 1 and np.any(np.diff(k_disc) >= 0):
+    values = labels[tuple(vox.T)]
+    nz = labels.shape[2]
+    out = np.zeros(nz, np.int64)
+    if not np.any(np.asarray(weights) > NEAR_ZERO):
+        return out
+    zooms = np.asarray([float(z) for z in zooms_mm])
+    k_line, line = sct_centreline(weights, zooms)
+    from scipy.spatial import cKDTree
+
+    k_disc = k_line[cKDTree(line).query(vox * zooms)[1]]  # nearest centreline point (SCT: KDTree as well)
+    order = np.lexsort((-values, k_disc))  # along the cord, upwards; two discs on one slice: lower one first
+    k_sorted, v_sorted = k_disc[order], values[order]
+    if np.any(np.diff(v_sorted) > 0):
         raise InputError(
-            f"{name}: disc labels are not ordered from superior to inferior (disc n must lie above disc n+1)"
+            f"{name}: disc labels are not ordered from superior to inferior along the cord "
+            "(disc n must lie above disc n+1)"
         )
-    full = np.arange(discs[0], discs[-1] + 1)
-    k_full = np.interp(full, discs, k_disc)  # missing discs evenly between their labelled neighbours
-    return _levels_between(k_full, full[:-1], nz)
+    region_values = np.append(v_sorted, v_sorted[-1] - 1)
+    out[k_line] = region_values[np.searchsorted(k_sorted, k_line)]
+    return out
 
 
 def _levels_between(bounds: np.ndarray, levels: Sequence[int], nz: int) -> np.ndarray:
