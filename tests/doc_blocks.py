@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: The pages whose shell blocks a user runs (docs/cli.md is generated help text; docs/development and
 #: docs/methods hold no runnable blocks).
 DOC_FILES = ["README.md", *(f"docs/{name}" for name in
-             ("cord.md", "lesions.md", "nnunet-environment.md", "phantoms.md", "segment.md", "spine.md"))]  # fmt: skip
+             ("cord.md", "lesions.md", "nnunet-environment.md", "phantoms.md", "qc.md", "segment.md", "spine.md"))]  # fmt: skip
 
 MARKER = re.compile(r"^<!--\s*docs-test:\s*(?P<body>.*?)\s*-->\s*$")
 

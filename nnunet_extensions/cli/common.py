@@ -107,3 +107,50 @@ def run_converter(
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0
+
+
+# ------------------------------------------------------------------------------------------- QC report
+def add_qc_report_option(parser: argparse.ArgumentParser) -> None:
+    """``--qc-report DIR``: add one entry per case to the offline HTML QC report in DIR (``DIR/index.html``)."""
+    parser.add_argument(
+        "--qc-report",
+        type=Path,
+        metavar="DIR",
+        help="add the cases to the HTML QC report in DIR (DIR/index.html; keys, marks, Save Fails: docs/qc.md)",
+    )
+
+
+def add_exclude_options(parser: argparse.ArgumentParser) -> None:
+    """``--exclude-yml FILE`` / ``--include-yml FILE``: skip (or keep only) the cases a ``qc_fail.yml``-style
+    file lists (:mod:`nnunet_spine.core.qc_yml`), as ``sct_run_batch -exclude-yml`` / ``-include-yml``."""
+    parser.add_argument(
+        "--exclude-yml",
+        type=Path,
+        metavar="FILE",
+        help="skip the cases this YAML lists (qc_fail.yml from the QC report, manual-correction's layout)",
+    )
+    parser.add_argument(
+        "--include-yml", type=Path, metavar="FILE", help="process only the cases this YAML lists (same layout)"
+    )
+
+
+def read_case_lists(args: argparse.Namespace):
+    """``(exclude, include)`` :class:`~nnunet_spine.core.qc_yml.CaseList` of ``--exclude-yml`` / ``--include-yml``
+    (None when not given); a bad file raises InputError naming it."""
+    from nnunet_spine.core.qc_yml import read_case_list
+
+    exclude, include = getattr(args, "exclude_yml", None), getattr(args, "include_yml", None)
+    return (
+        read_case_list(exclude) if exclude is not None else None,
+        read_case_list(include) if include is not None else None,
+    )
+
+
+def say_skipped(command: str, skipped, args: argparse.Namespace) -> None:
+    """One line on stderr naming the cases ``--exclude-yml`` / ``--include-yml`` left out, as ``sct_run_batch``
+    reports its exclusions."""
+    import sys
+
+    if skipped:
+        lists = ", ".join(str(p) for p in (getattr(args, "exclude_yml", None), getattr(args, "include_yml", None)) if p)
+        print(f"nnspine {command}: skipped {len(skipped)} case(s) by {lists}: {', '.join(skipped)}", file=sys.stderr)

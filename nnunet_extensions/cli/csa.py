@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_spine.cli.common import add_overwrite, add_quiet, existing_path, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_qc_report_option, add_quiet, existing_path, new_parser
 from nnunet_spine.postprocessing.cord.levels import VERTFILE_KINDS
 
 DESCRIPTION = """\
@@ -35,7 +35,11 @@ Inputs
                                 only values 1-30 and no label on any cord voxel is refused as ambiguous
                                 (say --vertfile-kind). The kind used is named on the last line.
   --discfile FILE    disc point labels on the same grid (SCT convention: value n marks the top of
-                     vertebra n; slices between disc n and disc n+1 are level n).
+                     vertebra n: 3 = C2-C3, 8 = C7-T1, 20 = T12-L1, 25 = L5-S1), read as SCT's
+                     -discfile: each label moves to the nearest point of the cord's centreline; a slice
+                     at or below disc n and above disc n+1 is level n, slices below the lowest disc
+                     take its value, slices above the highest disc t are level t-1; a missing disc is
+                     not interpolated. Landmarks 49/50 (pontomedullary groove/junction) are ignored.
 
 Output
   One CSV (default ./csa.csv; '-o -' prints it) with every column of SCT 7.x's default output, in SCT's
@@ -180,6 +184,7 @@ def register(subparsers) -> None:
         metavar="OUT.png",
         help="also draw CSA along S-I with level boundaries (QC picture)",
     )
+    add_qc_report_option(p)
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run)
@@ -272,6 +277,10 @@ def run(args) -> int:
 
         table = pd.concat([pd.DataFrame(cols).assign(Filename=name) for name, cols in per_slices], ignore_index=True)
         plot_csa_profile(table, args.plot, overwrite=args.overwrite, title="Cord CSA along S-I")
+    if args.qc_report is not None:
+        from nnunet_spine.apps.qc_report import report_csa
+
+        report_csa(args.qc_report, files, rows, root=args.input[0] if len(args.input) == 1 else None)
     if not args.quiet:  # one line saying what was written (on stderr when the CSV went to stdout)
         line = _written_line(args, len(rows), per, len(files) - skipped, skipped)
         print(line + (f"; {vertfile_note}" if vertfile_note else ""), file=sys.stderr if to_stdout else sys.stdout)

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_qc_report_option, add_quiet, new_parser
 from nnunet_spine.cli.fuse import add_labelling_options, report_warnings
 
 DESCRIPTION = """\
@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR", help="folder for the outputs")
     add_labelling_options(p)
     p.add_argument("--no-qc", dest="qc", action="store_false", help="no QC snapshot PNG")
+    add_qc_report_option(p)
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run)
@@ -118,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     report_warnings("instances", report)
+    if args.qc_report is not None:
+        from nnunet_spine.apps.qc_report import report_fusion
+
+        report_fusion(args.qc_report, report, args.semantic, command="instances", image=args.image)
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0

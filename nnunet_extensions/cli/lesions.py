@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_qc_report_option, add_quiet, new_parser
 from nnunet_spine.cli.evaluate_lesions import ALL, _label
 
 EXAMPLE = """\
@@ -100,6 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--table", required=True, type=Path, metavar="CSV", help="lesion table (CSV)")
     p.add_argument("--qc", type=Path, metavar="PNG", help="QC picture (a folder for a folder input)")
+    add_qc_report_option(p)
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run)
@@ -129,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet and sys.stderr.isatty(),
     )
+    if args.qc_report is not None:
+        from nnunet_spine.apps.qc_report import report_lesions
+
+        report_lesions(args.qc_report, jobs, df, root=args.input)
     if not args.quiet:
         totals = df[df["lesion"] == "total"]
         for _, r in totals.iterrows():

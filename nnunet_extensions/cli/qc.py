@@ -43,15 +43,35 @@ def register_spine(pictures: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_spine)
 
 
+REPORT_DESCRIPTION = """\
+Rebuild the offline HTML QC report in DIR (DIR/index.html) from its entries (DIR/entries/*.json), e.g. after
+deleting some entries' files. Entries are added by the commands' --qc-report DIR option; marks made in the
+browser are kept (they are keyed by the report's id, DIR/report_id). Keys, marks and the qc_fail.yml loop:
+docs/qc.md. A folder that holds no report: exit 2, nothing written.
+"""
+
+
+def register_report(pictures: argparse._SubParsersAction) -> None:
+    p = new_parser(
+        pictures,
+        "report",
+        help="rebuild the HTML QC report of a --qc-report folder (DIR/index.html)",
+        description=REPORT_DESCRIPTION,
+        epilog="example:\n  nnspine qc report qc/  # then open qc/index.html in a browser\n",
+    )
+    p.add_argument("report_dir", type=Path, metavar="DIR", help="the report folder (--qc-report DIR)")
+    p.set_defaults(func=run_report)
+
+
 #: Register functions of the pictures, in the order ``nnspine qc --help`` lists them.
-QC_PICTURES = [register_spine]
+QC_PICTURES = [register_spine, register_report]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(
         sub,
         "qc",
-        help="quality-control pictures (spine: sagittal snapshot of a SPINEPS mask)",
+        help="quality-control pictures (spine: sagittal snapshot of a SPINEPS mask) and the HTML QC report",
         description="Quality-control pictures. Run 'nnspine qc <picture> --help' for inputs and outputs.",
     )
     pictures = p.add_subparsers(dest="picture", metavar="<picture>")
@@ -63,6 +83,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         return 2
 
     p.set_defaults(func=no_picture)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from nnunet_spine.postprocessing.qc.report import read_entries, rebuild_report
+
+    index = rebuild_report(args.report_dir)
+    print(f"{index}: {len(read_entries(args.report_dir))} entries")
+    return 0
 
 
 def run_spine(args: argparse.Namespace) -> int:

@@ -12,7 +12,15 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import (
+    add_exclude_options,
+    add_overwrite,
+    add_qc_report_option,
+    add_quiet,
+    new_parser,
+    read_case_lists,
+    say_skipped,
+)
 from nnunet_spine.cli.fuse import add_id_options
 
 DESCRIPTION = """\
@@ -67,6 +75,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--part-id", type=int, default=0, metavar="K", help="the part this run does (0 ... N-1)")
     p.add_argument("--skip-existing", action="store_true", help="skip cases whose results exist (resume)")
     p.add_argument("--no-qc", dest="qc", action="store_false", help="no QC pictures")
+    add_qc_report_option(p)
+    add_exclude_options(p)
     add_overwrite(p)
     add_quiet(p)
 
@@ -160,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     opts = Options(device=device, qc=args.qc)
+    opts.qc_report, (opts.exclude, opts.include) = args.qc_report, read_case_lists(args)
     opts.crop_to_cord = getattr(args, "crop_to_cord", None)
     opts.landmark_model = getattr(args, "landmark_model", None)
     if args.task == "cord":
@@ -199,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
             say=say,
             on_failure=failed,
         )
+    say_skipped("segment", report.excluded, args)
     ok = sum(1 for _, s, _, _ in report.done if s == "ok")
     skipped = f", {len(report.skipped)} skipped (finished)" if report.skipped else ""
     log = f"; nnU-Net's messages: {report.log}" if report.log else ""
