@@ -3,16 +3,17 @@ convert`` commands both read (a light module: building the CLI's parser imports 
 ``tests/test_converter_protocol.py`` checks every CLI default against the converter's signature.
 """
 
-from nnunet_spine.core import bids
-
-#: ``convert softgt``: the contrast whose S-I axis and slices define the averaging space (``--reference``).
+#: ``convert softgt``: the contrast whose S-I axis and slices define the averaging space when a subject has several
+#: labelled contrasts and ``--reference`` is not given (with one labelled contrast, that one is the reference).
 SOFTGT_REFERENCE = "T2w"
 #: ``convert softgt``: in-plane spacing (mm) of the averaging space (``--reference-resolution``).
 SOFTGT_RESOLUTION_MM = 0.4
-#: ``convert lesion``: suffix of the binary lesion masks (``--label-suffix``; BIDS derivative naming).
-LESION_LABEL_SUFFIX = bids.LESION_SEG
-#: ``convert lesion --regions``: suffix of the binary cord masks (``--cord-suffix``; spine-generic naming).
-LESION_CORD_SUFFIX = bids.CORD_SEG
+#: ``convert lesion``: suffix of the binary lesion masks (``--label-suffix``); None: the first found in the order
+#: of preference of :data:`nnunet_spine.core.bids.MASK_SUFFIXES` ``["lesion"]`` (``_label-lesion_seg``, ...).
+LESION_LABEL_SUFFIX: str | None = None
+#: ``convert lesion --regions``: suffix of the binary cord masks (``--cord-suffix``); None: the order of preference of
+#: :data:`nnunet_spine.core.bids.MASK_SUFFIXES` ``["cord"]`` (``_label-SC_seg``, ``_seg-manual``...).
+LESION_CORD_SUFFIX: str | None = None
 #: ``convert lesion``: a resampled lesion mask whose volume changes by more than this fraction (or whose lesion
 #: count changes) is reported in ``lesion_resampling.csv`` as changed.
 LESION_VOLUME_TOLERANCE = 0.10

@@ -29,7 +29,14 @@ import numpy as np
 from nnunet_spine.dataset_converters import nnunet_raw
 from nnunet_spine.dataset_converters.defaults import JOBS, SPINEPS_CHANNELS
 from nnunet_spine.dataset_converters.parallel import process_pool, run_all
-from nnunet_spine.dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
+from nnunet_spine.dataset_converters.protocol import (
+    ConversionReport,
+    bids_subject,
+    check_grouping,
+    check_jobs,
+    output_folder,
+    write_dataset_splits,
+)
 from nnunet_spine.dataset_converters.spineps import SpinepsCase, discover
 from nnunet_spine.core import bids
 from nnunet_spine.core.io import InputError, check_same_grid, load_image, read_geometry
@@ -109,9 +116,11 @@ def convert(
     jobs: int = JOBS,
     progress: bool = False,
     channels: Sequence[str] = SPINEPS_CHANNELS,
+    group_by: str | None = None,
 ) -> LandmarksReport:
     """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` (module docstring; the converter protocol:
-    :mod:`nnunet_spine.dataset_converters.protocol`). Cases are grouped by BIDS subject in ``splits_final.json``."""
+    :mod:`nnunet_spine.dataset_converters.protocol`). Cases are grouped by BIDS subject in ``splits_final.json``
+    (by person with ``group_by``, :func:`nnunet_spine.dataset_converters.splits.subject_groups`)."""
     from tqdm.auto import tqdm
 
     check_jobs(jobs)
@@ -128,6 +137,7 @@ def convert(
             f"{source}: every instance mask ({len(found)}) is marked not anatomically labelled in its sidecar "
             "(ids are positions, not vertebrae): label them first (nnspine fuse with an anchor or --top-vertebra)"
         )
+    warnings += check_grouping((bids_subject(c.case) for c in cases), group_by)
     specs = list(channels) or list(SPINEPS_CHANNELS)
     with process_pool(jobs, len(cases)) as pool:
         bar = tqdm(total=len(cases), desc="check masks", unit="case", disable=not progress)
@@ -155,7 +165,7 @@ def convert(
                 name=folder.name,
                 description=f"landmark discs from {Path(source).resolve()} (nnspine convert landmarks)",
             )
-            splits = write_dataset_splits(stage, folder, {c.case: bids_subject(c.case) for c in cases})
+            splits = write_dataset_splits(stage, folder, {c.case: bids_subject(c.case) for c in cases}, group_by)
     return LandmarksReport(
         nnunet_dataset=str(folder),
         num_cases=len(cases),

@@ -2,9 +2,11 @@
 
 Input (found by :mod:`nnunet_spine.core.bids`): per subject (or session) one image per requested sequence
 (``channels``: image specs such as ``T2w``, ``T1w``, ``acq-sag_T2w``, ``ce-gd_T1w``) and a binary lesion
-mask ``derivatives/labels/sub-XX[/ses-YY]/anat/<image stem>_label-lesion_seg.nii.gz`` (or beside the
-image) on its image's grid. The mask is looked up for the channels' images in channel order, so it may
-have been drawn on any of the sequences.
+mask ``derivatives/labels/sub-XX[/ses-YY]/anat/<image stem><suffix>.nii.gz`` (or beside the image) on its image's
+grid, ``<suffix>`` the first found of ``_label-lesion_seg``, SCT's older ``_lesion-manual`` and a rater's
+``_desc-<rater>_label-lesion_seg`` (:func:`nnunet_spine.core.bids.find_mask`; ``label_suffix`` chooses one; the cord
+masks of ``regions`` likewise, ``cord_suffix``). The mask is looked up for the channels' images in channel order, so
+it may have been drawn on any of the sequences.
 
 Output: ``$nnUNet_raw/DatasetXXX_NAME`` with one case per subject (or session), named after the *first*
 channel's image (its BIDS stem, e.g. ``sub-01_T2w``):
@@ -40,7 +42,14 @@ import numpy as np
 from nnunet_spine.dataset_converters import nnunet_raw
 from nnunet_spine.dataset_converters.defaults import JOBS, LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, LESION_VOLUME_TOLERANCE
 from nnunet_spine.dataset_converters.parallel import process_pool, run_all
-from nnunet_spine.dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
+from nnunet_spine.dataset_converters.protocol import (
+    ConversionReport,
+    bids_subject,
+    check_grouping,
+    check_jobs,
+    output_folder,
+    write_dataset_splits,
+)
 from nnunet_spine.core import bids
 from nnunet_spine.core.io import (
     Image,
@@ -79,6 +88,7 @@ class _CasePlan:
     lesion: tuple[Path, Path] | None = None  # (mask, the image it belongs to); None: empty mask (allow_missing)
     cord: tuple[Path, Path] | None = None
     skip: str | None = None
+    notes: list[str] = field(default_factory=list)  # which mask was picked over others
 
 
 @dataclass(frozen=True)
@@ -205,13 +215,23 @@ def parse_channels(channels: str | Sequence[str]) -> list[str]:
     return items
 
 
-def _find_mask(root: Path, images: Sequence[bids.BidsImage], suffix: str) -> tuple[Path, Path] | None:
-    """The first channel image (in order) that has a mask ``<stem><suffix>``: (mask, image)."""
+def _find_mask(
+    root: Path, images: Sequence[bids.BidsImage], kind: str, suffix: str | None, notes: list[str]
+) -> tuple[Path, Path] | None:
+    """The first channel image (in order) that has a ``kind`` mask (:func:`nnunet_spine.core.bids.find_mask`, only
+    ``<stem><suffix>`` when ``suffix`` is given): (mask, image); a note when it was picked over other masks."""
     for im in images:
-        mask = bids.find_derivative(root, im, suffix)
-        if mask is not None:
-            return mask, im.path
+        pick = bids.find_mask(root, im, kind, suffix)
+        if pick is not None:
+            if pick.others:
+                notes.append(f"{im.unit.name}: {pick.note()}")
+            return pick.path, im.path
     return None
+
+
+def _expected(stem: str, kind: str, suffix: str | None) -> str:
+    """The file names looked for (``<stem>_label-lesion_seg.nii.gz or ...``) for a message."""
+    return " or ".join(f"{stem}{s}.nii.gz" for s in bids.mask_suffixes(kind, suffix))
 
 
 def _plan_unit(
@@ -219,9 +239,10 @@ def _plan_unit(
     unit: bids.Unit,
     images: list[bids.BidsImage],
     channels: Sequence[str],
-    label_suffix: str,
+    label_suffix: str | None,
     cord_suffix: str | None,
     allow_missing: bool,
+    regions: bool = False,
 ) -> _CasePlan:
     """Which files make the case of one unit, or why it is skipped."""
     plan = _CasePlan(unit=unit.name)
@@ -244,20 +265,20 @@ def _plan_unit(
         chosen.append(found[0])
     plan.case = chosen[0].stem
     plan.channels = [_Channel(spec, im.path) for spec, im in zip(channels, chosen)]
-    expected = f"{chosen[0].stem}{label_suffix}.nii.gz"
-    plan.lesion = _find_mask(root, chosen, label_suffix)
+    expected = _expected(chosen[0].stem, "lesion", label_suffix)
+    plan.lesion = _find_mask(root, chosen, "lesion", label_suffix, plan.notes)
     if plan.lesion is None and not allow_missing:
         plan.skip = (
             f"no lesion mask (expected derivatives/labels/{unit.rel_dir}/{expected}; "
             "--allow-missing writes an empty one)"
         )
         return plan
-    if cord_suffix is not None:
-        plan.cord = _find_mask(root, chosen, cord_suffix)
+    if regions:
+        plan.cord = _find_mask(root, chosen, "cord", cord_suffix, plan.notes)
         if plan.cord is None:
             plan.skip = (
                 f"no cord mask for --regions (expected derivatives/labels/{unit.rel_dir}/"
-                f"{chosen[0].stem}{cord_suffix}.nii.gz)"
+                f"{_expected(chosen[0].stem, 'cord', cord_suffix)})"
             )
     return plan
 
@@ -266,9 +287,10 @@ def discover(
     bids_root: Path,
     channels: Sequence[str],
     *,
-    label_suffix: str = LESION_LABEL_SUFFIX,
-    cord_suffix: str | None = None,
+    label_suffix: str | None = LESION_LABEL_SUFFIX,
+    cord_suffix: str | None = LESION_CORD_SUFFIX,
     allow_missing: bool = False,
+    regions: bool = False,
 ) -> tuple[list[_CasePlan], list[str]]:
     """Plans of every subject/session (files chosen, or the reason to skip) and warnings about stray files.
     No image is read."""
@@ -279,7 +301,7 @@ def discover(
         stray += warns
         if not images and not warns:
             continue  # an anat folder without images (e.g. only sessions hold data)
-        plans.append(_plan_unit(root, unit, images, channels, label_suffix, cord_suffix, allow_missing))
+        plans.append(_plan_unit(root, unit, images, channels, label_suffix, cord_suffix, allow_missing, regions))
     if not plans:
         raise InputError(f"{root}: no sub-*/anat images found")
     return plans, stray
@@ -398,10 +420,12 @@ def resampling_rows(cases: Sequence[CaseReport]) -> list[dict]:
     ]
 
 
-def _check_suffixes(label_suffix: str, cord_suffix: str) -> None:
-    """``--label-suffix`` and ``--cord-suffix`` are file-name suffixes starting with ``_`` (no folder);
-    :class:`InputError` naming the option otherwise."""
+def _check_suffixes(label_suffix: str | None, cord_suffix: str | None) -> None:
+    """``--label-suffix`` and ``--cord-suffix`` are file-name suffixes starting with ``_`` (no folder) or None (the
+    order of preference); :class:`InputError` naming the option otherwise."""
     for option, suffix in (("--label-suffix", label_suffix), ("--cord-suffix", cord_suffix)):
+        if suffix is None:
+            continue
         if not suffix or not suffix.startswith("_") or "/" in suffix:
             raise InputError(
                 f"{option}: expected a file-name suffix starting with '_' (e.g. _label-lesion_seg), got {suffix!r}"
@@ -481,8 +505,8 @@ def _write_dataset_json(
     sources: dict[str, dict],
     *,
     bids_root: Path,
-    label_suffix: str,
-    cord_suffix: str,
+    label_suffix: str | None,
+    cord_suffix: str | None,
     regions: bool,
     allow_missing: bool,
 ) -> None:
@@ -511,8 +535,8 @@ def _write_dataset_json(
             "converter": "lesion",
             "version": __version__,
             "channels": specs,
-            "label_suffix": label_suffix,
-            "cord_suffix": cord_suffix if regions else None,
+            "label_suffix": label_suffix or list(bids.MASK_SUFFIXES["lesion"]),
+            "cord_suffix": (cord_suffix or list(bids.MASK_SUFFIXES["cord"])) if regions else None,
             "regions": regions,
             "allow_missing": allow_missing,
             "resampling": "other channels: linear, masks: nearest; through world coordinates onto the first channel",
@@ -532,11 +556,12 @@ def convert(
     jobs: int = JOBS,
     progress: bool = False,
     channels: str | Sequence[str],
-    label_suffix: str = LESION_LABEL_SUFFIX,
-    cord_suffix: str = LESION_CORD_SUFFIX,
+    label_suffix: str | None = LESION_LABEL_SUFFIX,
+    cord_suffix: str | None = LESION_CORD_SUFFIX,
     regions: bool = False,
     allow_missing: bool = False,
     allow_lesion_loss: bool = False,
+    group_by: str | None = None,
 ) -> LesionConversionReport:
     """Convert a BIDS lesion dataset into ``<nnUNet_raw>/DatasetXXX_NAME`` (see the module docstring; the
     converter protocol: :mod:`nnunet_spine.dataset_converters.protocol`).
@@ -559,10 +584,11 @@ def convert(
     channels : str or list of str
         Sequences, one nnU-Net channel each, in order (``"T1w,T2w"``); the first is the reference grid and
         names the case. Each is an image spec: a BIDS suffix, optionally after entities (``acq-sag_T2w``).
-    label_suffix : str
-        Suffix of the binary lesion masks.
-    cord_suffix : str
-        Suffix of the binary cord masks, used with ``regions``.
+    label_suffix : str, optional
+        Suffix of the binary lesion masks; None: the first found of ``_label-lesion_seg``, ``_lesion-manual``,
+        ``_desc-<rater>_label-lesion_seg`` (:data:`nnunet_spine.core.bids.MASK_SUFFIXES`).
+    cord_suffix : str, optional
+        Suffix of the binary cord masks, used with ``regions``; None: the order of preference for cord masks.
     regions : bool
         Region-based labels: 1 cord, 2 lesion; ``labels = {"background": 0, "cord": [1, 2], "lesion": 2}``,
         ``regions_class_order = [1, 2]``.
@@ -571,6 +597,10 @@ def convert(
     allow_lesion_loss : bool
         Keep going when resampling a lesion mask onto the reference grid loses a lesion (otherwise
         :class:`InputError`, nothing written). Resampled masks are accounted for in ``lesion_resampling.csv``.
+
+    group_by : str, optional
+        Regular expression whose first capture group in the subject label (without ``sub-``) names the person:
+        a person's subjects share a fold (:func:`nnunet_spine.dataset_converters.splits.subject_groups`).
 
     The sessions of one subject share a fold of ``splits_final.json``.
 
@@ -591,13 +621,16 @@ def convert(
         bids_root,
         specs,
         label_suffix=label_suffix,
-        cord_suffix=cord_suffix if regions else None,
+        cord_suffix=cord_suffix,
         allow_missing=allow_missing,
+        regions=regions,
     )
     todo, skipped = _split_plans(plans, bids_root)
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise OutputExistsError(f"{folder}: nnU-Net dataset exists (use --overwrite to replace it)")
-    all_warnings = stray + [f"{unit}: skipped ({why})" for unit, why in skipped.items()]
+    all_warnings = stray + [n for p in todo for n in p.notes]
+    all_warnings += [f"{unit}: skipped ({why})" for unit, why in skipped.items()]
+    all_warnings += check_grouping((bids_subject(p.case) for p in todo), group_by)
 
     with process_pool(jobs, len(todo)) as pool:
         run_all(_validate, todo, None, pool)  # every file checked before anything is written
@@ -623,7 +656,7 @@ def convert(
                 regions=regions,
                 allow_missing=allow_missing,
             )
-            splits = write_dataset_splits(stage, folder, {c.case: bids_subject(c.case) for c in cases})
+            splits = write_dataset_splits(stage, folder, {c.case: bids_subject(c.case) for c in cases}, group_by)
     return LesionConversionReport(
         bids_root=str(bids_root),
         nnunet_dataset=str(folder),

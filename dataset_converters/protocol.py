@@ -28,11 +28,19 @@ the CLI prints ``report.lines()``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunet_spine.dataset_converters import nnunet_raw
-from nnunet_spine.dataset_converters.splits import SPLITS_FILE, SplitsReport, is_nnspine_split, write_splits
+from nnunet_spine.dataset_converters.splits import (
+    SPLITS_FILE,
+    SplitsReport,
+    grouping_warning,
+    is_nnspine_split,
+    subject_groups,
+    write_splits,
+)
 from nnunet_spine.core.io import InputError
 
 
@@ -110,10 +118,23 @@ def bids_subject(case: str) -> str:
     return token if token.startswith("sub-") and len(token) > 4 else case
 
 
-def write_dataset_splits(stage: Path, folder: Path, case_subjects: dict[str, str]) -> SplitsReport:
-    """The subject-grouped split of a staged dataset (:func:`nnunet_spine.dataset_converters.splits.write_splits`); a split
-    nnspine wrote earlier that no longer applies (one subject left) is removed when the stage commits."""
-    report = write_splits(stage, folder, case_subjects)
+def check_grouping(subjects: Iterable[str], group_by: str | None) -> list[str]:
+    """Check ``--group-by`` against the dataset's subjects before anything is written (:class:`InputError` for an
+    expression that is not one, has no group or finds no person in a subject); the warning (a list of at most one
+    line) when labels look like ``<id>Ses<k>`` and no grouping was given."""
+    subjects = sorted(set(subjects))
+    subject_groups(subjects, group_by)
+    warning = grouping_warning(subjects, group_by)
+    return [warning] if warning else []
+
+
+def write_dataset_splits(
+    stage: Path, folder: Path, case_subjects: dict[str, str], group_by: str | None = None
+) -> SplitsReport:
+    """The subject-grouped split of a staged dataset (:func:`nnunet_spine.dataset_converters.splits.write_splits`;
+    ``group_by``: persons named by ``--group-by``); a split nnspine wrote earlier that no longer applies (one subject
+    left) is removed when the stage commits."""
+    report = write_splits(stage, folder, case_subjects, group_by)
     if report.status == "none" and (folder / SPLITS_FILE).is_file() and is_nnspine_split(folder):
         nnunet_raw.remove_on_commit(stage, SPLITS_FILE)
     return report
@@ -122,6 +143,7 @@ def write_dataset_splits(stage: Path, folder: Path, case_subjects: dict[str, str
 __all__ = [
     "ConversionReport",
     "bids_subject",
+    "check_grouping",
     "check_jobs",
     "is_inside",
     "output_folder",

@@ -1,11 +1,14 @@
 """``nnspine convert softgt`` / :func:`convert`: soft (partial-volume) spinal-cord ground truth for every
 subject of a BIDS dataset (files in, files out).
 
-Input: a BIDS dataset with several contrasts per subject and a binary cord mask per image under
-``derivatives/labels/sub-XX[/ses-YY]/anat/<image>_label-SC_seg.nii.gz`` (the spine-generic naming), found
-by :mod:`nnunet_spine.core.bids`. Per subject (or session), every mask is validated (binary, finite, 3-D, on
-its image's grid), the masks are averaged by :func:`~nnunet_spine.dataset_converters.softgt_algorithm.soft_ground_truth`
-(the method: see :mod:`nnunet_spine.dataset_converters.softgt_algorithm`) and the soft masks are written with a report.
+Input: a BIDS dataset with one or several contrasts per subject and a binary cord mask per image under
+``derivatives/labels/sub-XX[/ses-YY]/anat/<image><suffix>.nii.gz`` (or beside the image), found by
+:func:`nnunet_spine.core.bids.find_mask`: ``_label-SC_seg`` (spine-generic), SCT's older ``_seg-manual``, a rater's
+``_desc-<rater>_label-SC_seg`` or ``_seg``, in that order of preference (``mask_suffix`` chooses one). Images without
+a mask (e.g. a second run) are never training cases; they are listed in the report. Per subject (or session), every
+mask is validated (binary, finite, 3-D, on its image's grid), the masks are averaged by :func:`~nnunet_spine.dataset_converters.softgt_algorithm.soft_ground_truth`
+(the method: see :mod:`nnunet_spine.dataset_converters.softgt_algorithm`; with one contrast nothing is averaged: the
+soft mask is that mask's partial volume on its own grid) and the soft masks are written with a report.
 Subjects are processed in worker processes with ``jobs > 1`` (:mod:`nnunet_spine.dataset_converters.parallel`).
 
 Outputs (in a new pipeline folder: outside the input dataset or under its ``derivatives/``; the input files are
@@ -36,6 +39,7 @@ from nnunet_spine.dataset_converters import nnunet_raw
 from nnunet_spine.dataset_converters.defaults import JOBS, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
 from nnunet_spine.dataset_converters.parallel import process_pool, run_all
 from nnunet_spine.dataset_converters.protocol import ConversionReport, check_jobs, is_inside, output_folder, write_dataset_splits
+from nnunet_spine.dataset_converters.splits import grouping_warning, subject_groups
 from nnunet_spine.dataset_converters.softgt_algorithm import (
     ALIGN_SMOOTHING_MM,
     SUBSAMPLE_MM,
@@ -70,13 +74,21 @@ __all__ = [
 
 #: Pipeline folder of the soft masks inside ``derivatives_out``.
 PIPELINE = "labels_softseg"
-#: Input masks: ``derivatives/labels/<anat dir>/<image stem><MASK_SUFFIX>``.
+#: Input masks: ``derivatives/labels/<anat dir>/<image stem><suffix>``, today's naming (the others, in order of
+#: preference: :data:`nnunet_spine.core.bids.MASK_SUFFIXES` ``["cord"]``).
 MASK_SUFFIX = bids.CORD_SEG
+#: Mask kind looked up (:func:`nnunet_spine.core.bids.find_mask`).
+MASK_KIND = "cord"
 #: Outputs: ``<derivatives_out>/labels_softseg/<anat dir>/<image stem><SOFT_SUFFIX>``.
 SOFT_SUFFIX = bids.CORD_SOFTSEG
 
 
 METHOD_NAME = "multi-contrast linear mask averaging with slice-wise centre-of-mass alignment"
+#: What the sidecar and dataset.json say when a subject has one labelled contrast.
+SINGLE_CONTRAST_NOTE = (
+    "one contrast: no averaging across contrasts took place; the soft mask is that mask's partial volume on "
+    "its image's grid (the 0.5 surface of its linear interpolation, integrated over each voxel)"
+)
 
 
 class SoftGTWarning(UserWarning):
@@ -91,6 +103,7 @@ class _Contrast:
     image: Path
     mask: Path
     parsed: bids.BidsName | None = None  # the image's parsed name (matched against --reference)
+    mask_suffix: str = MASK_SUFFIX  # the suffix of the mask picked (e.g. "_seg-manual")
 
 
 @dataclass
@@ -101,6 +114,7 @@ class _SubjectPlan:
     contrasts: list[_Contrast] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skip: str | None = None
+    unlabelled: list[str] = field(default_factory=list)  # images without a mask (relative to the dataset root)
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,8 @@ class ContrastReport:
     soft_volume_mm3: float
     binary_volume_mm3: float
     case: str | None = None
+    mask: str = ""  #: the input mask, relative to the dataset root
+    mask_suffix: str = MASK_SUFFIX  #: its suffix (what was picked: ``_label-SC_seg``, ``_seg-manual``...)
 
 
 @dataclass
@@ -146,6 +162,8 @@ class SubjectReport:
     warnings: list[str] = field(default_factory=list)
     #: Volume-preserving outward shift of the consensus surface (mm), see :func:`soft_ground_truth`.
     boundary_offset_mm: float = 0.0
+    #: True when masks of several contrasts were averaged; False for one contrast (its own partial volume).
+    averaged_across_contrasts: bool = True
 
     @property
     def used(self) -> list[str]:
@@ -159,17 +177,36 @@ class SoftGTReport(ConversionReport):
 
     bids_root: str
     derivatives: str
-    reference: str
+    reference: str | None
     align: bool
     subjects: list[SubjectReport]
     skipped: dict[str, str]
+    #: Images without a cord mask (never training cases), relative to the dataset root.
+    unlabelled: list[str] = field(default_factory=list)
+    #: ``--mask-suffix`` (None: the order of preference of :data:`nnunet_spine.core.bids.MASK_SUFFIXES`).
+    mask_suffix: str | None = None
+    #: ``--group-by`` (None: folds grouped by subject label).
+    group_by: str | None = None
+
+    def mask_counts(self) -> dict[str, int]:
+        """Masks used per suffix (``{"_seg-manual": 8}``): what the lookup picked."""
+        counts: dict[str, int] = {}
+        for s in self.subjects:
+            for c in s.contrasts:
+                counts[c.mask_suffix] = counts.get(c.mask_suffix, 0) + 1
+        return counts
 
     def lines(self) -> list[str]:
-        """Human-readable summary: one line per subject and contrast."""
+        """Human-readable summary: one line per subject and contrast, then masks picked and unlabelled images."""
         out = []
         for s in self.subjects:
+            used = (
+                f"{len(s.contrasts)} contrasts used: {', '.join(s.used)}"
+                if s.averaged_across_contrasts
+                else f"1 contrast: {s.used[0]} (no averaging across contrasts)"
+            )
             out.append(
-                f"{s.subject}: reference {s.reference}, {len(s.contrasts)} contrasts used: {', '.join(s.used)}; "
+                f"{s.subject}: reference {s.reference}, {used}; "
                 f"volume-preserving boundary shift {s.boundary_offset_mm:+.3f} mm"
             )
             for c in s.contrasts:
@@ -187,6 +224,12 @@ class SoftGTReport(ConversionReport):
                 )
         for sub, why in self.skipped.items():
             out.append(f"{sub}: skipped ({why})")
+        picked = ", ".join(f"{n} x {suffix}" for suffix, n in self.mask_counts().items())
+        how = f"--mask-suffix {self.mask_suffix}" if self.mask_suffix else "order of preference"
+        out.append(f"cord masks used: {picked} ({how})")
+        if self.unlabelled:
+            out.append(f"{len(self.unlabelled)} image(s) without a cord mask, not converted:")
+            out += [f"  {u}" for u in self.unlabelled]
         out.append(f"soft masks: {self.derivatives}")
         if self.nnunet_dataset:
             out += self.dataset_lines()
@@ -196,12 +239,18 @@ class SoftGTReport(ConversionReport):
         return asdict(self)
 
 
-def discover(bids_root: Path, reference: str = SOFTGT_REFERENCE) -> list[_SubjectPlan]:
-    """List subjects (and sessions) with their images, masks and reference contrast (no image is read)."""
-    try:
-        bids.ImageSpec.parse(reference)
-    except ValueError as exc:
-        raise InputError(f"--reference: {exc}") from None
+def discover(bids_root: Path, reference: str | None = None, mask_suffix: str | None = None) -> list[_SubjectPlan]:
+    """List subjects (and sessions) with their images, masks and reference contrast (no image is read).
+
+    Masks are found by :func:`nnunet_spine.core.bids.find_mask` (order of preference, or ``mask_suffix``); images
+    without one are the plan's ``unlabelled``. A mask that names an image the subject does not have, in a
+    subject with an image that has no mask (a mask named for the wrong run?), is :class:`InputError`."""
+    if reference is not None:
+        try:
+            bids.ImageSpec.parse(reference)
+        except ValueError as exc:
+            raise InputError(f"--reference: {exc}") from None
+    bids.mask_suffixes(MASK_KIND, mask_suffix)  # checks --mask-suffix
     root = require_folder(bids_root, "dataset folder")
     labels_root = root / "derivatives" / "labels"
     if not labels_root.is_dir():
@@ -213,29 +262,61 @@ def discover(bids_root: Path, reference: str = SOFTGT_REFERENCE) -> list[_Subjec
         plan = _SubjectPlan(subject=unit.name, rel_dir=unit.rel_dir)
         images, plan.warnings = bids.list_images(unit)
         for img in images:
-            mask = bids.find_derivative(root, img, MASK_SUFFIX)
-            if mask is None:
-                plan.warnings.append(
-                    f"{unit.name}: no cord mask for {img.path.name} (expected derivatives/labels/"
-                    f"{unit.rel_dir}/{img.stem}{MASK_SUFFIX}.nii.gz); not used"
-                )
+            pick = bids.find_mask(root, img, MASK_KIND, mask_suffix)
+            if pick is None:
+                plan.unlabelled.append(img.path.relative_to(root).as_posix())
                 continue
+            if pick.others:
+                plan.warnings.append(f"{unit.name}: {pick.note()}")
             plan.contrasts.append(
-                _Contrast(entities=img.contrast, stem=img.stem, image=img.path, mask=mask, parsed=img.parsed)
+                _Contrast(
+                    entities=img.contrast,
+                    stem=img.stem,
+                    image=img.path,
+                    mask=pick.path,
+                    parsed=img.parsed,
+                    mask_suffix=pick.suffix,
+                )
             )
-        if not plan.contrasts and not plan.warnings:
+        _check_orphan_masks(root, unit, images, plan, mask_suffix)
+        if not plan.contrasts and not plan.warnings and not plan.unlabelled:
             continue  # an anat folder without images (e.g. only sessions hold data)
-        _choose_reference(plan, reference)
+        _choose_reference(plan, reference, mask_suffix)
         plans.append(plan)
     if not plans:
         raise InputError(f"{root}: no sub-*/anat images found")
     return plans
 
 
-def _choose_reference(plan: _SubjectPlan, reference: str) -> None:
+def _check_orphan_masks(
+    root: Path, unit: bids.Unit, images: list[bids.BidsImage], plan: _SubjectPlan, mask_suffix: str | None
+) -> None:
+    """A cord mask naming an image the unit lacks: :class:`InputError` when the unit has an image without a mask
+    (the mask is probably named for the wrong run or acquisition), else a warning."""
+    for mask, named in bids.orphan_masks(root, unit, images, MASK_KIND, mask_suffix):
+        if plan.unlabelled:
+            without = ", ".join(Path(u).name for u in plan.unlabelled)
+            raise InputError(
+                f"{mask}: cord mask of {named}, which is not an image of {unit.rel_dir} (images without a cord "
+                f"mask there: {without}); rename the mask after its image"
+            )
+        plan.warnings.append(f"{mask}: cord mask of {named}, which is not an image of {unit.rel_dir}; not used")
+
+
+def _choose_reference(plan: _SubjectPlan, reference: str | None, mask_suffix: str | None = None) -> None:
     """The contrast named exactly ``reference``, else the one image matching it as a spec (``T2w`` matches
-    ``acq-sag_T2w``); several matches or none skip the subject."""
+    ``acq-sag_T2w``); several matches or none skip the subject. ``reference`` None: the subject's only labelled
+    contrast, else :data:`~nnunet_spine.dataset_converters.defaults.SOFTGT_REFERENCE`."""
     names = [c.entities for c in plan.contrasts]
+    tried = f"--mask-suffix {mask_suffix}" if mask_suffix else " / ".join(bids.MASK_SUFFIXES[MASK_KIND])
+    if not names:
+        plan.skip = f"no image with a cord mask ({tried})"
+        return
+    if reference is None:
+        if len(names) == 1:
+            plan.reference = names[0]
+            return
+        reference = SOFTGT_REFERENCE
     if reference in names:
         plan.reference = reference
         return
@@ -246,7 +327,9 @@ def _choose_reference(plan: _SubjectPlan, reference: str) -> None:
     elif len(by_spec) > 1:
         plan.skip = f"several {reference} images with masks ({', '.join(by_spec)}); choose one with --reference"
     else:
-        plan.skip = f"no {reference} image with a cord mask (contrasts with masks: {', '.join(names) or 'none'})"
+        plan.skip = (
+            f"no {reference} image with a cord mask ({tried}; contrasts with masks: {', '.join(names) or 'none'})"
+        )
 
 
 def _load_contrast(c: _Contrast, full_image: bool) -> tuple[Image, Image]:
@@ -319,6 +402,8 @@ def _contrast_report(
         boundary_voxels=int(bnd.sum()),
         soft_volume_mm3=round(float(soft.sum(dtype=np.float64)) * voxel_mm3, 2),
         binary_volume_mm3=round(float(binary.sum()) * voxel_mm3, 2),
+        mask=c.mask.relative_to(bids_root).as_posix(),
+        mask_suffix=c.mask_suffix,
     )
 
 
@@ -335,14 +420,21 @@ def _sidecar(
     the package version."""
     from nnunet_spine import __version__
 
+    single = len(plan.contrasts) == 1
     return {
         "Description": "Soft (partial-volume) spinal cord mask: fraction of each voxel inside the consensus "
-        "cord boundary of the subject's cord masks from all contrasts",
+        "cord boundary of the subject's cord masks from all contrasts"
+        if not single
+        else "Soft (partial-volume) spinal cord mask: fraction of each voxel inside the cord boundary of the "
+        "subject's one cord mask",
         "Sources": sources,
         "SpatialReference": report.image,
         "InputMask": c.mask.relative_to(bids_root).as_posix(),
+        "InputMaskSuffix": c.mask_suffix,
         "Reference": plan.reference,
         "ContrastsUsed": [x.entities for x in plan.contrasts],
+        "AveragedAcrossContrasts": not single,
+        "ContrastAveraging": SINGLE_CONTRAST_NOTE if single else f"{len(plan.contrasts)} contrasts averaged",
         "Method": {
             "Name": METHOD_NAME,
             "Interpolation": "linear (masks into the averaging space, through world coordinates)",
@@ -412,6 +504,7 @@ def _process(plan: _SubjectPlan, st: _Settings) -> SubjectReport:
         contrasts=reports,
         warnings=list(plan.warnings),
         boundary_offset_mm=result.boundary_offset_mm,
+        averaged_across_contrasts=len(plan.contrasts) > 1,
     )
 
 
@@ -479,13 +572,13 @@ def _process_subjects(
 
 
 def _finish_nnunet_dataset(report: SoftGTReport, stage: Path, nn_folder: Path, bids_root: Path) -> None:
-    """``dataset.json`` and ``splits_final.json`` (all contrasts of a subject in one fold) of the staged nnU-Net
-    dataset; records its folder, split and number of cases in ``report``."""
+    """``dataset.json`` and ``splits_final.json`` (all contrasts of a subject, or with ``--group-by`` of a person,
+    in one fold) of the staged nnU-Net dataset; records its folder, split and number of cases in ``report``."""
     subjects = report.subjects
     cases = {c.case: c.image for s in subjects for c in s.contrasts if c.case}
-    _write_dataset_json(stage, nn_folder.name, cases, bids_root, report.reference, report.align)
+    _write_dataset_json(stage, nn_folder.name, cases, bids_root, report)
     subject_of = {c.case: s.subject.split("_", 1)[0] for s in subjects for c in s.contrasts if c.case}
-    report.splits = write_dataset_splits(stage, nn_folder, subject_of)
+    report.splits = write_dataset_splits(stage, nn_folder, subject_of, report.group_by)
     report.nnunet_dataset = str(nn_folder)
     report.num_cases = len(cases)
 
@@ -500,9 +593,11 @@ def convert(
     jobs: int = JOBS,
     progress: bool = False,
     derivatives_out: Path,
-    reference: str = SOFTGT_REFERENCE,
+    reference: str | None = None,
     align: bool = True,
     reference_resolution: float = SOFTGT_RESOLUTION_MM,
+    mask_suffix: str | None = None,
+    group_by: str | None = None,
 ) -> SoftGTReport:
     """Soft cord ground truth for every subject of a BIDS dataset (see the module docstring for the method).
 
@@ -510,7 +605,8 @@ def convert(
     ----------
     source : Path
         BIDS dataset: ``sub-XX[/ses-YY]/anat/<image>.nii.gz`` and binary cord masks
-        ``derivatives/labels/sub-XX[/ses-YY]/anat/<image>_label-SC_seg.nii.gz`` on each image's grid. Never modified.
+        ``derivatives/labels/sub-XX[/ses-YY]/anat/<image><suffix>.nii.gz`` (or beside the image) on each image's
+        grid, ``<suffix>`` in the order of :data:`nnunet_spine.core.bids.MASK_SUFFIXES` ``["cord"]``. Never modified.
     nnunet_dataset, name : int, str
         With both: also write the nnU-Net raw dataset ``<raw_root>/DatasetXXX_NAME`` (ID zero-padded to 3
         digits): one single-channel case per (subject, contrast), ``labelsTr`` = soft ≥ 0.5,
@@ -528,14 +624,22 @@ def convert(
         ``derivatives_out/labels_softseg/sub-XX/anat/<image>_label-SC_softseg.nii.gz`` (float32 fractions
         0..1 on the image's grid) with a ``.json`` sidecar. Must lie outside ``source`` or under its
         ``derivatives/``.
-    reference : str
+    reference : str, optional
         Contrast defining the averaging space and the alignment target: the BIDS name after ``sub-XX_``
         (e.g. ``T2w``), or a suffix matching exactly one image. Subjects without it are skipped (warning).
+        None: a subject's only labelled contrast, or ``T2w`` when it has several (``SOFTGT_REFERENCE``).
     align : bool
         Slice-wise centre-of-mass alignment of each contrast onto the reference (corrects inter-scan shifts
         of a few mm, in-plane).
     reference_resolution : float
-        In-plane spacing of the averaging space in mm.
+        In-plane spacing of the averaging space in mm (along S-I the reference's slices, subdivided to at most
+        1 mm: thick slices are integrated over their whole thickness).
+    mask_suffix : str, optional
+        Use only masks ``<image><mask_suffix>`` (e.g. ``_seg-manual``; ``*`` stands for a rater label) instead of
+        the order of preference.
+    group_by : str, optional
+        Regular expression whose first capture group, searched in the subject label without ``sub-``, names the
+        person: the split keeps a person's subjects (sessions written into labels) in one fold.
 
     Returns
     -------
@@ -555,7 +659,8 @@ def convert(
     check_jobs(jobs)
     _check_options(reference_resolution, nnunet_dataset, name)
     nn_folder = output_folder(bids_root, nnunet_dataset, name, raw_root) if nnunet_dataset is not None else None
-    plans = discover(bids_root, reference)
+    plans = discover(bids_root, reference, mask_suffix)
+    subject_groups({p.subject.split("_", 1)[0] for p in plans}, group_by)  # a bad --group-by stops here
     soft_root = _soft_root(derivatives_out, bids_root)
     settings = _Settings(
         bids_root=bids_root,
@@ -571,6 +676,9 @@ def convert(
         # 1. validate every input before writing anything
         plans = run_all(_validate, plans, nn_folder is not None, pool)
         todo, skipped, all_warnings = _split_plans(plans, bids_root)
+        if nn_folder is not None:
+            ungrouped = grouping_warning(sorted({p.subject.split("_", 1)[0] for p in todo}), group_by)
+            all_warnings += [ungrouped] if ungrouped else []
         for w in all_warnings:
             warnings.warn(w, SoftGTWarning, stacklevel=2)
         if not overwrite:
@@ -595,6 +703,9 @@ def convert(
                 subjects=subjects,
                 skipped=skipped,
                 warnings=all_warnings,
+                unlabelled=[u for p in plans for u in p.unlabelled],
+                mask_suffix=mask_suffix,
+                group_by=group_by,
             )
             if stage is not None:
                 _finish_nnunet_dataset(report, stage, nn_folder, bids_root)
@@ -619,10 +730,14 @@ def _write_description(soft_root: Path, bids_root: Path, overwrite: bool) -> Non
 
 
 def _write_dataset_json(
-    stage: Path, dataset_name: str, cases: dict[str, str], bids_root: Path, reference: str, align: bool
+    stage: Path, dataset_name: str, cases: dict[str, str], bids_root: Path, report: SoftGTReport
 ) -> None:
+    """nnU-Net's ``dataset.json`` with our facts under ``nnspine``: sources per case, the masks picked (per case),
+    the images left out for want of a mask, and per case whether masks were averaged across contrasts."""
     from nnunet_spine import __version__
 
+    masks = {c.case: c.mask for s in report.subjects for c in s.contrasts if c.case}
+    averaged = {c.case: s.averaged_across_contrasts for s in report.subjects for c in s.contrasts if c.case}
     nnunet_raw.write_dataset_json(
         stage,
         channel_names={"0": "MRI"},
@@ -638,9 +753,20 @@ def _write_dataset_json(
             "converter": "softgt",
             "version": __version__,
             "soft_labels_folder": LABELS_TR_SOFT,
-            "reference": reference,
-            "align": align,
+            "reference": report.reference or f"per subject: its only labelled contrast, else {SOFTGT_REFERENCE}",
+            "align": report.align,
             "source_dataset": str(bids_root.resolve()),
             "cases": cases,
+            "masks": masks,
+            "mask_suffix": report.mask_suffix,
+            "masks_by_suffix": report.mask_counts(),
+            "averaged_across_contrasts": averaged,
+            "contrast_averaging": (
+                SINGLE_CONTRAST_NOTE
+                if not any(averaged.values())
+                else "per subject, see averaged_across_contrasts (false: " + SINGLE_CONTRAST_NOTE + ")"
+            ),
+            "unlabelled_images": report.unlabelled,
+            "group_by": report.group_by,
         },
     )

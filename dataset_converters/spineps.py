@@ -32,7 +32,14 @@ import numpy as np
 from nnunet_spine.dataset_converters import nnunet_raw
 from nnunet_spine.dataset_converters.defaults import JOBS, SPINEPS_CHANNELS
 from nnunet_spine.dataset_converters.parallel import process_pool, run_all
-from nnunet_spine.dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
+from nnunet_spine.dataset_converters.protocol import (
+    ConversionReport,
+    bids_subject,
+    check_grouping,
+    check_jobs,
+    output_folder,
+    write_dataset_splits,
+)
 from nnunet_spine.core import bids
 from nnunet_spine.core.dataset_json import LABEL_MAP_KEY, label_map_entry
 from nnunet_spine.core.io import Image, InputError, check_same_grid, load_image, read_geometry, require_folder
@@ -233,19 +240,22 @@ def convert(
     jobs: int = JOBS,
     progress: bool = False,
     channels: Sequence[str] = SPINEPS_CHANNELS,
+    group_by: str | None = None,
 ) -> SpinepsReport:
     """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` from images and SPINEPS semantic masks (module docstring;
     the converter protocol: :mod:`nnunet_spine.dataset_converters.protocol`).
 
     Every case is validated before anything is written; :class:`InputError` (one line naming the file) for
     masks with non-SPINEPS values or on another grid than their image, and for an existing dataset without
-    ``overwrite``. Cases are grouped by BIDS subject in ``splits_final.json``. Returns a :class:`SpinepsReport`.
+    ``overwrite``. Cases are grouped by BIDS subject in ``splits_final.json`` (by person with ``group_by``,
+    :func:`nnunet_spine.dataset_converters.splits.subject_groups`). Returns a :class:`SpinepsReport`.
     """
     from tqdm.auto import tqdm
 
     check_jobs(jobs)
     folder = output_folder(source, nnunet_dataset, name, raw_root)
     cases, warnings = discover(source, channels)
+    warnings += check_grouping((bids_subject(c.case) for c in cases), group_by)
     specs = list(channels) or list(SPINEPS_CHANNELS)
     with process_pool(jobs, len(cases)) as pool:
         bar = tqdm(total=len(cases), desc="check masks", unit="case", disable=not progress)
@@ -273,7 +283,7 @@ def convert(
                 description=f"SPINEPS semantic masks from {Path(source).resolve()} (nnspine convert spineps)",
                 **{LABEL_MAP_KEY: label_map_entry(CONVENTION, mapping)},
             )
-            splits = write_dataset_splits(stage, folder, {c.case: bids_subject(c.case) for c in cases})
+            splits = write_dataset_splits(stage, folder, {c.case: bids_subject(c.case) for c in cases}, group_by)
     return SpinepsReport(
         nnunet_dataset=str(folder),
         num_cases=len(cases),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -99,3 +102,65 @@ def test_every_command_module_is_registered():
     help_text = build_parser().format_help()
     for name in COMMAND_MODULES:
         assert name.replace("_", "-") in help_text, name
+
+
+# ------------------------------------------------------------------------------ bad input on real data
+REAL_GM = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gm_challenge"
+#: Two real sessions copied for each case (the copies are spoiled one way each).
+REAL_SUBJECTS = ("sub-9709Ses1", "sub-9584")
+
+
+@pytest.fixture()
+def real_bids(tmp_path):
+    """A copy of two Grey Matter Challenge sessions (images of run-1 and run-2, run-1 cord masks)."""
+    if not REAL_GM.is_dir():
+        pytest.skip(f"real test data absent: {REAL_GM} (see ../shared/data/README.md)")
+    root = tmp_path / "gm"
+    for sub in REAL_SUBJECTS:
+        shutil.copytree(REAL_GM / sub, root / sub)
+        shutil.copytree(REAL_GM / "derivatives/labels" / sub, root / "derivatives/labels" / sub)
+    return root
+
+
+def _spoil(path: Path, change) -> None:
+    """Rewrite a NIfTI file with ``change(data, affine) -> (data, affine)``, header kept."""
+    img = nib.load(str(path))
+    data, affine = change(np.asarray(img.dataobj), img.affine.copy())
+    nib.save(nib.Nifti1Image(data, affine, img.header), str(path))
+
+
+SPOILERS = {
+    # a mask on another grid than its image: one slice fewer
+    "mask_grid": ("derivatives/labels/sub-9584/anat/sub-9584_run-1_T2starw_seg-manual.nii.gz",
+                  lambda d, a: (d[:, :, :-1], a), "differs from"),
+    # a 4-D image (two volumes)
+    "image_4d": ("sub-9584/anat/sub-9584_run-1_T2starw.nii.gz", lambda d, a: (np.stack([d, d], axis=-1), a), "3-D"),
+    # a mask stored as 0/255
+    "mask_255": ("derivatives/labels/sub-9584/anat/sub-9584_run-1_T2starw_seg-manual.nii.gz",
+                 lambda d, a: ((d > 0).astype(np.uint8) * 255, a), "binary"),
+}  # fmt: skip
+
+
+def _nothing_written(tmp_path: Path) -> None:
+    assert not (tmp_path / "deriv").exists() and not (tmp_path / "raw" / "Dataset612_Bad").exists()
+
+
+@pytest.mark.parametrize("spoiler", sorted(SPOILERS))
+def test_convert_softgt_bad_real_files_are_one_line(tmp_path, real_bids, spoiler):
+    rel, change, words = SPOILERS[spoiler]
+    _spoil(real_bids / rel, change)
+    proc = _nnspine("convert", "softgt", "-i", str(real_bids), "--derivatives-out", str(tmp_path / "deriv"),
+                    "--nnunet-dataset", "612", "--name", "Bad", "--raw-root", str(tmp_path / "raw"))  # fmt: skip
+    _one_line_exit_2(proc, Path(rel).name, words)
+    _nothing_written(tmp_path)
+
+
+def test_convert_softgt_image_without_mask_beside_a_mask_for_another_run(tmp_path, real_bids):
+    """sub-9584's run-1 image renamed run-3: its mask names a run that is not there while run-2 and run-3 have no
+    mask; the command names the mask, exit 2, nothing written."""
+    anat = real_bids / "sub-9584" / "anat"
+    (anat / "sub-9584_run-1_T2starw.nii.gz").rename(anat / "sub-9584_run-3_T2starw.nii.gz")
+    proc = _nnspine("convert", "softgt", "-i", str(real_bids), "--derivatives-out", str(tmp_path / "deriv"),
+                    "--nnunet-dataset", "612", "--name", "Bad", "--raw-root", str(tmp_path / "raw"))  # fmt: skip
+    _one_line_exit_2(proc, "sub-9584_run-1_T2starw_seg-manual.nii.gz", "not an image of sub-9584/anat")
+    _nothing_written(tmp_path)

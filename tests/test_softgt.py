@@ -343,12 +343,18 @@ def test_overwrite_is_refused_then_allowed(tiny, tmp_path):
 def test_subject_without_reference_is_skipped_with_a_warning(tmp_path):
     root = cylinder_bids(tmp_path / "bids", {"sub-01": {"T2w": 0.0, "T1w": 0.5}, "sub-02": {"T1w": 0.0}})
     with pytest.warns(SoftGTWarning, match="sub-02"):
-        report = convert(root, derivatives_out=tmp_path / "out")
+        report = convert(root, derivatives_out=tmp_path / "out", reference="T2w")
     assert [s.subject for s in report.subjects] == ["sub-01"]
     assert "sub-02" in report.skipped
     # another reference: both subjects have T1w
     report = convert(root, derivatives_out=tmp_path / "out_t1", reference="T1w")
     assert [s.subject for s in report.subjects] == ["sub-01", "sub-02"]
+    # no reference given: T2w for sub-01 (two contrasts), sub-02's only labelled contrast for sub-02
+    report = convert(root, derivatives_out=tmp_path / "out_auto")
+    assert [(s.subject, s.reference, s.averaged_across_contrasts) for s in report.subjects] == [
+        ("sub-01", "T2w", True),
+        ("sub-02", "T1w", False),
+    ]
 
 
 # ============================================================================================ CLI
@@ -365,7 +371,7 @@ def test_cli_runs_and_prints_the_report(tiny, tmp_path):
 
 def test_cli_skipped_subject_warns_on_stderr(tmp_path):
     root = cylinder_bids(tmp_path / "bids", {"sub-01": {"T2w": 0.0, "T1w": 0.5}, "sub-02": {"T1w": 0.0}})
-    proc = run_cli("-i", root, "--derivatives-out", tmp_path / "out")
+    proc = run_cli("-i", root, "--derivatives-out", tmp_path / "out", "--reference", "T2w")
     assert proc.returncode == 0, proc.stderr
     assert "warning" in proc.stderr and "sub-02" in proc.stderr and "skipped" in proc.stderr
     assert not (tmp_path / "out/labels_softseg/sub-02").exists()

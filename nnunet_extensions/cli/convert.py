@@ -11,24 +11,30 @@ import argparse
 import sys
 from pathlib import Path
 
+from nnunet_spine.core.bids import MASK_SUFFIXES
 from nnunet_spine.dataset_converters.defaults import LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
 from nnunet_spine.cli.common import add_converter_options, new_parser, run_converter
 from nnunet_spine.cli.convert_cutouts import register_cutouts
-from nnunet_spine.cli.convert_spine import register_landmarks, register_spider, register_spineps
+from nnunet_spine.cli.convert_spine import add_group_by, register_landmarks, register_spider, register_spineps
 
 SOFTGT_DESCRIPTION = """\
-Soft (partial-volume) spinal cord ground truth from the binary cord masks of several contrasts per subject.
+Soft (partial-volume) spinal cord ground truth from the binary cord masks of one or several contrasts per subject.
 
 Input: a BIDS dataset (-i) with images sub-XX[/ses-YY]/anat/<image>.nii.gz and binary cord masks
-derivatives/labels/sub-XX/anat/<image>_label-SC_seg.nii.gz on each image's grid (spine-generic naming).
+derivatives/labels/sub-XX/anat/<image><suffix>.nii.gz (or beside the image) on each image's grid. Suffixes, in
+order of preference: _label-SC_seg (spine-generic), _seg-manual (older SCT naming), _desc-<rater>_label-SC_seg
+(one rater's, raters alphabetically), _seg; --mask-suffix uses one only. _gmseg-manual (grey matter) is never
+a cord mask. Images without a mask (e.g. a second run) are never training cases; the report lists them.
 Per subject, every contrast's mask is resampled (world coordinates, linear interpolation) into a space of
-planes perpendicular to the reference contrast's S-I axis (--reference, default T2w; --reference-resolution
-mm in-plane, default 0.4), aligned onto the reference mask by slice-wise in-plane centre of mass (offsets
+planes perpendicular to the reference contrast's S-I axis (--reference: default the subject's only labelled
+contrast, else T2w; --reference-resolution mm in-plane, default 0.4; along S-I the reference's slices
+subdivided to <= 1 mm), aligned onto the reference mask by slice-wise in-plane centre of mass (offsets
 smoothed along S-I; --no-align disables), and averaged voxel-wise over the contrasts whose field of view
 covers each point. The 0.5 surface of that average is the consensus cord boundary (moved along its normal
 by one small offset per subject, typically 0.01-0.02 mm, so that the soft volumes equal the binary ones);
 each contrast's soft mask is the fraction of each of its native voxels inside it (values 0..1, float32,
-the image's grid).
+the image's grid). With one labelled contrast nothing is averaged: the soft mask is that mask's partial volume
+on its own grid (the sidecar and dataset.json say so).
 
 Outputs (the input dataset is never modified; existing files are refused unless --overwrite):
   DERIV_OUT/labels_softseg/sub-XX/anat/<image>_label-SC_softseg.nii.gz    soft mask
@@ -37,19 +43,35 @@ Outputs (the input dataset is never modified; existing files are refused unless 
     imagesTr/<image>_0000.nii.gz      every (subject, contrast) image is a single-channel case ("MRI")
     labelsTr/<image>.nii.gz           soft >= 0.5 (uint8; labels background 0, cord 1)
     labelsTr_soft/<image>.nii.gz      the soft mask (float32, same grid): read by 'nnspine preprocess-soft'
+    splits_final.json                 folds grouped by subject, or by person with --group-by REGEX (its first
+                                      capture group, or whole match, in the subject label without sub-:
+                                      '^[0-9]+' puts sub-9709Ses1 and sub-9709Ses2 in one fold); labels like
+                                      <id>Ses<k> without --group-by give a warning
 
 Printed per subject: contrasts used, alignment shift (mm), mean soft value on the boundary voxels of each
-input mask (about 0.5 when the masks agree), soft and binary volumes (mm3). A subject without the
-reference contrast is skipped with a warning on stderr.
+input mask (about 0.5 when the masks agree), soft and binary volumes (mm3); then the masks used per suffix and
+the images without a mask. A subject without the reference contrast is skipped with a warning on stderr.
 """
 
 SOFTGT_EPILOG = """\
 examples:
   nnspine convert softgt -i bids_multicontrast --derivatives-out out/derivatives
   nnspine convert softgt -i spine-generic --derivatives-out out --nnunet-dataset 501 --name SpineSoft -j 4
+  nnspine convert softgt -i gm_challenge --derivatives-out out --nnunet-dataset 502 --name GMSoft --group-by '^[0-9]+'
   nnUNetv2_plan_and_preprocess -d 501 -c 3d_fullres --verify_dataset_integrity
   nnspine preprocess-soft -d 501 -c 3d_fullres
 """
+
+
+def add_mask_suffix(p: argparse.ArgumentParser, kind: str, example: str) -> None:
+    """``--mask-suffix``: one mask naming instead of the order of preference (``core.bids.MASK_SUFFIXES``)."""
+    p.add_argument(
+        "--mask-suffix",
+        default=None,
+        metavar="SUFFIX",
+        help=f"use only {kind} masks <image>SUFFIX (e.g. {example}; * = any rater label); default: the first found of "
+        + ", ".join(MASK_SUFFIXES[kind]),
+    )
 
 
 def register_softgt(conv: argparse._SubParsersAction) -> None:
@@ -70,9 +92,10 @@ def register_softgt(conv: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--reference",
-        default=SOFTGT_REFERENCE,
+        default=None,
         metavar="CONTRAST",
-        help="reference contrast (BIDS name after sub-XX_, e.g. T2w, T1w; default: %(default)s)",
+        help=f"reference contrast (BIDS name after sub-XX_, e.g. T2w, T1w; default: the subject's only labelled "
+        f"contrast, else {SOFTGT_REFERENCE})",
     )
     p.add_argument(
         "--no-align",
@@ -87,6 +110,8 @@ def register_softgt(conv: argparse._SubParsersAction) -> None:
         metavar="MM",
         help="in-plane spacing of the averaging space in mm (default: %(default)s)",
     )
+    add_mask_suffix(p, "cord", "_seg-manual")
+    add_group_by(p)
     add_converter_options(p, dataset_required=False)
     p.set_defaults(func=run_softgt)
 
@@ -97,7 +122,9 @@ Multi-sequence lesion dataset (BIDS) -> nnU-Net raw dataset, one channel per seq
 Input: a BIDS dataset (-i) with, per subject (or session), one image per sequence named in --channels
 (image specs: a BIDS suffix, optionally after entities: T2w, T1w, STIR, acq-sag_T2w, ce-gd_T1w) and a
 binary lesion mask derivatives/labels/sub-XX[/ses-YY]/anat/<image><label suffix>.nii.gz (or beside the
-image) on the grid of one of those images (looked up in channel order).
+image) on the grid of one of those images (looked up in channel order); label suffixes, in order of
+preference: _label-lesion_seg, _lesion-manual (older SCT naming), _desc-<rater>_label-lesion_seg (--label-suffix
+uses one only; cord masks for --regions likewise: _label-SC_seg, _seg-manual, _desc-<rater>_label-SC_seg, _seg).
 The first channel is the reference grid and names the case (its BIDS stem, e.g. sub-01_T2w). Other
 sequences on another grid are resampled to it through world coordinates with linear interpolation (0
 outside their field of view); a mask drawn on another channel is resampled with nearest neighbour.
@@ -150,13 +177,17 @@ def register_lesion(conv: argparse._SubParsersAction) -> None:
         "--label-suffix",
         default=LESION_LABEL_SUFFIX,
         metavar="SUFFIX",
-        help="lesion mask suffix after the image name (default: %(default)s)",
+        help="lesion mask suffix after the image name (default: the first found of "
+        + ", ".join(MASK_SUFFIXES["lesion"])
+        + "; * = any rater label)",
     )
     p.add_argument(
         "--cord-suffix",
         default=LESION_CORD_SUFFIX,
         metavar="SUFFIX",
-        help="cord mask suffix, used with --regions (default: %(default)s)",
+        help="cord mask suffix, used with --regions (default: the first found of "
+        + ", ".join(MASK_SUFFIXES["cord"])
+        + ")",
     )
     p.add_argument(
         "--regions",
@@ -173,6 +204,7 @@ def register_lesion(conv: argparse._SubParsersAction) -> None:
         action="store_true",
         help="convert even when resampling a lesion mask onto the first channel's grid loses a lesion",
     )
+    add_group_by(p)
     add_converter_options(p)
     p.set_defaults(func=run_lesion)
 
@@ -214,6 +246,8 @@ def run_softgt(args: argparse.Namespace) -> int:
         reference=args.reference,
         align=args.align,
         reference_resolution=args.reference_resolution,
+        mask_suffix=args.mask_suffix,
+        group_by=args.group_by,
     )
 
 
@@ -231,4 +265,5 @@ def run_lesion(args: argparse.Namespace) -> int:
         regions=args.regions,
         allow_missing=args.allow_missing,
         allow_lesion_loss=args.allow_lesion_loss,
+        group_by=args.group_by,
     )

@@ -12,6 +12,18 @@ from pathlib import Path
 from nnunet_spine.dataset_converters.defaults import SPINEPS_CHANNELS
 from nnunet_spine.cli.common import add_converter_options, new_parser, run_converter
 
+def add_group_by(p: argparse.ArgumentParser) -> None:
+    """``--group-by REGEX``: folds of ``splits_final.json`` grouped by person (``dataset_converters.splits``)."""
+    p.add_argument(
+        "--group-by",
+        default=None,
+        metavar="REGEX",
+        help="folds grouped by person: the first capture group of REGEX (the whole match without one) searched in "
+        "the subject label without sub- (e.g. '^[0-9]+' puts sub-9709Ses1 and sub-9709Ses2 in one fold); "
+        "default: by subject label",
+    )
+
+
 SPINEPS_DESCRIPTION = """\
 Images with SPINEPS-format semantic masks -> an nnU-Net raw dataset for whole-spine semantic segmentation.
 
@@ -86,6 +98,7 @@ def register_spineps(conv: argparse._SubParsersAction) -> None:
         help="image contrasts, one per input channel (BIDS suffix with optional entities, e.g. T2w "
         "acq-sag_T1w; default: %(default)s); the first names the cases",
     )
+    add_group_by(p)
     add_converter_options(p)
     p.set_defaults(func=run_spineps)
 
@@ -121,6 +134,7 @@ def register_landmarks(conv: argparse._SubParsersAction) -> None:
         metavar="SPEC",
         help="image contrasts, one per input channel (default: %(default)s); the first names the cases",
     )
+    add_group_by(p)
     add_converter_options(p)
     p.set_defaults(func=run_landmarks)
 
@@ -128,7 +142,7 @@ def register_landmarks(conv: argparse._SubParsersAction) -> None:
 def run_landmarks(args: argparse.Namespace) -> int:
     from nnunet_spine.dataset_converters.landmarks import convert
 
-    return run_converter(args, "landmarks", convert, channels=args.channels)
+    return run_converter(args, "landmarks", convert, channels=args.channels, group_by=args.group_by)
 
 
 def register_spider(conv: argparse._SubParsersAction) -> None:
@@ -167,7 +181,7 @@ def register_spider(conv: argparse._SubParsersAction) -> None:
 def run_spineps(args: argparse.Namespace) -> int:
     from nnunet_spine.dataset_converters.spineps import convert
 
-    return run_converter(args, "spineps", convert, channels=args.channels)
+    return run_converter(args, "spineps", convert, channels=args.channels, group_by=args.group_by)
 
 
 def run_spider(args: argparse.Namespace) -> int:

@@ -39,12 +39,14 @@ VERT_MSK = "_seg-vert_msk"  #: SPINEPS vertebra instance mask
 SPINEPS_SEMANTIC_SUFFIXES = (SPINE_MSK, SUBREG_MSK)
 SPINEPS_INSTANCE_SUFFIXES = (VERT_MSK,)
 #: Suffixes stripped from cord-mask file names to recover the image's stem (longest first).
-CORD_MASK_SUFFIXES = (CORD_SOFTSEG, CORD_SEG, "_softseg", "_seg")
+CORD_MASK_SUFFIXES = (CORD_SOFTSEG, CORD_SEG, "_seg-manual", "_softseg", "_seg")
 
 _KEY = r"[A-Za-z]+"
 _VALUE = r"[A-Za-z0-9]+"
 _ENTITY_RE = re.compile(rf"^({_KEY})-({_VALUE})$")
 _SUFFIX_RE = re.compile(r"^[A-Za-z0-9]+$")
+#: Final parts of SCT's older derivative names, which look like entities: ``seg-manual``, ``labels-disc-manual``.
+_LEGACY_SUFFIX_RE = re.compile(r"^[A-Za-z]+(?:-[A-Za-z0-9]+)+$")
 _SUBJECT_RE = re.compile(r"^(sub-[A-Za-z0-9]+)(?:_(.*))?$")
 
 
@@ -121,7 +123,7 @@ def parse_name(name: str) -> BidsName | None:
     tokens = stem.split("_")
     if len(tokens) < 2 or not _ENTITY_RE.match(tokens[0]) or not tokens[0].startswith("sub-"):
         return None
-    if not _SUFFIX_RE.match(tokens[-1]):
+    if not _SUFFIX_RE.match(tokens[-1]) and not _is_legacy_suffix(tokens):
         return None
     bare = [i for i, t in enumerate(tokens[:-1]) if not _ENTITY_RE.match(t)]
     if any(not _SUFFIX_RE.match(tokens[i]) for i in bare):
@@ -138,12 +140,41 @@ def parse_name(name: str) -> BidsName | None:
     return BidsName(entities=entities, suffix=tokens[-1], source=source)  # type: ignore[arg-type]
 
 
+def _is_legacy_suffix(tokens: Sequence[str]) -> bool:
+    """True when the last token is an SCT-style derivative suffix (``seg-manual``, ``labels-disc-manual``) after
+    an image's name: it looks like an entity, so it only counts when a bare word (the image's suffix) precedes it."""
+    return bool(_LEGACY_SUFFIX_RE.match(tokens[-1])) and any(not _ENTITY_RE.match(t) for t in tokens[1:-1])
+
+
 def split_subject(name: str) -> tuple[str, str]:
     """``sub-01_flip-1_mt-on_MTS`` → ``("sub-01", "flip-1_mt-on_MTS")``; non-BIDS names give ``("", name)``."""
     m = _SUBJECT_RE.match(name)
     if not m:
         return "", name
     return m.group(1), m.group(2) or ""
+
+
+def subject_session(path: str | Path) -> tuple[str, str]:
+    """``("sub-01", "ses-2")`` of a BIDS file name (of its source image for a derivative), ``("", "")`` parts that
+    the name lacks or when it is not a BIDS name; the folder is ignored. For the ``subject`` and ``session``
+    columns of result tables."""
+    parsed = parse_name(Path(path).name)
+    return (parsed.subject, parsed.session) if parsed is not None else ("", "")
+
+
+#: The columns every result table ends with (:func:`with_subject_columns`).
+SUBJECT_COLUMNS = ("subject", "session")
+
+
+def with_subject_columns(table, name_column: str):
+    """A copy of a result table (pandas DataFrame) with ``subject`` and ``session`` appended as its last columns,
+    parsed from each row's ``name_column`` (a file name or case id) by :func:`subject_session`; empty where the
+    name is not BIDS (summary rows such as ``ALL``)."""
+    out = table.copy()
+    pairs = [subject_session(str(name)) for name in out[name_column]] if len(out) else []
+    out["subject"] = [p[0] for p in pairs]
+    out["session"] = [p[1] for p in pairs]
+    return out
 
 
 def case_name(path: str | Path, suffixes: Sequence[str] = CORD_MASK_SUFFIXES) -> str:
@@ -157,6 +188,15 @@ def case_name(path: str | Path, suffixes: Sequence[str] = CORD_MASK_SUFFIXES) ->
 
 
 # ----------------------------------------------------------------------------------------------- specs
+#: Older contrast suffixes → the BIDS suffix they mean today (``sub-01_T2star`` is a ``T2starw`` image).
+CONTRAST_ALIASES = {"T2star": "T2starw"}
+
+
+def canonical_suffix(suffix: str) -> str:
+    """An image suffix under its current BIDS name (``T2star`` → ``T2starw``; others unchanged)."""
+    return CONTRAST_ALIASES.get(suffix, suffix)
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """Which images to take: a suffix and entity values they must carry (``acq-sag_T2w``)."""
@@ -183,8 +223,13 @@ class ImageSpec:
         return build_name(self.entities, self.suffix)
 
     def matches(self, name: BidsName) -> bool:
-        """True when ``name`` (an image name) has this suffix and every entity value of the spec."""
-        return name.source is None and name.suffix == self.suffix and all(name.get(k) == v for k, v in self.entities)
+        """True when ``name`` (an image name) has this suffix (or an older name of it, :data:`CONTRAST_ALIASES`)
+        and every entity value of the spec."""
+        return (
+            name.source is None
+            and canonical_suffix(name.suffix) == canonical_suffix(self.suffix)
+            and all(name.get(k) == v for k, v in self.entities)
+        )
 
 
 # ------------------------------------------------------------------------------------------- discovery
@@ -305,6 +350,125 @@ def find_by_stem(folder: str | Path, name: str) -> Path | None:
         if hits:
             return hits[0]
     return None
+
+
+# ------------------------------------------------------------------------------------- manual masks
+#: Rater placeholder in :data:`MASK_SUFFIXES`: any ``desc-<label>`` value (``_desc-rater1_label-SC_seg``).
+RATER = "*"
+#: Mask kind → derivative suffixes (appended to the image's stem) in order of preference; the first that
+#: exists is picked. Named manual masks of today's naming first, then SCT's older ``-manual`` naming, then one
+#: rater's mask (``desc-<rater>``, raters alphabetically), and last the bare ``_seg``, which is also the name of
+#: SCT's automatic segmentations (``sct_deepseg_sc`` writes ``<image>_seg``). ``_gmseg-manual`` (grey matter)
+#: is no cord mask and never matches.
+MASK_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "cord": (CORD_SEG, "_seg-manual", f"_desc-{RATER}{CORD_SEG}", "_seg"),
+    "lesion": (LESION_SEG, "_lesion-manual", f"_desc-{RATER}{LESION_SEG}"),
+    "discs": ("_label-discs_dlabel", "_labels-disc-manual", f"_desc-{RATER}_label-discs_dlabel"),
+}
+
+
+@dataclass(frozen=True)
+class MaskPick:
+    """The mask picked for one image, and the other candidates it was preferred to."""
+
+    path: Path
+    suffix: str  #: the suffix found (``_seg-manual``; a rater's own, ``_desc-rater1_label-SC_seg``)
+    others: tuple[Path, ...] = ()  #: other masks of the same image and kind, not used
+
+    def note(self) -> str:
+        """``picked X (suffix S) over Y, Z`` when there was a choice, else ``""``."""
+        if not self.others:
+            return ""
+        return f"picked {self.path.name} over {', '.join(p.name for p in self.others)} (--mask-suffix chooses)"
+
+
+def mask_suffixes(kind: str, suffix: str | None = None) -> tuple[str, ...]:
+    """The suffixes looked up for a mask ``kind`` (:data:`MASK_SUFFIXES`) in order, or just ``suffix`` when the
+    user chose one (``--mask-suffix``; ``*`` stands for any rater label). :class:`InputError` for a suffix that
+    does not start with ``_``."""
+    if suffix is None:
+        return MASK_SUFFIXES[kind]
+    if not suffix.startswith("_") or len(suffix) < 2 or "/" in suffix:
+        raise InputError(f"--mask-suffix: {suffix!r} is not a mask suffix (e.g. _seg-manual, _label-SC_seg)")
+    return (suffix,)
+
+
+def _suffix_pattern(suffix: str) -> str:
+    """Regular expression of a mask suffix (:data:`RATER` → one BIDS label)."""
+    return re.escape(suffix).replace(re.escape(RATER), "[A-Za-z0-9]+")
+
+
+def _candidates(folder: Path, stem: str, suffix: str) -> list[tuple[Path, str]]:
+    """``(path, suffix found)`` of the files ``<stem><suffix>.nii.gz`` then ``.nii`` in ``folder``, sorted."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for ending in NIFTI_SUFFIXES:
+        rx = re.compile(re.escape(stem) + f"({_suffix_pattern(suffix)})" + re.escape(ending))
+        for p in sorted(folder.iterdir()):
+            m = rx.fullmatch(p.name)
+            if m and p.is_file():
+                found.append((p, m.group(1)))
+    return found
+
+
+def find_mask(
+    root: str | Path, image: BidsImage, kind: str = "cord", suffix: str | None = None, pipeline: str = "labels"
+) -> MaskPick | None:
+    """The manual mask of ``image``: the first of :func:`mask_suffixes` found under
+    ``<root>/derivatives/<pipeline>/<unit dir>/`` (else beside the image), with the other candidates it was
+    preferred to; ``None`` when there is none."""
+    folders = (Path(root) / "derivatives" / pipeline / image.unit.rel_dir, image.path.parent)
+    found: list[tuple[Path, str]] = []
+    for s in mask_suffixes(kind, suffix):
+        for folder in folders:
+            found += [c for c in _candidates(folder, image.stem, s) if c[0] not in {p for p, _ in found}]
+    if not found:
+        return None
+    (path, picked), rest = found[0], found[1:]
+    return MaskPick(path=path, suffix=picked, others=tuple(p for p, _ in rest))
+
+
+def mask_image_stem(path: str | Path, kind: str = "cord", suffix: str | None = None) -> str | None:
+    """The image stem a mask file names (its name without the first matching suffix of :func:`mask_suffixes`,
+    where what is left is an image's BIDS name); ``None`` for files that are no mask of that kind."""
+    stem = nifti_stem(Path(path))
+    if stem is None:
+        return None
+    for s in mask_suffixes(kind, suffix):
+        m = re.search(_suffix_pattern(s) + "$", stem)
+        left = parse_name(stem[: m.start()]) if m else None
+        if left is not None and left.source is None:
+            return stem[: m.start()]
+    return None
+
+
+def orphan_masks(
+    root: str | Path, unit: Unit, images: Sequence[BidsImage], kind: str = "cord", suffix: str | None = None
+) -> list[tuple[Path, str]]:
+    """Masks of ``kind`` under ``<root>/derivatives/labels/<unit dir>/`` (and in the unit's folder) that name an
+    image of the unit which does not exist: ``[(mask path, image stem it names)]``, sorted."""
+    stems = {im.stem for im in images}
+    out = []
+    for folder in (Path(root) / "derivatives" / "labels" / unit.rel_dir, unit.folder):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            named = mask_image_stem(p, kind, suffix) if p.is_file() else None
+            if named is not None and named.startswith(unit.name + "_") and named not in stems:
+                out.append((p, named))
+    return out
+
+
+#: A subject label holding a session (``9709Ses1``, ``01ses2``): the person's part, then the session number.
+_SESSION_IN_LABEL_RE = re.compile(r"^([A-Za-z0-9]+?)[Ss]es(?:sion)?([0-9]+)$")
+
+
+def session_in_label(subject: str) -> tuple[str, str] | None:
+    """``sub-9709Ses1`` → ``("9709", "1")``: a subject label that looks like ``<id>Ses<k>`` (a session written into
+    the subject's label, as in the Grey Matter Challenge data); ``None`` otherwise."""
+    m = _SESSION_IN_LABEL_RE.match(subject[4:] if subject.startswith("sub-") else subject)
+    return (m.group(1), m.group(2)) if m else None
 
 
 # --------------------------------------------------------------------------------------- SPINEPS masks
