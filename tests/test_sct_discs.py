@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_spine.core.io import InputError
+from nnunet_spine.core.io import Image, InputError
 from nnunet_spine.phantoms.spine import _frame, build_spine_model, render_spine
 from nnunet_spine.postprocessing.spine.sct_discs import (
+    disc_labels_from_instances,
     disc_labels_path,
     read_disc_labels,
     write_disc_labels,
@@ -155,13 +156,42 @@ def test_csa_discfile_gives_scts_level_for_every_slice(column, tmp_path):
     assert got[top] == 16
 
 
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_posterior_tip_falls_on_the_cord_slice_of_the_disc_centroid(seed):
+    """Under SCT's ``-discfile`` rule (by hand), labels at our posterior tips give the levels that labels at the
+    discs' centroids give on ≥ 98 % of cord slices (measured 98.5–99.7 % on seeds 0, 1, 3, 5, 7), the others one
+    level off next to a boundary: the tip moves a level boundary by at most the slice or two that the lever arm
+    from tip to centroid projects to on SCT's centreline. Centroid labels: the disc voxel nearest the disc's centre
+    of mass (world mm), computed here."""
+    r = render_spine(build_spine_model(9, seed=seed))
+    inst, affine = r["instance"], r["affine"]
+    cord = (r["semantic"] == CORD).astype(np.uint8)
+    tips, _ = disc_labels_from_instances(Image(data=inst, affine=affine))
+    centroids = np.zeros(inst.shape, np.uint8)
+    for x in range(16, 25):  # discs below T9 ... L5: SCT values 17 ... 25
+        ijk = np.argwhere(inst == 100 + x)
+        xyz = _world(ijk, affine)
+        centroids[tuple(ijk[np.argmin(((xyz - xyz.mean(0)) ** 2).sum(1))])] = x + 1
+    by_tip = sct_rule_by_hand(cord, tips, affine)
+    by_centroid = sct_rule_by_hand(cord, centroids, affine)
+    ks = sorted(by_tip)
+    differ = [k for k in ks if by_tip[k] != by_centroid[k]]
+    assert len(differ) <= 0.02 * len(ks), differ
+    changes = np.array([k for k in ks[1:] if by_centroid[k] != by_centroid[k - 1]])
+    for k in differ:
+        assert abs(by_tip[k] - by_centroid[k]) == 1 and np.min(np.abs(changes - k)) <= 2, k
+
+
 def test_round_trip_disc_labels_match_vertfile_levels(column, tmp_path):
     """ours → SCT disc labels → ``csa --discfile`` against ``csa --vertfile`` on the instance mask, on the slices
     both give a level. The two rules differ by design (docs/cord.md): the vertfile rule splits at each disc's
     centroid projected onto a smooth centreline (fractional slice), SCT's at the posterior tip's nearest slice on
     its lightly smoothed centreline, which follows this phantom's per-vertebra cord kinks at the discs. Measured
-    on seeds 0, 1, 3: 97.0–97.6 % equal (the issue asked for 98 %), every disagreement one or two slices from a
-    vertfile level boundary, or the cord's last slice, where SCT puts the L5-S1 disc lying below the cord's end."""
+    on seeds 0, 1, 3, 5, 7: 96.7–98.0 % equal (the issue asked for 98 %), every disagreement one or two slices
+    from a vertfile level boundary, or the cord's last slice, where SCT puts the L5-S1 disc lying below the
+    cord's end. The tip is not the cause (previous test: tips vs centroids under SCT's rule agree on 98.5–99.7 %);
+    the two centreline fits and fractional vs nearest slice are: with labels at the centroids SCT's rule still
+    agrees with ``--vertfile`` on only 96.0–97.5 % (seeds 0, 1, 3)."""
     _, _, paths, _ = column
     by_disc = _csa(tmp_path, paths["spine"], "--discfile", paths["discs"])
     by_vert = _csa(tmp_path, paths["spine"], "--vertfile", paths["vert"])
