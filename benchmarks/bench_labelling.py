@@ -46,6 +46,9 @@ Scoring, per column, against the phantom's true ids (the vertebrae in view, part
   reported (or ``fuse_arrays`` refused the case);
 * **silent wrong**: not right, verified, no anomaly. This must become 0.
 
+The table also gives the share **verified** (two anchors pin every id, no doubtful flaw: ``Labelling.verified``),
+right or not.
+
 Prints one table (flaw type x right / flagged / silent wrong / n, as shares with counts), then every silent-wrong
 case with what went wrong; ``-o FILE.csv`` writes the table there and every case to ``FILE_cases.csv``. Prints
 figures only; nothing asserted.
@@ -486,10 +489,12 @@ def main() -> None:
             k = int((sel["outcome"] == what).sum())
             row[what] = k / n
             row[f"{what} (n)"] = k
+        k = int((sel["verified"] == True).sum())  # noqa: E712 (None for refused cases)
+        row["verified"], row["verified (n)"] = k / n, k
         row["n"] = n
         rows.append(row)
     table = pd.DataFrame(rows)
-    outcomes = ("right", "flagged", "silent wrong")
+    outcomes = ("right", "flagged", "silent wrong", "verified")
     shown = pd.DataFrame(
         {
             "flaw": table["flaw"],

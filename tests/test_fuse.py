@@ -270,6 +270,7 @@ def test_output_names():
         "ctd": "sub-01_T2w_seg-spine_ctd.json",
         "snp": "sub-01_T2w_seg-spine_snp.png",
         "info": "sub-01_T2w_seg-vert_msk.json",
+        "discs": "sub-01_T2w_label-discs_dlabel.nii.gz",
     }
     assert output_names("sub-01_T2w.nii.gz")["vert"] == "sub-01_T2w_seg-vert_msk.nii.gz"
     assert output_names("sub-mri_seg-subreg_label-6_msk.nii.gz")["vert"] == "sub-mri_seg-vert_label-6_msk.nii.gz"
@@ -310,13 +311,13 @@ def fuse_cli(f, *extra, sem=None, pred=None) -> int:
 def test_cli_fuse_writes_spineps_outputs(files, spine5, capsys):
     assert fuse_cli(files) == 0  # no option: the sacrum anchors L5
     out = files["out"]
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert {  # and the provenance sidecars of issue 26 §4 beside them
         "sub-01_T2w_seg-spine_ctd.json",
         "sub-01_T2w_seg-spine_msk.nii.gz",
         "sub-01_T2w_seg-spine_snp.png",
         "sub-01_T2w_seg-vert_msk.json",
         "sub-01_T2w_seg-vert_msk.nii.gz",
-    ]
+    } <= {p.name for p in out.iterdir()}
     vert = nib.load(out / "sub-01_T2w_seg-vert_msk.nii.gz")
     assert np.allclose(vert.affine, spine5.sem.affine) and vert.get_data_dtype() == np.uint8
     ref = np.asarray(spine5.ref.data)
@@ -329,8 +330,19 @@ def test_cli_fuse_writes_spineps_outputs(files, spine5, capsys):
         r = rows[v["id"]]
         assert np.allclose([r["x_mm"], r["y_mm"], r["z_mm"]], v["body_centre_mm"], atol=1.0)
     assert (out / "sub-01_T2w_seg-spine_snp.png").stat().st_size > 5000
+    # SCT disc labels (issue 26 §1): one voxel per disc of the column, value X + 1 for the disc 100 + X below
+    # vertebra X (SCT: value N = the disc at the top of level N), lying inside that disc
+    discs = nib.load(out / "sub-01_T2w_label-discs_dlabel.nii.gz")
+    labels, inst = np.asarray(discs.dataobj), np.asarray(vert.dataobj)
+    assert np.allclose(discs.affine, vert.affine)
+    disc_ids = sorted(int(v) for v in np.unique(inst) if 100 < v < 200)
+    assert disc_ids and sorted(int(v) for v in labels[labels > 0]) == [d - 100 + 1 for d in disc_ids]
+    for ijk in np.argwhere(labels):
+        assert inst[tuple(ijk)] == 100 + int(labels[tuple(ijk)]) - 1
     assert fuse_cli(files) == 2  # outputs exist
     assert "--overwrite" in capsys.readouterr().err
+    assert fuse_cli(files, "--overwrite", "--labelling", "none") == 0  # ids 1..n: no SCT values, no disc labels
+    assert not (out / "sub-01_T2w_label-discs_dlabel.nii.gz").exists()  # the earlier run's labels are gone
 
 
 def test_cli_fuse_missing_predictions_named_and_rest_fused(files, capsys):
@@ -409,3 +421,48 @@ def test_disc_and_endplate_above_the_top_vertebra():
         assert n == (0 if named else 18) and dropped[:, :, 27:29].all() != named
         assert set(np.unique(inst[:, :, 25])) == {220}  # endplate above the top centre: the top vertebra
         assert set(np.unique(inst[:, :, 12:14])) == {120} and set(np.unique(inst[:, :, 8])) == {220}
+
+
+def _disc_file(spine5, path, discs: dict[int, int]) -> None:
+    """An SCT disc-label file on the semantic grid: one voxel (the disc's most central voxel) of the reference disc
+    instance 100 + X for each ``{X: value}``."""
+    ref = np.asarray(spine5.ref.data)
+    out = np.zeros(ref.shape, np.uint8)
+    for upper, value in discs.items():
+        vox = np.argwhere(ref == disc_instance(upper))
+        out[tuple(vox[np.argmin(np.linalg.norm(vox - vox.mean(axis=0), axis=1))])] = value
+    nib.save(nib.Nifti1Image(out, spine5.sem.affine), path)
+
+
+def test_cli_fuse_discfile_anchors_verify_and_disagree(files, spine5, tmp_path):
+    """``nnspine fuse --discfile`` (the real console script): SCT disc 21 (L1-L2) and 23 (L3-L4) on the phantom's
+    L1-L2 and L3-L4 discs agree with the sacrum: verified. A disc 22 on the L1-L2 disc (says L2 above it) makes the
+    lumbar ids follow it and the sacrum disagree: not verified, said on stderr. A missing disc file: exit 2, one line."""
+    import subprocess
+
+    def run(*extra):
+        cmd = ["nnspine", "fuse", "--semantic", str(files["sem"]), "--cutouts", str(files["cut"]), "--predictions",
+               str(files["pred"]), "-o", str(files["out"]), "-q", "--overwrite", *extra]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    good = tmp_path / "sub-01_T2w_label-discs_dlabel.nii.gz"
+    _disc_file(spine5, good, {20: 21, 22: 23})
+    r = run("--discfile", str(tmp_path))  # a folder: found by the case's name
+    assert r.returncode == 0, r.stderr
+    side = json.loads((files["out"] / "sub-01_T2w_seg-vert_msk.json").read_text())
+    lab = side["labelling"]
+    assert side["labelling_verified"] and lab["anchors"] == ["sacrum", "SCT disc 21 (L1-L2)", "SCT disc 23 (L3-L4)"]
+    assert lab["ids"] == [20, 21, 22, 23, 24] and lab["verified_ids"] == ["L1", "L2", "L3", "L4", "L5"]
+    header = json.loads((files["out"] / "sub-01_T2w_seg-spine_ctd.json").read_text())[0]
+    assert header["nnspine_labelling_verified"] is True
+    bad = tmp_path / "bad.nii.gz"
+    _disc_file(spine5, bad, {20: 22})
+    r = run("--discfile", str(bad))
+    assert r.returncode == 0, r.stderr
+    side = json.loads((files["out"] / "sub-01_T2w_seg-vert_msk.json").read_text())
+    assert not side["labelling_verified"] and side["labelling"]["ids"] == [21, 22, 23, 24, 25]
+    assert "labelling not verified: anchors disagree: sacrum says L5 where the ids say L6" in r.stderr
+    missing = run("--discfile", str(tmp_path / "none.nii.gz"))
+    assert missing.returncode == 2 and "none.nii.gz" in missing.stderr and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+

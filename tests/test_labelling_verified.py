@@ -99,15 +99,26 @@ def test_top_vertebra_and_sacrum_agreeing_are_verified_and_disagreeing_are_not()
     assert not alone.verified and alone.reason.startswith("one anchor only (--top-vertebra T11)")
 
 
-def test_landmark_discs_verify_and_a_transitional_landmark_does_not():
+def test_landmark_discs_verify_only_what_they_count_and_a_transitional_landmark_does_not():
+    """T12-L1 and the sacrum count the lumbar vertebrae (L1-L5 pinned) but not the thoracic ones above the junction:
+    a T13 or 11-thoracic column would name them one off, so the column is not verified (issue 24 §2); a disc
+    counted from the skull above them (T11-T12, SCT value 19) pins T11 and T12 too."""
     c, sacrum = column(7)  # T11 … L5
     both = label_column(c, sacrum_mm=sacrum, landmarks=[(1, 19, "T12-L1")])  # disc below the 2nd: T12
-    assert both.verified and both.anchors == ["sacrum", "landmark T12-L1"]
+    assert both.ids == list(range(18, 25)) and both.anchors == ["sacrum", "landmark T12-L1"]
+    assert not both.verified and both.verified_ids == [20, 21, 22, 23, 24]  # L1 … L5
+    assert "T11, T12 are named assuming the usual number of thoracic vertebrae" in both.reason
     two_discs = label_column(c, landmarks=[(1, 19, "T12-L1"), (6, 24, "L5-S1")])
-    assert two_discs.ids == list(range(18, 25)) and two_discs.verified
-    one_off = label_column(c, sacrum_mm=sacrum, landmarks=[(2, 19, "T12-L1")])  # an L6 column seen by a landmark
-    assert one_off.ids == list(range(18, 25)) and not one_off.verified
-    assert "landmark T12-L1 says T12 where the ids say L1" in one_off.reason
+    assert two_discs.ids == list(range(18, 25)) and not two_discs.verified
+    assert two_discs.verified_ids == [20, 21, 22, 23, 24]
+    from_top = label_column(c, sacrum_mm=sacrum, landmarks=[(0, 18, "SCT disc 19 (T11-T12)"), (1, 19, "T12-L1")])
+    assert from_top.ids == list(range(18, 25)) and from_top.verified and from_top.verified_ids == from_top.ids
+    # four vertebrae between the T12-L1 disc and the sacrum: a 4-lumbar column (or a wrong anchor); the lumbar ids
+    # follow the thoracolumbar junction (L1 below it, L4 on the sacrum) and the sacrum's "L5" disagrees
+    one_off = label_column(c, sacrum_mm=sacrum, landmarks=[(2, 19, "T12-L1")])
+    assert one_off.ids == list(range(17, 24)) and not one_off.verified
+    assert "sacrum says L5 where the ids say L4" in one_off.reason
+    assert any("1 vertebra(e) fewer than usual" in a and "4 lumbar" in a for a in one_off.anomalies)
 
 
 def test_anchors_on_one_vertebra_are_one_anchor():
@@ -118,7 +129,8 @@ def test_anchors_on_one_vertebra_are_one_anchor():
     assert same.ids == list(range(18, 25)) and not same.verified
     assert same.anchors == ["sacrum = landmark L5-S1"] and "one anchor only" in same.reason
     apart = label_column(c, sacrum_mm=sacrum, landmarks=[(6, 24, "L5-S1"), (1, 19, "T12-L1")])
-    assert apart.verified and apart.anchors == ["sacrum = landmark L5-S1", "landmark T12-L1"]
+    assert apart.anchors == ["sacrum = landmark L5-S1", "landmark T12-L1"]
+    assert apart.verified_ids == [20, 21, 22, 23, 24] and not apart.verified  # T11, T12: thoracic count unchecked
 
 
 @pytest.mark.parametrize("kw", [{}, {"mode": "none"}])

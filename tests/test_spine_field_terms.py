@@ -428,13 +428,15 @@ def test_phantom_variants_get_their_true_ids(tmp_path_factory, variant, n, plain
 @pytest.mark.parametrize("variant, more", [("L6", True), ("4-lumbar", False)])
 def test_transitional_columns_are_reported_by_a_landmark_against_the_sacrum(tmp_path_factory, variant, more):
     """With the sacrum and the T12-L1 landmark disc (119) the count between them is off by one: reported as a
-    transitional candidate (ids follow the sacrum), never silently renumbered."""
+    transitional candidate, never silently renumbered: the lumbar ids follow the T12-L1 junction (L1 below it,
+    L6 = 25 after L5), the sacrum's "L5" is reported as disagreeing, and the ids are not verified."""
     case = _variant_case(tmp_path_factory, variant, 7 if variant == "L6" else 6)
     f = case.fuse(top=None, landmarks=_landmarks(np.asarray(case.ref.data), {3: 119}))
     assert "sacrum" in f.labelling.method
     said = [a for a in f.labelling.anomalies if "landmark T12-L1" in a]
     assert len(said) == 1 and ("1 vertebra(e) more" if more else "1 vertebra(e) fewer") in said[0]
     assert "transitional" in said[0]
+    assert f.labelling.verified is False
 
 
 def test_t13_and_11_thoracic_columns_are_reported_with_the_dens_and_the_sacrum(tmp_path_factory):

@@ -153,6 +153,7 @@ def predict_instances(
     overwrite: bool = False,
     work_dir: str | os.PathLike | None = None,
     step=None,
+    discfile: str | os.PathLike | None = None,
 ) -> FuseReport:
     """Cutouts → the loaded instance model → fusion, for a semantic mask or a folder of them. Cutouts and
     predictions live in ``work_dir`` (a temporary folder when not given); the outputs are :func:`fuse`'s.
@@ -186,4 +187,5 @@ def predict_instances(
                 landmarks=landmarks,
                 qc=qc,
                 overwrite=overwrite,
+                discfile=discfile,
             )

@@ -334,6 +334,11 @@ class Options:
     landmarks: tuple | None = field(default=None, repr=False)
     #: Set by :func:`segment` from ``instance_model``: the loaded cutout model (``apps.instances``).
     instances: object | None = field(default=None, repr=False)
+    #: Cases left out / the only cases run (:class:`~nnunet_spine.core.qc_yml.CaseList`: ``--exclude-yml`` /
+    #: ``--include-yml``), and the QC report folder the finished cases are added to (``--qc-report``).
+    exclude: object | None = None
+    include: object | None = None
+    qc_report: Path | None = None
 
 
 class CordSource:
@@ -552,10 +557,12 @@ def run_spine(predictor, model: Model, case: Case, tmp: Path, out: Path, opts: O
         overwrite=True,
         work_dir=tmp / "instances",
         step=step,
+        discfile=disc_file(opts.discfiles, case.name, opts.disc_suffix) if opts.discfiles is not None else None,
     )
     paths = [p for _, _, paths in report.cases for p in paths.values()]
     fields = report.summary_rows()[0] if report.cases else {}
     warnings = [f"labelling not verified: {fields['reason']}"] if fields.get("verified") == "false" else []
+    warnings += [line.split(": ", 1)[1] for line in report.warnings()]  # without the case: segment names it
     return Written(paths, {k: v for k, v in fields.items() if k != "case"}, warnings)
 
 
@@ -571,6 +578,8 @@ class SegmentReport:
     done: list[tuple[str, str, float, list[Path]]] = field(default_factory=list)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: cases left out by ``options.exclude`` / ``options.include`` (their images' input-relative paths)
+    excluded: list[str] = field(default_factory=list)
     summary: Path | None = None
     failures_csv: Path | None = None
     log: Path | None = None
@@ -670,6 +679,7 @@ def segment(
     check_model_for(model, task)
     check_options(task, opts, model, checkpoint)
     every = find_cases(source, len(model.channels), channels, say=say)
+    every, excluded = select_cases(every, source, opts)
     cases = shard(every, num_parts, part_id)
     if not cases:
         raise InputError(
@@ -705,7 +715,7 @@ def segment(
     todo = [
         c for c in cases if not (skip_existing and records.finished(c.name, out, outputs_of(task, c, out, model)[0]))
     ]
-    report = SegmentReport(summary=summary, failures_csv=failures_csv)
+    report = SegmentReport(summary=summary, failures_csv=failures_csv, excluded=excluded)
     report.skipped = [c.name for c in cases if c not in todo]
     if report.skipped:
         say(f"{len(report.skipped)} case(s) already segmented: skipped (--skip-existing)")
@@ -750,4 +760,25 @@ def segment(
                 raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+    if opts.qc_report is not None:
+        from nnunet_spine.apps.qc_report import report_segment
+
+        report_segment(opts.qc_report, task, report, todo, source, out, model)
     return report
+
+
+def select_cases(cases: Sequence[Case], source: str | Path, opts: Options) -> tuple[list[Case], list[str]]:
+    """The cases ``opts.exclude`` / ``opts.include`` keep, and the input-relative image paths of those left out
+    (matched by the first channel's image); every case left out raises :class:`InputError`."""
+    if opts.exclude is None and opts.include is None:
+        return list(cases), []
+    from nnunet_spine.apps.qc_report import image_file
+    from nnunet_spine.core.qc_yml import filter_cases
+
+    kept, left = filter_cases(
+        cases, exclude=opts.exclude, include=opts.include, path_of=lambda c: image_file(c.images[0], source)
+    )
+    if not kept:
+        lists = " and ".join(str(c.path) for c in (opts.exclude, opts.include) if c is not None)
+        raise InputError(f"{source}: every case is left out by {lists} ({len(left)} skipped)")
+    return kept, [image_file(c.images[0], source) for c in left]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_spine.cli.common import add_overwrite, add_quiet, new_parser
+from nnunet_spine.cli.common import add_overwrite, add_qc_report_option, add_quiet, new_parser
 
 DESCRIPTION = """\
 Fuse nnU-Net's predictions on the cutouts of 'nnspine cutouts' (labels 1 = vertebra above, 2 = centre
@@ -25,9 +25,14 @@ L5 is followed by L6=25); else the sacrum (26) directly below the lowest vertebr
 (--lumbar-vertebrae 4 or 6 for L4 / L6), and a dens (SPINEPS 2.x label 51) makes its vertebra C2; with
 both, the count between them is checked and one vertebra more or fewer is reported as a transitional
 candidate (T13/L6, or 4 lumbar / 11 thoracic), not guessed. Ids are "verified" only when two independent
-anchors (sacrum, dens, a landmark disc, --top-vertebra) agree on them; ids from one anchor are "not
-verified" (a transitional column would be one off), said on stderr, in the sidecar and in the POI header.
-Without an anchor (or --labelling none) ids
+anchors (sacrum, dens, a landmark disc, SCT disc labels given with --discfile, --top-vertebra) agree on
+them; ids from one anchor are "not verified" (a transitional column would be one off), said on stderr, in
+the sidecar and in the POI header. What networks get wrong is checked before the ids are given (thresholds
+in docs/spine.md): a merged instance is split at the disc between its two bodies, or (a body much taller
+than its neighbours) kept, counted as two and the ids left unverified; two instances sharing one body are
+joined; partial vertebrae at the field-of-view edges never make a gap; bodies without an arch are removed;
+a doubtful sacrum leaves the ids unverified. Without an
+anchor (or --labelling none) ids
 are 1, 2, ... from the top and every output says "not anatomically labelled". A gap in the column (body
 centres much further apart than their neighbours: a missing vertebra) is reported, and anchored ids skip
 it instead of shifting. The sacrum (26) is kept; every disc (100) and endplate component gets 100+X /
@@ -45,6 +50,10 @@ Outputs in OUT_DIR, named as SPINEPS names them (sub-01_T2w_seg-spine_msk.nii.gz
   sub-01_T2w_seg-vert_msk.json      sidecar: how the ids were found, verified or not and why, gaps, anomalies,
                                     world centroids
   sub-01_T2w_seg-spine_snp.png      sagittal QC snapshot, one colour and name per vertebra (not with --no-qc)
+  sub-01_T2w_label-discs_dlabel.nii.gz  SCT disc labels (only for anatomical ids): one voxel per disc at its
+                                    posterior tip, value N = the disc at the top of SCT level N (3 = C2-C3 ...
+                                    25 = L5-S1), as SPINEPS' generate_disc_labels maps IVD ids; discs with no
+                                    SCT value (below T13 or L6) are skipped and named on stderr
 OUT_DIR must not be the folder of the semantic mask (its cleaned copy has the same name).
 """
 
@@ -83,14 +92,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR", help="folder for the outputs")
     add_labelling_options(p)
     p.add_argument("--no-qc", dest="qc", action="store_false", help="no QC snapshot PNG")
+    add_qc_report_option(p)
     add_overwrite(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
 
 def add_id_options(p: argparse.ArgumentParser) -> None:
-    """--top-vertebra, --labelling, --lumbar-vertebrae and --endplates: one spelling for fuse, instances and
-    segment spine."""
+    """--top-vertebra, --labelling, --lumbar-vertebrae, --endplates and --discfile: one spelling for fuse, instances
+    and segment spine."""
     from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR, LABELLING_MODES
 
     p.add_argument(
@@ -118,6 +128,14 @@ def add_id_options(p: argparse.ArgumentParser) -> None:
         default="merged",
         help="endplates in the cleaned semantic mask: merged (62) or split into superior 52 / inferior 53 as "
         "SPINEPS 2.x (default: merged)",
+    )
+    p.add_argument(
+        "--discfile",
+        type=Path,
+        metavar="FILE|DIR",
+        help="SCT disc labels (one voxel per disc, value N = the disc at the top of SCT level N: 3 = C2-C3 ... "
+        "25 = L5-S1) anchoring the vertebra ids: a file, or a folder holding <case>_label-discs_dlabel.nii.gz; a "
+        "disc names the vertebra above it, two or more that agree verify the ids",
     )
 
 
@@ -150,6 +168,8 @@ def report_warnings(command: str, report) -> None:
             print(f"nnspine {command}: warning: {case}: labelling not verified: {lab.reason}", file=sys.stderr)
         for line in (lab.anomalies if lab is not None else []) + fusion.disagreements:
             print(f"nnspine {command}: warning: {case}: {line}", file=sys.stderr)
+    for line in report.warnings():
+        print(f"nnspine {command}: warning: {line}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         landmarks=args.landmarks,
         qc=args.qc,
         overwrite=args.overwrite,
+        discfile=args.discfile,
     )
     for case, fusion, _ in report.cases:
         if fusion.missing:
@@ -177,6 +198,10 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     report_warnings("fuse", report)
+    if args.qc_report is not None:
+        from nnunet_spine.apps.qc_report import report_fusion
+
+        report_fusion(args.qc_report, report, args.semantic, command="fuse", image=args.image)
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0

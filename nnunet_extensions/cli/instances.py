@@ -20,7 +20,7 @@ Cutout size and spacing come from the model's dataset.json (as 'nnspine convert 
 Cutouts and predictions are temporary; the outputs are those of 'nnspine fuse' (run 'nnspine fuse --help'
 for the method and the files):
   OUT_DIR/<stem>_seg-vert_msk.nii.gz, <stem>_seg-spine_msk.nii.gz, <stem>_seg-spine_ctd.json,
-  <stem>_seg-spine_snp.png
+  <stem>_seg-spine_snp.png, <stem>_label-discs_dlabel.nii.gz (SCT disc labels, when the ids are anatomical)
 nnU-Net's own messages go to stderr (none with -q).
 """
 
@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 landmarks=args.landmarks,
                 qc=args.qc,
                 overwrite=args.overwrite,
+                discfile=args.discfile,
             )
     finally:
         if sink is not sys.stderr:

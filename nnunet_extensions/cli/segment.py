@@ -183,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         opts.instance_model, opts.instance_folds = args.instance_model, args.instance_folds
         opts.labelling, opts.top_vertebra = args.labelling, args.top_vertebra
         opts.lumbar, opts.endplates = args.lumbar_vertebrae, args.endplates
+        opts.discfiles = args.discfile
     err = sys.stderr  # ours: nnU-Net's prints go to the log while the cases run
 
     def say(line: str) -> None:

@@ -9,8 +9,9 @@ Fusion (SPINEPS' rule, with its constants):
 1. **Agreement**: each candidate is compared by Dice with every candidate of the cutouts up to two
    positions above and below it; its (at most) two best partners with Dice > :data:`PARTNER_DICE` form a
    *couple* with it, scored by their mean Dice (0 alone). When the two partners do not agree with each
-   other (Dice < :data:`PARTNER_DICE`) SPINEPS keeps them and logs it; so do we, and the fuse report lists
-   them (:class:`Disagreement`). Candidates of one vertebra seen from three cutouts all name the same couple.
+   other (Dice < :data:`PARTNER_DICE`) SPINEPS 2.1.3 keeps only the better one (``couple[:1]`` in
+   ``find_prediction_couple``); we keep both on purpose and the fuse report lists them (:class:`Disagreement`;
+   ``benchmarks/bench_fuse_rules.py`` measures the whole fusion against SPINEPS' code). Candidates of one vertebra seen from three cutouts all name the same couple.
 2. **Ranking**: couples are ranked by ``(size + 1) × agreement`` (mean over the anchors that named them),
    a stable sort over the order in which couples were first named, anchors visited from the bottom cutout
    up: equal-ranked couples are written bottom first, as SPINEPS does.
@@ -37,6 +38,8 @@ Postprocessing, with the semantic mask:
    first where two meet) into the semantic vertebra voxels without an instance (:func:`grow_instances`); what is
    still without an instance (26-connected fragments) joins its one neighbouring instance, or between several,
    voxel by voxel, the nearest one; fragments with no instance around are removed from the cleaned semantic mask;
+   last, every articular process goes wholly to the vertebra holding most of it (:func:`articular_to_majority`,
+   SPINEPS' ``phase_post.assign_vertebra_inconsistency`` does it before its gaps are filled, we after);
 6. vertebrae are numbered from the top (by the S-I position of their body centroid): 1, 2, … or VerSe ids
    from ``top_vertebra`` (:func:`labels.verse_sequence`); the sacrum (26) is copied from the semantic mask;
 7. every disc (100) and endplate (62) component gets ``100 + X`` / ``200 + X`` with X the vertebra whose
@@ -58,7 +61,11 @@ import numpy as np
 from nnunet_spine.core.io import Image, InputError, voxel_sizes
 from nnunet_spine.core.labels import (
     CORPUS,
+    INF_ARTICULAR_LEFT,
+    INF_ARTICULAR_RIGHT,
     SACRUM,
+    SUP_ARTICULAR_LEFT,
+    SUP_ARTICULAR_RIGHT,
     VERTEBRA_SUBREGIONS,
     is_vertebra,
     vertebra_name,
@@ -74,7 +81,14 @@ from nnunet_spine.core.cutouts import (
     to_pir,
 )
 from nnunet_spine.postprocessing.spine.discs import assign_discs_endplates, split_endplates
-from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR, Labelling, find_landmarks, label_column
+from nnunet_spine.postprocessing.spine.flaws import Finding, Review, above_dens, review_instances
+from nnunet_spine.postprocessing.spine.labelling import (
+    DEFAULT_LUMBAR,
+    Labelling,
+    find_disc_anchors,
+    find_landmarks,
+    label_column,
+)
 
 #: A partner must agree with its anchor by more than this Dice.
 PARTNER_DICE = 0.3
@@ -89,6 +103,12 @@ MAX_VERTEBRAE = 25
 #: Instances grow this many voxels into semantic vertebra voxels no instance covers (SPINEPS' ``assign_missing_cc``:
 #: ``np_dilate_msk(n_pixel=2, connectivity=1, mask=...)``).
 GROW_VOXELS = 2
+#: An articular process (26-connected component of one of the labels 45–48) goes wholly to the vertebra holding most
+#: of it when that one holds more than this many times the voxels of the next (SPINEPS' ``ARTICULAR_DOMINANCE_RATIO``
+#: 0.5 in ``phase_post.assign_vertebra_inconsistency``).
+ARTICULAR_DOMINANCE = 2.0
+#: The articular process labels (superior and inferior, left and right).
+ARTICULAR_PROCESSES = (SUP_ARTICULAR_LEFT, SUP_ARTICULAR_RIGHT, INF_ARTICULAR_LEFT, INF_ARTICULAR_RIGHT)
 
 
 # --------------------------------------------------------------------------------------------- candidates
@@ -122,14 +142,29 @@ def candidates_from_prediction(
     box, values = pasted
     out = []
     base = np.array([s.start for s in box])
+    for label, sl in _label_boxes(values).items():
+        block = values[sl] == label
+        out.append(Candidate(cutout.index, label, base + [s.start for s in sl], block, int(np.count_nonzero(block))))
+    return out
+
+
+def _label_boxes(values: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
+    """The bounding box (voxel slices) of each of the labels 1, 2, 3 present in a 3-D label array, found in two
+    passes for all three: each voxel becomes one bit of its label, OR-ed along the axes."""
+    bit = np.zeros(256, np.uint8)
+    bit[1:4] = 2, 4, 8
+    bits = bit[values if values.dtype == np.uint8 else np.clip(values, 0, 255).astype(np.uint8)]
+    plane = np.bitwise_or.reduce(bits, axis=2)
+    along = (
+        np.bitwise_or.reduce(plane, axis=1),
+        np.bitwise_or.reduce(plane, axis=0),
+        np.bitwise_or.reduce(bits.reshape(-1, bits.shape[2]), axis=0),
+    )
+    out = {}
     for label in (1, 2, 3):
-        m = values == label
-        if not m.any():
-            continue
-        nz = [np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-        sl = tuple(slice(int(n[0]), int(n[-1]) + 1) for n in nz)
-        block = np.ascontiguousarray(m[sl])
-        out.append(Candidate(cutout.index, label, base + [s.start for s in sl], block, int(block.sum())))
+        ext = [np.flatnonzero(a & bit[label]) for a in along]
+        if ext[0].size:
+            out[label] = tuple(slice(int(e[0]), int(e[-1]) + 1) for e in ext)
     return out
 
 
@@ -172,8 +207,9 @@ def rank_couples(
     As SPINEPS (``create_prediction_couples`` / ``find_prediction_couple`` in ``spineps/phase_instance.py``):
     anchors are visited from the bottom cutout up (SPINEPS orders its cutouts bottom to top) and, within a
     cutout, above / centre / below; couples keep the order in which they were first named; the ranking by
-    ``(size + 1) × agreement`` is a stable sort, so equal-ranked couples stay bottom first. Partners that do
-    not agree with each other stay in the couple and are appended to ``disagreements`` when given."""
+    ``(size + 1) × agreement`` is a stable sort, so equal-ranked couples stay bottom first. Unlike SPINEPS 2.1.3
+    (which keeps only the better one), partners that do not agree with each other both stay in the couple and
+    are appended to ``disagreements`` when given."""
     cache: dict[tuple[Key, Key], float] = {}
 
     def pair_dice(a: Key, b: Key) -> float:
@@ -269,13 +305,14 @@ def grow_instances(inst: np.ndarray, free: np.ndarray, steps: int = GROW_VOXELS)
     each of which every free voxel with an instance among its 6 face neighbours (as the round began) takes the lowest
     such id. Returns the voxels taken.
 
-    This is SPINEPS' first step for voxels no instance covers (``assign_missing_cc``, ``proc_assign_missing_dilate_first``:
-    ``np_dilate_msk(target, n_pixel=2, connectivity=1, mask=semantic vertebra)``, which dilates label after label in
-    increasing order into zero voxels, so that where two meet the lower id wins), computed on the free voxels only."""
-    if steps <= 0 or not free.any():
+    This is SPINEPS' first step for voxels no instance covers (``assign_missing_cc``,
+    ``proc_assign_missing_dilate_first``: ``np_dilate_msk(target, n_pixel=2, connectivity=1, mask=semantic
+    vertebra)``, which dilates label after label in increasing order into zero voxels, so that where two meet the
+    lower id wins), computed on the free voxels only."""
+    tight = bounding_box(free) if steps > 0 else None
+    if tight is None:
         return 0
-    nz = [np.flatnonzero(free.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-    box = tuple(slice(max(int(n[0]) - 1, 0), min(int(n[-1]) + 2, s)) for n, s in zip(nz, inst.shape))
+    box = tuple(slice(max(t.start - 1, 0), min(t.stop + 1, n)) for t, n in zip(tight, inst.shape))
     pad = np.pad(inst[box], 1)
     idx = np.flatnonzero(np.pad(free[box], 1))
     n0, n1, n2 = pad.shape
@@ -312,6 +349,7 @@ class CleanStats:
     reassigned: int = 0
     new_instances: int = 0
     deleted_semantic: int = 0
+    articular: int = 0  #: voxels of articular processes moved to the vertebra holding most of the process
     unassigned_discs: int = 0
 
 
@@ -336,12 +374,60 @@ def clean_instances(
     that is mostly without an instance seeds a new instance (a vertebra no prediction covered). Then instances grow
     :data:`GROW_VOXELS` voxels into the vertebra voxels without an instance (:func:`grow_instances`, as SPINEPS).
     Fragments still without an instance that touch one instance join it; fragments between several join, voxel by
-    voxel, the nearest one (mm), so a fragment spanning two vertebrae is split between them."""
+    voxel, the nearest one (mm), so a fragment spanning two vertebrae is split between them. Last (ours only),
+    every articular process goes wholly to the vertebra holding most of it (:func:`articular_to_majority`).
+
+    All of it happens inside the bounding box of the vertebra voxels (nothing outside them is an instance)."""
+    if rules not in FUSION_RULES:
+        raise ValueError(f"rules {rules!r}: choose one of {', '.join(FUSION_RULES)}")
+    vert = vertebra_mask(sem)
+    inst = np.zeros(sem.shape, np.uint16)
+    dropped = np.zeros(sem.shape, bool)
+    box = bounding_box(vert)
+    if box is None:
+        return inst, dropped, CleanStats(removed_outside=int(np.count_nonzero(fused)))
+    inst[box], dropped[box], stats = _clean_box(
+        fused[box], sem[box], bodies[box], vert[box], zooms, min_fragment_mm3, rules
+    )
+    stats.removed_outside += int(np.count_nonzero(fused) - np.count_nonzero(fused[box]))
+    return inst, dropped, stats
+
+
+def vertebra_mask(sem: np.ndarray) -> np.ndarray:
+    """Bool mask of the vertebra subregion voxels (41–49) of a semantic array (one table look-up for uint8)."""
+    if sem.dtype == np.uint8:
+        table = np.zeros(256, bool)
+        table[list(VERTEBRA_SUBREGIONS)] = True
+        return table[sem]
+    return np.isin(sem, VERTEBRA_SUBREGIONS)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The smallest voxel box (slices) holding every True voxel of a 3-D mask; None when it has none."""
+    plane = mask.any(axis=2)
+    rows = np.flatnonzero(plane.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(plane.any(axis=0))
+    r, c = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    deep = np.flatnonzero(mask[r, c].any(axis=(0, 1)))
+    return r, c, slice(int(deep[0]), int(deep[-1]) + 1)
+
+
+def _clean_box(
+    fused: np.ndarray,
+    sem: np.ndarray,
+    bodies: np.ndarray,
+    vert: np.ndarray,
+    zooms: Sequence[float],
+    min_fragment_mm3: float,
+    rules: str,
+) -> tuple[np.ndarray, np.ndarray, CleanStats]:
+    """:func:`clean_instances` on arrays cut to a box holding every vertebra voxel (``vert``)."""
     import cc3d
 
     zooms = np.asarray(zooms, float)
     stats = CleanStats()
-    vert = np.isin(sem, VERTEBRA_SUBREGIONS)
     dropped = np.zeros(sem.shape, bool)
     inst = np.where(vert, fused, 0).astype(np.uint16)
     stats.removed_outside = int(np.count_nonzero(fused) - np.count_nonzero(inst))
@@ -350,8 +436,6 @@ def clean_instances(
     counts = np.asarray(cc3d.statistics(cc)["voxel_counts"])
     small = np.flatnonzero(counts * float(np.prod(zooms)) < min_fragment_mm3)
     small = small[small > 0]
-    if rules not in FUSION_RULES:
-        raise ValueError(f"rules {rules!r}: choose one of {', '.join(FUSION_RULES)}")
     if small.size:
         release = np.isin(cc, small)
         stats.released_fragments = int(np.count_nonzero(release & (inst > 0)))
@@ -361,7 +445,7 @@ def clean_instances(
             stats.deleted_semantic += int(np.count_nonzero(release & vert))
     orphan = vert & (inst == 0) & ~dropped
     if not orphan.any():
-        return inst, dropped, stats
+        return _articular_done(inst, sem, dropped, stats, rules)
     # bodies no prediction covered seed new instances
     if bodies.any():
         sizes = np.bincount(bodies.ravel())
@@ -378,7 +462,7 @@ def clean_instances(
         stats.grown = grow_instances(inst, orphan)
         stats.reassigned += stats.grown  # they joined a neighbour too
         if not orphan.any():
-            return inst, dropped, stats
+            return _articular_done(inst, sem, dropped, stats, rules)
     # orphans: vertebra voxels without an instance
     occ = cc3d.connected_components(orphan, connectivity=26)
     ost = cc3d.statistics(occ)
@@ -400,7 +484,52 @@ def clean_instances(
         else:
             dropped[grown][m] = True
             stats.deleted_semantic += int(m.sum())
+    return _articular_done(inst, sem, dropped, stats, rules)
+
+
+def _articular_done(
+    inst: np.ndarray, sem: np.ndarray, dropped: np.ndarray, stats: CleanStats, rules: str
+) -> tuple[np.ndarray, np.ndarray, CleanStats]:
+    """The last step of :func:`clean_instances` (ours only): :func:`articular_to_majority`."""
+    if rules == "nnspine":
+        stats.articular = articular_to_majority(inst, sem)
     return inst, dropped, stats
+
+
+def articular_to_majority(inst: np.ndarray, sem: np.ndarray, dominance: float = ARTICULAR_DOMINANCE) -> int:
+    """Give every articular process wholly to the vertebra holding most of it (in place); returns the voxels moved.
+
+    An articular process is a 26-connected component of one of the semantic labels 45–48 (any grid, voxel
+    order as ``inst``); its instance voxels go to the instance holding the most of them when that one holds more
+    than ``dominance`` × the voxels of the next instance (voxels without an instance are left alone). The
+    semantic mask draws each process as one piece of one vertebra, so a process shared between two instances
+    is a seam left by shifted cutout predictions (as SPINEPS' ``phase_post.assign_vertebra_inconsistency``,
+    which does this on the predicted instances before the gaps are filled; we do it after)."""
+    import cc3d
+
+    art = np.isin(sem, ARTICULAR_PROCESSES) & (inst > 0)
+    box = bounding_box(art)
+    if box is None:
+        return 0
+    labels = np.where(art[box], sem[box], 0).astype(np.uint8)
+    cc = cc3d.connected_components(labels, connectivity=26)
+    sub = inst[box]
+    on = cc > 0
+    n_ids = int(sub.max()) + 1
+    pairs, counts = np.unique(cc[on].astype(np.int64) * n_ids + sub[on], return_counts=True)
+    comp, ids = np.divmod(pairs, n_ids)
+    order = np.lexsort((-counts, comp))  # per component, its instances by decreasing voxel count
+    comp, ids, counts = comp[order], ids[order], counts[order]
+    top = np.flatnonzero(np.r_[True, comp[1:] != comp[:-1]])
+    nxt = np.minimum(top + 1, comp.size - 1)
+    second = np.where((nxt > top) & (comp[nxt] == comp[top]), counts[nxt], 0)
+    win = top[counts[top] > dominance * second]
+    lut = np.zeros(int(cc.max()) + 1, np.int64)
+    lut[comp[win]] = ids[win]
+    target = lut[cc]
+    move = (target > 0) & (sub != target)
+    sub[move] = target[move]
+    return int(np.count_nonzero(move))
 
 
 def _centroids_mm(labels_arr: np.ndarray, affine: np.ndarray, ids: Sequence[int]) -> dict[int, np.ndarray]:
@@ -426,13 +555,20 @@ def number_vertebrae(
     landmarks: np.ndarray | None = None,
     labelling: str = "auto",
     lumbar: int = DEFAULT_LUMBAR,
+    discs: Sequence | None = None,
+    review: Review | None = None,
 ) -> tuple[np.ndarray, dict[int, np.ndarray], Labelling]:
     """Renumber instances (step 6): returns (uint8 instance array, body centroid per new id, the labelling).
 
     Order: S-I position (world z) of each instance's body centroid, or of the whole instance when it has no
     body voxel. Ids from :func:`nnunet_spine.postprocessing.spine.labelling.label_column`: ``top_vertebra``, else the
-    sacrum / dens / landmark anchors (``dens``: bool mask of SPINEPS 2.x's dens label on this grid; ``landmarks``:
-    a landmark model's label map on this grid), else 1, 2, … from the top, marked not anatomically labelled."""
+    sacrum / dens / landmark / disc anchors (``dens``: bool mask of SPINEPS 2.x's dens label on this grid;
+    ``landmarks``: a landmark model's label map on this grid; ``discs``: SCT disc labels, objects with ``value``
+    and ``position_mm`` (world RAS mm), :func:`~nnunet_spine.postprocessing.spine.sct_discs.read_disc_labels`), else
+    1, 2, … from the top, marked not anatomically labelled. ``review``: the flaw findings of ``inst``
+    (:func:`~nnunet_spine.postprocessing.spine.flaws.review_instances`): every one is reported in the anomalies,
+    doubtful ones leave the labelling unverified, partial vertebrae and instances holding two vertebrae are
+    counted as such."""
     old = [int(v) for v in np.unique(inst) if v]
     body_lab = np.where(sem == CORPUS, inst, 0)
     body_c = _centroids_mm(body_lab, affine, old)
@@ -448,16 +584,21 @@ def number_vertebrae(
     sacrum = np.argwhere(sem == SACRUM) @ affine[:3, :3].T + affine[:3, 3] if (sem == SACRUM).any() else None
     centres_mm = np.array([centre[v] for v in order]).reshape(-1, 3)
     anchors, skipped = find_landmarks(landmarks, affine, centres_mm) if landmarks is not None else ([], [])
+    disc_anchors, disc_skipped = find_disc_anchors(discs, centres_mm) if discs else ([], [])
+    review = review or Review(inst, np.zeros(inst.shape, bool))
     lab = label_column(
         centres_mm,
         top_vertebra=top_vertebra,
         sacrum_mm=sacrum,
         dens_index=dens_index,
-        landmarks=anchors,
+        landmarks=anchors + disc_anchors,
         lumbar=lumbar,
         mode=labelling,
+        partial=[order.index(v) for v in review.partial if v in order],
+        double=[order.index(v) for v in review.double if v in order],
+        doubts=review.doubts,
     )
-    lab.anomalies += skipped
+    lab.anomalies += skipped + disc_skipped + [f.message for f in review.findings]
     if not lab.anatomical and len(order) > MAX_VERTEBRAE:
         raise InputError(
             f"the fused predictions hold {len(order)} vertebrae, more than a spine has "
@@ -484,6 +625,8 @@ class Fusion:
     named: bool = False  #: ids are anatomical VerSe ids (an anchor or --top-vertebra), not 1..n from the top
     labelling: Labelling | None = None  #: how the ids were found, gaps and anomalies
     disagreements: list[str] = field(default_factory=list)  #: couples whose two partners disagree
+    #: what :func:`~nnunet_spine.postprocessing.spine.flaws.review_instances` found (also in the anomalies)
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def vertebrae(self) -> list[int]:
@@ -515,12 +658,16 @@ def fuse_arrays(
     min_body_mm3: float = MIN_BODY_MM3,
     landmarks: np.ndarray | None = None,
     rules: str = "nnspine",
+    discs: Sequence | None = None,
 ) -> Fusion:
     """Fuse the cutout predictions of one case (arrays on each cutout's grid; None or absent = missing).
 
     ``top_vertebra`` / ``labelling`` / ``lumbar``: how vertebrae get their ids
     (:mod:`nnunet_spine.postprocessing.spine.labelling`); ``landmarks``: a landmark model's label map on the semantic mask's
-    grid (landmark discs as anchors); ``rules``: :func:`clean_instances`' postprocessing rules;
+    grid (landmark discs as anchors); ``discs``: SCT disc labels as anchors (:func:`number_vertebrae`); before the
+    numbering, :func:`~nnunet_spine.postprocessing.spine.flaws.review_instances` removes stray blobs (from both
+    masks), joins split and splits merged instances and reports what it found; ``rules``: :func:`clean_instances`'
+    postprocessing rules;
     ``endplates="split"`` writes SPINEPS 2.x's superior (52) and inferior (53) endplates in the cleaned semantic
     mask (:func:`split_endplates`) instead of 62.
 
@@ -561,8 +708,20 @@ def fuse_arrays(
     dens = (semantic.meta or {}).get("dens")
     dens_pir = None if dens is None else to_pir(Image(dens.astype(np.uint8), semantic.affine, None))[0] > 0
     marks_pir = None if landmarks is None else to_pir(Image(landmarks.astype(np.uint8), semantic.affine, None))[0]
+    review = review_instances(inst, sem_pir, aff_pir, exempt=above_dens(inst, aff_pir, dens_pir))
+    inst = review.instance
+    dropped |= review.removed & (inst == 0)
     inst, centres, lab = number_vertebrae(
-        inst, sem_pir, aff_pir, top_vertebra, dens=dens_pir, landmarks=marks_pir, labelling=labelling, lumbar=lumbar
+        inst,
+        sem_pir,
+        aff_pir,
+        top_vertebra,
+        dens=dens_pir,
+        landmarks=marks_pir,
+        labelling=labelling,
+        lumbar=lumbar,
+        discs=discs,
+        review=review,
     )
     inst[sem_pir == SACRUM] = SACRUM
     stats.unassigned_discs = assign_discs_endplates(inst, sem_pir, dropped, aff_pir, centres, lab.anatomical)
@@ -584,4 +743,5 @@ def fuse_arrays(
         named=lab.anatomical,
         labelling=lab,
         disagreements=disagree,
+        findings=review.findings,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,19 +39,27 @@ from nnunet_spine.core.labels import (
     CUTOUT_TARGET_LABELS,
     EXTENDED_SEMANTIC_LABELS,
     SACRUM,
+    instance_name,
     is_vertebra,
     to_semantic_14,
     vertebra_number,
 )
 from nnunet_spine.postprocessing.spine.fusion import Fusion, fuse_arrays
 from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR, NOT_LABELLED
+from nnunet_spine.postprocessing.spine.sct_discs import (
+    DiscLabelReport,
+    disc_labels_from_instances,
+    disc_labels_path,
+)
 
 
 # --------------------------------------------------------------------------------------------- files
 def output_names(semantic_path: str | os.PathLike) -> dict[str, str]:
     """SPINEPS output names for a semantic mask or image name: ``vert`` (instance mask), ``spine`` (cleaned
     semantic mask), ``ctd`` (centroids, TPTBox's POI JSON), ``snp`` (QC snapshot), and ``info``: our sidecar
-    of the instance mask (same stem, ``.json``, as BIDS sidecars) with the labelling and its anomalies.
+    of the instance mask (same stem, ``.json``, as BIDS sidecars) with the labelling and its anomalies, and
+    ``discs``: SCT disc labels (:func:`~nnunet_spine.postprocessing.spine.sct_discs.disc_labels_path`), written only
+    when the ids are anatomical.
 
     ``sub-01_T2w_seg-spine_msk.nii.gz`` → ``sub-01_T2w_seg-vert_msk.nii.gz``, ``sub-01_T2w_seg-spine_msk.nii.gz``,
     ``sub-01_T2w_seg-spine_ctd.json``, ``sub-01_T2w_seg-spine_snp.png``; a ``seg-…`` entity elsewhere in the name
@@ -77,6 +85,7 @@ def output_names(semantic_path: str | os.PathLike) -> dict[str, str]:
         "ctd": name("seg-spine", "ctd") + ".json",
         "snp": name("seg-spine", "snp") + ".png",
         "info": name("seg-vert", "msk") + ".json",
+        "discs": disc_labels_path(name("seg-vert", "msk") + ".nii.gz").name,
     }
 
 
@@ -230,6 +239,7 @@ def sidecar_json(fusion: Fusion, semantic_name: str) -> str:
         "labelling": lab.to_dict() if lab is not None else None,
         "missing_cutouts": fusion.missing,
         "disagreements": fusion.disagreements,
+        "flaws": [f.__dict__ for f in fusion.findings],
         "centroids_mm": [
             {
                 "id": int(v),
@@ -250,6 +260,8 @@ class FuseReport:
     """What :func:`fuse` wrote, per case."""
 
     cases: list[tuple[str, Fusion, dict[str, Path]]]
+    #: per case, the SCT disc labels written (only for anatomical ids)
+    discs: dict[str, DiscLabelReport] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = []
@@ -263,7 +275,19 @@ class FuseReport:
                 out.append(f"  labelling: {f.labelling.method}")
                 out.append(f"  verified: {'yes' if f.labelling.verified else 'no'} ({f.labelling.reason})")
             out.extend(f"  {k}: {p}" for k, p in paths.items())
+            if case in self.discs:
+                out.extend(f"  SCT {line}" for line in self.discs[case].lines()[:1])
+                out.extend(f"  {line.strip()}" for line in self.discs[case].lines()[1:])
         return out
+
+    def warnings(self) -> list[str]:
+        """One line per case whose discs could not all be written as SCT disc labels."""
+        return [
+            f"{case}: disc(s) without an SCT disc value, not in the disc labels: "
+            + ", ".join(instance_name(v) for v in r.skipped)
+            for case, r in self.discs.items()
+            if r.skipped
+        ]
 
     def summary_rows(self) -> list[dict[str, str]]:
         """Per case ``{"case": ..., **labelling_fields}``: the columns a summary CSV carries
@@ -285,10 +309,13 @@ def fuse(
     landmarks: str | os.PathLike | None = None,
     qc: bool = True,
     overwrite: bool = False,
+    discfile: str | os.PathLike | None = None,
 ) -> FuseReport:
     """``nnspine fuse``: fuse the predictions of every case of ``cutouts.json`` whose semantic mask is given
     (a file, or a folder of semantic masks) and write the SPINEPS outputs to ``out_dir``. ``landmarks``: a
-    landmark model's prediction (a file, or a folder holding ``<case>.nii.gz`` as ``nnUNetv2_predict`` names it).
+    landmark model's prediction (a file, or a folder holding ``<case>.nii.gz`` as ``nnUNetv2_predict`` names it);
+    ``discfile``: SCT disc labels as anchors (a file, or a folder holding ``<case>_label-discs_dlabel.nii.gz``:
+    :func:`disc_labels_for`).
 
     Everything is read and checked (grids, prediction values, output paths) before anything is written.
     Cutouts without a prediction are listed in the result (``Fusion.missing``) and the rest is fused; a case
@@ -307,7 +334,7 @@ def fuse(
     by_case = {r.case: r for r in records}
     pred_dir = require_folder(predictions_dir, "predictions folder")
     out = Path(out_dir)
-    results = []
+    results, stale = [], []
     for f in semantic_files(semantic):
         case = case_name(f)
         if case not in by_case:
@@ -337,15 +364,27 @@ def fuse(
             erosion_mm=float(content.get("body_erosion_mm", BODY_EROSION_MM)),
             min_body_mm3=float(content.get("min_body_mm3", MIN_BODY_MM3)),
             landmarks=_landmark_map(landmarks, case, img),
+            discs=disc_labels_for(discfile, case),
         )
         dens_to_its_vertebra(fusion.instance, (img.meta or {}).get("dens"))
+        if not fusion.named:  # ids 1..n from the top have no SCT disc values
+            stale.append(paths.pop("discs"))
+        elif discfile is not None and paths["discs"].resolve() == _disc_input(discfile, case).resolve():
+            raise InputError(f"{paths['discs']}: output would replace the --discfile input (choose another -o folder)")
         results.append((case, fusion, paths, img, input_extended_labels(f)))
+    disc_reports = {}
+    for p in stale:  # an earlier run's disc labels (overwrite is given when one exists) no longer hold
+        p.unlink(missing_ok=True)
     for case, fusion, paths, img, extended in results:
         cleaned = keep_input_labels(fusion.semantic, extended)
         save_image(fusion.instance, img.affine, paths["vert"], overwrite=overwrite, dtype=np.uint8, like=img)
         save_image(cleaned, img.affine, paths["spine"], overwrite=overwrite, dtype=np.uint8, like=img)
         write_text(paths["ctd"], centroids_json(fusion, img.affine, img.shape), overwrite=overwrite)
         write_text(paths["info"], sidecar_json(fusion, str(img.path)), overwrite=overwrite)
+        if "discs" in paths:
+            data, disc_report = disc_labels_from_instances(Image(fusion.instance, img.affine, img.path))
+            save_image(data, img.affine, paths["discs"], overwrite=overwrite, dtype=np.uint8, like=img)
+            disc_reports[case] = disc_report
         if "snp" in paths:
             plot_vertebra_instances(
                 fusion.instance,
@@ -357,7 +396,7 @@ def fuse(
                 title=f"{case}: {len(fusion.vertebrae)} vertebrae",
                 overwrite=overwrite,
             )
-    return FuseReport([(case, fusion, paths) for case, fusion, paths, _, _ in results])
+    return FuseReport([(case, fusion, paths) for case, fusion, paths, _, _ in results], disc_reports)
 
 
 def _snapshot_image(image: str | os.PathLike | None, case: str, semantic: Image) -> np.ndarray | None:
@@ -376,6 +415,35 @@ def _snapshot_image(image: str | os.PathLike | None, case: str, semantic: Image)
     img = load_image(p, "image")
     check_same_grid(semantic, img)
     return np.asarray(img.data, np.float32)
+
+
+def disc_labels_for(discfile: str | os.PathLike | None, case: str) -> list | None:
+    """The SCT disc labels of ``case`` (``--discfile``): ``discfile`` itself (a file) or, in a folder, the first of
+    ``<case>_label-discs_dlabel``, ``<case>_labels-disc-manual``, ``<case>_desc-<rater>_label-discs_dlabel``
+    (:data:`~nnunet_spine.core.bids.MASK_SUFFIXES`) found under it; None when not given; InputError naming what is
+    missing."""
+    if discfile is None:
+        return None
+    from nnunet_spine.postprocessing.spine.sct_discs import read_disc_labels
+
+    return read_disc_labels(_disc_input(discfile, case))
+
+
+def _disc_input(discfile: str | os.PathLike, case: str) -> Path:
+    """The disc label file of ``case`` that ``--discfile`` names (:func:`disc_labels_for`)."""
+    from nnunet_spine.core.bids import MASK_SUFFIXES, find_by_stem
+
+    p = Path(discfile)
+    if p.is_dir():
+        hits = [h for s in MASK_SUFFIXES["discs"] if "*" not in s for h in [find_by_stem(p, f"{case}{s}")] if h]
+        if not hits:
+            hits = sorted(p.rglob(f"{case}_desc-*_label-discs_dlabel.nii*"))
+        if not hits:
+            raise InputError(f"{p}: no disc label file {case}_label-discs_dlabel.nii.gz for case {case} (--discfile)")
+        p = hits[0]
+    elif not p.exists():
+        raise InputError(f"{p}: not found (--discfile)")
+    return p
 
 
 def _landmark_map(landmarks: str | os.PathLike | None, case: str, semantic: Image) -> np.ndarray | None:

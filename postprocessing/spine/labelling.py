@@ -32,12 +32,36 @@ spacing well above its neighbours' (more than :data:`GAP_FACTOR` × the median o
 spacings). Gaps are reported, and an anchored numbering skips the ids of the missing vertebrae instead of
 shifting every id beyond the gap (``round(spacing / median) − 1`` ids skipped).
 
-**Verified or not** (:attr:`Labelling.verified`, :func:`verify_labelling`). Anatomical ids are *verified* only
-when at least two independent anchors — the sacrum, the dens, a landmark disc, the user's ``--top-vertebra`` —
-put the same id on their vertebra, i.e. agree on the count between them, and no anchor present disagrees. Ids
-numbered from one anchor alone are ``verified: false`` with the reason: one anchor cannot tell a transitional
-column (L6, 4 lumbar, T13, 11 thoracic vertebrae) from the usual one, so the ids may be one off. Ids 1..n from
-the top are never verified (:data:`NOT_LABELLED`). :attr:`Labelling.reason` says why in either case.
+**Verified or not** (:attr:`Labelling.verified`, :func:`verify_labelling`). An anchor fixes one junction of the
+column (:func:`anchor_kind`): the dens, C2-C3, C7-T1 and any disc or ``--top-vertebra`` naming C1 … T11 fix where C1
+is (``top``: counted from the skull, seven cervical vertebrae taken as fixed); the T12-L1 disc and discs naming
+L1 … L4 fix the thoracolumbar junction (``tl``); the sacrum and L5-S1 the lumbosacral one (``ls``). Which pairs
+constrain which count: ``top`` + ``tl`` count the thoracic vertebrae; ``tl`` + ``ls`` the lumbar ones; ``top`` +
+``ls`` only their sum (C2 … L5 = 23 verifies both when it is the usual one, since a T13 or L6 adds one either
+way); ``tl`` alone names L1 … L6 below it exactly but T12 above it only by assuming 12 thoracic vertebrae. An id is
+*pinned* (:func:`pinned`) when the junctions the agreeing anchors fix give it without assuming a region's usual
+count. Anatomical ids are *verified* only when
+
+1. anchors on at least two different vertebrae put the same id on their vertebra and none disagrees (an unusual
+   count between two anchors, e.g. six lumbar vertebrae between T12-L1 and the sacrum, is a disagreement:
+   transitional anatomy and a wrong anchor cannot be told apart);
+2. every id is pinned: two anchors that agree only by assuming the usual count across a junction — the sacrum and
+   the T12-L1 disc naming the thoracic vertebrae above the junction — never verify (a T13 or 11-thoracic column
+   would be one off there); :attr:`Labelling.verified_ids` lists what they do pin;
+3. every gap lies between two agreeing anchors;
+4. no flaw finding of :mod:`.flaws` is doubtful (a merged instance kept whole, a small body, an implausible
+   sacrum).
+
+Ids numbered from one anchor alone are ``verified: false`` with the reason; ids 1..n from the top are never
+verified (:data:`NOT_LABELLED`). :attr:`Labelling.reason` says why in either case.
+
+**Transitional columns with a thoracolumbar anchor.** When the sacrum and a ``tl`` anchor count 4 or 6 lumbar
+vertebrae between them, the lumbar ids follow the thoracolumbar junction (L1 below it; the usual definition of L1
+as the first vertebra without ribs), T12 and up above it, and the sacrum's "L5" is reported as disagreeing.
+
+**SCT disc labels** (:func:`find_disc_anchors`, ``--discfile``): a disc of value N lying just below a body centre
+names that vertebra SCT level N − 1 (its VerSe id by :func:`~nnunet_spine.core.labels.sct_level_to_verse`) and
+anchors as a landmark disc does.
 """
 
 from __future__ import annotations
@@ -97,6 +121,9 @@ class Labelling:
     reason: str = ""
     #: the anchors that agree with the ids (``sacrum``, ``dens``, ``landmark T12-L1``, ``--top-vertebra C2``)
     anchors: list[str] = field(default_factory=list)
+    #: the ids two agreeing anchors pin without assuming a region's usual count (:func:`pinned`); all of them when
+    #: ``verified``, a part (e.g. L1-L5 between a T12-L1 disc and the sacrum) or none otherwise
+    verified_ids: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -104,6 +131,7 @@ class Labelling:
             "verified": self.verified,
             "reason": self.reason,
             "anchors": self.anchors,
+            "verified_ids": [vertebra_name(v) for v in self.verified_ids] if self.anatomical else [],
             "method": self.method,
             "ids": self.ids,
             "names": [vertebra_name(v) if self.anatomical else f"#{v}" for v in self.ids],
@@ -120,24 +148,34 @@ def canonical_column(lumbar: int = DEFAULT_LUMBAR) -> list[int]:
     return list(range(1, 20)) + lumbar_ids
 
 
-def find_gaps(centroids_mm: np.ndarray) -> list[Gap]:
-    """Gaps in a column of body centroids (n × 3 world mm, top to bottom): see the module docstring."""
+def find_gaps(centroids_mm: np.ndarray, unreliable: Sequence[int] = ()) -> list[Gap]:
+    """Gaps in a column of body centroids (n × 3 world mm, top to bottom): see the module docstring.
+    ``unreliable``: vertebrae (0-based) whose centre says nothing about the spacing (cut by the field of view, or
+    holding two vertebrae: :mod:`.flaws`): the spacings next to them are neither gaps nor compared with."""
     c = np.asarray(centroids_mm, float).reshape(-1, 3)
-    if len(c) < MIN_VERTEBRAE_FOR_GAPS:
+    if len(c) - len(set(unreliable)) < MIN_VERTEBRAE_FOR_GAPS:
         return []
     spacing = np.linalg.norm(np.diff(c, axis=0), axis=1)
+    bad = {k for k in range(len(spacing)) if k in unreliable or k + 1 in unreliable}
     gaps = []
     for k, s in enumerate(spacing):
-        others = [spacing[j] for j in range(max(0, k - 2), min(len(spacing), k + 3)) if j != k]
+        if k in bad:
+            continue
+        others = [spacing[j] for j in range(max(0, k - 2), min(len(spacing), k + 3)) if j != k and j not in bad]
+        if not others:
+            continue
         median = float(np.median(others))
         if median > 0 and s > GAP_FACTOR * median:
             gaps.append(Gap(k, max(1, int(round(s / median)) - 1), round(float(s), 2), round(median, 2)))
     return gaps
 
 
-def _slots(n: int, gaps: Sequence[Gap]) -> list[int]:
-    """Position of each vertebra in the column counting the missing ones (0 = top)."""
+def _slots(n: int, gaps: Sequence[Gap], double: Sequence[int] = ()) -> list[int]:
+    """Position of each vertebra in the column counting the missing ones (0 = top); a ``double`` vertebra (an
+    instance holding two, :mod:`.flaws`) takes two positions (its id is the upper one's)."""
     skip = {g.above: g.missing for g in gaps}
+    for d in double:
+        skip[d] = skip.get(d, 0) + 1
     pos, out = 0, []
     for k in range(n):
         out.append(pos)
@@ -187,7 +225,7 @@ def landmark_disagreements(
         diff = column.index(vid) - column.index(got) if got in column and vid in column else None
         if diff is not None and abs(diff) <= MAX_TRANSITIONAL_OFFSET:
             out.append(
-                f"landmark {name} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
+                f"{_anchor_label(name)} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
                 f"{vertebra_name(vid)}: {abs(diff)} vertebra(e) {'more' if diff > 0 else 'fewer'} than usual between "
                 "them; a transitional vertebra (T13, L6, 11 thoracic or 4 lumbar) is likely (ids follow the anchor)"
             )
@@ -195,7 +233,7 @@ def landmark_disagreements(
             wrong = True
             off = f"{abs(diff)} vertebrae" if diff is not None else "an unknown number of vertebrae"
             out.append(
-                f"landmark {name} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
+                f"{_anchor_label(name)} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
                 f"{vertebra_name(vid)}: {off} off, more than a transitional vertebra explains (a wrong landmark)"
             )
     return out, wrong
@@ -212,6 +250,22 @@ def _landmark_top(vid: int, index: int, slots: Sequence[int]) -> int:
     return full[first]
 
 
+#: The last lumbar vertebra's id → the number of lumbar vertebrae (L4 = 23, L5 = 24, L6 = 25).
+LUMBAR_COUNT = {VERSE_IDS["L4"]: 4, VERSE_IDS["L5"]: 5, VERSE_IDS["L6"]: 6}
+
+
+def _thoracolumbar_ids(landmarks: Sequence[tuple[int, int, str]], slots: Sequence[int]) -> tuple[list[int], str] | None:
+    """Ids counted from the lowest fitting anchor that fixes the thoracolumbar junction (:func:`anchor_kind`
+    ``tl``: the T12-L1 disc, an SCT disc of L1-L2 … L4-L5): L1 below the junction and down (L6 after L5), T12 above
+    it and up; with its name. None without such an anchor."""
+    fitting, _ = _fitting_landmarks([t for t in landmarks if anchor_kind(t[1]) == "tl"], slots)
+    if not fitting:
+        return None
+    index, vid, name = max(fitting, key=lambda t: t[0])
+    seq = verse_sequence(_landmark_top(vid, index, slots), slots[-1] + 1)
+    return [seq[p] for p in slots], name
+
+
 def _fitting_landmarks(
     landmarks: Sequence[tuple[int, int, str]], slots: Sequence[int]
 ) -> tuple[list[tuple[int, int, str]], list[str]]:
@@ -222,7 +276,7 @@ def _fitting_landmarks(
         try:
             _landmark_top(vid, index, slots)
         except ValueError as exc:
-            said.append(f"landmark {name} below vertebra #{index + 1} does not fit the column ({exc}): a wrong "
+            said.append(f"{_anchor_label(name)} below vertebra #{index + 1} does not fit the column ({exc}): a wrong "
                         "landmark, ignored")  # fmt: skip
             continue
         fitting.append((index, vid, name))
@@ -238,14 +292,20 @@ def label_column(
     landmarks: Sequence[tuple[int, int, str]] = (),
     lumbar: int = DEFAULT_LUMBAR,
     mode: str = "auto",
+    partial: Sequence[int] = (),
+    double: Sequence[int] = (),
+    doubts: Sequence[str] = (),
 ) -> Labelling:
     """Ids for the vertebrae whose body centroids (n × 3 world mm) are given top to bottom (module docstring),
     with :attr:`Labelling.verified` / :attr:`Labelling.reason` from :func:`verify_labelling`.
 
     ``sacrum_mm``: sacrum voxel centres (world mm; None or empty when absent); ``dens_index``: the vertebra
     (0-based, top to bottom) holding most of the dens; ``landmarks``: ``(index, VerSe id, name)`` of each
-    plausible landmark disc (the 0-based index of the vertebra directly above it and that vertebra's id, e.g.
-    ``(3, 19, "T12-L1")``). Raises :class:`InputError` when ``top_vertebra`` runs past L6."""
+    plausible landmark disc or SCT disc label (the 0-based index of the vertebra directly above it and that
+    vertebra's id, e.g. ``(3, 19, "T12-L1")``). From :mod:`.flaws`: ``partial``: vertebrae cut by the field of view
+    (no gap looked for next to them), ``double``: instances holding two vertebrae (two positions each),
+    ``doubts``: findings that may make the ids wrong (never verified). Raises :class:`InputError` when
+    ``top_vertebra`` runs past L6."""
     lab = _label_ids(
         centroids_mm,
         top_vertebra=top_vertebra,
@@ -254,12 +314,85 @@ def label_column(
         landmarks=landmarks,
         lumbar=lumbar,
         mode=mode,
+        unreliable=sorted(set(partial) | set(double)),
+        double=double,
     )
     c = np.asarray(centroids_mm, float).reshape(-1, 3)
     sacrum = bool(len(c)) and sacrum_mm is not None and sacrum_adjacent(c[-1], sacrum_mm, typical_spacing(c))
     return verify_labelling(
-        lab, top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar
+        lab,
+        top_vertebra=top_vertebra,
+        sacrum=sacrum,
+        dens_index=dens_index,
+        landmarks=landmarks,
+        lumbar=lumbar,
+        doubts=doubts,
     )
+
+
+#: What an anchor fixes (module docstring, "Verified or not"): ``top`` the position of C1 (counting from the skull:
+#: the dens, C2-C3, C7-T1 and any disc or vertebra named C1-T11 — seven cervical vertebrae taken as fixed); ``tl``
+#: the thoracolumbar junction (T12-L1, and L1-L4 counted from it); ``ls`` the lumbosacral junction (the sacrum,
+#: L5-S1).
+ANCHOR_KINDS = ("top", "tl", "ls")
+
+
+def anchor_kind(vid: int) -> str:
+    """Which junction (:data:`ANCHOR_KINDS`) an anchor naming vertebra ``vid`` fixes: C1 … T11 and T13 count from
+    the skull (``top``), T12 (the vertebra above the T12-L1 disc) and L1 … L4, L6 from the thoracolumbar
+    junction (``tl``), L5 (above L5-S1) the lumbosacral junction (``ls``)."""
+    v = int(vid)
+    if v <= VERSE_IDS["T11"] or v == VERSE_IDS["T13"]:
+        return "top"
+    if v == VERSE_IDS["L5"]:
+        return "ls"
+    return "tl"
+
+
+def pinned(vid: int, kinds: set[str] | frozenset[str]) -> bool:
+    """Whether the anchors of ``kinds`` name vertebra ``vid`` without assuming a region's usual count: C1 … T11
+    counted from the skull (``top``); T12 / T13 from the skull to a junction below them (``tl``, or ``ls`` with the
+    whole count from the skull to the sacrum the usual one); the lumbar vertebrae from the thoracolumbar junction
+    (``tl``) or from the skull to the sacrum (``top`` and ``ls``)."""
+    top, tl, ls = "top" in kinds, "tl" in kinds, "ls" in kinds
+    v = int(vid)
+    if v <= VERSE_IDS["T11"]:
+        return top
+    if v in (VERSE_IDS["T12"], VERSE_IDS["T13"]):
+        return top and (tl or ls)
+    return tl or (top and ls)
+
+
+def _anchor_label(name: str) -> str:
+    """How a landmark or disc anchor is named: ``landmark T12-L1``, ``SCT disc 21 (L1-L2)``."""
+    return name if name.startswith("SCT disc") else f"landmark {name}"
+
+
+def anchor_list(
+    ids: Sequence[int],
+    *,
+    top_vertebra: int | None = None,
+    sacrum: bool = False,
+    dens_index: int | None = None,
+    landmarks: Sequence[tuple[int, int, str]] = (),
+    lumbar: int = DEFAULT_LUMBAR,
+) -> list[tuple[str, int, int, str]]:
+    """Every anchor present as ``(label, vertebra index, the id it names there, kind)`` (:func:`anchor_kind`;
+    ``--top-vertebra`` counts from the skull unless it names a lumbar vertebra)."""
+    out: list[tuple[str, int, int, str]] = []
+    if not ids:
+        return out
+    if top_vertebra is not None:
+        kind = "top" if anchor_kind(top_vertebra) == "top" or top_vertebra == VERSE_IDS["T12"] else "tl"
+        out.append((f"--top-vertebra {vertebra_name(top_vertebra)}", 0, top_vertebra, kind))
+    if sacrum:
+        out.append(("sacrum", len(ids) - 1, canonical_column(lumbar)[-1], "ls"))
+    if dens_index is not None:
+        out.append(("dens", dens_index, VERSE_IDS["C2"], "top"))
+    for index, vid, name in landmarks:
+        if 0 <= index < len(ids):
+            out.append((_anchor_label(name), index, vid, anchor_kind(vid)))
+    return out
 
 
 def anchor_checks(
@@ -280,28 +413,17 @@ def anchor_checks(
     agree: list[str] = []
     disagree: list[str] = []
     named: dict[int, int] = {}  # vertebra index -> its entry in ``agree``
-
-    def check(anchor: str, index: int, expected: int) -> None:
+    for label, index, expected, _ in anchor_list(
+        ids, top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar
+    ):
         got = ids[index]
         if got == expected and index in named:
-            agree[named[index]] += f" = {anchor}"
+            agree[named[index]] += f" = {label}"
         elif got == expected:
             named[index] = len(agree)
-            agree.append(anchor)
+            agree.append(label)
         else:
-            disagree.append(f"{anchor} says {vertebra_name(expected)} where the ids say {vertebra_name(got)}")
-
-    if not ids:
-        return agree, disagree
-    if top_vertebra is not None:
-        check(f"--top-vertebra {vertebra_name(top_vertebra)}", 0, top_vertebra)
-    if sacrum:
-        check("sacrum", len(ids) - 1, canonical_column(lumbar)[-1])
-    if dens_index is not None:
-        check("dens", dens_index, VERSE_IDS["C2"])
-    for index, vid, name in landmarks:
-        if 0 <= index < len(ids):
-            check(f"landmark {name}", index, vid)
+            disagree.append(f"{label} says {vertebra_name(expected)} where the ids say {vertebra_name(got)}")
     return agree, disagree
 
 
@@ -313,29 +435,55 @@ def verify_labelling(
     dens_index: int | None = None,
     landmarks: Sequence[tuple[int, int, str]] = (),
     lumbar: int = DEFAULT_LUMBAR,
+    doubts: Sequence[str] = (),
 ) -> Labelling:
-    """``lab`` with :attr:`~Labelling.verified`, :attr:`~Labelling.reason` and :attr:`~Labelling.anchors` set
-    (in place; returned): verified when anchors on at least two different vertebrae agree with the ids
-    (:func:`anchor_checks`) and none disagrees. Ids not anatomical are never verified."""
+    """``lab`` with :attr:`~Labelling.verified`, :attr:`~Labelling.reason`, :attr:`~Labelling.anchors` and
+    :attr:`~Labelling.verified_ids` set (in place; returned): verified when anchors on at least two different
+    vertebrae agree with the ids (:func:`anchor_checks`), none disagrees, every id is :func:`pinned` by the kinds
+    of the agreeing anchors (no id rests on a region's usual count across a junction no anchor checks), every gap
+    lies between two agreeing anchors, and no flaw finding (``doubts``, :mod:`.flaws`) is doubtful. Ids not
+    anatomical are never verified."""
     if not lab.anatomical:
-        lab.verified, lab.anchors = False, []
+        lab.verified, lab.anchors, lab.verified_ids = False, [], []
         lab.reason = f"{lab.method}: ids 1..{len(lab.ids)} count from the top, they are not VerSe ids"
         return lab
-    agree, disagree = anchor_checks(
-        lab.ids, top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar
-    )
+    kw = dict(top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar)
+    agree, disagree = anchor_checks(lab.ids, **kw)
+    ok = [(i, kind) for _, i, exp, kind in anchor_list(lab.ids, **kw) if lab.ids[i] == exp]
+    kinds = {kind for _, kind in ok}
+    on = sorted({i for i, _ in ok})
+    two = len(agree) >= 2 and not disagree
+    loose = [v for v in lab.ids if not pinned(v, kinds)]
+    outside = [g for g in lab.gaps if not (on and on[0] <= g.above and g.above + 1 <= on[-1])]
     lab.anchors = agree
-    lab.verified = len(agree) >= 2 and not disagree
+    lab.verified_ids = [v for v in lab.ids if v not in loose] if two else []
+    lab.verified = two and not loose and not outside and not doubts
     if lab.verified:
         span = f"{vertebra_name(lab.ids[0])}-{vertebra_name(lab.ids[-1])}"
         lab.reason = f"{' and '.join(agree)} agree on the count ({span})"
     elif disagree:
         lab.reason = "anchors disagree: " + "; ".join(disagree) + " (a transitional vertebra or a wrong anchor)"
-    else:
+    elif len(agree) < 2:
         lab.reason = (
             f"one anchor only ({agree[0] if agree else lab.method}): the count is not checked by a second anchor; "
             "a transitional column (L6, 4 lumbar, T13 or 11 thoracic vertebrae) would be numbered one off"
         )
+    elif loose:
+        names = ", ".join(vertebra_name(v) for v in loose)
+        thoracic = all(VERSE_IDS["T1"] <= v <= VERSE_IDS["T12"] or v == VERSE_IDS["T13"] for v in loose)
+        region = "thoracic" if thoracic else "lumbar"
+        lab.reason = (
+            f"{' and '.join(agree)} agree, but {names} {'is' if len(loose) == 1 else 'are'} named assuming the usual "
+            f"number of {region} vertebrae across a junction no anchor checks (a T13, 11 thoracic, L6 or 4 lumbar "
+            "column would be one off there)"
+        )
+    elif outside:
+        lab.reason = (
+            f"{' and '.join(agree)} agree, but a gap outside the vertebrae they anchor is estimated "
+            f"({', '.join(f'{g.missing} missing below #{g.above + 1}' for g in outside)})"
+        )
+    else:
+        lab.reason = "doubtful: " + "; ".join(doubts)
     return lab
 
 
@@ -348,14 +496,16 @@ def _label_ids(
     landmarks: Sequence[tuple[int, int, str]] = (),
     lumbar: int = DEFAULT_LUMBAR,
     mode: str = "auto",
+    unreliable: Sequence[int] = (),
+    double: Sequence[int] = (),
 ) -> Labelling:
     """The ids of :func:`label_column`, not yet verified."""
     if mode not in LABELLING_MODES:
         raise InputError(f"--labelling {mode}: choose one of {', '.join(LABELLING_MODES)}")
     c = np.asarray(centroids_mm, float).reshape(-1, 3)
     n = len(c)
-    gaps = find_gaps(c)
-    slots = _slots(n, gaps)
+    gaps = find_gaps(c, unreliable)
+    slots = _slots(n, gaps, double)
     anomalies = [
         f"gap between vertebrae #{g.above + 1} and #{g.above + 2}: body centres {g.spacing_mm:.0f} mm apart "
         f"(neighbours {g.median_mm:.0f} mm): {g.missing} vertebra(e) missing"
@@ -390,6 +540,17 @@ def _label_ids(
             return Labelling(list(range(1, n + 1)), False, f"{NOT_LABELLED} (too many vertebrae)", anomalies, gaps)
         ids = [column[i] for i in idx]
         method = f"sacrum below the lowest vertebra ({vertebra_name(column[-1])})"
+        junction = _thoracolumbar_ids(landmarks, slots)
+        if junction is not None and junction[0] != ids and junction[0][-1] in LUMBAR_COUNT:
+            found = LUMBAR_COUNT[junction[0][-1]]
+            ids, name = junction
+            anomalies.append(
+                f"{_anchor_label(name)} and the sacrum: {abs(found - lumbar)} vertebra(e) "
+                f"{'more' if found > lumbar else 'fewer'} than usual between them ({found} lumbar vertebrae); a "
+                "transitional vertebra (L6 or 4 lumbar) is likely, or a wrong anchor: the lumbar ids follow the "
+                "thoracolumbar junction (L1 below it), the sacrum anchor disagrees"
+            )
+            method = f"{_anchor_label(name)} and the sacrum below {vertebra_name(ids[-1])} ({found} lumbar vertebrae)"
         if dens_index is not None:
             got = ids[dens_index]
             if got == VERSE_IDS["C2"]:
@@ -434,11 +595,11 @@ def _label_ids(
         seq = verse_sequence(_landmark_top(vid, index, slots), slots[-1] + 1)
         ids = [seq[p] for p in slots]
         others = [t for t in fitting if t[2] != name]
-        said, wrong = landmark_disagreements(ids, others, f"landmark {name}")
+        said, wrong = landmark_disagreements(ids, others, _anchor_label(name))
         anomalies += said
         if wrong:  # which landmark is wrong cannot be told: no guess
             return Labelling(list(range(1, n + 1)), False, f"{NOT_LABELLED} (landmarks disagree)", anomalies, gaps)
-        return Labelling(ids, True, f"landmark {name} ({vertebra_name(vid)} above it)", anomalies, gaps)
+        return Labelling(ids, True, f"{_anchor_label(name)} ({vertebra_name(vid)} above it)", anomalies, gaps)
     return Labelling(
         list(range(1, n + 1)),
         False,
@@ -488,4 +649,35 @@ def find_landmarks(
             skipped.append(f"landmark {name}: not just below a vertebral body (z = {z:.0f} mm), ignored")
             continue
         found.append((above[-1], LANDMARK_UPPER[k], name))
+    return found, skipped
+
+
+#: SCT disc values that name a vertebra above them: 2 (C1-C2) … 25 (L5-S1); value N lies below SCT level N − 1.
+SCT_DISC_VALUES = range(2, 26)
+
+
+def find_disc_anchors(discs: Sequence, centroids_mm: np.ndarray) -> tuple[list[tuple[int, int, str]], list[str]]:
+    """Anchors from SCT disc labels (objects with ``value`` and ``position_mm``, world RAS mm: :func:`~nnunet_spine.
+    postprocessing.spine.sct_discs.read_disc_labels`) for vertebrae whose body centroids (world mm) are given top to
+    bottom. A disc of value N (:data:`SCT_DISC_VALUES`) lying below a vertebral body centre and less than one
+    typical body spacing below it (as :func:`find_landmarks` places a landmark disc) names that vertebra SCT level
+    N − 1 (:func:`~nnunet_spine.core.labels.sct_level_to_verse`). Returns ``[(index of the vertebra above, its VerSe
+    id, "SCT disc N (upper-lower)")]`` and the discs left out, with why."""
+    from nnunet_spine.core.labels import sct_level_name, sct_level_to_verse
+
+    c = np.asarray(centroids_mm, float).reshape(-1, 3)
+    spacing = typical_spacing(c) if len(c) else FALLBACK_SPACING_MM
+    found, skipped = [], []
+    for d in discs:
+        value = int(d.value)
+        z = float(np.asarray(d.position_mm, float)[2])
+        if value not in SCT_DISC_VALUES:
+            skipped.append(f"SCT disc {value}: no vertebra of C1 … L5 above it, ignored as an anchor")
+            continue
+        name = f"SCT disc {value} ({sct_level_name(value - 1)}-{sct_level_name(value)})"
+        above = [i for i in range(len(c)) if c[i, 2] > z]
+        if not above or c[above[-1], 2] - z > spacing:
+            skipped.append(f"{name}: not just below a vertebral body (z = {z:.0f} mm), ignored")
+            continue
+        found.append((above[-1], sct_level_to_verse(value - 1), name))
     return found, skipped

@@ -230,7 +230,10 @@ def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path, trained_mod
         "sub-01_T2w_seg-spine_msk.nii.gz",
         "sub-01_T2w_seg-spine_ctd.json",
         "sub-01_T2w_seg-spine_snp.png",
-        "sub-01_T2w_seg-vert_msk.json",  # the sidecar: how the ids were found
+        "sub-01_T2w_seg-vert_msk.json",  # the sidecar: how the ids were found (and the provenance)
+        "sub-01_T2w_label-discs_dlabel.nii.gz",  # SCT disc labels: the ids are anatomical (--top-vertebra)
+        "sub-01_T2w_label-discs_dlabel.json",  # provenance sidecars of the other NIfTIs
+        "sub-01_T2w_seg-spine_msk.json",
     )
     for folder in ("one_call", "two_step"):
         assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(names)
