@@ -29,19 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_spine.dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS, JOBS
-from nnunet_spine.dataset_converters.nnunet_raw import check_case_id, prepare_folder, staged_dataset, write_case, write_dataset_json
-from nnunet_spine.dataset_converters.parallel import process_pool, run_all
-from nnunet_spine.dataset_converters.protocol import ConversionReport, bids_subject, check_jobs, output_folder, write_dataset_splits
-from nnunet_spine.core.io import Image, InputError, require_folder
-from nnunet_spine.core.labels import (
-    CORPUS,
-    CUTOUT_CHANNEL_LABELS,
-    CUTOUT_TARGET_LABELS,
-    SACRUM,
-    VERSE_NAMES,
-    is_vertebra,
-)
 from nnunet_spine.core.cutouts import (
     CHANNEL_NAME,
     CUTOUT_ORIENTATION,
@@ -58,6 +45,31 @@ from nnunet_spine.core.cutouts import (
     sample_labels,
     semantic_files,
     to_pir,
+)
+from nnunet_spine.core.io import Image, InputError, require_folder
+from nnunet_spine.core.labels import (
+    CORPUS,
+    CUTOUT_CHANNEL_LABELS,
+    CUTOUT_TARGET_LABELS,
+    SACRUM,
+    VERSE_NAMES,
+    is_vertebra,
+)
+from nnunet_spine.dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS, JOBS
+from nnunet_spine.dataset_converters.nnunet_raw import (
+    check_case_id,
+    prepare_folder,
+    staged_dataset,
+    write_case,
+    write_dataset_json,
+)
+from nnunet_spine.dataset_converters.parallel import process_pool, run_all
+from nnunet_spine.dataset_converters.protocol import (
+    ConversionReport,
+    bids_subject,
+    check_jobs,
+    output_folder,
+    write_dataset_splits,
 )
 
 

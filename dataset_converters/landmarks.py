@@ -26,6 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_spine.core import bids
+from nnunet_spine.core.io import InputError, check_same_grid, load_image, read_geometry
+from nnunet_spine.core.labels import LANDMARK_NAMES, LANDMARK_UPPER, disc_instance, instance_kind
+from nnunet_spine.core.qc_yml import CaseList
 from nnunet_spine.dataset_converters import nnunet_raw
 from nnunet_spine.dataset_converters.defaults import JOBS, SPINEPS_CHANNELS
 from nnunet_spine.dataset_converters.parallel import process_pool, run_all
@@ -34,13 +38,12 @@ from nnunet_spine.dataset_converters.protocol import (
     bids_subject,
     check_grouping,
     check_jobs,
+    everything_left_out,
     output_folder,
+    select_cases,
     write_dataset_splits,
 )
 from nnunet_spine.dataset_converters.spineps import SpinepsCase, discover
-from nnunet_spine.core import bids
-from nnunet_spine.core.io import InputError, check_same_grid, load_image, read_geometry
-from nnunet_spine.core.labels import LANDMARK_NAMES, LANDMARK_UPPER, disc_instance, instance_kind
 
 __all__ = ["convert", "landmark_targets", "LandmarksReport"]
 
@@ -117,15 +120,22 @@ def convert(
     progress: bool = False,
     channels: Sequence[str] = SPINEPS_CHANNELS,
     group_by: str | None = None,
+    exclude: CaseList | None = None,
+    include: CaseList | None = None,
 ) -> LandmarksReport:
     """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` (module docstring; the converter protocol:
     :mod:`nnunet_spine.dataset_converters.protocol`). Cases are grouped by BIDS subject in ``splits_final.json``
-    (by person with ``group_by``, :func:`nnunet_spine.dataset_converters.splits.subject_groups`)."""
+    (by person with ``group_by``, :func:`nnunet_spine.dataset_converters.splits.subject_groups`).
+    ``exclude`` / ``include``: case lists that leave images out
+    (:func:`~nnunet_spine.dataset_converters.protocol.select_cases`)."""
     from tqdm.auto import tqdm
 
     check_jobs(jobs)
     folder = output_folder(source, nnunet_dataset, name, raw_root)
     found, warnings = discover(source, channels, bids.SPINEPS_INSTANCE_SEGS)
+    found, excluded = select_cases(found, exclude, include, lambda c: c.images[0], source)
+    if not found and excluded:
+        raise everything_left_out(excluded, exclude, include)
     cases = []
     for c in found:
         if _not_labelled(c.mask):
@@ -173,4 +183,5 @@ def convert(
         cases=[c.case for c in cases],
         cases_with={name: sum(k in s for s in shown) for k, name in LANDMARK_NAMES.items()},
         warnings=warnings,
+        excluded=excluded,
     )

@@ -39,17 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_spine.dataset_converters import nnunet_raw
-from nnunet_spine.dataset_converters.defaults import JOBS, LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, LESION_VOLUME_TOLERANCE
-from nnunet_spine.dataset_converters.parallel import process_pool, run_all
-from nnunet_spine.dataset_converters.protocol import (
-    ConversionReport,
-    bids_subject,
-    check_grouping,
-    check_jobs,
-    output_folder,
-    write_dataset_splits,
-)
 from nnunet_spine.core import bids
 from nnunet_spine.core.io import (
     Image,
@@ -62,6 +51,25 @@ from nnunet_spine.core.io import (
     same_grid,
 )
 from nnunet_spine.core.lesion_matching import label_lesions  # the one lesion definition (tests/test_layers.py)
+from nnunet_spine.core.qc_yml import CaseList
+from nnunet_spine.dataset_converters import nnunet_raw
+from nnunet_spine.dataset_converters.defaults import (
+    JOBS,
+    LESION_CORD_SUFFIX,
+    LESION_LABEL_SUFFIX,
+    LESION_VOLUME_TOLERANCE,
+)
+from nnunet_spine.dataset_converters.parallel import process_pool, run_all
+from nnunet_spine.dataset_converters.protocol import (
+    ConversionReport,
+    bids_subject,
+    check_grouping,
+    check_jobs,
+    everything_left_out,
+    output_folder,
+    select_cases,
+    write_dataset_splits,
+)
 
 #: Labels of ``labelsTr``: plain, and region-based (``--regions``).
 LABELS = {"background": 0, "lesion": 1}
@@ -562,6 +570,8 @@ def convert(
     allow_missing: bool = False,
     allow_lesion_loss: bool = False,
     group_by: str | None = None,
+    exclude: CaseList | None = None,
+    include: CaseList | None = None,
 ) -> LesionConversionReport:
     """Convert a BIDS lesion dataset into ``<nnUNet_raw>/DatasetXXX_NAME`` (see the module docstring; the
     converter protocol: :mod:`nnunet_spine.dataset_converters.protocol`).
@@ -601,6 +611,9 @@ def convert(
     group_by : str, optional
         Regular expression whose first capture group in the subject label (without ``sub-``) names the person:
         a person's subjects share a fold (:func:`nnunet_spine.dataset_converters.splits.subject_groups`).
+    exclude, include : CaseList, optional
+        ``--exclude-yml`` / ``--include-yml`` case lists: cases left out by their first channel's image
+        (:func:`~nnunet_spine.dataset_converters.protocol.select_cases`), listed in the report's ``excluded``.
 
     The sessions of one subject share a fold of ``splits_final.json``.
 
@@ -625,6 +638,9 @@ def convert(
         allow_missing=allow_missing,
         regions=regions,
     )
+    plans, excluded = select_cases(plans, exclude, include, lambda plan: _plan_path(plan, bids_root), bids_root)
+    if not plans and excluded:
+        raise everything_left_out(excluded, exclude, include)
     todo, skipped = _split_plans(plans, bids_root)
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise OutputExistsError(f"{folder}: nnU-Net dataset exists (use --overwrite to replace it)")
@@ -667,7 +683,14 @@ def convert(
         cases=cases,
         skipped=skipped,
         warnings=all_warnings,
+        excluded=excluded,
     )
+
+
+def _plan_path(plan: _CasePlan, root: Path) -> Path:
+    """What a case list matches a plan by: its first channel's image, or (a plan without images) its unit's name
+    (``sub-01_ses-01``) under ``root``."""
+    return plan.channels[0].image if plan.channels else root / plan.unit
 
 
 __all__ = [

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnunet_spine.core.io import InputError
 from nnunet_spine.dataset_converters import nnunet_raw
 from nnunet_spine.dataset_converters.splits import (
     SPLITS_FILE,
@@ -41,7 +42,6 @@ from nnunet_spine.dataset_converters.splits import (
     subject_groups,
     write_splits,
 )
-from nnunet_spine.core.io import InputError
 
 
 @dataclass(kw_only=True)
@@ -52,6 +52,8 @@ class ConversionReport:
     num_cases: int = 0
     splits: SplitsReport | None = None
     warnings: list[str] = field(default_factory=list)
+    #: images left out by ``exclude`` / ``include`` case lists (``--exclude-yml`` / ``--include-yml``), as given
+    excluded: list[str] = field(default_factory=list)
 
     def dataset_lines(self) -> list[str]:
         """The lines every converter ends its report with: where the dataset is, and its split."""
@@ -63,6 +65,26 @@ class ConversionReport:
     def lines(self) -> list[str]:
         """Human-readable summary (converters add their own lines before :meth:`dataset_lines`)."""
         return self.dataset_lines()
+
+
+def select_cases(cases: Iterable, exclude, include, path_of, root: str | os.PathLike) -> tuple[list, list[str]]:
+    """``(kept, left_out)``: ``cases`` without those an ``exclude`` case list names, and only those an ``include``
+    list names (:class:`~nnunet_spine.core.qc_yml.CaseList`, ``--exclude-yml`` / ``--include-yml``, as
+    ``sct_run_batch``); ``path_of(case)`` is the case's image path, ``left_out`` those paths relative to ``root``
+    (the dataset read)."""
+    from nnunet_spine.core.qc_yml import filter_cases
+
+    cases = list(cases)
+    if exclude is None and include is None:
+        return cases, []
+    kept, skipped = filter_cases(cases, exclude=exclude, include=include, path_of=path_of)
+    return kept, [Path(os.path.relpath(path_of(c), root)).as_posix() for c in skipped]
+
+
+def everything_left_out(left_out: list[str], exclude, include) -> InputError:
+    """The error when the case lists leave out every case (one line naming the lists)."""
+    lists = " and ".join(str(c.path) for c in (exclude, include) if c is not None)
+    return InputError(f"{lists}: every case ({len(left_out)}) is left out; nothing to convert")
 
 
 def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:

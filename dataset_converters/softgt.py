@@ -35,17 +35,6 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from nnunet_spine.dataset_converters import nnunet_raw
-from nnunet_spine.dataset_converters.defaults import JOBS, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
-from nnunet_spine.dataset_converters.parallel import process_pool, run_all
-from nnunet_spine.dataset_converters.protocol import ConversionReport, check_jobs, is_inside, output_folder, write_dataset_splits
-from nnunet_spine.dataset_converters.splits import grouping_warning, subject_groups
-from nnunet_spine.dataset_converters.softgt_algorithm import (
-    ALIGN_SMOOTHING_MM,
-    SUBSAMPLE_MM,
-    SoftResult,
-    soft_ground_truth,
-)
 from nnunet_spine.core import bids
 from nnunet_spine.core.dataset_json import FILE_ENDING, LABELS_TR_SOFT
 from nnunet_spine.core.geometry import si_axis
@@ -60,6 +49,26 @@ from nnunet_spine.core.io import (
     save_image,
     write_text,
 )
+from nnunet_spine.core.qc_yml import CaseList
+from nnunet_spine.dataset_converters import nnunet_raw
+from nnunet_spine.dataset_converters.defaults import JOBS, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
+from nnunet_spine.dataset_converters.parallel import process_pool, run_all
+from nnunet_spine.dataset_converters.protocol import (
+    ConversionReport,
+    check_jobs,
+    everything_left_out,
+    is_inside,
+    output_folder,
+    select_cases,
+    write_dataset_splits,
+)
+from nnunet_spine.dataset_converters.softgt_algorithm import (
+    ALIGN_SMOOTHING_MM,
+    SUBSAMPLE_MM,
+    SoftResult,
+    soft_ground_truth,
+)
+from nnunet_spine.dataset_converters.splits import grouping_warning, subject_groups
 
 __all__ = [
     "convert",
@@ -239,8 +248,16 @@ class SoftGTReport(ConversionReport):
         return asdict(self)
 
 
-def discover(bids_root: Path, reference: str | None = None, mask_suffix: str | None = None) -> list[_SubjectPlan]:
-    """List subjects (and sessions) with their images, masks and reference contrast (no image is read).
+def discover(
+    bids_root: Path,
+    reference: str | None = None,
+    mask_suffix: str | None = None,
+    exclude: CaseList | None = None,
+    include: CaseList | None = None,
+) -> tuple[list[_SubjectPlan], list[str]]:
+    """List subjects (and sessions) with their images, masks and reference contrast (no image is read), and the
+    images the ``exclude`` / ``include`` case lists leave out (:func:`protocol.select_cases`; an image left out
+    is neither converted nor a reference).
 
     Masks are found by :func:`nnunet_spine.core.bids.find_mask` (order of preference, or ``mask_suffix``); images
     without one are the plan's ``unlabelled``. A mask that names an image the subject does not have, in a
@@ -257,11 +274,13 @@ def discover(bids_root: Path, reference: str | None = None, mask_suffix: str | N
         raise InputError(
             f"{labels_root}: no cord masks folder (expected derivatives/labels/sub-*/anat/<image>{MASK_SUFFIX}.nii.gz)"
         )
-    plans = []
+    plans, excluded = [], []
     for unit in bids.find_units(root):
         plan = _SubjectPlan(subject=unit.name, rel_dir=unit.rel_dir)
         images, plan.warnings = bids.list_images(unit)
-        for img in images:
+        selected, left_out = select_cases(images, exclude, include, lambda im: im.path, root)
+        excluded += left_out
+        for img in selected:
             pick = bids.find_mask(root, img, MASK_KIND, mask_suffix)
             if pick is None:
                 plan.unlabelled.append(img.path.relative_to(root).as_posix())
@@ -279,13 +298,15 @@ def discover(bids_root: Path, reference: str | None = None, mask_suffix: str | N
                 )
             )
         _check_orphan_masks(root, unit, images, plan, mask_suffix)
-        if not plan.contrasts and not plan.warnings and not plan.unlabelled:
-            continue  # an anat folder without images (e.g. only sessions hold data)
+        if not plan.contrasts and not plan.unlabelled and (not plan.warnings or not selected):
+            continue  # an anat folder without images (e.g. only sessions hold data), or all left out
         _choose_reference(plan, reference, mask_suffix)
         plans.append(plan)
+    if not plans and excluded:
+        raise everything_left_out(excluded, exclude, include)
     if not plans:
         raise InputError(f"{root}: no sub-*/anat images found")
-    return plans
+    return plans, excluded
 
 
 def _check_orphan_masks(
@@ -598,6 +619,8 @@ def convert(
     reference_resolution: float = SOFTGT_RESOLUTION_MM,
     mask_suffix: str | None = None,
     group_by: str | None = None,
+    exclude: CaseList | None = None,
+    include: CaseList | None = None,
 ) -> SoftGTReport:
     """Soft cord ground truth for every subject of a BIDS dataset (see the module docstring for the method).
 
@@ -640,6 +663,9 @@ def convert(
     group_by : str, optional
         Regular expression whose first capture group, searched in the subject label without ``sub-``, names the
         person: the split keeps a person's subjects (sessions written into labels) in one fold.
+    exclude, include : CaseList, optional
+        ``--exclude-yml`` / ``--include-yml`` case lists: images they leave out are not converted (listed in the
+        report's ``excluded``).
 
     Returns
     -------
@@ -659,7 +685,7 @@ def convert(
     check_jobs(jobs)
     _check_options(reference_resolution, nnunet_dataset, name)
     nn_folder = output_folder(bids_root, nnunet_dataset, name, raw_root) if nnunet_dataset is not None else None
-    plans = discover(bids_root, reference, mask_suffix)
+    plans, excluded = discover(bids_root, reference, mask_suffix, exclude, include)
     subject_groups({p.subject.split("_", 1)[0] for p in plans}, group_by)  # a bad --group-by stops here
     soft_root = _soft_root(derivatives_out, bids_root)
     settings = _Settings(
@@ -704,6 +730,7 @@ def convert(
                 skipped=skipped,
                 warnings=all_warnings,
                 unlabelled=[u for p in plans for u in p.unlabelled],
+                excluded=excluded,
                 mask_suffix=mask_suffix,
                 group_by=group_by,
             )

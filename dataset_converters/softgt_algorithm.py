@@ -51,8 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from nnunet_spine.dataset_converters.defaults import SOFTGT_RESOLUTION_MM
 from nnunet_spine.core.geometry import si_axis
+from nnunet_spine.dataset_converters.defaults import SOFTGT_RESOLUTION_MM
 
 #: Largest S-I spacing (mm) of the averaging space.
 MAX_SI_SPACING_MM = 1.0

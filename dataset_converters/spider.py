@@ -31,10 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_spine.dataset_converters import nnunet_raw
-from nnunet_spine.dataset_converters.defaults import JOBS
-from nnunet_spine.dataset_converters.parallel import process_pool, run_all
-from nnunet_spine.dataset_converters.protocol import ConversionReport, check_jobs, output_folder, write_dataset_splits
 from nnunet_spine.core.dataset_json import INSTANCES_TR
 from nnunet_spine.core.io import InputError, check_same_grid, load_image, read_image, split_suffix
 from nnunet_spine.core.labels import (
@@ -46,6 +42,10 @@ from nnunet_spine.core.labels import (
     vertebra_name,
     vertebra_number,
 )
+from nnunet_spine.dataset_converters import nnunet_raw
+from nnunet_spine.dataset_converters.defaults import JOBS
+from nnunet_spine.dataset_converters.parallel import process_pool, run_all
+from nnunet_spine.dataset_converters.protocol import ConversionReport, check_jobs, output_folder, write_dataset_splits
 
 __all__ = [
     "convert",

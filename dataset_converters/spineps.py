@@ -29,6 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_spine.core import bids
+from nnunet_spine.core.dataset_json import LABEL_MAP_KEY, label_map_entry
+from nnunet_spine.core.io import Image, InputError, check_same_grid, load_image, read_geometry, require_folder
+from nnunet_spine.core.labels import ACCEPTED_SEMANTIC_LABELS, semantic_value_problem
+from nnunet_spine.core.qc_yml import CaseList
 from nnunet_spine.dataset_converters import nnunet_raw
 from nnunet_spine.dataset_converters.defaults import JOBS, SPINEPS_CHANNELS
 from nnunet_spine.dataset_converters.parallel import process_pool, run_all
@@ -37,13 +42,11 @@ from nnunet_spine.dataset_converters.protocol import (
     bids_subject,
     check_grouping,
     check_jobs,
+    everything_left_out,
     output_folder,
+    select_cases,
     write_dataset_splits,
 )
-from nnunet_spine.core import bids
-from nnunet_spine.core.dataset_json import LABEL_MAP_KEY, label_map_entry
-from nnunet_spine.core.io import Image, InputError, check_same_grid, load_image, read_geometry, require_folder
-from nnunet_spine.core.labels import ACCEPTED_SEMANTIC_LABELS, semantic_value_problem
 
 __all__ = [
     "convert",
@@ -241,6 +244,8 @@ def convert(
     progress: bool = False,
     channels: Sequence[str] = SPINEPS_CHANNELS,
     group_by: str | None = None,
+    exclude: CaseList | None = None,
+    include: CaseList | None = None,
 ) -> SpinepsReport:
     """Write ``<raw_root or $nnUNet_raw>/DatasetXXX_NAME`` from images and SPINEPS semantic masks (module docstring;
     the converter protocol: :mod:`nnunet_spine.dataset_converters.protocol`).
@@ -248,13 +253,18 @@ def convert(
     Every case is validated before anything is written; :class:`InputError` (one line naming the file) for
     masks with non-SPINEPS values or on another grid than their image, and for an existing dataset without
     ``overwrite``. Cases are grouped by BIDS subject in ``splits_final.json`` (by person with ``group_by``,
-    :func:`nnunet_spine.dataset_converters.splits.subject_groups`). Returns a :class:`SpinepsReport`.
+    :func:`nnunet_spine.dataset_converters.splits.subject_groups`).
+    ``exclude`` / ``include``: case lists that leave images out
+    (:func:`~nnunet_spine.dataset_converters.protocol.select_cases`). Returns a :class:`SpinepsReport`.
     """
     from tqdm.auto import tqdm
 
     check_jobs(jobs)
     folder = output_folder(source, nnunet_dataset, name, raw_root)
     cases, warnings = discover(source, channels)
+    cases, excluded = select_cases(cases, exclude, include, lambda c: c.images[0], source)
+    if not cases and excluded:
+        raise everything_left_out(excluded, exclude, include)
     warnings += check_grouping((bids_subject(c.case) for c in cases), group_by)
     specs = list(channels) or list(SPINEPS_CHANNELS)
     with process_pool(jobs, len(cases)) as pool:
@@ -293,4 +303,5 @@ def convert(
         values=mapping,
         channels=specs,
         warnings=warnings,
+        excluded=excluded,
     )

@@ -89,6 +89,8 @@ def run_converter(
     import sys
     import warnings
 
+    if hasattr(args, "exclude_yml"):  # add_exclude_options: the case lists go to the converter
+        options["exclude"], options["include"] = read_case_lists(args)
     with warnings.catch_warnings():
         if warning_class is not None:  # the converter's warnings are in its report, printed below
             warnings.simplefilter("ignore", warning_class)
@@ -104,6 +106,7 @@ def run_converter(
         )
     for w in report.warnings:
         print(f"nnspine convert {command}: warning: {w}", file=sys.stderr)
+    say_skipped(f"convert {command}", getattr(report, "excluded", []), args)
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0

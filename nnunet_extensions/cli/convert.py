@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nnunet_spine.core.bids import MASK_SUFFIXES
 from nnunet_spine.dataset_converters.defaults import LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
-from nnunet_spine.cli.common import add_converter_options, new_parser, run_converter
+from nnunet_spine.cli.common import add_converter_options, add_exclude_options, new_parser, run_converter
 from nnunet_spine.cli.convert_cutouts import register_cutouts
 from nnunet_spine.cli.convert_spine import add_group_by, register_landmarks, register_spider, register_spineps
 
@@ -112,6 +112,7 @@ def register_softgt(conv: argparse._SubParsersAction) -> None:
     )
     add_mask_suffix(p, "cord", "_seg-manual")
     add_group_by(p)
+    add_exclude_options(p)
     add_converter_options(p, dataset_required=False)
     p.set_defaults(func=run_softgt)
 
@@ -205,6 +206,7 @@ def register_lesion(conv: argparse._SubParsersAction) -> None:
         help="convert even when resampling a lesion mask onto the first channel's grid loses a lesion",
     )
     add_group_by(p)
+    add_exclude_options(p)
     add_converter_options(p)
     p.set_defaults(func=run_lesion)
 

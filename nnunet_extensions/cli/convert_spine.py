@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from nnunet_spine.dataset_converters.defaults import SPINEPS_CHANNELS
-from nnunet_spine.cli.common import add_converter_options, new_parser, run_converter
+from nnunet_spine.cli.common import add_converter_options, add_exclude_options, new_parser, run_converter
 
 def add_group_by(p: argparse.ArgumentParser) -> None:
     """``--group-by REGEX``: folds of ``splits_final.json`` grouped by person (``dataset_converters.splits``)."""
@@ -99,6 +99,7 @@ def register_spineps(conv: argparse._SubParsersAction) -> None:
         "acq-sag_T1w; default: %(default)s); the first names the cases",
     )
     add_group_by(p)
+    add_exclude_options(p)
     add_converter_options(p)
     p.set_defaults(func=run_spineps)
 
@@ -135,6 +136,7 @@ def register_landmarks(conv: argparse._SubParsersAction) -> None:
         help="image contrasts, one per input channel (default: %(default)s); the first names the cases",
     )
     add_group_by(p)
+    add_exclude_options(p)
     add_converter_options(p)
     p.set_defaults(func=run_landmarks)
 
