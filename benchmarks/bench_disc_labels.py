@@ -11,7 +11,8 @@ the first voxel in RSP index order, i.e. the rightmost); that voxel lies in the 
 ``SP in tie``), and where along the posterior border it falls depends on that line's slope and sampling, not on
 the disc: for a tilted disc the tie set is its upper or lower posterior corner, where ours is at mid-height.
 Then a round trip on T9–L5 phantoms: our labels → ``csa --discfile`` against ``csa --vertfile`` on the instance
-mask, and against ``csa --discfile`` on labels at the discs' centroids (slices both label; ``--round-trip-seeds``).
+mask, and against ``csa --discfile`` on labels at the discs' centroids (slices both label; ``--round-trip-seeds``),
+and both rules against the phantom's analytic level (``phantoms.spine.slice_levels_truth``).
 
 SPINEPS' converter is not in the PyPI release (2.1.3); run this with a SPINEPS source tree that has it on the path,
 e.g. from a checkout of Hendrik-code/spineps, in an environment with SPINEPS' dependencies::
@@ -141,10 +142,13 @@ def round_trip(seed: int, folder: Path) -> dict:
     ``csa --vertfile`` on the instance mask, and against ``csa --discfile`` on centroid labels."""
     import nibabel as nib
 
-    from nnunet_spine.phantoms.spine import build_spine_model, render_spine
+    from nnunet_spine.core.geometry import SCT_RPI, reorient
+    from nnunet_spine.core.labels import CORD, verse_to_sct_level
+    from nnunet_spine.phantoms.spine import build_spine_model, render_spine, slice_levels_truth
     from nnunet_spine.postprocessing.spine.sct_discs import write_disc_labels
 
-    r = render_spine(build_spine_model(9, seed=seed))
+    model = build_spine_model(9, seed=seed)
+    r = render_spine(model)
     vert, spine = folder / f"s{seed}_T2w_seg-vert_msk.nii.gz", folder / f"s{seed}_T2w_seg-spine_msk.nii.gz"
     nib.save(nib.Nifti1Image(r["instance"].astype(np.int16), r["affine"]), vert)
     nib.save(nib.Nifti1Image(r["semantic"].astype(np.uint8), r["affine"]), spine)
@@ -159,7 +163,22 @@ def round_trip(seed: int, folder: Path) -> dict:
         both = sorted(set(tip) & set(other))
         return len(both), sum(tip[k] != other[k] for k in both)
 
-    return {"seed": seed, "vertfile": agree(by_vert), "centroids": agree(by_cen)}
+    # the phantom's analytic level per slice (both rules label the slice; the lowest level, cut by the cord's end
+    # or resting on the sacrum, left out)
+    cord_rpi, aff_rpi = reorient((r["semantic"] == CORD).astype(np.uint8), r["affine"], SCT_RPI)
+    both = sorted(set(tip) & set(by_vert))
+    truth = dict(zip(both, (verse_to_sct_level(int(v)) for v in slice_levels_truth(model, cord_rpi, aff_rpi, both))))
+    scored = [k for k in both if truth[k] != max(truth.values())]
+
+    def right(levels: dict[int, int]) -> float:
+        return 100.0 * sum(levels[k] == truth[k] for k in scored) / len(scored)
+
+    return {
+        "seed": seed,
+        "vertfile": agree(by_vert),
+        "centroids": agree(by_cen),
+        "truth": (right(tip), right(by_vert)),
+    }
 
 
 def main() -> None:
@@ -204,13 +223,17 @@ def main() -> None:
         )
     if args.round_trip_seeds:
         print("\nround trip (T9-L5 phantom): ours -> csa --discfile vs csa --vertfile / vs --discfile on centroids")
-        print(f"{'seed':>4} {'slices':>6} {'differ':>6} {'equal %':>7}   {'slices':>6} {'differ':>6} {'equal %':>7}")
+        print(
+            f"{'seed':>4} {'slices':>6} {'differ':>6} {'equal %':>7}   {'slices':>6} {'differ':>6} {'equal %':>7}   "
+            "right vs the phantom's truth: --discfile % / --vertfile %"
+        )
         with tempfile.TemporaryDirectory() as tmp:
             for seed in args.round_trip_seeds:
                 t = round_trip(seed, Path(tmp))
                 (n1, d1), (n2, d2) = t["vertfile"], t["centroids"]
                 e1, e2 = 100 * (1 - d1 / n1), 100 * (1 - d2 / n2)
-                print(f"{seed:>4} {n1:>6} {d1:>6} {e1:>7.1f}   {n2:>6} {d2:>6} {e2:>7.1f}")
+                t1, t2 = t["truth"]
+                print(f"{seed:>4} {n1:>6} {d1:>6} {e1:>7.1f}   {n2:>6} {d2:>6} {e2:>7.1f}   {t1:>5.1f} / {t2:>5.1f}")
 
 
 if __name__ == "__main__":

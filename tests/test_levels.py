@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
 from nnunet_spine.core.geometry import SCT_RPI, reorient
 from nnunet_spine.core.io import Image, InputError
-from nnunet_spine.phantoms.spine import _frame, build_spine_model, render_spine
+from nnunet_spine.phantoms.spine import build_spine_model, render_spine, slice_levels_truth
 from nnunet_spine.postprocessing.cord import csa
 from nnunet_spine.postprocessing.cord.levels import levels_from_instance_mask
 
@@ -61,26 +59,6 @@ def test_instance_levels_bad_masks(values, expect):
     assert str(err.value).startswith("vert.nii.gz: ")
 
 
-def _phantom_truth(model, cord_rpi: np.ndarray, affine_rpi: np.ndarray, slices: np.ndarray) -> np.ndarray:
-    """Level of each cord slice from the model: the vertebra between the mid-disc planes (through the
-    centre of each disc, normal to the mean axis of the two bodies) around the slice's cord centre."""
-    verts = model.vertebrae
-    planes = []
-    for up, lo in zip(verts[:-1], verts[1:]):
-        centre = 0.5 * (up.bottom_centre() + lo.top_centre())
-        planes.append((centre, _frame(math.radians(0.5 * (up.tilt_deg + lo.tilt_deg)))[2], lo.number))
-    out = []
-    for k in slices:
-        i, j = np.argwhere(cord_rpi[:, :, k] > 0).mean(0)
-        p = affine_rpi[:3, :3] @ [i, j, k] + affine_rpi[:3, 3]
-        level = verts[0].number
-        for centre, normal, lower in planes:
-            if (p - centre) @ normal < 0:
-                level = lower
-        out.append(level)
-    return np.array(out)
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_instance_levels_on_spine_phantom(seed):
     model = build_spine_model(5, seed=seed)  # L1-L5 on a sacrum; the cord ends mid-L5
@@ -89,7 +67,7 @@ def test_instance_levels_on_spine_phantom(seed):
     df = csa.compute_csa(Image(cord, r["affine"]), instances=Image(r["instance"], r["affine"]))
     cord_rpi, aff_rpi = reorient(cord, r["affine"], SCT_RPI)
     slices, got = df["slice"].to_numpy(), df["level"].to_numpy()
-    truth = _phantom_truth(model, cord_rpi, aff_rpi, slices)
+    truth = slice_levels_truth(model, cord_rpi, aff_rpi, slices)
     inner = truth != 20  # L2-L5: both boundaries are discs the model places
     differ = np.flatnonzero(inner & (got != truth))
     boundaries = np.flatnonzero(np.diff(truth) != 0)

@@ -524,3 +524,27 @@ def render_spine(
         "instance": instance,
         "image": render_spine_image(semantic, voxel_mm, rng),
     }
+
+
+def slice_levels_truth(
+    model: SpineModel, cord_rpi: np.ndarray, affine_rpi: np.ndarray, slices: Sequence[int]
+) -> np.ndarray:
+    """The analytic vertebra (VerSe id) of each given axial slice of a rendered phantom: the vertebra between the
+    mid-disc planes (through the centre of each disc, normal to the mean axis of its two bodies) around the slice's
+    cord centre. ``cord_rpi``: the cord mask reoriented to SCT's RPI (slices last), ``affine_rpi`` its affine
+    (voxel → world RAS mm); slices above the first plane are the top vertebra's."""
+    verts = model.vertebrae
+    planes = []
+    for up, lo in zip(verts[:-1], verts[1:]):
+        centre = 0.5 * (up.bottom_centre() + lo.top_centre())
+        planes.append((centre, _frame(math.radians(0.5 * (up.tilt_deg + lo.tilt_deg)))[2], lo.number))
+    out = []
+    for k in slices:
+        i, j = np.argwhere(cord_rpi[:, :, k] > 0).mean(0)
+        p = affine_rpi[:3, :3] @ [i, j, k] + affine_rpi[:3, 3]
+        level = verts[0].number
+        for centre, normal, lower in planes:
+            if (p - centre) @ normal < 0:
+                level = lower
+        out.append(level)
+    return np.array(out)
