@@ -205,7 +205,8 @@ def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path, trained_mod
         "-o",
         str(tmp_path / "two_step"),
         "--top-vertebra",
-        "L1",
+        "C2",  # anatomical ids with room for every instance a briefly trained model may give (not L1: 7 from L1
+        # would run past L6)
         "-q",
     )
     nnspine(
@@ -222,7 +223,8 @@ def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path, trained_mod
         "-o",
         str(tmp_path / "one_call"),
         "--top-vertebra",
-        "L1",
+        "C2",  # anatomical ids with room for every instance a briefly trained model may give (not L1: 7 from L1
+        # would run past L6)
         "-q",
     )
     names = (
