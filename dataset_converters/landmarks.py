@@ -38,7 +38,6 @@ from nnunet_spine.dataset_converters.protocol import (
     bids_subject,
     check_grouping,
     check_jobs,
-    everything_left_out,
     output_folder,
     select_cases,
     write_dataset_splits,
@@ -134,8 +133,6 @@ def convert(
     folder = output_folder(source, nnunet_dataset, name, raw_root)
     found, warnings = discover(source, channels, bids.SPINEPS_INSTANCE_SEGS)
     found, excluded = select_cases(found, exclude, include, lambda c: c.images[0], source)
-    if not found and excluded:
-        raise everything_left_out(excluded, exclude, include)
     cases = []
     for c in found:
         if _not_labelled(c.mask):

@@ -65,7 +65,6 @@ from nnunet_spine.dataset_converters.protocol import (
     bids_subject,
     check_grouping,
     check_jobs,
-    everything_left_out,
     output_folder,
     select_cases,
     write_dataset_splits,
@@ -639,8 +638,6 @@ def convert(
         regions=regions,
     )
     plans, excluded = select_cases(plans, exclude, include, lambda plan: _plan_path(plan, bids_root), bids_root)
-    if not plans and excluded:
-        raise everything_left_out(excluded, exclude, include)
     todo, skipped = _split_plans(plans, bids_root)
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise OutputExistsError(f"{folder}: nnU-Net dataset exists (use --overwrite to replace it)")

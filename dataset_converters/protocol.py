@@ -67,18 +67,24 @@ class ConversionReport:
         return self.dataset_lines()
 
 
-def select_cases(cases: Iterable, exclude, include, path_of, root: str | os.PathLike) -> tuple[list, list[str]]:
+def select_cases(
+    cases: Iterable, exclude, include, path_of, root: str | os.PathLike, *, every: bool = True
+) -> tuple[list, list[str]]:
     """``(kept, left_out)``: ``cases`` without those an ``exclude`` case list names, and only those an ``include``
     list names (:class:`~nnunet_spine.core.qc_yml.CaseList`, ``--exclude-yml`` / ``--include-yml``, as
     ``sct_run_batch``); ``path_of(case)`` is the case's image path, ``left_out`` those paths relative to ``root``
-    (the dataset read)."""
+    (the dataset read). ``every``: ``cases`` are all the dataset's, so lists that leave out every one of them are
+    :func:`everything_left_out` (False: a part of the dataset, the caller checks the whole)."""
     from nnunet_spine.core.qc_yml import filter_cases
 
     cases = list(cases)
     if exclude is None and include is None:
         return cases, []
     kept, skipped = filter_cases(cases, exclude=exclude, include=include, path_of=path_of)
-    return kept, [Path(os.path.relpath(path_of(c), root)).as_posix() for c in skipped]
+    left_out = [Path(os.path.relpath(path_of(c), root)).as_posix() for c in skipped]
+    if every and cases and not kept:
+        raise everything_left_out(left_out, exclude, include)
+    return kept, left_out
 
 
 def everything_left_out(left_out: list[str], exclude, include) -> InputError:

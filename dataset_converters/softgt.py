@@ -278,7 +278,7 @@ def discover(
     for unit in bids.find_units(root):
         plan = _SubjectPlan(subject=unit.name, rel_dir=unit.rel_dir)
         images, plan.warnings = bids.list_images(unit)
-        selected, left_out = select_cases(images, exclude, include, lambda im: im.path, root)
+        selected, left_out = select_cases(images, exclude, include, lambda im: im.path, root, every=False)
         excluded += left_out
         for img in selected:
             pick = bids.find_mask(root, img, MASK_KIND, mask_suffix)

@@ -42,7 +42,6 @@ from nnunet_spine.dataset_converters.protocol import (
     bids_subject,
     check_grouping,
     check_jobs,
-    everything_left_out,
     output_folder,
     select_cases,
     write_dataset_splits,
@@ -263,8 +262,6 @@ def convert(
     folder = output_folder(source, nnunet_dataset, name, raw_root)
     cases, warnings = discover(source, channels)
     cases, excluded = select_cases(cases, exclude, include, lambda c: c.images[0], source)
-    if not cases and excluded:
-        raise everything_left_out(excluded, exclude, include)
     warnings += check_grouping((bids_subject(c.case) for c in cases), group_by)
     specs = list(channels) or list(SPINEPS_CHANNELS)
     with process_pool(jobs, len(cases)) as pool:

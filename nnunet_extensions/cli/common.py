@@ -106,7 +106,7 @@ def run_converter(
         )
     for w in report.warnings:
         print(f"nnspine convert {command}: warning: {w}", file=sys.stderr)
-    say_skipped(f"convert {command}", getattr(report, "excluded", []), args)
+    say_skipped(f"convert {command}", report.excluded, args)
     if not args.quiet:
         print("\n".join(report.lines()))
     return 0

@@ -276,8 +276,8 @@ class FuseReport:
                 out.append(f"  verified: {'yes' if f.labelling.verified else 'no'} ({f.labelling.reason})")
             out.extend(f"  {k}: {p}" for k, p in paths.items())
             if case in self.discs:
-                out.extend(f"  SCT {line}" for line in self.discs[case].lines()[:1])
-                out.extend(f"  {line.strip()}" for line in self.discs[case].lines()[1:])
+                first, *rest = self.discs[case].lines()
+                out += [f"  SCT {first}", *(f"  {line.strip()}" for line in rest)]
         return out
 
     def warnings(self) -> list[str]:
