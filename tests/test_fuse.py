@@ -466,3 +466,17 @@ def test_cli_fuse_discfile_anchors_verify_and_disagree(files, spine5, tmp_path):
     assert missing.returncode == 2 and "none.nii.gz" in missing.stderr and "Traceback" not in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
 
+
+
+def test_instances_checks_the_disc_labels_before_the_network(files, tmp_path):
+    """``nnspine instances --discfile``: a missing file, or a folder without the case's labels, is bad input found
+    before any checkpoint loads (:func:`check_discfile`, called first by the command and by ``predict_instances``)."""
+    from nnunet_spine.apps.instances import check_discfile
+    from nnunet_spine.core.io import InputError
+
+    check_discfile(None, files["sem"])  # not given: nothing to check
+    with pytest.raises(InputError, match="none.nii.gz: not found"):
+        check_discfile(tmp_path / "none.nii.gz", files["sem"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="sub-01_T2w_label-discs_dlabel.nii.gz for case sub-01_T2w"):
+        check_discfile(tmp_path / "empty", files["sem"])

@@ -94,6 +94,16 @@ def load_instance_model(
     return im
 
 
+def check_discfile(discfile: str | os.PathLike | None, semantic: str | os.PathLike) -> None:
+    """``--discfile`` before anything loads: every case's SCT disc labels are found and readable
+    (:func:`~nnunet_spine.postprocessing.spine.fusion_files.disc_labels_for`); :class:`InputError` naming what is
+    missing or wrong."""
+    from nnunet_spine.postprocessing.spine.fusion_files import disc_labels_for
+
+    for f in semantic_files(semantic) if discfile is not None else []:
+        disc_labels_for(discfile, case_name(f))
+
+
 def check_landmarks(landmarks: str | os.PathLike | None, semantic: str | os.PathLike) -> None:
     """``--landmarks`` before anything loads: a file (one semantic mask) or a folder holding ``<case>.nii.gz`` for
     every case; :class:`InputError` naming what is missing."""
@@ -163,6 +173,7 @@ def predict_instances(
 
     at = step or (lambda _name: contextlib.nullcontext())
     check_landmarks(landmarks, semantic)
+    check_discfile(discfile, semantic)
     check_instance_outputs(semantic, out_dir, overwrite)
     cm = instance_model.cutouts
     with contextlib.ExitStack() as stack:

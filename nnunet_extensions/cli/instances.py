@@ -71,6 +71,7 @@ def _default_device() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_spine.apps.instances import (
+        check_discfile,
         check_instance_model,
         check_instance_outputs,
         check_landmarks,
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     # everything the user gave is checked before the checkpoints load
     check_instance_model(args.model, args.folds, args.checkpoint)
     check_landmarks(args.landmarks, args.semantic)
+    check_discfile(args.discfile, args.semantic)
     check_instance_outputs(args.semantic, args.output, args.overwrite)
     sink = open(os.devnull, "w") if args.quiet else sys.stderr
     try:
