@@ -361,11 +361,13 @@ def test_short_variants_and_budget_trainers(toy, tmp_path):
     for name in ("nnUNetTrainer_budget", "nnUNetTrainerSoftSeg_budget", "nnUNetTrainerSoftSegDA5_budget"):
         trainer, env = _make(toy, tmp_path, name, budget)
         assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == (3, 7, 2)
+        assert trainer.save_every == 1  # a 3-epoch budget run resumes from its last epoch, not from epoch 50
         with environ(env):
             trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         assert trainer.inference_allowed_mirroring_axes is None
     stock, env = _make(toy, tmp_path, "nnUNetTrainer_budget", {k: "" for k in budget})
     assert (stock.num_epochs, stock.num_iterations_per_epoch) == (1000, 250)  # unset: nnU-Net's defaults
+    assert stock.save_every == 50  # nnU-Net's interval kept for a 1000-epoch run
     with environ(env):
         stock.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     assert stock.inference_allowed_mirroring_axes  # mirrored TTA kept

@@ -18,7 +18,10 @@ class body that puts :class:`ShortRun` first among its bases and says where its 
 
   ``NNSPINE_EPOCHS`` epochs, ``NNSPINE_ITERATIONS`` training and ``NNSPINE_VAL_ITERATIONS`` validation
   iterations per epoch (positive integers), ``NNSPINE_NO_TTA=1`` no mirrored test-time augmentation. Unset
-  variables keep the trainer's own values, so without them such a trainer is exactly its parent.
+  variables keep the trainer's own values, so without them such a trainer is exactly its parent. A budget run
+  saves ``checkpoint_latest.pth`` every tenth of its epochs (at least every epoch, at most nnU-Net's every 50),
+  so that ``nnUNetv2_train ... --c`` after an interruption continues where it stopped rather than from the best
+  checkpoint's epoch.
 
 The length is written to the training log either way.
 """
@@ -84,6 +87,12 @@ def no_tta_from_env(environ: Mapping[str, str] | None = None) -> bool | None:
     return False if text == "1" else None
 
 
+def resume_interval(num_epochs: int, nnunet_interval: int) -> int:
+    """Epochs between two ``checkpoint_latest.pth`` saves of a budget run: a tenth of ``num_epochs``, at least 1
+    and at most nnU-Net's own interval (50 in nnU-Net 2.8)."""
+    return max(1, min(nnunet_interval, num_epochs // 10))
+
+
 class ShortRun:
     """Mixin: the class constants below (or, with ``FROM_ENVIRONMENT``, the ``NNSPINE_*`` variables) set an
     nnU-Net trainer's training length and test-time mirroring (module docstring)."""
@@ -116,6 +125,8 @@ class ShortRun:
         for constant, attribute in _TRAINER_ATTRIBUTES.items():
             if length[constant] is not None:
                 setattr(self, attribute, length[constant])
+        if self.FROM_ENVIRONMENT:
+            self.save_every = resume_interval(self.num_epochs, self.save_every)
         self.print_to_log_file(
             f"training length: {self.num_epochs} epochs x {self.num_iterations_per_epoch} iterations "
             f"({self.num_val_iterations_per_epoch} validation iterations per epoch), mirrored test-time "
