@@ -9,10 +9,10 @@ SOFTGT_REFERENCE = "T2w"
 #: ``convert softgt``: in-plane spacing (mm) of the averaging space (``--reference-resolution``).
 SOFTGT_RESOLUTION_MM = 0.4
 #: ``convert lesion``: suffix of the binary lesion masks (``--label-suffix``); None: the first found in the order
-#: of preference of :data:`nnunet_spine.core.bids.MASK_SUFFIXES` ``["lesion"]`` (``_label-lesion_seg``, ...).
+#: of preference of :data:`nnunet_spine.core.manual_masks.MASK_SUFFIXES` ``["lesion"]`` (``_label-lesion_seg``, ...).
 LESION_LABEL_SUFFIX: str | None = None
 #: ``convert lesion --regions``: suffix of the binary cord masks (``--cord-suffix``); None: the order of preference of
-#: :data:`nnunet_spine.core.bids.MASK_SUFFIXES` ``["cord"]`` (``_label-SC_seg``, ``_seg-manual``...).
+#: :data:`nnunet_spine.core.manual_masks.MASK_SUFFIXES` ``["cord"]`` (``_label-SC_seg``, ``_seg-manual``...).
 LESION_CORD_SUFFIX: str | None = None
 #: ``convert lesion``: a resampled lesion mask whose volume changes by more than this fraction (or whose lesion
 #: count changes) is reported in ``lesion_resampling.csv`` as changed.

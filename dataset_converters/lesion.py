@@ -4,7 +4,7 @@ Input (found by :mod:`nnunet_spine.core.bids`): per subject (or session) one ima
 (``channels``: image specs such as ``T2w``, ``T1w``, ``acq-sag_T2w``, ``ce-gd_T1w``) and a binary lesion
 mask ``derivatives/labels/sub-XX[/ses-YY]/anat/<image stem><suffix>.nii.gz`` (or beside the image) on its image's
 grid, ``<suffix>`` the first found of ``_label-lesion_seg``, SCT's older ``_lesion-manual`` and a rater's
-``_desc-<rater>_label-lesion_seg`` (:func:`nnunet_spine.core.bids.find_mask`; ``label_suffix`` chooses one; the cord
+``_desc-<rater>_label-lesion_seg`` (:func:`core.manual_masks.find_mask`; ``label_suffix`` chooses one; the cord
 masks of ``regions`` likewise, ``cord_suffix``). The mask is looked up for the channels' images in channel order, so
 it may have been drawn on any of the sequences.
 
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_spine.core import bids
+from nnunet_spine.core import bids, manual_masks
 from nnunet_spine.core.io import (
     Image,
     InputError,
@@ -225,10 +225,10 @@ def parse_channels(channels: str | Sequence[str]) -> list[str]:
 def _find_mask(
     root: Path, images: Sequence[bids.BidsImage], kind: str, suffix: str | None, notes: list[str]
 ) -> tuple[Path, Path] | None:
-    """The first channel image (in order) that has a ``kind`` mask (:func:`nnunet_spine.core.bids.find_mask`, only
+    """The first channel image (in order) that has a ``kind`` mask (:func:`core.manual_masks.find_mask`, only
     ``<stem><suffix>`` when ``suffix`` is given): (mask, image); a note when it was picked over other masks."""
     for im in images:
-        pick = bids.find_mask(root, im, kind, suffix)
+        pick = manual_masks.find_mask(root, im, kind, suffix)
         if pick is not None:
             if pick.others:
                 notes.append(f"{im.unit.name}: {pick.note()}")
@@ -238,7 +238,7 @@ def _find_mask(
 
 def _expected(stem: str, kind: str, suffix: str | None) -> str:
     """The file names looked for (``<stem>_label-lesion_seg.nii.gz or ...``) for a message."""
-    return " or ".join(f"{stem}{s}.nii.gz" for s in bids.mask_suffixes(kind, suffix))
+    return " or ".join(f"{stem}{s}.nii.gz" for s in manual_masks.mask_suffixes(kind, suffix))
 
 
 def _plan_unit(
@@ -542,8 +542,8 @@ def _write_dataset_json(
             "converter": "lesion",
             "version": __version__,
             "channels": specs,
-            "label_suffix": label_suffix or list(bids.MASK_SUFFIXES["lesion"]),
-            "cord_suffix": (cord_suffix or list(bids.MASK_SUFFIXES["cord"])) if regions else None,
+            "label_suffix": label_suffix or list(manual_masks.MASK_SUFFIXES["lesion"]),
+            "cord_suffix": (cord_suffix or list(manual_masks.MASK_SUFFIXES["cord"])) if regions else None,
             "regions": regions,
             "allow_missing": allow_missing,
             "resampling": "other channels: linear, masks: nearest; through world coordinates onto the first channel",
@@ -595,7 +595,7 @@ def convert(
         names the case. Each is an image spec: a BIDS suffix, optionally after entities (``acq-sag_T2w``).
     label_suffix : str, optional
         Suffix of the binary lesion masks; None: the first found of ``_label-lesion_seg``, ``_lesion-manual``,
-        ``_desc-<rater>_label-lesion_seg`` (:data:`nnunet_spine.core.bids.MASK_SUFFIXES`).
+        ``_desc-<rater>_label-lesion_seg`` (:data:`core.manual_masks.MASK_SUFFIXES`).
     cord_suffix : str, optional
         Suffix of the binary cord masks, used with ``regions``; None: the order of preference for cord masks.
     regions : bool

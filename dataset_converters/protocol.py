@@ -14,11 +14,12 @@ Every converter module of this package (``softgt``, ``lesion``, ``spineps``, ``s
 * ``overwrite`` — replace an existing dataset (refused otherwise); ``jobs`` — worker processes
   (:mod:`nnunet_spine.dataset_converters.parallel`; results equal ``jobs=1``); ``progress`` — a tqdm bar on stderr.
 * Options specific to a converter are keyword-only too; their defaults live in
-  :mod:`nnunet_spine.dataset_converters.defaults`, which the CLI reads (``tests/test_converter_protocol.py`` checks both).
+  :mod:`nnunet_spine.dataset_converters.defaults`, which the CLI reads (``tests/test_converter_protocol.py``
+  checks both).
 
 Writing: every input is checked first; then the whole dataset is written into a staging folder
-(:func:`nnunet_spine.dataset_converters.nnunet_raw.staged_dataset`) that replaces the dataset's entries only when everything
-succeeded. The last step inside the stage is :func:`write_dataset_splits`: ``splits_final.json`` with all cases of
+(:func:`nnunet_spine.dataset_converters.nnunet_raw.staged_dataset`) that replaces the dataset's entries only when
+everything succeeded. The last step inside the stage is :func:`write_dataset_splits`: ``splits_final.json`` with all cases of
 a subject in one fold (:mod:`nnunet_spine.dataset_converters.splits`), kept untouched when it is the user's.
 
 Report: each converter's report extends :class:`ConversionReport` (dataset folder, cases, the split, warnings);

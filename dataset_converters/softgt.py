@@ -3,10 +3,11 @@ subject of a BIDS dataset (files in, files out).
 
 Input: a BIDS dataset with one or several contrasts per subject and a binary cord mask per image under
 ``derivatives/labels/sub-XX[/ses-YY]/anat/<image><suffix>.nii.gz`` (or beside the image), found by
-:func:`nnunet_spine.core.bids.find_mask`: ``_label-SC_seg`` (spine-generic), SCT's older ``_seg-manual``, a rater's
+:func:`core.manual_masks.find_mask`: ``_label-SC_seg`` (spine-generic), SCT's older ``_seg-manual``, a rater's
 ``_desc-<rater>_label-SC_seg`` or ``_seg``, in that order of preference (``mask_suffix`` chooses one). Images without
 a mask (e.g. a second run) are never training cases; they are listed in the report. Per subject (or session), every
-mask is validated (binary, finite, 3-D, on its image's grid), the masks are averaged by :func:`~nnunet_spine.dataset_converters.softgt_algorithm.soft_ground_truth`
+mask is validated (binary, finite, 3-D, on its image's grid), the masks are averaged by
+:func:`~nnunet_spine.dataset_converters.softgt_algorithm.soft_ground_truth`
 (the method: see :mod:`nnunet_spine.dataset_converters.softgt_algorithm`; with one contrast nothing is averaged: the
 soft mask is that mask's partial volume on its own grid) and the soft masks are written with a report.
 Subjects are processed in worker processes with ``jobs > 1`` (:mod:`nnunet_spine.dataset_converters.parallel`).
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from nnunet_spine.core import bids
+from nnunet_spine.core import bids, manual_masks
 from nnunet_spine.core.dataset_json import FILE_ENDING, LABELS_TR_SOFT
 from nnunet_spine.core.geometry import si_axis
 from nnunet_spine.core.io import (
@@ -84,9 +85,9 @@ __all__ = [
 #: Pipeline folder of the soft masks inside ``derivatives_out``.
 PIPELINE = "labels_softseg"
 #: Input masks: ``derivatives/labels/<anat dir>/<image stem><suffix>``, today's naming (the others, in order of
-#: preference: :data:`nnunet_spine.core.bids.MASK_SUFFIXES` ``["cord"]``).
+#: preference: :data:`core.manual_masks.MASK_SUFFIXES` ``["cord"]``).
 MASK_SUFFIX = bids.CORD_SEG
-#: Mask kind looked up (:func:`nnunet_spine.core.bids.find_mask`).
+#: Mask kind looked up (:func:`core.manual_masks.find_mask`).
 MASK_KIND = "cord"
 #: Outputs: ``<derivatives_out>/labels_softseg/<anat dir>/<image stem><SOFT_SUFFIX>``.
 SOFT_SUFFIX = bids.CORD_SOFTSEG
@@ -192,7 +193,7 @@ class SoftGTReport(ConversionReport):
     skipped: dict[str, str]
     #: Images without a cord mask (never training cases), relative to the dataset root.
     unlabelled: list[str] = field(default_factory=list)
-    #: ``--mask-suffix`` (None: the order of preference of :data:`nnunet_spine.core.bids.MASK_SUFFIXES`).
+    #: ``--mask-suffix`` (None: the order of preference of :data:`core.manual_masks.MASK_SUFFIXES`).
     mask_suffix: str | None = None
     #: ``--group-by`` (None: folds grouped by subject label).
     group_by: str | None = None
@@ -259,7 +260,7 @@ def discover(
     images the ``exclude`` / ``include`` case lists leave out (:func:`protocol.select_cases`; an image left out
     is neither converted nor a reference).
 
-    Masks are found by :func:`nnunet_spine.core.bids.find_mask` (order of preference, or ``mask_suffix``); images
+    Masks are found by :func:`core.manual_masks.find_mask` (order of preference, or ``mask_suffix``); images
     without one are the plan's ``unlabelled``. A mask that names an image the subject does not have, in a
     subject with an image that has no mask (a mask named for the wrong run?), is :class:`InputError`."""
     if reference is not None:
@@ -267,7 +268,7 @@ def discover(
             bids.ImageSpec.parse(reference)
         except ValueError as exc:
             raise InputError(f"--reference: {exc}") from None
-    bids.mask_suffixes(MASK_KIND, mask_suffix)  # checks --mask-suffix
+    manual_masks.mask_suffixes(MASK_KIND, mask_suffix)  # checks --mask-suffix
     root = require_folder(bids_root, "dataset folder")
     labels_root = root / "derivatives" / "labels"
     if not labels_root.is_dir():
@@ -281,7 +282,7 @@ def discover(
         selected, left_out = select_cases(images, exclude, include, lambda im: im.path, root, every=False)
         excluded += left_out
         for img in selected:
-            pick = bids.find_mask(root, img, MASK_KIND, mask_suffix)
+            pick = manual_masks.find_mask(root, img, MASK_KIND, mask_suffix)
             if pick is None:
                 plan.unlabelled.append(img.path.relative_to(root).as_posix())
                 continue
@@ -314,7 +315,7 @@ def _check_orphan_masks(
 ) -> None:
     """A cord mask naming an image the unit lacks: :class:`InputError` when the unit has an image without a mask
     (the mask is probably named for the wrong run or acquisition), else a warning."""
-    for mask, named in bids.orphan_masks(root, unit, images, MASK_KIND, mask_suffix):
+    for mask, named in manual_masks.orphan_masks(root, unit, images, MASK_KIND, mask_suffix):
         if plan.unlabelled:
             without = ", ".join(Path(u).name for u in plan.unlabelled)
             raise InputError(
@@ -329,7 +330,7 @@ def _choose_reference(plan: _SubjectPlan, reference: str | None, mask_suffix: st
     ``acq-sag_T2w``); several matches or none skip the subject. ``reference`` None: the subject's only labelled
     contrast, else :data:`~nnunet_spine.dataset_converters.defaults.SOFTGT_REFERENCE`."""
     names = [c.entities for c in plan.contrasts]
-    tried = f"--mask-suffix {mask_suffix}" if mask_suffix else " / ".join(bids.MASK_SUFFIXES[MASK_KIND])
+    tried = f"--mask-suffix {mask_suffix}" if mask_suffix else " / ".join(manual_masks.MASK_SUFFIXES[MASK_KIND])
     if not names:
         plan.skip = f"no image with a cord mask ({tried})"
         return
@@ -629,7 +630,7 @@ def convert(
     source : Path
         BIDS dataset: ``sub-XX[/ses-YY]/anat/<image>.nii.gz`` and binary cord masks
         ``derivatives/labels/sub-XX[/ses-YY]/anat/<image><suffix>.nii.gz`` (or beside the image) on each image's
-        grid, ``<suffix>`` in the order of :data:`nnunet_spine.core.bids.MASK_SUFFIXES` ``["cord"]``. Never modified.
+        grid, ``<suffix>`` in the order of :data:`core.manual_masks.MASK_SUFFIXES` ``["cord"]``. Never modified.
     nnunet_dataset, name : int, str
         With both: also write the nnU-Net raw dataset ``<raw_root>/DatasetXXX_NAME`` (ID zero-padded to 3
         digits): one single-channel case per (subject, contrast), ``labelsTr`` = soft ≥ 0.5,

@@ -16,7 +16,8 @@ cohort (Hille et al.'s comparison) therefore get the same subjects in each fold.
 
 Several subject labels can be one person (a session written into the label: ``sub-9709Ses1``, ``sub-9709Ses2``):
 ``group_by`` (``--group-by REGEX``) names the person by the first capture group of REGEX (the whole match without
-one) searched in the subject label without ``sub-`` (:func:`subject_groups`), and folds then group persons instead of subject labels;
+one) searched in the subject label without ``sub-`` (:func:`subject_groups`), and folds then group persons instead of
+subject labels;
 :func:`grouping_warning` says when labels look like ``<id>Ses<k>`` and no grouping was given.
 
 A ``splits_final.json`` that nnspine did not write (one whose hash is not the one recorded under

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnunet_spine.core import bids
+from nnunet_spine.core import bids, manual_masks
 from nnunet_spine.core.io import InputError, load_image, save_image
 from nnunet_spine.dataset_converters import lesion, softgt
 from nnunet_spine.dataset_converters.splits import grouped_folds, grouping_warning, subject_groups
@@ -101,12 +101,12 @@ def test_cord_masks_are_picked_in_the_documented_order(tmp_path):
     touch(labels / "sub-01_T2w_label-lesion_seg.nii.gz")  # a lesion mask: not a cord mask either
     image = _image(tmp_path)
     for i, s in enumerate(CORD_ORDER):
-        pick = bids.find_mask(tmp_path, image, "cord")
+        pick = manual_masks.find_mask(tmp_path, image, "cord")
         assert pick.path == labels / f"sub-01_T2w{s}.nii.gz" and pick.suffix == s
         assert [p.name for p in pick.others] == [f"sub-01_T2w{t}.nii.gz" for t in CORD_ORDER[i + 1 :]]
         assert ("picked" in pick.note()) == (i < len(CORD_ORDER) - 1)
         (labels / f"sub-01_T2w{s}.nii.gz").unlink()
-    assert bids.find_mask(tmp_path, image, "cord") is None
+    assert manual_masks.find_mask(tmp_path, image, "cord") is None
 
 
 def test_mask_suffix_chooses_one_naming(tmp_path):
@@ -114,14 +114,14 @@ def test_mask_suffix_chooses_one_naming(tmp_path):
     for s in CORD_ORDER:
         touch(labels / f"sub-01_T2w{s}.nii.gz")
     image = _image(tmp_path)
-    assert bids.find_mask(tmp_path, image, "cord", "_seg").path.name == "sub-01_T2w_seg.nii.gz"
-    rater = bids.find_mask(tmp_path, image, "cord", "_desc-*_label-SC_seg")
+    assert manual_masks.find_mask(tmp_path, image, "cord", "_seg").path.name == "sub-01_T2w_seg.nii.gz"
+    rater = manual_masks.find_mask(tmp_path, image, "cord", "_desc-*_label-SC_seg")
     assert rater.suffix == "_desc-rater1_label-SC_seg" and [p.name for p in rater.others] == [
         "sub-01_T2w_desc-rater2_label-SC_seg.nii.gz"
     ]
-    assert bids.find_mask(tmp_path, image, "cord", "_label-SC_softseg") is None
+    assert manual_masks.find_mask(tmp_path, image, "cord", "_label-SC_softseg") is None
     with pytest.raises(InputError, match="--mask-suffix"):
-        bids.find_mask(tmp_path, image, "cord", "seg-manual")
+        manual_masks.find_mask(tmp_path, image, "cord", "seg-manual")
 
 
 @pytest.mark.parametrize(
@@ -132,16 +132,16 @@ def test_mask_suffix_chooses_one_naming(tmp_path):
 def test_lesion_and_disc_namings(tmp_path, kind, suffix):
     mask = touch(tmp_path / "derivatives/labels/sub-01/anat" / f"sub-01_T2w{suffix}.nii.gz")
     touch(tmp_path / "derivatives/labels/sub-01/anat/sub-01_T2w_seg-manual.nii.gz")  # a cord mask, not this kind
-    pick = bids.find_mask(tmp_path, _image(tmp_path), kind)
+    pick = manual_masks.find_mask(tmp_path, _image(tmp_path), kind)
     assert pick.path == mask and pick.suffix == suffix and pick.others == ()
-    assert bids.mask_image_stem(mask, kind) == "sub-01_T2w"
+    assert manual_masks.mask_image_stem(mask, kind) == "sub-01_T2w"
 
 
 def test_masks_beside_the_image_and_nii_endings(tmp_path):
     beside = touch(tmp_path / "sub-01/anat/sub-01_T2w_seg-manual.nii")
     image = _image(tmp_path)
     assert [im.stem for im in bids.list_images(bids.find_units(tmp_path)[0])[0]] == ["sub-01_T2w"]  # not an image
-    assert bids.find_mask(tmp_path, image, "cord").path == beside
+    assert manual_masks.find_mask(tmp_path, image, "cord").path == beside
 
 
 def test_orphan_masks_name_the_image_they_miss(tmp_path):
@@ -150,7 +150,7 @@ def test_orphan_masks_name_the_image_they_miss(tmp_path):
     touch(tmp_path / "derivatives/labels/sub-01/anat/sub-01_run-1_T2starw_gmseg-manual.nii.gz")
     unit = bids.find_units(tmp_path)[0]
     images, _ = bids.list_images(unit)
-    assert bids.orphan_masks(tmp_path, unit, images) == [(orphan, "sub-01_run-1_T2starw")]
+    assert manual_masks.orphan_masks(tmp_path, unit, images) == [(orphan, "sub-01_run-1_T2starw")]
 
 
 # ============================================================================================ softgt

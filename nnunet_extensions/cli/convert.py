@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_spine.core.bids import MASK_SUFFIXES
+from nnunet_spine.core.manual_masks import MASK_SUFFIXES
 from nnunet_spine.dataset_converters.defaults import LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
 from nnunet_spine.cli.common import add_converter_options, add_exclude_options, new_parser, run_converter
 from nnunet_spine.cli.convert_cutouts import register_cutouts
@@ -64,7 +64,7 @@ examples:
 
 
 def add_mask_suffix(p: argparse.ArgumentParser, kind: str, example: str) -> None:
-    """``--mask-suffix``: one mask naming instead of the order of preference (``core.bids.MASK_SUFFIXES``)."""
+    """``--mask-suffix``: one mask naming instead of the order of preference (``core.manual_masks.MASK_SUFFIXES``)."""
     p.add_argument(
         "--mask-suffix",
         default=None,

@@ -420,7 +420,7 @@ def _snapshot_image(image: str | os.PathLike | None, case: str, semantic: Image)
 def disc_labels_for(discfile: str | os.PathLike | None, case: str) -> list | None:
     """The SCT disc labels of ``case`` (``--discfile``): ``discfile`` itself (a file) or, in a folder, the first of
     ``<case>_label-discs_dlabel``, ``<case>_labels-disc-manual``, ``<case>_desc-<rater>_label-discs_dlabel``
-    (:data:`~nnunet_spine.core.bids.MASK_SUFFIXES`) found under it; None when not given; InputError naming what is
+    (:data:`core.manual_masks.MASK_SUFFIXES`) found under it; None when not given; InputError naming what is
     missing."""
     if discfile is None:
         return None
@@ -431,7 +431,8 @@ def disc_labels_for(discfile: str | os.PathLike | None, case: str) -> list | Non
 
 def _disc_input(discfile: str | os.PathLike, case: str) -> Path:
     """The disc label file of ``case`` that ``--discfile`` names (:func:`disc_labels_for`)."""
-    from nnunet_spine.core.bids import MASK_SUFFIXES, find_by_stem
+    from nnunet_spine.core.bids import find_by_stem
+    from nnunet_spine.core.manual_masks import MASK_SUFFIXES
 
     p = Path(discfile)
     if p.is_dir():
