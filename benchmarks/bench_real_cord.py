@@ -332,22 +332,43 @@ def link_inputs(out: Path, fold: int, sessions: Sequence[Session]) -> Path:
 
 def segment(
     steps: Steps, env: dict, arm: Arm, fold: int, plans: str, inputs: Path, out: Path, cases: Sequence[str], device: str
-) -> dict[str, Path]:
+) -> dict[str, Path | None]:
     """``nnspine segment cord`` with fold ``fold`` of an arm's model on the images in ``inputs`` (skipped when
-    every prediction exists; ``--skip-existing`` resumes a partial run). Returns case -> predicted mask."""
+    every case has a prediction or an empty-mask record; ``--skip-existing`` resumes a partial run). Returns case ->
+    predicted mask, None where the model predicted no cord.
+
+    A model that predicts no cord in an image is a result, not a crash: ``segment`` records that case as failed at
+    its CSA step (``mask is empty``), removes its outputs and exits 2, which is accepted here; any other failure
+    (``failures.csv``) or a prediction neither written nor recorded empty raises."""
     expected = {c: out / f"{c}{arm.suffix}.nii.gz" for c in cases}
-    if not all(p.is_file() for p in expected.values()):
+    if not all(p.is_file() or c in empty_cases(out) for c, p in expected.items()):
         steps.run(
             f"segment {arm.name}",
             ["nnspine", "segment", "cord", "-i", str(inputs), "-o", str(out), "--model",
              str(model_folder(env, arm, plans)), "-f", str(fold), "--device", device, "--skip-existing", "-q"],
             env,
             f"segment_{arm.name}_fold{fold}.log",
+            ok=(0, 2),
         )  # fmt: skip
-    missing = [str(p) for p in expected.values() if not p.is_file()]
+    failures = out / "failures.csv"
+    if failures.is_file():
+        other = [f"{r['case']}: {r['reason']}" for r in pd.read_csv(failures).to_dict("records")
+                 if "mask is empty" not in str(r["reason"])]  # fmt: skip
+        if other:
+            raise RuntimeError(f"nnspine segment cord failed: {'; '.join(other)} (see {steps.logs})")
+    empty = empty_cases(out)
+    missing = [str(p) for c, p in expected.items() if not p.is_file() and c not in empty]
     if missing:
         raise RuntimeError(f"nnspine segment cord wrote no {', '.join(missing)} (see {steps.logs})")
-    return expected
+    return {c: (None if c in empty else p) for c, p in expected.items()}
+
+
+def empty_cases(out: Path) -> set[str]:
+    """Cases of a ``segment cord`` output folder whose prediction had no cord (``failures.csv``: ``mask is empty``)."""
+    failures = out / "failures.csv"
+    if not failures.is_file():
+        return set()
+    return {str(r["case"]) for r in pd.read_csv(failures).to_dict("records") if "mask is empty" in str(r["reason"])}
 
 
 def csa_table(steps: Steps, env: dict, step: str, masks: Iterable[Path], csv_path: Path) -> pd.DataFrame:
@@ -355,7 +376,7 @@ def csa_table(steps: Steps, env: dict, step: str, masks: Iterable[Path], csv_pat
     the tool (exit 2) and has no rows. Returns the table: ``case`` (file name without suffix and ending),
     ``slice`` (index I->S), ``area_mm2``."""
     masks = list(masks)
-    if not csv_path.is_file():
+    if masks and not csv_path.is_file():
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         steps.run(step, ["nnspine", "csa", "-i", *map(str, masks), "--perslice", "-o", str(csv_path), "-q"], env,
                   "csa.log", ok=(0, 2))  # fmt: skip
@@ -378,12 +399,13 @@ def areas_of(table: pd.DataFrame, file_name: str) -> pd.Series:
 
 
 # ------------------------------------------------------------------------------------------------ measures
-def dice(pred: Path, manual: Path) -> float:
-    """Dice (0-1) of ``pred`` binarised at 0.5 (>= 0.5 is cord) vs the manual mask (> 0.5), on the same grid."""
+def dice(pred: Path | None, manual: Path) -> float:
+    """Dice (0-1) of ``pred`` binarised at 0.5 (>= 0.5 is cord) vs the manual mask (> 0.5), on the same grid;
+    ``pred`` None is a prediction without cord (:func:`empty_cases`)."""
     import nibabel as nib
 
-    p = np.asarray(nib.load(str(pred)).dataobj) >= 0.5
     m = np.asarray(nib.load(str(manual)).dataobj) > 0.5
+    p = np.zeros_like(m) if pred is None else np.asarray(nib.load(str(pred)).dataobj) >= 0.5
     if p.shape != m.shape:
         raise RuntimeError(f"{pred}: shape {p.shape} differs from the manual mask's {m.shape}")
     total = p.sum() + m.sum()
@@ -476,8 +498,9 @@ def per_person(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_arms(persons: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Table per arm (mean ± SD over persons) and the paired Wilcoxon p of each measure vs the binary arm;
-    returns the table and the number of persons paired."""
+    """Table per arm (mean ± SD over persons) and the paired Wilcoxon p of each measure vs the binary arm
+    (``p_<measure>``) with the persons it pairs (``n_<measure>``: a person without rescan figures in one arm, where
+    that arm predicted no cord, is left out of the rescan tests); returns the table and the number of persons."""
     from nnunet_spine.core.stats import wilcoxon_signed_rank
 
     base = persons[persons["arm"] == ARMS[0].name].set_index("person")
@@ -492,7 +515,9 @@ def compare_arms(persons: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         if arm is not ARMS[0]:
             common = base.index.intersection(mine.index)
             for col in ("dice", "csa_err_abs_pct", "rescan_absdiff_pct", "cov_pct"):
-                row[f"p_{col}"] = wilcoxon_signed_rank(mine.loc[common, col], base.loc[common, col])[1]
+                x, y = mine.loc[common, col], base.loc[common, col]
+                row[f"p_{col}"] = wilcoxon_signed_rank(x, y)[1]
+                row[f"n_{col}"] = int((np.isfinite(x.to_numpy(float)) & np.isfinite(y.to_numpy(float))).sum())
         out.append(row)
     return pd.DataFrame(out), int(base.index.intersection(persons["person"]).size)
 
@@ -515,12 +540,35 @@ def format_table(table: pd.DataFrame, n: int) -> str:
         )
     for _, r in table.iterrows():
         if "p_dice" in r and np.isfinite(r.get("p_dice", np.nan)):
+            tests = []
+            for col, label in (("dice", "Dice"), ("csa_err_abs_pct", "|CSA error|"),
+                               ("rescan_absdiff_pct", "rescan |diff| %"), ("cov_pct", "CoV")):  # fmt: skip
+                fewer = f" (n = {int(r[f'n_{col}'])})" if int(r[f"n_{col}"]) != n else ""
+                tests.append(f"{label} {r[f'p_{col}']:.4g}{fewer}")
             lines.append(
                 f"p {r['arm']} vs ({ARMS[0].key}) {ARMS[0].name} (two-sided Wilcoxon signed-rank, n = {n} persons): "
-                f"Dice {r['p_dice']:.4g}, |CSA error| {r['p_csa_err_abs_pct']:.4g}, "
-                f"rescan |diff| % {r['p_rescan_absdiff_pct']:.4g}, CoV {r['p_cov_pct']:.4g}"
+                + ", ".join(tests)
             )
     return "\n".join(lines)
+
+
+def empty_predictions(frame: pd.DataFrame) -> list[str]:
+    """One line per arm with predictions without cord (:func:`empty_cases`): how many of its run-1 and run-2 images,
+    which sessions and folds. Their Dice is 0, their CSA error -100 % per slice, and they have no rescan figures."""
+    lines = []
+    for arm in ARMS:
+        mine = frame[frame["arm"] == arm.name]
+        hit = mine[mine["empty_run1"] | mine["empty_run2"]]
+        if hit.empty:
+            continue
+        runs = {(True, True): "run-1 and run-2", (True, False): "run-1", (False, True): "run-2"}
+        which = ", ".join(
+            f"{r['subject']} (fold {r['fold']}, {runs[(bool(r['empty_run1']), bool(r['empty_run2']))]})"
+            for _, r in hit.iterrows()
+        )
+        n_images = int(mine["empty_run1"].sum() + mine["empty_run2"].sum())
+        lines.append(f"({arm.key}) {arm.name}: no cord predicted in {n_images} of {2 * len(mine)} images: {which}")
+    return lines
 
 
 def seconds_per_iteration(fold_dir: Path, iterations: int) -> float:
@@ -686,18 +734,20 @@ def main(argv=None) -> int:
             pred_dir = bdir / "predictions" / arm.name / f"fold_{k}"
             cases = [c for s in held for c in (s.case1, s.case2)]
             preds = segment(steps, benv, arm, k, plans_id, inputs, pred_dir, cases, args.device)
-            table = csa_table(steps, env, "csa", preds.values(), bdir / "csa" / f"{arm.name}_fold{k}.csv")
+            table = csa_table(steps, env, "csa", [p for p in preds.values() if p is not None],
+                              bdir / "csa" / f"{arm.name}_fold{k}.csv")  # fmt: skip
             t0 = time.perf_counter()
             for s in held:
                 p1, p2 = preds[s.case1], preds[s.case2]
-                c1, c2 = areas_of(table, p1.name), areas_of(table, p2.name)
+                c1, c2 = (areas_of(table, p.name if p is not None else "") for p in (p1, p2))  # none: no rows
                 cm = areas_of(manual, s.mask.name)
                 signed, absolute, n_slices = csa_error(c1, cm)
                 pairs = align_slices(s.run1, s.run2)
                 rows.append(
                     dict(
                         fold=k, person=s.person, site=s.site, field_t=s.field_t, subject=s.subject, arm=arm.name,
-                        trainer=arm.trainer, dice=dice(p1, s.mask), csa_err_signed_pct=signed,
+                        trainer=arm.trainer, dice=dice(p1, s.mask), empty_run1=p1 is None,
+                        empty_run2=p2 is None, csa_err_signed_pct=signed,
                         csa_err_abs_pct=absolute, n_slices_manual=n_slices,
                         csa_manual_mm2=float(cm[cm > 0].mean()),  # both over the manual mask's cord slices
                         csa_pred_run1_mm2=float(c1.reindex(cm[cm > 0].index).fillna(0.0).mean()),
@@ -720,6 +770,8 @@ def main(argv=None) -> int:
     for arm in ARMS:
         say(f"  ({arm.key}) {arm.name}: {arm.description}")
     say(format_table(table, n))
+    for line in empty_predictions(frame):
+        say(line)
     same = bool(frame["identical_affines"].all())
     say(
         "\nmean ± SD over persons (a person's sessions averaged first). Dice: run-1 prediction >= 0.5 vs the manual "
