@@ -19,8 +19,8 @@ Every converter module of this package (``softgt``, ``lesion``, ``spineps``, ``s
 
 Writing: every input is checked first; then the whole dataset is written into a staging folder
 (:func:`nnunet_spine.dataset_converters.nnunet_raw.staged_dataset`) that replaces the dataset's entries only when
-everything succeeded. The last step inside the stage is :func:`write_dataset_splits`: ``splits_final.json`` with all cases of
-a subject in one fold (:mod:`nnunet_spine.dataset_converters.splits`), kept untouched when it is the user's.
+everything succeeded. The last step inside the stage is :func:`write_dataset_splits`: ``splits_final.json`` with all
+cases of a subject in one fold (:mod:`nnunet_spine.dataset_converters.splits`), kept untouched when it is the user's.
 
 Report: each converter's report extends :class:`ConversionReport` (dataset folder, cases, the split, warnings);
 the CLI prints ``report.lines()``.

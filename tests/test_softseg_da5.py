@@ -33,9 +33,9 @@ DA5_MODULE = "nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetT
 GUARDED = {
     f"{DA5_MODULE}:nnUNetTrainerDA5.get_training_transforms": (
         "0c1a25ffd6b290b9",
-        "nnunet_spine.trainers.softseg_da5.nnUNetTrainerSoftSegDA5.get_training_transforms calls it and appends the soft DS "
-        "pyramid: every spatial transform in it must move regression_target exactly as the image and every other "
-        "transform must be image- or segmentation-only (test_soft_target_follows_the_image_edge_through_da5)",
+        "nnunet_spine.trainers.softseg_da5.nnUNetTrainerSoftSegDA5.get_training_transforms calls it and appends the "
+        "soft DS pyramid: every spatial transform in it must move regression_target exactly as the image and every "
+        "other transform must be image- or segmentation-only (test_soft_target_follows_the_image_edge_through_da5)",
     ),
     f"{DA5_MODULE}:nnUNetTrainerDA5.configure_rotation_dummyDA_mirroring_and_inital_patch_size": (
         "9db06bb59ac301d3",

@@ -10,8 +10,8 @@ class body that puts :class:`ShortRun` first among its bases and says where its 
           NUM_EPOCHS, NUM_ITERATIONS, NUM_VAL_ITERATIONS = 2, 4, 2
           TEST_TIME_MIRRORING = False
 
-* or the environment (the ``_budget`` variants of :mod:`nnunet_spine.trainers.budget`, ``FROM_ENVIRONMENT = True``), so that
-  every arm of a comparison trains with one budget set once::
+* or the environment (the ``_budget`` variants of :mod:`nnunet_spine.trainers.budget`, ``FROM_ENVIRONMENT = True``),
+  so that every arm of a comparison trains with one budget set once::
 
       NNSPINE_EPOCHS=10 NNSPINE_ITERATIONS=50 NNSPINE_VAL_ITERATIONS=5 NNSPINE_NO_TTA=1 \\
           nnUNetv2_train 501 3d_fullres 0 -tr nnUNetTrainerSoftSegDA5_budget

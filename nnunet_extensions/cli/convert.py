@@ -11,11 +11,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnunet_spine.core.manual_masks import MASK_SUFFIXES
-from nnunet_spine.dataset_converters.defaults import LESION_CORD_SUFFIX, LESION_LABEL_SUFFIX, SOFTGT_REFERENCE, SOFTGT_RESOLUTION_MM
 from nnunet_spine.cli.common import add_converter_options, add_exclude_options, new_parser, run_converter
 from nnunet_spine.cli.convert_cutouts import register_cutouts
 from nnunet_spine.cli.convert_spine import add_group_by, register_landmarks, register_spider, register_spineps
+from nnunet_spine.core.manual_masks import MASK_SUFFIXES
+from nnunet_spine.dataset_converters.defaults import (
+    LESION_CORD_SUFFIX,
+    LESION_LABEL_SUFFIX,
+    SOFTGT_REFERENCE,
+    SOFTGT_RESOLUTION_MM,
+)
 
 SOFTGT_DESCRIPTION = """\
 Soft (partial-volume) spinal cord ground truth from the binary cord masks of one or several contrasts per subject.
@@ -234,8 +239,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_softgt(args: argparse.Namespace) -> int:
-    from nnunet_spine.dataset_converters.softgt import SoftGTWarning, convert
     from nnunet_spine.cli import UsageError
+    from nnunet_spine.dataset_converters.softgt import SoftGTWarning, convert
 
     if (args.nnunet_dataset is None) != (args.name is None):
         raise UsageError("--nnunet-dataset and --name go together")
