@@ -144,6 +144,23 @@ def test_masks_beside_the_image_and_nii_endings(tmp_path):
     assert manual_masks.find_mask(tmp_path, image, "cord").path == beside
 
 
+def test_masks_found_by_stem_under_a_folder_follow_the_order_of_preference(tmp_path):
+    """``--discfile FOLDER``: any depth, today's naming before SCT's older one before a rater's (sorted paths);
+    a rater label with an underscore, another case and another kind never match."""
+    d = tmp_path / "discs"
+    touch(d / "sub-01_T2w_desc-b_label-discs_dlabel.nii.gz")
+    rater = touch(d / "a/sub-01_T2w_desc-a_label-discs_dlabel.nii.gz")
+    touch(d / "sub-01_T2w_desc-x_y_label-discs_dlabel.nii.gz")
+    touch(d / "sub-01_T2w_run-1_label-discs_dlabel.nii.gz")
+    touch(d / "sub-01_T2w_label-SC_seg.nii.gz")
+    assert manual_masks.find_mask_under(d, "sub-01_T2w", "discs") == rater
+    older = touch(d / "deep/er/sub-01_T2w_labels-disc-manual.nii")
+    assert manual_masks.find_mask_under(d, "sub-01_T2w", "discs") == older
+    today = touch(d / "z/sub-01_T2w_label-discs_dlabel.nii.gz")
+    assert manual_masks.find_mask_under(d, "sub-01_T2w", "discs") == today
+    assert manual_masks.find_mask_under(d, "sub-02_T2w", "discs") is None
+
+
 def test_orphan_masks_name_the_image_they_miss(tmp_path):
     touch(tmp_path / "sub-01/anat/sub-01_run-2_T2starw.nii.gz")
     orphan = touch(tmp_path / "derivatives/labels/sub-01/anat/sub-01_run-1_T2starw_seg-manual.nii.gz")

@@ -92,6 +92,18 @@ def find_mask(
     return MaskPick(path=path, suffix=picked, others=tuple(p for p, _ in rest))
 
 
+def find_mask_under(folder: str | Path, stem: str, kind: str = "cord") -> Path | None:
+    """The first mask of the image ``stem`` anywhere under ``folder`` (a flat folder or a BIDS tree): suffixes in
+    the order of :func:`mask_suffixes`, ``.nii.gz`` before ``.nii``, sorted paths; ``None`` when there is none."""
+    for s in mask_suffixes(kind):
+        for ending in NIFTI_SUFFIXES:
+            rx = re.compile(re.escape(stem) + _suffix_pattern(s) + re.escape(ending))
+            hits = [h for h in sorted(Path(folder).rglob(f"{stem}{s}{ending}")) if rx.fullmatch(h.name)]
+            if hits:
+                return hits[0]
+    return None
+
+
 def mask_image_stem(path: str | Path, kind: str = "cord", suffix: str | None = None) -> str | None:
     """The image stem a mask file names (its name without the first matching suffix of :func:`mask_suffixes`,
     where what is left is an image's BIDS name); ``None`` for files that are no mask of that kind."""

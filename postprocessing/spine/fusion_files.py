@@ -431,17 +431,14 @@ def disc_labels_for(discfile: str | os.PathLike | None, case: str) -> list | Non
 
 def _disc_input(discfile: str | os.PathLike, case: str) -> Path:
     """The disc label file of ``case`` that ``--discfile`` names (:func:`disc_labels_for`)."""
-    from nnunet_spine.core.bids import find_by_stem
-    from nnunet_spine.core.manual_masks import MASK_SUFFIXES
+    from nnunet_spine.core.manual_masks import find_mask_under
 
     p = Path(discfile)
     if p.is_dir():
-        hits = [h for s in MASK_SUFFIXES["discs"] if "*" not in s for h in [find_by_stem(p, f"{case}{s}")] if h]
-        if not hits:
-            hits = sorted(p.rglob(f"{case}_desc-*_label-discs_dlabel.nii*"))
-        if not hits:
+        hit = find_mask_under(p, case, "discs")
+        if hit is None:
             raise InputError(f"{p}: no disc label file {case}_label-discs_dlabel.nii.gz for case {case} (--discfile)")
-        p = hits[0]
+        p = hit
     elif not p.exists():
         raise InputError(f"{p}: not found (--discfile)")
     return p
