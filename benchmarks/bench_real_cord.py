@@ -108,6 +108,8 @@ class Session:
 # ------------------------------------------------------------------------------------------------ the data
 def read_sessions(data: Path) -> list[Session]:
     """The labelled sessions of the dataset (run-1 mask and both runs present), with person, site and field."""
+    from nnunet_spine.dataset_converters.splits import subject_groups
+
     participants = pd.read_csv(data / "participants.tsv", sep="\t", dtype=str).set_index("participant_id")
     sessions = []
     for sub_dir in sorted(data.glob("sub-*")):
@@ -117,8 +119,7 @@ def read_sessions(data: Path) -> list[Session]:
         mask = data / "derivatives" / "labels" / sub / "anat" / f"{sub}_run-1_{CONTRAST}{MASK_SUFFIX}.nii.gz"
         if not (run1.is_file() and run2.is_file() and mask.is_file()):
             continue
-        found = re.search(GROUP_BY, sub[len("sub-") :])
-        person = found.group(1) if found else sub[len("sub-") :]
+        person = subject_groups([sub], GROUP_BY)[sub]
         row = participants.loc[sub] if sub in participants.index else {}
         sessions.append(
             Session(sub, person, str(row.get("Site", "n/a")), str(row.get("Field Strength [T]", "n/a")), run1, run2,
@@ -301,7 +302,9 @@ def plan(steps: Steps, env: dict, out: Path, plans: str, inplane_mm: float, gpu_
 
 def model_folder(env: dict, arm: Arm, plans: str) -> Path:
     """nnU-Net's results folder of an arm's model (all folds)."""
-    return Path(env["nnUNet_results"]) / DATASET / f"{arm.trainer}__{plans}__{CONFIG}"
+    from nnunet_spine.apps.demo_steps import results_folder
+
+    return results_folder(env["nnUNet_results"], DATASET, arm.trainer, plans, CONFIG)
 
 
 def train(steps: Steps, env: dict, arm: Arm, fold: int, plans: str, device: str) -> str:
@@ -404,12 +407,11 @@ def dice(pred: Path | None, manual: Path) -> float:
     ``pred`` None is a prediction without cord (:func:`empty_cases`)."""
     import nibabel as nib
 
+    from nnunet_spine.core.lesion_matching import dice as voxel_dice
+
     m = np.asarray(nib.load(str(manual)).dataobj) > 0.5
     p = np.zeros_like(m) if pred is None else np.asarray(nib.load(str(pred)).dataobj) >= 0.5
-    if p.shape != m.shape:
-        raise RuntimeError(f"{pred}: shape {p.shape} differs from the manual mask's {m.shape}")
-    total = p.sum() + m.sum()
-    return float(2 * (p & m).sum() / total) if total else 1.0
+    return voxel_dice(m, p)
 
 
 def csa_error(pred: pd.Series, manual: pd.Series) -> tuple[float, float, int]:
@@ -426,9 +428,11 @@ def slice_world_z(image: Path) -> np.ndarray:
     along the voxel axis closest to S-I (as ``nnspine csa`` numbers them)."""
     import nibabel as nib
 
+    from nnunet_spine.core.geometry import si_axis
+
     img = nib.load(str(image))
     a = img.affine
-    axis = int(np.argmax(np.abs(a[2, :3]) / np.linalg.norm(a[:3, :3], axis=0)))
+    axis = si_axis(a)
     centre = (np.array(img.shape[:3], float) - 1) / 2
     z = []
     for k in range(img.shape[axis]):
