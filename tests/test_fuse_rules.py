@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnunet_spine.core.labels import CORPUS
-from nnunet_spine.postprocessing.spine.fusion import clean_instances, grow_instances
+from nnunet_spine.postprocessing.spine.cleaning import clean_instances, grow_instances
 
 
 def test_a_strip_nobody_covers_goes_to_the_adjacent_instance_as_spineps_grows_it():
@@ -57,7 +57,7 @@ def test_growth_is_face_connected_two_rounds_and_the_lower_id_wins_ties():
 def test_an_articular_process_split_by_a_seam_goes_wholly_to_the_vertebra_holding_most_of_it():
     # SPINEPS' assign_vertebra_inconsistency rule (dominance 2:1), applied after the gaps are filled
     from nnunet_spine.core.labels import ARCUS, INF_ARTICULAR_LEFT, SUP_ARTICULAR_RIGHT
-    from nnunet_spine.postprocessing.spine.fusion import articular_to_majority
+    from nnunet_spine.postprocessing.spine.cleaning import articular_to_majority
 
     sem = np.zeros((12, 4, 4), np.uint8)
     inst = np.zeros(sem.shape, np.uint16)

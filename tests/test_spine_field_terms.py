@@ -457,7 +457,7 @@ def test_spineps_rules_delete_fragments_and_vote_where_ours_give_back_and_split(
     small fragment back to its vertebra and split a gap between two vertebrae voxel by voxel to the nearest; SPINEPS'
     rules (clean_cc_artifacts(only_delete=True), assign_missing_cc) delete the fragment from both masks and give
     the whole gap to the neighbour most voxels of its border touch."""
-    from nnunet_spine.postprocessing.spine.fusion import clean_instances
+    from nnunet_spine.postprocessing.spine.cleaning import clean_instances
 
     sem = np.full((12, 6, 6), CORPUS, np.uint8)
     fused = np.zeros(sem.shape, np.uint16)
