@@ -78,16 +78,11 @@ from nnunet_spine.core.labels import (
     is_vertebra,
     vertebra_name,
 )
+from nnunet_spine.postprocessing.spine.anchors import find_disc_anchors, find_landmarks
 from nnunet_spine.postprocessing.spine.cleaning import MIN_FRAGMENT_MM3, CleanStats, clean_instances
 from nnunet_spine.postprocessing.spine.discs import assign_discs_endplates, split_endplates
 from nnunet_spine.postprocessing.spine.flaws import Finding, Review, above_dens, review_instances
-from nnunet_spine.postprocessing.spine.labelling import (
-    DEFAULT_LUMBAR,
-    Labelling,
-    find_disc_anchors,
-    find_landmarks,
-    label_column,
-)
+from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR, Labelling, label_column
 
 #: A partner must agree with its anchor by more than this Dice.
 PARTNER_DICE = 0.3
