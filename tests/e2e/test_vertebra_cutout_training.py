@@ -247,6 +247,12 @@ def test_vertebra_cutout_trainer_with_real_console_scripts(tmp_path, trained_mod
     assert any(is_vertebra(v) and v != SACRUM for v in np.unique(one.data))
 
 
+def _without_provenance(sidecar: dict) -> dict:
+    """A mask's JSON sidecar without what differs between two routes to the same mask: the provenance keys
+    (``GeneratedBy``, ``Sources``, ``Models``; core/provenance.py) and the semantic mask's path."""
+    return {k: v for k, v in sidecar.items() if k not in ("GeneratedBy", "Sources", "Models", "semantic")}
+
+
 @pytest.mark.slow
 def test_segment_spine_equals_the_command_route(tmp_path, trained_models):
     """``nnspine segment spine`` (semantic model → SPINEPS values → cutouts → instance model → fusion and labelling)
@@ -302,5 +308,10 @@ def test_segment_spine_equals_the_command_route(tmp_path, trained_models):
             assert np.array_equal(x.data, y.data) and np.allclose(x.affine, y.affine), name
         elif name.endswith("_ctd.json"):
             assert json.loads(a.read_text()) == json.loads(b.read_text()), name
-        elif name.endswith("_msk.json"):  # the sidecars: the same labelling (paths aside)
-            assert json.loads(a.read_text())["labelling"] == json.loads(b.read_text())["labelling"], name
+        elif name.endswith("_msk.json"):  # the sidecars: the same content, provenance and paths aside
+            x, y = json.loads(a.read_text()), json.loads(b.read_text())
+            for side in (x, y):  # every mask has a provenance sidecar (core/provenance.py)
+                assert side["GeneratedBy"][0]["Name"].startswith("nnunet-spine"), (name, side)
+            assert _without_provenance(x) == _without_provenance(y), name
+            if "_seg-vert_" in name:  # the instance mask's own sidecar (fusion_files.sidecar_json)
+                assert x["labelling"] is not None or not x["anatomically_labelled"], x
