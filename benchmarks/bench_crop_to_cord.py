@@ -36,7 +36,8 @@ def main() -> None:
 
     import pandas as pd
 
-    from nnunet_spine.apps.segment import Options, segment
+    from nnunet_spine.apps.segment import segment
+    from nnunet_spine.apps.segment_tasks import Options
     from nnunet_spine.phantoms.lesion import LesionGrid, write_lesion_dataset
     from nnunet_spine.postprocessing.lesion.metrics import evaluate_lesions
 

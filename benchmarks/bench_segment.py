@@ -52,7 +52,8 @@ def bench_spine(args: argparse.Namespace) -> None:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     from nnunet_spine.apps import instances
-    from nnunet_spine.apps.segment import Options, segment
+    from nnunet_spine.apps.segment import segment
+    from nnunet_spine.apps.segment_tasks import Options
 
     nnspine = shutil.which("nnspine") or sys.exit("nnspine console script not found (pip install -e .)")
     os.environ.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", nnUNet_compile="f")

@@ -84,7 +84,7 @@ def test_several_models_load_in_one_cuda_process(tmp_path, simulated_cuda):
     """segment's model, the instance model and the landmark model, loaded one after the other on CUDA, as
     ``segment spine --landmark-model`` loads them (and a second run in the same process): no RuntimeError."""
     from nnunet_spine.apps.instances import load_instance_model
-    from nnunet_spine.apps.segment import make_predictor, read_model
+    from nnunet_spine.apps.segment_cases import make_predictor, read_model
 
     sem, lm = read_model(semantic_model(tmp_path / "s"), None, "checkpoint_final.pth"), None
     lm = read_model(landmark_model(tmp_path / "l"), None, "checkpoint_final.pth")
@@ -140,7 +140,8 @@ def test_segment_spine_loads_each_model_once_for_a_cohort(tmp_path, simulated_cu
     failed on a GPU)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from nnunet_spine.apps.segment import Options, segment
+    from nnunet_spine.apps.segment import segment
+    from nnunet_spine.apps.segment_tasks import Options
 
     subprocess.run(
         ["nnspine", "phantom", "--kind", "spine", "-o", str(tmp_path / "bids"), "--subjects", "3",
@@ -174,7 +175,8 @@ def test_spine_outputs_feed_evaluate_instances_and_csa(tmp_path, simulated_cuda,
     phantom's masks, and → ``nnspine csa --vertfile`` (the instance mask as the level file of a cord mask)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from nnunet_spine.apps.segment import Options, segment
+    from nnunet_spine.apps.segment import segment
+    from nnunet_spine.apps.segment_tasks import Options
 
     subprocess.run(
         ["nnspine", "phantom", "--kind", "spine", "-o", str(tmp_path / "bids"), "--subjects", "1",

@@ -284,7 +284,8 @@ def test_segment_entries_from_a_finished_case(tmp_path, cord_phantom):
     from types import SimpleNamespace
 
     from nnunet_spine.apps.qc_report import report_segment
-    from nnunet_spine.apps.segment import Case, SegmentReport
+    from nnunet_spine.apps.segment import SegmentReport
+    from nnunet_spine.apps.segment_cases import Case
 
     root = Path(cord_phantom["root"])
     out = tmp_path / "seg"

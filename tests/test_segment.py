@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_spine.apps.segment import Case, find_cases, read_model, shard
+from nnunet_spine.apps.segment_cases import Case, find_cases, read_model, shard
 
 
 def fake_model(root: Path, labels: dict, channels: int = 1, trainer: str = "nnUNetTrainer") -> Path:

@@ -21,7 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sim_nnunet  # noqa: E402
 from test_segment import cutout_model, fake_model  # noqa: E402
 
-from nnunet_spine.apps.segment import Options, check_model_for, read_model, segment  # noqa: E402
+from nnunet_spine.apps.segment import segment  # noqa: E402
+from nnunet_spine.apps.segment_cases import check_model_for, read_model  # noqa: E402
+from nnunet_spine.apps.segment_tasks import Options  # noqa: E402
 from nnunet_spine.core.io import InputError  # noqa: E402
 
 CASES = ["sub-01_T1w", "sub-01_T2starw", "sub-01_T2w", "sub-01_flip-1_mt-on_MTS", "sub-01_flip-2_mt-off_MTS"]

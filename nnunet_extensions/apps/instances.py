@@ -3,7 +3,7 @@ process) → :func:`nnunet_spine.postprocessing.spine.fusion_files.fuse` (``nnsp
 
 The model is read, checked and loaded once (:func:`load_instance_model`) and then used for any number of
 semantic masks (:func:`predict_instances`): a run over a cohort loads its checkpoints once, not once per case.
-Folds are found as ``segment`` finds them (:meth:`nnunet_spine.apps.segment.Model.default_folds`: the
+Folds are found as ``segment`` finds them (:meth:`nnunet_spine.apps.segment_cases.Model.default_folds`: the
 numbered folds, else ``all``).
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nnunet_spine.apps.segment import Model, make_predictor, read_model
+from nnunet_spine.apps.segment_cases import Model, make_predictor, read_model
 from nnunet_spine.core.io import InputError, check_output
 from nnunet_spine.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS
 from nnunet_spine.core.cutouts import (

@@ -292,7 +292,7 @@ def report_segment(report_dir, task: str, report, cases: Sequence, source, out: 
     """Entries of ``nnspine segment`` (:class:`~nnunet_spine.apps.segment.SegmentReport`): per finished case the
     main result over the case's first image, an axial mosaic around the cord (cord, lesion) or a sagittal picture
     (spine: the vertebra instance mask); the model (its results folder) in the entry."""
-    from nnunet_spine.apps.segment import outputs_of
+    from nnunet_spine.apps.segment_tasks import outputs_of
 
     by_name = {c.name: c for c in cases}
     done = {name: written for name, status, _, written in report.done if status == "ok"}

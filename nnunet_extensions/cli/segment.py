@@ -162,7 +162,8 @@ def _say_when_terminated(err, out: Path) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_spine.apps.segment import Options, segment
+    from nnunet_spine.apps.segment import segment
+    from nnunet_spine.apps.segment_tasks import Options
 
     device = args.device
     if device is None:
