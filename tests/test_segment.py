@@ -191,3 +191,24 @@ def test_default_folds_are_nnunets_and_all_when_only_all_was_trained(tmp_path):
     (both / "fold_all").mkdir()
     (both / "fold_all" / "checkpoint_final.pth").write_bytes(b"")
     assert read_model(both, None, "checkpoint_final.pth").default_folds() == ["0"]  # nnU-Net's detection: 0-4
+
+
+def test_disc_files_are_found_by_the_names_sct_and_bids_give_them(tmp_path):
+    """``--discfiles FOLDER``: SCT's ``<case>_label-SC_seg_labeled_discs`` before BIDS' ``<case>_label-discs_dlabel``,
+    at any depth; ``--disc-suffix`` names the one file looked for; a case with neither is one line naming both
+    names and the option."""
+    from nnunet_spine.apps.segment_tasks import disc_file
+    from nnunet_spine.core.io import InputError
+
+    bids_name = image(tmp_path / "d" / "derivatives" / "sub-01" / "anat" / "sub-01_T2w_label-discs_dlabel.nii.gz")
+    assert disc_file(tmp_path / "d", "sub-01_T2w", None) == bids_name
+    sct_name = image(tmp_path / "d" / "sub-01_T2w_label-SC_seg_labeled_discs.nii.gz")
+    assert disc_file(tmp_path / "d", "sub-01_T2w", None) == sct_name
+    assert disc_file(tmp_path / "d", "sub-01_T2w", "_label-discs_dlabel") == bids_name
+    assert disc_file(None, "sub-01_T2w", None) is None
+    with pytest.raises(InputError) as err:
+        disc_file(tmp_path / "d", "sub-02_T2w", None)
+    message = str(err.value)
+    assert "\n" not in message and "--disc-suffix" in message
+    for name in ("sub-02_T2w_label-SC_seg_labeled_discs.nii.gz", "sub-02_T2w_label-discs_dlabel.nii.gz"):
+        assert name in message, message

@@ -128,14 +128,12 @@ def disc_file(folder: Path | None, case: str, suffix: str | None) -> Path | None
     found; :class:`InputError` naming every name looked for when none is there."""
     if folder is None or suffix is not None or Path(folder).is_file():
         return _level_file(folder, case, suffix or DISC_SUFFIXES[0], "disc label file")
-    from nnunet_spine.core.bids import find_by_stem
+    from nnunet_spine.core.bids import find_case_file
 
-    for s in DISC_SUFFIXES:
-        hit = find_by_stem(folder, f"{case}{s}")
-        if hit is not None:
-            return hit
-    names = " or ".join(f"{case}{s}.nii.gz" for s in DISC_SUFFIXES)
-    raise InputError(f"{folder}: no disc label file {names} for case {case} (--disc-suffix)")
+    try:
+        return find_case_file(folder, case, DISC_SUFFIXES, "disc label file")
+    except InputError as exc:
+        raise InputError(f"{exc}; files named otherwise: --disc-suffix") from None
 
 
 def disc_suffixes_found(folder: Path, cases: Sequence[Case]) -> list[str]:
