@@ -85,7 +85,6 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 
 
 def bench_case(name: str, sem_path: Path, ref_path: Path, tmp: Path, repeats: int, cli: bool) -> None:
-    from nnunet_spine.core.io import load_image, save_image
     from nnunet_spine.core.cutouts import (
         case_name,
         cut_case,
@@ -95,6 +94,7 @@ def bench_case(name: str, sem_path: Path, ref_path: Path, tmp: Path, repeats: in
         voxel_sizes,
         write_cutouts,
     )
+    from nnunet_spine.core.io import load_image, save_image
     from nnunet_spine.postprocessing.spine.fusion import fuse_arrays
 
     sem = load_semantic(sem_path)

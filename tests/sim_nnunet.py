@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-
 #: (model folder, folds) of every simulated checkpoint load in this process.
 LOADS: list[tuple[Path, tuple | None]] = []
 

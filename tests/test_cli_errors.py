@@ -71,7 +71,9 @@ def test_phantom_bad_seed_and_unwritable_output(tmp_path, kind):
     blocker.write_text("a file where a folder should be")
     _one_line_exit_2(_nnspine("phantom", "--kind", kind, "-o", str(blocker / "ds"), "-q"), str(blocker / "ds"))
     assert blocker.read_text() == "a file where a folder should be"
-    _one_line_exit_2(_nnspine("phantom", "--kind", kind, "-o", "/proc/nnspine_nowhere/ds", "-q"), "/proc/nnspine_nowhere")
+    _one_line_exit_2(
+        _nnspine("phantom", "--kind", kind, "-o", "/proc/nnspine_nowhere/ds", "-q"), "/proc/nnspine_nowhere"
+    )
 
 
 def test_phantom_library_refuses_a_negative_seed_before_writing(tmp_path):

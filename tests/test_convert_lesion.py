@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from nibabel.processing import resample_from_to
 
-from nnunet_spine.dataset_converters.lesion import LesionConversionWarning, convert
 from nnunet_spine.core.io import InputError, OutputExistsError
+from nnunet_spine.dataset_converters.lesion import LesionConversionWarning, convert
 
 
 # ============================================================================================== helpers

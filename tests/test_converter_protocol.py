@@ -1,5 +1,5 @@
-"""The converter protocol (nnunet_spine.dataset_converters.protocol): one signature, CLI defaults read from the library, the
-output root checked once, all-or-nothing writing, and subject-grouped splits that nnU-Net's planner picks up."""
+"""The converter protocol (nnunet_spine.dataset_converters.protocol): one signature, CLI defaults read from the library,
+the output root checked once, all-or-nothing writing, and subject-grouped splits that nnU-Net's planner picks up."""
 
 from __future__ import annotations
 

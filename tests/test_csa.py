@@ -1,4 +1,5 @@
-"""``nnspine csa`` / ``nnunet_spine.postprocessing.cord.csa``: accuracy against phantom truth and SCT, levels, CLI behaviour."""
+"""``nnspine csa`` / ``nnunet_spine.postprocessing.cord.csa``: accuracy against phantom truth and SCT, levels, CLI
+behaviour."""
 
 from __future__ import annotations
 

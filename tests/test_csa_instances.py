@@ -1,8 +1,8 @@
 """CSA per vertebral level with a SPINEPS vertebra instance mask as the level source (issue 9 §4):
 ``nnspine csa --vertfile <..._seg-vert_msk> --perlevel`` and ``nnspine evaluate csa-variability``.
 
-Truth is computed here, independently of :mod:`nnunet_spine.postprocessing.cord.levels`: in every axial slice holding cord,
-the vertebral body (semantic 49 + endplates 62, one connected component per body) whose voxels lie
+Truth is computed here, independently of :mod:`nnunet_spine.postprocessing.cord.levels`: in every axial slice holding
+cord, the vertebral body (semantic 49 + endplates 62, one connected component per body) whose voxels lie
 nearest to the cord's centre in that same slice is the body "at the cord's height"; where a disc (100)
 lies nearer than any body the slice is in a disc gap and may belong to either neighbour.
 """

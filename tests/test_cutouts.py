@@ -16,9 +16,6 @@ import numpy as np
 import pytest
 
 from nnunet_spine.cli import main
-from nnunet_spine.core.geometry import resample_to_grid
-from nnunet_spine.core.io import InputError, voxel_sizes
-from nnunet_spine.core.labels import ARCUS, CORPUS
 from nnunet_spine.core.cutouts import (
     CUTOUTS_JSON,
     DEFAULT_SIZE,
@@ -35,6 +32,9 @@ from nnunet_spine.core.cutouts import (
     to_pir,
     write_cutouts,
 )
+from nnunet_spine.core.geometry import resample_to_grid
+from nnunet_spine.core.io import InputError, voxel_sizes
+from nnunet_spine.core.labels import ARCUS, CORPUS
 
 
 @pytest.fixture(scope="module")

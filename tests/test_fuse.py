@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from nnunet_spine.cli import main
+from nnunet_spine.core.cutouts import CaseCutouts, case_name, cut_case, load_semantic, read_description
 from nnunet_spine.core.geometry import resample_to_grid
 from nnunet_spine.core.io import InputError, load_image, voxel_sizes
 from nnunet_spine.core.labels import (
@@ -31,7 +32,6 @@ from nnunet_spine.core.labels import (
     is_vertebra,
     vertebra_number,
 )
-from nnunet_spine.core.cutouts import CaseCutouts, case_name, cut_case, load_semantic, read_description
 from nnunet_spine.postprocessing.spine.fusion import Fusion, assign_discs_endplates, fuse_arrays
 from nnunet_spine.postprocessing.spine.fusion_files import output_names
 
@@ -437,7 +437,8 @@ def _disc_file(spine5, path, discs: dict[int, int]) -> None:
 def test_cli_fuse_discfile_anchors_verify_and_disagree(files, spine5, tmp_path):
     """``nnspine fuse --discfile`` (the real console script): SCT disc 21 (L1-L2) and 23 (L3-L4) on the phantom's
     L1-L2 and L3-L4 discs agree with the sacrum: verified. A disc 22 on the L1-L2 disc (says L2 above it) makes the
-    lumbar ids follow it and the sacrum disagree: not verified, said on stderr. A missing disc file: exit 2, one line."""
+    lumbar ids follow it and the sacrum disagree: not verified, said on stderr. A missing disc file: exit 2, one
+    line."""
     import subprocess
 
     def run(*extra):
@@ -465,7 +466,6 @@ def test_cli_fuse_discfile_anchors_verify_and_disagree(files, spine5, tmp_path):
     missing = run("--discfile", str(tmp_path / "none.nii.gz"))
     assert missing.returncode == 2 and "none.nii.gz" in missing.stderr and "Traceback" not in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
-
 
 
 def test_instances_checks_the_disc_labels_before_the_network(files, tmp_path):

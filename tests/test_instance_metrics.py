@@ -1,5 +1,5 @@
-"""``nnunet_spine.postprocessing.spine.panoptic`` / ``nnspine evaluate instances``: panoptic metrics by hand, panoptica's
-published figures on its spine example, per-label Dice, and bad input."""
+"""``nnunet_spine.postprocessing.spine.panoptic`` / ``nnspine evaluate instances``: panoptic metrics by hand,
+panoptica's published figures on its spine example, per-label Dice, and bad input."""
 
 from __future__ import annotations
 

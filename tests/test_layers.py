@@ -51,7 +51,10 @@ MAY_IMPORT = {
 #: Imports across the capability layers that are there on purpose: (importing module, imported module) → why.
 ALLOWED_CROSSINGS = {
     # The lesion trainers' per-epoch and final-validation lesion metrics are those of `nnspine evaluate lesions`.
-    ("nnunet_spine.trainers.lesion", "nnunet_spine.postprocessing.lesion.metrics"): "one definition of lesion-wise metrics",
+    (
+        "nnunet_spine.trainers.lesion",
+        "nnunet_spine.postprocessing.lesion.metrics",
+    ): "one definition of lesion-wise metrics",
     # The nnUNet_extTrainer shim binds the registry's trainers (nnU-Net imports it as a loose file).
     ("nnunet_spine.integration.discovery.nnspine_trainers", "nnunet_spine.trainers.registry"): "trainer discovery",
 }

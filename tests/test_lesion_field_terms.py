@@ -15,8 +15,8 @@ import pytest
 from scipy import ndimage, stats
 
 from nnunet_spine.core.io import InputError
-from nnunet_spine.postprocessing.lesion.configurations import SUMMARY_METRICS, configuration_table
 from nnunet_spine.core.lesion_matching import MatchRule, lesion_counts
+from nnunet_spine.postprocessing.lesion.configurations import SUMMARY_METRICS, configuration_table
 from nnunet_spine.postprocessing.lesion.metrics import (
     AVERAGED_KEYS,
     detection_by_size,

@@ -1,5 +1,5 @@
-"""Voxel losses of the lesion trainer variants (:mod:`nnunet_spine.trainers.lesion_losses`) against numpy written from the
-definitions (focal: Lin et al. 2017, FL = −(1 − p_t)^γ log p_t; top-k: mean of the k % largest voxel losses)."""
+"""Voxel losses of the lesion trainer variants (:mod:`nnunet_spine.trainers.lesion_losses`) against numpy written from
+the definitions (focal: Lin et al. 2017, FL = −(1 − p_t)^γ log p_t; top-k: mean of the k % largest voxel losses)."""
 
 from __future__ import annotations
 

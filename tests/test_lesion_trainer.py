@@ -133,7 +133,12 @@ def test_loss_is_nnunet_dice_and_ce_without_dice_smoothing(env, toy, regions):
 
 @pytest.mark.parametrize("regions", [False, True])
 def test_variants_replace_only_the_voxel_term(env, toy, regions):
-    from nnunet_spine.trainers.lesion_losses import FocalBCEWithLogitsLoss, FocalCELoss, TopKBCEWithLogitsLoss, TopKCELoss
+    from nnunet_spine.trainers.lesion_losses import (
+        FocalBCEWithLogitsLoss,
+        FocalCELoss,
+        TopKBCEWithLogitsLoss,
+        TopKCELoss,
+    )
 
     labels = LESION_LABELS_REGIONS if regions else None
     focal = _make(env, toy, "nnUNetTrainerLesion_DiceFocal", labels).loss.loss

@@ -1,5 +1,5 @@
-"""``nnspine lesions`` (nnunet_spine.postprocessing.lesion.lesions): removal by volume in mm³ and by distance to the cord in mm,
-superior→inferior numbering, the lesion table, the QC picture, folder mode and bad input; hand-computed
+"""``nnspine lesions`` (nnunet_spine.postprocessing.lesion.lesions): removal by volume in mm³ and by distance to the
+cord in mm, superior→inferior numbering, the lesion table, the QC picture, folder mode and bad input; hand-computed
 cases, the lesion phantom's truth and the real SCT fake-lesion image."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``nnunet_spine.postprocessing.cord.levels``: slice → SCT level from a vertebra instance mask (SPINEPS ``seg-vert``)."""
+"""``nnunet_spine.postprocessing.cord.levels``: slice → SCT level from a vertebra instance mask (SPINEPS
+``seg-vert``)."""
 
 from __future__ import annotations
 

@@ -104,8 +104,8 @@ def _oracle_predictions(truth: Path, cutouts: Path, landmarks: Path):
     semantic model, perfect cutout predictions for the cutout model, no landmark for the landmark model."""
     from test_fuse import perfect_predictions
 
-    from nnunet_spine.core.io import load_image
     from nnunet_spine.core.cutouts import load_semantic, read_description
+    from nnunet_spine.core.io import load_image
 
     def truth_of(case: str, what: str) -> Path:
         return next(truth.rglob(f"{case}_seg-{what}_msk.nii.gz"))

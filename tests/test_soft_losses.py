@@ -1,4 +1,5 @@
-"""Soft-target losses and per-epoch metrics (:mod:`nnunet_spine.trainers.soft_losses`) against independently computed values."""
+"""Soft-target losses and per-epoch metrics (:mod:`nnunet_spine.trainers.soft_losses`) against independently computed
+values."""
 
 from __future__ import annotations
 

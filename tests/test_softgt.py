@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from nnunet_spine.dataset_converters.softgt import SoftGTWarning, convert
 from nnunet_spine import __version__
 from nnunet_spine.core.dataset_json import LABELS_TR_SOFT
 from nnunet_spine.core.io import InputError, OutputExistsError, save_image
+from nnunet_spine.dataset_converters.softgt import SoftGTWarning, convert
 
 CONTRASTS = ("T2w", "T1w", "T2starw", "flip-1_mt-on_MTS", "flip-2_mt-off_MTS")
 

@@ -15,11 +15,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nnunet_spine.dataset_converters import spider, spineps
 from nnunet_spine.core import bids
 from nnunet_spine.core.dataset_json import INSTANCES_TR, LABEL_MAP_KEY, label_map_entry, read_label_map
 from nnunet_spine.core.io import InputError, OutputExistsError
 from nnunet_spine.core.labels import SEMANTIC_LABELS, VERSE_IDS, instance_name
+from nnunet_spine.dataset_converters import spider, spineps
 from nnunet_spine.postprocessing.spine.relabel import relabel, relabel_array
 
 

@@ -16,6 +16,7 @@ import pytest
 from test_fuse import Case, dice_per_value
 
 from nnunet_spine.cli import main
+from nnunet_spine.core.cutouts import load_semantic
 from nnunet_spine.core.io import InputError, load_image
 from nnunet_spine.core.labels import (
     CORPUS,
@@ -28,8 +29,13 @@ from nnunet_spine.core.labels import (
     semantic_value_problem,
     to_semantic_14,
 )
-from nnunet_spine.core.cutouts import load_semantic
-from nnunet_spine.postprocessing.spine.fusion import Candidate, Disagreement, merge_couples, rank_couples, union_threshold
+from nnunet_spine.postprocessing.spine.fusion import (
+    Candidate,
+    Disagreement,
+    merge_couples,
+    rank_couples,
+    union_threshold,
+)
 from nnunet_spine.postprocessing.spine.labelling import label_column
 
 

@@ -15,10 +15,10 @@ What changes against ``nnUNetTrainer`` (everything else, network and predictor i
 * **Sampling**: ``oversample_foreground_percent = 0.66``, drawn per sample (probabilistic), so almost every batch
   has patches centred on a lesion (or another foreground class).
 * **Lesion-wise validation**: every epoch, beside nnU-Net's pseudo Dice, the lesion sensitivity, precision and F1
-  on the validation patches (summed counts of the epoch; :mod:`nnunet_spine.postprocessing.lesion.metrics`, the definitions
-  of ``nnspine evaluate lesions``: 26-connected components, the ``overlap`` rule) go to the log, the checkpoint
-  and ``progress_lesion.png``. The final validation adds ``validation/lesion_metrics.csv`` (one row per case and
-  an ``ALL`` row, columns of ``nnspine evaluate lesions``) next to nnU-Net's ``summary.json``.
+  on the validation patches (summed counts of the epoch; :mod:`nnunet_spine.postprocessing.lesion.metrics`, the
+  definitions of ``nnspine evaluate lesions``: 26-connected components, the ``overlap`` rule) go to the log, the
+  checkpoint and ``progress_lesion.png``. The final validation adds ``validation/lesion_metrics.csv`` (one row per case
+  and an ``ALL`` row, columns of ``nnspine evaluate lesions``) next to nnU-Net's ``summary.json``.
 
 Which label is the lesion: the label (or region) named ``lesion`` in ``dataset.json``, else the highest label
 (plain) or the last region. Region datasets as ``nnspine convert lesion --regions`` writes them
@@ -37,7 +37,6 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
-from nnunet_spine.integration.hooks import validation_step_with_output
 from nnunet_spine.core.lesion_matching import (
     COUNT_KEYS,
     DEFAULT_CONNECTIVITY,
@@ -46,6 +45,7 @@ from nnunet_spine.core.lesion_matching import (
     lesion_counts,
     lesion_scores,
 )
+from nnunet_spine.integration.hooks import validation_step_with_output
 from nnunet_spine.postprocessing.lesion.metrics import (
     BY_SIZE_COLUMNS,
     DEFAULT_SIZE_EDGES_MM3,
@@ -60,7 +60,8 @@ from nnunet_spine.trainers.short_runs import DEBUG_BUDGET, LESION_DEMO_BUDGET, S
 
 #: File written by the final validation, in ``<fold>/validation/``.
 LESION_METRICS_CSV = "lesion_metrics.csv"
-#: Detection by reference-lesion volume (bins :data:`~nnunet_spine.postprocessing.lesion.metrics.DEFAULT_SIZE_EDGES_MM3`), beside it.
+#: Detection by reference-lesion volume (bins
+#: :data:`~nnunet_spine.postprocessing.lesion.metrics.DEFAULT_SIZE_EDGES_MM3`), beside it.
 LESION_BY_SIZE_CSV = "lesion_detection_by_size.csv"
 
 

@@ -1,5 +1,6 @@
 """Where the subject's left-right axis lies in nnU-Net's arrays: shared by the trainers whose mirroring must know it
-(:mod:`nnunet_spine.trainers.spine_semantic` swaps left/right labels, :mod:`nnunet_spine.trainers.vertebra_cutout` left/right input channels).
+(:mod:`nnunet_spine.trainers.spine_semantic` swaps left/right labels, :mod:`nnunet_spine.trainers.vertebra_cutout`
+left/right input channels).
 
 nnU-Net does not reorient images: its readers return the file's voxel axes reversed, and the plans'
 ``transpose_forward`` permutes them. :func:`lr_axis_of_properties` reads the direction cosines nnU-Net stored for a

@@ -47,8 +47,8 @@ def describe(cls: type) -> str:
 
 
 def trainer_epochs(name: str) -> int | None:
-    """Epochs the named trainer of this package runs (its :class:`nnunet_spine.trainers.short_runs.ShortRun` ``NUM_EPOCHS``);
-    ``None`` for an unknown trainer or one that keeps nnU-Net's default."""
+    """Epochs the named trainer of this package runs (its :class:`nnunet_spine.trainers.short_runs.ShortRun`
+    ``NUM_EPOCHS``); ``None`` for an unknown trainer or one that keeps nnU-Net's default."""
     for cls in all_trainers():
         if cls.__name__ == name:
             epochs = getattr(cls, "NUM_EPOCHS", None)

@@ -160,8 +160,8 @@ def soft_metric_sums(logits: torch.Tensor, soft_target: torch.Tensor, label: tor
 
 def soft_metrics_from_sums(sums: np.ndarray) -> dict:
     """``soft_dice`` (2 Σps / (Σp + Σs) over the whole epoch: the definition ``nnspine evaluate softseg`` uses,
-    :func:`nnunet_spine.postprocessing.cord.soft_metrics.soft_dice`), ``mse_soft`` (vs the soft target) and ``mse_binary`` (vs
-    nnU-Net's binarized label) from summed :func:`soft_metric_sums`."""
+    :func:`nnunet_spine.postprocessing.cord.soft_metrics.soft_dice`), ``mse_soft`` (vs the soft target) and
+    ``mse_binary`` (vs nnU-Net's binarized label) from summed :func:`soft_metric_sums`."""
     ps, p_sum, s_sum, e_soft, e_bin, n = (float(x) for x in sums)
     denom = p_sum + s_sum
     return {

@@ -11,10 +11,10 @@ The network is nnU-Net's, with its usual 2-channel (background, cord) softmax he
 works unchanged: the exported integer map is the soft mask thresholded at 0.5, and ``--save_probabilities``
 writes the soft mask itself (channel 1 of the ``.npz``). Only the training target changes: the cord
 probability is fitted to the soft mask that ``nnspine preprocess-soft`` stored beside the preprocessed cases
-(see :mod:`nnunet_spine.integration.soft_targets` for the file layout and data loading, :mod:`nnunet_spine.trainers.soft_losses`
-for the losses). Deep supervision is kept (soft targets area-downsampled per scale). Every epoch the validation
-logs, besides nnU-Net's pseudo Dice (which still selects ``checkpoint_best``), the soft Dice and the MSE against
-the soft target and the MSE against the binarized label.
+(see :mod:`nnunet_spine.integration.soft_targets` for the file layout and data loading,
+:mod:`nnunet_spine.trainers.soft_losses` for the losses). Deep supervision is kept (soft targets area-downsampled per
+scale). Every epoch the validation logs, besides nnU-Net's pseudo Dice (which still selects ``checkpoint_best``), the
+soft Dice and the MSE against the soft target and the MSE against the binarized label.
 
 Nothing of nnU-Net's trainer or data loader is copied: each override calls nnU-Net's method and changes one thing
 it uses (the loader class, the per-scale loss, the loss target; see :mod:`nnunet_spine.integration.hooks`), and

@@ -10,8 +10,8 @@ sharpening. ::
 
     nnUNetv2_train 501 3d_fullres 0 -tr nnUNetTrainerSoftSegDA5
 
-:class:`nnUNetTrainerSoftSegDA5` is both an :class:`~nnunet_spine.trainers.softseg.nnUNetTrainerSoftSeg` (soft target, loss,
-loader, metrics) and an ``nnUNetTrainerDA5`` (its augmentation parameters, via the method resolution order), and
+:class:`nnUNetTrainerSoftSegDA5` is both an :class:`~nnunet_spine.trainers.softseg.nnUNetTrainerSoftSeg` (soft target,
+loss, loader, metrics) and an ``nnUNetTrainerDA5`` (its augmentation parameters, via the method resolution order), and
 overrides one method: the training transforms are DA5's own, followed by the soft target's deep-supervision
 pyramid. Nothing of DA5 is copied. The soft target travels through them as batchgeneratorsv2's
 ``regression_target`` (see :mod:`nnunet_spine.integration.soft_targets.loader`): every spatial transform in DA5

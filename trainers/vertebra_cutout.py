@@ -10,8 +10,8 @@ Use with stock nnU-Net (``eval "$(nnspine trainers --export)"`` sets ``nnUNet_ex
     nnUNetv2_predict -i CUTS -o PRED -d 502 -c 3d_fullres -f 0 -tr nnUNetTrainerVertebraCutout
     nnspine fuse --semantic SEM.nii.gz --cutouts CUTS --predictions PRED -o OUT
 
-The dataset is the one ``nnspine convert cutouts`` writes (:mod:`nnunet_spine.dataset_converters.cutouts`): nine one-hot input
-channels, channel ``c`` the semantic subregion :data:`nnunet_spine.core.labels.CUTOUT_CHANNEL_LABELS` ``[c]``
+The dataset is the one ``nnspine convert cutouts`` writes (:mod:`nnunet_spine.dataset_converters.cutouts`): nine one-hot
+input channels, channel ``c`` the semantic subregion :data:`nnunet_spine.core.labels.CUTOUT_CHANNEL_LABELS` ``[c]``
 (41-49), and targets :data:`~nnunet_spine.core.labels.CUTOUT_TARGET_LABELS` (1 above, 2 centre, 3 below).
 The trainer checks both tables in ``dataset.json`` and refuses other datasets.
 

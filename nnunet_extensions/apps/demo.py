@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnunet_spine.dataset_converters.softgt import convert
 from nnunet_spine.apps.demo_steps import (
     DEMO_CONFIG,
     DEMO_PLANS,
@@ -59,6 +58,7 @@ from nnunet_spine.apps.demo_steps import (
 )
 from nnunet_spine.core.io import load_image, write_text
 from nnunet_spine.core.labels import sct_level_name
+from nnunet_spine.dataset_converters.softgt import convert
 from nnunet_spine.phantoms.cord_dataset import DEFAULT_ACQUISITIONS, write_cord_dataset
 from nnunet_spine.postprocessing.cord.csa import compute_csa, measure_file
 from nnunet_spine.postprocessing.cord.csa_table import summarize

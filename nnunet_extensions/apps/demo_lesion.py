@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnunet_spine.dataset_converters.lesion import convert
 from nnunet_spine.apps.demo_steps import DemoRun, existing, unseeded_note
 from nnunet_spine.core.io import write_text
+from nnunet_spine.dataset_converters.lesion import convert
 from nnunet_spine.phantoms.lesion import write_lesion_dataset
 from nnunet_spine.postprocessing.lesion.lesions import TOTAL, plan_jobs, run_lesions
 from nnunet_spine.postprocessing.lesion.metrics import evaluate_lesions
@@ -105,8 +105,8 @@ class LesionDemoResult:
 @dataclass
 class PostprocessEvaluation:
     """:func:`postprocess_and_evaluate`'s result: case rows (``CASE_COLUMNS`` of
-    :mod:`nnunet_spine.postprocessing.lesion.metrics`) before and after ``nnspine lesions``, the per-reference-lesion rows
-    after it, and how many lesions ``nnspine lesions`` removed, by reason (``small``, ``outside_cord``)."""
+    :mod:`nnunet_spine.postprocessing.lesion.metrics`) before and after ``nnspine lesions``, the per-reference-lesion
+    rows after it, and how many lesions ``nnspine lesions`` removed, by reason (``small``, ``outside_cord``)."""
 
     raw: dict
     post: dict

@@ -1,5 +1,6 @@
 """The instance phase with a trained cutout model: semantic mask(s) → cutouts → nnU-Net's predictor (in this
-process) → :func:`nnunet_spine.postprocessing.spine.fusion_files.fuse` (``nnspine instances``, and ``segment spine`` per case).
+process) → :func:`nnunet_spine.postprocessing.spine.fusion_files.fuse` (``nnspine instances``, and ``segment spine`` per
+case).
 
 The model is read, checked and loaded once (:func:`load_instance_model`) and then used for any number of
 semantic masks (:func:`predict_instances`): a run over a cohort loads its checkpoints once, not once per case.
@@ -17,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from nnunet_spine.apps.segment_cases import Model, make_predictor, read_model
-from nnunet_spine.core.io import InputError, check_output
-from nnunet_spine.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS
 from nnunet_spine.core.cutouts import (
     DEFAULT_SIZE,
     DEFAULT_SPACING_MM,
@@ -27,6 +26,8 @@ from nnunet_spine.core.cutouts import (
     semantic_files,
     write_cutouts,
 )
+from nnunet_spine.core.io import InputError, check_output
+from nnunet_spine.core.labels import CUTOUT_CHANNEL_LABELS, CUTOUT_TARGET_LABELS
 from nnunet_spine.postprocessing.spine.fusion_files import FuseReport, fuse, output_names
 from nnunet_spine.postprocessing.spine.labelling import DEFAULT_LUMBAR
 

@@ -64,9 +64,7 @@ class Records:
         row = self.rows.get(case)
         return [out / rel for rel in row[3].split(";") if rel] if row else []
 
-    def record(
-        self, case: str, status: str, seconds: float, outputs: Sequence[str], failure=None, fields=None
-    ) -> None:
+    def record(self, case: str, status: str, seconds: float, outputs: Sequence[str], failure=None, fields=None) -> None:
         """Replace the case's rows with these and write both files (``fields``: the task's extra columns)."""
         extra = [(fields or {}).get(c, "") for c in TASK_COLUMNS]
         names = list(subject_session(case))

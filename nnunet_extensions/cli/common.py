@@ -58,8 +58,9 @@ def existing_path(value: str) -> Path:
 
 # ------------------------------------------------------------------------------------------- converters
 def add_converter_options(parser: argparse.ArgumentParser, *, dataset_required: bool = True) -> None:
-    """The converter protocol's options (:mod:`nnunet_spine.dataset_converters.protocol`), the same for every ``nnspine convert``
-    command: ``--nnunet-dataset``, ``--name``, ``--raw-root``, ``-j/--jobs``, ``--overwrite``, ``-q/--quiet``."""
+    """The converter protocol's options (:mod:`nnunet_spine.dataset_converters.protocol`), the same for every
+    ``nnspine convert`` command: ``--nnunet-dataset``, ``--name``, ``--raw-root``, ``-j/--jobs``, ``--overwrite``,
+    ``-q/--quiet``."""
     from nnunet_spine.dataset_converters.defaults import JOBS
 
     where = "also write" if not dataset_required else "write"

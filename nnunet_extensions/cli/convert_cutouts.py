@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_spine.dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS
 from nnunet_spine.cli.common import add_converter_options, new_parser, run_converter
 from nnunet_spine.core.cutouts import DEFAULT_SIZE, DEFAULT_SPACING_MM
+from nnunet_spine.dataset_converters.defaults import CUTOUT_MAX_SHIFT_MM, CUTOUT_SEED, CUTOUT_SHIFTS
 
 DESCRIPTION = """\
 Instance-phase training dataset from SPINEPS masks: per vertebral body, the cutout 'nnspine cutouts'

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_spine.dataset_converters.defaults import SPINEPS_CHANNELS
 from nnunet_spine.cli.common import add_converter_options, add_exclude_options, new_parser, run_converter
+from nnunet_spine.dataset_converters.defaults import SPINEPS_CHANNELS
+
 
 def add_group_by(p: argparse.ArgumentParser) -> None:
     """``--group-by REGEX``: folds of ``splits_final.json`` grouped by person (``dataset_converters.splits``)."""

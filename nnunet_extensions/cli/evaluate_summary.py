@@ -66,7 +66,12 @@ def run_summary(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from nnunet_spine.core.io import InputError, check_output, read_csv_table, write_text
-    from nnunet_spine.postprocessing.lesion.configurations import SUMMARY_METRICS, case_values, configuration_table, per_case
+    from nnunet_spine.postprocessing.lesion.configurations import (
+        SUMMARY_METRICS,
+        case_values,
+        configuration_table,
+        per_case,
+    )
     from nnunet_spine.postprocessing.qc.lesion import plot_configurations
 
     names = [name for name, _ in args.tables]

@@ -19,8 +19,8 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nnunet_spine.postprocessing.lesion.lesions import DEFAULT_CORD_DILATION_MM
     from nnunet_spine.core.lesion_matching import CONNECTIVITIES, DEFAULT_CONNECTIVITY
+    from nnunet_spine.postprocessing.lesion.lesions import DEFAULT_CORD_DILATION_MM
 
     p = new_parser(
         sub,
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "('outside_cord'). Kept lesions are numbered\n"
             "1..N from superior to inferior (world S of the centroid) in the output image; removed lesions\n"
             "continue N+1.. in the table and QC picture only, so nothing disappears silently. Beside each\n"
-            "output image a JSON sidecar (same stem, .json) says \"LesionInstances\": true, so\n"
+            'output image a JSON sidecar (same stem, .json) says "LesionInstances": true, so\n'
             "'nnspine evaluate lesions' scores the output as it is (every non-zero voxel is lesion).\n"
             "Table (CSV): filename, lesion, volume_mm3, centroid_x_mm, centroid_y_mm, centroid_z_mm (world\n"
             "RAS), extent_si_mm (S-I extent incl. one voxel), max_axial_diameter_mm (largest Feret diameter\n"

@@ -78,9 +78,7 @@ def reference_markdown() -> str:
 
 
 #: A constant quoted in a method page: ``package.module.UPPER_CASE_NAME`` in backticks.
-_CONSTANT = re.compile(
-    r"`(nnunet_spine(?:\.[a-z_0-9]+)+\.[A-Z][A-Z0-9_]*)`"
-)
+_CONSTANT = re.compile(r"`(nnunet_spine(?:\.[a-z_0-9]+)+\.[A-Z][A-Z0-9_]*)`")
 
 CONSTANTS_HEADER = """\
 # Constants quoted by the method pages

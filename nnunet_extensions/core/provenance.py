@@ -91,8 +91,10 @@ def note_model(folder: str | os.PathLike, folds: Sequence[str | int] | None, che
     if _RUN is None:
         return
     root = Path(folder)
-    names = [str(f) for f in folds] if folds else sorted(
-        p.name[len("fold_") :] for p in root.glob("fold_*") if (p / checkpoint).is_file()
+    names = (
+        [str(f) for f in folds]
+        if folds
+        else sorted(p.name[len("fold_") :] for p in root.glob("fold_*") if (p / checkpoint).is_file())
     )
     hashes = {f: _sha256(root / f"fold_{f}" / checkpoint) for f in names}
     _RUN.models.append(
@@ -146,9 +148,7 @@ def sources_of(output: str, inputs: Sequence[str]) -> list[str]:
 def sidecar(run: Run, output: str, n_models: int) -> dict:
     """The provenance keys of one output."""
     entry: dict = {
-        "GeneratedBy": [
-            {"Name": GENERATOR, "Version": run.version, "Date": run.date, "CommandLine": run.command_line}
-        ],
+        "GeneratedBy": [{"Name": GENERATOR, "Version": run.version, "Date": run.date, "CommandLine": run.command_line}],
         "Sources": sources_of(output, run.inputs),
     }
     if n_models:

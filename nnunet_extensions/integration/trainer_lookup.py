@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: The module in :func:`discovery_folder` that binds every registered trainer's name (``nnunet_spine.trainers.registry``).
+#: The module in :func:`discovery_folder` that binds every registered trainer's name
+#: (``nnunet_spine.trainers.registry``).
 DISCOVERY_MODULE = "nnspine_trainers"
 
 

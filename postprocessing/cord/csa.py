@@ -12,8 +12,8 @@ Per slice (``compute_csa``):
 * ``area`` (mm²): sum of voxel fractions × in-plane voxel area × cos θ, where θ is the angle between the
   cord centreline and the slice normal. Binary and soft (partial-volume) masks are both measured this way,
   so partial volume counts. The centreline is a least-squares cubic B-spline
-  (:func:`nnunet_spine.postprocessing.cord.centreline.fit_centreline`) through the per-slice centres of mass in mm, and θ
-  comes from its exact tangent: for a straight tilted tube the correction is exact.
+  (:func:`nnunet_spine.postprocessing.cord.centreline.fit_centreline`) through the per-slice centres of mass in mm, and
+  θ comes from its exact tangent: for a straight tilted tube the correction is exact.
 * ``angle_AP``, ``angle_RL`` (degrees), as SCT names them: ``angle_AP`` is the rotation about the A-P axis,
   i.e. the centreline's inclination in the coronal plane, positive when the cord runs toward the subject's
   Left going up (RPI +x); ``angle_RL`` is the rotation about the R-L axis, the inclination in the sagittal
@@ -459,8 +459,8 @@ def measure_file_columns(
     """Read a mask (and optionally a level or disc file on its grid) and return :func:`per_slice_columns`.
 
     ``vertfile``: labelled levels (SCT) or a SPINEPS vertebra instance mask, read as ``vertfile_kind``
-    says (``auto``: :func:`nnunet_spine.postprocessing.cord.levels.level_file_kind`). ``label``: the cord is that label of a
-    label mask (e.g. 60 of a SPINEPS semantic mask). Raises :class:`InputError` naming the offending file.
+    says (``auto``: :func:`nnunet_spine.postprocessing.cord.levels.level_file_kind`). ``label``: the cord is that label
+    of a label mask (e.g. 60 of a SPINEPS semantic mask). Raises :class:`InputError` naming the offending file.
     """
     mask = load_mask(path, threshold, label)
     vert = load_levels(vertfile, mask) if vertfile is not None else None

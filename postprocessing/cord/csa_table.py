@@ -1,5 +1,5 @@
-"""SCT's CSV for CSA: aggregation of per-slice metrics (:mod:`nnunet_spine.postprocessing.cord.csa`) into the rows and columns of
-SCT 7.x's default ``sct_process_segmentation`` output, and the CSV text.
+"""SCT's CSV for CSA: aggregation of per-slice metrics (:mod:`nnunet_spine.postprocessing.cord.csa`) into the rows and
+columns of SCT 7.x's default ``sct_process_segmentation`` output, and the CSV text.
 
 ``summarize`` / ``summary_rows`` produce all columns of SCT's default CSV in SCT's order (:data:`SCT_COLUMNS`): one
 row over all selected slices, one row per slice, or one row per vertebral level. ``MEAN`` and ``STD`` (population,

@@ -8,9 +8,9 @@ phantom's exact fractions) on the same grid, per axial slice (SCT's RPI frame, s
 * ``true_mm2    = Σ t · a`` — the true area; ``inside_mm2 + halo_mm2`` is the predicted area,
 
 with ``a`` the in-plane voxel area (mm²). These are areas in the slice plane, without the obliquity correction of
-:mod:`nnunet_spine.postprocessing.cord.csa` (the same factor multiplies all three, so their ratios are those of the corrected
-CSA). A prediction that overestimates the CSA by a halo has ``inside ≈ true`` and ``halo > 0``; one that is too
-wide everywhere has both ``inside ≈ true`` and a large halo of high values — the radial profile tells them apart:
+:mod:`nnunet_spine.postprocessing.cord.csa` (the same factor multiplies all three, so their ratios are those of the
+corrected CSA). A prediction that overestimates the CSA by a halo has ``inside ≈ true`` and ``halo > 0``; one that is
+too wide everywhere has both ``inside ≈ true`` and a large halo of high values — the radial profile tells them apart:
 :func:`radial_profile` is the mean predicted value in bins of signed distance (mm) from the true cord edge
 (the 0.5 surface of ``t``; negative inside).
 """

@@ -335,8 +335,8 @@ def levels_from_instance_mask(
     grid (slices last), ``zooms_mm`` its voxel size (mm).
 
     Rule: each cord slice belongs to the vertebra at its height *along the cord*. Positions are fractional
-    slice indices on the cord's smooth centreline (:func:`nnunet_spine.postprocessing.cord.centreline.cord_centreline`); a
-    point is placed at the centreline point nearest to it, as SCT projects disc labels. A vertebra spans
+    slice indices on the cord's smooth centreline (:func:`nnunet_spine.postprocessing.cord.centreline.cord_centreline`);
+    a point is placed at the centreline point nearest to it, as SCT projects disc labels. A vertebra spans
     from the disc above it to the disc below it, each disc placed at its instance's centre of mass; where
     the instance mask has no disc between two neighbouring vertebrae, the boundary lies midway between the
     vertebrae's centres of mass (vertebra ``X``'s own voxels: SPINEPS gives the endplates below ``X`` the id

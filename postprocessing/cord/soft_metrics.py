@@ -84,8 +84,8 @@ def evaluate_softseg_case(pred_path, ref_path, case: str | None = None) -> dict:
     """Soft Dice, MSE, Dice at 0.5 and mean-CSA error of one predicted soft mask against its reference.
 
     Both masks must be on the same grid (values in [0, 1]; binary references are fine). CSA is the mean
-    per-slice area (angle-corrected, :mod:`nnunet_spine.postprocessing.cord.csa`) over the slices where the reference holds
-    cord; the error is ``pred − ref`` in mm² and in % of the reference.
+    per-slice area (angle-corrected, :mod:`nnunet_spine.postprocessing.cord.csa`) over the slices where the reference
+    holds cord; the error is ``pred − ref`` in mm² and in % of the reference.
     """
     from nnunet_spine.core.io import check_same_grid, load_image
     from nnunet_spine.postprocessing.cord.csa import compute_csa

@@ -19,8 +19,8 @@ default) of the chosen label of a prediction. For each lesion:
   corrected for the cord's angle as ``sct_analyze_lesion -s`` does (0 for a lesion entirely outside the cord);
   empty without a cord mask.
 * ``vert_level`` (with a level file, SCT level numbers): the slices the lesion spans get a level by
-  :func:`nnunet_spine.postprocessing.cord.levels.assign_slice_levels` (weights = the lesion's voxels: the level its voxels
-  mostly carry, else the level of the slice's labelled voxels); the lesion takes the level holding most of
+  :func:`nnunet_spine.postprocessing.cord.levels.assign_slice_levels` (weights = the lesion's voxels: the level its
+  voxels mostly carry, else the level of the slice's labelled voxels); the lesion takes the level holding most of
   its voxels. Empty when none is known.
 
 Removal (column ``removed``, nothing disappears silently): ``small`` when the volume is below
@@ -31,8 +31,9 @@ sizes, so anisotropic voxels are handled; 0 mm means overlapping the cord). ``sm
 Numbering (:func:`nnunet_spine.core.lesion_matching.si_order`): kept lesions 1..N from superior to inferior
 (world S of the centroid); removed lesions continue N+1..M in the same order, in the table and QC picture
 only. The output image holds the kept lesions with their numbers (0 elsewhere); beside it a JSON sidecar (same
-stem, ``.json``; :mod:`nnunet_spine.postprocessing.lesion.sidecar`) says ``"LesionInstances": true``, so ``nnspine evaluate
-lesions`` and ``nnspine lesions`` read that image as it is: every non-zero voxel is lesion, no ``--label``.
+stem, ``.json``; :mod:`nnunet_spine.postprocessing.lesion.sidecar`) says ``"LesionInstances": true``, so
+``nnspine evaluate lesions`` and ``nnspine lesions`` read that image as it is: every non-zero voxel is lesion, no
+``--label``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ import numpy as np
 
 from nnunet_spine.core.bids import with_subject_columns
 from nnunet_spine.core.io import Image, InputError
-from nnunet_spine.core.provenance import note_output
 from nnunet_spine.core.lesion_matching import DEFAULT_CONNECTIVITY, label_lesions, si_order, voxel_volume_mm3
+from nnunet_spine.core.provenance import note_output
 from nnunet_spine.postprocessing.lesion.sct_measures import SCT_COLUMNS
 
 #: Columns of the lesion table, in order.
@@ -418,7 +419,8 @@ def run_lesions(
     progress: bool = False,
 ) -> pandas.DataFrame:  # noqa: F821
     """Process every job and write its labelled lesions with their JSON sidecar
-    (:func:`nnunet_spine.postprocessing.lesion.sidecar.instances_sidecar`), QC picture and the table (CSV, :data:`TABLE_COLUMNS`).
+    (:func:`nnunet_spine.postprocessing.lesion.sidecar.instances_sidecar`), QC picture and the table (CSV,
+    :data:`TABLE_COLUMNS`).
 
     All-or-nothing: outputs go to a hidden staging folder beside each output and are moved into place only
     after every job succeeded, so bad input (:class:`InputError`) leaves nothing written, and so does a ``label``

@@ -16,8 +16,8 @@ Summary rows
 Predictions (:func:`load_lesion_mask`)
     A binary mask, or the chosen ``label`` of a label image. A prediction with several labels and no ``label`` is
     refused (a region prediction, cord 1 + lesion 2), unless its JSON sidecar says ``"LesionInstances": true``
-    (``nnspine lesions`` output, lesions numbered 1..N; :mod:`nnunet_spine.postprocessing.lesion.sidecar`): every non-zero
-    voxel is then lesion.
+    (``nnspine lesions`` output, lesions numbered 1..N; :mod:`nnunet_spine.postprocessing.lesion.sidecar`): every
+    non-zero voxel is then lesion.
 By size (:func:`detection_by_size`)
     Reference lesions binned by volume (mm³): ``<a``, ``a-b``, ``>=b``; per bin the number of reference lesions, how
     many were detected and their ratio, pooled over cases.
@@ -131,8 +131,9 @@ def load_lesion_mask(source, label: int | None = None, *, single_label: bool = F
     the labels present. Checks: 3-D, finite, non-negative integer values; with ``single_label`` and no ``label``,
     an image with more than one non-zero value is refused (a cord + lesion prediction is not a lesion mask)
     unless its JSON sidecar says it holds lesion instances (``nnspine lesions`` output,
-    :mod:`nnunet_spine.postprocessing.lesion.sidecar`): then every non-zero voxel is lesion (``meta["lesion_instances"]``).
-    A ``label`` on such a mask is refused (it would pick one lesion). Raises :class:`InputError` naming the file."""
+    :mod:`nnunet_spine.postprocessing.lesion.sidecar`): then every non-zero voxel is lesion
+    (``meta["lesion_instances"]``). A ``label`` on such a mask is refused (it would pick one lesion). Raises
+    :class:`InputError` naming the file."""
     from nnunet_spine.core.io import Image, check_3d, check_values, load_image
     from nnunet_spine.postprocessing.lesion.sidecar import INSTANCES_KEY, holds_lesion_instances, sidecar_path
 

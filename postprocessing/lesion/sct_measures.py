@@ -22,8 +22,8 @@ thinner here than in ``extent_si_mm`` / ``max_axial_diameter_mm``). A lesion ent
 intersection: all three columns are 0 (SCT's formulas on an empty lesion; SCT itself stops on such a mask, its
 lesion count no longer matching after the restriction). Without a cord mask the three columns are empty.
 
-The centreline is ours (:func:`nnunet_spine.postprocessing.cord.centreline.cord_centreline`, a cubic B-spline through the
-cord's slice centres), not SCT's ``get_centerline``; the measured slices all hold cord, so no angle is extrapolated.
+The centreline is ours (:func:`nnunet_spine.postprocessing.cord.centreline.cord_centreline`, a cubic B-spline through
+the cord's slice centres), not SCT's ``get_centerline``; the measured slices all hold cord, so no angle is extrapolated.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 ``nnspine lesions`` (and ``nnspine segment lesion``, which writes through it) numbers the kept lesions 1..N, so its
 mask holds several values although every non-zero voxel is lesion. Beside each such mask it writes a BIDS-style
 sidecar (same stem, ``.json``: ``sub-01_T2w.nii.gz`` → ``sub-01_T2w.json``) with ``"LesionInstances": true``.
-Every reader of lesion masks (:func:`nnunet_spine.postprocessing.lesion.metrics.load_lesion_mask`) then takes such a mask as
-binary foreground (all non-zero = lesion) without ``--label``; a multi-label mask without that sidecar (a region
+Every reader of lesion masks (:func:`nnunet_spine.postprocessing.lesion.metrics.load_lesion_mask`) then takes such a
+mask as binary foreground (all non-zero = lesion) without ``--label``; a multi-label mask without that sidecar (a region
 prediction, cord 1 + lesion 2) is still refused without ``--label``.
 """
 

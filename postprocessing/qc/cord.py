@@ -64,8 +64,8 @@ def plot_csa_variability(
 ) -> Path:
     """CSA of each contrast (one colour per contrast) for each subject, with the subject mean ± SD.
 
-    ``table`` is :func:`nnunet_spine.postprocessing.cord.soft_metrics.variability_table`'s output (rows per contrast plus an
-    ``ALL`` row per subject); subjects along x, CSA (mm²) along y.
+    ``table`` is :func:`nnunet_spine.postprocessing.cord.soft_metrics.variability_table`'s output (rows per contrast
+    plus an ``ALL`` row per subject); subjects along x, CSA (mm²) along y.
     """
     fig, ax = _new_figure()
     per = table[table["contrast"] != "ALL"]

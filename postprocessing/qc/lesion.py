@@ -39,12 +39,13 @@ def plot_lesions(
     """A sagittal (top) and an axial (bottom) view through each of the ``n_largest`` lesions by volume (the
     last one replaced by the largest removed lesion when none of them was removed).
 
-    ``components`` holds every lesion with its table number (:class:`nnunet_spine.postprocessing.lesion.lesions.LesionAnalysis`),
-    ``lesions`` the table rows (``lesion``, ``volume_mm3``, ``centroid_*_mm``, ``removed``). Kept lesions are
-    outlined in :data:`LESION_KEPT_COLOUR`, removed ones in :data:`LESION_REMOVED_COLOUR`, each numbered as
-    in the table. Views in SCT's RPI frame, in mm: sagittal with superior up and anterior right, axial with
-    anterior up and the subject's right on the left (radiological). ``background`` (same grid: the image,
-    or the cord mask) is drawn in grey. A file without lesions gives one empty panel saying so.
+    ``components`` holds every lesion with its table number
+    (:class:`nnunet_spine.postprocessing.lesion.lesions.LesionAnalysis`), ``lesions`` the table rows (``lesion``,
+    ``volume_mm3``, ``centroid_*_mm``, ``removed``). Kept lesions are outlined in :data:`LESION_KEPT_COLOUR`, removed
+    ones in :data:`LESION_REMOVED_COLOUR`, each numbered as in the table. Views in SCT's RPI frame, in mm: sagittal with
+    superior up and anterior right, axial with anterior up and the subject's right on the left (radiological).
+    ``background`` (same grid: the image, or the cord mask) is drawn in grey. A file without lesions gives one empty
+    panel saying so.
     """
     import matplotlib
     from matplotlib.figure import Figure

@@ -493,8 +493,8 @@ def qc_outputs(pred, ref, folder, *, semantic: bool = False, overwrite: bool = F
 
 def write_qc(jobs: Sequence[tuple[str, Path, Path]], *, semantic: bool = False, overwrite: bool = False) -> list[Path]:
     """One sagittal QC snapshot per predicted mask (:func:`qc_outputs`' jobs): the semantic labels in SPINEPS'
-    colours (:func:`nnunet_spine.postprocessing.qc.plot_spine_semantic`) or the vertebra instances with their VerSe names
-    (:func:`nnunet_spine.postprocessing.qc.plot_vertebra_instances`)."""
+    colours (:func:`nnunet_spine.postprocessing.qc.plot_spine_semantic`) or the vertebra instances with their VerSe
+    names (:func:`nnunet_spine.postprocessing.qc.plot_vertebra_instances`)."""
     from nnunet_spine.core.io import load_image
     from nnunet_spine.core.labels import VERSE_NAMES
     from nnunet_spine.postprocessing.qc import plot_spine_semantic, plot_vertebra_instances

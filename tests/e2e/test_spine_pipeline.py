@@ -234,8 +234,8 @@ def test_landmark_model_and_labelling_a_cropped_phantom(tmp_path, trained_models
     from scipy import ndimage
     from test_fuse import perfect_predictions
 
-    from nnunet_spine.core.geometry import si_axis
     from nnunet_spine.core.cutouts import cut_case, load_semantic
+    from nnunet_spine.core.geometry import si_axis
 
     export = nnspine(nnunet_env(tmp_path), "trainers", "--export").stdout.strip()
     env = nnunet_env(tmp_path, nnUNet_extTrainer=export.split("=", 1)[1].strip("'"))

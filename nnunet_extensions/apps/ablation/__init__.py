@@ -25,8 +25,8 @@ counted in the table's ``n_missing``.
 
 Where the predicted area lies (issue: the soft arms overestimate CSA): with the phantom's exact partial-volume
 truth, each held-out mask's area at the level is split into the part inside the true cord and a halo outside it
-(:mod:`nnunet_spine.postprocessing.cord.halo`), and the mean predicted value is profiled against the signed distance to the
-true cord edge (beside the converter's soft GT and the truth itself).
+(:mod:`nnunet_spine.postprocessing.cord.halo`), and the mean predicted value is profiled against the signed distance to
+the true cord edge (beside the converter's soft GT and the truth itself).
 
 Budgets and the learning curve: the data and the plans are prepared once; every budget (epochs x iterations per
 epoch, the same for every arm) trains, predicts and evaluates in its own ``budget_<E>x<I>/`` folder, and a run

@@ -3,8 +3,8 @@
 Per budget: ``nnspine evaluate csa-variability`` at one level on every arm's (and reference's) masks, missing
 masks filled with CSA 0 (:func:`fill_missing`), ``nnspine evaluate compare-variability`` against arm a (Wilcoxon
 signed-rank on the per-subject SDs), and, with the phantom's exact truth, where the predicted area lies
-(:mod:`nnunet_spine.postprocessing.cord.halo`: inside the true cord or in a halo outside it) and the radial profile of the
-predicted values around the true cord edge.
+(:mod:`nnunet_spine.postprocessing.cord.halo`: inside the true cord or in a halo outside it) and the radial profile of
+the predicted values around the true cord edge.
 """
 
 from __future__ import annotations
@@ -415,8 +415,8 @@ def halo_summary(split: list[dict]) -> dict:
 
 def radial_profiles(sources: dict[str, list[Path]], test: Path, level: int) -> pandas.DataFrame:  # noqa: F821
     """Mean predicted value vs signed distance (mm) to the true cord edge, per row and contrast, over the
-    held-out subjects and the slices of ``level`` (:func:`nnunet_spine.postprocessing.cord.halo.radial_profile`); the truth's
-    own profile as row ``truth``. Columns ``row, contrast, distance_mm, value``."""
+    held-out subjects and the slices of ``level`` (:func:`nnunet_spine.postprocessing.cord.halo.radial_profile`); the
+    truth's own profile as row ``truth``. Columns ``row, contrast, distance_mm, value``."""
     import warnings
 
     import numpy as np

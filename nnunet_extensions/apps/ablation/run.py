@@ -185,8 +185,8 @@ def run_ablation(
     halo_pct`` — CSA errors in % of the true CSA, signed and absolute, mean over every held-out mask; SD across
     contrasts in mm², mean over subjects; p of the two-sided Wilcoxon signed-rank test of the per-subject SDs
     against arm a on the same contrasts; the predicted area inside the true cord minus the true area, and the
-    area outside it, in % of the true area, see :mod:`nnunet_spine.postprocessing.cord.halo`), ``halo.csv`` per contrast,
-    and the radial profile (``radial_profile.csv``/``.png``). ``n_missing`` masks had no cord at the level
+    area outside it, in % of the true area, see :mod:`nnunet_spine.postprocessing.cord.halo`), ``halo.csv`` per
+    contrast, and the radial profile (``radial_profile.csv``/``.png``). ``n_missing`` masks had no cord at the level
     (e.g. an empty prediction): they count as CSA 0 mm² in every figure, as a user of that model would measure.
     The learning curve over the budgets is ``learning_curve.csv``/``.png`` in ``folder``.
     """
