@@ -61,18 +61,22 @@ def _suffix_pattern(suffix: str) -> str:
     return re.escape(suffix).replace(re.escape(RATER), "[A-Za-z0-9]+")
 
 
-def _candidates(folder: Path, stem: str, suffix: str) -> list[tuple[Path, str]]:
-    """``(path, suffix found)`` of the files ``<stem><suffix>.nii.gz`` then ``.nii`` in ``folder``, sorted."""
-    if not folder.is_dir():
-        return []
+def _matching(paths: Sequence[Path], stem: str, suffix: str) -> list[tuple[Path, str]]:
+    """``(path, suffix found)`` of the files among ``paths`` named ``<stem><suffix>.nii.gz``, then ``.nii``, in the
+    order given."""
     found = []
     for ending in NIFTI_SUFFIXES:
         rx = re.compile(re.escape(stem) + f"({_suffix_pattern(suffix)})" + re.escape(ending))
-        for p in sorted(folder.iterdir()):
+        for p in paths:
             m = rx.fullmatch(p.name)
             if m and p.is_file():
                 found.append((p, m.group(1)))
     return found
+
+
+def _candidates(folder: Path, stem: str, suffix: str) -> list[tuple[Path, str]]:
+    """``(path, suffix found)`` of the files ``<stem><suffix>.nii.gz`` then ``.nii`` in ``folder``, sorted."""
+    return _matching(sorted(folder.iterdir()), stem, suffix) if folder.is_dir() else []
 
 
 def find_mask(
@@ -95,12 +99,11 @@ def find_mask(
 def find_mask_under(folder: str | Path, stem: str, kind: str = "cord") -> Path | None:
     """The first mask of the image ``stem`` anywhere under ``folder`` (a flat folder or a BIDS tree): suffixes in
     the order of :func:`mask_suffixes`, ``.nii.gz`` before ``.nii``, sorted paths; ``None`` when there is none."""
+    paths = sorted(Path(folder).rglob(f"{stem}*"))
     for s in mask_suffixes(kind):
-        for ending in NIFTI_SUFFIXES:
-            rx = re.compile(re.escape(stem) + _suffix_pattern(s) + re.escape(ending))
-            hits = [h for h in sorted(Path(folder).rglob(f"{stem}{s}{ending}")) if rx.fullmatch(h.name)]
-            if hits:
-                return hits[0]
+        hits = _matching(paths, stem, s)
+        if hits:
+            return hits[0][0]
     return None
 
 

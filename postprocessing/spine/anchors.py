@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nnunet_spine.core.io import InputError
-from nnunet_spine.postprocessing.spine.labelling import FALLBACK_SPACING_MM, typical_spacing
+from nnunet_spine.postprocessing.spine.labelling import typical_spacing
 
 #: A predicted landmark disc smaller than this (mm³, its largest 26-connected component) is ignored.
 LANDMARK_MIN_MM3 = 20.0
@@ -22,7 +22,7 @@ def vertebra_just_above(centroids_mm: np.ndarray, z_mm: float) -> int | None:
     position ``z_mm``, when ``z_mm`` lies less than one typical body-centroid spacing below it (a disc under that
     vertebra); None otherwise."""
     c = np.asarray(centroids_mm, float).reshape(-1, 3)
-    spacing = typical_spacing(c) if len(c) else FALLBACK_SPACING_MM
+    spacing = typical_spacing(c)  # FALLBACK_SPACING_MM for fewer than two vertebrae
     above = [i for i in range(len(c)) if c[i, 2] > z_mm]
     if not above or c[above[-1], 2] - z_mm > spacing:
         return None
