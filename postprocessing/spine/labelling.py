@@ -39,8 +39,8 @@ L1 … L4 fix the thoracolumbar junction (``tl``); the sacrum and L5-S1 the lumb
 constrain which count: ``top`` + ``tl`` count the thoracic vertebrae; ``tl`` + ``ls`` the lumbar ones; ``top`` +
 ``ls`` only their sum (C2 … L5 = 23 verifies both when it is the usual one, since a T13 or L6 adds one either
 way); ``tl`` alone names L1 … L6 below it exactly but T12 above it only by assuming 12 thoracic vertebrae. An id is
-*pinned* (:func:`pinned`) when the junctions the agreeing anchors fix give it without assuming a region's usual
-count. Anatomical ids are *verified* only when
+*pinned* (:func:`~nnunet_spine.postprocessing.spine.verification.pinned`) when the junctions the agreeing anchors fix
+give it without assuming a region's usual count. Anatomical ids are *verified* only when
 
 1. anchors on at least two different vertebrae put the same id on their vertebra and none disagrees (an unusual
    count between two anchors, e.g. six lumbar vertebrae between T12-L1 and the sacrum, is a disagreement:
@@ -224,7 +224,7 @@ def landmark_disagreements(
         diff = column.index(vid) - column.index(got) if got in column and vid in column else None
         if diff is not None and abs(diff) <= MAX_TRANSITIONAL_OFFSET:
             out.append(
-                f"{_anchor_label(name)} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
+                f"{anchor_label(name)} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
                 f"{vertebra_name(vid)}: {abs(diff)} vertebra(e) {'more' if diff > 0 else 'fewer'} than usual between "
                 "them; a transitional vertebra (T13, L6, 11 thoracic or 4 lumbar) is likely (ids follow the anchor)"
             )
@@ -232,7 +232,7 @@ def landmark_disagreements(
             wrong = True
             off = f"{abs(diff)} vertebrae" if diff is not None else "an unknown number of vertebrae"
             out.append(
-                f"{_anchor_label(name)} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
+                f"{anchor_label(name)} lies below the vertebra counted as {vertebra_name(got)} from {anchor}, not "
                 f"{vertebra_name(vid)}: {off} off, more than a transitional vertebra explains (a wrong landmark)"
             )
     return out, wrong
@@ -275,7 +275,7 @@ def _fitting_landmarks(
         try:
             _landmark_top(vid, index, slots)
         except ValueError as exc:
-            said.append(f"{_anchor_label(name)} below vertebra #{index + 1} does not fit the column ({exc}): a wrong "
+            said.append(f"{anchor_label(name)} below vertebra #{index + 1} does not fit the column ({exc}): a wrong "
                         "landmark, ignored")  # fmt: skip
             continue
         fitting.append((index, vid, name))
@@ -296,7 +296,8 @@ def label_column(
     doubts: Sequence[str] = (),
 ) -> Labelling:
     """Ids for the vertebrae whose body centroids (n × 3 world mm) are given top to bottom (module docstring),
-    with :attr:`Labelling.verified` / :attr:`Labelling.reason` from :func:`verify_labelling`.
+    with :attr:`Labelling.verified` / :attr:`Labelling.reason` from
+    :func:`~nnunet_spine.postprocessing.spine.verification.verify_labelling`.
 
     ``sacrum_mm``: sacrum voxel centres (world mm; None or empty when absent); ``dens_index``: the vertebra
     (0-based, top to bottom) holding most of the dens; ``landmarks``: ``(index, VerSe id, name)`` of each
@@ -316,6 +317,8 @@ def label_column(
         unreliable=sorted(set(partial) | set(double)),
         double=double,
     )
+    from nnunet_spine.postprocessing.spine.verification import verify_labelling  # it imports this module
+
     c = np.asarray(centroids_mm, float).reshape(-1, 3)
     sacrum = bool(len(c)) and sacrum_mm is not None and sacrum_adjacent(c[-1], sacrum_mm, typical_spacing(c))
     return verify_labelling(
@@ -348,142 +351,9 @@ def anchor_kind(vid: int) -> str:
     return "tl"
 
 
-def pinned(vid: int, kinds: set[str] | frozenset[str]) -> bool:
-    """Whether the anchors of ``kinds`` name vertebra ``vid`` without assuming a region's usual count: C1 … T11
-    counted from the skull (``top``); T12 / T13 from the skull to a junction below them (``tl``, or ``ls`` with the
-    whole count from the skull to the sacrum the usual one); the lumbar vertebrae from the thoracolumbar junction
-    (``tl``) or from the skull to the sacrum (``top`` and ``ls``)."""
-    top, tl, ls = "top" in kinds, "tl" in kinds, "ls" in kinds
-    v = int(vid)
-    if v <= VERSE_IDS["T11"]:
-        return top
-    if v in (VERSE_IDS["T12"], VERSE_IDS["T13"]):
-        return top and (tl or ls)
-    return tl or (top and ls)
-
-
-def _anchor_label(name: str) -> str:
+def anchor_label(name: str) -> str:
     """How a landmark or disc anchor is named: ``landmark T12-L1``, ``SCT disc 21 (L1-L2)``."""
     return name if name.startswith("SCT disc") else f"landmark {name}"
-
-
-def anchor_list(
-    ids: Sequence[int],
-    *,
-    top_vertebra: int | None = None,
-    sacrum: bool = False,
-    dens_index: int | None = None,
-    landmarks: Sequence[tuple[int, int, str]] = (),
-    lumbar: int = DEFAULT_LUMBAR,
-) -> list[tuple[str, int, int, str]]:
-    """Every anchor present as ``(label, vertebra index, the id it names there, kind)`` (:func:`anchor_kind`;
-    ``--top-vertebra`` counts from the skull unless it names a lumbar vertebra)."""
-    out: list[tuple[str, int, int, str]] = []
-    if not ids:
-        return out
-    if top_vertebra is not None:
-        kind = "top" if anchor_kind(top_vertebra) == "top" or top_vertebra == VERSE_IDS["T12"] else "tl"
-        out.append((f"--top-vertebra {vertebra_name(top_vertebra)}", 0, top_vertebra, kind))
-    if sacrum:
-        out.append(("sacrum", len(ids) - 1, canonical_column(lumbar)[-1], "ls"))
-    if dens_index is not None:
-        out.append(("dens", dens_index, VERSE_IDS["C2"], "top"))
-    for index, vid, name in landmarks:
-        if 0 <= index < len(ids):
-            out.append((_anchor_label(name), index, vid, anchor_kind(vid)))
-    return out
-
-
-def anchor_checks(
-    ids: Sequence[int],
-    *,
-    top_vertebra: int | None = None,
-    sacrum: bool = False,
-    dens_index: int | None = None,
-    landmarks: Sequence[tuple[int, int, str]] = (),
-    lumbar: int = DEFAULT_LUMBAR,
-) -> tuple[list[str], list[str]]:
-    """Each anchor present, checked against anatomical ``ids`` (top to bottom): returns (the anchors that put
-    the same id on their vertebra, one line per anchor that puts another). ``sacrum``: the sacrum lies directly
-    below the lowest vertebra (:func:`sacrum_adjacent`), which then is the last lumbar one (``lumbar`` 4, 5, 6);
-    the dens vertebra is C2; a landmark ``(index, id, name)`` names its vertebra; ``top_vertebra`` the top one.
-    An agreeing anchor on a vertebra that an earlier one already named is listed with it (``sacrum = landmark
-    L5-S1``): two anchors on one vertebra say nothing about the count between vertebrae."""
-    agree: list[str] = []
-    disagree: list[str] = []
-    named: dict[int, int] = {}  # vertebra index -> its entry in ``agree``
-    for label, index, expected, _ in anchor_list(
-        ids, top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar
-    ):
-        got = ids[index]
-        if got == expected and index in named:
-            agree[named[index]] += f" = {label}"
-        elif got == expected:
-            named[index] = len(agree)
-            agree.append(label)
-        else:
-            disagree.append(f"{label} says {vertebra_name(expected)} where the ids say {vertebra_name(got)}")
-    return agree, disagree
-
-
-def verify_labelling(
-    lab: Labelling,
-    *,
-    top_vertebra: int | None = None,
-    sacrum: bool = False,
-    dens_index: int | None = None,
-    landmarks: Sequence[tuple[int, int, str]] = (),
-    lumbar: int = DEFAULT_LUMBAR,
-    doubts: Sequence[str] = (),
-) -> Labelling:
-    """``lab`` with :attr:`~Labelling.verified`, :attr:`~Labelling.reason`, :attr:`~Labelling.anchors` and
-    :attr:`~Labelling.verified_ids` set (in place; returned): verified when anchors on at least two different
-    vertebrae agree with the ids (:func:`anchor_checks`), none disagrees, every id is :func:`pinned` by the kinds
-    of the agreeing anchors (no id rests on a region's usual count across a junction no anchor checks), every gap
-    lies between two agreeing anchors, and no flaw finding (``doubts``, :mod:`.flaws`) is doubtful. Ids not
-    anatomical are never verified."""
-    if not lab.anatomical:
-        lab.verified, lab.anchors, lab.verified_ids = False, [], []
-        lab.reason = f"{lab.method}: ids 1..{len(lab.ids)} count from the top, they are not VerSe ids"
-        return lab
-    kw = dict(top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar)
-    agree, disagree = anchor_checks(lab.ids, **kw)
-    ok = [(i, kind) for _, i, exp, kind in anchor_list(lab.ids, **kw) if lab.ids[i] == exp]
-    kinds = {kind for _, kind in ok}
-    on = sorted({i for i, _ in ok})
-    two = len(agree) >= 2 and not disagree
-    loose = [v for v in lab.ids if not pinned(v, kinds)]
-    outside = [g for g in lab.gaps if not (on and on[0] <= g.above and g.above + 1 <= on[-1])]
-    lab.anchors = agree
-    lab.verified_ids = [v for v in lab.ids if v not in loose] if two else []
-    lab.verified = two and not loose and not outside and not doubts
-    if lab.verified:
-        span = f"{vertebra_name(lab.ids[0])}-{vertebra_name(lab.ids[-1])}"
-        lab.reason = f"{' and '.join(agree)} agree on the count ({span})"
-    elif disagree:
-        lab.reason = "anchors disagree: " + "; ".join(disagree) + " (a transitional vertebra or a wrong anchor)"
-    elif len(agree) < 2:
-        lab.reason = (
-            f"one anchor only ({agree[0] if agree else lab.method}): the count is not checked by a second anchor; "
-            "a transitional column (L6, 4 lumbar, T13 or 11 thoracic vertebrae) would be numbered one off"
-        )
-    elif loose:
-        names = ", ".join(vertebra_name(v) for v in loose)
-        thoracic = all(VERSE_IDS["T1"] <= v <= VERSE_IDS["T12"] or v == VERSE_IDS["T13"] for v in loose)
-        region = "thoracic" if thoracic else "lumbar"
-        lab.reason = (
-            f"{' and '.join(agree)} agree, but {names} {'is' if len(loose) == 1 else 'are'} named assuming the usual "
-            f"number of {region} vertebrae across a junction no anchor checks (a T13, 11 thoracic, L6 or 4 lumbar "
-            "column would be one off there)"
-        )
-    elif outside:
-        lab.reason = (
-            f"{' and '.join(agree)} agree, but a gap outside the vertebrae they anchor is estimated "
-            f"({', '.join(f'{g.missing} missing below #{g.above + 1}' for g in outside)})"
-        )
-    else:
-        lab.reason = "doubtful: " + "; ".join(doubts)
-    return lab
 
 
 def _label_ids(
@@ -544,12 +414,12 @@ def _label_ids(
             found = LUMBAR_COUNT[junction[0][-1]]
             ids, name = junction
             anomalies.append(
-                f"{_anchor_label(name)} and the sacrum: {abs(found - lumbar)} vertebra(e) "
+                f"{anchor_label(name)} and the sacrum: {abs(found - lumbar)} vertebra(e) "
                 f"{'more' if found > lumbar else 'fewer'} than usual between them ({found} lumbar vertebrae); a "
                 "transitional vertebra (L6 or 4 lumbar) is likely, or a wrong anchor: the lumbar ids follow the "
                 "thoracolumbar junction (L1 below it), the sacrum anchor disagrees"
             )
-            method = f"{_anchor_label(name)} and the sacrum below {vertebra_name(ids[-1])} ({found} lumbar vertebrae)"
+            method = f"{anchor_label(name)} and the sacrum below {vertebra_name(ids[-1])} ({found} lumbar vertebrae)"
         if dens_index is not None:
             got = ids[dens_index]
             if got == VERSE_IDS["C2"]:
@@ -594,11 +464,11 @@ def _label_ids(
         seq = verse_sequence(_landmark_top(vid, index, slots), slots[-1] + 1)
         ids = [seq[p] for p in slots]
         others = [t for t in fitting if t[2] != name]
-        said, wrong = landmark_disagreements(ids, others, _anchor_label(name))
+        said, wrong = landmark_disagreements(ids, others, anchor_label(name))
         anomalies += said
         if wrong:  # which landmark is wrong cannot be told: no guess
             return Labelling(list(range(1, n + 1)), False, f"{NOT_LABELLED} (landmarks disagree)", anomalies, gaps)
-        return Labelling(ids, True, f"{_anchor_label(name)} ({vertebra_name(vid)} above it)", anomalies, gaps)
+        return Labelling(ids, True, f"{anchor_label(name)} ({vertebra_name(vid)} above it)", anomalies, gaps)
     return Labelling(
         list(range(1, n + 1)),
         False,
