@@ -43,7 +43,10 @@ def anchor_list(
     lumbar: int = DEFAULT_LUMBAR,
 ) -> list[tuple[str, int, int, str]]:
     """Every anchor present as ``(label, vertebra index, the id it names there, kind)`` (:func:`anchor_kind`;
-    ``--top-vertebra`` counts from the skull unless it names a lumbar vertebra)."""
+    ``--top-vertebra`` counts from the skull unless it names a lumbar vertebra). ``sacrum``: the sacrum lies
+    directly below the lowest vertebra (:func:`~nnunet_spine.postprocessing.spine.labelling.sacrum_adjacent`),
+    which then is the last lumbar one (``lumbar`` 4, 5, 6); the dens vertebra is C2; a landmark ``(index, id,
+    name)`` names its vertebra; ``top_vertebra`` the top one."""
     out: list[tuple[str, int, int, str]] = []
     if not ids:
         return out
@@ -60,27 +63,15 @@ def anchor_list(
     return out
 
 
-def anchor_checks(
-    ids: Sequence[int],
-    *,
-    top_vertebra: int | None = None,
-    sacrum: bool = False,
-    dens_index: int | None = None,
-    landmarks: Sequence[tuple[int, int, str]] = (),
-    lumbar: int = DEFAULT_LUMBAR,
-) -> tuple[list[str], list[str]]:
-    """Each anchor present, checked against anatomical ``ids`` (top to bottom): returns (the anchors that put
-    the same id on their vertebra, one line per anchor that puts another). ``sacrum``: the sacrum lies directly
-    below the lowest vertebra (:func:`sacrum_adjacent`), which then is the last lumbar one (``lumbar`` 4, 5, 6);
-    the dens vertebra is C2; a landmark ``(index, id, name)`` names its vertebra; ``top_vertebra`` the top one.
-    An agreeing anchor on a vertebra that an earlier one already named is listed with it (``sacrum = landmark
-    L5-S1``): two anchors on one vertebra say nothing about the count between vertebrae."""
+def anchor_checks(ids: Sequence[int], anchors: Sequence[tuple[str, int, int, str]]) -> tuple[list[str], list[str]]:
+    """Each anchor of :func:`anchor_list` checked against anatomical ``ids`` (top to bottom): returns (the anchors
+    that put the same id on their vertebra, one line per anchor that puts another). An agreeing anchor on a
+    vertebra that an earlier one already named is listed with it (``sacrum = landmark L5-S1``): two anchors on one
+    vertebra say nothing about the count between vertebrae."""
     agree: list[str] = []
     disagree: list[str] = []
     named: dict[int, int] = {}  # vertebra index -> its entry in ``agree``
-    for label, index, expected, _ in anchor_list(
-        ids, top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar
-    ):
+    for label, index, expected, _ in anchors:
         got = ids[index]
         if got == expected and index in named:
             agree[named[index]] += f" = {label}"
@@ -112,9 +103,11 @@ def verify_labelling(
         lab.verified, lab.anchors, lab.verified_ids = False, [], []
         lab.reason = f"{lab.method}: ids 1..{len(lab.ids)} count from the top, they are not VerSe ids"
         return lab
-    kw = dict(top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar)
-    agree, disagree = anchor_checks(lab.ids, **kw)
-    ok = [(i, kind) for _, i, exp, kind in anchor_list(lab.ids, **kw) if lab.ids[i] == exp]
+    anchors = anchor_list(
+        lab.ids, top_vertebra=top_vertebra, sacrum=sacrum, dens_index=dens_index, landmarks=landmarks, lumbar=lumbar
+    )
+    agree, disagree = anchor_checks(lab.ids, anchors)
+    ok = [(i, kind) for _, i, exp, kind in anchors if lab.ids[i] == exp]
     kinds = {kind for _, kind in ok}
     on = sorted({i for i, _ in ok})
     two = len(agree) >= 2 and not disagree
