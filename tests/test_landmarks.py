@@ -71,3 +71,19 @@ def test_not_labelled_masks_are_left_out_and_semantic_masks_refused(spine7, tmp_
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "sub-02_T2w_seg-vert_msk.nii.gz" in r.stderr and "not SPINEPS instance values" in r.stderr
     assert not (tmp_path / "raw" / "Dataset533_Bad").exists()
+
+
+def test_a_landmark_with_two_equally_large_components_is_ignored_and_said():
+    """A landmark class whose largest 26-connected component is not unique names no disc: ignored, with the reason;
+    with one of the two made larger, that one anchors the vertebra just above it (hand-placed bodies, 1 mm grid)."""
+    from nnunet_spine.postprocessing.spine.anchors import find_landmarks
+
+    bodies = np.array([[0.0, 0.0, 60.0], [0.0, 0.0, 30.0], [0.0, 0.0, 0.0]])  # world mm, top to bottom
+    lab = np.zeros((10, 10, 80), np.uint8)  # identity affine: voxel z = world z
+    lab[2:5, 2:5, 20:23] = 3  # T12-L1, 27 voxels, 10 mm below the middle body
+    lab[6:9, 6:9, 50:53] = 3  # 27 voxels, 10 mm below the top body
+    found, skipped = find_landmarks(lab, np.eye(4), bodies)
+    assert found == [] and skipped == ["landmark T12-L1: 2 components of equal size, ignored"]
+    lab[2, 2, 23] = 3  # the lower one grows by a voxel (26-connected to it)
+    found, skipped = find_landmarks(lab, np.eye(4), bodies)
+    assert found == [(1, 19, "T12-L1")] and skipped == []

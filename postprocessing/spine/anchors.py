@@ -35,10 +35,10 @@ def find_landmarks(
     """Landmark anchors from a landmark label map (classes :data:`~nnunet_spine.core.labels.LANDMARK_NAMES`)
     on the grid of ``affine``, for vertebrae whose body centroids (world mm) are given top to bottom.
 
-    Per class, its largest 26-connected component counts when it holds at least ``min_volume_mm3`` and lies in a
-    plausible place: below a vertebral body centre, less than one typical body spacing below it (the disc under
-    that vertebra). Returns ``[(index of the vertebra above, its VerSe id, name)]`` and the landmarks left out,
-    with why."""
+    Per class, its largest 26-connected component counts when no other component is as large (which one would be
+    the disc is then not in the map), it holds at least ``min_volume_mm3`` and it lies in a plausible place: below
+    a vertebral body centre, less than one typical body spacing below it (the disc under that vertebra). Returns
+    ``[(index of the vertebra above, its VerSe id, name)]`` and the landmarks left out, with why."""
     import cc3d
 
     from nnunet_spine.core.labels import LANDMARK_NAMES, LANDMARK_UPPER
@@ -58,6 +58,9 @@ def find_landmarks(
         counts = np.asarray(st["voxel_counts"])
         counts[0] = 0
         big = int(np.argmax(counts))
+        if (counts == counts[big]).sum() > 1:  # which one is the disc is not in the map: said, not guessed
+            skipped.append(f"landmark {name}: {int((counts == counts[big]).sum())} components of equal size, ignored")
+            continue
         if counts[big] * voxel_mm3 < min_volume_mm3:
             skipped.append(f"landmark {name}: {counts[big] * voxel_mm3:.0f} mm³ < {min_volume_mm3:g} mm³, ignored")
             continue
